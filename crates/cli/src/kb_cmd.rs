@@ -1,0 +1,540 @@
+//! `tresor ingest | kb | search | eval retrieval | bench kb`: flags in,
+//! calls into `tresor-kb`, results out (text or `--json`). No engine logic.
+
+use std::cell::Cell;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use tresor_kb::bench::{self, BenchOptions};
+use tresor_kb::chunk::ChunkConfig;
+use tresor_kb::eval;
+use tresor_kb::rerank::CrossEncoder;
+use tresor_kb::{ingest, search, Filter, IngestOptions, IngestProgress, Kb, Mode, Quantization, RerankChoice, SearchOptions, TextEmbedder, TextReranker};
+
+use tresor_models::{Catalog, Role};
+
+use crate::ctx::Ctx;
+
+const DEFAULT_EMBED: &str = "all-minilm-l6-v2";
+
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Embedding model: an id under the models directory or a folder path (default: the installed embed model).
+    #[arg(long, value_name = "ID|PATH")]
+    pub embed_model: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Files or folders (recursive; .gitignore and .tresorignore are honoured).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Knowledge base name.
+    #[arg(long, default_value = "default")]
+    pub kb: String,
+    /// Remove documents under PATH whose files no longer exist.
+    #[arg(long)]
+    pub prune: bool,
+    /// Vector quantization of a new knowledge base.
+    #[arg(long, value_enum)]
+    pub quantization: Option<QuantArg>,
+    /// Target chunk size in embedder tokens.
+    #[arg(long, default_value_t = 256)]
+    pub chunk_tokens: usize,
+    /// Overlap between consecutive chunks of a section, in tokens.
+    #[arg(long, default_value_t = 32)]
+    pub overlap_tokens: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum QuantArg {
+    F32,
+    F16,
+    I8,
+}
+
+impl From<QuantArg> for Quantization {
+    fn from(q: QuantArg) -> Self {
+        match q {
+            QuantArg::F32 => Quantization::F32,
+            QuantArg::F16 => Quantization::F16,
+            QuantArg::I8 => Quantization::I8,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KbCmd {
+    /// List the documents of a knowledge base.
+    List(KbSel),
+    /// Counts and settings of a knowledge base (`--json`: documents, chunks, ...).
+    Stats(KbSel),
+    /// Remove one document (by its source path as ingested).
+    Remove {
+        source: String,
+        #[arg(long, default_value = "default")]
+        kb: String,
+    },
+    /// Verify the storage invariants (exit status 1 on a problem).
+    Check(KbSel),
+    /// Rebuild the vector index and the full-text terms from the database.
+    RebuildIndex(KbSel),
+}
+
+#[derive(Args, Debug)]
+pub struct KbSel {
+    #[arg(long, default_value = "default")]
+    pub kb: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ModeArg {
+    Hybrid,
+    Bm25,
+    Vector,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    pub query: String,
+    #[arg(long, default_value = "default")]
+    pub kb: String,
+    /// Number of results.
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    #[arg(long, value_enum, default_value = "hybrid")]
+    pub mode: ModeArg,
+    /// Rerank with the installed cross-encoder (default: when one is installed).
+    #[arg(long, conflicts_with = "no_rerank")]
+    pub rerank: bool,
+    /// Do not rerank.
+    #[arg(long)]
+    pub no_rerank: bool,
+    /// Restrict results: source=GLOB (e.g. source='*handbook*') or lang=de|en; repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// RRF weight of the BM25 ranking.
+    #[arg(long, default_value_t = 1.0)]
+    pub w_bm25: f32,
+    /// RRF weight of the vector ranking.
+    #[arg(long, default_value_t = 1.0)]
+    pub w_vector: f32,
+    /// MMR trade-off between relevance (1.0) and diversity.
+    #[arg(long, default_value_t = 0.9)]
+    pub mmr_lambda: f32,
+    /// Print a JSON array of results.
+    #[arg(long)]
+    pub json: bool,
+    /// Print how the results were made (candidates, fusion, reranking, timings) to stderr.
+    #[arg(long)]
+    pub trace: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Reranker: an id under the models directory or a folder path (default: the installed rerank model).
+    #[arg(long, value_name = "ID|PATH")]
+    pub rerank_model: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalRetrievalArgs {
+    /// Gold set (JSONL: question, answers, answer_spans, source_file).
+    #[arg(long)]
+    pub goldset: PathBuf,
+    /// Folder of the gold set's documents (ingested into a temporary knowledge base).
+    #[arg(long)]
+    pub docs: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, value_name = "ID|PATH")]
+    pub rerank_model: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchKbArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Size of the generated corpus for the ingest benchmark, in MB.
+    #[arg(long, default_value_t = 50.0)]
+    pub corpus_mb: f64,
+    /// Also run the 1M-chunk scale (synthetic; several minutes and ~4 GB of disk).
+    #[arg(long)]
+    pub scale_1m: bool,
+    /// Query-latency scales in chunks (default 10000,100000 [,1000000 with --scale-1m]).
+    #[arg(long, value_delimiter = ',')]
+    pub scales: Vec<usize>,
+    /// Queries per mode and scale.
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    /// Skip the ingest-throughput part.
+    #[arg(long)]
+    pub skip_ingest: bool,
+    /// The sample knowledge base folder (default: assets/sample-kb).
+    #[arg(long)]
+    pub sample_dir: Option<PathBuf>,
+    /// Scratch folder (default: a temporary folder, removed afterwards).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+fn kb_dir(ctx: &Ctx, name: &str) -> Result<PathBuf> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        bail!("invalid knowledge base name `{name}` (use letters, digits, - and _)");
+    }
+    Ok(ctx.data_dir.join("kb").join(name))
+}
+
+fn device(ctx: &Ctx) -> Result<tresor_llm::Device> {
+    crate::ctx::device(ctx).with_context(|| format!("device `{}`", ctx.device))
+}
+
+/// The embedder: `--embed-model` (catalogue id or folder), else the installed embed model.
+fn load_embedder(ctx: &Ctx, m: &ModelArgs) -> Result<tresor_llm::embed::Embedder> {
+    let resolved = Catalog::load(&ctx.models_dir).and_then(|c| c.resolve(m.embed_model.as_deref(), Role::Embed));
+    let dir = match resolved {
+        Ok(r) => r.path,
+        // models placed by hand without the catalogue's install stamps
+        Err(_) if m.embed_model.is_none() && ctx.models_dir.join(DEFAULT_EMBED).join("config.json").is_file() => {
+            ctx.models_dir.join(DEFAULT_EMBED)
+        }
+        Err(e) => return Err(e).context("finding the embedding model"),
+    };
+    tresor_llm::embed::Embedder::load(&dir, &device(ctx)?)
+        .with_context(|| format!("loading the embedder from {}", dir.display()))
+}
+
+/// The reranker: an explicit `--rerank-model` must load; otherwise the
+/// installed rerank model, or None when there is none.
+fn load_reranker(ctx: &Ctx, spec: Option<&str>) -> Result<Option<CrossEncoder>> {
+    let resolved = Catalog::load(&ctx.models_dir).and_then(|c| c.resolve(spec, Role::Rerank));
+    let r = match resolved {
+        Ok(r) => r,
+        Err(e) if spec.is_some() => return Err(e).context("finding the reranker"),
+        Err(_) => return Ok(None),
+    };
+    let rr = tresor_llm::rerank::Reranker::load(&r.path, &device(ctx)?)
+        .with_context(|| format!("loading the reranker from {}", r.path.display()))?;
+    Ok(Some(CrossEncoder { inner: rr, id: r.id }))
+}
+
+struct Bar {
+    bar: Option<ProgressBar>,
+    t0: Instant,
+    files: Cell<usize>,
+    total_files: Cell<usize>,
+    chunks: Cell<usize>,
+}
+
+impl Bar {
+    fn new(enabled: bool) -> Bar {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        });
+        Bar { bar, t0: Instant::now(), files: Cell::new(0), total_files: Cell::new(0), chunks: Cell::new(0) }
+    }
+    fn msg(&self, current: &str) {
+        if let Some(b) = &self.bar {
+            let s = self.t0.elapsed().as_secs_f64().max(1e-3);
+            b.set_message(format!(
+                "{}/{} files · {:.1} files/s · {:.1} chunks/s · {}",
+                self.files.get(),
+                self.total_files.get(),
+                self.files.get() as f64 / s,
+                self.chunks.get() as f64 / s,
+                current
+            ));
+        }
+    }
+}
+
+impl IngestProgress for Bar {
+    fn start(&self, files: usize, bytes: u64) {
+        self.total_files.set(files);
+        if let Some(b) = &self.bar {
+            b.set_length(bytes);
+        }
+    }
+    fn file(&self, source: &str) {
+        self.files.set(self.files.get() + 1);
+        self.msg(source);
+    }
+    fn advance(&self, bytes: u64, chunks: usize) {
+        self.chunks.set(self.chunks.get() + chunks);
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
+        if chunks > 0 {
+            self.msg("");
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
+    let dir = kb_dir(ctx, &args.kb)?;
+    let embedder = load_embedder(ctx, &args.model)?;
+    let mut kb = Kb::open(&dir).with_context(|| format!("opening knowledge base `{}`", args.kb))?;
+    if let Some(q) = args.quantization {
+        kb.set_quantization(q.into())?;
+    }
+    let opts = IngestOptions {
+        prune: args.prune,
+        chunk: ChunkConfig { target_tokens: args.chunk_tokens.max(16), overlap_tokens: args.overlap_tokens },
+        ..IngestOptions::default()
+    };
+    let bar = Bar::new(!args.json);
+    let report = ingest(&mut kb, &embedder, &args.paths, &opts, &bar)
+        .with_context(|| format!("ingesting into knowledge base `{}`", args.kb))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let mbps = report.bytes as f64 / 1e6 / (report.seconds / 60.0).max(1e-9);
+        println!(
+            "{} files: {} added, {} updated, {} unchanged, {} failed; {} chunks in {:.1}s ({:.1} MB/min, {:.1} chunks/s) into `{}`",
+            report.files,
+            report.added,
+            report.updated,
+            report.unchanged,
+            report.failed.len(),
+            report.chunks,
+            report.seconds,
+            mbps,
+            report.chunks as f64 / report.seconds.max(1e-9),
+            args.kb
+        );
+        for p in &report.pruned {
+            println!("pruned: {p}");
+        }
+        for s in &report.skipped {
+            eprintln!("skipped {}: {}", s.source, s.reason);
+        }
+        for f in &report.failed {
+            eprintln!("failed {}: {}", f.source, f.reason);
+        }
+    }
+    if !report.failed.is_empty() && report.added + report.updated + report.unchanged == 0 {
+        bail!("nothing could be ingested");
+    }
+    Ok(())
+}
+
+pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
+    match cmd {
+        KbCmd::List(sel) => {
+            let kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?)?;
+            let docs = kb.list()?;
+            if sel.json {
+                println!("{}", serde_json::to_string_pretty(&docs)?);
+            } else {
+                for d in docs {
+                    println!("{:>5} chunks  {:<2}  {:<8}  {}  ({})", d.chunks, d.lang, d.format, d.source, d.title);
+                }
+            }
+        }
+        KbCmd::Stats(sel) => {
+            let kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?)?;
+            let s = kb.stats(&sel.kb)?;
+            if sel.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("knowledge base `{}` at {}", s.name, s.path);
+                println!("documents: {}\nchunks: {}", s.documents, s.chunks);
+                println!("embedder: {} ({} dims, {})", s.embedder.as_deref().unwrap_or("-"), s.dim.unwrap_or(0), s.quantization);
+                let l: Vec<String> = s.languages.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                let f: Vec<String> = s.formats.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                println!("languages (chunks): {}\nformats (documents): {}", l.join(", "), f.join(", "));
+                println!("database: {:.1} MB, vector index: {:.1} MB", s.db_bytes as f64 / 1e6, s.index_bytes as f64 / 1e6);
+            }
+        }
+        KbCmd::Remove { source, kb } => {
+            let mut k = Kb::open_existing(&kb_dir(ctx, &kb)?)?;
+            k.ensure_index().ok();
+            let n = k.remove_source(&source)?;
+            k.save_index()?;
+            println!("removed {source} ({n} chunks)");
+        }
+        KbCmd::Check(sel) => {
+            let mut kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?)?;
+            let r = kb.check()?;
+            if sel.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else if r.ok {
+                println!("ok: {} documents, {} chunks, {} vectors", r.documents, r.chunks, r.indexed);
+            } else {
+                for p in &r.problems {
+                    println!("problem: {p}");
+                }
+            }
+            if !r.ok {
+                bail!("knowledge base `{}` has {} problem(s); `tresor kb rebuild-index` repairs the indexes", sel.kb, r.problems.len());
+            }
+        }
+        KbCmd::RebuildIndex(sel) => {
+            let mut kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?)?;
+            let n = kb.rebuild_fts()?;
+            let has_vectors = kb.info()?.dim.is_some();
+            if has_vectors {
+                kb.rebuild_vectors()?;
+                kb.save_index()?;
+            }
+            println!("rebuilt full-text terms of {n} chunks{}", if has_vectors { " and the vector index" } else { "" });
+        }
+    }
+    Ok(())
+}
+
+pub fn run_search(args: SearchArgs, ctx: &Ctx) -> Result<()> {
+    let dir = kb_dir(ctx, &args.kb)?;
+    let mut kb = Kb::open_existing(&dir)?;
+    let mode = match args.mode {
+        ModeArg::Hybrid => Mode::Hybrid,
+        ModeArg::Bm25 => Mode::Bm25,
+        ModeArg::Vector => Mode::Vector,
+    };
+    let rerank = if args.no_rerank {
+        RerankChoice::Off
+    } else if args.rerank {
+        RerankChoice::On
+    } else {
+        RerankChoice::Auto
+    };
+    let embedder = if mode == Mode::Bm25 { None } else { Some(load_embedder(ctx, &args.model)?) };
+    let reranker = if rerank == RerankChoice::Off { None } else { load_reranker(ctx, args.rerank_model.as_deref())? };
+    let opts = SearchOptions {
+        k: args.k,
+        mode,
+        rerank,
+        filter: Filter::parse(&args.filter)?,
+        w_bm25: args.w_bm25,
+        w_vector: args.w_vector,
+        mmr_lambda: args.mmr_lambda,
+        ..SearchOptions::default()
+    };
+    let res = search(
+        &mut kb,
+        &args.query,
+        embedder.as_ref().map(|e| e as &dyn TextEmbedder),
+        reranker.as_ref().map(|r| r as &dyn TextReranker),
+        &opts,
+    )?;
+    if args.trace {
+        eprintln!("{}", serde_json::to_string_pretty(&res.trace)?);
+    }
+    if rerank == RerankChoice::On && !res.trace.reranked {
+        eprintln!("note: {}", tresor_kb::retrieve::NO_RERANKER_NOTE);
+    }
+    if args.json {
+        let reranked = res.trace.reranked;
+        let arr: Vec<serde_json::Value> = res
+            .hits
+            .iter()
+            .map(|h| {
+                let mut v = serde_json::to_value(h).unwrap_or_default();
+                v["reranked"] = serde_json::Value::Bool(reranked);
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&arr)?);
+    } else if res.hits.is_empty() {
+        println!("no results");
+    } else {
+        for h in &res.hits {
+            let page = h.page.map(|p| format!(" p. {p}")).unwrap_or_default();
+            let head = if h.heading.is_empty() { String::new() } else { format!(" › {}", h.heading) };
+            println!("{}. [{:.3}] {}{} — {}{}", h.rank, h.score, h.source, page, h.title, head);
+            let snippet: String = h.text.chars().take(300).collect();
+            let more = if h.text.chars().count() > 300 { "…" } else { "" };
+            println!("   {}{}\n", snippet.replace('\n', "\n   "), more);
+        }
+    }
+    Ok(())
+}
+
+pub fn run_eval_retrieval(args: EvalRetrievalArgs, ctx: &Ctx) -> Result<()> {
+    let gold = eval::load_goldset(&args.goldset)?;
+    if !args.docs.is_dir() {
+        bail!("--docs {}: not a folder", args.docs.display());
+    }
+    let embedder = load_embedder(ctx, &args.model)?;
+    let reranker = load_reranker(ctx, args.rerank_model.as_deref())?;
+    let (_tmp, dir) = eval::temp_kb_dir()?;
+    let mut kb = Kb::open(&dir)?;
+    let rep = ingest(&mut kb, &embedder, &[args.docs.clone()], &IngestOptions::default(), &Bar::new(!args.json))?;
+    for f in &rep.failed {
+        eprintln!("failed {}: {}", f.source, f.reason);
+    }
+    let report = eval::evaluate(
+        &mut kb,
+        &gold,
+        &args.goldset,
+        &args.docs,
+        &embedder,
+        reranker.as_ref().map(|r| r as &dyn TextReranker),
+        &SearchOptions::default(),
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} questions ({} unanswerable skipped), {} documents, {} chunks, embedder {}",
+            report.questions, report.skipped_unanswerable, report.documents, report.chunks, report.embedder
+        );
+        print!("{}", eval::table(&report));
+        if let Some(n) = &report.rerank_note {
+            println!("hybrid+rerank: {n}");
+        }
+    }
+    Ok(())
+}
+
+pub fn run_bench_kb(args: BenchKbArgs, ctx: &Ctx) -> Result<()> {
+    let embedder = load_embedder(ctx, &args.model)?;
+    let sample = args.sample_dir.clone().unwrap_or_else(|| PathBuf::from("assets/sample-kb"));
+    let mut scales = if args.scales.is_empty() { vec![10_000, 100_000] } else { args.scales.clone() };
+    if args.scale_1m && !scales.contains(&1_000_000) {
+        scales.push(1_000_000);
+    }
+    let opts = BenchOptions {
+        sample_dir: (!args.skip_ingest && sample.is_dir()).then_some(sample),
+        corpus_mb: if args.skip_ingest { 0.0 } else { args.corpus_mb },
+        scales,
+        queries: args.queries,
+        work_dir: args.work_dir.clone(),
+        threads: ctx.threads,
+    };
+    let verbose = !args.json;
+    let report = bench::run(&embedder, &opts, &|line: &str| {
+        if verbose {
+            eprintln!("{line}");
+        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", bench::table(&report));
+    }
+    Ok(())
+}

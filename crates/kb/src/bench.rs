@@ -1,0 +1,484 @@
+//! `tresor bench kb`: ingest throughput (sample knowledge base and a
+//! generated corpus, real embedder), query latency per mode at growing
+//! scales, and HNSW recall@10 against exact search. The scale runs use
+//! synthetic text (Zipf-distributed words) and synthetic clustered vectors,
+//! inserted through the same store and queried through the same `search`
+//! as real knowledge bases; only the embedder is replaced, by a lookup of
+//! the synthetic query vectors (said so in the report).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::distributions::{Distribution, WeightedIndex};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::chunk::Chunk;
+use crate::embed::{dot, TextEmbedder};
+use crate::error::{IoCtx, KbError, Result};
+use crate::ingest::{ingest, IngestOptions, NoProgress};
+use crate::lang::Lang;
+use crate::retrieve::{search, Mode, RerankChoice, SearchOptions};
+use crate::store::{DocMeta, Kb};
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub sample_dir: Option<PathBuf>,
+    /// Generated corpus size for the ingest benchmark (0 = skip).
+    pub corpus_mb: f64,
+    pub scales: Vec<usize>,
+    pub queries: usize,
+    /// Scratch folder (None: a temporary one, removed afterwards).
+    pub work_dir: Option<PathBuf>,
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestBench {
+    pub corpus: String,
+    pub files: usize,
+    pub mb: f64,
+    pub chunks: usize,
+    pub seconds: f64,
+    pub mb_per_min: f64,
+    pub chunks_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub mode: String,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub mean_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleBench {
+    pub chunks: usize,
+    pub synthetic: bool,
+    pub insert_s: f64,
+    pub index_build_s: f64,
+    pub quantization: String,
+    pub index_recall_at_10: f64,
+    pub db_mb: f64,
+    pub index_mb: f64,
+    pub latency: Vec<Latency>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub machine: String,
+    pub cpus: usize,
+    pub embedder: String,
+    pub ingest: Vec<IngestBench>,
+    pub scales: Vec<ScaleBench>,
+    pub notes: Vec<String>,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
+        .map(|kb| format!(", {:.0} GB RAM", kb / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    format!("{cpu}{mem}")
+}
+
+const EN_WORDS: &[&str] = &[
+    "employee", "vacation", "travel", "expense", "report", "policy", "security", "password", "device", "laptop",
+    "customer", "product", "price", "license", "support", "update", "network", "access", "account", "manager",
+    "team", "project", "meeting", "schedule", "budget", "invoice", "payment", "contract", "office", "remote",
+    "training", "benefit", "insurance", "request", "approval", "deadline", "quarter", "review", "feedback", "goal",
+    "server", "backup", "incident", "data", "privacy", "encryption", "software", "hardware", "warranty", "order",
+];
+const DE_WORDS: &[&str] = &[
+    "Mitarbeiter", "Urlaub", "Reise", "Kosten", "Abrechnung", "Richtlinie", "Sicherheit", "Passwort", "Gerät",
+    "Kunde", "Produkt", "Preis", "Lizenz", "Unterstützung", "Netzwerk", "Zugang", "Konto", "Vorgesetzte", "Projekt",
+    "Besprechung", "Termin", "Rechnung", "Zahlung", "Vertrag", "Büro", "Schulung", "Versicherung", "Antrag",
+    "Genehmigung", "Frist", "Quartal", "Daten", "Datenschutz", "Verschlüsselung", "Garantie", "Bestellung",
+    "Arbeitszeit", "Homeoffice", "Spesen", "Beleg", "Fahrtkosten", "Übernachtung", "Pauschale", "Anspruch",
+];
+const FILLER: &[&str] = &[
+    "the", "a", "and", "for", "with", "is", "are", "must", "can", "be", "to", "of", "in", "on", "der", "die", "das",
+    "und", "für", "mit", "ist", "wird", "werden", "im", "am", "zu", "von", "bei",
+];
+
+/// Writes `mb` megabytes of Markdown (German and English company prose) into `dir`.
+pub fn generate_corpus(dir: &Path, mb: f64, seed: u64) -> Result<usize> {
+    std::fs::create_dir_all(dir).io(dir)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let target = (mb * 1e6) as usize;
+    let mut written = 0;
+    let mut files = 0;
+    while written < target {
+        let de = files % 2 == 1;
+        let words = if de { DE_WORDS } else { EN_WORDS };
+        let mut s = format!("# {} {}\n\n", words[rng.gen_range(0..words.len())], files);
+        while s.len() < 200_000 {
+            s.push_str(&format!("## {} {}\n\n", words[rng.gen_range(0..words.len())], words[rng.gen_range(0..words.len())]));
+            for _ in 0..rng.gen_range(2..6) {
+                for _ in 0..rng.gen_range(3..8) {
+                    let n = rng.gen_range(8..20);
+                    let mut sent = Vec::with_capacity(n);
+                    for i in 0..n {
+                        let w = if rng.gen_bool(0.4) { FILLER[rng.gen_range(0..FILLER.len())] } else { words[rng.gen_range(0..words.len())] };
+                        sent.push(if i == 0 { capitalize(w) } else { w.to_string() });
+                    }
+                    s.push_str(&sent.join(" "));
+                    s.push_str(". ");
+                }
+                s.push_str("\n\n");
+            }
+        }
+        let p = dir.join(format!("doc-{files:04}.md"));
+        std::fs::write(&p, &s).io(&p)?;
+        written += s.len();
+        files += 1;
+    }
+    Ok(files)
+}
+
+fn capitalize(w: &str) -> String {
+    let mut c = w.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    walk_files(dir).iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn bench_ingest(embedder: &dyn TextEmbedder, corpus: &Path, label: &str, work: &Path) -> Result<IngestBench> {
+    let kb_dir = work.join(format!("ingest-{label}"));
+    let _ = std::fs::remove_dir_all(&kb_dir);
+    let mut kb = Kb::open(&kb_dir)?;
+    let t = Instant::now();
+    let rep = ingest(&mut kb, embedder, &[corpus.to_path_buf()], &IngestOptions::default(), &NoProgress)?;
+    let secs = t.elapsed().as_secs_f64();
+    let mb = dir_bytes(corpus) as f64 / 1e6;
+    Ok(IngestBench {
+        corpus: label.to_string(),
+        files: rep.files,
+        mb,
+        chunks: rep.chunks,
+        seconds: secs,
+        mb_per_min: mb / (secs / 60.0),
+        chunks_per_s: rep.chunks as f64 / secs,
+    })
+}
+
+/// Query vectors by query text; the knowledge base's "embedder" at scale.
+struct SyntheticEmbedder {
+    dim: usize,
+    queries: HashMap<String, Vec<f32>>,
+}
+
+impl TextEmbedder for SyntheticEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        texts
+            .iter()
+            .map(|t| self.queries.get(*t).cloned().ok_or_else(|| KbError::Embed(format!("no synthetic vector for `{t}`"))))
+            .collect()
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        crate::analyze::words(text).count()
+    }
+    fn max_tokens(&self) -> usize {
+        256
+    }
+    fn model_id(&self) -> String {
+        format!("synthetic-{}", self.dim)
+    }
+}
+
+fn gaussian(rng: &mut impl Rng) -> f32 {
+    // Box-Muller
+    let u1: f32 = rng.gen_range(1e-7f32..1.0);
+    let u2: f32 = rng.gen_range(0.0f32..1.0);
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+}
+
+fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+struct Synth {
+    rng: rand::rngs::StdRng,
+    dim: usize,
+    centroids: Vec<Vec<f32>>,
+    vocab: Vec<String>,
+    zipf: WeightedIndex<f64>,
+}
+
+impl Synth {
+    fn new(dim: usize, seed: u64) -> Synth {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let centroids = (0..2048)
+            .map(|_| {
+                let mut v: Vec<f32> = (0..dim).map(|_| gaussian(&mut rng)).collect();
+                normalize(&mut v);
+                v
+            })
+            .collect();
+        const SYL: &[&str] = &["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ber", "gen", "lin", "dor", "fal", "mun", "tra", "pel"];
+        let mut vocab = Vec::with_capacity(30_000);
+        let mut seen = std::collections::HashSet::new();
+        while vocab.len() < 30_000 {
+            let n = rng.gen_range(2..5);
+            let w: String = (0..n).map(|_| SYL[rng.gen_range(0..SYL.len())]).collect();
+            if seen.insert(w.clone()) {
+                vocab.push(w);
+            }
+        }
+        let zipf = WeightedIndex::new((0..vocab.len()).map(|r| 1.0 / (r as f64 + 2.0))).expect("weights");
+        Synth { rng, dim, centroids, vocab, zipf }
+    }
+    fn vector(&mut self) -> Vec<f32> {
+        let c = &self.centroids[self.rng.gen_range(0..self.centroids.len())];
+        let sigma = 0.8 / (self.dim as f32).sqrt();
+        let mut v: Vec<f32> = c.iter().map(|x| x + sigma * gaussian(&mut self.rng)).collect();
+        normalize(&mut v);
+        v
+    }
+    fn text(&mut self, words: usize) -> String {
+        (0..words).map(|_| self.vocab[self.zipf.sample(&mut self.rng)].as_str()).collect::<Vec<_>>().join(" ")
+    }
+    fn query(&mut self) -> String {
+        (0..3).map(|_| self.vocab[self.rng.gen_range(50..5000)].as_str()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn bench_scale(n: usize, queries: usize, work: &Path, log: &dyn Fn(&str)) -> Result<ScaleBench> {
+    let dim = 384;
+    let dir = work.join(format!("scale-{n}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut kb = Kb::open(&dir)?;
+    let mut synth = Synth::new(dim, n as u64);
+    let qn = queries.max(10);
+    let mut qmap = HashMap::new();
+    let mut qlist = Vec::new();
+    while qlist.len() < qn {
+        let t = synth.query();
+        if qmap.contains_key(&t) {
+            continue;
+        }
+        qmap.insert(t.clone(), synth.vector());
+        qlist.push(t);
+    }
+    let emb = SyntheticEmbedder { dim, queries: qmap };
+    kb.bind_embedder(&emb.model_id(), dim)?;
+    let t = Instant::now();
+    let mut all: Vec<f32> = Vec::with_capacity(n * dim);
+    let per_doc = 50;
+    let mut done = 0;
+    let mut doc_no = 0;
+    while done < n {
+        let mut batch = Vec::new();
+        let mut in_batch = 0;
+        while in_batch < 20_000 && done < n {
+            let m = per_doc.min(n - done);
+            let mut chunks = Vec::with_capacity(m);
+            for i in 0..m {
+                let words = synth.rng.gen_range(40..80);
+                let text = synth.text(words);
+                let v = synth.vector();
+                all.extend_from_slice(&v);
+                let ch = Chunk { ord: i, heading: format!("Section {}", i / 10), page: None, start: 0, end: text.len(), tokens: 60, text };
+                chunks.push((ch, v, Lang::En));
+            }
+            let meta = DocMeta {
+                source: format!("synthetic/doc-{doc_no:07}.md"),
+                title: format!("Synthetic document {doc_no}"),
+                format: "markdown".into(),
+                lang: "en".into(),
+                sha256: format!("{doc_no:064x}"),
+                size: 0,
+                mtime: 0,
+            };
+            batch.push((meta, chunks));
+            doc_no += 1;
+            done += m;
+            in_batch += m;
+        }
+        kb.bulk_insert(&batch)?;
+        log(&format!("  scale {n}: inserted {done} chunks"));
+    }
+    let insert_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    kb.rebuild_vectors()?;
+    kb.save_index()?;
+    let index_build_s = t.elapsed().as_secs_f64();
+    log(&format!("  scale {n}: SQLite {insert_s:.1}s, HNSW build+save {index_build_s:.1}s"));
+
+    // index recall@10 against exact search over the f32 vectors
+    let rq: Vec<Vec<f32>> = qlist.iter().take(100).map(|q| emb.queries[q].clone()).collect();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let exact: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let hs: Vec<_> = rq
+            .chunks(rq.len().div_ceil(threads))
+            .map(|part| {
+                let all = &all;
+                s.spawn(move || {
+                    part.iter()
+                        .map(|q| {
+                            let mut best: Vec<(f32, u64)> = Vec::with_capacity(11);
+                            for (i, v) in all.chunks_exact(dim).enumerate() {
+                                let d = dot(q, v);
+                                if best.len() < 10 || d > best[best.len() - 1].0 {
+                                    let pos = best.partition_point(|b| b.0 >= d);
+                                    best.insert(pos, (d, i as u64 + 1));
+                                    best.truncate(10);
+                                }
+                            }
+                            best.into_iter().map(|b| b.1).collect()
+                        })
+                        .collect::<Vec<Vec<u64>>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    // chunk ids are 1..=n in insertion order (fresh AUTOINCREMENT table)
+    let idx = kb.index()?;
+    let mut found = 0usize;
+    for (q, ex) in rq.iter().zip(&exact) {
+        let ann = idx.search(q, 10, None).map_err(|e| KbError::Index { path: dir.clone(), reason: e })?;
+        found += ann.iter().filter(|(k, _)| ex.contains(k)).count();
+    }
+    let recall = found as f64 / (rq.len() * 10) as f64;
+    drop(all);
+
+    let mut latency = Vec::new();
+    for mode in [Mode::Bm25, Mode::Vector, Mode::Hybrid] {
+        let opts = SearchOptions { k: 10, mode, rerank: RerankChoice::Off, ..SearchOptions::default() };
+        for q in qlist.iter().take(10) {
+            search(&mut kb, q, Some(&emb), None, &opts)?;
+        }
+        let mut ms = Vec::with_capacity(qlist.len());
+        for q in &qlist {
+            let t = Instant::now();
+            search(&mut kb, q, Some(&emb), None, &opts)?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+        ms.sort_by(|a, b| a.total_cmp(b));
+        latency.push(Latency { mode: mode.as_str().into(), p50_ms: percentile(&ms, 0.5), p95_ms: percentile(&ms, 0.95), mean_ms: mean });
+    }
+    let stats = kb.stats("bench")?;
+    let out = ScaleBench {
+        chunks: n,
+        synthetic: true,
+        insert_s,
+        index_build_s,
+        quantization: stats.quantization.clone(),
+        index_recall_at_10: recall,
+        db_mb: stats.db_bytes as f64 / 1e6,
+        index_mb: stats.index_bytes as f64 / 1e6,
+        latency,
+    };
+    drop(kb);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}
+
+pub fn run(embedder: &dyn TextEmbedder, opts: &BenchOptions, log: &dyn Fn(&str)) -> Result<BenchReport> {
+    let tmp;
+    let work = match &opts.work_dir {
+        Some(w) => w.clone(),
+        None => {
+            tmp = tempfile::Builder::new().prefix("tresor-bench-").tempdir().io(&std::env::temp_dir())?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let mut report = BenchReport {
+        machine: machine(),
+        cpus: opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        embedder: embedder.model_id(),
+        ingest: Vec::new(),
+        scales: Vec::new(),
+        notes: vec![
+            "query latency: synthetic corpora (Zipf-distributed words, clustered 384-d unit vectors), real store and search path, k=10, no rerank".into(),
+            "index recall@10: usearch HNSW vs exact f32 search over the same vectors, 100 queries".into(),
+        ],
+    };
+    if let Some(sample) = &opts.sample_dir {
+        log("ingest: sample knowledge base");
+        report.ingest.push(bench_ingest(embedder, sample, "sample-kb", &work)?);
+    }
+    if opts.corpus_mb > 0.0 {
+        let corpus = work.join("corpus");
+        log(&format!("ingest: generating a {:.0} MB corpus", opts.corpus_mb));
+        generate_corpus(&corpus, opts.corpus_mb, 7)?;
+        report.ingest.push(bench_ingest(embedder, &corpus, &format!("generated-{:.0}mb", opts.corpus_mb), &work)?);
+        let _ = std::fs::remove_dir_all(&corpus);
+    }
+    for &n in &opts.scales {
+        log(&format!("scale {n}: building"));
+        report.scales.push(bench_scale(n, opts.queries, &work, log)?);
+    }
+    Ok(report)
+}
+
+pub fn table(r: &BenchReport) -> String {
+    let mut s = format!("machine: {} ({} threads), embedder {}\n\n", r.machine, r.cpus, r.embedder);
+    if !r.ingest.is_empty() {
+        s.push_str("| corpus | files | MB | chunks | seconds | MB/min | chunks/s |\n|---|---|---|---|---|---|---|\n");
+        for i in &r.ingest {
+            s.push_str(&format!(
+                "| {} | {} | {:.2} | {} | {:.1} | {:.2} | {:.1} |\n",
+                i.corpus, i.files, i.mb, i.chunks, i.seconds, i.mb_per_min, i.chunks_per_s
+            ));
+        }
+        s.push('\n');
+    }
+    if !r.scales.is_empty() {
+        s.push_str("| chunks | mode | p50 ms | p95 ms | mean ms | index recall@10 | build s (sqlite + hnsw) |\n|---|---|---|---|---|---|---|\n");
+        for sc in &r.scales {
+            for l in &sc.latency {
+                s.push_str(&format!(
+                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.0} + {:.0} |\n",
+                    sc.chunks, l.mode, l.p50_ms, l.p95_ms, l.mean_ms, sc.index_recall_at_10, sc.insert_s, sc.index_build_s
+                ));
+            }
+        }
+    }
+    for n in &r.notes {
+        s.push_str(&format!("\nnote: {n}"));
+    }
+    s.push('\n');
+    s
+}

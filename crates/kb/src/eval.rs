@@ -1,0 +1,244 @@
+//! Retrieval evaluation on a gold set (the format of
+//! shared/eval/rag_goldset_dev: JSONL with `question`, `answers`,
+//! `answer_spans[{text,start_in_file}]`, `source_file`, `answerable`).
+//! A retrieved chunk is relevant when it comes from the question's source
+//! file and its character span overlaps an answer span (or, failing spans,
+//! contains the answer text). Reports recall@1/5/10, MRR and nDCG@10.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::embed::TextEmbedder;
+use crate::error::{IoCtx, KbError, Result};
+use crate::rerank::TextReranker;
+use crate::retrieve::{search, Hit, Mode, RerankChoice, SearchOptions};
+use crate::store::{Kb, StoredChunk};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GoldItem {
+    pub id: String,
+    pub question: String,
+    #[serde(default)]
+    pub answers: Vec<String>,
+    #[serde(default)]
+    pub answer: Option<String>,
+    #[serde(default = "yes")]
+    pub answerable: bool,
+    #[serde(default)]
+    pub answer_spans: Vec<GoldSpan>,
+    pub source_file: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GoldSpan {
+    pub text: String,
+    pub start_in_file: usize,
+}
+
+pub fn load_goldset(path: &Path) -> Result<Vec<GoldItem>> {
+    let text = std::fs::read_to_string(path).io(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let item: GoldItem = serde_json::from_str(line)
+            .map_err(|e| KbError::Goldset { path: path.to_path_buf(), line: i + 1, reason: e.to_string() })?;
+        out.push(item);
+    }
+    if out.is_empty() {
+        return Err(KbError::Goldset { path: path.to_path_buf(), line: 0, reason: "no questions".into() });
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeMetrics {
+    pub mode: String,
+    pub questions: usize,
+    pub recall_at_1: f64,
+    pub recall_at_5: f64,
+    pub recall_at_10: f64,
+    pub mrr: f64,
+    pub ndcg_at_10: f64,
+    pub ms_per_query: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub goldset: String,
+    pub docs: String,
+    pub questions: usize,
+    pub skipped_unanswerable: usize,
+    pub documents: usize,
+    pub chunks: usize,
+    pub embedder: String,
+    pub reranker: Option<String>,
+    pub rerank_note: Option<String>,
+    pub modes: Vec<ModeMetrics>,
+}
+
+fn normalize(s: &str) -> String {
+    s.chars()
+        .filter(|c| !matches!(c, '*' | '_' | '[' | ']' | '`' | '#'))
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// The gold file a source path corresponds to (`docs/x.md` ↔ `<DIR>/x.md`).
+fn same_file(source: &str, docs: &Path, gold: &str) -> bool {
+    let rel = gold.strip_prefix("docs/").unwrap_or(gold);
+    Path::new(source) == docs.join(rel) || Path::new(source).ends_with(rel)
+}
+
+struct Judge<'a> {
+    item: &'a GoldItem,
+    docs: &'a Path,
+}
+
+impl Judge<'_> {
+    fn relevant(&self, source: &str, start: usize, end: usize, text: &str) -> bool {
+        let Some(gold) = &self.item.source_file else { return false };
+        if !same_file(source, self.docs, gold) {
+            return false;
+        }
+        if !self.item.answer_spans.is_empty() {
+            return self.item.answer_spans.iter().any(|s| {
+                let e = s.start_in_file + s.text.chars().count();
+                start < e && s.start_in_file < end
+            });
+        }
+        let t = normalize(text);
+        self.item.answers.iter().chain(self.item.answer.iter()).any(|a| t.contains(&normalize(a)))
+    }
+    fn hit(&self, h: &Hit) -> bool {
+        self.relevant(&h.source, h.char_start, h.char_end, &h.text)
+    }
+    fn stored(&self, c: &StoredChunk) -> bool {
+        self.relevant(&c.source, c.start, c.end, &c.text)
+    }
+}
+
+/// Scores one mode over the answerable questions.
+fn score_mode(
+    kb: &mut Kb,
+    items: &[&GoldItem],
+    docs: &Path,
+    label: &str,
+    opts: &SearchOptions,
+    embedder: &dyn TextEmbedder,
+    reranker: Option<&dyn TextReranker>,
+) -> Result<ModeMetrics> {
+    let (mut r1, mut r5, mut r10, mut mrr, mut ndcg) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let t = std::time::Instant::now();
+    for item in items {
+        let judge = Judge { item, docs };
+        let res = search(kb, &item.question, Some(embedder), reranker, opts)?;
+        let rel: Vec<bool> = res.hits.iter().map(|h| judge.hit(h)).collect();
+        let first = rel.iter().position(|r| *r);
+        if let Some(p) = first {
+            if p < 1 {
+                r1 += 1.0;
+            }
+            if p < 5 {
+                r5 += 1.0;
+            }
+            if p < 10 {
+                r10 += 1.0;
+            }
+            mrr += 1.0 / (p + 1) as f64;
+        }
+        // nDCG@10 with binary gains; ideal = all relevant chunks of the file first
+        let dcg: f64 = rel.iter().take(10).enumerate().filter(|(_, r)| **r).map(|(i, _)| 1.0 / ((i + 2) as f64).log2()).sum();
+        let total_rel = match &item.source_file {
+            Some(gold) => {
+                let src = kb.sources()?.into_iter().find(|s| same_file(s, docs, gold));
+                match src {
+                    Some(s) => kb.chunks_of(&s)?.iter().filter(|c| judge.stored(c)).count(),
+                    None => 0,
+                }
+            }
+            None => 0,
+        }
+        .clamp(1, 10);
+        let idcg: f64 = (0..total_rel).map(|i| 1.0 / ((i + 2) as f64).log2()).sum();
+        ndcg += dcg / idcg;
+    }
+    let n = items.len().max(1) as f64;
+    Ok(ModeMetrics {
+        mode: label.to_string(),
+        questions: items.len(),
+        recall_at_1: r1 / n,
+        recall_at_5: r5 / n,
+        recall_at_10: r10 / n,
+        mrr: mrr / n,
+        ndcg_at_10: ndcg / n,
+        ms_per_query: t.elapsed().as_secs_f64() * 1e3 / n,
+    })
+}
+
+/// Evaluates bm25, vector, hybrid and (with a reranker) hybrid+rerank on
+/// `kb`, which must hold the gold set's documents ingested from `docs`.
+pub fn evaluate(
+    kb: &mut Kb,
+    gold: &[GoldItem],
+    goldset: &Path,
+    docs: &Path,
+    embedder: &dyn TextEmbedder,
+    reranker: Option<&dyn TextReranker>,
+    base: &SearchOptions,
+) -> Result<EvalReport> {
+    let items: Vec<&GoldItem> = gold.iter().filter(|g| g.answerable && g.source_file.is_some()).collect();
+    let mut modes = Vec::new();
+    for (label, mode) in [("bm25", Mode::Bm25), ("vector", Mode::Vector), ("hybrid", Mode::Hybrid)] {
+        let opts = SearchOptions { k: 10, mode, rerank: RerankChoice::Off, ..base.clone() };
+        modes.push(score_mode(kb, &items, docs, label, &opts, embedder, None)?);
+    }
+    let mut rerank_note = None;
+    match reranker {
+        Some(rr) => {
+            let opts = SearchOptions { k: 10, mode: Mode::Hybrid, rerank: RerankChoice::On, ..base.clone() };
+            modes.push(score_mode(kb, &items, docs, "hybrid+rerank", &opts, embedder, Some(rr))?);
+        }
+        None => rerank_note = Some(crate::retrieve::NO_RERANKER_NOTE.to_string()),
+    }
+    Ok(EvalReport {
+        goldset: goldset.display().to_string(),
+        docs: docs.display().to_string(),
+        questions: items.len(),
+        skipped_unanswerable: gold.len() - items.len(),
+        documents: kb.document_count()?,
+        chunks: kb.chunk_count()?,
+        embedder: embedder.model_id(),
+        reranker: reranker.map(|r| r.model_id()),
+        rerank_note,
+        modes,
+    })
+}
+
+/// Markdown table of a report.
+pub fn table(r: &EvalReport) -> String {
+    let mut s = String::from("| mode | recall@1 | recall@5 | recall@10 | MRR | nDCG@10 | ms/query |\n|---|---|---|---|---|---|---|\n");
+    for m in &r.modes {
+        s.push_str(&format!(
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} |\n",
+            m.mode, m.recall_at_1, m.recall_at_5, m.recall_at_10, m.mrr, m.ndcg_at_10, m.ms_per_query
+        ));
+    }
+    s
+}
+
+/// A fresh temporary directory for an evaluation knowledge base.
+pub fn temp_kb_dir() -> Result<(tempfile::TempDir, PathBuf)> {
+    let d = tempfile::Builder::new().prefix("tresor-eval-").tempdir().map_err(|e| KbError::Io { path: std::env::temp_dir(), source: e })?;
+    let p = d.path().join("kb");
+    Ok((d, p))
+}

@@ -1,0 +1,26 @@
+//! Tresor's knowledge base, in pipeline order:
+//! [`parse`] → [`chunk`] → [`embed`] → [`store`] / [`index`] → [`retrieve`] → [`rerank`],
+//! with [`ingest`] driving the first four, and [`eval`] / [`bench`]
+//! measuring retrieval quality and speed. Storage format: docs/storage.md.
+
+pub mod analyze;
+pub mod bench;
+pub mod chunk;
+pub mod embed;
+pub mod error;
+pub mod eval;
+pub mod index;
+pub mod ingest;
+pub mod lang;
+pub mod parse;
+pub mod rerank;
+pub mod retrieve;
+pub mod store;
+
+pub use embed::{HashEmbedder, TextEmbedder};
+pub use error::{KbError, Result};
+pub use index::Quantization;
+pub use ingest::{ingest, IngestOptions, IngestProgress, IngestReport, NoProgress};
+pub use rerank::TextReranker;
+pub use retrieve::{search, Hit, Mode, RerankChoice, SearchOptions, SearchResult};
+pub use store::{CheckReport, DocInfo, Filter, Kb, KbStats};

@@ -1,0 +1,200 @@
+//! Parsers: files in, a stream of structural blocks out (headings,
+//! paragraphs, list items, code, tables, rows, records) with page numbers and
+//! character spans. Text formats (Markdown, plain text, CSV, JSONL) are read
+//! in bounded pieces, so a 200 MB file never sits in memory whole; HTML, PDF,
+//! DOCX and JSON documents are read whole under a size cap ([`Limits`]).
+
+mod docx;
+mod html;
+mod json;
+mod markdown;
+mod pdf;
+mod table;
+mod text;
+
+use std::path::Path;
+
+/// What a parser emits, in document order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The document's title (first one wins).
+    Title(String),
+    Block(Block),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    Heading(u8),
+    Paragraph,
+    ListItem,
+    /// Preformatted code: never split mid-line.
+    Code,
+    /// A table, rows separated by newlines, cells by " | "; kept whole when small.
+    Table,
+    /// One CSV row or JSON record rendered as "key: value" pairs.
+    Record,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    pub kind: BlockKind,
+    pub text: String,
+    /// 1-based page (PDF only).
+    pub page: Option<u32>,
+    /// Character span in the extracted text (for Markdown and plain text:
+    /// the file itself; for CSV/JSONL: byte offsets of the record).
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Markdown,
+    Text,
+    Html,
+    Pdf,
+    Docx,
+    Csv,
+    Json,
+    Jsonl,
+}
+
+impl Format {
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "md" | "markdown" | "mdown" => Format::Markdown,
+            "txt" | "text" | "rst" | "log" => Format::Text,
+            "html" | "htm" | "xhtml" => Format::Html,
+            "pdf" => Format::Pdf,
+            "docx" => Format::Docx,
+            "csv" | "tsv" => Format::Csv,
+            "json" => Format::Json,
+            "jsonl" | "ndjson" => Format::Jsonl,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Markdown => "markdown",
+            Format::Text => "text",
+            Format::Html => "html",
+            Format::Pdf => "pdf",
+            Format::Docx => "docx",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// Why a file could not be parsed. The file is skipped and reported; the
+/// rest of an ingest goes on.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("empty file")]
+    Empty,
+    #[error("no text found (a scanned PDF without text layer, or only markup)")]
+    NoText,
+    #[error("not valid UTF-8 (first bad byte at offset {offset}); convert the file to UTF-8")]
+    InvalidUtf8 { offset: u64 },
+    #[error("encrypted PDF: remove the password protection to ingest it")]
+    EncryptedPdf,
+    #[error("corrupt or unreadable {format}: {reason}")]
+    Corrupt { format: &'static str, reason: String },
+    #[error("rejected as a possible zip bomb: {0}")]
+    ZipBomb(String),
+    #[error("{format} file of {size} bytes is larger than the {limit} byte limit for this format")]
+    TooLarge { format: &'static str, size: u64, limit: u64 },
+    #[error("unsupported file type (supported: md, txt, html, pdf, docx, csv, tsv, json, jsonl)")]
+    Unsupported,
+    #[error("read error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The consumer of the blocks failed (embedding or storage); not a parse problem.
+    #[error("{0}")]
+    Sink(String),
+}
+
+/// Size caps for the formats that are read whole or decompressed.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// HTML, PDF, JSON (not JSONL) files larger than this are refused.
+    pub max_whole_file: u64,
+    /// DOCX: the largest uncompressed size of one part, and of all parts.
+    pub max_docx_part: u64,
+    pub max_docx_total: u64,
+    /// DOCX: the largest uncompressed/compressed ratio of a part.
+    pub max_docx_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_whole_file: 256 << 20, max_docx_part: 64 << 20, max_docx_total: 256 << 20, max_docx_ratio: 200 }
+    }
+}
+
+/// The consumer of a parser's events; an error stops the parse.
+pub type Sink<'a> = dyn FnMut(Event) -> Result<(), ParseError> + 'a;
+
+/// Parses `path` as `format`, feeding events to `sink` in document order.
+pub fn parse_file(path: &Path, format: Format, limits: &Limits, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+    let size = std::fs::metadata(path)?.len();
+    if size == 0 {
+        return Err(ParseError::Empty);
+    }
+    let mut emitted = 0usize;
+    let mut counting = |ev: Event| {
+        if let Event::Block(b) = &ev {
+            if b.text.trim().is_empty() {
+                return Ok(());
+            }
+            emitted += 1;
+        }
+        sink(ev)
+    };
+    let whole = |fmt: &'static str| -> Result<Vec<u8>, ParseError> {
+        if size > limits.max_whole_file {
+            return Err(ParseError::TooLarge { format: fmt, size, limit: limits.max_whole_file });
+        }
+        Ok(std::fs::read(path)?)
+    };
+    match format {
+        Format::Markdown => markdown::parse(std::fs::File::open(path)?, &mut counting)?,
+        Format::Text => text::parse_plain(std::fs::File::open(path)?, &mut counting)?,
+        Format::Csv => {
+            let tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+            table::parse(path, tsv, &mut counting)?
+        }
+        Format::Jsonl => json::parse_lines(std::fs::File::open(path)?, &mut counting)?,
+        Format::Json => json::parse_whole(&whole("JSON")?, &mut counting)?,
+        Format::Html => html::parse(&whole("HTML")?, &mut counting)?,
+        Format::Pdf => pdf::parse(&whole("PDF")?, &mut counting)?,
+        Format::Docx => docx::parse(path, limits, &mut counting)?,
+    }
+    if emitted == 0 {
+        return Err(ParseError::NoText);
+    }
+    Ok(())
+}
+
+/// Parses a whole file into memory (tests and small files).
+pub fn parse_to_vec(path: &Path, format: Format) -> Result<Vec<Event>, ParseError> {
+    let mut v = Vec::new();
+    parse_file(path, format, &Limits::default(), &mut |e| {
+        v.push(e);
+        Ok(())
+    })?;
+    Ok(v)
+}
+
+/// Collapses runs of whitespace to single spaces and trims.
+pub(crate) fn squash(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for w in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
+}

@@ -1,0 +1,315 @@
+//! Retrieval: BM25 (FTS5 over stemmed, decompounded terms) and vector kNN
+//! (usearch), fused by weighted reciprocal rank fusion; then, when a
+//! cross-encoder is installed, reranking; near-duplicate removal; and MMR
+//! for diversity.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::analyze::{fts_match, query_terms};
+use crate::chunk::embedding_text;
+use crate::embed::{dot, TextEmbedder};
+use crate::error::{KbError, Result};
+use crate::rerank::TextReranker;
+use crate::store::{Filter, Kb, StoredChunk};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Hybrid,
+    Bm25,
+    Vector,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Hybrid => "hybrid",
+            Mode::Bm25 => "bm25",
+            Mode::Vector => "vector",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerankChoice {
+    /// Rerank when a reranker is available.
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    pub k: usize,
+    pub mode: Mode,
+    pub rerank: RerankChoice,
+    pub filter: Filter,
+    /// RRF: score = Σ w / (rrf_k + rank).
+    pub rrf_k: f32,
+    pub w_bm25: f32,
+    pub w_vector: f32,
+    /// Candidates taken from each retriever.
+    pub candidates: usize,
+    /// Candidates the cross-encoder scores.
+    pub rerank_top: usize,
+    /// MMR trade-off: 1.0 = relevance only.
+    pub mmr_lambda: f32,
+    /// Cosine at or above which a candidate is a near-duplicate of a better one.
+    pub dedup_threshold: f32,
+    /// BM25 column weights (title+heading, passage).
+    pub w_head: f64,
+    pub w_body: f64,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            k: 5,
+            mode: Mode::Hybrid,
+            rerank: RerankChoice::Auto,
+            filter: Filter::default(),
+            rrf_k: 60.0,
+            w_bm25: 1.0,
+            w_vector: 1.0,
+            candidates: 50,
+            rerank_top: 30,
+            mmr_lambda: 0.9,
+            dedup_threshold: 0.97,
+            w_head: 0.5,
+            w_body: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub rank: usize,
+    pub score: f32,
+    pub source: String,
+    pub title: String,
+    pub heading: String,
+    pub page: Option<u32>,
+    pub chunk_id: i64,
+    pub text: String,
+    pub lang: String,
+    pub char_start: usize,
+    pub char_end: usize,
+    pub bm25_rank: Option<usize>,
+    pub vector_rank: Option<usize>,
+    pub rerank_score: Option<f32>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Trace {
+    pub mode: String,
+    pub query_terms: Vec<String>,
+    pub bm25_candidates: usize,
+    pub vector_candidates: usize,
+    pub fused: usize,
+    pub reranked: bool,
+    pub reranker: Option<String>,
+    pub rerank_note: Option<String>,
+    pub duplicates_removed: usize,
+    pub mmr_lambda: f32,
+    pub ms_bm25: f64,
+    pub ms_vector: f64,
+    pub ms_rerank: f64,
+    pub ms_total: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResult {
+    pub hits: Vec<Hit>,
+    pub trace: Trace,
+}
+
+pub const NO_RERANKER_NOTE: &str =
+    "no reranker installed; results are not reranked (install one with `tresor models pull` of ms-marco-MiniLM-L-6-v2 or a bge reranker)";
+
+struct Cand {
+    id: i64,
+    fused: f32,
+    bm25_rank: Option<usize>,
+    vector_rank: Option<usize>,
+}
+
+pub fn search(
+    kb: &mut Kb,
+    query: &str,
+    embedder: Option<&dyn TextEmbedder>,
+    reranker: Option<&dyn TextReranker>,
+    opts: &SearchOptions,
+) -> Result<SearchResult> {
+    let t0 = Instant::now();
+    let mut trace = Trace { mode: opts.mode.as_str().into(), mmr_lambda: opts.mmr_lambda, ..Default::default() };
+    let k = opts.k.max(1);
+    let n = opts.candidates.max(k);
+    let mut cands: HashMap<i64, Cand> = HashMap::new();
+
+    if opts.mode != Mode::Vector {
+        let t = Instant::now();
+        let terms = query_terms(query, &|s| kb.has_term(s));
+        trace.query_terms = terms.clone();
+        if let Some(m) = fts_match(&terms) {
+            let hits = kb.bm25(&m, n, &opts.filter, opts.w_head, opts.w_body)?;
+            trace.bm25_candidates = hits.len();
+            for (rank, (id, score)) in hits.into_iter().enumerate() {
+                let c = cands.entry(id).or_insert(Cand { id, fused: 0.0, bm25_rank: None, vector_rank: None });
+                c.bm25_rank = Some(rank + 1);
+                c.fused += match opts.mode {
+                    Mode::Bm25 => score,
+                    _ => opts.w_bm25 / (opts.rrf_k + (rank + 1) as f32),
+                };
+            }
+        }
+        trace.ms_bm25 = t.elapsed().as_secs_f64() * 1e3;
+    }
+    if opts.mode != Mode::Bm25 {
+        let t = Instant::now();
+        let Some(e) = embedder else {
+            return Err(KbError::Invalid(format!("{} search needs the embedder", opts.mode.as_str())));
+        };
+        let info = kb.info()?;
+        if let Some(built) = info.embedder.as_deref() {
+            if built != e.model_id() || info.dim != Some(e.dim()) {
+                return Err(KbError::EmbedderMismatch {
+                    path: kb.dir().to_path_buf(),
+                    built: built.to_string(),
+                    built_dim: info.dim.unwrap_or(0),
+                    requested: e.model_id(),
+                    requested_dim: e.dim(),
+                });
+            }
+        }
+        let qv = e.embed(&[query])?.pop().ok_or_else(|| KbError::Embed("no vector for the query".into()))?;
+        let hits = if info.dim.is_some() { kb.knn(&qv, n, &opts.filter)? } else { Vec::new() };
+        trace.vector_candidates = hits.len();
+        for (rank, (id, sim)) in hits.into_iter().enumerate() {
+            let c = cands.entry(id).or_insert(Cand { id, fused: 0.0, bm25_rank: None, vector_rank: None });
+            c.vector_rank = Some(rank + 1);
+            c.fused += match opts.mode {
+                Mode::Vector => sim,
+                _ => opts.w_vector / (opts.rrf_k + (rank + 1) as f32),
+            };
+        }
+        trace.ms_vector = t.elapsed().as_secs_f64() * 1e3;
+    }
+    let mut ordered: Vec<Cand> = cands.into_values().collect();
+    ordered.sort_by(|a, b| b.fused.total_cmp(&a.fused).then(a.id.cmp(&b.id)));
+    trace.fused = ordered.len();
+    let pool_n = (k * 4).max(opts.rerank_top).max(20);
+    ordered.truncate(pool_n);
+    let ids: Vec<i64> = ordered.iter().map(|c| c.id).collect();
+    let rows = kb.chunks_by_id(&ids)?;
+    let by_id: HashMap<i64, &Cand> = ordered.iter().map(|c| (c.id, c)).collect();
+    let mut pool: Vec<(StoredChunk, f32, Option<f32>)> =
+        rows.into_iter().map(|r| { let s = by_id[&r.id].fused; (r, s, None) }).collect();
+
+    // rerank
+    let want = opts.rerank != RerankChoice::Off;
+    match (want, reranker) {
+        (true, Some(rr)) if !pool.is_empty() => {
+            let t = Instant::now();
+            let m = opts.rerank_top.min(pool.len());
+            let texts: Vec<String> = pool[..m].iter().map(|(c, _, _)| embedding_text(&c.title, &c.heading, &c.text)).collect();
+            let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+            let scores = rr.score(query, &refs)?;
+            for (p, s) in pool[..m].iter_mut().zip(scores) {
+                p.1 = s;
+                p.2 = Some(s);
+            }
+            // what the cross-encoder did not score stays below what it did
+            let floor = pool[..m].iter().map(|p| p.1).fold(f32::INFINITY, f32::min);
+            for (i, p) in pool[m..].iter_mut().enumerate() {
+                p.1 = floor - 1.0 - i as f32;
+            }
+            pool.sort_by(|a, b| b.1.total_cmp(&a.1));
+            trace.reranked = true;
+            trace.reranker = Some(rr.model_id());
+            trace.ms_rerank = t.elapsed().as_secs_f64() * 1e3;
+        }
+        (true, None) => trace.rerank_note = Some(NO_RERANKER_NOTE.into()),
+        _ => {}
+    }
+
+    // near-duplicate removal
+    let mut kept: Vec<(StoredChunk, f32, Option<f32>)> = Vec::with_capacity(pool.len());
+    for p in pool {
+        let norm = squash_lower(&p.0.text);
+        let dup = kept.iter().any(|q| {
+            (!p.0.embedding.is_empty() && p.0.embedding.len() == q.0.embedding.len() && dot(&p.0.embedding, &q.0.embedding) >= opts.dedup_threshold)
+                || squash_lower(&q.0.text) == norm
+        });
+        if dup {
+            trace.duplicates_removed += 1;
+        } else {
+            kept.push(p);
+        }
+    }
+
+    // MMR
+    let selected = mmr(&kept, k, opts.mmr_lambda);
+    let hits = selected
+        .into_iter()
+        .enumerate()
+        .map(|(i, j)| {
+            let (c, score, rr) = &kept[j];
+            let cand = by_id.get(&c.id);
+            Hit {
+                rank: i + 1,
+                score: *score,
+                source: c.source.clone(),
+                title: c.title.clone(),
+                heading: c.heading.clone(),
+                page: c.page,
+                chunk_id: c.id,
+                text: c.text.clone(),
+                lang: c.lang.clone(),
+                char_start: c.start,
+                char_end: c.end,
+                bm25_rank: cand.and_then(|c| c.bm25_rank),
+                vector_rank: cand.and_then(|c| c.vector_rank),
+                rerank_score: *rr,
+            }
+        })
+        .collect();
+    trace.ms_total = t0.elapsed().as_secs_f64() * 1e3;
+    Ok(SearchResult { hits, trace })
+}
+
+fn squash_lower(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// Maximal marginal relevance over candidates sorted by relevance:
+/// indices of the k picked, in pick order.
+fn mmr(c: &[(StoredChunk, f32, Option<f32>)], k: usize, lambda: f32) -> Vec<usize> {
+    if c.is_empty() {
+        return Vec::new();
+    }
+    if lambda >= 1.0 {
+        return (0..c.len().min(k)).collect();
+    }
+    let (lo, hi) = c.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), x| (lo.min(x.1), hi.max(x.1)));
+    let rel = |i: usize| if hi > lo { (c[i].1 - lo) / (hi - lo) } else { 1.0 };
+    let mut picked: Vec<usize> = Vec::new();
+    let mut left: Vec<usize> = (0..c.len()).collect();
+    while picked.len() < k && !left.is_empty() {
+        let (best_pos, _) = left
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| {
+                let sim = picked
+                    .iter()
+                    .map(|&j| if c[i].0.embedding.len() == c[j].0.embedding.len() { dot(&c[i].0.embedding, &c[j].0.embedding) } else { 0.0 })
+                    .fold(0.0f32, f32::max);
+                (pos, lambda * rel(i) - (1.0 - lambda) * sim)
+            })
+            .fold((0, f32::NEG_INFINITY), |best, x| if x.1 > best.1 { x } else { best });
+        picked.push(left.remove(best_pos));
+    }
+    picked
+}

@@ -1,0 +1,993 @@
+//! One knowledge base on disk: a SQLite database (the source of truth:
+//! documents, chunks, embeddings, FTS5 terms, an index log) and a usearch
+//! HNSW file derived from it. The write order and invariants are in
+//! docs/storage.md; in short: every document is replaced in one SQLite
+//! transaction that also appends to `index_log`; the vector file names the
+//! last log entry it contains and is replaced atomically; opening replays
+//! the log past it (or rebuilds from the embeddings), so a kill at any
+//! moment leaves a consistent knowledge base.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde::Serialize;
+
+use crate::error::{DbCtx, IoCtx, KbError, Result};
+use crate::index::{Quantization, VectorIndex};
+use crate::lang::Lang;
+
+pub const SCHEMA_VERSION: i64 = 1;
+const DB_FILE: &str = "kb.sqlite";
+
+/// Schema migrations: entry i brings the database from version i to i+1.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE documents(
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    source      TEXT NOT NULL UNIQUE,
+    title       TEXT NOT NULL,
+    format      TEXT NOT NULL,
+    lang        TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    mtime       INTEGER NOT NULL,
+    chunks      INTEGER NOT NULL,
+    ingested_at INTEGER NOT NULL
+);
+CREATE TABLE chunks(
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id     INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ord        INTEGER NOT NULL,
+    heading    TEXT NOT NULL,
+    page       INTEGER,
+    char_start INTEGER NOT NULL,
+    char_end   INTEGER NOT NULL,
+    lang       TEXT NOT NULL,
+    tokens     INTEGER NOT NULL,
+    text       TEXT NOT NULL,
+    embedding  BLOB NOT NULL,
+    UNIQUE(doc_id, ord)
+);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(head, body, tokenize = 'unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');
+CREATE TABLE index_log(
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    op       INTEGER NOT NULL,      -- 0 = add chunk's vector, 1 = remove it
+    chunk_id INTEGER NOT NULL
+);
+CREATE TRIGGER chunks_after_delete AFTER DELETE ON chunks BEGIN
+    DELETE FROM chunks_fts WHERE rowid = old.id;
+    INSERT INTO index_log(op, chunk_id) VALUES (1, old.id);
+END;
+"#];
+
+pub(crate) fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// What a knowledge base records about itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct KbInfo {
+    pub schema_version: i64,
+    pub embedder: Option<String>,
+    pub dim: Option<usize>,
+    pub quantization: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KbStats {
+    pub name: String,
+    pub path: String,
+    pub documents: usize,
+    pub chunks: usize,
+    pub embedder: Option<String>,
+    pub dim: Option<usize>,
+    pub quantization: String,
+    pub schema_version: i64,
+    pub languages: Vec<(String, usize)>,
+    pub formats: Vec<(String, usize)>,
+    pub db_bytes: u64,
+    pub index_bytes: u64,
+    pub pending_index_ops: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DocInfo {
+    pub source: String,
+    pub title: String,
+    pub format: String,
+    pub lang: String,
+    pub chunks: usize,
+    pub size: u64,
+    pub sha256: String,
+    pub mtime: i64,
+    pub ingested_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub ok: bool,
+    pub documents: usize,
+    pub chunks: usize,
+    pub indexed: usize,
+    pub problems: Vec<String>,
+}
+
+/// A chunk as stored, for retrieval results.
+#[derive(Debug, Clone)]
+pub struct StoredChunk {
+    pub id: i64,
+    pub source: String,
+    pub title: String,
+    pub heading: String,
+    pub page: Option<u32>,
+    pub start: usize,
+    pub end: usize,
+    pub lang: String,
+    pub text: String,
+    pub embedding: Vec<f32>,
+}
+
+/// Restricts retrieval to some documents.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// SQLite GLOB over the source path (`*` also matches `/`).
+    pub source_glob: Option<String>,
+    pub lang: Option<Lang>,
+}
+
+impl Filter {
+    /// Parses `source=GLOB` / `lang=de|en` expressions (all must hold).
+    pub fn parse(exprs: &[String]) -> Result<Filter> {
+        let mut f = Filter::default();
+        for e in exprs {
+            let (k, v) = e.split_once('=').ok_or_else(|| KbError::Filter(e.clone()))?;
+            match (k.trim(), v.trim()) {
+                ("source", g) if !g.is_empty() => f.source_glob = Some(g.to_string()),
+                ("lang", l) => f.lang = Some(Lang::parse(l).ok_or_else(|| KbError::Filter(e.clone()))?),
+                _ => return Err(KbError::Filter(e.clone())),
+            }
+        }
+        Ok(f)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.source_glob.is_none() && self.lang.is_none()
+    }
+    /// SQL condition over `d` (documents) and `c` (chunks) plus its parameters.
+    fn sql(&self) -> (String, Vec<String>) {
+        let mut cond = String::new();
+        let mut args = Vec::new();
+        if let Some(g) = &self.source_glob {
+            cond.push_str(" AND d.source GLOB ?");
+            args.push(g.clone());
+        }
+        if let Some(l) = self.lang {
+            cond.push_str(" AND c.lang = ?");
+            args.push(l.as_str().to_string());
+        }
+        (cond, args)
+    }
+}
+
+pub struct Kb {
+    dir: PathBuf,
+    db_path: PathBuf,
+    conn: Connection,
+    index: Option<VectorIndex>,
+    applied_seq: i64,
+    index_dirty: bool,
+}
+
+pub(crate) fn f32s_to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub(crate) fn blob_to_f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+impl Kb {
+    /// Opens the knowledge base in `dir`, creating it if needed.
+    pub fn open(dir: &Path) -> Result<Kb> {
+        std::fs::create_dir_all(dir).io(dir)?;
+        Self::open_inner(dir)
+    }
+
+    /// Opens an existing knowledge base; `NoSuchKb` if there is none.
+    pub fn open_existing(dir: &Path) -> Result<Kb> {
+        if !dir.join(DB_FILE).exists() {
+            return Err(KbError::NoSuchKb(dir.to_path_buf()));
+        }
+        Self::open_inner(dir)
+    }
+
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(DB_FILE).exists()
+    }
+
+    fn open_inner(dir: &Path) -> Result<Kb> {
+        let db_path = dir.join(DB_FILE);
+        let conn = Connection::open(&db_path).db(&db_path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).db(&db_path)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            .db(&db_path)?;
+        let mut kb = Kb { dir: dir.to_path_buf(), db_path, conn, index: None, applied_seq: 0, index_dirty: false };
+        kb.migrate()?;
+        Ok(kb)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let p = self.db_path.clone();
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).db(&p)?;
+        if version > SCHEMA_VERSION {
+            return Err(KbError::SchemaTooNew { path: p, found: version, supported: SCHEMA_VERSION });
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).db(&p)?;
+            // another process may have migrated while we waited for the lock
+            let v: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).db(&p)?;
+            if v > i as i64 {
+                continue;
+            }
+            tx.execute_batch(m).db(&p)?;
+            if i == 0 {
+                tx.execute("INSERT INTO meta(key, value) VALUES ('created_at', ?1)", [now().to_string()]).db(&p)?;
+                tx.execute("INSERT INTO meta(key, value) VALUES ('quantization', 'f16')", []).db(&p)?;
+            }
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).db(&p)?;
+            tx.commit().db(&p)?;
+        }
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .db(&self.db_path)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", [key, value])
+            .db(&self.db_path)?;
+        Ok(())
+    }
+
+    pub fn info(&self) -> Result<KbInfo> {
+        Ok(KbInfo {
+            schema_version: SCHEMA_VERSION,
+            embedder: self.meta("embedder")?,
+            dim: self.meta("dim")?.and_then(|d| d.parse().ok()),
+            quantization: self.meta("quantization")?.unwrap_or_else(|| "f16".into()),
+        })
+    }
+
+    pub fn quantization(&self) -> Result<Quantization> {
+        Ok(Quantization::parse(&self.info()?.quantization).unwrap_or(Quantization::F16))
+    }
+
+    /// Sets the vector quantization; only while the knowledge base has no chunks.
+    pub fn set_quantization(&mut self, q: Quantization) -> Result<()> {
+        if self.quantization()? == q {
+            return Ok(());
+        }
+        if self.chunk_count()? > 0 {
+            return Err(KbError::Invalid(format!(
+                "this knowledge base already stores {} vectors; its quantization can only be chosen when it is created",
+                self.info()?.quantization
+            )));
+        }
+        self.set_meta("quantization", q.as_str())
+    }
+
+    /// Records the embedder on first use; refuses a different one later.
+    pub fn bind_embedder(&mut self, model_id: &str, dim: usize) -> Result<()> {
+        let info = self.info()?;
+        match (&info.embedder, info.dim) {
+            (Some(e), Some(d)) if e == model_id && d == dim => Ok(()),
+            (Some(e), d) => Err(KbError::EmbedderMismatch {
+                path: self.dir.clone(),
+                built: e.clone(),
+                built_dim: d.unwrap_or(0),
+                requested: model_id.to_string(),
+                requested_dim: dim,
+            }),
+            (None, _) => {
+                let tx = self.conn.transaction().db(&self.db_path)?;
+                tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('embedder', ?1)", [model_id]).db(&self.db_path)?;
+                tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('dim', ?1)", [dim.to_string()]).db(&self.db_path)?;
+                tx.commit().db(&self.db_path)
+            }
+        }
+    }
+
+    pub fn chunk_count(&self) -> Result<usize> {
+        self.conn.query_row("SELECT count(*) FROM chunks", [], |r| r.get::<_, i64>(0)).db(&self.db_path).map(|n| n as usize)
+    }
+
+    pub fn document_count(&self) -> Result<usize> {
+        self.conn.query_row("SELECT count(*) FROM documents", [], |r| r.get::<_, i64>(0)).db(&self.db_path).map(|n| n as usize)
+    }
+
+    /// The stored sha256 of `source`, if it is in the knowledge base.
+    pub fn document_sha(&self, source: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT sha256 FROM documents WHERE source = ?1", [source], |r| r.get(0))
+            .optional()
+            .db(&self.db_path)
+    }
+
+    pub fn sources(&self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare("SELECT source FROM documents ORDER BY source").db(&self.db_path)?;
+        let rows = st.query_map([], |r| r.get(0)).db(&self.db_path)?;
+        rows.collect::<std::result::Result<Vec<String>, _>>().db(&self.db_path)
+    }
+
+    pub fn list(&self) -> Result<Vec<DocInfo>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT source, title, format, lang, chunks, size, sha256, mtime, ingested_at FROM documents ORDER BY source")
+            .db(&self.db_path)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(DocInfo {
+                    source: r.get(0)?,
+                    title: r.get(1)?,
+                    format: r.get(2)?,
+                    lang: r.get(3)?,
+                    chunks: r.get::<_, i64>(4)? as usize,
+                    size: r.get::<_, i64>(5)? as u64,
+                    sha256: r.get(6)?,
+                    mtime: r.get(7)?,
+                    ingested_at: r.get(8)?,
+                })
+            })
+            .db(&self.db_path)?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().db(&self.db_path)
+    }
+
+    pub fn stats(&self, name: &str) -> Result<KbStats> {
+        let info = self.info()?;
+        let group = |sql: &str| -> Result<Vec<(String, usize)>> {
+            let mut st = self.conn.prepare(sql).db(&self.db_path)?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))).db(&self.db_path)?;
+            rows.collect::<std::result::Result<Vec<_>, _>>().db(&self.db_path)
+        };
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let db_bytes = size(&self.db_path) + size(&self.db_path.with_extension("sqlite-wal"));
+        let index_bytes = self.latest_index_file()?.map(|(_, p)| size(&p)).unwrap_or(0);
+        Ok(KbStats {
+            name: name.to_string(),
+            path: self.dir.display().to_string(),
+            documents: self.document_count()?,
+            chunks: self.chunk_count()?,
+            embedder: info.embedder,
+            dim: info.dim,
+            quantization: info.quantization,
+            schema_version: info.schema_version,
+            languages: group("SELECT lang, count(*) FROM chunks GROUP BY lang ORDER BY 2 DESC")?,
+            formats: group("SELECT format, count(*) FROM documents GROUP BY format ORDER BY 2 DESC")?,
+            db_bytes,
+            index_bytes,
+            pending_index_ops: self
+                .conn
+                .query_row("SELECT count(*) FROM index_log", [], |r| r.get::<_, i64>(0))
+                .db(&self.db_path)? as usize,
+        })
+    }
+
+    // ---- writing documents -------------------------------------------------
+
+    /// Starts replacing (or adding) the document `meta.source`: one
+    /// IMMEDIATE transaction that deletes its old chunks and inserts the new
+    /// document row. Nothing is visible until [`DocTx::commit`].
+    pub fn begin_document(&mut self, meta: &DocMeta) -> Result<DocTx<'_>> {
+        let p = self.db_path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).db(&p)?;
+        let old: Option<i64> =
+            tx.query_row("SELECT id FROM documents WHERE source = ?1", [&meta.source], |r| r.get(0)).optional().db(&p)?;
+        if let Some(id) = old {
+            tx.execute("DELETE FROM chunks WHERE doc_id = ?1", [id]).db(&p)?;
+            tx.execute("DELETE FROM documents WHERE id = ?1", [id]).db(&p)?;
+        }
+        tx.execute(
+            "INSERT INTO documents(source, title, format, lang, sha256, size, mtime, chunks, ingested_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)",
+            params![meta.source, meta.title, meta.format, meta.lang, meta.sha256, meta.size as i64, meta.mtime, now()],
+        )
+        .db(&p)?;
+        let doc_id = tx.last_insert_rowid();
+        Ok(DocTx { tx, path: p, doc_id, n: 0, replaced: old.is_some() })
+    }
+
+    /// Removes a document and its chunks. Returns the number of chunks removed.
+    pub fn remove_source(&mut self, source: &str) -> Result<usize> {
+        let p = self.db_path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).db(&p)?;
+        let id: Option<i64> =
+            tx.query_row("SELECT id FROM documents WHERE source = ?1", [source], |r| r.get(0)).optional().db(&p)?;
+        let Some(id) = id else { return Err(KbError::NoSuchSource(source.to_string())) };
+        let n = tx.execute("DELETE FROM chunks WHERE doc_id = ?1", [id]).db(&p)?;
+        tx.execute("DELETE FROM documents WHERE id = ?1", [id]).db(&p)?;
+        tx.commit().db(&p)?;
+        if self.index.is_some() {
+            self.catch_up()?;
+        }
+        Ok(n)
+    }
+
+    // ---- the vector index --------------------------------------------------
+
+    fn index_files(&self) -> Result<Vec<(i64, PathBuf)>> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(&self.dir).io(&self.dir)? {
+            let e = e.io(&self.dir)?;
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(seq) = name.strip_prefix("vectors-").and_then(|s| s.strip_suffix(".usearch")) {
+                if let Ok(seq) = seq.parse::<i64>() {
+                    v.push((seq, e.path()));
+                }
+            }
+        }
+        v.sort();
+        Ok(v)
+    }
+
+    fn latest_index_file(&self) -> Result<Option<(i64, PathBuf)>> {
+        Ok(self.index_files()?.pop())
+    }
+
+    fn index_err(&self, reason: impl ToString) -> KbError {
+        KbError::Index { path: self.dir.clone(), reason: reason.to_string() }
+    }
+
+    /// Loads the vector index (latest file + log replay, or a rebuild from
+    /// the stored embeddings). `NoVectors` if no embedder has been bound.
+    pub fn index(&mut self) -> Result<&VectorIndex> {
+        if self.index.is_none() {
+            self.load_index()?;
+        } else {
+            self.catch_up()?;
+        }
+        Ok(self.index.as_ref().expect("loaded"))
+    }
+
+    fn load_index(&mut self) -> Result<()> {
+        let info = self.info()?;
+        let Some(dim) = info.dim else { return Err(KbError::NoVectors { path: self.dir.clone() }) };
+        let q = Quantization::parse(&info.quantization).unwrap_or(Quantization::F16);
+        let compacted: i64 = self.meta("index_compacted_to")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut loaded = None;
+        if let Some((seq, path)) = self.latest_index_file()? {
+            if seq >= compacted {
+                match VectorIndex::load(&path, dim, q) {
+                    Ok(idx) => loaded = Some((seq, idx)),
+                    Err(e) => tracing::warn!("vector index {} unreadable ({e}); rebuilding from the database", path.display()),
+                }
+            }
+        }
+        match loaded {
+            Some((seq, idx)) => {
+                self.index = Some(idx);
+                self.applied_seq = seq;
+                self.catch_up()?;
+            }
+            None => self.rebuild_vectors()?,
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the vector index from the embeddings in SQLite.
+    pub fn rebuild_vectors(&mut self) -> Result<()> {
+        let info = self.info()?;
+        let Some(dim) = info.dim else { return Err(KbError::NoVectors { path: self.dir.clone() }) };
+        let q = Quantization::parse(&info.quantization).unwrap_or(Quantization::F16);
+        let p = self.db_path.clone();
+        let dir = self.dir.clone();
+        let ierr = |e: String| KbError::Index { path: dir.clone(), reason: e };
+        // one read transaction: the log position and the embeddings agree
+        let tx = self.conn.transaction().db(&p)?;
+        let seq: i64 = tx
+            .query_row("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'index_log'), 0)", [], |r| r.get(0))
+            .db(&p)?;
+        let n: i64 = tx.query_row("SELECT count(*) FROM chunks", [], |r| r.get(0)).db(&p)?;
+        let idx = VectorIndex::new(dim, q, n as usize).map_err(ierr)?;
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        idx.reserve_more(n as usize, threads).map_err(ierr)?;
+        {
+            let mut st = tx.prepare("SELECT id, embedding FROM chunks").db(&p)?;
+            let mut rows = st.query([]).db(&p)?;
+            let mut batch: Vec<(u64, Vec<f32>)> = Vec::with_capacity(4096);
+            let flush = |batch: &mut Vec<(u64, Vec<f32>)>| -> std::result::Result<(), String> {
+                let per = batch.len().div_ceil(threads).max(1);
+                std::thread::scope(|s| {
+                    let hs: Vec<_> = batch
+                        .chunks(per)
+                        .map(|part| {
+                            let idx = &idx;
+                            s.spawn(move || part.iter().try_for_each(|(k, v)| idx.add_unchecked(*k, v)))
+                        })
+                        .collect();
+                    hs.into_iter().try_for_each(|h| h.join().unwrap_or_else(|_| Err("index thread panicked".into())))
+                })?;
+                batch.clear();
+                Ok(())
+            };
+            while let Some(r) = rows.next().db(&p)? {
+                let id: i64 = r.get(0).db(&p)?;
+                let blob: Vec<u8> = r.get(1).db(&p)?;
+                batch.push((id as u64, blob_to_f32s(&blob)));
+                if batch.len() >= 4096 {
+                    flush(&mut batch).map_err(ierr)?;
+                }
+            }
+            flush(&mut batch).map_err(ierr)?;
+        }
+        tx.commit().db(&p)?;
+        self.index = Some(idx);
+        self.applied_seq = seq;
+        self.index_dirty = true;
+        Ok(())
+    }
+
+    /// Applies index-log entries that the in-memory index has not seen.
+    pub(crate) fn catch_up(&mut self) -> Result<()> {
+        if self.index.is_none() {
+            return Ok(());
+        }
+        let compacted: i64 = self.meta("index_compacted_to")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        if compacted > self.applied_seq {
+            // another process saved and compacted past us: reload
+            self.index = None;
+            return self.load_index();
+        }
+        let p = self.db_path.clone();
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT l.seq, l.op, l.chunk_id, c.embedding FROM index_log l
+                 LEFT JOIN chunks c ON l.op = 0 AND c.id = l.chunk_id
+                 WHERE l.seq > ?1 ORDER BY l.seq",
+            )
+            .db(&p)?;
+        let mut rows = st.query([self.applied_seq]).db(&p)?;
+        let idx = self.index.as_ref().expect("checked");
+        let mut last = self.applied_seq;
+        let mut changed = false;
+        while let Some(r) = rows.next().db(&p)? {
+            let seq: i64 = r.get(0).db(&p)?;
+            let op: i64 = r.get(1).db(&p)?;
+            let id: i64 = r.get(2).db(&p)?;
+            let emb: Option<Vec<u8>> = r.get(3).db(&p)?;
+            let res = match (op, emb) {
+                (0, Some(b)) => idx.upsert(id as u64, &blob_to_f32s(&b)),
+                (0, None) => Ok(()), // deleted since; a later remove entry follows
+                _ => idx.remove(id as u64),
+            };
+            res.map_err(|e| KbError::Index { path: self.dir.clone(), reason: e })?;
+            last = seq;
+            changed = true;
+        }
+        drop(rows);
+        drop(st);
+        self.applied_seq = last;
+        self.index_dirty |= changed;
+        Ok(())
+    }
+
+    /// Writes the vector index atomically as `vectors-<seq>.usearch` (temp
+    /// file, fsync, rename, fsync dir), removes older files, then compacts
+    /// the index log up to `<seq>`.
+    pub fn save_index(&mut self) -> Result<()> {
+        if self.index.is_none() {
+            return Ok(());
+        }
+        self.catch_up()?;
+        if !self.index_dirty && self.latest_index_file()?.is_some_and(|(s, _)| s == self.applied_seq) {
+            return Ok(());
+        }
+        let seq = self.applied_seq;
+        let tmp = self.dir.join(format!("vectors.tmp-{}", std::process::id()));
+        let fin = self.dir.join(format!("vectors-{seq:020}.usearch"));
+        self.index.as_ref().expect("checked").save(&tmp).map_err(|e| self.index_err(e))?;
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).io(&tmp)?;
+        std::fs::rename(&tmp, &fin).io(&fin)?;
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        for (s, path) in self.index_files()? {
+            if s < seq {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        let p = self.db_path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).db(&p)?;
+        tx.execute("DELETE FROM index_log WHERE seq <= ?1", [seq]).db(&p)?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('index_compacted_to', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(?1 AS INTEGER))",
+            [seq.to_string()],
+        )
+        .db(&p)?;
+        tx.commit().db(&p)?;
+        self.index_dirty = false;
+        Ok(())
+    }
+
+    // ---- reading -----------------------------------------------------------
+
+    /// Whether `stem` is a term of the FTS index (for query decompounding).
+    pub(crate) fn has_term(&self, stem: &str) -> bool {
+        self.conn
+            .query_row("SELECT 1 FROM chunks_vocab WHERE term = ?1", [stem], |_| Ok(()))
+            .optional()
+            .ok()
+            .flatten()
+            .is_some()
+    }
+
+    /// BM25 over the analysed terms: (chunk id, score), best first (score = -bm25).
+    pub(crate) fn bm25(&self, fts_query: &str, n: usize, filter: &Filter, w_head: f64, w_body: f64) -> Result<Vec<(i64, f32)>> {
+        let (cond, args) = filter.sql();
+        let sql = if filter.is_empty() {
+            "SELECT rowid, bm25(chunks_fts, ?1, ?2) AS s FROM chunks_fts WHERE chunks_fts MATCH ?3 ORDER BY s LIMIT ?4".to_string()
+        } else {
+            format!(
+                "SELECT chunks_fts.rowid, bm25(chunks_fts, ?1, ?2) AS s FROM chunks_fts
+                 JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id
+                 WHERE chunks_fts MATCH ?3 {cond} ORDER BY s LIMIT ?4"
+            )
+        };
+        let mut st = self.conn.prepare_cached(&sql).db(&self.db_path)?;
+        let mut vals: Vec<Box<dyn rusqlite::ToSql>> =
+            vec![Box::new(w_head), Box::new(w_body), Box::new(fts_query.to_string()), Box::new(n as i64)];
+        for a in args {
+            vals.push(Box::new(a));
+        }
+        let rows = st
+            .query_map(rusqlite::params_from_iter(vals.iter().map(|b| b.as_ref())), |r| {
+                Ok((r.get::<_, i64>(0)?, -(r.get::<_, f64>(1)? as f32)))
+            })
+            .db(&self.db_path)?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().db(&self.db_path)
+    }
+
+    /// Chunk ids passing `filter`.
+    pub(crate) fn filtered_ids(&self, filter: &Filter) -> Result<HashSet<u64>> {
+        let (cond, args) = filter.sql();
+        let sql = format!("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE 1 {cond}");
+        let mut st = self.conn.prepare(&sql).db(&self.db_path)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0)).db(&self.db_path)?;
+        let mut s = HashSet::new();
+        for r in rows {
+            s.insert(r.db(&self.db_path)? as u64);
+        }
+        Ok(s)
+    }
+
+    /// Nearest chunks by cosine: (chunk id, similarity), best first.
+    pub(crate) fn knn(&mut self, q: &[f32], n: usize, filter: &Filter) -> Result<Vec<(i64, f32)>> {
+        let allowed = if filter.is_empty() { None } else { Some(self.filtered_ids(filter)?) };
+        let dir = self.dir.clone();
+        let idx = self.index()?;
+        let hits = match &allowed {
+            Some(set) => {
+                let f = |k: u64| set.contains(&k);
+                idx.search(q, n, Some(&f))
+            }
+            None => idx.search(q, n, None),
+        }
+        .map_err(|e| KbError::Index { path: dir, reason: e })?;
+        Ok(hits.into_iter().map(|(k, s)| (k as i64, s)).collect())
+    }
+
+    /// The chunks with these ids (in the given order; missing ids skipped).
+    pub fn chunks_by_id(&self, ids: &[i64]) -> Result<Vec<StoredChunk>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id, d.source, d.title, c.heading, c.page, c.char_start, c.char_end, c.lang, c.text, c.embedding
+                 FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id = ?1",
+            )
+            .db(&self.db_path)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = st.query_row([id], row_to_chunk).optional().db(&self.db_path)?;
+            if let Some(c) = row {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// All chunks of one document, in order.
+    pub fn chunks_of(&self, source: &str) -> Result<Vec<StoredChunk>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT c.id, d.source, d.title, c.heading, c.page, c.char_start, c.char_end, c.lang, c.text, c.embedding
+                 FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = ?1 ORDER BY c.ord",
+            )
+            .db(&self.db_path)?;
+        let rows = st.query_map([source], row_to_chunk).db(&self.db_path)?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().db(&self.db_path)
+    }
+
+    // ---- maintenance -------------------------------------------------------
+
+    /// Verifies the invariants of docs/storage.md.
+    pub fn check(&mut self) -> Result<CheckReport> {
+        let p = self.db_path.clone();
+        let mut problems = Vec::new();
+        let ic: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).db(&p)?;
+        if ic != "ok" {
+            problems.push(format!("sqlite integrity_check: {ic}"));
+        }
+        if let Err(e) = self.conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')", []) {
+            problems.push(format!("FTS index integrity: {e}"));
+        }
+        let q = |sql: &str| -> Result<i64> { self.conn.query_row(sql, [], |r| r.get(0)).db(&p) };
+        let no_fts = q("SELECT count(*) FROM chunks WHERE id NOT IN (SELECT rowid FROM chunks_fts)")?;
+        if no_fts > 0 {
+            problems.push(format!("{no_fts} chunks have no full-text entry"));
+        }
+        let orphan_fts = q("SELECT count(*) FROM chunks_fts WHERE rowid NOT IN (SELECT id FROM chunks)")?;
+        if orphan_fts > 0 {
+            problems.push(format!("{orphan_fts} full-text entries belong to no chunk"));
+        }
+        let orphans = q("SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)")?;
+        if orphans > 0 {
+            problems.push(format!("{orphans} chunks belong to no document"));
+        }
+        let bad_counts = q("SELECT count(*) FROM documents d WHERE d.chunks != (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)
+                             OR (SELECT coalesce(max(ord), -1) FROM chunks c WHERE c.doc_id = d.id) != d.chunks - 1")?;
+        if bad_counts > 0 {
+            problems.push(format!("{bad_counts} documents whose chunk count or chunk numbering is off"));
+        }
+        let empty_docs = q("SELECT count(*) FROM documents WHERE chunks = 0")?;
+        if empty_docs > 0 {
+            problems.push(format!("{empty_docs} documents without chunks"));
+        }
+        let info = self.info()?;
+        let chunks = self.chunk_count()?;
+        let mut indexed = 0;
+        if let Some(dim) = info.dim {
+            let bad_emb = self
+                .conn
+                .query_row("SELECT count(*) FROM chunks WHERE length(embedding) != ?1", [dim as i64 * 4], |r| r.get::<_, i64>(0))
+                .db(&p)?;
+            if bad_emb > 0 {
+                problems.push(format!("{bad_emb} embeddings are not {dim}-dimensional"));
+            }
+            match self.index() {
+                Ok(_) => {
+                    let ids: Vec<i64> = {
+                        let mut st = self.conn.prepare("SELECT id FROM chunks").db(&p)?;
+                        let rows = st.query_map([], |r| r.get(0)).db(&p)?;
+                        rows.collect::<std::result::Result<Vec<_>, _>>().db(&p)?
+                    };
+                    let idx = self.index.as_ref().expect("loaded");
+                    indexed = idx.len();
+                    let missing = ids.iter().filter(|id| !idx.contains(**id as u64)).count();
+                    if missing > 0 {
+                        problems.push(format!("{missing} chunks are missing from the vector index"));
+                    }
+                    if idx.len() != ids.len() {
+                        problems.push(format!("vector index holds {} vectors for {} chunks", idx.len(), ids.len()));
+                    }
+                }
+                Err(e) => problems.push(format!("vector index: {e}")),
+            }
+        } else if chunks > 0 {
+            problems.push("chunks stored but no embedder recorded".into());
+        }
+        Ok(CheckReport { ok: problems.is_empty(), documents: self.document_count()?, chunks, indexed, problems })
+    }
+
+    /// Re-analyses every chunk's full-text terms (after an analyser change).
+    pub fn rebuild_fts(&mut self) -> Result<usize> {
+        let p = self.db_path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).db(&p)?;
+        tx.execute("DELETE FROM chunks_fts", []).db(&p)?;
+        let mut n = 0;
+        {
+            let mut st = tx
+                .prepare("SELECT c.id, d.title, c.heading, c.lang, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id")
+                .db(&p)?;
+            let mut ins = tx.prepare("INSERT INTO chunks_fts(rowid, head, body) VALUES (?1, ?2, ?3)").db(&p)?;
+            let mut rows = st.query([]).db(&p)?;
+            while let Some(r) = rows.next().db(&p)? {
+                let id: i64 = r.get(0).db(&p)?;
+                let title: String = r.get(1).db(&p)?;
+                let heading: String = r.get(2).db(&p)?;
+                let lang = Lang::parse(&r.get::<_, String>(3).db(&p)?).unwrap_or(Lang::En);
+                let text: String = r.get(4).db(&p)?;
+                let (head, body) = fts_terms(&title, &heading, &text, lang, &|_| false);
+                ins.execute(params![id, head, body]).db(&p)?;
+                n += 1;
+            }
+        }
+        tx.commit().db(&p)?;
+        Ok(n)
+    }
+}
+
+fn row_to_chunk(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChunk> {
+    Ok(StoredChunk {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        title: r.get(2)?,
+        heading: r.get(3)?,
+        page: r.get::<_, Option<i64>>(4)?.map(|p| p as u32),
+        start: r.get::<_, i64>(5)? as usize,
+        end: r.get::<_, i64>(6)? as usize,
+        lang: r.get(7)?,
+        text: r.get(8)?,
+        embedding: blob_to_f32s(&r.get::<_, Vec<u8>>(9)?),
+    })
+}
+
+/// The analysed FTS terms of a chunk: (title + heading path, passage).
+pub(crate) fn fts_terms(title: &str, heading: &str, text: &str, lang: Lang, known: &dyn Fn(&str) -> bool) -> (String, String) {
+    let local = if lang == Lang::De { crate::analyze::german_vocabulary(&format!("{heading} {text}")) } else { HashSet::new() };
+    let k = |s: &str| local.contains(s) || known(s);
+    let head = crate::analyze::index_terms(&format!("{title} {heading}"), lang, &k);
+    let body = crate::analyze::index_terms(text, lang, &k);
+    (head, body)
+}
+
+/// Metadata of a document being written.
+#[derive(Debug, Clone)]
+pub struct DocMeta {
+    pub source: String,
+    pub title: String,
+    pub format: String,
+    pub lang: String,
+    pub sha256: String,
+    pub size: u64,
+    pub mtime: i64,
+}
+
+/// A chunk ready to store.
+pub struct NewChunk<'a> {
+    pub chunk: &'a crate::chunk::Chunk,
+    pub lang: Lang,
+    pub embedding: &'a [f32],
+    pub fts_head: String,
+    pub fts_body: String,
+}
+
+/// An open document write (one SQLite transaction).
+pub struct DocTx<'a> {
+    tx: Transaction<'a>,
+    path: PathBuf,
+    doc_id: i64,
+    n: usize,
+    pub replaced: bool,
+}
+
+impl DocTx<'_> {
+    pub fn add(&mut self, chunks: &[NewChunk<'_>]) -> Result<()> {
+        let p = &self.path;
+        let mut ins = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO chunks(doc_id, ord, heading, page, char_start, char_end, lang, tokens, text, embedding)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .db(p)?;
+        let mut fts = self.tx.prepare_cached("INSERT INTO chunks_fts(rowid, head, body) VALUES (?1, ?2, ?3)").db(p)?;
+        let mut log = self.tx.prepare_cached("INSERT INTO index_log(op, chunk_id) VALUES (0, ?1)").db(p)?;
+        for c in chunks {
+            let ch = c.chunk;
+            ins.execute(params![
+                self.doc_id,
+                self.n as i64,
+                ch.heading,
+                ch.page.map(|x| x as i64),
+                ch.start as i64,
+                ch.end as i64,
+                c.lang.as_str(),
+                ch.tokens as i64,
+                ch.text,
+                f32s_to_blob(c.embedding)
+            ])
+            .db(p)?;
+            let id = self.tx.last_insert_rowid();
+            fts.execute(params![id, c.fts_head, c.fts_body]).db(p)?;
+            log.execute([id]).db(p)?;
+            self.n += 1;
+        }
+        Ok(())
+    }
+
+    pub fn chunks(&self) -> usize {
+        self.n
+    }
+
+    /// Sets the final title and language and commits the document.
+    pub fn commit(self, title: &str, lang: &str) -> Result<usize> {
+        self.tx
+            .execute("UPDATE documents SET chunks = ?1, title = ?2, lang = ?3 WHERE id = ?4", params![self.n as i64, title, lang, self.doc_id])
+            .db(&self.path)?;
+        self.tx.commit().db(&self.path)?;
+        Ok(self.n)
+    }
+}
+
+impl Kb {
+    /// After a commit: brings a loaded vector index up to date.
+    pub fn after_write(&mut self) -> Result<()> {
+        if self.index.is_some() {
+            self.catch_up()?;
+        }
+        Ok(())
+    }
+
+    /// Loads (or creates) the vector index so that writes update it.
+    pub fn ensure_index(&mut self) -> Result<()> {
+        if self.index.is_none() {
+            self.load_index()?;
+        }
+        Ok(())
+    }
+
+    /// A bulk write path for synthetic corpora (benchmarks): documents of
+    /// pre-embedded chunks, one transaction per call.
+    pub fn bulk_insert(&mut self, docs: &[(DocMeta, Vec<(crate::chunk::Chunk, Vec<f32>, Lang)>)]) -> Result<()> {
+        let p = self.db_path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).db(&p)?;
+        {
+            let mut doc = tx
+                .prepare_cached(
+                    "INSERT INTO documents(source, title, format, lang, sha256, size, mtime, chunks, ingested_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .db(&p)?;
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO chunks(doc_id, ord, heading, page, char_start, char_end, lang, tokens, text, embedding)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .db(&p)?;
+            let mut fts = tx.prepare_cached("INSERT INTO chunks_fts(rowid, head, body) VALUES (?1, ?2, ?3)").db(&p)?;
+            let mut log = tx.prepare_cached("INSERT INTO index_log(op, chunk_id) VALUES (0, ?1)").db(&p)?;
+            for (m, chunks) in docs {
+                doc.execute(params![m.source, m.title, m.format, m.lang, m.sha256, m.size as i64, m.mtime, chunks.len() as i64, now()])
+                    .db(&p)?;
+                let doc_id = tx.last_insert_rowid();
+                for (i, (ch, emb, lang)) in chunks.iter().enumerate() {
+                    ins.execute(params![
+                        doc_id,
+                        i as i64,
+                        ch.heading,
+                        ch.page.map(|x| x as i64),
+                        ch.start as i64,
+                        ch.end as i64,
+                        lang.as_str(),
+                        ch.tokens as i64,
+                        ch.text,
+                        f32s_to_blob(emb)
+                    ])
+                    .db(&p)?;
+                    let id = tx.last_insert_rowid();
+                    let (h, b) = fts_terms(&m.title, &ch.heading, &ch.text, *lang, &|_| false);
+                    fts.execute(params![id, h, b]).db(&p)?;
+                    log.execute([id]).db(&p)?;
+                }
+            }
+        }
+        tx.commit().db(&p)
+    }
+}
