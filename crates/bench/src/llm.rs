@@ -1,0 +1,240 @@
+//! `tresor bench llm`: prompt processing (pp) and generation (tg) tokens/s,
+//! model load time and peak RSS, Tresor's candle engine against llama.cpp's
+//! `llama-bench` on the same GGUF with the same threads, alternating.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tresor_llm::{Device, LlmModel, LoadOptions};
+
+use crate::process;
+use crate::{median, ratio, BenchError, Result};
+
+#[derive(Debug, Clone)]
+pub struct LlmBenchOptions {
+    /// The `tresor` binary (the worker runs as `tresor bench llm-worker`).
+    pub tresor_exe: PathBuf,
+    pub model_id: String,
+    pub model: PathBuf,
+    pub threads: usize,
+    pub pp: usize,
+    pub tg: usize,
+    /// Rounds of (Tresor, peer); medians are taken over rounds.
+    pub rounds: usize,
+    /// `llama-bench`, if found.
+    pub peer: Option<PathBuf>,
+}
+
+/// What one worker process measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerResult {
+    pub load_ms: f64,
+    pub pp_tps: f64,
+    pub tg_tps: f64,
+    pub peak_rss_mb: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmBenchReport {
+    pub model: String,
+    pub threads: usize,
+    pub pp_tokens: usize,
+    pub tg_tokens: usize,
+    pub rounds: usize,
+    pub tresor_pp_tps: Option<f64>,
+    pub tresor_tg_tps: Option<f64>,
+    pub tresor_load_ms: Option<f64>,
+    pub tresor_rss_mb: Option<f64>,
+    /// The peer's name and version, or null when it is not installed.
+    pub peer: Option<String>,
+    pub peer_pp_tps: Option<f64>,
+    pub peer_tg_tps: Option<f64>,
+    pub peer_rss_mb: Option<f64>,
+    pub pp_ratio: Option<f64>,
+    pub tg_ratio: Option<f64>,
+    pub tresor_pp_runs: Vec<f64>,
+    pub tresor_tg_runs: Vec<f64>,
+    pub peer_pp_runs: Vec<f64>,
+    pub peer_tg_runs: Vec<f64>,
+    /// Why the peer is missing, or what went wrong with it.
+    pub note: Option<String>,
+}
+
+/// `$TRESOR_LLAMA_BENCH`, else the build of scripts/peer/build-llama-cpp.sh
+/// under `$TRESOR_CACHE` (default `~/.cache/tresor`), else `llama-bench` on PATH.
+pub fn find_llama_bench() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TRESOR_LLAMA_BENCH").map(PathBuf::from) {
+        return p.is_file().then_some(p);
+    }
+    let cache = std::env::var_os("TRESOR_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tresor")))?;
+    let p = cache.join("llama.cpp/build/bin/llama-bench");
+    if p.is_file() {
+        return Some(p);
+    }
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("llama-bench")).find(|p| p.is_file()))
+}
+
+pub fn run(opts: &LlmBenchOptions) -> Result<LlmBenchReport> {
+    let mut r = LlmBenchReport {
+        model: opts.model_id.clone(),
+        threads: opts.threads,
+        pp_tokens: opts.pp,
+        tg_tokens: opts.tg,
+        rounds: opts.rounds,
+        tresor_pp_tps: None,
+        tresor_tg_tps: None,
+        tresor_load_ms: None,
+        tresor_rss_mb: None,
+        peer: None,
+        peer_pp_tps: None,
+        peer_tg_tps: None,
+        peer_rss_mb: None,
+        pp_ratio: None,
+        tg_ratio: None,
+        tresor_pp_runs: vec![],
+        tresor_tg_runs: vec![],
+        peer_pp_runs: vec![],
+        peer_tg_runs: vec![],
+        note: None,
+    };
+    if opts.peer.is_none() {
+        r.note = Some("llama-bench not found: run scripts/peer/build-llama-cpp.sh (or set TRESOR_LLAMA_BENCH); reporting Tresor only".into());
+    }
+    let mut loads = Vec::new();
+    let mut rss: Vec<f64> = Vec::new();
+    let mut peer_rss: Vec<f64> = Vec::new();
+    let mut peer_ok = opts.peer.is_some();
+    for round in 0..opts.rounds.max(1) {
+        tracing::info!(round, model = %opts.model_id, threads = opts.threads, "bench round");
+        let w = run_worker(opts)?;
+        r.tresor_pp_runs.push(w.pp_tps);
+        r.tresor_tg_runs.push(w.tg_tps);
+        loads.push(w.load_ms);
+        rss.extend(w.peak_rss_mb);
+        if let (Some(peer), true) = (&opts.peer, peer_ok) {
+            match run_llama_bench(peer, opts) {
+                Ok((pp, tg, mem, version)) => {
+                    r.peer_pp_runs.push(pp);
+                    r.peer_tg_runs.push(tg);
+                    peer_rss.extend(mem);
+                    r.peer = Some(version);
+                }
+                Err(e) => {
+                    r.note = Some(format!("peer failed, reporting Tresor only: {e}"));
+                    peer_ok = false;
+                }
+            }
+        }
+    }
+    r.tresor_pp_tps = median(&r.tresor_pp_runs);
+    r.tresor_tg_tps = median(&r.tresor_tg_runs);
+    r.tresor_load_ms = median(&loads);
+    r.tresor_rss_mb = rss.iter().copied().reduce(f64::max);
+    r.peer_pp_tps = median(&r.peer_pp_runs);
+    r.peer_tg_tps = median(&r.peer_tg_runs);
+    r.peer_rss_mb = peer_rss.iter().copied().reduce(f64::max);
+    r.pp_ratio = ratio(r.tresor_pp_tps, r.peer_pp_tps);
+    r.tg_ratio = ratio(r.tresor_tg_tps, r.peer_tg_tps);
+    Ok(r)
+}
+
+fn run_worker(opts: &LlmBenchOptions) -> Result<WorkerResult> {
+    let mut cmd = Command::new(&opts.tresor_exe);
+    cmd.args(["--threads", &opts.threads.to_string(), "bench", "llm-worker", "--pp", &opts.pp.to_string(), "--tg", &opts.tg.to_string()])
+        .arg(&opts.model);
+    let out = process::run("tresor bench worker", &mut cmd)?;
+    let mut w: WorkerResult = serde_json::from_str(out.stdout.trim())
+        .map_err(|e| BenchError::Output { what: "tresor bench worker".into(), reason: format!("{e}: {}", out.stdout) })?;
+    w.peak_rss_mb = out.peak_rss_mb.or(w.peak_rss_mb);
+    Ok(w)
+}
+
+#[derive(Deserialize)]
+struct LlamaBenchRow {
+    n_prompt: u64,
+    n_gen: u64,
+    avg_ts: f64,
+    #[serde(default)]
+    build_commit: Option<String>,
+}
+
+fn run_llama_bench(exe: &Path, opts: &LlmBenchOptions) -> Result<(f64, f64, Option<f64>, String)> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("-m")
+        .arg(&opts.model)
+        .args(["-t", &opts.threads.to_string(), "-p", &opts.pp.to_string(), "-n", &opts.tg.to_string(), "-r", "1", "-o", "json"]);
+    let out = process::run("llama-bench", &mut cmd)?;
+    let rows: Vec<LlamaBenchRow> = serde_json::from_str(out.stdout.trim())
+        .map_err(|e| BenchError::Output { what: "llama-bench".into(), reason: e.to_string() })?;
+    let pp = rows.iter().find(|x| x.n_prompt > 0 && x.n_gen == 0).map(|x| x.avg_ts);
+    let tg = rows.iter().find(|x| x.n_gen > 0 && x.n_prompt == 0).map(|x| x.avg_ts);
+    let version = rows.iter().find_map(|x| x.build_commit.clone()).map(|c| format!("llama.cpp llama-bench {c}")).unwrap_or_else(|| "llama.cpp llama-bench".into());
+    match (pp, tg) {
+        (Some(pp), Some(tg)) => Ok((pp, tg, out.peak_rss_mb, version)),
+        _ => Err(BenchError::Output { what: "llama-bench".into(), reason: "no pp/tg rows in its JSON".into() }),
+    }
+}
+
+/// The measurement itself, run inside `tresor bench llm-worker`: load, warm
+/// up, then pp tokens in one batch from an empty cache, then tg tokens one
+/// at a time from an empty cache (what llama-bench's pp/tg measure).
+pub fn worker(model_path: &Path, device: &Device, pp: usize, tg: usize) -> Result<WorkerResult> {
+    let t = Instant::now();
+    let opts = LoadOptions { context_length: Some(pp.max(tg) + 16), ..Default::default() };
+    let mut model = LlmModel::load(model_path, device, &opts)?;
+    let load_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let vocab = model.tokenizer().vocab_size().max(2) as u64;
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let tokens: Vec<u32> = (0..pp.max(tg).max(16))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % vocab) as u32
+        })
+        .collect();
+    // Warm-up: a short batch and a few decode steps.
+    model.forward(&tokens[..16.min(tokens.len())], 0)?;
+    model.forward(&tokens[..1], 0)?;
+    model.forward(&tokens[1..2], 1)?;
+
+    let t = Instant::now();
+    model.forward(&tokens[..pp], 0)?;
+    let pp_tps = pp as f64 / t.elapsed().as_secs_f64();
+
+    model.reset();
+    let t = Instant::now();
+    for (i, tok) in tokens[..tg].iter().enumerate() {
+        model.forward(std::slice::from_ref(tok), i)?;
+    }
+    let tg_tps = tg as f64 / t.elapsed().as_secs_f64();
+    Ok(WorkerResult { load_ms, pp_tps, tg_tps, peak_rss_mb: crate::self_peak_rss_mb() })
+}
+
+/// A plain-text table of reports.
+pub fn table(reports: &[LlmBenchReport]) -> String {
+    let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
+    let r = |x: Option<f64>| x.map(|v| format!("{v:.2}×")).unwrap_or_else(|| "–".into());
+    let mut s = String::from("| model | threads | tresor pp t/s | peer pp t/s | pp ratio | tresor tg t/s | peer tg t/s | tg ratio | load ms | tresor RSS MB | peer RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for x in reports {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            x.model,
+            x.threads,
+            f(x.tresor_pp_tps),
+            f(x.peer_pp_tps),
+            r(x.pp_ratio),
+            f(x.tresor_tg_tps),
+            f(x.peer_tg_tps),
+            r(x.tg_ratio),
+            f(x.tresor_load_ms),
+            f(x.tresor_rss_mb),
+            f(x.peer_rss_mb)
+        ));
+    }
+    s
+}

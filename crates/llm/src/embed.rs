@@ -1,0 +1,312 @@
+//! The sentence embedder: a BERT encoder (all-MiniLM-L6-v2 by default, any
+//! BERT-layout sentence-transformers model from `tresor models pull`) run on
+//! candle: batched, mean pooling over real tokens, L2 normalisation: the
+//! same vectors sentence-transformers produces.
+//! Owns text -> vector only; never stores or searches vectors.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::error::{LlmError, Result};
+
+/// Texts per forward pass.
+const BATCH: usize = 32;
+
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    dim: usize,
+    max_tokens: usize,
+    model_id: String,
+}
+
+impl Embedder {
+    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from
+    /// `dir`. The token limit comes from `sentence_bert_config.json`
+    /// (`max_seq_length`) when present, else 256 (bounded by the model's
+    /// position table).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let files = ModelFiles::open(dir)?;
+        let config: BertConfig = files.config()?;
+        let max_tokens = read_max_seq_length(dir).unwrap_or(256).min(config.max_position_embeddings);
+        let tokenizer = files.tokenizer(max_tokens)?;
+        let vb = files.var_builder(device)?;
+        let model = BertModel::load(vb, &config).map_err(|e| files.err(format!("weights do not match config.json: {e}")))?;
+        Ok(Embedder {
+            model,
+            tokenizer,
+            device: device.clone(),
+            dim: config.hidden_size,
+            max_tokens,
+            model_id: files.identity()?,
+        })
+    }
+
+    /// One L2-normalised vector per text, in order.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(BATCH) {
+            out.extend(self.embed_batch(batch)?);
+        }
+        Ok(out)
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let enc = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| LlmError::Inference(format!("embedder tokenization failed: {e}")))?;
+        let (ids, type_ids, mask) = batch_tensors(&enc, &self.device)?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // (b, n, h)
+        let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, n, 1)
+        let summed = hidden.broadcast_mul(&mask_f)?.sum(1)?; // (b, h)
+        let counts = mask_f.sum(1)?.clamp(1e-9, f64::MAX)?; // (b, 1)
+        let mean = summed.broadcast_div(&counts)?;
+        let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+        let normalized = mean.broadcast_div(&norm)?;
+        Ok(normalized.to_vec2::<f32>()?)
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Longest input in tokens (special tokens included); longer text is cut.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+    /// Word-piece tokens of `text`, without special tokens.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer
+            .encode_fast(text, false)
+            .map(|e| e.get_ids().len() + e.get_overflowing().iter().map(|o| o.get_ids().len()).sum::<usize>())
+            .unwrap_or(0)
+    }
+    /// A stable identity: the folder name and a hash of the config and
+    /// weights' size, so a knowledge base can refuse vectors of another model.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+}
+
+/// The files of a Hugging Face-layout encoder folder.
+pub(crate) struct ModelFiles {
+    pub dir: PathBuf,
+    weights: PathBuf,
+}
+
+impl ModelFiles {
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(LlmError::Load { path: dir.to_path_buf(), reason: "not a directory with config.json, model.safetensors and tokenizer.json".into() });
+        }
+        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+            if !dir.join(f).is_file() {
+                return Err(LlmError::Load { path: dir.to_path_buf(), reason: format!("{f} is missing") });
+            }
+        }
+        Ok(ModelFiles { dir: dir.to_path_buf(), weights: dir.join("model.safetensors") })
+    }
+
+    pub fn err(&self, reason: String) -> LlmError {
+        LlmError::Load { path: self.dir.clone(), reason }
+    }
+
+    pub fn config_text(&self) -> Result<String> {
+        let p = self.dir.join("config.json");
+        std::fs::read_to_string(&p).map_err(|source| LlmError::Io { path: p, source })
+    }
+
+    pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(&self.config_text()?).map_err(|e| self.err(format!("config.json: {e}")))
+    }
+
+    pub fn tokenizer(&self, max_tokens: usize) -> Result<Tokenizer> {
+        let p = self.dir.join("tokenizer.json");
+        let mut tok = Tokenizer::from_file(&p).map_err(|e| LlmError::Tokenizer { path: p.clone(), reason: e.to_string() })?;
+        tok.with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .map_err(|e| LlmError::Tokenizer { path: p.clone(), reason: e.to_string() })?;
+        let pad = tok.get_padding().cloned().unwrap_or_default();
+        tok.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..pad }));
+        Ok(tok)
+    }
+
+    pub fn var_builder(&self, device: &Device) -> Result<VarBuilder<'static>> {
+        // Safety: the file is memory-mapped read-only; Tresor never writes
+        // model files while they are loaded (installs use rename).
+        unsafe { VarBuilder::from_mmaped_safetensors(&[&self.weights], DType::F32, device) }
+            .map_err(|e| self.err(format!("model.safetensors: {e}")))
+    }
+
+    pub fn identity(&self) -> Result<String> {
+        let size = std::fs::metadata(&self.weights).map(|m| m.len()).unwrap_or(0);
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in self.config_text()?.bytes().chain(size.to_le_bytes()) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(format!("{name}@{h:016x}"))
+    }
+}
+
+/// Input ids, token type ids and attention mask of a padded batch.
+pub(crate) fn batch_tensors(enc: &[tokenizers::Encoding], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+    let n = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
+    let b = enc.len();
+    let mut ids = Vec::with_capacity(b * n);
+    let mut types = Vec::with_capacity(b * n);
+    let mut mask = Vec::with_capacity(b * n);
+    for e in enc {
+        let pad = n - e.get_ids().len();
+        ids.extend(e.get_ids().iter().copied().chain(std::iter::repeat_n(0, pad)));
+        types.extend(e.get_type_ids().iter().copied().chain(std::iter::repeat_n(0, pad)));
+        mask.extend(e.get_attention_mask().iter().copied().chain(std::iter::repeat_n(0, pad)));
+    }
+    Ok((
+        Tensor::from_vec(ids, (b, n), device)?,
+        Tensor::from_vec(types, (b, n), device)?,
+        Tensor::from_vec(mask, (b, n), device)?,
+    ))
+}
+
+fn read_max_seq_length(dir: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(dir.join("sentence_bert_config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("max_seq_length")?.as_u64().map(|x| x as usize)
+}
+
+#[cfg(test)]
+pub(crate) mod tiny {
+    //! A tiny randomly initialised BERT (weights, config, tokenizer) written
+    //! by the tests themselves.
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use candle_core::{Device, Tensor};
+    use tokenizers::models::wordpiece::WordPiece;
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::processors::template::TemplateProcessing;
+    use tokenizers::Tokenizer;
+
+    pub const HIDDEN: usize = 16;
+    const WORDS: &[&str] = &["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sits", "on", "mat", "dog", "runs", "stock", "market", "fell", "what", "is", "a", "?", "."];
+
+    pub fn write(dir: &Path, seed: u64, with_head: bool) {
+        std::fs::create_dir_all(dir).unwrap();
+        let layers = 2;
+        let config = serde_json::json!({
+            "architectures": [if with_head { "BertForSequenceClassification" } else { "BertModel" }],
+            "vocab_size": WORDS.len(), "hidden_size": HIDDEN, "num_hidden_layers": layers,
+            "num_attention_heads": 2, "intermediate_size": 32, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0, "max_position_embeddings": 64, "type_vocab_size": 2,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+            "classifier_dropout": null, "model_type": "bert", "num_labels": 1
+        });
+        std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+
+        let dev = Device::Cpu;
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut rnd = |shape: &[usize], scale: f32| {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5) * 2.0 * scale
+                })
+                .collect();
+            Tensor::from_vec(v, shape, &dev).unwrap()
+        };
+        let pre = if with_head { "bert." } else { "" };
+        let mut t: HashMap<String, Tensor> = HashMap::new();
+        let h = HIDDEN;
+        t.insert(format!("{pre}embeddings.word_embeddings.weight"), rnd(&[WORDS.len(), h], 0.5));
+        t.insert(format!("{pre}embeddings.position_embeddings.weight"), rnd(&[64, h], 0.1));
+        t.insert(format!("{pre}embeddings.token_type_embeddings.weight"), rnd(&[2, h], 0.1));
+        t.insert(format!("{pre}embeddings.LayerNorm.weight"), Tensor::ones(h, candle_core::DType::F32, &dev).unwrap());
+        t.insert(format!("{pre}embeddings.LayerNorm.bias"), rnd(&[h], 0.01));
+        for l in 0..layers {
+            let p = format!("{pre}encoder.layer.{l}");
+            for (name, o, i) in [
+                ("attention.self.query", h, h),
+                ("attention.self.key", h, h),
+                ("attention.self.value", h, h),
+                ("attention.output.dense", h, h),
+                ("intermediate.dense", 32, h),
+                ("output.dense", h, 32),
+            ] {
+                t.insert(format!("{p}.{name}.weight"), rnd(&[o, i], 0.3));
+                t.insert(format!("{p}.{name}.bias"), rnd(&[o], 0.05));
+            }
+            for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                t.insert(format!("{p}.{ln}.weight"), Tensor::ones(h, candle_core::DType::F32, &dev).unwrap());
+                t.insert(format!("{p}.{ln}.bias"), rnd(&[h], 0.01));
+            }
+        }
+        if with_head {
+            t.insert("bert.pooler.dense.weight".into(), rnd(&[h, h], 0.3));
+            t.insert("bert.pooler.dense.bias".into(), rnd(&[h], 0.05));
+            t.insert("classifier.weight".into(), rnd(&[1, h], 0.5));
+            t.insert("classifier.bias".into(), rnd(&[1], 0.1));
+        }
+        candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+
+        let vocab: HashMap<String, u32> = WORDS.iter().enumerate().map(|(i, w)| (w.to_string(), i as u32)).collect();
+        let wp = WordPiece::builder().vocab(vocab.into_iter().collect::<ahash::AHashMap<_, _>>()).unk_token("[UNK]".into()).build().unwrap();
+        let mut tok = Tokenizer::new(wp);
+        tok.with_normalizer(Some(BertNormalizer::default()));
+        tok.with_pre_tokenizer(Some(BertPreTokenizer));
+        tok.with_post_processor(Some(
+            TemplateProcessing::builder()
+                .try_single("[CLS] $A [SEP]")
+                .unwrap()
+                .try_pair("[CLS] $A [SEP] $B:1 [SEP]:1")
+                .unwrap()
+                .special_tokens(vec![("[CLS]", 2), ("[SEP]", 3)])
+                .build()
+                .unwrap(),
+        ));
+        tok.save(dir.join("tokenizer.json"), false).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_embedder_normalised_and_padding_invariant() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny::write(dir.path(), 1, false);
+        let e = Embedder::load(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(e.dim(), tiny::HIDDEN);
+        let texts = ["the cat sits on the mat .", "dog", "what is a stock market ?"];
+        let batch = e.embed(&texts).unwrap();
+        for (t, v) in texts.iter().zip(&batch) {
+            let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+            // Alone (no padding) it must give the same vector as in a padded batch.
+            let single = &e.embed(&[t]).unwrap()[0];
+            let diff = single.iter().zip(v).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(diff < 1e-5, "padding changed the vector of {t:?} by {diff}");
+        }
+        assert_ne!(batch[0], batch[1]);
+        assert_eq!(e.count_tokens("the cat sits"), 3);
+        assert!(e.model_id().contains('@'));
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Embedder::load(dir.path(), &Device::Cpu).err().unwrap().to_string();
+        assert!(err.contains("config.json is missing"), "{err}");
+    }
+}

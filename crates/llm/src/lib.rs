@@ -1,0 +1,26 @@
+//! Tresor's model runtimes on candle: quantized GGUF chat models with their
+//! tokenizers, chat templates and sampling (`model`, `tokenizer`,
+//! `template`, `sampling`), the sentence embedder (`embed`) and the
+//! cross-encoder reranker (`rerank`). Each model is a module with a plain
+//! `load` / `forward` API.
+//!
+//! This crate runs models; it never downloads them (that is `tresor-models`)
+//! and never decides what to ask them (that is the assistant).
+
+pub mod device;
+pub mod embed;
+pub mod error;
+pub mod gguf;
+pub mod model;
+pub mod rerank;
+pub mod sampling;
+pub mod template;
+pub mod tokenizer;
+
+pub use candle_core::Device;
+pub use device::{device_from_str, set_cpu_threads};
+pub use error::{LlmError, Result};
+pub use model::{FinishReason, GenerateParams, Generation, LlmModel, LoadOptions};
+pub use sampling::SamplingParams;
+pub use template::{ChatMessage, ChatTemplate, Role};
+pub use tokenizer::GgufTokenizer;

@@ -1,0 +1,495 @@
+//! A quantized chat model loaded from GGUF: the llama family (Llama 2/3,
+//! Mistral, SmolLM), Qwen2 and Gemma 3, through candle-transformers'
+//! quantized models. Plain `load` / `forward` / `generate`.
+//!
+//! Generation streams text through a callback, stops on EOS, stop strings,
+//! the token budget, the context length or cancellation, and reuses the KV
+//! cache when a prompt extends the previous one (the next turn of the same
+//! conversation). Owns inference; never touches files other than the GGUF.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
+use serde::Serialize;
+
+use crate::error::{LlmError, Result};
+use crate::gguf::GgufFile;
+use crate::sampling::{Sampler, SamplingParams};
+use crate::template::{ChatMessage, ChatTemplate};
+use crate::tokenizer::GgufTokenizer;
+
+/// Architectures this runtime runs, as GGUF names them.
+pub const SUPPORTED_ARCHITECTURES: &str = "llama, mistral, qwen2, gemma3";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    Llama,
+    Qwen2,
+    Gemma3,
+}
+
+enum Weights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Template name (`chatml`, `llama3`, `mistral`, `gemma`); None: from the GGUF.
+    pub chat_template: Option<String>,
+    /// Cap the context below what the model supports (to bound memory).
+    pub context_length: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Generation stops before any of these strings; they are not emitted.
+    pub stop: Vec<String>,
+    /// Set to true from another thread to stop generation.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams { max_tokens: 256, sampling: SamplingParams::default(), stop: Vec::new(), cancel: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its turn (EOS / end-of-turn token).
+    Eos,
+    /// A stop string appeared.
+    StopString,
+    /// `max_tokens` reached.
+    Length,
+    /// The context window is full.
+    ContextFull,
+    /// Cancelled by the caller.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub finish: FinishReason,
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose KV entries were reused from the previous call.
+    pub reused_prompt_tokens: usize,
+    pub prefill_ms: f64,
+    /// Time to first token (prefill plus the first sample).
+    pub ttft_ms: f64,
+    pub total_ms: f64,
+    /// Generated tokens per second after the first token.
+    pub decode_tps: f64,
+}
+
+pub struct LlmModel {
+    path: PathBuf,
+    arch: Architecture,
+    weights: Weights,
+    tokenizer: GgufTokenizer,
+    template: ChatTemplate,
+    context_length: usize,
+    device: Device,
+    /// Tokens whose keys/values sit in the KV cache, in order.
+    cached: Vec<u32>,
+}
+
+impl LlmModel {
+    /// Loads a GGUF model. Bad files give a typed error naming the file.
+    pub fn load(path: &Path, device: &Device, opts: &LoadOptions) -> Result<Self> {
+        let gguf = GgufFile::open(path)?;
+        let arch_name = gguf.architecture()?;
+        let arch = match arch_name.as_str() {
+            "llama" | "mistral" => Architecture::Llama,
+            "qwen2" => Architecture::Qwen2,
+            "gemma3" => Architecture::Gemma3,
+            other => {
+                return Err(LlmError::UnsupportedArchitecture {
+                    path: path.to_path_buf(),
+                    arch: other.to_string(),
+                    supported: SUPPORTED_ARCHITECTURES,
+                })
+            }
+        };
+        let tokenizer = GgufTokenizer::from_gguf(&gguf)?;
+        let template = match (&opts.chat_template, gguf.get_str("tokenizer.chat_template")) {
+            (Some(name), jinja) => match ChatTemplate::from_name(name)? {
+                // Keep the GGUF's default system prompt when names agree.
+                ChatTemplate::ChatMl { .. } => jinja
+                    .and_then(ChatTemplate::detect)
+                    .filter(|t| matches!(t, ChatTemplate::ChatMl { .. }))
+                    .unwrap_or(ChatTemplate::ChatMl { default_system: None }),
+                t => t,
+            },
+            (None, Some(jinja)) => ChatTemplate::detect(jinja).unwrap_or_else(|| fallback_template(arch)),
+            (None, None) => fallback_template(arch),
+        };
+        let arch_max = match arch {
+            Architecture::Llama => quantized_llama::MAX_SEQ_LEN,
+            Architecture::Gemma3 => quantized_gemma3::MAX_SEQ_LEN,
+            Architecture::Qwen2 => usize::MAX,
+        };
+        let mut context_length = gguf.context_length().unwrap_or(2048).min(arch_max);
+        if let Some(cap) = opts.context_length {
+            context_length = context_length.min(cap.max(16));
+        }
+
+        let GgufFile { content, mut reader, .. } = gguf;
+        let load_err = |reason: String| LlmError::Load { path: path.to_path_buf(), reason };
+        // candle's loaders index metadata freely; turn any panic on odd
+        // metadata into an error instead of taking the process down.
+        let weights = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> candle_core::Result<Weights> {
+            Ok(match arch {
+                Architecture::Llama => Weights::Llama(quantized_llama::ModelWeights::from_gguf(content, &mut reader, device)?),
+                Architecture::Qwen2 => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)?),
+                Architecture::Gemma3 => Weights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(content, &mut reader, device)?),
+            })
+        }))
+        .map_err(|_| load_err("the loader panicked on this file's metadata".into()))?
+        .map_err(|e| load_err(e.to_string()))?;
+
+        Ok(LlmModel {
+            path: path.to_path_buf(),
+            arch,
+            weights,
+            tokenizer,
+            template,
+            context_length,
+            device: device.clone(),
+            cached: Vec::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn architecture(&self) -> Architecture {
+        self.arch
+    }
+    pub fn tokenizer(&self) -> &GgufTokenizer {
+        &self.tokenizer
+    }
+    pub fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Prompt ids for a conversation, rendered with the chat template and
+    /// ending where the assistant's answer starts.
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let text = self.template.render(messages, true);
+        let mut ids = self.tokenizer.encode(&text, false)?;
+        if let Some(bos) = self.tokenizer.bos_id().filter(|_| self.tokenizer.adds_bos()) {
+            if ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Prompt ids for raw text (special tokens parsed; BOS as the model wants,
+    /// never twice).
+    pub fn raw_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = self.tokenizer.encode(text, true)?;
+        if let Some(bos) = self.tokenizer.bos_id() {
+            if ids.len() >= 2 && ids[0] == bos && ids[1] == bos {
+                ids.remove(0);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Forgets the KV cache.
+    pub fn reset(&mut self) {
+        match &mut self.weights {
+            Weights::Llama(m) => m.clear_kv_cache(),
+            Weights::Qwen2(m) => m.clear_kv_cache(),
+            Weights::Gemma3(_) => {} // position 0 resets every layer's cache
+        }
+        self.cached.clear();
+    }
+
+    /// Runs `tokens` at position `pos` (the cache must hold exactly `pos`
+    /// tokens) and returns the logits of the last one.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(LlmError::Inference("forward called with no tokens".into()));
+        }
+        if pos + tokens.len() > self.context_length {
+            return Err(LlmError::PromptTooLong { tokens: pos + tokens.len(), context: self.context_length, reserve: 0 });
+        }
+        if pos == 0 {
+            self.cached.clear();
+        } else if pos != self.cached.len() {
+            return Err(LlmError::Inference(format!("forward at position {pos}, but the cache holds {}", self.cached.len())));
+        }
+        let logits = match (&mut self.weights, pos) {
+            // candle's Gemma 3 mask breaks for several new tokens after a
+            // cached prefix: feed those one at a time.
+            (Weights::Gemma3(m), p) if p > 0 && tokens.len() > 1 => {
+                let mut last = None;
+                for (i, &t) in tokens.iter().enumerate() {
+                    let x = Tensor::new(&[t], &self.device)?.unsqueeze(0)?;
+                    last = Some(m.forward(&x, p + i)?);
+                }
+                last.expect("tokens is not empty")
+            }
+            (w, p) => {
+                let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+                match w {
+                    Weights::Llama(m) => m.forward(&x, p)?,
+                    Weights::Qwen2(m) => m.forward(&x, p)?,
+                    Weights::Gemma3(m) => m.forward(&x, p)?,
+                }
+            }
+        };
+        self.cached.extend_from_slice(tokens);
+        Ok(logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+    }
+
+    /// Generates an answer to `prompt` (token ids), streaming text pieces to
+    /// `on_text`; returning `ControlFlow::Break` from it stops generation.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        let start = Instant::now();
+        if prompt.is_empty() {
+            return Err(LlmError::Inference("the prompt is empty".into()));
+        }
+        if prompt.len() >= self.context_length {
+            return Err(LlmError::PromptTooLong { tokens: prompt.len(), context: self.context_length, reserve: 1 });
+        }
+        let mut sampler = Sampler::new(params.sampling.clone())?;
+
+        // Reuse the KV cache when this prompt extends what it holds.
+        let reuse = if !self.cached.is_empty() && self.cached.len() < prompt.len() && prompt.starts_with(&self.cached) {
+            self.cached.len()
+        } else {
+            0
+        };
+        if reuse == 0 {
+            self.reset();
+        }
+        let mut logits = self.forward(&prompt[reuse..], reuse)?;
+        let prefill_ms = ms(start);
+
+        let mut history: Vec<u32> = prompt.to_vec();
+        let mut generated: Vec<u32> = Vec::new();
+        let mut stream = TextStream::new(&params.stop);
+        let mut ttft_ms = 0.0;
+        let mut decode_start = Instant::now();
+        let finish = loop {
+            if params.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                break FinishReason::Cancelled;
+            }
+            let next = sampler.sample(&mut logits, &history);
+            if generated.is_empty() {
+                ttft_ms = ms(start);
+                decode_start = Instant::now();
+            }
+            if self.tokenizer.is_stop(next) {
+                break FinishReason::Eos;
+            }
+            generated.push(next);
+            history.push(next);
+            let text = self.tokenizer.decode(&generated, true)?;
+            let (piece, hit_stop) = stream.push(&text);
+            if !piece.is_empty() && on_text(piece).is_break() {
+                break FinishReason::Cancelled;
+            }
+            if hit_stop {
+                break FinishReason::StopString;
+            }
+            if generated.len() >= params.max_tokens {
+                break FinishReason::Length;
+            }
+            if history.len() >= self.context_length {
+                break FinishReason::ContextFull;
+            }
+            let pos = history.len() - 1;
+            logits = self.forward(&[next], pos)?;
+        };
+        if finish != FinishReason::StopString {
+            let rest = stream.finish();
+            if !rest.is_empty() {
+                let _ = on_text(rest);
+            }
+        }
+        let decode_secs = decode_start.elapsed().as_secs_f64();
+        Ok(Generation {
+            text: stream.emitted().to_string(),
+            prompt_tokens: prompt.len(),
+            reused_prompt_tokens: reuse,
+            prefill_ms,
+            ttft_ms,
+            total_ms: ms(start),
+            decode_tps: if generated.len() > 1 && decode_secs > 0.0 { (generated.len() - 1) as f64 / decode_secs } else { 0.0 },
+            tokens: generated,
+            finish,
+        })
+    }
+}
+
+fn fallback_template(arch: Architecture) -> ChatTemplate {
+    match arch {
+        Architecture::Gemma3 => ChatTemplate::Gemma,
+        Architecture::Qwen2 | Architecture::Llama => ChatTemplate::ChatMl { default_system: None },
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Turns the growing decoded text into pieces safe to show: never half a
+/// UTF-8 character, never the start of a stop string that may yet complete.
+struct TextStream<'a> {
+    stops: &'a [String],
+    emitted: String,
+    /// Full decoded text seen last.
+    text: String,
+}
+
+impl<'a> TextStream<'a> {
+    fn new(stops: &'a [String]) -> Self {
+        TextStream { stops, emitted: String::new(), text: String::new() }
+    }
+
+    /// Takes the whole decoded text so far; returns the new piece to show and
+    /// whether a stop string was reached.
+    fn push(&mut self, text: &str) -> (&str, bool) {
+        self.text = text.to_string();
+        let from = self.emitted.len();
+        if !self.text.is_char_boundary(from) || !self.text.starts_with(self.emitted.as_str()) {
+            // Decoding changed earlier text (rare merges); hold until stable.
+            return ("", false);
+        }
+        // A stop string anywhere after what the caller has seen (it may
+        // straddle the boundary) ends the text there.
+        let search_from = self.stops.iter().map(|s| s.len()).max().unwrap_or(0);
+        let window_start = floor_boundary(&self.text, from.saturating_sub(search_from));
+        if let Some(cut) = self
+            .stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.text[window_start..].find(s.as_str()).map(|i| window_start + i))
+            .min()
+        {
+            let cut = cut.max(from);
+            self.emitted.push_str(&self.text[from..cut]);
+            return (&self.emitted[from..], true);
+        }
+        let mut safe = self.text.len();
+        if self.text.ends_with('\u{FFFD}') {
+            safe = self.text.trim_end_matches('\u{FFFD}').len();
+        }
+        // Hold back a tail that could begin a stop string.
+        for s in self.stops.iter().filter(|s| !s.is_empty()) {
+            for k in (1..s.len()).rev() {
+                if s.is_char_boundary(k) && self.text[..safe].ends_with(&s[..k]) {
+                    safe = safe.min(self.text.len() - k);
+                    break;
+                }
+            }
+        }
+        let safe = floor_boundary(&self.text, safe.max(from));
+        self.emitted.push_str(&self.text[from..safe]);
+        (&self.emitted[from..], false)
+    }
+
+    /// What was held back, at the end of generation.
+    fn finish(&mut self) -> &str {
+        let from = self.emitted.len();
+        if self.text.starts_with(self.emitted.as_str()) && self.text.len() > from {
+            let rest = self.text[from..].trim_end_matches('\u{FFFD}').to_string();
+            self.emitted.push_str(&rest);
+        }
+        &self.emitted[from..]
+    }
+
+    fn emitted(&self) -> &str {
+        &self.emitted
+    }
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(stops: &[&str], steps: &[&str]) -> (Vec<String>, bool, String) {
+        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+        let mut ts = TextStream::new(&stops);
+        let mut pieces = Vec::new();
+        let mut hit = false;
+        for s in steps {
+            let (p, h) = ts.push(s);
+            pieces.push(p.to_string());
+            if h {
+                hit = true;
+                break;
+            }
+        }
+        if !hit {
+            pieces.push(ts.finish().to_string());
+        }
+        (pieces, hit, ts.emitted().to_string())
+    }
+
+    #[test]
+    fn stream_emits_increments() {
+        let (p, hit, all) = run(&[], &["Hel", "Hello", "Hello world"]);
+        assert_eq!(p, vec!["Hel", "lo", " world", ""]);
+        assert!(!hit);
+        assert_eq!(all, "Hello world");
+    }
+
+    #[test]
+    fn stream_holds_partial_utf8_and_stop_prefixes() {
+        let (p, _, all) = run(&["\nUser:"], &["Gr\u{FFFD}", "Grü", "Grüß\n", "Grüß\nUs", "Grüß\nUser:"]);
+        assert_eq!(p, vec!["Gr", "ü", "ß", "", ""]);
+        assert_eq!(all, "Grüß");
+    }
+
+    #[test]
+    fn stream_stop_string_in_one_step() {
+        let (_, hit, all) = run(&["END"], &["abc", "abcdefENDxyz"]);
+        assert!(hit);
+        assert_eq!(all, "abcdef");
+    }
+
+    #[test]
+    fn stream_releases_held_tail_at_finish() {
+        let (_, hit, all) = run(&["STOP"], &["go ST"]);
+        assert!(!hit);
+        assert_eq!(all, "go ST");
+    }
+}

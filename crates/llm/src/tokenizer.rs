@@ -1,0 +1,329 @@
+//! Tokenizers built from GGUF metadata (`tokenizer.ggml.*`), producing the
+//! same ids as llama.cpp for the same text: special (control and
+//! user-defined) tokens written in the text are parsed as special tokens.
+//!
+//! Two vocab kinds are supported, as in llama.cpp:
+//! - `gpt2`: byte-level BPE with merges, split first by the pre-tokenizer
+//!   regexes that `tokenizer.ggml.pre` names (SmolLM, GPT-2, Llama 3, Qwen2);
+//! - `llama`: SentencePiece-style BPE ranked by token score, with byte
+//!   fallback (Llama 2, Mistral, Gemma).
+//!
+//! Owns text <-> ids only; never runs a model.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::models::bpe::BPE;
+use tokenizers::normalizers::{NormalizerWrapper, Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+
+use crate::error::{LlmError, Result};
+use crate::gguf::{value_as_u64, GgufFile};
+
+// GGUF token types (llama.cpp's llama_token_type).
+const TOKEN_TYPE_NORMAL: i64 = 1;
+const TOKEN_TYPE_CONTROL: i64 = 3;
+const TOKEN_TYPE_USER_DEFINED: i64 = 4;
+
+const GPT2_REGEX: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_REGEX: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The kind of vocabulary, as `tokenizer.ggml.model` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VocabKind {
+    /// Byte-level BPE (`gpt2`).
+    BytePairBpe,
+    /// SentencePiece BPE by scores (`llama`).
+    SentencePiece,
+}
+
+/// A tokenizer for one GGUF model, plus the special ids generation needs.
+#[derive(Clone)]
+pub struct GgufTokenizer {
+    inner: Tokenizer,
+    kind: VocabKind,
+    bos_id: Option<u32>,
+    eos_id: Option<u32>,
+    add_bos: bool,
+    add_eos: bool,
+    /// Ids that end a turn: EOS, EOT and the templates' end-of-turn markers.
+    stop_ids: HashSet<u32>,
+    /// Control tokens, hidden when text is shown to a person.
+    control_ids: HashSet<u32>,
+}
+
+impl GgufTokenizer {
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
+        let path = gguf.path.as_path();
+        let err = |reason: String| LlmError::Tokenizer { path: path.to_path_buf(), reason };
+        let md = gguf.metadata();
+        let model = gguf.get_str("tokenizer.ggml.model").ok_or_else(|| err("`tokenizer.ggml.model` is missing".into()))?;
+        let tokens: Vec<String> = md
+            .get("tokenizer.ggml.tokens")
+            .and_then(|v| v.to_vec().ok())
+            .ok_or_else(|| err("`tokenizer.ggml.tokens` is missing".into()))?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(|e| err(format!("token is not a string: {e}"))))
+            .collect::<Result<_>>()?;
+        if tokens.is_empty() {
+            return Err(err("the vocabulary is empty".into()));
+        }
+        let token_types: Vec<i64> = match md.get("tokenizer.ggml.token_type").and_then(|v| v.to_vec().ok()) {
+            Some(v) => v.iter().map(|t| value_as_i64(t).unwrap_or(TOKEN_TYPE_NORMAL)).collect(),
+            None => vec![TOKEN_TYPE_NORMAL; tokens.len()],
+        };
+        if token_types.len() != tokens.len() {
+            return Err(err(format!("{} token types for {} tokens", token_types.len(), tokens.len())));
+        }
+        let get_id = |key: &str| gguf.get_u32(key).filter(|&id| (id as usize) < tokens.len());
+
+        let (mut inner, kind) = match model {
+            "gpt2" => (build_byte_level_bpe(gguf, &tokens, path)?, VocabKind::BytePairBpe),
+            "llama" => (build_sentencepiece_bpe(gguf, &tokens, &token_types, path)?, VocabKind::SentencePiece),
+            other => return Err(err(format!("vocabulary type `{other}` is not supported (supported: gpt2, llama)"))),
+        };
+
+        // Control and user-defined tokens are matched in the text first, as
+        // llama.cpp does with parse_special.
+        let mut control_ids = HashSet::new();
+        let specials: Vec<AddedToken> = tokens
+            .iter()
+            .zip(&token_types)
+            .enumerate()
+            .filter(|(_, (t, ty))| (**ty == TOKEN_TYPE_CONTROL || **ty == TOKEN_TYPE_USER_DEFINED) && !t.is_empty())
+            .map(|(id, (t, ty))| {
+                if *ty == TOKEN_TYPE_CONTROL {
+                    control_ids.insert(id as u32);
+                }
+                AddedToken::from(t.clone(), true)
+            })
+            .collect();
+        inner.add_special_tokens(&specials);
+
+        let bos_id = get_id("tokenizer.ggml.bos_token_id");
+        let eos_id = get_id("tokenizer.ggml.eos_token_id");
+        let default_add_bos = kind == VocabKind::SentencePiece;
+        let add_bos = gguf.get_bool("tokenizer.ggml.add_bos_token").unwrap_or(default_add_bos) && bos_id.is_some();
+        let add_eos = gguf.get_bool("tokenizer.ggml.add_eos_token").unwrap_or(false) && eos_id.is_some();
+
+        let mut stop_ids: HashSet<u32> = [eos_id, get_id("tokenizer.ggml.eot_token_id")].into_iter().flatten().collect();
+        for marker in ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|end|>"] {
+            if let Some(id) = tokens.iter().position(|t| t == marker) {
+                if control_ids.contains(&(id as u32)) || Some(id as u32) == eos_id {
+                    stop_ids.insert(id as u32);
+                }
+            }
+        }
+        Ok(GgufTokenizer { inner, kind, bos_id, eos_id, add_bos, add_eos, stop_ids, control_ids })
+    }
+
+    /// Tokenizes like llama.cpp's `llama_tokenize(text, add_special, parse_special = true)`:
+    /// with `add_special` the model's BOS (and EOS) are added when its
+    /// metadata asks for them.
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|e| LlmError::Inference(format!("tokenization failed: {e}")))?;
+        let mut ids = Vec::with_capacity(enc.len() + 2);
+        if add_special && self.add_bos {
+            ids.extend(self.bos_id);
+        }
+        ids.extend_from_slice(enc.get_ids());
+        if add_special && self.add_eos {
+            ids.extend(self.eos_id);
+        }
+        Ok(ids)
+    }
+
+    /// Text of `ids`; with `skip_control` control tokens (BOS, end-of-turn
+    /// markers) are left out, as a person should see it.
+    pub fn decode(&self, ids: &[u32], skip_control: bool) -> Result<String> {
+        let ids: Vec<u32> = if skip_control {
+            ids.iter().copied().filter(|id| !self.control_ids.contains(id)).collect()
+        } else {
+            ids.to_vec()
+        };
+        self.inner
+            .decode(&ids, false)
+            .map_err(|e| LlmError::Inference(format!("detokenization failed: {e}")))
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+    pub fn kind(&self) -> VocabKind {
+        self.kind
+    }
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_id
+    }
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos_id
+    }
+    /// Whether the model wants BOS at the start of a sequence.
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos
+    }
+    pub fn is_stop(&self, id: u32) -> bool {
+        self.stop_ids.contains(&id)
+    }
+    pub fn stop_ids(&self) -> &HashSet<u32> {
+        &self.stop_ids
+    }
+    /// The underlying `tokenizers` tokenizer.
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+}
+
+fn value_as_i64(v: &candle_core::quantized::gguf_file::Value) -> Option<i64> {
+    use candle_core::quantized::gguf_file::Value;
+    match v {
+        Value::I32(x) => Some(*x as i64),
+        Value::I64(x) => Some(*x),
+        Value::I8(x) => Some(*x as i64),
+        Value::I16(x) => Some(*x as i64),
+        other => value_as_u64(other).map(|x| x as i64),
+    }
+}
+
+fn split(regex: &str, path: &Path) -> Result<PreTokenizerWrapper> {
+    Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false)
+        .map(PreTokenizerWrapper::Split)
+        .map_err(|e| LlmError::Tokenizer { path: path.to_path_buf(), reason: format!("bad pre-tokenizer regex: {e}") })
+}
+
+/// `tokenizer.ggml.pre` → the regexes llama.cpp splits with, in order, and
+/// whether whole words found in the vocabulary skip merging (Llama 3).
+fn pre_tokenizer_regexes(pre: &str) -> (Vec<&'static str>, bool) {
+    match pre {
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" | "llama4" => (vec![LLAMA3_REGEX], true),
+        "qwen2" | "deepseek-r1-qwen" | "qwen35" => (vec![QWEN2_REGEX], false),
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => {
+            (vec![r"\p{N}", GPT2_REGEX], false)
+        }
+        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "jina-v2-code" => {
+            (vec![GPT2_REGEX], false)
+        }
+        other => {
+            tracing::warn!(pre = other, "unknown tokenizer.ggml.pre; using the GPT-2 pre-tokenizer");
+            (vec![GPT2_REGEX], false)
+        }
+    }
+}
+
+fn build_byte_level_bpe(gguf: &GgufFile, tokens: &[String], path: &Path) -> Result<Tokenizer> {
+    let err = |reason: String| LlmError::Tokenizer { path: path.to_path_buf(), reason };
+    let merges: Vec<(String, String)> = gguf
+        .metadata()
+        .get("tokenizer.ggml.merges")
+        .and_then(|v| v.to_vec().ok())
+        .ok_or_else(|| err("`tokenizer.ggml.merges` is missing (required for a gpt2 vocabulary)".into()))?
+        .iter()
+        .map(|m| {
+            let m = m.to_string().map_err(|e| err(format!("merge is not a string: {e}")))?;
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| err(format!("merge `{m}` has no space")))
+        })
+        .collect::<Result<_>>()?;
+    let vocab: ahash_map::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let pre = gguf.get_str("tokenizer.ggml.pre").unwrap_or("default");
+    let (regexes, ignore_merges) = pre_tokenizer_regexes(pre);
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(ignore_merges)
+        .build()
+        .map_err(|e| err(format!("cannot build BPE: {e}")))?;
+    let mut pre_tokenizers = regexes.into_iter().map(|r| split(r, path)).collect::<Result<Vec<_>>>()?;
+    pre_tokenizers.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)));
+    let mut tok = Tokenizer::new(bpe);
+    tok.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(pre_tokenizers))));
+    tok.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevelDecoder::default())));
+    Ok(tok)
+}
+
+/// SentencePiece BPE: merges are every split of a vocabulary piece into two
+/// pieces, ranked by the merged piece's score (highest first), which is the
+/// order llama.cpp's SPM tokenizer merges in.
+fn build_sentencepiece_bpe(gguf: &GgufFile, tokens: &[String], types: &[i64], path: &Path) -> Result<Tokenizer> {
+    let err = |reason: String| LlmError::Tokenizer { path: path.to_path_buf(), reason };
+    let scores: Vec<f32> = match gguf.metadata().get("tokenizer.ggml.scores").and_then(|v| v.to_vec().ok()) {
+        Some(v) => v.iter().map(|s| s.to_f32().unwrap_or(0.0)).collect(),
+        None => (0..tokens.len()).map(|i| -(i as f32)).collect(),
+    };
+    if scores.len() != tokens.len() {
+        return Err(err(format!("{} scores for {} tokens", scores.len(), tokens.len())));
+    }
+    let vocab: ahash_map::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let mut ranked: Vec<(f32, u32, String, String)> = Vec::new();
+    for (id, piece) in tokens.iter().enumerate() {
+        if types[id] != TOKEN_TYPE_NORMAL || piece.chars().nth(1).is_none() {
+            continue;
+        }
+        for (split_at, _) in piece.char_indices().skip(1) {
+            let (left, right) = piece.split_at(split_at);
+            if let (Some(&l), Some(&r)) = (vocab.get(left), vocab.get(right)) {
+                if types[l as usize] == TOKEN_TYPE_NORMAL && types[r as usize] == TOKEN_TYPE_NORMAL {
+                    ranked.push((scores[id], id as u32, left.to_string(), right.to_string()));
+                }
+            }
+        }
+    }
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let merges: Vec<(String, String)> = ranked.into_iter().map(|(_, _, l, r)| (l, r)).collect();
+    let unk = gguf
+        .get_u32("tokenizer.ggml.unknown_token_id")
+        .and_then(|id| tokens.get(id as usize))
+        .cloned()
+        .unwrap_or_else(|| "<unk>".into());
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true)
+        .fuse_unk(true)
+        .unk_token(unk)
+        .build()
+        .map_err(|e| err(format!("cannot build SentencePiece BPE: {e}")))?;
+    let add_space_prefix = gguf.get_bool("tokenizer.ggml.add_space_prefix").unwrap_or(true);
+    let mut normalizers = Vec::new();
+    if add_space_prefix {
+        normalizers.push(NormalizerWrapper::Prepend(Prepend::new("▁".into())));
+    }
+    normalizers.push(NormalizerWrapper::Replace(
+        Replace::new(" ", "▁").map_err(|e| err(format!("normalizer: {e}")))?,
+    ));
+    let mut decoders = vec![
+        DecoderWrapper::Replace(Replace::new("▁", " ").map_err(|e| err(format!("decoder: {e}")))?),
+        DecoderWrapper::ByteFallback(ByteFallback::default()),
+        DecoderWrapper::Fuse(Fuse::default()),
+    ];
+    if add_space_prefix {
+        decoders.push(DecoderWrapper::Strip(Strip::new(' ', 1, 0)));
+    }
+    let mut tok = Tokenizer::new(bpe);
+    tok.with_normalizer(Some(NormalizerWrapper::Sequence(NormalizerSequence::new(normalizers))));
+    tok.with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(decoders))));
+    Ok(tok)
+}
+
+mod ahash_map {
+    pub type Vocab = ahash::AHashMap<String, u32>;
+}
