@@ -155,16 +155,17 @@ impl Filter {
     pub fn is_empty(&self) -> bool {
         self.source_glob.is_none() && self.lang.is_none()
     }
-    /// SQL condition over `d` (documents) and `c` (chunks) plus its parameters.
-    fn sql(&self) -> (String, Vec<String>) {
+    /// SQL condition over `d` (documents) and `c` (chunks) plus its
+    /// parameters, numbered from `?first`.
+    fn sql(&self, first: usize) -> (String, Vec<String>) {
         let mut cond = String::new();
         let mut args = Vec::new();
         if let Some(g) = &self.source_glob {
-            cond.push_str(" AND d.source GLOB ?");
+            cond.push_str(&format!(" AND d.source GLOB ?{}", first + args.len()));
             args.push(g.clone());
         }
         if let Some(l) = self.lang {
-            cond.push_str(" AND c.lang = ?");
+            cond.push_str(&format!(" AND c.lang = ?{}", first + args.len()));
             args.push(l.as_str().to_string());
         }
         (cond, args)
@@ -639,7 +640,7 @@ impl Kb {
 
     /// BM25 over the analysed terms: (chunk id, score), best first (score = -bm25).
     pub(crate) fn bm25(&self, fts_query: &str, n: usize, filter: &Filter, w_head: f64, w_body: f64) -> Result<Vec<(i64, f32)>> {
-        let (cond, args) = filter.sql();
+        let (cond, args) = filter.sql(5);
         let sql = if filter.is_empty() {
             "SELECT rowid, bm25(chunks_fts, ?1, ?2) AS s FROM chunks_fts WHERE chunks_fts MATCH ?3 ORDER BY s LIMIT ?4".to_string()
         } else {
@@ -665,7 +666,7 @@ impl Kb {
 
     /// Chunk ids passing `filter`.
     pub(crate) fn filtered_ids(&self, filter: &Filter) -> Result<HashSet<u64>> {
-        let (cond, args) = filter.sql();
+        let (cond, args) = filter.sql(1);
         let sql = format!("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE 1 {cond}");
         let mut st = self.conn.prepare(&sql).db(&self.db_path)?;
         let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0)).db(&self.db_path)?;
