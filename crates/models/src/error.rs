@@ -91,8 +91,8 @@ pub enum ModelsError {
     HubAuth { url: String, status: u16, dest: PathBuf },
 
     /// The hub could not be reached at all: says how to place the file by hand.
-    #[error("cannot reach {endpoint} to download {repo}/{file} ({detail}).\nTresor works offline; to install this file by hand, fetch\n  {url}\non a machine with network access, copy it to\n  {}\nthen run `tresor models verify` (or this `tresor models pull` again, which checks the file in place and records its sha256). A mirror can be used with --endpoint URL or HF_ENDPOINT.", dest.display())]
-    HubOffline { endpoint: String, repo: String, file: String, url: String, dest: PathBuf, detail: String },
+    #[error("cannot reach {endpoint} to download {what} ({detail}).\nTresor works offline; to install this file by hand, fetch\n  {url}\non a machine with network access, copy it to\n  {}\nthen run `tresor models verify` (or this `tresor models pull` again, which checks the file in place and records its sha256). A mirror can be used with --endpoint URL or HF_ENDPOINT.", dest.display())]
+    HubOffline { endpoint: String, what: String, url: String, dest: PathBuf, detail: String },
 
     /// Any other HTTP failure.
     #[error("downloading {url} failed: {detail}")]

@@ -490,8 +490,7 @@ impl Download<'_> {
     fn offline(&self, detail: String) -> ModelsError {
         ModelsError::HubOffline {
             endpoint: self.endpoint.to_string(),
-            repo: self.repo.to_string(),
-            file: self.hub_file.to_string(),
+            what: format!("{}/{} (revision {})", self.repo, self.hub_file, self.revision),
             url: self.url.to_string(),
             dest: self.dest.to_path_buf(),
             detail,
