@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{LlmError, Result};
 
+/// Tresor's system prompt when the caller gives none. Small models answer
+/// far better with a short, plain instruction than with their own persona
+/// prompt (SmolLM2 greedy answers "What is the capital of France?" with
+/// "L'Étoile, la Marseillaise..." under its built-in one, "Paris" under this).
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant. Answer briefly and accurately.";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

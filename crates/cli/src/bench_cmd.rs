@@ -1,0 +1,168 @@
+//! `tresor bench ...`: runs tresor-bench and prints a table or JSON.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use tresor_bench::{embed, llm, Machine};
+use tresor_models::{Catalog, Role};
+
+use crate::ctx::Ctx;
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Prompt processing and generation tokens/s, load time and peak RSS,
+    /// Tresor vs llama.cpp's llama-bench (alternating runs).
+    Llm(BenchLlmArgs),
+    /// Sentences/s of the embedder, Tresor vs sentence-transformers.
+    Embed(BenchEmbedArgs),
+    /// Knowledge base: ingest throughput, query latency per mode at scale, index recall.
+    Kb(crate::kb_cmd::BenchKbArgs),
+    /// (internal) One Tresor LLM measurement in a fresh process.
+    #[command(hide = true)]
+    LlmWorker {
+        #[arg(long, default_value_t = 512)]
+        pp: usize,
+        #[arg(long, default_value_t = 128)]
+        tg: usize,
+        model: PathBuf,
+    },
+    /// (internal) One Tresor embedder measurement in a fresh process.
+    #[command(hide = true)]
+    EmbedWorker { model: PathBuf, passages: PathBuf },
+}
+
+#[derive(Args)]
+pub struct BenchLlmArgs {
+    /// Model ids or GGUF paths (repeatable; default: the chat-small model).
+    #[arg(long)]
+    model: Vec<String>,
+    /// Thread counts to measure (repeatable; default: --threads or all cores).
+    #[arg(long = "bench-threads")]
+    bench_threads: Vec<usize>,
+    #[arg(long, default_value_t = 512)]
+    pp: usize,
+    #[arg(long, default_value_t = 128)]
+    tg: usize,
+    /// Alternating rounds (Tresor, peer); medians over rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Skip the peer even if it is installed.
+    #[arg(long)]
+    no_peer: bool,
+    /// One JSON object (an array when several models/threads are measured).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct BenchEmbedArgs {
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long, default_value_t = 200)]
+    passages: usize,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    #[arg(long)]
+    no_peer: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+fn threads(ctx: &Ctx) -> usize {
+    ctx.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+pub fn run(cmd: BenchCmd, ctx: &Ctx) -> Result<()> {
+    match cmd {
+        BenchCmd::LlmWorker { pp, tg, model } => {
+            let device = crate::ctx::device(ctx)?;
+            let r = llm::worker(&model, &device, pp, tg)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        BenchCmd::EmbedWorker { model, passages } => {
+            let device = crate::ctx::device(ctx)?;
+            let r = embed::worker(&model, &device, &passages)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        BenchCmd::Llm(args) => run_llm(args, ctx),
+        BenchCmd::Embed(args) => run_embed(args, ctx),
+        BenchCmd::Kb(args) => crate::kb_cmd::run_bench_kb(args, ctx),
+    }
+}
+
+fn run_llm(args: BenchLlmArgs, ctx: &Ctx) -> Result<()> {
+    let catalog = Catalog::load(&ctx.models_dir).context("reading the model catalogue")?;
+    let specs: Vec<Option<&str>> = if args.model.is_empty() { vec![None] } else { args.model.iter().map(|m| Some(m.as_str())).collect() };
+    let thread_counts = if args.bench_threads.is_empty() { vec![threads(ctx)] } else { args.bench_threads.clone() };
+    let peer = if args.no_peer { None } else { llm::find_llama_bench() };
+    let exe = std::env::current_exe().context("locating the tresor binary")?;
+    let machine = Machine::probe();
+    if !args.json {
+        eprintln!("machine: {} ({} cores, SIMD: {})", machine.cpu, machine.cores, machine.simd.join(", "));
+    }
+    let mut reports = Vec::new();
+    for spec in specs {
+        let resolved = catalog.resolve(spec, Role::ChatSmall)?;
+        for &t in &thread_counts {
+            let opts = llm::LlmBenchOptions {
+                tresor_exe: exe.clone(),
+                model_id: resolved.id.clone(),
+                model: resolved.path.clone(),
+                threads: t,
+                pp: args.pp,
+                tg: args.tg,
+                rounds: args.rounds,
+                peer: peer.clone(),
+            };
+            let r = llm::run(&opts).with_context(|| format!("benchmarking `{}` at {t} threads", resolved.id))?;
+            if let (Some(note), false) = (&r.note, args.json) {
+                eprintln!("note: {note}");
+            }
+            reports.push(r);
+        }
+    }
+    if args.json {
+        let mut v = if reports.len() == 1 { serde_json::to_value(&reports[0])? } else { serde_json::to_value(&reports)? };
+        if let Some(o) = v.as_object_mut() {
+            o.insert("machine".into(), serde_json::to_value(&machine)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", llm::table(&reports));
+    }
+    Ok(())
+}
+
+fn run_embed(args: BenchEmbedArgs, ctx: &Ctx) -> Result<()> {
+    let catalog = Catalog::load(&ctx.models_dir).context("reading the model catalogue")?;
+    let resolved = catalog.resolve(args.model.as_deref(), Role::Embed)?;
+    let work = std::env::temp_dir().join(format!("tresor-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let opts = embed::EmbedBenchOptions {
+        tresor_exe: std::env::current_exe()?,
+        model_id: resolved.id.clone(),
+        model_dir: resolved.path.clone(),
+        threads: threads(ctx),
+        passages: args.passages,
+        rounds: args.rounds,
+        peer: if args.no_peer { None } else { embed::find_sentence_transformers() },
+        work_dir: work.clone(),
+    };
+    let r = embed::run(&opts);
+    let _ = std::fs::remove_dir_all(&work);
+    let r = r?;
+    if args.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["machine"] = serde_json::to_value(Machine::probe())?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        if let Some(n) = &r.note {
+            eprintln!("note: {n}");
+        }
+        print!("{}", embed::table(&[r]));
+    }
+    Ok(())
+}

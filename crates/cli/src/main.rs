@@ -1,0 +1,115 @@
+//! `tresor`: the command-line front door to Tresor's engine.
+//! Parses flags, resolves paths, calls the library crates and reports their
+//! errors with context. Holds no engine logic.
+
+mod bench_cmd;
+mod ctx;
+mod kb_cmd;
+mod llm_cmd;
+mod models_cmd;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use ctx::Ctx;
+
+#[derive(Parser)]
+#[command(name = "tresor", version, about = "Offline AI assistant: answers from your own documents, nothing leaves the machine")]
+struct Cli {
+    /// Where Tresor keeps knowledge bases, conversations and telemetry.
+    #[arg(long, global = true, env = "TRESOR_HOME")]
+    data_dir: Option<PathBuf>,
+    /// Where model files and the model manifest live.
+    #[arg(long, global = true, env = "TRESOR_MODELS")]
+    models_dir: Option<PathBuf>,
+    /// Device to run models on: cpu, cuda:N or metal.
+    #[arg(long, global = true, default_value = "cpu", env = "TRESOR_DEVICE")]
+    device: String,
+    /// CPU threads for inference (default: all cores).
+    #[arg(long, global = true, env = "TRESOR_THREADS")]
+    threads: Option<usize>,
+    /// More logging (-v info, -vv debug, -vvv trace); logs go to stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text with a chat model (streams to stdout).
+    Generate(llm_cmd::GenerateArgs),
+    /// Print the token ids of a text as a JSON array.
+    Tokenize(llm_cmd::TokenizeArgs),
+    /// Print sentence embeddings as a JSON array of vectors.
+    Embed(llm_cmd::EmbedArgs),
+    /// Install, list, verify, remove and pull models.
+    #[command(subcommand)]
+    Models(models_cmd::ModelsCmd),
+    /// Benchmarks against the peers (llama.cpp, sentence-transformers).
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCmd),
+    /// Add files or folders to a knowledge base (incremental; --prune removes deleted files).
+    Ingest(kb_cmd::IngestArgs),
+    /// Inspect and maintain knowledge bases: list, stats, remove, check, rebuild-index.
+    #[command(subcommand)]
+    Kb(kb_cmd::KbCmd),
+    /// Search a knowledge base (hybrid BM25 + vector, reranked when a reranker is installed).
+    Search(kb_cmd::SearchArgs),
+    /// Evaluate retrieval quality on a gold set.
+    #[command(subcommand)]
+    Eval(EvalCmd),
+}
+
+#[derive(Subcommand)]
+enum EvalCmd {
+    /// Recall@1/5/10, MRR and nDCG@10 per search mode on a gold set.
+    Retrieval(kb_cmd::EvalRetrievalArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    if let Err(err) = run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRESOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let ctx = Ctx {
+        data_dir: cli.data_dir.unwrap_or_else(default_data_dir),
+        models_dir: tresor_models::resolve_models_dir(cli.models_dir.as_deref()),
+        device: cli.device,
+        threads: cli.threads,
+    };
+    match cli.command {
+        Command::Generate(args) => llm_cmd::run_generate(args, &ctx),
+        Command::Tokenize(args) => llm_cmd::run_tokenize(args, &ctx),
+        Command::Embed(args) => llm_cmd::run_embed(args, &ctx),
+        Command::Models(cmd) => models_cmd::run(cmd, &ctx),
+        Command::Bench(cmd) => bench_cmd::run(cmd, &ctx),
+        Command::Ingest(args) => kb_cmd::run_ingest(args, &ctx),
+        Command::Kb(cmd) => kb_cmd::run_kb(cmd, &ctx),
+        Command::Search(args) => kb_cmd::run_search(args, &ctx),
+        Command::Eval(EvalCmd::Retrieval(args)) => kb_cmd::run_eval_retrieval(args, &ctx),
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    tresor_models::platform_data_dir()
+}
