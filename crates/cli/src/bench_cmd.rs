@@ -37,6 +37,10 @@ pub struct BenchLlmArgs {
     /// Model ids or GGUF paths (repeatable; default: the chat-small model).
     #[arg(long)]
     model: Vec<String>,
+    /// Synthetic models written by the bench itself (repeatable):
+    /// llama-3.2-1b-q4_k, llama-3.2-1b-q8_0.
+    #[arg(long)]
+    synthetic: Vec<String>,
     /// Thread counts to measure (repeatable; default: --threads or all cores).
     #[arg(long = "bench-threads")]
     bench_threads: Vec<usize>,
@@ -95,7 +99,19 @@ pub fn run(cmd: BenchCmd, ctx: &Ctx) -> Result<()> {
 
 fn run_llm(args: BenchLlmArgs, ctx: &Ctx) -> Result<()> {
     let catalog = Catalog::load(&ctx.models_dir).context("reading the model catalogue")?;
-    let specs: Vec<Option<&str>> = if args.model.is_empty() { vec![None] } else { args.model.iter().map(|m| Some(m.as_str())).collect() };
+    let mut models: Vec<(String, PathBuf)> = Vec::new();
+    if args.model.is_empty() && args.synthetic.is_empty() {
+        let r = catalog.resolve(None, Role::ChatSmall)?;
+        models.push((r.id, r.path));
+    }
+    for spec in &args.model {
+        let r = catalog.resolve(Some(spec), Role::ChatSmall)?;
+        models.push((r.id, r.path));
+    }
+    let cache = std::env::var_os("TRESOR_CACHE").map(PathBuf::from).unwrap_or_else(|| ctx.data_dir.join("cache"));
+    for name in &args.synthetic {
+        models.push((format!("synthetic {name}"), llm::synthetic_model(name, &cache)?));
+    }
     let thread_counts = if args.bench_threads.is_empty() { vec![threads(ctx)] } else { args.bench_threads.clone() };
     let peer = if args.no_peer { None } else { llm::find_llama_bench() };
     let exe = std::env::current_exe().context("locating the tresor binary")?;
@@ -104,20 +120,19 @@ fn run_llm(args: BenchLlmArgs, ctx: &Ctx) -> Result<()> {
         eprintln!("machine: {} ({} cores, SIMD: {})", machine.cpu, machine.cores, machine.simd.join(", "));
     }
     let mut reports = Vec::new();
-    for spec in specs {
-        let resolved = catalog.resolve(spec, Role::ChatSmall)?;
+    for (id, path) in &models {
         for &t in &thread_counts {
             let opts = llm::LlmBenchOptions {
                 tresor_exe: exe.clone(),
-                model_id: resolved.id.clone(),
-                model: resolved.path.clone(),
+                model_id: id.clone(),
+                model: path.clone(),
                 threads: t,
                 pp: args.pp,
                 tg: args.tg,
                 rounds: args.rounds,
                 peer: peer.clone(),
             };
-            let r = llm::run(&opts).with_context(|| format!("benchmarking `{}` at {t} threads", resolved.id))?;
+            let r = llm::run(&opts).with_context(|| format!("benchmarking `{id}` at {t} threads"))?;
             if let (Some(note), false) = (&r.note, args.json) {
                 eprintln!("note: {note}");
             }

@@ -14,6 +14,7 @@ pub mod gguf;
 pub mod model;
 pub mod rerank;
 pub mod sampling;
+pub mod synthetic;
 pub mod template;
 pub mod tokenizer;
 
