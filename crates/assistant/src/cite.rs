@@ -1,0 +1,223 @@
+//! Citations attached after generation. Small models cite badly, so the
+//! `[n]` the model may write are stripped; each answer sentence is aligned
+//! with the packed passage that supports it best (lexical overlap of its
+//! content terms, blended with the embedding cosine of sentence and
+//! passage) and gets that passage's number, or is dropped when nothing
+//! supports it. When no generated sentence survives, an extractive answer
+//! takes the passages' sentences that best match the question.
+
+use serde::Serialize;
+use tresor_kb::embed::dot;
+
+use crate::pack::Passage;
+use crate::text::{content_terms, coverage, jaccard, language, sentences, term_set};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SentenceCheck {
+    pub text: String,
+    /// Index into the packed passages of the best supporting passage.
+    pub passage: Option<usize>,
+    pub lexical: f32,
+    pub cosine: f32,
+    pub support: f32,
+    pub kept: bool,
+    /// Why a sentence was dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<String>,
+}
+
+/// Removes `[n]`, `[n, m]`, `【n】` style markers the model wrote.
+pub fn strip_markers(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '[' {
+            if let Some(end) = chars[i + 1..].iter().position(|&c| c == ']') {
+                let inner: String = chars[i + 1..i + 1 + end].iter().collect();
+                if !inner.is_empty() && inner.chars().all(|c| c.is_ascii_digit() || c == ',' || c == ' ') {
+                    i += end + 2;
+                    continue;
+                }
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ").replace(" .", ".").replace(" ,", ",")
+}
+
+/// Checks one answer sentence against the passages.
+pub fn check(
+    sentence: &str,
+    svec: Option<&[f32]>,
+    question: &str,
+    passages: &[Passage],
+    lexical_weight: f32,
+    threshold: f32,
+) -> SentenceCheck {
+    let text = strip_markers(sentence);
+    let mut c = SentenceCheck { text: text.clone(), passage: None, lexical: 0.0, cosine: 0.0, support: 0.0, kept: false, dropped: None };
+    let lang = language(&text);
+    let terms = content_terms(&text, lang);
+    if terms.is_empty() {
+        c.dropped = Some("no content words".into());
+        return c;
+    }
+    if jaccard(&text, question) > 0.75 {
+        c.dropped = Some("repeats the question".into());
+        return c;
+    }
+    for (i, p) in passages.iter().enumerate() {
+        let pl = p.lang();
+        let t = if pl == lang { terms.clone() } else { content_terms(&text, pl) };
+        let lexical = coverage(&t, &term_set(&format!("{} {}", p.hit.heading, p.hit.text), pl));
+        let cosine = match svec {
+            Some(v) if v.len() == p.embedding.len() => dot(v, &p.embedding).max(0.0),
+            _ => 0.0,
+        };
+        let support = lexical_weight * lexical + (1.0 - lexical_weight) * cosine;
+        if support > c.support {
+            c.passage = Some(i);
+            c.lexical = lexical;
+            c.cosine = cosine;
+            c.support = support;
+        }
+    }
+    if c.support >= threshold {
+        c.kept = true;
+    } else {
+        c.dropped = Some(format!("support {:.2} below {:.2}", c.support, threshold));
+    }
+    c
+}
+
+/// The passages' sentences that best match the question: (sentence, passage index).
+pub fn extractive(question: &str, passages: &[Passage], n: usize) -> Vec<(String, usize)> {
+    let mut cands: Vec<(f32, usize, usize, String)> = Vec::new();
+    for (pi, p) in passages.iter().enumerate() {
+        let lang = p.lang();
+        let q = content_terms(question, lang);
+        for (si, s) in sentences(&p.text).into_iter().enumerate() {
+            if s.split_whitespace().count() < 3 {
+                continue;
+            }
+            // prefer the better passage and earlier sentences on ties
+            let score = coverage(&q, &term_set(&s, lang)) + 0.05 * p.evidence - 0.001 * si as f32;
+            cands.push((score, pi, si, s));
+        }
+    }
+    cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut picked: Vec<(f32, usize, usize, String)> = cands.into_iter().filter(|c| c.0 > 0.0).take(n).collect();
+    // keep only sentences near the best one's score
+    if let Some(best) = picked.first().map(|c| c.0) {
+        picked.retain(|c| c.0 >= best * 0.6);
+    }
+    picked.sort_by_key(|c| (c.1, c.2));
+    picked.into_iter().map(|c| (c.3, c.1)).collect()
+}
+
+/// Splits streamed text into complete sentences as they arrive.
+#[derive(Default)]
+pub struct SentenceStream {
+    buf: String,
+}
+
+impl SentenceStream {
+    /// Adds a piece; returns the sentences it completed.
+    pub fn push(&mut self, piece: &str) -> Vec<String> {
+        self.buf.push_str(piece);
+        let sents = sentences(&self.buf);
+        if sents.len() <= 1 && !self.buf.contains('\n') {
+            return Vec::new();
+        }
+        // everything but the last (possibly unfinished) sentence is complete,
+        // unless the buffer ends at a line break
+        let ends_line = self.buf.ends_with('\n');
+        let (done, rest): (Vec<String>, String) = if ends_line {
+            (sents, String::new())
+        } else {
+            let mut s = sents;
+            let last = s.pop().unwrap_or_default();
+            // keep the unfinished tail raw (its trailing space matters)
+            let rest = match self.buf.rfind(last.as_str()) {
+                Some(at) => self.buf[at..].to_string(),
+                None => last,
+            };
+            (s, rest)
+        };
+        self.buf = rest;
+        done
+    }
+    /// What is left at the end.
+    pub fn finish(&mut self) -> Vec<String> {
+        let s = sentences(&self.buf);
+        self.buf.clear();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::score;
+
+    fn passages() -> Vec<Passage> {
+        let mk = |id: i64, text: &str| {
+            let mut h = crate::pack::tests::hit(id, text);
+            h.heading = String::new();
+            (h, vec![])
+        };
+        score(
+            "How many vacation days do full-time employees get?",
+            &[],
+            vec![
+                mk(1, "Full-time employees get 30 working days of paid vacation per calendar year. Part-time employees get a pro-rated amount."),
+                mk(2, "Report sick to your manager before 9:30 on the first day."),
+            ],
+            1.0,
+        )
+    }
+
+    #[test]
+    fn strips_model_markers() {
+        assert_eq!(strip_markers("You get 30 days [1][2]. More [3, 4] text【x】"), "You get 30 days. More text【x】");
+        assert_eq!(strip_markers("Array [a] stays"), "Array [a] stays");
+    }
+
+    #[test]
+    fn keeps_supported_sentences_and_drops_invented_ones() {
+        let p = passages();
+        let q = "How many vacation days do full-time employees get?";
+        let ok = check("Full-time employees get 30 days of paid vacation [2].", None, q, &p, 1.0, 0.45);
+        assert!(ok.kept, "{ok:?}");
+        assert_eq!(p[ok.passage.unwrap()].hit.chunk_id, 1);
+        assert_eq!(ok.text, "Full-time employees get 30 days of paid vacation.");
+        let bad = check("The moon is made of green cheese.", None, q, &p, 1.0, 0.45);
+        assert!(!bad.kept);
+        let echo = check("How many vacation days do full-time employees get?", None, q, &p, 1.0, 0.45);
+        assert_eq!(echo.dropped.as_deref(), Some("repeats the question"));
+        let sick = check("Report sick before 9:30.", None, q, &p, 1.0, 0.45);
+        assert_eq!(p[sick.passage.unwrap()].hit.chunk_id, 2);
+    }
+
+    #[test]
+    fn extractive_answer_takes_the_matching_sentence() {
+        let p = passages();
+        let ex = extractive("How many vacation days do full-time employees get?", &p, 2);
+        assert_eq!(ex[0].0, "Full-time employees get 30 working days of paid vacation per calendar year.");
+    }
+
+    #[test]
+    fn sentence_stream_emits_complete_sentences() {
+        let mut s = SentenceStream::default();
+        assert!(s.push("You get 30").is_empty());
+        assert!(s.push(" days.").is_empty());
+        assert_eq!(s.push(" Ask HR"), vec!["You get 30 days."]);
+        assert_eq!(s.push(" first. Then "), vec!["Ask HR first."]);
+        assert!(s.push("it").is_empty());
+        assert_eq!(s.push(" ends.\n"), vec!["Then it ends."]);
+        assert!(s.push("Then").is_empty());
+        assert_eq!(s.finish(), vec!["Then"]);
+    }
+}

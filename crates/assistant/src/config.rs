@@ -1,0 +1,163 @@
+//! The engine's knobs, with defaults tuned on the sample knowledge base and
+//! the dev gold set. Read from `assistant.toml` in the data dir when present
+//! (every field optional); see [`AssistantConfig::load`].
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AssistantError, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AssistantConfig {
+    /// Passages retrieved per question (before the evidence filter).
+    pub retrieve_k: usize,
+    /// At most this many passages go to the model.
+    pub max_passages: usize,
+    /// Context budget for the passages, in the chat model's tokens.
+    pub context_tokens: usize,
+    /// Evidence (0..1, lexical coverage of the question by a passage blended
+    /// with embedding cosine) the best passage needs, else "not found".
+    pub evidence_threshold: f32,
+    /// A passage joins the context when its evidence is at least this share of the best one's.
+    pub passage_relative_evidence: f32,
+    /// An answer sentence keeps its place when its support (lexical + cosine
+    /// against the best passage) reaches this.
+    pub support_threshold: f32,
+    /// Weight of lexical overlap in evidence and support (the rest is cosine).
+    pub lexical_weight: f32,
+    /// Tokens the model may write.
+    pub max_answer_tokens: usize,
+    /// Stop generating after this many unsupported sentences in a row.
+    pub max_unsupported_run: usize,
+    /// Sentences an extractive fallback answer takes from the passages.
+    pub extractive_sentences: usize,
+    /// Sampling temperature (0 = greedy, reproducible).
+    pub temperature: f32,
+    /// Conversation history budget in tokens (older turns are summarised).
+    pub history_tokens: usize,
+    pub cache: CacheConfig,
+    pub routing: RoutingConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Cosine between normalised question embeddings for a hit.
+    pub similarity_threshold: f32,
+    /// Entries kept per knowledge base (oldest dropped first).
+    pub max_entries: usize,
+}
+
+/// Rules for chat-small vs chat-premium. The shipped premium model
+/// (Gemma-3-270M) is a pre-trained base model, not instruction-tuned, so the
+/// defaults send it only long or multi-part questions, where its larger size
+/// helps most; everything else goes to SmolLM2-135M-Instruct.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoutingConfig {
+    /// Off: every question goes to chat-small.
+    pub enabled: bool,
+    /// Questions with at least this many words go to chat-premium.
+    pub premium_min_words: usize,
+    /// Questions with several parts (two question marks, enumerations) go to chat-premium.
+    pub premium_multi_part: bool,
+    /// Words that mark a high-risk question (legal, medical, money); any one sends it to chat-premium.
+    pub premium_keywords: Vec<String>,
+}
+
+impl Default for AssistantConfig {
+    fn default() -> Self {
+        AssistantConfig {
+            retrieve_k: 6,
+            max_passages: 3,
+            context_tokens: 600,
+            evidence_threshold: 0.42,
+            passage_relative_evidence: 0.7,
+            support_threshold: 0.45,
+            lexical_weight: 0.6,
+            max_answer_tokens: 120,
+            max_unsupported_run: 2,
+            extractive_sentences: 2,
+            temperature: 0.0,
+            history_tokens: 400,
+            cache: CacheConfig::default(),
+            routing: RoutingConfig::default(),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { enabled: true, similarity_threshold: 0.95, max_entries: 2000 }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            enabled: true,
+            premium_min_words: 30,
+            premium_multi_part: true,
+            premium_keywords: ["lawsuit", "klage", "kündigung", "termination", "diagnosis", "diagnose", "gdpr", "dsgvo"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+impl AssistantConfig {
+    /// `assistant.toml` in `data_dir` when it exists, else the defaults.
+    pub fn load(data_dir: &Path) -> Result<Self> {
+        let path = data_dir.join("assistant.toml");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::from_toml(&text).map_err(|reason| AssistantError::Config { path, reason }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(AssistantError::Io { path, source }),
+        }
+    }
+
+    pub fn from_toml(text: &str) -> std::result::Result<Self, String> {
+        let cfg: AssistantConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (name, v) in [
+            ("evidence_threshold", self.evidence_threshold),
+            ("support_threshold", self.support_threshold),
+            ("lexical_weight", self.lexical_weight),
+            ("passage_relative_evidence", self.passage_relative_evidence),
+            ("cache.similarity_threshold", self.cache.similarity_threshold),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{name} must be between 0 and 1 (got {v})"));
+            }
+        }
+        if self.max_passages == 0 || self.retrieve_k == 0 || self.context_tokens < 32 || self.max_answer_tokens == 0 {
+            return Err("retrieve_k, max_passages and max_answer_tokens must be at least 1, context_tokens at least 32".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_toml_keeps_defaults_and_bad_values_are_rejected() {
+        let c = AssistantConfig::from_toml("evidence_threshold = 0.5\n[cache]\nsimilarity_threshold = 0.9\n").unwrap();
+        assert_eq!(c.evidence_threshold, 0.5);
+        assert_eq!(c.cache.similarity_threshold, 0.9);
+        assert!(c.cache.enabled);
+        assert_eq!(c.max_passages, AssistantConfig::default().max_passages);
+        let e = AssistantConfig::from_toml("support_threshold = 2.0").unwrap_err();
+        assert!(e.contains("support_threshold"), "{e}");
+        assert!(AssistantConfig::from_toml("nonsense = [").is_err());
+    }
+}

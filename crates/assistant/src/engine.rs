@@ -1,0 +1,972 @@
+//! The answer pipeline (see the crate docs for the order of steps) and the
+//! [`Assistant`] that front doors call.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tresor_kb::lang::Lang;
+use tresor_kb::retrieve::Trace as RetrievalTrace;
+use tresor_kb::{search, Kb, SearchOptions, TextEmbedder, TextReranker};
+use tresor_llm::{ChatMessage, GenerateParams, SamplingParams};
+use tresor_models::Role;
+
+use crate::cache::{CacheStats, SemanticCache};
+use crate::cite::{self, SentenceCheck, SentenceStream};
+use crate::config::AssistantConfig;
+use crate::error::{AssistantError, Result};
+use crate::models::{ChatModel, ModelSource, ModelSpec};
+use crate::pack::{self, PackReport, Passage};
+use crate::route::{self, Intent, RouteChoice};
+use crate::store::{fit_history, ThreadStore};
+use crate::text::{cache_form, jaccard, language, normalise, MAX_QUESTION_CHARS};
+
+pub type ModelChoice = RouteChoice;
+
+#[derive(Debug, Clone, Default)]
+pub struct AskRequest {
+    pub question: String,
+    /// The knowledge base to answer from; None: the model answers alone (ungrounded).
+    pub kb: Option<String>,
+    /// Earlier turns (ignored when `thread` is set: the thread's turns are used).
+    pub history: Vec<ChatMessage>,
+    /// A stored thread: its history is used and this turn is saved to it.
+    pub thread: Option<i64>,
+    /// A chat model id or path instead of the routed one.
+    pub model: Option<String>,
+    /// Skip the semantic cache (neither read nor written).
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Source {
+    pub n: usize,
+    /// The file path as ingested.
+    pub source: String,
+    pub title: String,
+    pub heading: String,
+    pub page: Option<u32>,
+    pub snippet: String,
+    pub chunk_id: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Timings {
+    /// Request start to the model's first token (cache hits and canned answers: to the answer).
+    pub ttft_ms: f64,
+    pub total_ms: f64,
+    /// Question embedding, cache lookup, hybrid search (+ rerank).
+    pub retrieve_ms: f64,
+    /// Evidence scoring and context packing.
+    pub pack_ms: f64,
+    /// Loading the chat model (first use only).
+    pub load_ms: f64,
+    pub prefill_ms: f64,
+    /// Model time: prefill plus decoding.
+    pub generate_ms: f64,
+    /// Citation alignment (embedding and scoring answer sentences).
+    pub validate_ms: f64,
+    /// Everything but model load, prefill and decode.
+    pub pipeline_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Tokens {
+    pub prompt: usize,
+    pub completion: usize,
+    /// Passage tokens packed into the prompt.
+    pub context: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PassageTrace {
+    pub source: String,
+    pub chunk_id: i64,
+    pub lexical: f32,
+    pub cosine: f32,
+    pub evidence: f32,
+    pub tokens: usize,
+    pub packed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Trace {
+    /// The standalone question a follow-up was rewritten into.
+    pub rewritten: Option<String>,
+    pub kb: Option<String>,
+    pub kb_version: Option<String>,
+    pub evidence: Option<f32>,
+    pub evidence_threshold: Option<f32>,
+    pub retrieval: Option<RetrievalTrace>,
+    pub passages: Vec<PassageTrace>,
+    pub pack: Option<PackReport>,
+    /// Every answer sentence the model wrote, with its support and fate.
+    pub sentences: Vec<SentenceCheck>,
+    /// The model's text had no supported sentence; the answer was extracted from the passages.
+    pub extractive: bool,
+    pub finish: Option<String>,
+    pub cache_similarity: Option<f32>,
+    pub cached_question: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub answer: String,
+    pub sources: Vec<Source>,
+    /// Every sentence of the answer is supported by a cited passage.
+    pub grounded: bool,
+    /// The assistant declined: not found in the documents, or out of scope.
+    pub refused: bool,
+    /// The chat model that wrote it ("none" when no model ran).
+    pub model: String,
+    pub cache_hit: bool,
+    /// small_talk | kb_question | out_of_scope | general
+    pub route: String,
+    /// Which model role was chosen and why.
+    pub routing: ModelChoice,
+    pub lang: String,
+    pub timings: Timings,
+    pub tokens: Tokens,
+    pub thread_id: Option<i64>,
+    pub message_id: Option<i64>,
+    pub trace: Trace,
+}
+
+/// What the cache keeps of an answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedAnswer {
+    answer: String,
+    sources: Vec<Source>,
+    grounded: bool,
+    refused: bool,
+    model: String,
+    route: String,
+    routing: ModelChoice,
+    lang: String,
+    tokens: Tokens,
+}
+
+/// Counters for `/api/metrics`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Metrics {
+    pub answers: u64,
+    pub refused: u64,
+    pub grounded: u64,
+    pub extractive: u64,
+    pub cache_hits: u64,
+    pub ttft_ms_sum: f64,
+    pub total_ms_sum: f64,
+}
+
+pub struct Assistant {
+    cfg: AssistantConfig,
+    data_dir: PathBuf,
+    embedder: Arc<dyn TextEmbedder>,
+    reranker: Option<Arc<dyn TextReranker>>,
+    models: Box<dyn ModelSource>,
+    loaded: HashMap<ModelSpec, Box<dyn ChatModel>>,
+    kbs: HashMap<String, (Kb, String)>,
+    cache: SemanticCache,
+    threads: ThreadStore,
+    pub metrics: Metrics,
+}
+
+/// Where a data dir keeps its knowledge bases.
+pub fn kb_dir(data_dir: &Path, name: &str) -> Result<PathBuf> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(AssistantError::BadKbName(name.to_string()));
+    }
+    Ok(data_dir.join("kb").join(name))
+}
+
+/// Names of the knowledge bases in a data dir.
+pub fn kb_names(data_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(data_dir.join("kb"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| Kb::exists(&e.path()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A short hash of the knowledge base's documents (source, sha256, chunks):
+/// changes whenever a document is added, changed or removed.
+pub fn kb_version(kb: &Kb) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut docs = kb.list()?;
+    docs.sort_by(|a, b| a.source.cmp(&b.source));
+    for d in docs {
+        h.update(d.source.as_bytes());
+        h.update([0]);
+        h.update(d.sha256.as_bytes());
+        h.update(d.chunks.to_le_bytes());
+    }
+    h.update(kb.chunk_count()?.to_le_bytes());
+    Ok(hex::encode(&h.finalize()[..8]))
+}
+
+const DB_FILE: &str = "assistant.sqlite";
+
+impl Assistant {
+    pub fn new(
+        cfg: AssistantConfig,
+        data_dir: &Path,
+        embedder: Arc<dyn TextEmbedder>,
+        reranker: Option<Arc<dyn TextReranker>>,
+        models: Box<dyn ModelSource>,
+    ) -> Result<Self> {
+        cfg.validate().map_err(|reason| AssistantError::Config { path: data_dir.join("assistant.toml"), reason })?;
+        let db = data_dir.join(DB_FILE);
+        Ok(Assistant {
+            cache: SemanticCache::open(&db)?,
+            threads: ThreadStore::open(&db)?,
+            cfg,
+            data_dir: data_dir.to_path_buf(),
+            embedder,
+            reranker,
+            models,
+            loaded: HashMap::new(),
+            kbs: HashMap::new(),
+            metrics: Metrics::default(),
+        })
+    }
+
+    pub fn config(&self) -> &AssistantConfig {
+        &self.cfg
+    }
+    pub fn config_mut(&mut self) -> &mut AssistantConfig {
+        &mut self.cfg
+    }
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+    pub fn embedder(&self) -> &dyn TextEmbedder {
+        self.embedder.as_ref()
+    }
+    pub fn threads(&self) -> &ThreadStore {
+        &self.threads
+    }
+    pub fn cache_stats(&self) -> Result<CacheStats> {
+        self.cache.stats()
+    }
+    pub fn clear_cache(&self) -> Result<usize> {
+        self.cache.clear()
+    }
+    pub fn available_models(&self) -> Vec<(String, String)> {
+        self.models.available()
+    }
+    pub fn reranker_id(&self) -> Option<String> {
+        self.reranker.as_ref().map(|r| r.model_id())
+    }
+
+    /// The open knowledge base `name` (reopened when its version changed) and its version.
+    pub fn kb(&mut self, name: &str) -> Result<(&mut Kb, String)> {
+        let dir = kb_dir(&self.data_dir, name)?;
+        let fresh = match self.kbs.get(name) {
+            Some((kb, v)) => kb_version(kb)? != *v,
+            None => true,
+        };
+        if fresh {
+            self.kbs.remove(name);
+            let kb = Kb::open_existing(&dir)?;
+            let v = kb_version(&kb)?;
+            self.kbs.insert(name.to_string(), (kb, v));
+        }
+        let (kb, v) = self.kbs.get_mut(name).expect("inserted above");
+        let v = v.clone();
+        Ok((kb, v))
+    }
+
+    fn model<'a>(
+        loaded: &'a mut HashMap<ModelSpec, Box<dyn ChatModel>>,
+        source: &mut Box<dyn ModelSource>,
+        spec: &ModelSpec,
+        load_ms: &mut f64,
+    ) -> Result<&'a mut Box<dyn ChatModel>> {
+        if !loaded.contains_key(spec) {
+            let t = Instant::now();
+            let m = source.load(spec)?;
+            *load_ms = ms(t);
+            loaded.insert(spec.clone(), m);
+        }
+        Ok(loaded.get_mut(spec).expect("inserted above"))
+    }
+
+    /// Answers one question, streaming the answer text to `on_text`.
+    pub fn answer(&mut self, req: &AskRequest, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
+        let t0 = Instant::now();
+        let q = normalise(&req.question);
+        if q.is_empty() {
+            return Err(AssistantError::EmptyQuestion);
+        }
+        let chars = q.chars().count();
+        if chars > MAX_QUESTION_CHARS {
+            return Err(AssistantError::QuestionTooLong { chars, max: MAX_QUESTION_CHARS });
+        }
+        let history = match req.thread {
+            Some(t) => self.threads.history(t)?,
+            None => req.history.clone(),
+        };
+        let lang = language(&q);
+        let intent = route::classify(&q, req.kb.is_some());
+        let mut ans = match intent {
+            Intent::SmallTalk | Intent::OutOfScope => {
+                let text = if intent == Intent::SmallTalk { route::small_talk_reply(&q, lang) } else { route::out_of_scope_reply(lang) };
+                on_text(&text);
+                let mut a = bare_answer(text, intent, lang, RouteChoice { role: "none".into(), reason: format!("{} needs no model", intent.as_str()) });
+                a.refused = intent == Intent::OutOfScope;
+                a
+            }
+            Intent::General => self.general(&q, &history, req, lang, on_text)?,
+            Intent::KbQuestion => {
+                let kb = req.kb.clone().expect("KbQuestion only with a kb");
+                self.grounded(&q, &kb, &history, req, lang, t0, on_text)?
+            }
+        };
+        ans.timings.total_ms = ms(t0);
+        if ans.timings.ttft_ms == 0.0 {
+            ans.timings.ttft_ms = ans.timings.total_ms;
+        }
+        ans.timings.pipeline_ms = (ans.timings.total_ms - ans.timings.generate_ms - ans.timings.load_ms + ans.timings.validate_ms).max(0.0);
+        if let Some(t) = req.thread {
+            self.threads.add_message(t, "user", &q, None)?;
+            let meta = serde_json::json!({
+                "sources": ans.sources, "model": ans.model, "timings": ans.timings, "tokens": ans.tokens,
+                "route": ans.route, "routing": ans.routing, "grounded": ans.grounded, "refused": ans.refused, "cache_hit": ans.cache_hit,
+            });
+            ans.message_id = Some(self.threads.add_message(t, "assistant", &ans.answer, Some(&meta))?);
+            ans.thread_id = Some(t);
+        }
+        self.metrics.answers += 1;
+        self.metrics.refused += ans.refused as u64;
+        self.metrics.grounded += ans.grounded as u64;
+        self.metrics.extractive += ans.trace.extractive as u64;
+        self.metrics.cache_hits += ans.cache_hit as u64;
+        self.metrics.ttft_ms_sum += ans.timings.ttft_ms;
+        self.metrics.total_ms_sum += ans.timings.total_ms;
+        Ok(ans)
+    }
+
+    /// Without a knowledge base: the routed model answers with the conversation, ungrounded.
+    fn general(&mut self, q: &str, history: &[ChatMessage], req: &AskRequest, lang: Lang, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
+        let choice = route::choose_model(q, &self.cfg.routing, req.model.as_deref());
+        let spec = spec_for(&choice, req.model.as_deref());
+        let mut load_ms = 0.0;
+        let params = self.gen_params(self.cfg.max_answer_tokens * 2);
+        let model = Self::model(&mut self.loaded, &mut self.models, &spec, &mut load_ms)?;
+        let mut msgs = vec![ChatMessage::system(tresor_llm::template::DEFAULT_SYSTEM_PROMPT)];
+        msgs.extend(fit_history(history, self.cfg.history_tokens, &|s| model.count_tokens(s)));
+        msgs.push(ChatMessage::user(q));
+        let mut text = String::new();
+        let g = model.generate(&msgs, &params, &mut |piece| {
+            text.push_str(piece);
+            on_text(piece);
+            ControlFlow::Continue(())
+        })?;
+        let mut a = bare_answer(text.trim().to_string(), Intent::General, lang, choice);
+        a.model = model.id().to_string();
+        a.timings = Timings { ttft_ms: 0.0, load_ms, prefill_ms: g.prefill_ms, generate_ms: g.total_ms, ..Default::default() };
+        a.timings.ttft_ms = g.ttft_ms + load_ms;
+        a.tokens = Tokens { prompt: g.prompt_tokens, completion: g.tokens.len(), context: 0 };
+        a.trace.finish = Some(format!("{:?}", g.finish).to_lowercase());
+        Ok(a)
+    }
+
+    fn gen_params(&self, max_tokens: usize) -> GenerateParams {
+        let sampling = if self.cfg.temperature <= 0.0 {
+            SamplingParams { repeat_penalty: 1.1, ..SamplingParams::greedy() }
+        } else {
+            SamplingParams { temperature: self.cfg.temperature, ..SamplingParams::default() }
+        };
+        GenerateParams {
+            max_tokens,
+            sampling,
+            stop: ["Question:", "Frage:", "Sources:", "Quellen:", "\n\n\n"].iter().map(|s| s.to_string()).collect(),
+            cancel: None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn grounded(
+        &mut self,
+        q: &str,
+        kb_name: &str,
+        history: &[ChatMessage],
+        req: &AskRequest,
+        lang: Lang,
+        t0: Instant,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Answer> {
+        let rewritten = route::rewrite_follow_up(q, history);
+        let question = rewritten.clone().unwrap_or_else(|| q.to_string());
+        let choice = route::choose_model(&question, &self.cfg.routing, req.model.as_deref());
+        let embedder = self.embedder.clone();
+        let reranker = self.reranker.clone();
+        let use_cache = self.cfg.cache.enabled && !req.no_cache;
+        let mut trace = Trace { rewritten, kb: Some(kb_name.to_string()), ..Default::default() };
+        let mut timings = Timings::default();
+
+        // retrieve (and the cache, keyed by the question's embedding)
+        let t = Instant::now();
+        let (_, version) = self.kb(kb_name)?;
+        trace.kb_version = Some(version.clone());
+        let qvec = embedder.embed(&[&cache_form(&question)])?.pop().unwrap_or_default();
+        if use_cache {
+            if let Some(hit) = self.cache.lookup(kb_name, &version, &qvec, self.cfg.cache.similarity_threshold)? {
+                if let Ok(c) = serde_json::from_str::<CachedAnswer>(&hit.answer_json) {
+                    on_text(&c.answer);
+                    trace.cache_similarity = Some(hit.similarity);
+                    trace.cached_question = Some(hit.question);
+                    timings.retrieve_ms = ms(t);
+                    return Ok(Answer {
+                        answer: c.answer,
+                        sources: c.sources,
+                        grounded: c.grounded,
+                        refused: c.refused,
+                        model: c.model,
+                        cache_hit: true,
+                        route: c.route,
+                        routing: c.routing,
+                        lang: c.lang,
+                        timings,
+                        tokens: Tokens { prompt: 0, completion: 0, context: 0 },
+                        thread_id: None,
+                        message_id: None,
+                        trace,
+                    });
+                }
+            }
+        }
+        let opts = SearchOptions { k: self.cfg.retrieve_k, ..SearchOptions::default() };
+        let (kb, _) = self.kb(kb_name)?;
+        let res = search(kb, &question, Some(embedder.as_ref()), reranker.as_deref(), &opts)?;
+        let ids: Vec<i64> = res.hits.iter().map(|h| h.chunk_id).collect();
+        let mut embs: HashMap<i64, Vec<f32>> = kb.chunks_by_id(&ids)?.into_iter().map(|c| (c.id, c.embedding)).collect();
+        trace.retrieval = Some(res.trace);
+        timings.retrieve_ms = ms(t);
+
+        // evidence and packing
+        let t = Instant::now();
+        let hits = res.hits.into_iter().map(|h| { let e = embs.remove(&h.chunk_id).unwrap_or_default(); (h, e) }).collect();
+        let scored = pack::score(&question, &qvec, hits, self.cfg.lexical_weight);
+        let best = scored.first().map(|p| p.evidence).unwrap_or(0.0);
+        trace.evidence = Some(best);
+        trace.evidence_threshold = Some(self.cfg.evidence_threshold);
+        if best < self.cfg.evidence_threshold {
+            trace.passages = scored.iter().map(|p| passage_trace(p, false)).collect();
+            timings.pack_ms = ms(t);
+            let text = route::not_found_reply(lang);
+            on_text(&text);
+            let mut a = bare_answer(text, Intent::KbQuestion, lang, choice);
+            a.refused = true;
+            a.timings = timings;
+            a.trace = trace;
+            self.remember(use_cache, kb_name, &version, &question, &qvec, &a)?;
+            return Ok(a);
+        }
+        let spec = spec_for(&choice, req.model.as_deref());
+        let params = self.gen_params(self.cfg.max_answer_tokens);
+        let cfg = self.cfg.clone();
+        let model = Self::model(&mut self.loaded, &mut self.models, &spec, &mut timings.load_ms)?;
+        let all = scored.clone();
+        let (passages, rep) = pack::pack(
+            &question,
+            scored,
+            cfg.context_tokens,
+            cfg.max_passages,
+            cfg.passage_relative_evidence,
+            &|s| model.count_tokens(s),
+        );
+        trace.passages = all
+            .iter()
+            .map(|p| {
+                let packed = passages.iter().find(|x| x.hit.chunk_id == p.hit.chunk_id);
+                passage_trace(packed.unwrap_or(p), packed.is_some())
+            })
+            .collect();
+        let context_tokens = rep.tokens;
+        trace.pack = Some(rep);
+        // the answer follows the question's language
+        let msgs = prompt_messages(&question, &passages, lang);
+        timings.pack_ms = ms(t);
+
+        // generate; validate sentence by sentence as they stream
+        let t_gen = Instant::now();
+        let mut v = Validator::new(&question, &passages, embedder.as_ref(), &cfg);
+        let max_run = cfg.max_unsupported_run;
+        let mut stream = SentenceStream::default();
+        let g = model.generate(&msgs, &params, &mut |piece| {
+            for s in stream.push(piece) {
+                v.sentence(&s, on_text);
+            }
+            if v.run >= max_run {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        let gen_elapsed = ms(t_gen);
+        if v.run < max_run {
+            for s in stream.finish() {
+                v.sentence(&s, on_text);
+            }
+        }
+        if v.kept.is_empty() {
+            trace.extractive = true;
+            for (s, pi) in cite::extractive(&question, &passages, cfg.extractive_sentences) {
+                v.emit(&s, pi, on_text);
+            }
+        }
+        timings.validate_ms = v.ms;
+        timings.prefill_ms = g.prefill_ms;
+        timings.generate_ms = gen_elapsed;
+        timings.ttft_ms = (t_gen.duration_since(t0).as_secs_f64() * 1e3) + g.ttft_ms;
+        trace.finish = Some(format!("{:?}", g.finish).to_lowercase());
+        let model_id = model.id().to_string();
+        let refused = v.kept.is_empty();
+        let sources: Vec<Source> = v
+            .order
+            .iter()
+            .enumerate()
+            .map(|(i, &pi)| {
+                let p = &passages[pi];
+                Source {
+                    n: i + 1,
+                    source: p.hit.source.clone(),
+                    title: p.hit.title.clone(),
+                    heading: p.hit.heading.clone(),
+                    page: p.hit.page,
+                    snippet: snippet(&p.text, 300),
+                    chunk_id: p.hit.chunk_id,
+                }
+            })
+            .collect();
+        let answer_text = if refused {
+            let t = route::not_found_reply(lang);
+            on_text(&t);
+            t
+        } else {
+            v.text.clone()
+        };
+        trace.sentences = std::mem::take(&mut v.checks);
+        let a = Answer {
+            answer: answer_text,
+            sources: if refused { Vec::new() } else { sources },
+            grounded: !refused,
+            refused,
+            model: model_id,
+            cache_hit: false,
+            route: Intent::KbQuestion.as_str().into(),
+            routing: choice,
+            lang: lang.as_str().into(),
+            timings,
+            tokens: Tokens { prompt: g.prompt_tokens, completion: g.tokens.len(), context: context_tokens },
+            thread_id: None,
+            message_id: None,
+            trace,
+        };
+        self.remember(use_cache, kb_name, &version, &question, &qvec, &a)?;
+        Ok(a)
+    }
+
+    fn remember(&self, use_cache: bool, kb: &str, version: &str, question: &str, qvec: &[f32], a: &Answer) -> Result<()> {
+        if !use_cache || qvec.is_empty() {
+            return Ok(());
+        }
+        let c = CachedAnswer {
+            answer: a.answer.clone(),
+            sources: a.sources.clone(),
+            grounded: a.grounded,
+            refused: a.refused,
+            model: a.model.clone(),
+            route: a.route.clone(),
+            routing: a.routing.clone(),
+            lang: a.lang.clone(),
+            tokens: a.tokens.clone(),
+        };
+        let json = serde_json::to_string(&c).map_err(|e| AssistantError::Invalid(e.to_string()))?;
+        self.cache.store(kb, version, &cache_form(question), qvec, &json, self.cfg.cache.max_entries)
+    }
+}
+
+fn spec_for(choice: &RouteChoice, explicit: Option<&str>) -> ModelSpec {
+    match (explicit, choice.role.as_str()) {
+        (Some(m), _) => ModelSpec::Named(m.to_string()),
+        (None, "chat-premium") => ModelSpec::Role(Role::ChatPremium),
+        _ => ModelSpec::Role(Role::ChatSmall),
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn snippet(text: &str, max: usize) -> String {
+    let t = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if t.chars().count() <= max {
+        return t;
+    }
+    let mut s: String = t.chars().take(max).collect();
+    if let Some(i) = s.rfind(' ') {
+        s.truncate(i);
+    }
+    s.push('…');
+    s
+}
+
+fn passage_trace(p: &Passage, packed: bool) -> PassageTrace {
+    PassageTrace {
+        source: p.hit.source.clone(),
+        chunk_id: p.hit.chunk_id,
+        lexical: p.lexical,
+        cosine: p.cosine,
+        evidence: p.evidence,
+        tokens: p.tokens,
+        packed,
+    }
+}
+
+fn bare_answer(text: String, intent: Intent, lang: Lang, routing: RouteChoice) -> Answer {
+    Answer {
+        answer: text,
+        sources: Vec::new(),
+        grounded: false,
+        refused: false,
+        model: "none".into(),
+        cache_hit: false,
+        route: intent.as_str().into(),
+        routing,
+        lang: lang.as_str().into(),
+        timings: Timings::default(),
+        tokens: Tokens::default(),
+        thread_id: None,
+        message_id: None,
+        trace: Trace::default(),
+    }
+}
+
+/// The prompt: a short instruction, the numbered passages, the question.
+pub fn prompt_messages(question: &str, passages: &[Passage], lang: Lang) -> Vec<ChatMessage> {
+    let system = match lang {
+        Lang::De => "Du beantwortest Fragen nur mit den Quellen. Antworte auf Deutsch in ein bis zwei kurzen Sätzen und übernimm die Worte der Quellen. Wenn die Quellen die Antwort nicht enthalten, sage, dass du es nicht weißt.",
+        Lang::En => "You answer questions using only the sources. Answer in one or two short sentences, reusing the words of the sources. If the sources do not contain the answer, say that you do not know.",
+    };
+    let mut user = String::from(if lang == Lang::De { "Quellen:\n" } else { "Sources:\n" });
+    for (i, p) in passages.iter().enumerate() {
+        user.push_str(&format!("[{}] {}\n{}\n\n", i + 1, pack::label(&p.hit), p.text.trim()));
+    }
+    user.push_str(if lang == Lang::De { "Frage: " } else { "Question: " });
+    user.push_str(question);
+    vec![ChatMessage::system(system), ChatMessage::user(user)]
+}
+
+/// Checks streamed answer sentences against the passages and emits the supported ones with their number.
+struct Validator<'a> {
+    question: &'a str,
+    passages: &'a [Passage],
+    embedder: &'a dyn TextEmbedder,
+    cfg: &'a AssistantConfig,
+    /// (sentence, passage index) of the kept sentences.
+    kept: Vec<(String, usize)>,
+    /// Passage indices in the order of their first citation (citation n = position + 1).
+    order: Vec<usize>,
+    checks: Vec<SentenceCheck>,
+    /// Unsupported sentences in a row.
+    run: usize,
+    text: String,
+    ms: f64,
+}
+
+impl<'a> Validator<'a> {
+    fn new(question: &'a str, passages: &'a [Passage], embedder: &'a dyn TextEmbedder, cfg: &'a AssistantConfig) -> Self {
+        Validator { question, passages, embedder, cfg, kept: Vec::new(), order: Vec::new(), checks: Vec::new(), run: 0, text: String::new(), ms: 0.0 }
+    }
+
+    fn sentence(&mut self, s: &str, on_text: &mut dyn FnMut(&str)) {
+        let t = Instant::now();
+        let svec = self.embedder.embed(&[s]).ok().and_then(|mut v| v.pop());
+        let mut c = cite::check(s, svec.as_deref(), self.question, self.passages, self.cfg.lexical_weight, self.cfg.support_threshold);
+        if c.kept && self.kept.iter().any(|(k, _)| jaccard(k, &c.text) > 0.8) {
+            c.kept = false;
+            c.dropped = Some("repeats an earlier sentence".into());
+        }
+        self.ms += ms(t);
+        if c.kept {
+            self.run = 0;
+            let (text, pi) = (c.text.clone(), c.passage.unwrap_or(0));
+            self.emit(&text, pi, on_text);
+        } else {
+            self.run += 1;
+        }
+        self.checks.push(c);
+    }
+
+    fn emit(&mut self, s: &str, pi: usize, on_text: &mut dyn FnMut(&str)) {
+        let n = match self.order.iter().position(|&x| x == pi) {
+            Some(i) => i + 1,
+            None => {
+                self.order.push(pi);
+                self.order.len()
+            }
+        };
+        let piece = format!("{}{} [{}]", if self.text.is_empty() { "" } else { " " }, s.trim(), n);
+        self.text.push_str(&piece);
+        on_text(&piece);
+        self.kept.push((s.to_string(), pi));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ModelSpec;
+    use std::sync::Mutex;
+    use tresor_kb::HashEmbedder;
+    use tresor_llm::FinishReason;
+
+    /// A chat model that writes a scripted answer and records its prompts.
+    struct Scripted {
+        reply: String,
+        prompts: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl ChatModel for Scripted {
+        fn id(&self) -> &str {
+            "scripted"
+        }
+        fn count_tokens(&self, text: &str) -> usize {
+            text.split_whitespace().count()
+        }
+        fn context_length(&self) -> usize {
+            2048
+        }
+        fn generate(
+            &mut self,
+            messages: &[ChatMessage],
+            _params: &GenerateParams,
+            on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        ) -> Result<tresor_llm::Generation> {
+            self.prompts.lock().unwrap().push(messages.iter().map(|m| m.content.clone()).collect::<Vec<_>>().join("\n"));
+            let mut n = 0;
+            let mut finish = FinishReason::Eos;
+            for w in self.reply.split_inclusive(' ') {
+                n += 1;
+                if on_text(w).is_break() {
+                    finish = FinishReason::Cancelled;
+                    break;
+                }
+            }
+            Ok(tresor_llm::Generation {
+                text: self.reply.clone(),
+                tokens: vec![0; n],
+                finish,
+                prompt_tokens: 100,
+                reused_prompt_tokens: 0,
+                prefill_ms: 1.0,
+                ttft_ms: 2.0,
+                total_ms: 3.0,
+                decode_tps: 0.0,
+            })
+        }
+    }
+
+    struct Source_ {
+        reply: Arc<Mutex<String>>,
+        prompts: Arc<Mutex<Vec<String>>>,
+        loads: Arc<Mutex<Vec<ModelSpec>>>,
+    }
+
+    impl ModelSource for Source_ {
+        fn load(&mut self, spec: &ModelSpec) -> Result<Box<dyn ChatModel>> {
+            self.loads.lock().unwrap().push(spec.clone());
+            Ok(Box::new(Scripted { reply: self.reply.lock().unwrap().clone(), prompts: self.prompts.clone() }))
+        }
+        fn available(&self) -> Vec<(String, String)> {
+            vec![("scripted".into(), "chat-small".into())]
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        data: PathBuf,
+        docs: PathBuf,
+        reply: Arc<Mutex<String>>,
+        prompts: Arc<Mutex<Vec<String>>>,
+        loads: Arc<Mutex<Vec<ModelSpec>>>,
+    }
+
+    fn fixture() -> (Fixture, Assistant) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let docs = dir.path().join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(
+            docs.join("vacation.md"),
+            "# Vacation policy\n\n## Vacation days\n\nFull-time employees get 30 working days of paid vacation per calendar year. \
+             Part-time employees get a pro-rated amount based on their working days per week.\n\n## Sick leave\n\n\
+             Report sick to your manager before 9:30 on the first day. From the fourth day on, a doctor's certificate is required.\n",
+        )
+        .unwrap();
+        std::fs::write(
+            docs.join("urlaub.md"),
+            "# Urlaub\n\n## Urlaubsanspruch\n\nVollzeitbeschäftigte haben Anspruch auf 30 Arbeitstage bezahlten Urlaub pro Kalenderjahr. \
+             Der Urlaub wird im Personalportal beantragt.\n",
+        )
+        .unwrap();
+        std::fs::write(docs.join("security.md"), "# IT security\n\nPasswords must have at least twelve characters and are never shared.\n").unwrap();
+        let emb = HashEmbedder::new(256);
+        crate::eval::ingest_dir(&data, "default", &docs, &emb).unwrap();
+        let f = Fixture {
+            _dir: dir,
+            data,
+            docs,
+            reply: Arc::new(Mutex::new(String::new())),
+            prompts: Arc::new(Mutex::new(Vec::new())),
+            loads: Arc::new(Mutex::new(Vec::new())),
+        };
+        let src = Source_ { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone() };
+        let a = Assistant::new(AssistantConfig::default(), &f.data, Arc::new(emb), None, Box::new(src)).unwrap();
+        (f, a)
+    }
+
+    fn ask(a: &mut Assistant, q: &str) -> (Answer, String) {
+        let mut streamed = String::new();
+        let ans = a
+            .answer(&AskRequest { question: q.into(), kb: Some("default".into()), ..Default::default() }, &mut |p| streamed.push_str(p))
+            .unwrap();
+        (ans, streamed)
+    }
+
+    #[test]
+    fn supported_sentences_are_cited_and_invented_ones_dropped() {
+        let (f, mut a) = fixture();
+        *f.reply.lock().unwrap() =
+            "Full-time employees get 30 working days of paid vacation per year [7]. The CEO owns a yacht in Monaco. ".into();
+        let (ans, streamed) = ask(&mut a, "How many vacation days do full-time employees get?");
+        assert_eq!(ans.answer, "Full-time employees get 30 working days of paid vacation per year. [1]");
+        assert_eq!(streamed, ans.answer);
+        assert!(ans.grounded && !ans.refused && !ans.cache_hit);
+        assert_eq!(ans.sources.len(), 1);
+        assert_eq!(ans.sources[0].n, 1);
+        assert!(ans.sources[0].source.ends_with("vacation.md"), "{:?}", ans.sources);
+        assert_eq!(ans.model, "scripted");
+        assert_eq!(ans.route, "kb_question");
+        assert_eq!(ans.routing.role, "chat-small");
+        assert!(!ans.trace.extractive);
+        let dropped: Vec<&SentenceCheck> = ans.trace.sentences.iter().filter(|c| !c.kept).collect();
+        assert_eq!(dropped.len(), 1);
+        assert!(dropped[0].text.contains("yacht"));
+        // the prompt numbered the passages and carried the question
+        let p = f.prompts.lock().unwrap()[0].clone();
+        assert!(p.contains("[1] ") && p.contains("Question: How many vacation days"), "{p}");
+        let _ = f.docs;
+    }
+
+    #[test]
+    fn unsupported_generation_falls_back_to_extractive() {
+        let (f, mut a) = fixture();
+        *f.reply.lock().unwrap() = "Bananas are yellow. Penguins cannot fly. The sky is green.".into();
+        let (ans, _) = ask(&mut a, "How many vacation days do full-time employees get?");
+        assert!(ans.trace.extractive, "{:?}", ans.trace.sentences);
+        assert!(ans.answer.starts_with("Full-time employees get 30 working days of paid vacation per calendar year. [1]"), "{}", ans.answer);
+        assert!(ans.grounded);
+        // generation stopped after the configured run of unsupported sentences
+        assert_eq!(ans.trace.sentences.len(), a.config().max_unsupported_run);
+    }
+
+    #[test]
+    fn no_evidence_is_refused_in_the_question_language() {
+        let (f, mut a) = fixture();
+        *f.reply.lock().unwrap() = "Invented.".into();
+        let (en, _) = ask(&mut a, "What is the capital of Australia?");
+        assert!(en.refused && !en.grounded, "{:?}", en.trace.evidence);
+        assert_eq!(en.answer, route::not_found_reply(Lang::En));
+        assert!(en.sources.is_empty());
+        let (de, _) = ask(&mut a, "Wie hoch ist der Aktienindex in Japan?");
+        assert!(de.refused);
+        assert_eq!(de.answer, route::not_found_reply(Lang::De));
+        assert_eq!(de.lang, "de");
+        // no model was needed
+        assert!(f.loads.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn german_question_gets_a_german_grounded_answer() {
+        let (f, mut a) = fixture();
+        *f.reply.lock().unwrap() = "You get thirty days.".into();
+        let (ans, _) = ask(&mut a, "Wie viele Urlaubstage haben Vollzeitbeschäftigte?");
+        assert!(ans.grounded, "{:?}", ans.trace);
+        assert!(ans.answer.contains("30 Arbeitstage"), "{}", ans.answer);
+        assert!(ans.sources[0].source.ends_with("urlaub.md"));
+        assert!(f.prompts.lock().unwrap()[0].contains("Frage: "));
+    }
+
+    #[test]
+    fn second_ask_is_a_cache_hit_until_the_kb_changes() {
+        let (f, mut a) = fixture();
+        *f.reply.lock().unwrap() = "Full-time employees get 30 working days of paid vacation per year.".into();
+        let (first, _) = ask(&mut a, "How many vacation days do full-time employees get?");
+        assert!(!first.cache_hit);
+        let (second, streamed) = ask(&mut a, "how many vacation days do full-time employees get");
+        assert!(second.cache_hit);
+        assert_eq!(second.answer, first.answer);
+        assert_eq!(streamed, first.answer);
+        assert_eq!(second.sources.len(), first.sources.len());
+        assert_eq!(f.prompts.lock().unwrap().len(), 1);
+        // change the knowledge base: the cache no longer answers
+        std::fs::write(f.docs.join("new.md"), "# New\n\nThe office is closed on Fridays.\n").unwrap();
+        crate::eval::ingest_dir(&f.data, "default", &f.docs, &HashEmbedder::new(256)).unwrap();
+        let (third, _) = ask(&mut a, "How many vacation days do full-time employees get?");
+        assert!(!third.cache_hit);
+        let s = a.cache_stats().unwrap();
+        assert_eq!(s.hits, 1);
+    }
+
+    #[test]
+    fn threads_keep_history_and_follow_ups_are_rewritten() {
+        let (f, mut a) = fixture();
+        *f.reply.lock().unwrap() = "Part-time employees get a pro-rated amount based on their working days per week.".into();
+        let t = a.threads().create_thread("Vacation", Some("default")).unwrap();
+        let req = |q: &str| AskRequest { question: q.into(), kb: Some("default".into()), thread: Some(t), ..Default::default() };
+        a.answer(&req("How many vacation days do full-time employees get?"), &mut |_| {}).unwrap();
+        let ans = a.answer(&req("and for part-time staff?"), &mut |_| {}).unwrap();
+        let rw = ans.trace.rewritten.clone().unwrap();
+        assert!(rw.contains("vacation days") && rw.contains("part-time"), "{rw}");
+        assert!(ans.grounded);
+        assert_eq!(ans.thread_id, Some(t));
+        let msgs = a.threads().messages(t).unwrap();
+        assert_eq!(msgs.len(), 4);
+        assert_eq!(msgs[3].meta.as_ref().unwrap()["sources"][0]["n"], 1);
+        a.threads()
+            .add_feedback(&crate::store::Feedback { message_id: ans.message_id, thumbs: Some(1), csat: Some(4), ..Default::default() })
+            .unwrap();
+    }
+
+    #[test]
+    fn small_talk_scope_routing_and_bad_input() {
+        let (f, mut a) = fixture();
+        *f.reply.lock().unwrap() = "Full-time employees get 30 working days of paid vacation per year.".into();
+        let (hi, _) = ask(&mut a, "Hallo!");
+        assert_eq!(hi.route, "small_talk");
+        assert!(hi.answer.starts_with("Hallo"));
+        let (w, _) = ask(&mut a, "What's the weather tomorrow?");
+        assert_eq!(w.route, "out_of_scope");
+        assert!(w.refused);
+        let (multi, _) = ask(&mut a, "How many vacation days do full-time employees get? And what about part-time employees?");
+        assert_eq!(multi.routing.role, "chat-premium");
+        assert_eq!(f.loads.lock().unwrap().last(), Some(&ModelSpec::Role(Role::ChatPremium)));
+        assert!(matches!(a.answer(&AskRequest { question: "  \n".into(), ..Default::default() }, &mut |_| {}), Err(AssistantError::EmptyQuestion)));
+        let missing = AskRequest { question: "x y z?".into(), kb: Some("nope".into()), ..Default::default() };
+        assert!(matches!(a.answer(&missing, &mut |_| {}), Err(AssistantError::Kb(tresor_kb::KbError::NoSuchKb(_)))));
+        let bad = AskRequest { question: "x y z?".into(), kb: Some("../etc".into()), ..Default::default() };
+        assert!(matches!(a.answer(&bad, &mut |_| {}), Err(AssistantError::BadKbName(_))));
+    }
+}

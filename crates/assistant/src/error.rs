@@ -1,0 +1,47 @@
+//! Typed errors of the answer engine. Front doors add context.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssistantError {
+    #[error("the question is empty")]
+    EmptyQuestion,
+    #[error("the question is too long ({chars} characters; at most {max})")]
+    QuestionTooLong { chars: usize, max: usize },
+    #[error("invalid knowledge base name `{0}` (use letters, digits, - and _)")]
+    BadKbName(String),
+    #[error(transparent)]
+    Kb(#[from] tresor_kb::KbError),
+    #[error(transparent)]
+    Llm(#[from] tresor_llm::LlmError),
+    #[error(transparent)]
+    Models(#[from] tresor_models::ModelsError),
+    #[error("database {path}: {source}")]
+    Db { path: PathBuf, source: rusqlite::Error },
+    #[error("config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("no thread with id {0}")]
+    NoSuchThread(i64),
+    #[error("no answer with id {0}")]
+    NoSuchMessage(i64),
+    #[error("invalid feedback: {0}")]
+    BadFeedback(String),
+    #[error("goldset {path} line {line}: {reason}")]
+    Goldset { path: PathBuf, line: usize, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = AssistantError> = std::result::Result<T, E>;
+
+pub(crate) trait DbCtx<T> {
+    fn db(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> DbCtx<T> for std::result::Result<T, rusqlite::Error> {
+    fn db(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|source| AssistantError::Db { path: path.to_path_buf(), source })
+    }
+}

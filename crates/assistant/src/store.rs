@@ -1,0 +1,322 @@
+//! Conversations and feedback in SQLite (`assistant.sqlite` in the data
+//! dir): threads with a title, their messages with sources, model and
+//! timings, and per-answer thumbs up/down plus a CSAT score 1–5.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use tresor_llm::ChatMessage;
+
+use crate::error::{AssistantError, DbCtx, Result};
+
+pub(crate) fn open_db(path: &Path) -> Result<Connection> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| AssistantError::Io { path: dir.to_path_buf(), source })?;
+    }
+    let conn = Connection::open(path).db(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).db(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL").db(path)?;
+    conn.pragma_update(None, "foreign_keys", "ON").db(path)?;
+    Ok(conn)
+}
+
+pub struct ThreadStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadInfo {
+    pub id: i64,
+    pub title: String,
+    pub kb: Option<String>,
+    pub created: i64,
+    pub updated: i64,
+    pub messages: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub thread_id: i64,
+    pub role: String,
+    pub content: String,
+    /// The answer's JSON (sources, model, timings, trace) for assistant turns.
+    pub meta: Option<serde_json::Value>,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+pub struct Feedback {
+    /// The answer (assistant message id); None rates the whole thread.
+    pub message_id: Option<i64>,
+    pub thread_id: Option<i64>,
+    /// +1 thumbs up, -1 thumbs down.
+    pub thumbs: Option<i8>,
+    /// Customer satisfaction 1–5.
+    pub csat: Option<u8>,
+    pub comment: Option<String>,
+}
+
+impl ThreadStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = open_db(path)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS threads (
+                id INTEGER PRIMARY KEY,
+                title TEXT NOT NULL,
+                kb TEXT,
+                created INTEGER NOT NULL,
+                updated INTEGER NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS messages (
+                id INTEGER PRIMARY KEY,
+                thread_id INTEGER NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+                role TEXT NOT NULL,
+                content TEXT NOT NULL,
+                meta TEXT,
+                created INTEGER NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS messages_thread ON messages(thread_id, id);
+            CREATE TABLE IF NOT EXISTS feedback (
+                id INTEGER PRIMARY KEY,
+                thread_id INTEGER REFERENCES threads(id) ON DELETE CASCADE,
+                message_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+                thumbs INTEGER,
+                csat INTEGER,
+                comment TEXT,
+                created INTEGER NOT NULL
+            );",
+        )
+        .db(path)?;
+        Ok(ThreadStore { conn, path: path.to_path_buf() })
+    }
+
+    pub fn create_thread(&self, title: &str, kb: Option<&str>) -> Result<i64> {
+        let title: String = title.chars().take(80).collect();
+        self.conn
+            .execute(
+                "INSERT INTO threads(title, kb, created, updated) VALUES (?1, ?2, strftime('%s','now'), strftime('%s','now'))",
+                params![title, kb],
+            )
+            .db(&self.path)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn thread(&self, id: i64) -> Result<ThreadInfo> {
+        self.conn
+            .query_row(
+                "SELECT t.id, t.title, t.kb, t.created, t.updated, (SELECT COUNT(*) FROM messages m WHERE m.thread_id = t.id)
+                 FROM threads t WHERE t.id = ?1",
+                params![id],
+                row_thread,
+            )
+            .optional()
+            .db(&self.path)?
+            .ok_or(AssistantError::NoSuchThread(id))
+    }
+
+    pub fn threads(&self) -> Result<Vec<ThreadInfo>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.id, t.title, t.kb, t.created, t.updated, (SELECT COUNT(*) FROM messages m WHERE m.thread_id = t.id)
+                 FROM threads t ORDER BY t.updated DESC, t.id DESC",
+            )
+            .db(&self.path)?;
+        let rows = stmt.query_map([], row_thread).db(&self.path)?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().db(&self.path)
+    }
+
+    pub fn delete_thread(&self, id: i64) -> Result<()> {
+        let n = self.conn.execute("DELETE FROM threads WHERE id = ?1", params![id]).db(&self.path)?;
+        if n == 0 {
+            return Err(AssistantError::NoSuchThread(id));
+        }
+        Ok(())
+    }
+
+    pub fn add_message(&self, thread_id: i64, role: &str, content: &str, meta: Option<&serde_json::Value>) -> Result<i64> {
+        self.thread(thread_id)?;
+        let meta = meta.map(|m| m.to_string());
+        self.conn
+            .execute(
+                "INSERT INTO messages(thread_id, role, content, meta, created) VALUES (?1, ?2, ?3, ?4, strftime('%s','now'))",
+                params![thread_id, role, content, meta],
+            )
+            .db(&self.path)?;
+        let id = self.conn.last_insert_rowid();
+        self.conn.execute("UPDATE threads SET updated = strftime('%s','now') WHERE id = ?1", params![thread_id]).db(&self.path)?;
+        Ok(id)
+    }
+
+    pub fn messages(&self, thread_id: i64) -> Result<Vec<StoredMessage>> {
+        self.thread(thread_id)?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, thread_id, role, content, meta, created FROM messages WHERE thread_id = ?1 ORDER BY id")
+            .db(&self.path)?;
+        let rows = stmt
+            .query_map(params![thread_id], |r| {
+                let meta: Option<String> = r.get(4)?;
+                Ok(StoredMessage {
+                    id: r.get(0)?,
+                    thread_id: r.get(1)?,
+                    role: r.get(2)?,
+                    content: r.get(3)?,
+                    meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
+                    created: r.get(5)?,
+                })
+            })
+            .db(&self.path)?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().db(&self.path)
+    }
+
+    /// The thread as chat messages (for follow-ups and history).
+    pub fn history(&self, thread_id: i64) -> Result<Vec<ChatMessage>> {
+        Ok(self
+            .messages(thread_id)?
+            .into_iter()
+            .map(|m| if m.role == "user" { ChatMessage::user(m.content) } else { ChatMessage::assistant(m.content) })
+            .collect())
+    }
+
+    pub fn add_feedback(&self, f: &Feedback) -> Result<i64> {
+        if f.thumbs.is_none() && f.csat.is_none() && f.comment.is_none() {
+            return Err(AssistantError::BadFeedback("give thumbs (up/down), a CSAT score 1-5 or a comment".into()));
+        }
+        if let Some(t) = f.thumbs {
+            if t != 1 && t != -1 {
+                return Err(AssistantError::BadFeedback(format!("thumbs must be 1 (up) or -1 (down), not {t}")));
+            }
+        }
+        if let Some(c) = f.csat {
+            if !(1..=5).contains(&c) {
+                return Err(AssistantError::BadFeedback(format!("CSAT must be 1 to 5, not {c}")));
+            }
+        }
+        let mut thread_id = f.thread_id;
+        if let Some(m) = f.message_id {
+            let t: Option<i64> = self
+                .conn
+                .query_row("SELECT thread_id FROM messages WHERE id = ?1 AND role = 'assistant'", params![m], |r| r.get(0))
+                .optional()
+                .db(&self.path)?;
+            let t = t.ok_or(AssistantError::NoSuchMessage(m))?;
+            if thread_id.is_some_and(|x| x != t) {
+                return Err(AssistantError::BadFeedback(format!("answer {m} is not in thread {}", thread_id.unwrap_or(0))));
+            }
+            thread_id = Some(t);
+        }
+        let Some(thread_id) = thread_id else {
+            return Err(AssistantError::BadFeedback("name the answer (message_id) or the thread (thread_id)".into()));
+        };
+        self.thread(thread_id)?;
+        self.conn
+            .execute(
+                "INSERT INTO feedback(thread_id, message_id, thumbs, csat, comment, created) VALUES (?1, ?2, ?3, ?4, ?5, strftime('%s','now'))",
+                params![thread_id, f.message_id, f.thumbs, f.csat, f.comment],
+            )
+            .db(&self.path)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// (thumbs up, thumbs down, mean CSAT) over all feedback.
+    pub fn feedback_summary(&self) -> Result<(u64, u64, Option<f64>)> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(SUM(thumbs = 1), 0), COALESCE(SUM(thumbs = -1), 0), AVG(csat) FROM feedback",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, Option<f64>>(2)?)),
+            )
+            .db(&self.path)
+    }
+}
+
+fn row_thread(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThreadInfo> {
+    Ok(ThreadInfo {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        kb: r.get(2)?,
+        created: r.get(3)?,
+        updated: r.get(4)?,
+        messages: r.get::<_, i64>(5)? as usize,
+    })
+}
+
+/// Fits a conversation into `budget` tokens: the newest turns verbatim, the
+/// older ones summarised into one line (their questions).
+pub fn fit_history(history: &[ChatMessage], budget: usize, count: &dyn Fn(&str) -> usize) -> Vec<ChatMessage> {
+    let mut kept: Vec<ChatMessage> = Vec::new();
+    let mut used = 0;
+    let mut cut = 0;
+    for (i, m) in history.iter().enumerate().rev() {
+        let t = count(&m.content) + 4;
+        if used + t > budget {
+            cut = i + 1;
+            break;
+        }
+        used += t;
+        kept.push(m.clone());
+    }
+    kept.reverse();
+    if cut > 0 {
+        let older: Vec<String> = history[..cut]
+            .iter()
+            .filter(|m| m.role == tresor_llm::Role::User)
+            .map(|m| m.content.chars().take(80).collect::<String>())
+            .collect();
+        if !older.is_empty() {
+            let summary = format!("Earlier in this conversation the user asked: {}", older.join("; "));
+            let summary: String = summary.chars().take(400).collect();
+            // keep user/assistant alternation: the summary is a user turn, acknowledged
+            if kept.first().is_some_and(|m| m.role == tresor_llm::Role::User) {
+                kept.insert(0, ChatMessage::assistant("Noted."));
+            }
+            kept.insert(0, ChatMessage::user(summary));
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_messages_and_feedback_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ThreadStore::open(&dir.path().join("a.sqlite")).unwrap();
+        let t = s.create_thread("Vacation", Some("default")).unwrap();
+        s.add_message(t, "user", "How many days?", None).unwrap();
+        let a = s.add_message(t, "assistant", "30 days [1].", Some(&serde_json::json!({"model": "m"}))).unwrap();
+        let h = s.history(t).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(s.messages(t).unwrap()[1].meta.as_ref().unwrap()["model"], "m");
+        assert_eq!(s.threads().unwrap()[0].messages, 2);
+        s.add_feedback(&Feedback { message_id: Some(a), thumbs: Some(1), csat: Some(5), ..Default::default() }).unwrap();
+        s.add_feedback(&Feedback { thread_id: Some(t), thumbs: Some(-1), ..Default::default() }).unwrap();
+        assert_eq!(s.feedback_summary().unwrap(), (1, 1, Some(5.0)));
+        assert!(matches!(s.add_feedback(&Feedback { message_id: Some(a), csat: Some(9), ..Default::default() }), Err(AssistantError::BadFeedback(_))));
+        assert!(matches!(s.add_feedback(&Feedback { message_id: Some(999), thumbs: Some(1), ..Default::default() }), Err(AssistantError::NoSuchMessage(999))));
+        assert!(matches!(s.add_message(42, "user", "x", None), Err(AssistantError::NoSuchThread(42))));
+        s.delete_thread(t).unwrap();
+        assert!(s.threads().unwrap().is_empty());
+    }
+
+    #[test]
+    fn long_history_is_summarised() {
+        let mut h = Vec::new();
+        for i in 0..10 {
+            h.push(ChatMessage::user(format!("question number {i} about vacation")));
+            h.push(ChatMessage::assistant("an answer with several words in it"));
+        }
+        let words = |s: &str| s.split_whitespace().count();
+        let fit = fit_history(&h, 40, &words);
+        assert!(fit[0].content.starts_with("Earlier in this conversation"), "{:?}", fit[0]);
+        assert!(fit.len() < h.len());
+        assert_eq!(fit.last().unwrap().content, "an answer with several words in it");
+        assert_eq!(fit_history(&h[..2], 100, &words).len(), 2);
+    }
+}

@@ -1,0 +1,249 @@
+//! Text helpers of the pipeline: normalising questions, telling German from
+//! English, splitting sentences, content terms (stemmed, stopwords dropped),
+//! lexical overlap that tolerates German compounds, and token F1.
+
+use std::collections::HashSet;
+
+use tresor_kb::analyze::{stem, words};
+use tresor_kb::lang::Lang;
+
+/// Questions longer than this are rejected (a pasted document is not a question).
+pub const MAX_QUESTION_CHARS: usize = 4000;
+
+/// Trims, drops control characters and collapses whitespace.
+pub fn normalise(q: &str) -> String {
+    let cleaned: String = q.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The form a question is cached under: normalised, lowercase, without
+/// trailing punctuation.
+pub fn cache_form(q: &str) -> String {
+    normalise(q).to_lowercase().trim_end_matches(|c: char| c.is_ascii_punctuation() || c.is_whitespace()).to_string()
+}
+
+const DE_HINTS: &[&str] = &[
+    "der", "die", "das", "und", "ist", "ich", "wie", "was", "wann", "wo", "wer", "welche", "welcher", "welches", "viele",
+    "darf", "muss", "kann", "habe", "hat", "nicht", "mit", "für", "auf", "ein", "eine", "einen", "im", "zu", "bei",
+    "gibt", "es", "mein", "meine", "wir", "sie", "bis", "oder", "wieviel", "wieviele", "warum", "bekomme", "werden",
+    "hallo", "moin", "servus", "danke", "tschüss", "guten", "bist", "du",
+];
+const EN_HINTS: &[&str] = &[
+    "the", "and", "is", "are", "i", "how", "what", "when", "where", "who", "which", "many", "much", "can", "do", "does",
+    "my", "for", "on", "a", "an", "to", "of", "in", "with", "get", "there", "should", "must", "may", "why", "much",
+];
+
+/// German or English, from function words and umlauts (English when unsure).
+pub fn language(text: &str) -> Lang {
+    let (mut de, mut en) = (0i32, 0i32);
+    for w in words(text) {
+        let lw = w.to_lowercase();
+        if DE_HINTS.contains(&lw.as_str()) {
+            de += 2;
+        }
+        if EN_HINTS.contains(&lw.as_str()) {
+            en += 2;
+        }
+        if lw.contains(['ä', 'ö', 'ü', 'ß']) {
+            de += 1;
+        }
+    }
+    if de > en {
+        Lang::De
+    } else {
+        Lang::En
+    }
+}
+
+const STOP: &[&str] = &[
+    // English
+    "the", "and", "is", "are", "of", "to", "in", "a", "an", "for", "on", "with", "as", "by", "be", "this", "that", "it",
+    "or", "from", "at", "we", "you", "your", "our", "can", "will", "not", "have", "has", "do", "does", "did", "how",
+    "what", "when", "where", "which", "who", "whom", "why", "i", "my", "me", "if", "any", "all", "there", "their",
+    "they", "was", "were", "been", "should", "must", "may", "about", "into", "than", "then", "so", "per", "each", "many",
+    "much", "get", "gets", "got", "its", "these", "those", "would", "could", "also", "some", "such", "one", "us", "am",
+    "he", "she", "his", "her", "them", "no", "yes", "up", "out", "please", "tell", "according", "s",
+    // German
+    "der", "die", "das", "den", "dem", "des", "und", "oder", "ist", "sind", "ein", "eine", "einen", "einem", "einer",
+    "eines", "zu", "zum", "zur", "im", "in", "mit", "für", "auf", "von", "vom", "bei", "nach", "aus", "an", "am", "als",
+    "wie", "was", "wann", "wo", "wer", "wem", "wen", "welche", "welcher", "welches", "warum", "ich", "du", "sie", "er",
+    "es", "wir", "ihr", "mein", "meine", "dein", "deine", "ihre", "ihren", "unser", "unsere", "nicht", "kein", "keine",
+    "habe", "hat", "haben", "hast", "bin", "wird", "werden", "kann", "können", "darf", "dürfen", "muss", "müssen",
+    "soll", "sollen", "man", "viele", "viel", "gibt", "geben", "sich", "auch", "noch", "nur", "so", "bis", "um", "über",
+    "dass", "wenn", "dann", "denn", "mir", "mich", "uns", "euch", "ihm", "ihn", "bitte", "bekomme", "bekommt",
+];
+
+pub fn is_stopword(w: &str) -> bool {
+    STOP.contains(&w)
+}
+
+/// Stemmed content words of `text`, in order (duplicates kept).
+pub fn content_terms(text: &str, lang: Lang) -> Vec<String> {
+    words(text)
+        .map(|w| w.to_lowercase())
+        .filter(|w| !is_stopword(w) && (w.chars().count() > 1 || w.chars().all(|c| c.is_ascii_digit())))
+        .map(|w| stem(&w, lang))
+        .collect()
+}
+
+pub fn term_set(text: &str, lang: Lang) -> HashSet<String> {
+    content_terms(text, lang).into_iter().collect()
+}
+
+/// Share of `terms` found in `set`: an exact stem counts 1, a compound part
+/// (one contains the other, both at least 4 characters) 0.7.
+pub fn coverage(terms: &[String], set: &HashSet<String>) -> f32 {
+    let uniq: HashSet<&String> = terms.iter().collect();
+    if uniq.is_empty() {
+        return 0.0;
+    }
+    let mut got = 0.0f32;
+    for t in &uniq {
+        if set.contains(*t) {
+            got += 1.0;
+        } else if t.chars().count() >= 4
+            && set.iter().any(|p| p.chars().count() >= 4 && (t.contains(p.as_str()) || p.contains(t.as_str())))
+        {
+            got += 0.7;
+        }
+    }
+    got / uniq.len() as f32
+}
+
+const ABBREVIATIONS: &[&str] = &[
+    "z.", "b.", "e.g.", "i.e.", "nr.", "ca.", "dr.", "mr.", "mrs.", "ms.", "vs.", "etc.", "bzw.", "usw.", "ggf.", "inkl.",
+    "evtl.", "d.h.", "u.a.", "s.", "st.", "no.", "approx.", "jan.", "feb.", "okt.", "dez.", "abs.", "vgl.",
+];
+
+/// Sentences (and list items / lines) of `text`, trimmed, non-empty.
+pub fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.split('\n') {
+        let line = line.trim().trim_start_matches(['-', '*', '•']).trim();
+        if line.is_empty() {
+            continue;
+        }
+        let chars: Vec<char> = line.chars().collect();
+        let mut start = 0;
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if matches!(c, '.' | '!' | '?') {
+                // end of sentence: punctuation, then whitespace, then not lowercase
+                let next_ws = chars.get(i + 1).is_some_and(|c| c.is_whitespace());
+                let after = chars[i + 1..].iter().find(|c| !c.is_whitespace());
+                let next_ok = after.is_none_or(|c| !c.is_lowercase());
+                if (next_ws || i + 1 == chars.len()) && next_ok {
+                    let word: String = chars[start..=i]
+                        .iter()
+                        .collect::<String>()
+                        .split_whitespace()
+                        .last()
+                        .unwrap_or("")
+                        .to_lowercase();
+                    let is_abbrev = c == '.'
+                        && (ABBREVIATIONS.contains(&word.as_str())
+                            || word.trim_end_matches('.').chars().all(|c| c.is_ascii_digit()) && after.is_some());
+                    if !is_abbrev && after.is_some() {
+                        let s: String = chars[start..=i].iter().collect();
+                        if !s.trim().is_empty() {
+                            out.push(s.trim().to_string());
+                        }
+                        start = i + 1;
+                    }
+                }
+            }
+            i += 1;
+        }
+        let s: String = chars[start..].iter().collect();
+        if !s.trim().is_empty() {
+            out.push(s.trim().to_string());
+        }
+    }
+    out
+}
+
+/// SQuAD-style token F1 (lowercase, punctuation and articles dropped).
+pub fn token_f1(pred: &str, gold: &str) -> f32 {
+    let norm = |s: &str| -> Vec<String> {
+        words(&s.to_lowercase())
+            .filter(|w| !matches!(*w, "a" | "an" | "the" | "der" | "die" | "das"))
+            .map(|w| w.to_string())
+            .collect()
+    };
+    let p = norm(pred);
+    let g = norm(gold);
+    if p.is_empty() || g.is_empty() {
+        return if p.is_empty() && g.is_empty() { 1.0 } else { 0.0 };
+    }
+    let mut counts: std::collections::HashMap<&str, i32> = std::collections::HashMap::new();
+    for w in &g {
+        *counts.entry(w).or_default() += 1;
+    }
+    let mut same = 0;
+    for w in &p {
+        if let Some(c) = counts.get_mut(w.as_str()) {
+            if *c > 0 {
+                *c -= 1;
+                same += 1;
+            }
+        }
+    }
+    if same == 0 {
+        return 0.0;
+    }
+    let prec = same as f32 / p.len() as f32;
+    let rec = same as f32 / g.len() as f32;
+    2.0 * prec * rec / (prec + rec)
+}
+
+/// Word-set Jaccard similarity (lowercase words).
+pub fn jaccard(a: &str, b: &str) -> f32 {
+    let sa: HashSet<String> = words(a).map(|w| w.to_lowercase()).collect();
+    let sb: HashSet<String> = words(b).map(|w| w.to_lowercase()).collect();
+    if sa.is_empty() && sb.is_empty() {
+        return 1.0;
+    }
+    sa.intersection(&sb).count() as f32 / sa.union(&sb).count() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_and_detects_language() {
+        assert_eq!(normalise("  Wie viele\tUrlaubstage\n habe ich? "), "Wie viele Urlaubstage habe ich?");
+        assert_eq!(cache_form("How many Vacation days?? "), "how many vacation days");
+        assert_eq!(language("Wie viele Urlaubstage habe ich?"), Lang::De);
+        assert_eq!(language("Wer genehmigt Reisen?"), Lang::De);
+        assert_eq!(language("How many vacation days do I get?"), Lang::En);
+        assert_eq!(language("hotel limit Munich"), Lang::En);
+    }
+
+    #[test]
+    fn splits_sentences_with_abbreviations_and_lists() {
+        let s = sentences("Man bekommt z. B. 30 Tage. Das gilt ab 1. Januar! Is it ok? yes.\n- Item one\n- Item two");
+        assert_eq!(s, vec!["Man bekommt z. B. 30 Tage.", "Das gilt ab 1. Januar!", "Is it ok? yes.", "Item one", "Item two"]);
+        assert_eq!(sentences("No end"), vec!["No end"]);
+    }
+
+    #[test]
+    fn coverage_handles_stems_and_compounds() {
+        let q = content_terms("Wie hoch ist der Urlaubsanspruch?", Lang::De);
+        let p = term_set("Vollzeitbeschäftigte haben Anspruch auf 30 Tage Urlaub.", Lang::De);
+        assert!(coverage(&q, &p) > 0.3, "{q:?} {p:?}");
+        let q = content_terms("How many vacation days do employees get?", Lang::En);
+        let p = term_set("Full-time employees get 30 working days of paid vacation.", Lang::En);
+        assert!(coverage(&q, &p) > 0.9);
+        let far = term_set("Passwords must have twelve characters.", Lang::En);
+        assert_eq!(coverage(&q, &far), 0.0);
+    }
+
+    #[test]
+    fn token_f1_is_squad_like() {
+        assert_eq!(token_f1("about 3 months", "about 3 months"), 1.0);
+        assert!((token_f1("It takes about 3 months.", "about 3 months") - 0.75).abs() < 1e-6);
+        assert_eq!(token_f1("nothing", "about 3 months"), 0.0);
+    }
+}
