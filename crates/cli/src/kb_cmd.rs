@@ -21,6 +21,23 @@ use crate::ctx::Ctx;
 
 const DEFAULT_EMBED: &str = "all-minilm-l6-v2";
 
+/// `println!` that ends quietly when stdout is closed (`tresor search ... | head`).
+macro_rules! out {
+    ($($t:tt)*) => {
+        emit(format!($($t)*))?
+    };
+}
+
+fn emit(mut line: String) -> Result<()> {
+    use std::io::Write;
+    line.push('\n');
+    let mut o = std::io::stdout().lock();
+    match o.write_all(line.as_bytes()).and_then(|_| o.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        r => Ok(r?),
+    }
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
     /// Embedding model: an id under the models directory or a folder path (default: the installed embed model).
@@ -127,8 +144,8 @@ pub struct SearchArgs {
     /// RRF weight of the BM25 ranking.
     #[arg(long, default_value_t = 1.0)]
     pub w_bm25: f32,
-    /// RRF weight of the vector ranking.
-    #[arg(long, default_value_t = 1.0)]
+    /// RRF weight of the vector ranking (the shipped embedder is English-only, so BM25 leads).
+    #[arg(long, default_value_t = 0.5)]
     pub w_vector: f32,
     /// MMR trade-off between relevance (1.0) and diversity.
     #[arg(long, default_value_t = 0.9)]
@@ -160,6 +177,26 @@ pub struct EvalRetrievalArgs {
     pub model: ModelArgs,
     #[arg(long, value_name = "ID|PATH")]
     pub rerank_model: Option<String>,
+    /// Target chunk size in embedder tokens.
+    #[arg(long, default_value_t = 256)]
+    pub chunk_tokens: usize,
+    #[arg(long, default_value_t = 32)]
+    pub overlap_tokens: usize,
+    /// RRF weight of the BM25 ranking.
+    #[arg(long)]
+    pub w_bm25: Option<f32>,
+    /// RRF weight of the vector ranking.
+    #[arg(long)]
+    pub w_vector: Option<f32>,
+    /// RRF k constant.
+    #[arg(long)]
+    pub rrf_k: Option<f32>,
+    /// MMR trade-off (1.0 = relevance only).
+    #[arg(long)]
+    pub mmr_lambda: Option<f32>,
+    /// (tuning) Also report hybrid for each of these vector weights.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub sweep_w_vector: Vec<f32>,
 }
 
 #[derive(Args, Debug)]
@@ -309,10 +346,10 @@ pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     let report = ingest(&mut kb, &embedder, &args.paths, &opts, &bar)
         .with_context(|| format!("ingesting into knowledge base `{}`", args.kb))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let mbps = report.bytes as f64 / 1e6 / (report.seconds / 60.0).max(1e-9);
-        println!(
+        out!(
             "{} files: {} added, {} updated, {} unchanged, {} failed; {} chunks in {:.1}s ({:.1} MB/min, {:.1} chunks/s) into `{}`",
             report.files,
             report.added,
@@ -326,7 +363,7 @@ pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
             args.kb
         );
         for p in &report.pruned {
-            println!("pruned: {p}");
+            out!("pruned: {p}");
         }
         for s in &report.skipped {
             eprintln!("skipped {}: {}", s.source, s.reason);
@@ -347,10 +384,10 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             let kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?)?;
             let docs = kb.list()?;
             if sel.json {
-                println!("{}", serde_json::to_string_pretty(&docs)?);
+                out!("{}", serde_json::to_string_pretty(&docs)?);
             } else {
                 for d in docs {
-                    println!("{:>5} chunks  {:<2}  {:<8}  {}  ({})", d.chunks, d.lang, d.format, d.source, d.title);
+                    out!("{:>5} chunks  {:<2}  {:<8}  {}  ({})", d.chunks, d.lang, d.format, d.source, d.title);
                 }
             }
         }
@@ -358,15 +395,15 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             let kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?)?;
             let s = kb.stats(&sel.kb)?;
             if sel.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                out!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                println!("knowledge base `{}` at {}", s.name, s.path);
-                println!("documents: {}\nchunks: {}", s.documents, s.chunks);
-                println!("embedder: {} ({} dims, {})", s.embedder.as_deref().unwrap_or("-"), s.dim.unwrap_or(0), s.quantization);
+                out!("knowledge base `{}` at {}", s.name, s.path);
+                out!("documents: {}\nchunks: {}", s.documents, s.chunks);
+                out!("embedder: {} ({} dims, {})", s.embedder.as_deref().unwrap_or("-"), s.dim.unwrap_or(0), s.quantization);
                 let l: Vec<String> = s.languages.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 let f: Vec<String> = s.formats.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                println!("languages (chunks): {}\nformats (documents): {}", l.join(", "), f.join(", "));
-                println!("database: {:.1} MB, vector index: {:.1} MB", s.db_bytes as f64 / 1e6, s.index_bytes as f64 / 1e6);
+                out!("languages (chunks): {}\nformats (documents): {}", l.join(", "), f.join(", "));
+                out!("database: {:.1} MB, vector index: {:.1} MB", s.db_bytes as f64 / 1e6, s.index_bytes as f64 / 1e6);
             }
         }
         KbCmd::Remove { source, kb } => {
@@ -374,18 +411,18 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             k.ensure_index().ok();
             let n = k.remove_source(&source)?;
             k.save_index()?;
-            println!("removed {source} ({n} chunks)");
+            out!("removed {source} ({n} chunks)");
         }
         KbCmd::Check(sel) => {
             let mut kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?)?;
             let r = kb.check()?;
             if sel.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                out!("{}", serde_json::to_string_pretty(&r)?);
             } else if r.ok {
-                println!("ok: {} documents, {} chunks, {} vectors", r.documents, r.chunks, r.indexed);
+                out!("ok: {} documents, {} chunks, {} vectors", r.documents, r.chunks, r.indexed);
             } else {
                 for p in &r.problems {
-                    println!("problem: {p}");
+                    out!("problem: {p}");
                 }
             }
             if !r.ok {
@@ -400,7 +437,7 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
                 kb.rebuild_vectors()?;
                 kb.save_index()?;
             }
-            println!("rebuilt full-text terms of {n} chunks{}", if has_vectors { " and the vector index" } else { "" });
+            out!("rebuilt full-text terms of {n} chunks{}", if has_vectors { " and the vector index" } else { "" });
         }
     }
     Ok(())
@@ -457,17 +494,17 @@ pub fn run_search(args: SearchArgs, ctx: &Ctx) -> Result<()> {
                 v
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&arr)?);
+        out!("{}", serde_json::to_string_pretty(&arr)?);
     } else if res.hits.is_empty() {
-        println!("no results");
+        out!("no results");
     } else {
         for h in &res.hits {
             let page = h.page.map(|p| format!(" p. {p}")).unwrap_or_default();
             let head = if h.heading.is_empty() { String::new() } else { format!(" › {}", h.heading) };
-            println!("{}. [{:.3}] {}{} — {}{}", h.rank, h.score, h.source, page, h.title, head);
+            out!("{}. [{:.3}] {}{} — {}{}", h.rank, h.score, h.source, page, h.title, head);
             let snippet: String = h.text.chars().take(300).collect();
             let more = if h.text.chars().count() > 300 { "…" } else { "" };
-            println!("   {}{}\n", snippet.replace('\n', "\n   "), more);
+            out!("   {}{}\n", snippet.replace('\n', "\n   "), more);
         }
     }
     Ok(())
@@ -482,7 +519,19 @@ pub fn run_eval_retrieval(args: EvalRetrievalArgs, ctx: &Ctx) -> Result<()> {
     let reranker = load_reranker(ctx, args.rerank_model.as_deref())?;
     let (_tmp, dir) = eval::temp_kb_dir()?;
     let mut kb = Kb::open(&dir)?;
-    let rep = ingest(&mut kb, &embedder, &[args.docs.clone()], &IngestOptions::default(), &Bar::new(!args.json))?;
+    let iopts = IngestOptions {
+        chunk: ChunkConfig { target_tokens: args.chunk_tokens.max(16), overlap_tokens: args.overlap_tokens },
+        ..IngestOptions::default()
+    };
+    let rep = ingest(&mut kb, &embedder, &[args.docs.clone()], &iopts, &Bar::new(!args.json))?;
+    let d = SearchOptions::default();
+    let base = SearchOptions {
+        w_bm25: args.w_bm25.unwrap_or(d.w_bm25),
+        w_vector: args.w_vector.unwrap_or(d.w_vector),
+        rrf_k: args.rrf_k.unwrap_or(d.rrf_k),
+        mmr_lambda: args.mmr_lambda.unwrap_or(d.mmr_lambda),
+        ..d
+    };
     for f in &rep.failed {
         eprintln!("failed {}: {}", f.source, f.reason);
     }
@@ -493,18 +542,34 @@ pub fn run_eval_retrieval(args: EvalRetrievalArgs, ctx: &Ctx) -> Result<()> {
         &args.docs,
         &embedder,
         reranker.as_ref().map(|r| r as &dyn TextReranker),
-        &SearchOptions::default(),
+        &base,
     )?;
+    for w in &args.sweep_w_vector {
+        for lambda in [1.0f32, 0.9] {
+            let opts = SearchOptions { w_vector: *w, mmr_lambda: lambda, ..base.clone() };
+            let r = eval::evaluate(&mut kb, &gold, &args.goldset, &args.docs, &embedder, None, &opts)?;
+            let h = r.modes.iter().find(|m| m.mode == "hybrid").expect("hybrid");
+            out!(
+                "sweep w_vector={w} mmr={lambda}: hybrid R@1 {:.3} R@5 {:.3} R@10 {:.3} MRR {:.3} nDCG@10 {:.3}",
+                h.recall_at_1, h.recall_at_5, h.recall_at_10, h.mrr, h.ndcg_at_10
+            );
+        }
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        out!(
             "{} questions ({} unanswerable skipped), {} documents, {} chunks, embedder {}",
             report.questions, report.skipped_unanswerable, report.documents, report.chunks, report.embedder
         );
-        print!("{}", eval::table(&report));
+        out!("{}", eval::table(&report).trim_end());
+        for m in &report.modes {
+            if !m.missed_at_5.is_empty() {
+                out!("{} missed@5: {}", m.mode, m.missed_at_5.join(" "));
+            }
+        }
         if let Some(n) = &report.rerank_note {
-            println!("hybrid+rerank: {n}");
+            out!("hybrid+rerank: {n}");
         }
     }
     Ok(())
@@ -532,9 +597,9 @@ pub fn run_bench_kb(args: BenchKbArgs, ctx: &Ctx) -> Result<()> {
         }
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", bench::table(&report));
+        out!("{}", bench::table(&report).trim_end());
     }
     Ok(())
 }

@@ -70,6 +70,9 @@ pub struct Chunker<'a> {
     block_no: usize,
     next_ord: usize,
     ready: VecDeque<Chunk>,
+    /// Where the current section's heading starts: the section's first
+    /// chunk spans its heading too (the heading is part of its context).
+    heading_start: Option<usize>,
 }
 
 impl<'a> Chunker<'a> {
@@ -90,6 +93,7 @@ impl<'a> Chunker<'a> {
             block_no: 0,
             next_ord: 0,
             ready: VecDeque::new(),
+            heading_start: None,
         };
         c.rebudget();
         c
@@ -122,6 +126,7 @@ impl<'a> Chunker<'a> {
                 self.headings.pop();
             }
             self.headings.push((level, b.text.clone()));
+            self.heading_start = Some(b.start);
             // the document title as the top heading adds nothing
             let path: Vec<&str> = self
                 .headings
@@ -270,7 +275,7 @@ impl<'a> Chunker<'a> {
             ord: self.next_ord,
             heading: self.heading.clone(),
             page: self.pieces.iter().find_map(|p| p.page),
-            start: self.pieces.first().map(|p| p.start).unwrap_or(0),
+            start: self.pieces.first().map(|p| p.start).unwrap_or(0).min(self.heading_start.take().unwrap_or(usize::MAX)),
             end: self.pieces.iter().map(|p| p.end).max().unwrap_or(0),
             tokens: self.piece_tokens,
             text,

@@ -73,7 +73,7 @@ impl Default for SearchOptions {
             filter: Filter::default(),
             rrf_k: 60.0,
             w_bm25: 1.0,
-            w_vector: 1.0,
+            w_vector: 0.5,
             candidates: 50,
             rerank_top: 30,
             mmr_lambda: 0.9,

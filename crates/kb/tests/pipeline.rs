@@ -289,3 +289,47 @@ fn vector_index_is_rebuilt_or_replayed_after_loss_or_crash() {
     assert!(h[0].source.ends_with("late.md"));
 }
 
+
+/// A reranker of the test's own: prefers passages that mention a keyword.
+struct KeywordReranker(&'static str);
+
+impl tresor_kb::TextReranker for KeywordReranker {
+    fn score(&self, _q: &str, passages: &[&str]) -> tresor_kb::Result<Vec<f32>> {
+        Ok(passages.iter().map(|p| if p.contains(self.0) { 10.0 } else { -(p.len() as f32) / 1e4 }).collect())
+    }
+    fn model_id(&self) -> String {
+        "keyword-reranker".into()
+    }
+}
+
+#[test]
+fn reranker_reorders_candidates_and_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut kb = sample_kb(tmp.path());
+    let rr = KeywordReranker("Sonderurlaub");
+    let opts = SearchOptions { k: 3, ..Default::default() };
+    let res = search(&mut kb, "Urlaub", Some(&emb()), Some(&rr), &opts).unwrap();
+    assert!(res.trace.reranked);
+    assert_eq!(res.trace.reranker.as_deref(), Some("keyword-reranker"));
+    assert!(res.hits[0].text.contains("Sonderurlaub"), "{:?}", res.hits[0]);
+    assert_eq!(res.hits[0].rerank_score, Some(10.0));
+    let off = SearchOptions { k: 3, rerank: RerankChoice::Off, ..Default::default() };
+    let res = search(&mut kb, "Urlaub", Some(&emb()), Some(&rr), &off).unwrap();
+    assert!(!res.trace.reranked && res.hits.iter().all(|h| h.rerank_score.is_none()));
+}
+
+#[test]
+fn near_duplicates_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("docs");
+    std::fs::create_dir_all(&d).unwrap();
+    let text = "# Policy\n\nBackups run every night at two and are kept for thirty days.\n";
+    std::fs::write(d.join("a.md"), text).unwrap();
+    std::fs::write(d.join("copy-of-a.md"), text).unwrap();
+    std::fs::write(d.join("b.md"), "# Other\n\nBackups of laptops are the user's job.\n").unwrap();
+    let mut kb = Kb::open(&tmp.path().join("kb")).unwrap();
+    ingest(&mut kb, &emb(), &[d], &IngestOptions::default(), &NoProgress).unwrap();
+    let res = search(&mut kb, "how long are backups kept", Some(&emb()), None, &SearchOptions::default()).unwrap();
+    assert_eq!(res.trace.duplicates_removed, 1);
+    assert_eq!(res.hits.iter().filter(|h| h.text.contains("thirty days")).count(), 1);
+}

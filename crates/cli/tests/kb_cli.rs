@@ -1,0 +1,299 @@
+//! End to end: the real `tresor` binary, the real MiniLM embedder, real
+//! files. Ingest, search (every mode, filters, German and English), the kb
+//! subcommands, bad files, the retrieval eval, a bench smoke run, and a crash
+//! test that kills `tresor ingest` at random moments.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn models_dir() -> PathBuf {
+    let d = std::env::var_os("TRESOR_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    assert!(
+        d.join("all-minilm-l6-v2/model.safetensors").exists(),
+        "{} has no all-minilm-l6-v2: run `tresor models setup` first",
+        d.display()
+    );
+    d
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tresor(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
+    c.env("TRESOR_HOME", home).env("TRESOR_MODELS", models_dir()).env_remove("TRESOR_DEVICE");
+    c
+}
+
+fn run(home: &Path, args: &[&str]) -> Output {
+    let out = tresor(home).args(args).output().expect("run tresor");
+    out
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = run(home, args);
+    assert!(
+        out.status.success(),
+        "tresor {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(home: &Path, args: &[&str]) -> Value {
+    let s = ok(home, args);
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{args:?}: {e}\n{s}"))
+}
+
+fn sample() -> String {
+    repo().join("assets/sample-kb").display().to_string()
+}
+
+#[test]
+fn ingest_search_and_kb_commands() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let out = ok(h, &["ingest", &sample()]);
+    assert!(out.contains("9 added"), "{out}");
+    let stats = json(h, &["kb", "stats", "--json"]);
+    assert_eq!(stats["documents"], 9);
+    let chunks = stats["chunks"].as_u64().unwrap();
+    assert!(chunks >= 20, "{stats}");
+
+    // the --json contract
+    let hits = json(h, &["search", "Wie viele Urlaubstage habe ich im Jahr?", "--json"]);
+    let first = &hits.as_array().unwrap()[0];
+    for key in ["rank", "score", "source", "title", "heading", "page", "chunk_id", "text"] {
+        assert!(first.get(key).is_some(), "missing {key}: {first}");
+    }
+    assert_eq!(first["rank"], 1);
+    assert!(first["source"].as_str().unwrap().ends_with("urlaub-und-abwesenheit.md"), "{first}");
+    assert!(first["text"].as_str().unwrap().contains("30 Arbeitstage"), "{first}");
+
+    // German compound → its parts; every mode; English
+    let hits = json(h, &["search", "Urlaubsanspruch bei Teilzeit", "--mode", "bm25", "--json"]);
+    assert!(hits[0]["text"].as_str().unwrap().contains("Teilzeit"), "{hits}");
+    for mode in ["bm25", "vector", "hybrid"] {
+        let hits = json(h, &["search", "What is the hotel limit per night in London?", "--mode", mode, "--k", "3", "--json"]);
+        assert_eq!(hits.as_array().unwrap().len(), 3, "{mode}");
+        let any = hits.as_array().unwrap().iter().any(|x| x["text"].as_str().unwrap().contains("160 EUR"));
+        assert!(any, "{mode}: {hits}");
+    }
+    // the PDF keeps page numbers
+    let hits = json(h, &["search", "Verpflegungspauschale volle Tage", "--filter", "source=*.pdf", "--json"]);
+    assert!(hits.as_array().unwrap().iter().all(|x| x["source"].as_str().unwrap().ends_with(".pdf")));
+    assert_eq!(hits[0]["page"], 2, "{hits}");
+    // filters
+    let hits = json(h, &["search", "password", "--filter", "source=*handbook/*", "--json"]);
+    assert!(hits.as_array().unwrap().iter().all(|x| x["source"].as_str().unwrap().contains("/handbook/")));
+    let bad = run(h, &["search", "x", "--filter", "colour=red"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("invalid filter"));
+    // DOCX and CSV are searchable
+    let hits = json(h, &["search", "data protection training minutes", "--json", "--k", "3"]);
+    assert!(hits.as_array().unwrap().iter().any(|x| x["source"].as_str().unwrap().ends_with(".docx")), "{hits}");
+    let hits = json(h, &["search", "Preis Business Edition", "--json", "--k", "3", "--mode", "bm25"]);
+    assert!(hits[0]["text"].as_str().unwrap().contains("4.900"), "{hits}");
+    // human output
+    let text = ok(h, &["search", "Homeoffice Pauschale"]);
+    assert!(text.starts_with("1. ") && text.contains("300 EUR"), "{text}");
+
+    // list / check / remove / incremental re-ingest / rebuild-index
+    let list = json(h, &["kb", "list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 9);
+    ok(h, &["kb", "check"]);
+    let again = ok(h, &["ingest", &sample()]);
+    assert!(again.contains("9 unchanged") && again.contains(" 0 chunks"), "{again}");
+    let csv = format!("{}/preisliste.csv", sample());
+    assert!(ok(h, &["kb", "remove", &csv]).contains("removed"));
+    assert_eq!(json(h, &["kb", "stats", "--json"])["documents"], 8);
+    let missing = run(h, &["kb", "remove", &csv]);
+    assert!(!missing.status.success());
+    ok(h, &["kb", "rebuild-index"]);
+    ok(h, &["kb", "check"]);
+    let back = ok(h, &["ingest", &sample()]);
+    assert!(back.contains("1 added"), "{back}");
+    assert_eq!(json(h, &["kb", "stats", "--json"])["chunks"].as_u64().unwrap(), chunks);
+    // a knowledge base that does not exist
+    let none = run(h, &["kb", "stats", "--kb", "nope"]);
+    assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("does not exist"));
+}
+
+#[test]
+fn bad_files_are_reported_and_skipped_and_prune_works() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let docs = home.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("good.md"), "# Firewall\n\nThe firewall blocks inbound traffic by default.\n").unwrap();
+    std::fs::write(docs.join("gone.md"), "# Gone\n\nThis file will be deleted.\n").unwrap();
+    std::fs::write(docs.join("empty.md"), "").unwrap();
+    std::fs::write(docs.join("locked.pdf"), b"%PDF-1.4\ntrailer\n<< /Root 1 0 R /Encrypt 2 0 R >>\n%%EOF\n").unwrap();
+    std::fs::write(docs.join("binary.txt"), b"\xff\xfe\x00bad").unwrap();
+    std::fs::write(docs.join(".gitignore"), "ignored.md\n").unwrap();
+    std::fs::write(docs.join("ignored.md"), "# Ignored\n\nNever ingested.\n").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/etc/hostname", docs.join("outside.txt")).unwrap();
+    let d = docs.display().to_string();
+    let out = run(h, &["ingest", &d]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("2 added") && stdout.contains("3 failed"), "{stdout}");
+    assert!(stderr.contains("empty.md: empty file"), "{stderr}");
+    assert!(stderr.contains("locked.pdf: encrypted PDF"), "{stderr}");
+    assert!(stderr.contains("binary.txt: not valid UTF-8"), "{stderr}");
+    #[cfg(unix)]
+    assert!(stderr.contains("outside.txt: symlink points outside"), "{stderr}");
+    let list = json(h, &["kb", "list", "--json"]);
+    let sources: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["source"].as_str().unwrap()).collect();
+    assert!(sources.iter().all(|s| !s.ends_with("ignored.md")), "{sources:?}");
+    std::fs::remove_file(docs.join("gone.md")).unwrap();
+    let out = ok(h, &["ingest", &d, "--prune"]);
+    assert!(out.contains("pruned:") && out.contains("gone.md"), "{out}");
+    assert_eq!(json(h, &["kb", "stats", "--json"])["documents"], 1);
+    // nothing ingestible at all is an error
+    let only_bad = home.path().join("only-bad");
+    std::fs::create_dir_all(&only_bad).unwrap();
+    std::fs::write(only_bad.join("empty.md"), "").unwrap();
+    let out = run(h, &["ingest", only_bad.to_str().unwrap(), "--kb", "other"]);
+    assert!(!out.status.success());
+}
+
+/// (source, ord, text) of every chunk of a knowledge base.
+fn chunk_set(dir: &Path) -> BTreeSet<(String, usize, String)> {
+    let kb = tresor_kb::Kb::open_existing(dir).unwrap();
+    let mut out = BTreeSet::new();
+    for src in kb.sources().unwrap() {
+        for (i, c) in kb.chunks_of(&src).unwrap().into_iter().enumerate() {
+            out.insert((src.clone(), i, c.text));
+        }
+    }
+    out
+}
+
+#[test]
+fn killed_ingest_leaves_a_consistent_kb_and_reingest_equals_a_clean_one() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // a corpus that takes a few seconds to ingest: the sample KB plus generated files
+    let corpus = home.path().join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    for e in std::fs::read_dir(repo().join("assets/sample-kb")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, corpus.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    for i in 0..12 {
+        let mut s = format!("# Report {i}\n\n");
+        for j in 0..6 {
+            s.push_str(&format!("## Section {j}\n\n"));
+            s.push_str(&format!("Quarter {i} section {j}: the team shipped {} features and fixed {} bugs. ", i * j + 3, j + 7).repeat(6));
+            s.push_str("\n\n");
+        }
+        std::fs::write(corpus.join(format!("report-{i:02}.md")), s).unwrap();
+    }
+    let c = corpus.display().to_string();
+    let kb_dir = h.join("kb/crash");
+    // pseudo-random kill moments, different each run, printed to reproduce
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut kills = 0;
+    for round in 0..5 {
+        let delay = Duration::from_millis(300 + next() % 5000);
+        let mut child = tresor(h).args(["ingest", &c, "--kb", "crash"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let t = Instant::now();
+        let mut finished = false;
+        while t.elapsed() < delay {
+            if child.try_wait().unwrap().is_some() {
+                finished = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !finished {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        eprintln!("round {round}: killed after {delay:?} (finished first: {finished})");
+        if tresor_kb::Kb::exists(&kb_dir) {
+            let out = run(h, &["kb", "check", "--kb", "crash"]);
+            assert!(
+                out.status.success(),
+                "kb check after kill at {delay:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if finished {
+            // start over so the next kill lands in an ingest again
+            std::fs::remove_dir_all(&kb_dir).unwrap();
+        }
+    }
+    assert!(kills >= 2, "the ingest finished before most kills; make the corpus bigger");
+    ok(h, &["ingest", &c, "--kb", "crash"]);
+    ok(h, &["kb", "check", "--kb", "crash"]);
+    ok(h, &["ingest", &c, "--kb", "clean"]);
+    let crashed = chunk_set(&kb_dir);
+    let clean = chunk_set(&h.join("kb/clean"));
+    assert_eq!(crashed.len(), clean.len());
+    assert!(crashed == clean, "re-ingest after kills differs from a clean ingest");
+}
+
+#[test]
+fn eval_retrieval_on_the_dev_goldset() {
+    let gold = repo().join("../shared/eval/rag_goldset_dev");
+    if !gold.join("goldset.jsonl").exists() {
+        eprintln!("skipped: {} not present", gold.display());
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let r = json(
+        home.path(),
+        &[
+            "eval",
+            "retrieval",
+            "--goldset",
+            gold.join("goldset.jsonl").to_str().unwrap(),
+            "--docs",
+            gold.join("docs").to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let mode = |m: &str| r["modes"].as_array().unwrap().iter().find(|x| x["mode"] == m).unwrap().clone();
+    for m in ["bm25", "vector", "hybrid"] {
+        for k in ["recall_at_1", "recall_at_5", "recall_at_10", "mrr", "ndcg_at_10"] {
+            let v = mode(m)[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{m} {k} {v}");
+        }
+    }
+    assert!(mode("hybrid")["recall_at_5"].as_f64().unwrap() >= 0.9, "{r}");
+    assert_eq!(r["questions"], 45);
+}
+
+#[test]
+fn bench_kb_smoke() {
+    let home = tempfile::tempdir().unwrap();
+    let r = json(home.path(), &["bench", "kb", "--skip-ingest", "--scales", "2000", "--queries", "20", "--json"]);
+    let s = &r["scales"][0];
+    assert_eq!(s["chunks"], 2000);
+    assert_eq!(s["synthetic"], true);
+    let modes: Vec<&str> = s["latency"].as_array().unwrap().iter().map(|l| l["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["bm25", "vector", "hybrid"]);
+    let recall = s["index_recall_at_10"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&recall));
+}
