@@ -20,7 +20,10 @@
 //                                  unparse_special=true)
 //         margin <floats>          top-1 minus top-2 logit at each generated step
 //
-// Env: TRESOR_FIXTURE_THREADS (default 2), TRESOR_FIXTURE_VERBOSE=1 keeps llama.cpp logs.
+// Env: TRESOR_FIXTURE_THREADS (default 2), TRESOR_FIXTURE_VERBOSE=1 keeps llama.cpp logs,
+//      TRESOR_FIXTURE_KV=f16|f32 (greedy only; default f16 = llama.cpp's default KV cache
+//      type with flash attention auto; f32 = f32 KV cache with flash attention disabled),
+//      TRESOR_FIXTURE_FA=auto|on|off overrides the flash-attention choice.
 #include "llama.h"
 
 #include <climits>
@@ -121,6 +124,30 @@ int main(int argc, char ** argv) {
     }
     const char * thr = getenv("TRESOR_FIXTURE_THREADS");
     const int n_threads = thr ? atoi(thr) : 2;
+    const char * kv = getenv("TRESOR_FIXTURE_KV");
+    bool kv_f32 = false;
+    if (kv && kv[0]) {
+        if (strcmp(kv, "f32") == 0) {
+            kv_f32 = true;
+        } else if (strcmp(kv, "f16") != 0) {
+            fprintf(stderr, "TRESOR_FIXTURE_KV must be f16 or f32, got '%s'\n", kv);
+            return 1;
+        }
+    }
+    const char * fa = getenv("TRESOR_FIXTURE_FA");
+    int fa_override = -2;  // -2: no override
+    if (fa && fa[0]) {
+        if (strcmp(fa, "auto") == 0) {
+            fa_override = LLAMA_FLASH_ATTN_TYPE_AUTO;
+        } else if (strcmp(fa, "on") == 0) {
+            fa_override = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+        } else if (strcmp(fa, "off") == 0) {
+            fa_override = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+        } else {
+            fprintf(stderr, "TRESOR_FIXTURE_FA must be auto, on or off, got '%s'\n", fa);
+            return 1;
+        }
+    }
 
     llama_backend_init();
     llama_model_params mparams = llama_model_default_params();
@@ -178,6 +205,19 @@ int main(int argc, char ** argv) {
             cparams.n_ubatch = cparams.n_ctx;
             cparams.n_threads = n_threads;
             cparams.n_threads_batch = n_threads;
+            // KV precision / flash attention: llama.cpp's defaults (f16 KV,
+            // flash attention auto) unless TRESOR_FIXTURE_KV=f32 (f32 KV, flash
+            // attention off); TRESOR_FIXTURE_FA=auto|on|off overrides either.
+            // The fixture script decodes with both to find prompts whose greedy
+            // output does not depend on llama.cpp's own attention precision.
+            if (kv_f32) {
+                cparams.type_k = GGML_TYPE_F32;
+                cparams.type_v = GGML_TYPE_F32;
+                cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+            }
+            if (fa_override >= -1) {
+                cparams.flash_attn_type = (llama_flash_attn_type) fa_override;
+            }
             llama_context * ctx = llama_init_from_model(model, cparams);
             if (!ctx) {
                 fprintf(stderr, "failed to create context\n");
