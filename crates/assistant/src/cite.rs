@@ -51,6 +51,7 @@ pub fn strip_markers(s: &str) -> String {
 pub fn check(
     sentence: &str,
     svec: Option<&[f32]>,
+    qvec: Option<&[f32]>,
     question: &str,
     passages: &[Passage],
     lexical_weight: f32,
@@ -66,6 +67,15 @@ pub fn check(
     }
     if jaccard(&text, question) > 0.75 {
         c.dropped = Some("repeats the question".into());
+        return c;
+    }
+    // it must address the question: share a word with it, carry a number, or be close in meaning
+    let q_terms = content_terms(question, lang);
+    let about = coverage(&q_terms, &term_set(&text, lang)) > 0.0
+        || !crate::text::numbers(&text).is_empty()
+        || matches!((svec, qvec), (Some(a), Some(b)) if a.len() == b.len() && dot(a, b) >= 0.35);
+    if !about {
+        c.dropped = Some("does not address the question".into());
         return c;
     }
     for (i, p) in passages.iter().enumerate() {
@@ -84,7 +94,16 @@ pub fn check(
             c.support = support;
         }
     }
-    if c.support >= threshold {
+    let missing: Vec<String> = match c.passage {
+        Some(i) => {
+            let have = crate::text::numbers(&passages[i].hit.text);
+            crate::text::numbers(&text).into_iter().filter(|n| !have.contains(n)).collect()
+        }
+        None => Vec::new(),
+    };
+    if !missing.is_empty() {
+        c.dropped = Some(format!("number {} is not in the source", missing.join(", ")));
+    } else if c.support >= threshold {
         c.kept = true;
     } else {
         c.dropped = Some(format!("support {:.2} below {:.2}", c.support, threshold));
@@ -179,6 +198,21 @@ mod tests {
         )
     }
 
+    fn check_(s: &str, _: Option<&[f32]>, q: &str, p: &[Passage], w: f32, t: f32) -> SentenceCheck {
+        check(s, None, None, q, p, w, t)
+    }
+
+    #[test]
+    fn numbers_must_come_from_the_source_and_sentences_must_address_the_question() {
+        let p = passages();
+        let q = "How many vacation days do full-time employees get?";
+        let wrong = check_("Full-time employees get 70 working days of paid vacation per calendar year.", None, q, &p, 1.0, 0.45);
+        assert!(!wrong.kept);
+        assert!(wrong.dropped.as_deref().unwrap().contains("number 70"), "{wrong:?}");
+        let off = check_("Report sick to your manager.", None, q, &p, 1.0, 0.45);
+        assert_eq!(off.dropped.as_deref(), Some("does not address the question"));
+    }
+
     #[test]
     fn strips_model_markers() {
         assert_eq!(strip_markers("You get 30 days [1][2]. More [3, 4] text【x】"), "You get 30 days. More text【x】");
@@ -189,15 +223,15 @@ mod tests {
     fn keeps_supported_sentences_and_drops_invented_ones() {
         let p = passages();
         let q = "How many vacation days do full-time employees get?";
-        let ok = check("Full-time employees get 30 days of paid vacation [2].", None, q, &p, 1.0, 0.45);
+        let ok = check_("Full-time employees get 30 days of paid vacation [2].", None, q, &p, 1.0, 0.45);
         assert!(ok.kept, "{ok:?}");
         assert_eq!(p[ok.passage.unwrap()].hit.chunk_id, 1);
         assert_eq!(ok.text, "Full-time employees get 30 days of paid vacation.");
-        let bad = check("The moon is made of green cheese.", None, q, &p, 1.0, 0.45);
+        let bad = check_("The moon is made of green cheese.", None, q, &p, 1.0, 0.45);
         assert!(!bad.kept);
-        let echo = check("How many vacation days do full-time employees get?", None, q, &p, 1.0, 0.45);
+        let echo = check_("How many vacation days do full-time employees get?", None, q, &p, 1.0, 0.45);
         assert_eq!(echo.dropped.as_deref(), Some("repeats the question"));
-        let sick = check("Report sick before 9:30.", None, q, &p, 1.0, 0.45);
+        let sick = check_("Report sick before 9:30.", None, q, &p, 1.0, 0.45);
         assert_eq!(p[sick.passage.unwrap()].hit.chunk_id, 2);
     }
 

@@ -500,7 +500,7 @@ impl Assistant {
 
         // generate; validate sentence by sentence as they stream
         let t_gen = Instant::now();
-        let mut v = Validator::new(&question, &passages, embedder.as_ref(), &cfg);
+        let mut v = Validator::new(&question, &qvec, &passages, embedder.as_ref(), &cfg);
         let max_run = cfg.max_unsupported_run;
         let mut stream = SentenceStream::default();
         let g = model.generate(&msgs, &params, &mut |piece| {
@@ -671,6 +671,7 @@ pub fn prompt_messages(question: &str, passages: &[Passage], lang: Lang) -> Vec<
 /// Checks streamed answer sentences against the passages and emits the supported ones with their number.
 struct Validator<'a> {
     question: &'a str,
+    qvec: &'a [f32],
     passages: &'a [Passage],
     embedder: &'a dyn TextEmbedder,
     cfg: &'a AssistantConfig,
@@ -686,14 +687,14 @@ struct Validator<'a> {
 }
 
 impl<'a> Validator<'a> {
-    fn new(question: &'a str, passages: &'a [Passage], embedder: &'a dyn TextEmbedder, cfg: &'a AssistantConfig) -> Self {
-        Validator { question, passages, embedder, cfg, kept: Vec::new(), order: Vec::new(), checks: Vec::new(), run: 0, text: String::new(), ms: 0.0 }
+    fn new(question: &'a str, qvec: &'a [f32], passages: &'a [Passage], embedder: &'a dyn TextEmbedder, cfg: &'a AssistantConfig) -> Self {
+        Validator { question, qvec, passages, embedder, cfg, kept: Vec::new(), order: Vec::new(), checks: Vec::new(), run: 0, text: String::new(), ms: 0.0 }
     }
 
     fn sentence(&mut self, s: &str, on_text: &mut dyn FnMut(&str)) {
         let t = Instant::now();
         let svec = self.embedder.embed(&[s]).ok().and_then(|mut v| v.pop());
-        let mut c = cite::check(s, svec.as_deref(), self.question, self.passages, self.cfg.lexical_weight, self.cfg.support_threshold);
+        let mut c = cite::check(s, svec.as_deref(), Some(self.qvec), self.question, self.passages, self.cfg.lexical_weight, self.cfg.support_threshold);
         if c.kept && self.kept.iter().any(|(k, _)| jaccard(k, &c.text) > 0.8) {
             c.kept = false;
             c.dropped = Some("repeats an earlier sentence".into());

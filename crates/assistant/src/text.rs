@@ -90,24 +90,67 @@ pub fn term_set(text: &str, lang: Lang) -> HashSet<String> {
     content_terms(text, lang).into_iter().collect()
 }
 
-/// Share of `terms` found in `set`: an exact stem counts 1, a compound part
-/// (one contains the other, both at least 4 characters) 0.7.
+/// Share of `terms` found in `set`: an exact stem counts 1; otherwise the
+/// share of the term's characters covered by the set's words (German
+/// compounds: "urlaubstag" is covered by "urlaub" and by the "tag" of
+/// "arbeitstag"), capped at 0.9 and counted only from half on.
 pub fn coverage(terms: &[String], set: &HashSet<String>) -> f32 {
     let uniq: HashSet<&String> = terms.iter().collect();
     if uniq.is_empty() {
         return 0.0;
     }
-    let mut got = 0.0f32;
-    for t in &uniq {
-        if set.contains(*t) {
-            got += 1.0;
-        } else if t.chars().count() >= 4
-            && set.iter().any(|p| p.chars().count() >= 4 && (t.contains(p.as_str()) || p.contains(t.as_str())))
-        {
-            got += 0.7;
+    let got: f32 = uniq.iter().map(|t| term_score(t, set)).sum();
+    got / uniq.len() as f32
+}
+
+fn term_score(t: &str, set: &HashSet<String>) -> f32 {
+    if set.contains(t) {
+        return 1.0;
+    }
+    let chars: Vec<char> = t.chars().collect();
+    let n = chars.len();
+    if n < 4 {
+        return 0.0;
+    }
+    if set.iter().any(|p| p.chars().count() >= n + 1 && p.contains(t)) {
+        return 0.8;
+    }
+    let mut covered = vec![false; n];
+    for p in set {
+        let pl = p.chars().count();
+        if pl >= 3 && pl < n {
+            if let Some(at) = t.find(p.as_str()) {
+                let start = t[..at].chars().count();
+                covered[start..start + pl].iter_mut().for_each(|c| *c = true);
+            }
         }
     }
-    got / uniq.len() as f32
+    // the longest suffix / prefix of t that some word contains
+    for i in 1..n.saturating_sub(2) {
+        let suffix: String = chars[i..].iter().collect();
+        if set.iter().any(|p| p.contains(suffix.as_str())) {
+            covered[i..].iter_mut().for_each(|c| *c = true);
+            break;
+        }
+    }
+    for j in (4..n).rev() {
+        let prefix: String = chars[..j].iter().collect();
+        if set.iter().any(|p| p.contains(prefix.as_str())) {
+            covered[..j].iter_mut().for_each(|c| *c = true);
+            break;
+        }
+    }
+    let share = covered.iter().filter(|c| **c).count() as f32 / n as f32;
+    if share >= 0.5 {
+        share.min(0.9)
+    } else {
+        0.0
+    }
+}
+
+/// The numbers (digit runs) in a text.
+pub fn numbers(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).map(|w| w.trim_start_matches('0').to_string()).collect()
 }
 
 const ABBREVIATIONS: &[&str] = &[
@@ -238,6 +281,12 @@ mod tests {
         assert!(coverage(&q, &p) > 0.9);
         let far = term_set("Passwords must have twelve characters.", Lang::En);
         assert_eq!(coverage(&q, &far), 0.0);
+        // a compound is covered by its parts, better than by one part alone
+        let q = content_terms("Wie viele Urlaubstage habe ich?", Lang::De);
+        let both = coverage(&q, &term_set("Der Urlaub beträgt 30 Arbeitstage pro Jahr.", Lang::De));
+        let one = coverage(&q, &term_set("Dieses Kapitel regelt Urlaub und Krankmeldungen.", Lang::De));
+        assert!(both > one && one > 0.0, "{both} {one}");
+        assert_eq!(numbers("30 Tage, 9:30 Uhr, 2026"), vec!["30", "9", "30", "2026"]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! Parses flags, resolves paths, calls the library crates and reports their
 //! errors with context. Holds no engine logic.
 
+mod assistant_cmd;
 mod bench_cmd;
 mod ctx;
 mod kb_cmd;
@@ -58,6 +59,10 @@ enum Command {
     Kb(kb_cmd::KbCmd),
     /// Search a knowledge base (hybrid BM25 + vector, reranked when a reranker is installed).
     Search(kb_cmd::SearchArgs),
+    /// Answer a question from a knowledge base, with cited sources (streams; --json for one object).
+    Ask(assistant_cmd::AskArgs),
+    /// Interactive conversation with history (/sources /new /kb /model /rate).
+    Chat(assistant_cmd::ChatArgs),
     /// Evaluate retrieval quality on a gold set.
     #[command(subcommand)]
     Eval(EvalCmd),
@@ -67,6 +72,8 @@ enum Command {
 enum EvalCmd {
     /// Recall@1/5/10, MRR and nDCG@10 per search mode on a gold set.
     Retrieval(kb_cmd::EvalRetrievalArgs),
+    /// Answer quality on a gold set: token F1, citation precision, refusal rate, latency, tokens.
+    Answers(assistant_cmd::EvalAnswersArgs),
 }
 
 fn main() {
@@ -107,6 +114,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Kb(cmd) => kb_cmd::run_kb(cmd, &ctx),
         Command::Search(args) => kb_cmd::run_search(args, &ctx),
         Command::Eval(EvalCmd::Retrieval(args)) => kb_cmd::run_eval_retrieval(args, &ctx),
+        Command::Eval(EvalCmd::Answers(args)) => assistant_cmd::run_eval_answers(args, &ctx),
+        Command::Ask(args) => assistant_cmd::run_ask(args, &ctx),
+        Command::Chat(args) => assistant_cmd::run_chat(args, &ctx),
     }
 }
 

@@ -1,0 +1,335 @@
+//! `tresor ask | chat | eval answers`: thin front doors to tresor-assistant.
+//! Flags in, one call into the engine, text or `--json` out.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use tresor_assistant::engine::{kb_dir, kb_names};
+use tresor_assistant::store::Feedback;
+use tresor_assistant::{eval, Answer, AskRequest, Assistant, AssistantConfig, CatalogModels};
+use tresor_kb::rerank::CrossEncoder;
+use tresor_kb::{Kb, TextReranker};
+use tresor_models::{Catalog, Role};
+
+use crate::ctx::Ctx;
+
+const DEFAULT_EMBED: &str = "all-minilm-l6-v2";
+const DEFAULT_KB: &str = "default";
+
+#[derive(Args, Debug)]
+pub struct AskArgs {
+    /// The question.
+    pub question: String,
+    /// Knowledge base to answer from (default: `default` when it exists; without one the model answers alone, ungrounded).
+    #[arg(long)]
+    pub kb: Option<String>,
+    /// Print one JSON object (answer, sources, grounded, refused, model, cache_hit, route, timings, tokens, trace).
+    #[arg(long)]
+    pub json: bool,
+    /// A chat model id or GGUF path instead of the routed one.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Neither read nor write the semantic cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Continue a stored conversation (see `tresor chat`).
+    #[arg(long)]
+    pub thread: Option<i64>,
+    /// Print the pipeline trace (passages, evidence, sentence support) to stderr.
+    #[arg(long)]
+    pub trace: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    /// Knowledge base to answer from (default: `default` when it exists).
+    #[arg(long)]
+    pub kb: Option<String>,
+    /// A chat model id or GGUF path instead of the routed one.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Continue a stored thread.
+    #[arg(long)]
+    pub thread: Option<i64>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalAnswersArgs {
+    /// Gold set (JSONL: question, answers, source_file, answerable).
+    #[arg(long)]
+    pub goldset: PathBuf,
+    /// Folder of the gold set's documents (ingested into a temporary knowledge base).
+    #[arg(long)]
+    pub docs: PathBuf,
+    /// Also ask the answerable questions against this unrelated folder (refusal rate on an unrelated knowledge base).
+    #[arg(long)]
+    pub unrelated_docs: Option<PathBuf>,
+    /// Only the first N questions.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn device(ctx: &Ctx) -> Result<tresor_llm::Device> {
+    crate::ctx::device(ctx).with_context(|| format!("device `{}`", ctx.device))
+}
+
+fn load_embedder(ctx: &Ctx) -> Result<tresor_llm::embed::Embedder> {
+    let dir = match Catalog::load(&ctx.models_dir).and_then(|c| c.resolve(None, Role::Embed)) {
+        Ok(r) => r.path,
+        Err(_) if ctx.models_dir.join(DEFAULT_EMBED).join("config.json").is_file() => ctx.models_dir.join(DEFAULT_EMBED),
+        Err(e) => return Err(e).context("finding the embedding model"),
+    };
+    tresor_llm::embed::Embedder::load(&dir, &device(ctx)?).with_context(|| format!("loading the embedder from {}", dir.display()))
+}
+
+fn load_reranker(ctx: &Ctx) -> Result<Option<Arc<dyn TextReranker>>> {
+    let Ok(r) = Catalog::load(&ctx.models_dir).and_then(|c| c.resolve(None, Role::Rerank)) else { return Ok(None) };
+    let rr = tresor_llm::rerank::Reranker::load(&r.path, &device(ctx)?)
+        .with_context(|| format!("loading the reranker from {}", r.path.display()))?;
+    Ok(Some(Arc::new(CrossEncoder { inner: rr, id: r.id })))
+}
+
+/// The engine for this data dir and models dir.
+pub fn build_assistant(ctx: &Ctx, data_dir: &std::path::Path) -> Result<Assistant> {
+    let cfg = AssistantConfig::load(data_dir)?;
+    let embedder = load_embedder(ctx)?;
+    let reranker = load_reranker(ctx)?;
+    let models = CatalogModels { models_dir: ctx.models_dir.clone(), device: device(ctx)?, context_cap: Some(4096) };
+    Ok(Assistant::new(cfg, data_dir, Arc::new(embedder), reranker, Box::new(models))?)
+}
+
+/// `--kb NAME` must exist; without it, `default` when it exists, else none.
+pub fn pick_kb(ctx: &Ctx, kb: Option<&str>) -> Result<Option<String>> {
+    match kb {
+        Some(name) => {
+            let dir = kb_dir(&ctx.data_dir, name)?;
+            if !Kb::exists(&dir) {
+                bail!("knowledge base `{name}` does not exist (ingest something into it first: tresor ingest PATH --kb {name})");
+            }
+            Ok(Some(name.to_string()))
+        }
+        None if Kb::exists(&kb_dir(&ctx.data_dir, DEFAULT_KB)?) => Ok(Some(DEFAULT_KB.to_string())),
+        None => Ok(None),
+    }
+}
+
+pub fn print_sources(a: &Answer) {
+    if a.sources.is_empty() {
+        return;
+    }
+    println!("\nSources:");
+    for s in &a.sources {
+        let page = s.page.map(|p| format!(", p. {p}")).unwrap_or_default();
+        let head = if s.heading.is_empty() { String::new() } else { format!(" › {}", s.heading) };
+        println!("[{}] {}{} — {}{}", s.n, s.source, page, s.title, head);
+        println!("    {}", s.snippet);
+    }
+}
+
+fn footer(a: &Answer) -> String {
+    let mut s = format!("{} · {} · ttft {:.0} ms · total {:.0} ms", a.route, a.model, a.timings.ttft_ms, a.timings.total_ms);
+    if a.cache_hit {
+        s.push_str(" · cache hit");
+    }
+    if a.trace.extractive {
+        s.push_str(" · extractive");
+    }
+    s
+}
+
+pub fn run_ask(args: AskArgs, ctx: &Ctx) -> Result<()> {
+    let kb = pick_kb(ctx, args.kb.as_deref())?;
+    if kb.is_none() && !args.json {
+        eprintln!("note: no knowledge base (ingest documents with `tresor ingest PATH`); the model answers on its own, without sources");
+    }
+    let mut assistant = build_assistant(ctx, &ctx.data_dir)?;
+    let req = AskRequest { question: args.question, kb, thread: args.thread, model: args.model, no_cache: args.no_cache, ..Default::default() };
+    let stdout = std::io::stdout();
+    let json = args.json;
+    let ans = assistant.answer(&req, &mut |piece| {
+        if !json {
+            let mut out = stdout.lock();
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        }
+    })?;
+    if args.trace {
+        eprintln!("{}", serde_json::to_string_pretty(&ans.trace)?);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ans)?);
+    } else {
+        println!();
+        print_sources(&ans);
+        eprintln!("({})", footer(&ans));
+    }
+    Ok(())
+}
+
+const CHAT_HELP: &str = "commands: /sources (sources of the last answer), /new (new conversation), /kb [NAME] (list or switch knowledge bases), \
+/model [ID|auto] (show or pick the chat model), /rate up|down|1-5 [comment] (rate the last answer), /help, /quit";
+
+pub fn run_chat(args: ChatArgs, ctx: &Ctx) -> Result<()> {
+    let mut kb = pick_kb(ctx, args.kb.as_deref())?;
+    let mut assistant = build_assistant(ctx, &ctx.data_dir)?;
+    let mut model = args.model;
+    let mut thread = args.thread;
+    if let Some(t) = thread {
+        assistant.threads().thread(t)?;
+    }
+    let mut last: Option<Answer> = None;
+    let tty = std::io::stdin().is_terminal();
+    println!(
+        "Tresor chat · knowledge base: {} · {}",
+        kb.as_deref().unwrap_or("none (ungrounded)"),
+        if tty { "/help for commands" } else { "reading stdin" }
+    );
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if tty {
+            print!("> ");
+            std::io::stdout().flush()?;
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(cmd) = line.strip_prefix('/') {
+            let (name, rest) = cmd.split_once(' ').map(|(a, b)| (a, b.trim())).unwrap_or((cmd, ""));
+            match name {
+                "quit" | "exit" | "q" => break,
+                "help" => println!("{CHAT_HELP}"),
+                "sources" => match &last {
+                    Some(a) if !a.sources.is_empty() => print_sources(a),
+                    Some(_) => println!("(the last answer has no sources)"),
+                    None => println!("(no answer yet)"),
+                },
+                "new" => {
+                    thread = None;
+                    last = None;
+                    println!("(new conversation)");
+                }
+                "kb" if rest.is_empty() => {
+                    let names = kb_names(&ctx.data_dir);
+                    println!("knowledge bases: {}", if names.is_empty() { "(none)".to_string() } else { names.join(", ") });
+                    println!("current: {}", kb.as_deref().unwrap_or("none"));
+                }
+                "kb" => match pick_kb(ctx, Some(rest)) {
+                    Ok(k) => {
+                        kb = k;
+                        thread = None;
+                        println!("(knowledge base: {rest}; new conversation)");
+                    }
+                    Err(e) => println!("error: {e:#}"),
+                },
+                "model" if rest.is_empty() => {
+                    println!("current: {}", model.as_deref().unwrap_or("auto (routed)"));
+                    for (id, role) in assistant.available_models() {
+                        println!("  {id} ({role})");
+                    }
+                }
+                "model" => {
+                    model = if rest == "auto" { None } else { Some(rest.to_string()) };
+                    println!("(model: {rest})");
+                }
+                "rate" => match rate(&assistant, &last, rest) {
+                    Ok(()) => println!("(thanks for the feedback)"),
+                    Err(e) => println!("error: {e:#}"),
+                },
+                _ => println!("unknown command /{name}; {CHAT_HELP}"),
+            }
+            continue;
+        }
+        let t = match thread {
+            Some(t) => t,
+            None => {
+                let t = assistant.threads().create_thread(line, kb.as_deref())?;
+                thread = Some(t);
+                t
+            }
+        };
+        let req = AskRequest { question: line.to_string(), kb: kb.clone(), thread: Some(t), model: model.clone(), ..Default::default() };
+        let res = assistant.answer(&req, &mut |piece| {
+            print!("{piece}");
+            let _ = std::io::stdout().flush();
+        });
+        match res {
+            Ok(a) => {
+                println!();
+                if !a.sources.is_empty() {
+                    let cited: Vec<String> = a.sources.iter().map(|s| format!("[{}] {}", s.n, s.source)).collect();
+                    println!("  {}", cited.join("  "));
+                }
+                eprintln!("  ({})", footer(&a));
+                last = Some(a);
+            }
+            Err(e) => println!("error: {e:#}"),
+        }
+    }
+    Ok(())
+}
+
+fn rate(assistant: &Assistant, last: &Option<Answer>, rest: &str) -> Result<()> {
+    let Some(a) = last else { bail!("no answer to rate yet") };
+    let (what, comment) = rest.split_once(' ').map(|(a, b)| (a, Some(b.trim().to_string()))).unwrap_or((rest, None));
+    let mut f = Feedback { message_id: a.message_id, thread_id: a.thread_id, comment, ..Default::default() };
+    match what {
+        "up" | "+" | "+1" | "👍" => f.thumbs = Some(1),
+        "down" | "-" | "-1" | "👎" => f.thumbs = Some(-1),
+        n => f.csat = Some(n.parse().map_err(|_| anyhow::anyhow!("usage: /rate up|down|1-5 [comment]"))?),
+    }
+    assistant.threads().add_feedback(&f)?;
+    Ok(())
+}
+
+pub fn run_eval_answers(args: EvalAnswersArgs, ctx: &Ctx) -> Result<()> {
+    let mut gold = tresor_kb::eval::load_goldset(&args.goldset)?;
+    if let Some(n) = args.limit {
+        gold.truncate(n);
+    }
+    if !args.docs.is_dir() {
+        bail!("--docs {}: not a folder", args.docs.display());
+    }
+    if let Some(u) = &args.unrelated_docs {
+        if !u.is_dir() {
+            bail!("--unrelated-docs {}: not a folder", u.display());
+        }
+    }
+    let (_tmp, data) = eval::scratch_dir()?;
+    let mut assistant = build_assistant(ctx, &data)?;
+    let rep = eval::ingest_dir(&data, "gold", &args.docs, assistant.embedder())?;
+    for f in &rep.failed {
+        eprintln!("failed {}: {}", f.source, f.reason);
+    }
+    if let Some(u) = &args.unrelated_docs {
+        eval::ingest_dir(&data, "unrelated", u, assistant.embedder())?;
+    }
+    let verbose = !args.json;
+    let report = eval::evaluate(&mut assistant, "gold", &gold, args.unrelated_docs.as_ref().map(|_| "unrelated"), &mut |r| {
+        if verbose {
+            eprintln!(
+                "{:<14} {:<12} f1 {:.2} {} {:>6.0} ms  {}",
+                r.id,
+                r.kind,
+                r.f1,
+                if r.refused { "refused " } else if r.extractive { "extract " } else { "answered" },
+                r.total_ms,
+                r.answer.chars().take(90).collect::<String>().replace('\n', " ")
+            );
+        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", eval::table(&report));
+    }
+    Ok(())
+}
