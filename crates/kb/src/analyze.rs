@@ -67,7 +67,18 @@ pub fn split_compound(word: &str, known: &dyn Fn(&str) -> bool) -> Option<Vec<St
     if chars.len() < 2 * MIN_PART + 1 || chars.iter().any(|c| !c.is_alphabetic()) {
         return None;
     }
-    split_rec(&chars, known, 0)
+    split_rec(&chars, known, 0).or_else(|| split_tail(&chars, known))
+}
+
+/// Fallback: a known final part (the compound's head noun, which carries
+/// its meaning: "Kalenderjahr" → "jahr") after an unknown first part of at
+/// least four letters.
+fn split_tail(chars: &[char], known: &dyn Fn(&str) -> bool) -> Option<Vec<String>> {
+    let n = chars.len();
+    (4..=n.saturating_sub(4)).find_map(|i| {
+        let tail: String = chars[i..].iter().collect();
+        is_known(&tail, known).then(|| vec![chars[..i].iter().collect(), tail])
+    })
 }
 
 fn is_known(part: &str, known: &dyn Fn(&str) -> bool) -> bool {
@@ -186,6 +197,8 @@ mod tests {
         assert_eq!(stems("urlaubsanspruch", &none).unwrap(), vec!["urlaub", "anspruch"]);
         assert_eq!(stems("reisekostenabrechnung", &none).unwrap(), vec![stem("reise", Lang::De), stem("kosten", Lang::De), stem("abrechnung", Lang::De)]);
         assert_eq!(split_compound("haus", &none), None);
+        // unknown first part, known head noun
+        assert_eq!(stems("kalenderjahr", &none).unwrap()[1], "jahr");
         // parts known from the text itself
         let vocab = german_vocabulary("Die Zwiebel und der Kuchen");
         let known = |s: &str| vocab.contains(s);

@@ -138,6 +138,10 @@ impl<'a> Chunker<'a> {
             self.rebudget();
             return;
         }
+        // a chunk never spans pages: its page number stays exact
+        if self.pieces.last().is_some_and(|p| p.page != b.page) {
+            self.flush(false);
+        }
         for unit in self.units(&b) {
             if self.piece_tokens + unit.tokens > self.budget && !self.pieces.is_empty() {
                 self.flush(true);

@@ -30,45 +30,68 @@ pub(crate) fn parse(bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), ParseError>
             }
         })?;
     let mut pos = 0usize;
+    let mut titled = false;
     for (i, page) in pages.iter().enumerate() {
-        for para in split_paragraphs(page) {
+        for (kind, para) in blocks_of_page(page) {
             let text = squash(&para);
             if text.is_empty() {
                 continue;
             }
+            if !titled && i == 0 && kind != BlockKind::Paragraph {
+                titled = true;
+                sink(Event::Title(text.clone()))?;
+            }
             let n = text.chars().count();
-            sink(Event::Block(Block {
-                kind: BlockKind::Paragraph,
-                text,
-                page: Some(i as u32 + 1),
-                start: pos,
-                end: pos + n,
-            }))?;
+            sink(Event::Block(Block { kind, text, page: Some(i as u32 + 1), start: pos, end: pos + n }))?;
             pos += n + 1;
         }
     }
     Ok(())
 }
 
-/// Paragraphs of a page: blank-line separated; lines ending a sentence
-/// followed by a short line also end a paragraph.
-fn split_paragraphs(page: &str) -> Vec<String> {
+/// A line that looks like a heading: short, no sentence punctuation at the
+/// end, starting with a capital or a section number ("3. Übernachtung").
+fn heading_like(line: &str) -> bool {
+    let t = line.trim();
+    let n = t.chars().count();
+    (3..=60).contains(&n)
+        && !t.ends_with(['.', ',', ';', ':', '!', '?'])
+        && t.chars().next().is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
+        && t.split_whitespace().count() <= 8
+        && t.chars().any(|c| c.is_alphabetic())
+}
+
+/// Blocks of a page: wrapped lines are joined into paragraphs, which end at
+/// a blank line or a line ending a sentence; heading-like lines stand alone.
+fn blocks_of_page(page: &str) -> Vec<(BlockKind, String)> {
     let mut out = Vec::new();
     let mut cur = String::new();
-    for line in page.lines() {
-        if line.trim().is_empty() {
-            if !cur.trim().is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            cur.clear();
+    let flush = |cur: &mut String, out: &mut Vec<(BlockKind, String)>| {
+        if !cur.trim().is_empty() {
+            out.push((BlockKind::Paragraph, std::mem::take(cur)));
+        }
+        cur.clear();
+    };
+    let lines: Vec<&str> = page.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        if t.is_empty() {
+            flush(&mut cur, &mut out);
             continue;
         }
-        cur.push_str(line.trim());
+        // a short line continued in lower case is a wrapped line, not a heading
+        let next_lower = lines.get(i + 1).and_then(|n| n.trim().chars().next()).is_some_and(|c| c.is_lowercase());
+        if cur.is_empty() && heading_like(t) && !next_lower {
+            out.push((BlockKind::Heading(2), t.to_string()));
+            continue;
+        }
+        cur.push_str(t);
         cur.push(' ');
+        if t.ends_with(['.', '!', '?', ':']) {
+            flush(&mut cur, &mut out);
+        }
     }
-    if !cur.trim().is_empty() {
-        out.push(cur);
-    }
+    flush(&mut cur, &mut out);
     out
 }
 
@@ -82,6 +105,14 @@ fn is_encrypted(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_lines_become_headings_and_paragraphs() {
+        let b = blocks_of_page("Reisekosten\n1. Genehmigung\nJede Reise wird\nvorher genehmigt.\nZweiter Satz.\n");
+        let kinds: Vec<BlockKind> = b.iter().map(|x| x.0).collect();
+        assert_eq!(kinds, vec![BlockKind::Heading(2), BlockKind::Heading(2), BlockKind::Paragraph, BlockKind::Paragraph]);
+        assert_eq!(squash(&b[2].1), "Jede Reise wird vorher genehmigt.");
+    }
 
     #[test]
     fn rejects_garbage_and_encrypted() {
