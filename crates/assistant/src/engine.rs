@@ -263,6 +263,27 @@ impl Assistant {
     pub fn available_models(&self) -> Vec<(String, String)> {
         self.models.available()
     }
+    pub fn embedder_arc(&self) -> Arc<dyn TextEmbedder> {
+        self.embedder.clone()
+    }
+
+    /// Plain retrieval (no answer): hybrid search with the engine's embedder and reranker.
+    pub fn search(&mut self, kb_name: &str, query: &str, k: usize) -> Result<tresor_kb::SearchResult> {
+        let embedder = self.embedder.clone();
+        let reranker = self.reranker.clone();
+        let (kb, _) = self.kb(kb_name)?;
+        let opts = SearchOptions { k: k.clamp(1, 100), ..SearchOptions::default() };
+        Ok(search(kb, query, Some(embedder.as_ref()), reranker.as_deref(), &opts)?)
+    }
+
+    /// Ingests files or folders into knowledge base `kb_name` (created when new).
+    pub fn ingest(&mut self, kb_name: &str, paths: &[PathBuf]) -> Result<tresor_kb::IngestReport> {
+        let dir = kb_dir(&self.data_dir, kb_name)?;
+        self.kbs.remove(kb_name);
+        let mut kb = Kb::open(&dir)?;
+        Ok(tresor_kb::ingest(&mut kb, self.embedder.as_ref(), paths, &tresor_kb::IngestOptions::default(), &tresor_kb::NoProgress)?)
+    }
+
     pub fn reranker_id(&self) -> Option<String> {
         self.reranker.as_ref().map(|r| r.model_id())
     }
@@ -496,7 +517,7 @@ impl Assistant {
         trace.pack = Some(rep);
         // the answer follows the question's language
         let msgs = prompt_messages(&question, &passages, lang);
-        timings.pack_ms = ms(t);
+        timings.pack_ms = ms(t) - timings.load_ms;
 
         // generate; validate sentence by sentence as they stream
         let t_gen = Instant::now();

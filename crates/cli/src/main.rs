@@ -8,6 +8,7 @@ mod ctx;
 mod kb_cmd;
 mod llm_cmd;
 mod models_cmd;
+mod serve_cmd;
 
 use std::path::PathBuf;
 
@@ -63,6 +64,8 @@ enum Command {
     Ask(assistant_cmd::AskArgs),
     /// Interactive conversation with history (/sources /new /kb /model /rate).
     Chat(assistant_cmd::ChatArgs),
+    /// Local HTTP API: OpenAI-compatible /v1 and native /api endpoints (bearer token, loopback by default).
+    Serve(serve_cmd::ServeArgs),
     /// Evaluate retrieval quality on a gold set.
     #[command(subcommand)]
     Eval(EvalCmd),
@@ -117,6 +120,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(EvalCmd::Answers(args)) => assistant_cmd::run_eval_answers(args, &ctx),
         Command::Ask(args) => assistant_cmd::run_ask(args, &ctx),
         Command::Chat(args) => assistant_cmd::run_chat(args, &ctx),
+        Command::Serve(args) => serve_cmd::run_serve(args, &ctx),
     }
 }
 
