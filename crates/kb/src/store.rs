@@ -612,6 +612,7 @@ impl Kb {
                 let _ = std::fs::remove_file(path);
             }
         }
+        self.remove_stale_temp_files();
         let p = self.db_path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).db(&p)?;
         tx.execute("DELETE FROM index_log WHERE seq <= ?1", [seq]).db(&p)?;
@@ -624,6 +625,19 @@ impl Kb {
         tx.commit().db(&p)?;
         self.index_dirty = false;
         Ok(())
+    }
+
+    /// Removes `vectors.tmp-<pid>` files left by processes that died mid-save.
+    fn remove_stale_temp_files(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(pid) = name.strip_prefix("vectors.tmp-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let alive = if cfg!(target_os = "linux") { Path::new(&format!("/proc/{pid}")).exists() } else { true };
+            if pid != std::process::id() && !alive {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     // ---- reading -----------------------------------------------------------
