@@ -11,6 +11,7 @@ pub mod device;
 pub mod embed;
 pub mod error;
 pub mod gguf;
+pub mod llama;
 pub mod model;
 pub mod rerank;
 pub mod sampling;

@@ -23,6 +23,10 @@ use crate::sampling::{Sampler, SamplingParams};
 use crate::template::{ChatMessage, ChatTemplate};
 use crate::tokenizer::GgufTokenizer;
 
+/// Context used when a model supports more and the caller sets no cap:
+/// rotary tables and the KV cache are sized by it.
+pub const DEFAULT_MAX_CONTEXT: usize = 32_768;
+
 /// Architectures this runtime runs, as GGUF names them.
 pub const SUPPORTED_ARCHITECTURES: &str = "llama, mistral, qwen2, gemma3";
 
@@ -35,7 +39,9 @@ pub enum Architecture {
 }
 
 enum Weights {
-    Llama(quantized_llama::ModelWeights),
+    Llama(crate::llama::LlamaWeights),
+    /// candle's own implementation, for A/B runs (`TRESOR_LLAMA_IMPL=candle`).
+    CandleLlama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
     Gemma3(quantized_gemma3::ModelWeights),
 }
@@ -137,8 +143,10 @@ impl LlmModel {
             (None, Some(jinja)) => ChatTemplate::detect(jinja).unwrap_or_else(|| fallback_template(arch)),
             (None, None) => fallback_template(arch),
         };
+        let candle_llama = std::env::var("TRESOR_LLAMA_IMPL").is_ok_and(|v| v == "candle");
         let arch_max = match arch {
-            Architecture::Llama => quantized_llama::MAX_SEQ_LEN,
+            Architecture::Llama if candle_llama => quantized_llama::MAX_SEQ_LEN,
+            Architecture::Llama => DEFAULT_MAX_CONTEXT,
             Architecture::Gemma3 => quantized_gemma3::MAX_SEQ_LEN,
             Architecture::Qwen2 => usize::MAX,
         };
@@ -153,7 +161,12 @@ impl LlmModel {
         // metadata into an error instead of taking the process down.
         let weights = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> candle_core::Result<Weights> {
             Ok(match arch {
-                Architecture::Llama => Weights::Llama(quantized_llama::ModelWeights::from_gguf(content, &mut reader, device)?),
+                Architecture::Llama if candle_llama => {
+                    Weights::CandleLlama(quantized_llama::ModelWeights::from_gguf(content, &mut reader, device)?)
+                }
+                Architecture::Llama => {
+                    Weights::Llama(crate::llama::LlamaWeights::from_gguf(content, &mut reader, device, context_length)?)
+                }
                 Architecture::Qwen2 => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)?),
                 Architecture::Gemma3 => Weights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(content, &mut reader, device)?),
             })
@@ -221,6 +234,7 @@ impl LlmModel {
     pub fn reset(&mut self) {
         match &mut self.weights {
             Weights::Llama(m) => m.clear_kv_cache(),
+            Weights::CandleLlama(m) => m.clear_kv_cache(),
             Weights::Qwen2(m) => m.clear_kv_cache(),
             Weights::Gemma3(_) => {} // position 0 resets every layer's cache
         }
@@ -236,12 +250,13 @@ impl LlmModel {
         if pos + tokens.len() > self.context_length {
             return Err(LlmError::PromptTooLong { tokens: pos + tokens.len(), context: self.context_length, reserve: 0 });
         }
-        if pos == 0 {
-            self.cached.clear();
+        if pos == 0 || (pos < self.cached.len() && self.can_truncate_cache()) {
+            self.cached.truncate(pos);
         } else if pos != self.cached.len() {
             return Err(LlmError::Inference(format!("forward at position {pos}, but the cache holds {}", self.cached.len())));
         }
         let logits = match (&mut self.weights, pos) {
+            (Weights::Llama(m), p) => m.forward(tokens, p)?,
             // candle's Gemma 3 mask breaks for several new tokens after a
             // cached prefix: feed those one at a time.
             (Weights::Gemma3(m), p) if p > 0 && tokens.len() > 1 => {
@@ -255,7 +270,8 @@ impl LlmModel {
             (w, p) => {
                 let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
                 match w {
-                    Weights::Llama(m) => m.forward(&x, p)?,
+                    Weights::Llama(_) => unreachable!("handled above"),
+                    Weights::CandleLlama(m) => m.forward(&x, p)?,
                     Weights::Qwen2(m) => m.forward(&x, p)?,
                     Weights::Gemma3(m) => m.forward(&x, p)?,
                 }
@@ -263,6 +279,12 @@ impl LlmModel {
         };
         self.cached.extend_from_slice(tokens);
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+    }
+
+    /// Whether the KV cache can drop a suffix (Tresor's own Llama forward can;
+    /// candle's models only reset).
+    fn can_truncate_cache(&self) -> bool {
+        matches!(self.weights, Weights::Llama(_))
     }
 
     /// Generates an answer to `prompt` (token ids), streaming text pieces to
@@ -282,12 +304,11 @@ impl LlmModel {
         }
         let mut sampler = Sampler::new(params.sampling.clone())?;
 
-        // Reuse the KV cache when this prompt extends what it holds.
-        let reuse = if !self.cached.is_empty() && self.cached.len() < prompt.len() && prompt.starts_with(&self.cached) {
-            self.cached.len()
-        } else {
-            0
-        };
+        // Reuse the KV cache for the prefix this prompt shares with what it
+        // holds (the next turn of a conversation); at least one token must
+        // run to get logits.
+        let shared = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
+        let reuse = if shared == self.cached.len() || (shared > 0 && self.can_truncate_cache()) { shared } else { 0 };
         if reuse == 0 {
             self.reset();
         }

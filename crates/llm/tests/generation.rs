@@ -128,3 +128,19 @@ fn gguf_chat_template_is_used() {
     let gemma = LlmModel::load(&common::shipped("gemma-3-270m-q4_k_m.gguf"), &Device::Cpu, &LoadOptions { context_length: Some(512), ..Default::default() }).unwrap();
     assert_eq!(gemma.template().name(), "gemma");
 }
+
+#[test]
+fn diverging_prompt_reuses_the_shared_prefix_only() {
+    let mut m = smollm();
+    let greedy = GenerateParams { max_tokens: 8, sampling: SamplingParams::greedy(), ..Default::default() };
+    let sys = ChatMessage::system("You are a helpful assistant. Answer briefly and accurately.");
+    let a = m.chat_prompt(&[sys.clone(), ChatMessage::user("What is the capital of Spain?")]).unwrap();
+    let b = m.chat_prompt(&[sys, ChatMessage::user("What is the capital of Italy?")]).unwrap();
+    run(&mut m, &a, &greedy);
+    let warm = run(&mut m, &b, &greedy);
+    let shared = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    assert_eq!(warm.reused_prompt_tokens, shared);
+    m.reset();
+    let cold = run(&mut m, &b, &greedy);
+    assert_eq!(warm.tokens, cold.tokens);
+}
