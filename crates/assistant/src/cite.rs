@@ -26,6 +26,9 @@ pub struct SentenceCheck {
     pub dropped: Option<String>,
 }
 
+/// Words that carry no content in an answer ("the answer is ...", stems).
+const FILLER: &[&str] = &["answer", "question", "sourc", "sources", "sourc", "antwort", "frag", "quell", "quellen"];
+
 /// Removes `[n]`, `[n, m]`, `【n】` style markers the model wrote.
 pub fn strip_markers(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -60,9 +63,17 @@ pub fn check(
     let text = strip_markers(sentence);
     let mut c = SentenceCheck { text: text.clone(), passage: None, lexical: 0.0, cosine: 0.0, support: 0.0, kept: false, dropped: None };
     let lang = language(&text);
-    let terms = content_terms(&text, lang);
-    if terms.is_empty() {
-        c.dropped = Some("no content words".into());
+    let terms: Vec<String> = content_terms(&text, lang).into_iter().filter(|t| !FILLER.contains(&t.as_str())).collect();
+    if terms.len() < 2 {
+        c.dropped = Some("too few content words".into());
+        return c;
+    }
+    if text.trim_end().ends_with('?') {
+        c.dropped = Some("a question, not an answer".into());
+        return c;
+    }
+    if text.contains('›') || passages.iter().any(|p| !p.hit.heading.is_empty() && text.trim_end_matches('.').trim() == p.hit.heading.trim()) {
+        c.dropped = Some("repeats a source heading".into());
         return c;
     }
     if jaccard(&text, question) > 0.75 {
@@ -130,7 +141,7 @@ pub fn extractive(question: &str, passages: &[Passage], n: usize) -> Vec<(String
     let mut picked: Vec<(f32, usize, usize, String)> = cands.into_iter().filter(|c| c.0 > 0.0).take(n).collect();
     // keep only sentences near the best one's score
     if let Some(best) = picked.first().map(|c| c.0) {
-        picked.retain(|c| c.0 >= best * 0.6);
+        picked.retain(|c| c.0 >= best * 0.9);
     }
     picked.sort_by_key(|c| (c.1, c.2));
     picked.into_iter().map(|c| (c.3, c.1)).collect()
@@ -229,8 +240,14 @@ mod tests {
         assert_eq!(ok.text, "Full-time employees get 30 days of paid vacation.");
         let bad = check_("The moon is made of green cheese.", None, q, &p, 1.0, 0.45);
         assert!(!bad.kept);
-        let echo = check_("How many vacation days do full-time employees get?", None, q, &p, 1.0, 0.45);
+        let echo = check_("How many vacation days do full-time employees get.", None, q, &p, 1.0, 0.45);
         assert_eq!(echo.dropped.as_deref(), Some("repeats the question"));
+        let asks = check_("Do full-time employees get paid vacation days?", None, q, &p, 1.0, 0.45);
+        assert_eq!(asks.dropped.as_deref(), Some("a question, not an answer"));
+        let filler = check_("The answer to this question would be.", None, q, &p, 1.0, 0.45);
+        assert_eq!(filler.dropped.as_deref(), Some("too few content words"));
+        let head = check_("Vacation policy › Vacation days", None, q, &p, 1.0, 0.45);
+        assert_eq!(head.dropped.as_deref(), Some("repeats a source heading"));
         let sick = check_("Report sick before 9:30.", None, q, &p, 1.0, 0.45);
         assert_eq!(p[sick.passage.unwrap()].hit.chunk_id, 2);
     }

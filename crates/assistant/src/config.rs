@@ -74,7 +74,7 @@ impl Default for AssistantConfig {
             retrieve_k: 6,
             max_passages: 3,
             context_tokens: 400,
-            evidence_threshold: 0.42,
+            evidence_threshold: 0.48,
             passage_relative_evidence: 0.7,
             support_threshold: 0.55,
             lexical_weight: 0.6,
