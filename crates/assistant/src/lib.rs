@@ -11,6 +11,7 @@
 //! ([`eval`]). Front doors (CLI, HTTP, desktop) call [`Assistant`] and hold no
 //! logic of their own.
 
+pub mod bench;
 pub mod cache;
 pub mod cite;
 pub mod config;

@@ -333,3 +333,47 @@ pub fn run_eval_answers(args: EvalAnswersArgs, ctx: &Ctx) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct BenchAnswersArgs {
+    /// Gold set whose answerable questions are asked (JSONL, e.g. ../shared/eval/rag_goldset_dev/goldset.jsonl).
+    #[arg(long)]
+    pub goldset: PathBuf,
+    /// Folder of the gold set's documents (ingested into a temporary knowledge base).
+    #[arg(long)]
+    pub docs: PathBuf,
+    /// Only the first N answerable questions.
+    #[arg(long)]
+    pub questions: Option<usize>,
+    /// Context budgets (tokens) to measure TTFT at.
+    #[arg(long, value_delimiter = ',', default_value = "500,1000,1500")]
+    pub budgets: Vec<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_bench_answers(args: BenchAnswersArgs, ctx: &Ctx) -> Result<()> {
+    let gold = tresor_kb::eval::load_goldset(&args.goldset)?;
+    let mut qs: Vec<String> = gold.into_iter().filter(|g| g.answerable).map(|g| g.question).collect();
+    if let Some(n) = args.questions {
+        qs.truncate(n);
+    }
+    if !args.docs.is_dir() {
+        bail!("--docs {}: not a folder", args.docs.display());
+    }
+    let (_tmp, data) = eval::scratch_dir()?;
+    let mut assistant = build_assistant(ctx, &data)?;
+    eval::ingest_dir(&data, "bench", &args.docs, assistant.embedder())?;
+    let verbose = !args.json;
+    let r = tresor_assistant::bench::run(&mut assistant, "bench", &qs, &args.budgets, &mut |l| {
+        if verbose {
+            eprintln!("{l}");
+        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", tresor_assistant::bench::table(&r));
+    }
+    Ok(())
+}

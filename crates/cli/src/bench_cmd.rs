@@ -18,6 +18,8 @@ pub enum BenchCmd {
     Embed(BenchEmbedArgs),
     /// Knowledge base: ingest throughput, query latency per mode at scale, index recall.
     Kb(crate::kb_cmd::BenchKbArgs),
+    /// Answers: TTFT p50/p95 (and at 500/1000/1500 context tokens), pipeline share, semantic-cache hit latency.
+    Answers(crate::assistant_cmd::BenchAnswersArgs),
     /// (internal) One Tresor LLM measurement in a fresh process.
     #[command(hide = true)]
     LlmWorker {
@@ -94,6 +96,7 @@ pub fn run(cmd: BenchCmd, ctx: &Ctx) -> Result<()> {
         BenchCmd::Llm(args) => run_llm(args, ctx),
         BenchCmd::Embed(args) => run_embed(args, ctx),
         BenchCmd::Kb(args) => crate::kb_cmd::run_bench_kb(args, ctx),
+        BenchCmd::Answers(args) => crate::assistant_cmd::run_bench_answers(args, ctx),
     }
 }
 
