@@ -112,7 +112,7 @@ fn term_score(t: &str, set: &HashSet<String>) -> f32 {
     if n < 4 {
         return 0.0;
     }
-    if set.iter().any(|p| p.chars().count() >= n + 1 && p.contains(t)) {
+    if set.iter().any(|p| p.chars().count() > n && p.contains(t)) {
         return 0.8;
     }
     let mut covered = vec![false; n];

@@ -445,7 +445,7 @@ fn usage(a: &Answer) -> Value {
 
 enum Ev {
     Text(String),
-    Done(Result<Answer, AssistantError>),
+    Done(Box<Result<Answer, AssistantError>>),
 }
 
 async fn chat_completions(State(s): State<AppState>, body: Result<Json<ChatBody>, JsonRejection>) -> ApiResult<Response> {
@@ -480,7 +480,7 @@ async fn chat_completions(State(s): State<AppState>, body: Result<Json<ChatBody>
             let r = a.answer(&req, &mut |piece| {
                 let _ = tx.send(Ev::Text(piece.to_string()));
             });
-            let _ = tx2.send(Ev::Done(r));
+            let _ = tx2.send(Ev::Done(Box::new(r)));
             drop(permit);
         }))
         .map_err(|_| ApiError::internal("the engine has stopped"))?;
@@ -502,18 +502,17 @@ async fn chat_completions(State(s): State<AppState>, body: Result<Json<ChatBody>
                 let r = rx.as_mut()?;
                 match r.recv().await {
                     Some(Ev::Text(t)) => pending.push(Event::default().data(chunk(json!({"content": t}), None).to_string())),
-                    Some(Ev::Done(Ok(a))) => {
-                        let mut last = chunk(json!({}), Some("stop"));
-                        last["sources"] = json!(a.sources);
-                        last["usage"] = usage(&a);
-                        last["tresor"] = tresor_meta(&a);
-                        pending.push(Event::default().data(last.to_string()));
-                        pending.push(Event::default().data("[DONE]"));
-                        rx = None;
-                    }
-                    Some(Ev::Done(Err(e))) => {
-                        let err = ApiError::from(e).body();
-                        pending.push(Event::default().data(err.to_string()));
+                    Some(Ev::Done(r)) => {
+                        match *r {
+                            Ok(a) => {
+                                let mut last = chunk(json!({}), Some("stop"));
+                                last["sources"] = json!(a.sources);
+                                last["usage"] = usage(&a);
+                                last["tresor"] = tresor_meta(&a);
+                                pending.push(Event::default().data(last.to_string()));
+                            }
+                            Err(e) => pending.push(Event::default().data(ApiError::from(e).body().to_string())),
+                        }
                         pending.push(Event::default().data("[DONE]"));
                         rx = None;
                     }
