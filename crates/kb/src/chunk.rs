@@ -289,7 +289,7 @@ impl<'a> Chunker<'a> {
         let mut keep: Vec<Piece> = Vec::new();
         if overlap && self.cfg.overlap_tokens > 0 {
             let mut t = 0;
-            for p in self.pieces.iter().rev().skip(0) {
+            for p in self.pieces.iter().rev() {
                 if t + p.tokens > self.cfg.overlap_tokens || keep.len() + 1 >= self.pieces.len() {
                     break;
                 }
