@@ -120,7 +120,8 @@ fn text_output_streams_the_answer_then_lists_sources() {
 fn bad_input_gets_a_clear_error() {
     let out = run(home(), &["ask", "   "]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the question is empty"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the question is empty"), "{err}");
     let out = run(home(), &["ask", "anything?", "--kb", "nope"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("knowledge base `nope` does not exist"));
