@@ -55,9 +55,7 @@ pub struct EmbedBenchReport {
 /// The sentence-transformers venv of scripts/peer/setup-st-venv.sh and the
 /// bench script beside this source tree.
 pub fn find_sentence_transformers() -> Option<(PathBuf, PathBuf)> {
-    let cache = std::env::var_os("TRESOR_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tresor")))?;
+    let cache = crate::cache_dir()?;
     let python = cache.join("venv-st/bin/python");
     let script = std::env::var_os("TRESOR_ST_BENCH")
         .map(PathBuf::from)

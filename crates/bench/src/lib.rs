@@ -32,6 +32,14 @@ pub enum BenchError {
 
 pub type Result<T, E = BenchError> = std::result::Result<T, E>;
 
+/// Where the peers and synthetic models live: `$TRESOR_CACHE`, else
+/// `~/.cache/tresor` (the scripts in scripts/peer use the same place).
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("TRESOR_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/tresor")))
+}
+
 /// Median of the finite values (None when there are none).
 pub fn median(values: &[f64]) -> Option<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();

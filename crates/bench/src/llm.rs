@@ -68,9 +68,7 @@ pub fn find_llama_bench() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("TRESOR_LLAMA_BENCH").map(PathBuf::from) {
         return p.is_file().then_some(p);
     }
-    let cache = std::env::var_os("TRESOR_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tresor")))?;
+    let cache = crate::cache_dir()?;
     let p = cache.join("llama.cpp/build/bin/llama-bench");
     if p.is_file() {
         return Some(p);

@@ -111,7 +111,7 @@ fn run_llm(args: BenchLlmArgs, ctx: &Ctx) -> Result<()> {
         let r = catalog.resolve(Some(spec), Role::ChatSmall)?;
         models.push((r.id, r.path));
     }
-    let cache = std::env::var_os("TRESOR_CACHE").map(PathBuf::from).unwrap_or_else(|| ctx.data_dir.join("cache"));
+    let cache = tresor_bench::cache_dir().unwrap_or_else(|| ctx.data_dir.join("cache"));
     for name in &args.synthetic {
         models.push((format!("synthetic {name}"), llm::synthetic_model(name, &cache)?));
     }
