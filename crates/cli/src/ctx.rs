@@ -14,6 +14,8 @@ pub struct Ctx {
     pub device: String,
     /// `--threads N` for CPU inference (None: all cores).
     pub threads: Option<usize>,
+    /// `--workspace NAME` (default "default").
+    pub workspace: String,
 }
 
 /// The inference device from `--device`, with `--threads` applied.

@@ -3,11 +3,16 @@
 //! errors with context. Holds no engine logic.
 
 mod assistant_cmd;
+mod audit_cmd;
 mod bench_cmd;
 mod ctx;
+mod injection_cmd;
 mod kb_cmd;
+mod key_cmd;
 mod llm_cmd;
 mod models_cmd;
+mod pii_cmd;
+mod policy_cmd;
 mod serve_cmd;
 
 use std::path::PathBuf;
@@ -32,6 +37,9 @@ struct Cli {
     /// CPU threads for inference (default: all cores).
     #[arg(long, global = true, env = "TRESOR_THREADS")]
     threads: Option<usize>,
+    /// Workspace (team or tenant): its own knowledge bases, keys, threads, cache and audit log.
+    #[arg(long, global = true, default_value = "default", env = "TRESOR_WORKSPACE")]
+    workspace: String,
     /// More logging (-v info, -vv debug, -vvv trace); logs go to stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -69,6 +77,26 @@ enum Command {
     /// Evaluate retrieval quality on a gold set.
     #[command(subcommand)]
     Eval(EvalCmd),
+    /// Guard checks on a text: PII spans, prompt injection.
+    #[command(subcommand)]
+    Guard(GuardCmd),
+    /// Show or check the admin policy.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCmd),
+    /// Verify or export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
+    /// Encryption keys of the workspace.
+    #[command(subcommand)]
+    Key(key_cmd::KeyCmd),
+}
+
+#[derive(Subcommand)]
+enum GuardCmd {
+    /// Find personal data (EMAIL, PHONE, IBAN, CREDIT_CARD, IP_ADDRESS, TAX_ID, SSN, DATE_OF_BIRTH, ADDRESS, PERSON).
+    Pii(pii_cmd::PiiArgs),
+    /// Score a text for prompt-injection / jailbreak content.
+    Injection(injection_cmd::InjectionArgs),
 }
 
 #[derive(Subcommand)]
@@ -77,6 +105,10 @@ enum EvalCmd {
     Retrieval(kb_cmd::EvalRetrievalArgs),
     /// Answer quality on a gold set: token F1, citation precision, refusal rate, latency, tokens.
     Answers(assistant_cmd::EvalAnswersArgs),
+    /// PII detection per type (precision/recall), Tresor and Presidio on the same cases.
+    Pii(pii_cmd::EvalPiiArgs),
+    /// Injection detection (TPR/FPR) and an end-to-end attack run.
+    Injection(injection_cmd::EvalInjectionArgs),
 }
 
 fn main() {
@@ -106,6 +138,7 @@ fn run(cli: Cli) -> Result<()> {
         models_dir: tresor_models::resolve_models_dir(cli.models_dir.as_deref()),
         device: cli.device,
         threads: cli.threads,
+        workspace: cli.workspace,
     };
     match cli.command {
         Command::Generate(args) => llm_cmd::run_generate(args, &ctx),
@@ -121,6 +154,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ask(args) => assistant_cmd::run_ask(args, &ctx),
         Command::Chat(args) => assistant_cmd::run_chat(args, &ctx),
         Command::Serve(args) => serve_cmd::run_serve(args, &ctx),
+        Command::Eval(EvalCmd::Pii(args)) => pii_cmd::run_eval_pii(args, &ctx),
+        Command::Eval(EvalCmd::Injection(args)) => injection_cmd::run_eval_injection(args, &ctx),
+        Command::Guard(GuardCmd::Pii(args)) => pii_cmd::run_pii(args, &ctx),
+        Command::Guard(GuardCmd::Injection(args)) => injection_cmd::run_injection(args, &ctx),
+        Command::Policy(cmd) => policy_cmd::run(cmd, &ctx),
+        Command::Audit(cmd) => audit_cmd::run(cmd, &ctx),
+        Command::Key(cmd) => key_cmd::run(cmd, &ctx),
     }
 }
 
