@@ -40,6 +40,9 @@ pub struct AskRequest {
     pub model: Option<String>,
     /// Skip the semantic cache (neither read nor written).
     pub no_cache: bool,
+    /// Set to true to stop generation early (the desktop app's stop button);
+    /// the answer keeps what was streamed so far and no extractive fallback runs.
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -381,7 +384,8 @@ impl Assistant {
         let choice = route::choose_model(q, &self.cfg.routing, req.model.as_deref());
         let spec = spec_for(&choice, req.model.as_deref());
         let mut load_ms = 0.0;
-        let params = self.gen_params(self.cfg.max_answer_tokens * 2);
+        let mut params = self.gen_params(self.cfg.max_answer_tokens * 2);
+        params.cancel = req.cancel.clone();
         let model = Self::model(&mut self.loaded, &mut self.models, &spec, &mut load_ms)?;
         let mut msgs = vec![ChatMessage::system(tresor_llm::template::DEFAULT_SYSTEM_PROMPT)];
         msgs.extend(fit_history(history, self.cfg.history_tokens, &|s| model.count_tokens(s)));
@@ -494,7 +498,8 @@ impl Assistant {
             return Ok(a);
         }
         let spec = spec_for(&choice, req.model.as_deref());
-        let params = self.gen_params(self.cfg.max_answer_tokens);
+        let mut params = self.gen_params(self.cfg.max_answer_tokens);
+        params.cancel = req.cancel.clone();
         let cfg = self.cfg.clone();
         let model = Self::model(&mut self.loaded, &mut self.models, &spec, &mut timings.load_ms)?;
         let all = scored.clone();
@@ -540,7 +545,8 @@ impl Assistant {
                 v.sentence(&s, on_text);
             }
         }
-        if v.kept.is_empty() {
+        let cancelled = req.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
+        if v.kept.is_empty() && !cancelled {
             trace.extractive = true;
             for (s, pi) in cite::extractive(&question, &passages, cfg.extractive_sentences) {
                 v.emit(&s, pi, on_text);
@@ -552,7 +558,8 @@ impl Assistant {
         timings.ttft_ms = (t_gen.duration_since(t0).as_secs_f64() * 1e3) + g.ttft_ms;
         trace.finish = Some(format!("{:?}", g.finish).to_lowercase());
         let model_id = model.id().to_string();
-        let refused = v.kept.is_empty();
+        // a stopped answer is neither a refusal nor worth caching
+        let refused = v.kept.is_empty() && !cancelled;
         let sources: Vec<Source> = v
             .order
             .iter()
@@ -581,7 +588,7 @@ impl Assistant {
         let a = Answer {
             answer: answer_text,
             sources: if refused { Vec::new() } else { sources },
-            grounded: !refused,
+            grounded: !v.kept.is_empty(),
             refused,
             model: model_id,
             cache_hit: false,
@@ -594,7 +601,7 @@ impl Assistant {
             message_id: None,
             trace,
         };
-        self.remember(use_cache, kb_name, &version, &question, &qvec, &a)?;
+        self.remember(use_cache && !cancelled, kb_name, &version, &question, &qvec, &a)?;
         Ok(a)
     }
 
@@ -865,6 +872,22 @@ mod tests {
             .answer(&AskRequest { question: q.into(), kb: Some("default".into()), ..Default::default() }, &mut |p| streamed.push_str(p))
             .unwrap();
         (ans, streamed)
+    }
+
+    #[test]
+    fn a_cancelled_answer_gets_no_extractive_fallback() {
+        let (f, mut a) = fixture();
+        *f.reply.lock().unwrap() = "The CEO owns a yacht in Monaco. ".into();
+        let q = "How many vacation days do full-time employees get?";
+        let (normal, _) = ask(&mut a, q);
+        assert!(normal.trace.extractive, "unsupported model text falls back to extraction");
+        let cancel = Some(Arc::new(std::sync::atomic::AtomicBool::new(true)));
+        let req = AskRequest { question: q.into(), kb: Some("default".into()), no_cache: true, cancel, ..Default::default() };
+        let mut streamed = String::new();
+        let stopped = a.answer(&req, &mut |p| streamed.push_str(p)).unwrap();
+        assert!(!stopped.trace.extractive);
+        assert!(!stopped.refused && !stopped.grounded);
+        assert!(streamed.is_empty(), "nothing after stop: {streamed:?}");
     }
 
     #[test]

@@ -137,6 +137,19 @@ impl ThreadStore {
         Ok(())
     }
 
+    /// A new title (trimmed, at most 80 characters, not empty).
+    pub fn rename_thread(&self, id: i64, title: &str) -> Result<()> {
+        let title: String = title.trim().chars().take(80).collect();
+        if title.is_empty() {
+            return Err(AssistantError::Invalid("a thread title cannot be empty".into()));
+        }
+        let n = self.conn.execute("UPDATE threads SET title = ?2 WHERE id = ?1", params![id, title]).db(&self.path)?;
+        if n == 0 {
+            return Err(AssistantError::NoSuchThread(id));
+        }
+        Ok(())
+    }
+
     pub fn add_message(&self, thread_id: i64, role: &str, content: &str, meta: Option<&serde_json::Value>) -> Result<i64> {
         self.thread(thread_id)?;
         let meta = meta.map(|m| m.to_string());
@@ -301,6 +314,10 @@ mod tests {
         assert!(matches!(s.add_feedback(&Feedback { message_id: Some(a), csat: Some(9), ..Default::default() }), Err(AssistantError::BadFeedback(_))));
         assert!(matches!(s.add_feedback(&Feedback { message_id: Some(999), thumbs: Some(1), ..Default::default() }), Err(AssistantError::NoSuchMessage(999))));
         assert!(matches!(s.add_message(42, "user", "x", None), Err(AssistantError::NoSuchThread(42))));
+        s.rename_thread(t, "  Urlaub 2026 ").unwrap();
+        assert_eq!(s.thread(t).unwrap().title, "Urlaub 2026");
+        assert!(matches!(s.rename_thread(t, "   "), Err(AssistantError::Invalid(_))));
+        assert!(matches!(s.rename_thread(77, "x"), Err(AssistantError::NoSuchThread(77))));
         s.delete_thread(t).unwrap();
         assert!(s.threads().unwrap().is_empty());
     }
