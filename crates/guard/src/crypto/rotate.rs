@@ -1,0 +1,193 @@
+//! Key rotation and passphrase change.
+//!
+//! Rotation is resumable: (1) the next data key is written into the key
+//! file as `pending` (wrapped by the current KEK) — from then on ordinary
+//! opens refuse with `RotationInterrupted`; (2) every file of the data dir
+//! is converted, each one atomically (databases: `sqlcipher_export` + rename;
+//! sealed files: re-sealed + rename), skipping those already under the new
+//! key; (3) the key file is replaced by one holding only the new key
+//! (wrapped by the new KEK when a new passphrase is given). A crash at any
+//! point leaves every file readable by the old or the new key, both in the
+//! key file; running `tresor key rotate` again finishes the job.
+//!
+//! Rotation needs exclusive use of the data dir (no `tresor serve` or other
+//! process on it). Nested data dirs (other workspaces: folders with their
+//! own key file) are skipped.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::keyfile::{self, Kek, KeyFile};
+use super::{is_sealed, keyring_kek, sealed_header, sqlite, write_atomic, CryptoError, IoCtx, KeySource, Result, WorkspaceKey, KEY_FILE};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RotateReport {
+    pub old_key_id: String,
+    pub new_key_id: String,
+    /// Whether this run finished a rotation that had been interrupted.
+    pub resumed: bool,
+    pub databases: usize,
+    pub files: usize,
+    /// Files already under the new key (a resumed rotation).
+    pub already_done: usize,
+    /// Files that are neither a Tresor database nor a sealed file (left as they are).
+    pub not_encrypted: Vec<PathBuf>,
+    /// "passphrase" or "keyring": how the new key file is protected.
+    pub protection: String,
+}
+
+enum Kind {
+    Sealed,
+    Database,
+    Other,
+}
+
+fn files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir).io(dir)? {
+        let e = e.io(dir)?;
+        let ft = e.file_type().io(&e.path())?;
+        let p = e.path();
+        if ft.is_dir() {
+            if p != root && p.join(KEY_FILE).exists() {
+                continue; // another workspace with its own key
+            }
+            files(root, &p, out)?;
+        } else if ft.is_file() {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn skip(p: &Path) -> bool {
+    let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    name.starts_with(KEY_FILE) || name.ends_with("-wal") || name.ends_with("-shm") || name.ends_with("-journal")
+}
+
+fn classify(p: &Path, old: &WorkspaceKey, new: &WorkspaceKey) -> Result<(Kind, bool)> {
+    let bytes_head = {
+        use std::io::Read;
+        let mut b = Vec::with_capacity(64);
+        std::fs::File::open(p).and_then(|f| f.take(64).read_to_end(&mut b)).io(p)?;
+        b
+    };
+    if is_sealed(&bytes_head) || (bytes_head.len() >= 16 && &bytes_head[..8] == b"TRSRAE01") {
+        let done = sealed_header(&bytes_head).map(|h| h.key_id == new.id_bytes()).unwrap_or(false);
+        return Ok((Kind::Sealed, done));
+    }
+    if sqlite::is_plaintext(p) {
+        return Ok((Kind::Database, false));
+    }
+    if bytes_head.is_empty() {
+        return Ok((Kind::Other, false));
+    }
+    if sqlite::opens_with(p, Some(new)) {
+        return Ok((Kind::Database, true));
+    }
+    if sqlite::opens_with(p, Some(old)) {
+        return Ok((Kind::Database, false));
+    }
+    Ok((Kind::Other, false))
+}
+
+/// Rotates the data key of `data_dir` (unlocked through `source`), or
+/// finishes an interrupted rotation. `new_source` with a passphrase also
+/// changes the passphrase (the old one no longer opens the key file).
+pub fn rotate(data_dir: &Path, source: &KeySource, new_source: Option<&KeySource>) -> Result<RotateReport> {
+    let (kf, kek, old, pending) = keyfile::unlock(data_dir, source)?;
+    let resumed = pending.is_some();
+    let new = match pending {
+        Some(k) => k,
+        None => {
+            let k = WorkspaceKey::ephemeral();
+            let mut staged = kf.clone();
+            staged.pending = Some(keyfile::wrap(&kek, &k));
+            keyfile::write(data_dir, &staged)?;
+            k
+        }
+    };
+    let mut report = RotateReport {
+        old_key_id: old.id(),
+        new_key_id: new.id(),
+        resumed,
+        databases: 0,
+        files: 0,
+        already_done: 0,
+        not_encrypted: Vec::new(),
+        protection: String::new(),
+    };
+    let mut all = Vec::new();
+    files(data_dir, data_dir, &mut all)?;
+    all.sort();
+    for p in all {
+        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        if name.contains(".rekey-") {
+            let _ = std::fs::remove_file(&p); // left by an interrupted conversion
+            continue;
+        }
+        if skip(&p) {
+            continue;
+        }
+        let (kind, done) = classify(&p, &old, &new)?;
+        match kind {
+            Kind::Sealed if done => report.already_done += 1,
+            Kind::Sealed => {
+                let plain = zeroize::Zeroizing::new(old.read_file(&p)?);
+                write_atomic(&p, &new.seal(&plain, b""))?;
+                report.files += 1;
+            }
+            Kind::Database if done => report.already_done += 1,
+            Kind::Database => {
+                let from = if sqlite::is_plaintext(&p) { None } else { Some(&old) };
+                sqlite::reencrypt(&p, from, &new)?;
+                report.databases += 1;
+            }
+            Kind::Other => report.not_encrypted.push(p),
+        }
+    }
+    // the new key file: new KEK if asked, otherwise the current one
+    let (kek_meta, new_kek) = match new_source {
+        Some(ns) => keyfile::new_kek(data_dir, ns)?,
+        None => (kf.kek.clone(), kek),
+    };
+    let done = KeyFile {
+        format: kf.format.clone(),
+        kek: kek_meta.clone(),
+        key: keyfile::wrap(&new_kek, &new),
+        pending: None,
+        created_at: kf.created_at,
+        rotated_at: Some(keyfile::now()),
+    };
+    keyfile::write(data_dir, &done)?;
+    if let (Kek::Keyring { entry: old_entry, .. }, true) = (&kf.kek, new_source.is_some()) {
+        if !matches!(&kek_meta, Kek::Keyring { entry, .. } if entry == old_entry) {
+            keyring_kek::delete(old_entry);
+        }
+    }
+    report.protection = protection(&kek_meta);
+    Ok(report)
+}
+
+fn protection(k: &Kek) -> String {
+    match k {
+        Kek::Argon2id { .. } => "passphrase".into(),
+        Kek::Keyring { .. } => "keyring".into(),
+    }
+}
+
+/// Re-wraps the data key under a new KEK (`new_source`: a new passphrase,
+/// or the keyring); the data itself is untouched. Returns the protection.
+pub fn change_passphrase(data_dir: &Path, source: &KeySource, new_source: &KeySource) -> Result<String> {
+    let (kf, _kek, key, pending) = keyfile::unlock(data_dir, source)?;
+    if pending.is_some() {
+        return Err(CryptoError::RotationInterrupted { dir: data_dir.to_path_buf() });
+    }
+    let (kek_meta, new_kek) = keyfile::new_kek(data_dir, new_source)?;
+    let kf2 = KeyFile { kek: kek_meta.clone(), key: keyfile::wrap(&new_kek, &key), ..kf.clone() };
+    keyfile::write(data_dir, &kf2)?;
+    if let Kek::Keyring { entry, .. } = &kf.kek {
+        keyring_kek::delete(entry);
+    }
+    Ok(protection(&kek_meta))
+}

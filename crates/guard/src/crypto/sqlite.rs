@@ -1,0 +1,206 @@
+//! SQLCipher: opening a database with the workspace key, migrating a
+//! plaintext SQLite file (from before encryption) and re-encrypting under
+//! a new key. Both conversions go through `sqlcipher_export` into a new
+//! file next to the database, then an atomic rename: a crash leaves either
+//! the old file or the new one, never a mix.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use super::{CryptoError, IoCtx, Result, WorkspaceKey};
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> CryptoError + '_ {
+    move |source| CryptoError::Db { path: path.to_path_buf(), source }
+}
+
+fn is_not_a_db(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::NotADatabase)
+}
+
+/// Whether `path` is an unencrypted SQLite database.
+pub(crate) fn is_plaintext(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == SQLITE_MAGIC
+}
+
+fn apply_key(conn: &Connection, key: &WorkspaceKey, path: &Path) -> Result<()> {
+    let k = key.sqlcipher_key();
+    conn.execute_batch(&format!("PRAGMA key = \"{}\"; PRAGMA temp_store = MEMORY;", k.as_str())).map_err(db_err(path))
+}
+
+/// Reads the schema: the first read that needs the key. `Ok(false)`: wrong key / not a database.
+fn probe(conn: &Connection, path: &Path) -> Result<bool> {
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_a_db(&e) => Ok(false),
+        Err(e) => Err(db_err(path)(e)),
+    }
+}
+
+fn connect(path: &Path, key: Option<&WorkspaceKey>, flags: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags).map_err(db_err(path))?;
+    match key {
+        Some(k) => apply_key(&conn, k, path)?,
+        None => conn.execute_batch("PRAGMA temp_store = MEMORY;").map_err(db_err(path))?,
+    }
+    Ok(conn)
+}
+
+pub(crate) fn open(key: &WorkspaceKey, path: &Path) -> Result<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).io(dir)?;
+    }
+    let conn = connect(path, Some(key), OpenFlags::default())?;
+    if probe(&conn, path)? {
+        return Ok(conn);
+    }
+    drop(conn);
+    if is_plaintext(path) {
+        tracing::info!("encrypting the plaintext database {} (sqlcipher_export)", path.display());
+        reencrypt(path, None, key)?;
+        let conn = connect(path, Some(key), OpenFlags::default())?;
+        if probe(&conn, path)? {
+            return Ok(conn);
+        }
+    }
+    Err(CryptoError::WrongKey { path: path.to_path_buf() })
+}
+
+/// Whether `key` opens the database at `path` (read-only, changes nothing).
+pub(crate) fn opens_with(path: &Path, key: Option<&WorkspaceKey>) -> bool {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    match connect(path, key, flags) {
+        Ok(c) => probe(&c, path).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    path.with_file_name(format!("{name}.rekey-{}", std::process::id()))
+}
+
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Re-encrypts the database at `path` from `from` (None: plaintext) to
+/// `to`: checkpoint, `sqlcipher_export` into `<name>.rekey-<pid>`, fsync,
+/// atomic rename over the original. Needs exclusive use of the database.
+pub(crate) fn reencrypt(path: &Path, from: Option<&WorkspaceKey>, to: &WorkspaceKey) -> Result<()> {
+    let tmp = temp_path(path);
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let conn = connect(path, from, OpenFlags::default())?;
+        if !probe(&conn, path)? {
+            return Err(CryptoError::WrongKey { path: path.to_path_buf() });
+        }
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err(path))?;
+        let tmp_s = tmp.to_str().ok_or_else(|| CryptoError::Io {
+            path: tmp.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path is not UTF-8"),
+        })?;
+        let k = to.sqlcipher_key();
+        let res = conn.execute_batch(&format!(
+            "ATTACH DATABASE '{}' AS rekeyed KEY \"{}\";
+             SELECT sqlcipher_export('rekeyed');
+             PRAGMA rekeyed.user_version = {version};
+             DETACH DATABASE rekeyed;",
+            tmp_s.replace('\'', "''"),
+            k.as_str()
+        ));
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(db_err(path)(e));
+        }
+    }
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).io(&tmp)?;
+    // the old database is checkpointed and closed: its WAL holds nothing
+    for s in ["-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(sidecar(path, s));
+    }
+    std::fs::rename(&tmp, path).io(path)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(conn: &Connection) {
+        conn.execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT);
+             CREATE VIRTUAL TABLE f USING fts5(body);
+             INSERT INTO t(body) VALUES ('zebramarker one'), ('two');
+             INSERT INTO f(rowid, body) SELECT id, body FROM t;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+
+    fn check(conn: &Connection) {
+        let n: i64 = conn.query_row("SELECT count(*) FROM f WHERE f MATCH 'zebramarker'", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, 3);
+        let seq: i64 = conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = 't'", [], |r| r.get(0)).unwrap();
+        assert_eq!(seq, 2);
+    }
+
+    fn contains(path: &Path, needle: &[u8]) -> bool {
+        std::fs::read(path).unwrap().windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn encrypted_db_wrong_key_and_fts5() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.sqlite");
+        let k = WorkspaceKey::ephemeral();
+        {
+            let c = k.open_db(&p).unwrap();
+            c.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
+            fill(&c);
+        }
+        assert!(!contains(&p, b"zebramarker"));
+        assert!(!is_plaintext(&p));
+        check(&k.open_db(&p).unwrap());
+        let before = std::fs::read(&p).unwrap();
+        let err = WorkspaceKey::ephemeral().open_db(&p).unwrap_err();
+        assert!(matches!(err, CryptoError::WrongKey { .. }), "{err}");
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+        assert!(opens_with(&p, Some(&k)) && !opens_with(&p, None));
+    }
+
+    #[test]
+    fn plaintext_db_is_migrated_and_rekey_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.sqlite");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
+            fill(&c);
+        }
+        assert!(is_plaintext(&p) && contains(&p, b"zebramarker"));
+        let k = WorkspaceKey::ephemeral();
+        check(&k.open_db(&p).unwrap());
+        assert!(!is_plaintext(&p) && !contains(&p, b"zebramarker"));
+        let k2 = WorkspaceKey::ephemeral();
+        reencrypt(&p, Some(&k), &k2).unwrap();
+        check(&k2.open_db(&p).unwrap());
+        assert!(matches!(k.open_db(&p), Err(CryptoError::WrongKey { .. })));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(names.iter().all(|n| !n.to_string_lossy().contains(".rekey-")), "{names:?}");
+    }
+}
