@@ -1,13 +1,22 @@
 //! What every subcommand receives from the global flags: where Tresor keeps
-//! its data and models, and which device/threads to run models on.
-//! Owns path resolution only; never loads a model or opens a store itself.
+//! its data and models, which workspace it works in, and which device/threads
+//! to run models on.
+//! Owns path resolution only (the workspace's data dir included: see
+//! tresor_guard::workspace for the layout); never loads a model or opens a
+//! store itself.
 
 use std::path::PathBuf;
 
+use anyhow::{Context, Result};
+use tresor_guard::workspace::Workspaces;
+
 #[derive(Debug, Clone)]
 pub struct Ctx {
-    /// `--data-dir` / `TRESOR_HOME`: knowledge bases, threads, telemetry.
+    /// The selected workspace's data dir: knowledge bases, threads, cache,
+    /// keys, audit log, telemetry. For `default` this is the data root.
     pub data_dir: PathBuf,
+    /// `--data-dir` / `TRESOR_HOME`: the data root that holds every workspace.
+    pub root: PathBuf,
     /// `--models-dir` / `TRESOR_MODELS`: model weights and the manifest.
     pub models_dir: PathBuf,
     /// `--device cpu|cuda:N|metal`.
@@ -16,6 +25,42 @@ pub struct Ctx {
     pub threads: Option<usize>,
     /// `--workspace NAME` (default "default").
     pub workspace: String,
+}
+
+/// What a command needs of the `--workspace` it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsNeed {
+    /// It must exist (reading commands): an unknown name is an error.
+    Existing,
+    /// Created when missing (commands that add data, e.g. `ingest`).
+    Create,
+    /// Only a valid name (`tresor workspace ...` manages workspaces itself).
+    Name,
+}
+
+impl Ctx {
+    /// Points `data_dir` at the `--workspace`'s data dir under `root`.
+    pub fn in_workspace(mut self, need: WsNeed) -> Result<Ctx> {
+        let ws = self.workspaces();
+        let name = self.workspace.as_str();
+        self.data_dir = match need {
+            WsNeed::Existing => ws.open(name).context("--workspace")?,
+            WsNeed::Name => ws.dir(name).context("--workspace")?,
+            WsNeed::Create => {
+                let (dir, created) = ws.ensure(name).context("--workspace")?;
+                if created {
+                    eprintln!("created workspace `{name}` ({})", dir.display());
+                }
+                dir
+            }
+        };
+        Ok(self)
+    }
+
+    /// The workspaces under the data root.
+    pub fn workspaces(&self) -> Workspaces {
+        Workspaces::new(self.root.clone())
+    }
 }
 
 /// The inference device from `--device`, with `--threads` applied.

@@ -14,6 +14,7 @@ mod models_cmd;
 mod pii_cmd;
 mod policy_cmd;
 mod serve_cmd;
+mod workspace_cmd;
 
 use std::path::PathBuf;
 
@@ -89,6 +90,9 @@ enum Command {
     /// Encryption keys of the workspace.
     #[command(subcommand)]
     Key(key_cmd::KeyCmd),
+    /// Workspaces (teams or tenants) and their API tokens: list, create, remove, token create|list|revoke.
+    #[command(subcommand)]
+    Workspace(workspace_cmd::WorkspaceCmd),
 }
 
 #[derive(Subcommand)]
@@ -97,6 +101,9 @@ enum GuardCmd {
     Pii(pii_cmd::PiiArgs),
     /// Score a text for prompt-injection / jailbreak content.
     Injection(injection_cmd::InjectionArgs),
+    /// (internal) Train the injection classifier: cross-validates, picks the threshold, writes the weights.
+    #[command(hide = true)]
+    TrainInjection(injection_cmd::TrainInjectionArgs),
 }
 
 #[derive(Subcommand)]
@@ -133,13 +140,22 @@ fn init_tracing(verbose: u8) {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // the workspace's data dir: `ingest` creates a missing workspace, `workspace ...` names its own
+    let need = match &cli.command {
+        Command::Ingest(_) => ctx::WsNeed::Create,
+        Command::Workspace(_) => ctx::WsNeed::Name,
+        _ => ctx::WsNeed::Existing,
+    };
+    let root = cli.data_dir.unwrap_or_else(default_data_dir);
     let ctx = Ctx {
-        data_dir: cli.data_dir.unwrap_or_else(default_data_dir),
+        data_dir: root.clone(),
+        root,
         models_dir: tresor_models::resolve_models_dir(cli.models_dir.as_deref()),
         device: cli.device,
         threads: cli.threads,
         workspace: cli.workspace,
-    };
+    }
+    .in_workspace(need)?;
     match cli.command {
         Command::Generate(args) => llm_cmd::run_generate(args, &ctx),
         Command::Tokenize(args) => llm_cmd::run_tokenize(args, &ctx),
@@ -158,9 +174,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(EvalCmd::Injection(args)) => injection_cmd::run_eval_injection(args, &ctx),
         Command::Guard(GuardCmd::Pii(args)) => pii_cmd::run_pii(args, &ctx),
         Command::Guard(GuardCmd::Injection(args)) => injection_cmd::run_injection(args, &ctx),
+        Command::Guard(GuardCmd::TrainInjection(args)) => injection_cmd::run_train_injection(args, &ctx),
         Command::Policy(cmd) => policy_cmd::run(cmd, &ctx),
         Command::Audit(cmd) => audit_cmd::run(cmd, &ctx),
         Command::Key(cmd) => key_cmd::run(cmd, &ctx),
+        Command::Workspace(cmd) => workspace_cmd::run(cmd, &ctx),
     }
 }
 
