@@ -120,7 +120,7 @@ pub fn detect(text: &str, out: &mut Vec<Candidate>) {
         if end == street.end() {
             end = ["dir", "unit"].iter().filter_map(|g| c.name(g)).map(|g| g.end()).max().unwrap_or(end);
         }
-        out.push(Candidate::new(m.start(), end, PiiType::Address, 0.8));
+        out.push(Candidate::new(m.start(), end, PiiType::Address, 0.86));
     }
 }
 
