@@ -1,0 +1,207 @@
+//! The learned half of the detector: logistic regression over a sentence
+//! embedding (MiniLM, computed by the caller) concatenated with the rule
+//! features of [`super::rules`]. Owns the weights format, loading, scoring and
+//! the training math (class-weighted, L2-regularised gradient descent;
+//! threshold chosen on out-of-fold scores). Never computes an embedding:
+//! this crate does not depend on the model crates.
+
+use serde::{Deserialize, Serialize};
+
+use super::rules::CATEGORIES;
+use super::InjectionError;
+
+/// The shipped weights, trained by `tresor guard train-injection` on
+/// ../shared/eval/injection_dev (see docs/guard-injection.md).
+pub const SHIPPED_WEIGHTS: &[u8] = include_bytes!("../../data/injection_weights.json");
+
+/// Weights as stored in `crates/guard/data/injection_weights.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Weights {
+    pub format: u32,
+    /// The embedder the weights were trained on (callers must embed with it).
+    pub embed_model: String,
+    pub dim: usize,
+    /// Rule categories in feature order (after the `dim` embedding features).
+    pub rule_features: Vec<String>,
+    /// `dim + rule_features.len()` weights.
+    pub weights: Vec<f32>,
+    pub bias: f32,
+    /// Operating threshold on the combined score.
+    pub threshold: f32,
+    /// Long texts are scored in windows of this many words (the max counts).
+    pub window_words: usize,
+    pub window_stride: usize,
+    /// What training measured (cross-validated), for the record.
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    pub w: Weights,
+}
+
+impl Classifier {
+    pub fn from_json(bytes: &[u8]) -> Result<Classifier, InjectionError> {
+        let w: Weights = serde_json::from_slice(bytes).map_err(|e| InjectionError::Weights(e.to_string()))?;
+        if w.rule_features.iter().map(String::as_str).ne(CATEGORIES.iter().copied()) {
+            return Err(InjectionError::Weights(format!(
+                "rule features {:?} do not match this build's categories {:?}: retrain",
+                w.rule_features, CATEGORIES
+            )));
+        }
+        if w.weights.len() != w.dim + CATEGORIES.len() {
+            return Err(InjectionError::Weights(format!("{} weights for {} features", w.weights.len(), w.dim + CATEGORIES.len())));
+        }
+        if !(0.0..=1.0).contains(&w.threshold) || w.window_words == 0 || w.window_stride == 0 {
+            return Err(InjectionError::Weights("threshold outside 0..1 or empty window".into()));
+        }
+        Ok(Classifier { w })
+    }
+
+    pub fn shipped() -> Result<Classifier, InjectionError> {
+        Self::from_json(SHIPPED_WEIGHTS)
+    }
+
+    /// Probability that a window is an injection, from its embedding and rule features.
+    pub fn prob(&self, embedding: &[f32], rule_features: &[f32]) -> Result<f32, InjectionError> {
+        if embedding.len() != self.w.dim {
+            return Err(InjectionError::Dim { expected: self.w.dim, got: embedding.len() });
+        }
+        Ok(sigmoid(linear(&self.w.weights, self.w.bias, embedding, rule_features)))
+    }
+}
+
+fn linear(w: &[f32], b: f32, emb: &[f32], rf: &[f32]) -> f32 {
+    let d = emb.len();
+    let mut z = b;
+    for (x, wi) in emb.iter().zip(&w[..d]) {
+        z += x * wi;
+    }
+    for (x, wi) in rf.iter().zip(&w[d..]) {
+        z += x * wi;
+    }
+    z
+}
+
+pub fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Training options for [`train`].
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub learning_rate: f32,
+    pub l2: f32,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions { epochs: 600, learning_rate: 0.5, l2: 1e-3 }
+    }
+}
+
+/// Full-batch gradient descent on the class-balanced logistic loss.
+/// `x[i]` is one feature row (embedding then rule features), `y[i]` its label.
+/// Returns (weights, bias). Deterministic.
+pub fn train(x: &[Vec<f32>], y: &[bool], opts: &TrainOptions) -> (Vec<f32>, f32) {
+    let n = x.len();
+    let d = x.first().map(|r| r.len()).unwrap_or(0);
+    let pos = y.iter().filter(|&&b| b).count().max(1) as f32;
+    let neg = (n as f32 - pos).max(1.0);
+    // each class carries half of the loss
+    let cw = |b: bool| if b { 0.5 / pos } else { 0.5 / neg };
+    let mut w = vec![0f32; d];
+    let mut b = 0f32;
+    let mut g = vec![0f32; d];
+    for _ in 0..opts.epochs {
+        g.iter_mut().for_each(|v| *v = 0.0);
+        let mut gb = 0f32;
+        for (row, &label) in x.iter().zip(y) {
+            let z: f32 = b + row.iter().zip(&w).map(|(a, c)| a * c).sum::<f32>();
+            let err = (sigmoid(z) - if label { 1.0 } else { 0.0 }) * cw(label);
+            for (gi, xi) in g.iter_mut().zip(row) {
+                *gi += err * xi;
+            }
+            gb += err;
+        }
+        for (wi, gi) in w.iter_mut().zip(&g) {
+            *wi -= opts.learning_rate * (gi + opts.l2 * *wi);
+        }
+        b -= opts.learning_rate * gb;
+    }
+    (w, b)
+}
+
+/// True/false positive rates of `scores` at `threshold` (score ≥ threshold flags).
+pub fn rates(scores: &[f32], y: &[bool], threshold: f32) -> (f64, f64) {
+    let (mut tp, mut p, mut fp, mut n) = (0usize, 0usize, 0usize, 0usize);
+    for (&s, &l) in scores.iter().zip(y) {
+        if l {
+            p += 1;
+            tp += (s >= threshold) as usize;
+        } else {
+            n += 1;
+            fp += (s >= threshold) as usize;
+        }
+    }
+    (tp as f64 / p.max(1) as f64, fp as f64 / n.max(1) as f64)
+}
+
+/// The lowest threshold (most recall) whose false-positive rate stays ≤ `max_fpr`.
+pub fn pick_threshold(scores: &[f32], y: &[bool], max_fpr: f64) -> f32 {
+    let mut cands: Vec<f32> = scores.to_vec();
+    cands.sort_by(|a, b| a.total_cmp(b));
+    cands.dedup();
+    for t in cands {
+        let (_, fpr) = rates(scores, y, t);
+        if fpr <= max_fpr {
+            return t.clamp(0.05, 0.99);
+        }
+    }
+    0.99
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_weights_load_and_score_in_range() {
+        let c = Classifier::shipped().expect("shipped weights");
+        assert_eq!(c.w.weights.len(), c.w.dim + CATEGORIES.len());
+        let e = vec![0.05f32; c.w.dim];
+        let p = c.prob(&e, &vec![0.0; CATEGORIES.len()]).unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        assert!(matches!(c.prob(&[0.0; 3], &[]), Err(InjectionError::Dim { .. })));
+    }
+
+    #[test]
+    fn bad_weights_are_rejected_with_a_reason() {
+        assert!(Classifier::from_json(b"{}").is_err());
+        let mut w = Classifier::shipped().unwrap().w;
+        w.weights.pop();
+        let err = Classifier::from_json(&serde_json::to_vec(&w).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("weights"), "{err}");
+    }
+
+    #[test]
+    fn training_separates_a_learnable_problem() {
+        // label = first feature positive; second feature is noise
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..200 {
+            let a = ((i * 37) % 100) as f32 / 50.0 - 1.0;
+            let b = ((i * 91) % 100) as f32 / 50.0 - 1.0;
+            x.push(vec![a, b]);
+            y.push(a > 0.1);
+        }
+        let (w, b) = train(&x, &y, &TrainOptions::default());
+        let scores: Vec<f32> = x.iter().map(|r| sigmoid(b + r[0] * w[0] + r[1] * w[1])).collect();
+        let t = pick_threshold(&scores, &y, 0.05);
+        let (tpr, fpr) = rates(&scores, &y, t);
+        assert!(tpr > 0.9 && fpr <= 0.05, "tpr {tpr} fpr {fpr}");
+        assert!(w[0].abs() > 3.0 * w[1].abs());
+    }
+}
