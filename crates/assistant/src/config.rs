@@ -39,6 +39,8 @@ pub struct AssistantConfig {
     pub history_tokens: usize,
     pub cache: CacheConfig,
     pub routing: RoutingConfig,
+    /// The prompt-injection firewall (`[injection]`, see `firewall.rs`).
+    pub injection: crate::firewall::InjectionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +87,7 @@ impl Default for AssistantConfig {
             history_tokens: 400,
             cache: CacheConfig::default(),
             routing: RoutingConfig::default(),
+            injection: crate::firewall::InjectionConfig::default(),
         }
     }
 }

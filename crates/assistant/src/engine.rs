@@ -19,6 +19,7 @@ use crate::cache::{CacheStats, SemanticCache};
 use crate::cite::{self, SentenceCheck, SentenceStream};
 use crate::config::AssistantConfig;
 use crate::error::{AssistantError, Result};
+use crate::firewall;
 use crate::models::{ChatModel, ModelSource, ModelSpec};
 use crate::pack::{self, PackReport, Passage};
 use crate::route::{self, Intent, RouteChoice};
@@ -114,6 +115,9 @@ pub struct Trace {
     pub finish: Option<String>,
     pub cache_similarity: Option<f32>,
     pub cached_question: Option<String>,
+    /// What the prompt-injection firewall found and did (prompt, passages, answer sentences).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injection: Option<firewall::InjectionTrace>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -341,7 +345,15 @@ impl Assistant {
         };
         let lang = language(&q);
         let intent = route::classify(&q, req.kb.is_some());
-        let mut ans = match intent {
+        let flagged = if self.cfg.injection.enabled { firewall::screen_prompt(&q, self.embedder.as_ref()).filter(|v| v.injection) } else { None };
+        let blocked = flagged.is_some() && self.cfg.injection.prompt == tresor_guard::injection::InjectionAction::Block;
+        let mut ans = if blocked {
+            let text = firewall::blocked_reply(lang == Lang::De);
+            on_text(&text);
+            let mut a = bare_answer(text, intent, lang, RouteChoice { role: "none".into(), reason: "blocked by the injection firewall".into() });
+            a.refused = true;
+            a
+        } else { match intent {
             Intent::SmallTalk | Intent::OutOfScope => {
                 let text = if intent == Intent::SmallTalk { route::small_talk_reply(&q, lang) } else { route::out_of_scope_reply(lang) };
                 on_text(&text);
@@ -354,7 +366,12 @@ impl Assistant {
                 let kb = req.kb.clone().expect("KbQuestion only with a kb");
                 self.grounded(&q, &kb, &history, req, lang, t0, on_text)?
             }
-        };
+        } };
+        if let Some(v) = flagged {
+            let t = ans.trace.injection.get_or_insert_with(Default::default);
+            t.prompt_action = Some(if blocked { "block" } else { "warn" }.into());
+            t.prompt = Some(v);
+        }
         ans.timings.total_ms = ms(t0);
         if ans.timings.ttft_ms == 0.0 {
             ans.timings.ttft_ms = ans.timings.total_ms;
@@ -482,6 +499,8 @@ impl Assistant {
         let t = Instant::now();
         let hits = res.hits.into_iter().map(|h| { let e = embs.remove(&h.chunk_id).unwrap_or_default(); (h, e) }).collect();
         let scored = pack::score(&question, &qvec, hits, self.cfg.lexical_weight);
+        let mut inj = firewall::InjectionTrace::default();
+        let scored = if self.cfg.injection.enabled { firewall::screen_passages(scored, embedder.as_ref(), &self.cfg.injection, &mut inj) } else { scored };
         let best = scored.first().map(|p| p.evidence).unwrap_or(0.0);
         trace.evidence = Some(best);
         trace.evidence_threshold = Some(self.cfg.evidence_threshold);
@@ -493,6 +512,7 @@ impl Assistant {
             let mut a = bare_answer(text, Intent::KbQuestion, lang, choice);
             a.refused = true;
             a.timings = timings;
+            trace.injection = Some(std::mem::take(&mut inj));
             a.trace = trace;
             self.remember(use_cache, kb_name, &version, &question, &qvec, &a)?;
             return Ok(a);
@@ -521,12 +541,15 @@ impl Assistant {
         let context_tokens = rep.tokens;
         trace.pack = Some(rep);
         // the answer follows the question's language
-        let msgs = prompt_messages(&question, &passages, lang);
+        let marking = cfg.injection.enabled.then_some(cfg.injection.spotlight);
+        let msgs = prompt_messages_marked(&question, &passages, lang, marking);
+        let guard = (cfg.injection.enabled && cfg.injection.output_check).then(|| firewall::output_guard(&msgs[0].content, &passages, &mut inj));
         timings.pack_ms = ms(t) - timings.load_ms;
 
         // generate; validate sentence by sentence as they stream
         let t_gen = Instant::now();
         let mut v = Validator::new(&question, &qvec, &passages, embedder.as_ref(), &cfg);
+        v.guard = guard;
         let max_run = cfg.max_unsupported_run;
         let mut stream = SentenceStream::default();
         let g = model.generate(&msgs, &params, &mut |piece| {
@@ -549,7 +572,9 @@ impl Assistant {
         if v.kept.is_empty() && !cancelled {
             trace.extractive = true;
             for (s, pi) in cite::extractive(&question, &passages, cfg.extractive_sentences) {
-                v.emit(&s, pi, on_text);
+                if let Some(s) = v.guarded(&s) {
+                    v.emit(&s, pi, on_text);
+                }
             }
         }
         timings.validate_ms = v.ms;
@@ -585,6 +610,8 @@ impl Assistant {
             v.text.clone()
         };
         trace.sentences = std::mem::take(&mut v.checks);
+        inj.output = std::mem::take(&mut v.inj.output);
+        trace.injection = Some(inj);
         let a = Answer {
             answer: answer_text,
             sources: if refused { Vec::new() } else { sources },
@@ -681,15 +708,29 @@ fn bare_answer(text: String, intent: Intent, lang: Lang, routing: RouteChoice) -
     }
 }
 
-/// The prompt: a short instruction, the numbered passages, the question.
+/// The prompt: a short instruction, the numbered passages, the question
+/// (passages spotlighted: delimited and datamarked, see tresor-guard).
 pub fn prompt_messages(question: &str, passages: &[Passage], lang: Lang) -> Vec<ChatMessage> {
-    let system = match lang {
+    prompt_messages_marked(question, passages, lang, Some(tresor_guard::injection::Marking::default()))
+}
+
+/// [`prompt_messages`] with a chosen spotlight marking; None: plain passages (firewall off).
+pub fn prompt_messages_marked(question: &str, passages: &[Passage], lang: Lang, marking: Option<tresor_guard::injection::Marking>) -> Vec<ChatMessage> {
+    use tresor_guard::injection::spotlight;
+    let base = match lang {
         Lang::De => "Du beantwortest Fragen nur mit den Quellen. Antworte auf Deutsch in ein bis zwei kurzen Sätzen und übernimm die Worte der Quellen. Wenn die Quellen die Antwort nicht enthalten, sage, dass du es nicht weißt.",
         Lang::En => "You answer questions using only the sources. Answer in one or two short sentences, reusing the words of the sources. If the sources do not contain the answer, say that you do not know.",
     };
+    let system = match marking {
+        Some(m) => format!("{base}{}", spotlight::system_note(lang == Lang::De, m)),
+        None => base.to_string(),
+    };
     let mut user = String::from(if lang == Lang::De { "Quellen:\n" } else { "Sources:\n" });
     for (i, p) in passages.iter().enumerate() {
-        user.push_str(&format!("[{}] {}\n{}\n\n", i + 1, pack::label(&p.hit), p.text.trim()));
+        match marking {
+            Some(m) => user.push_str(&format!("[{}] {}\n\n", i + 1, spotlight::wrap(i + 1, &pack::label(&p.hit), p.text.trim(), m))),
+            None => user.push_str(&format!("[{}] {}\n{}\n\n", i + 1, pack::label(&p.hit), p.text.trim())),
+        }
     }
     user.push_str(if lang == Lang::De { "Frage: " } else { "Question: " });
     user.push_str(question);
@@ -712,14 +753,40 @@ struct Validator<'a> {
     run: usize,
     text: String,
     ms: f64,
+    /// The output check (injection firewall) and what it found.
+    guard: Option<tresor_guard::injection::OutputGuard>,
+    inj: firewall::InjectionTrace,
 }
 
 impl<'a> Validator<'a> {
     fn new(question: &'a str, qvec: &'a [f32], passages: &'a [Passage], embedder: &'a dyn TextEmbedder, cfg: &'a AssistantConfig) -> Self {
-        Validator { question, qvec, passages, embedder, cfg, kept: Vec::new(), order: Vec::new(), checks: Vec::new(), run: 0, text: String::new(), ms: 0.0 }
+        Validator { question, qvec, passages, embedder, cfg, kept: Vec::new(), order: Vec::new(), checks: Vec::new(), run: 0, text: String::new(), ms: 0.0, guard: None, inj: Default::default() }
+    }
+
+    /// The sentence as the output check lets it through (markers removed, exfiltration links stripped), or None.
+    fn guarded(&mut self, s: &str) -> Option<String> {
+        let s = tresor_guard::injection::spotlight::unmark(s);
+        match &self.guard {
+            Some(g) => firewall::check_sentence(g, &s, &mut self.inj),
+            None => Some(s),
+        }
     }
 
     fn sentence(&mut self, s: &str, on_text: &mut dyn FnMut(&str)) {
+        let Some(s) = self.guarded(s) else {
+            self.run += 1;
+            self.checks.push(SentenceCheck {
+                text: s.to_string(),
+                passage: None,
+                lexical: 0.0,
+                cosine: 0.0,
+                support: 0.0,
+                kept: false,
+                dropped: Some("injection firewall: follows an injected instruction or reveals the system prompt".into()),
+            });
+            return;
+        };
+        let s = s.as_str();
         let t = Instant::now();
         let svec = self.embedder.embed(&[s]).ok().and_then(|mut v| v.pop());
         let mut c = cite::check(s, svec.as_deref(), Some(self.qvec), self.question, self.passages, self.cfg.lexical_weight, self.cfg.support_threshold);

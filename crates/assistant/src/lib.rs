@@ -11,6 +11,7 @@
 //! ([`eval`]). Front doors (CLI, HTTP, desktop) call [`Assistant`] and hold no
 //! logic of their own.
 
+pub mod attack;
 pub mod bench;
 pub mod cache;
 pub mod cite;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod firewall;
 pub mod models;
 pub mod pack;
 pub mod route;

@@ -18,6 +18,8 @@ use crate::error::{KbError, Result};
 use crate::lang::{detect, Lang};
 use crate::parse::{parse_file, Event, Format, Limits, ParseError};
 use crate::store::{fts_terms, DocMeta, Kb, NewChunk};
+use std::sync::OnceLock;
+use tresor_guard::injection::{Detector, InjectionAction};
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -29,11 +31,23 @@ pub struct IngestOptions {
     pub batch: usize,
     /// Save the vector index at least this often during long ingests.
     pub save_every_s: u64,
+    /// The prompt-injection firewall (tresor-guard): what happens to a chunk
+    /// with instruction-like content. `Quarantine` (default) and `Block` keep
+    /// it aside (`kb list`/`kb stats`, never retrieved), `Drop` discards it,
+    /// `Warn` stores it and counts it; None: no screening.
+    pub injection: Option<InjectionAction>,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        IngestOptions { prune: false, chunk: ChunkConfig::default(), limits: Limits::default(), batch: 32, save_every_s: 120 }
+        IngestOptions {
+            prune: false,
+            chunk: ChunkConfig::default(),
+            limits: Limits::default(),
+            batch: 32,
+            save_every_s: 120,
+            injection: Some(InjectionAction::Quarantine),
+        }
     }
 }
 
@@ -65,8 +79,26 @@ pub struct IngestReport {
     pub skipped: Vec<Failure>,
     pub pruned: Vec<String>,
     pub chunks: usize,
+    /// Chunks the injection firewall quarantined, dropped, or let through with a warning.
+    pub quarantined: usize,
+    pub dropped: usize,
+    pub flagged: usize,
     pub bytes: u64,
     pub seconds: f64,
+}
+
+/// The shipped injection detector (its classifier runs on the chunk
+/// embeddings when the knowledge base's embedder is the one it was trained on).
+fn detector() -> Option<&'static Detector> {
+    static D: OnceLock<Option<Detector>> = OnceLock::new();
+    D.get_or_init(|| match Detector::shipped() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!("injection detector unavailable: {e}");
+            None
+        }
+    })
+    .as_ref()
 }
 
 /// A file to ingest: where it is and the source path it is stored under.
@@ -193,7 +225,7 @@ pub fn ingest(
             report.failed.push(Failure { source: c.source.clone(), reason: ParseError::Unsupported.to_string() });
             continue;
         }
-        match ingest_file(kb, embedder, c, opts, progress) {
+        match ingest_file(kb, embedder, c, opts, progress, &mut report) {
             Ok((Outcome::Added(n), bytes)) => {
                 report.added += 1;
                 report.chunks += n;
@@ -241,6 +273,7 @@ fn ingest_file(
     c: &Candidate,
     opts: &IngestOptions,
     progress: &dyn IngestProgress,
+    report: &mut IngestReport,
 ) -> Result<(Outcome, u64)> {
     let io = |e: std::io::Error| KbError::Io { path: c.path.clone(), source: e };
     let meta = std::fs::metadata(&c.path).map_err(io)?;
@@ -275,11 +308,13 @@ fn ingest_file(
     let mut vocab: HashSet<String> = HashSet::new();
     let mut lang_counts = [0usize; 2];
     let mut failure: Option<KbError> = None;
+    let mut flagged = 0usize;
     let flush = |chunks: Vec<Chunk>,
                      title: &str,
                      doc_lang: Option<Lang>,
                      vocab: &mut HashSet<String>,
                      lang_counts: &mut [usize; 2],
+                     flagged: &mut usize,
                      tx: &mut crate::store::DocTx<'_>|
      -> Result<()> {
         if chunks.is_empty() {
@@ -292,7 +327,26 @@ fn ingest_file(
             return Err(KbError::Embed("embedder returned vectors of the wrong shape".into()));
         }
         let mut rows = Vec::with_capacity(chunks.len());
+        let screen = opts.injection.zip(detector());
+        let use_clf = screen.is_some_and(|(_, d)| d.embed_model() == embedder.model_id());
         for (ch, v) in chunks.iter().zip(&vecs) {
+            if let Some((action, det)) = screen {
+                let verdict = if use_clf { det.detect_one(&ch.text, v).ok() } else { None }.unwrap_or_else(|| det.detect_rules_only(&ch.text));
+                if verdict.injection {
+                    let ord = tx.chunks() + tx.quarantined + tx.dropped;
+                    match action {
+                        InjectionAction::Drop => {
+                            tx.dropped += 1;
+                            continue;
+                        }
+                        InjectionAction::Quarantine | InjectionAction::Block => {
+                            tx.quarantine(ch, ord, verdict.score, &verdict.reasons)?;
+                            continue;
+                        }
+                        InjectionAction::Warn => *flagged += 1,
+                    }
+                }
+            }
             let lang = detect(&ch.text).or(doc_lang).unwrap_or(Lang::En);
             lang_counts[(lang == Lang::De) as usize] += 1;
             if lang == Lang::De && vocab.len() < 200_000 {
@@ -327,7 +381,7 @@ fn ingest_file(
             let ready: Vec<Chunk> = chunker.take_ready().collect();
             let title = chunker.title.clone();
             let dl = doc_lang.or_else(|| detect(&sample));
-            if let Err(e) = flush(ready, &title, dl, &mut vocab, &mut lang_counts, &mut tx) {
+            if let Err(e) = flush(ready, &title, dl, &mut vocab, &mut lang_counts, &mut flagged, &mut tx) {
                 let msg = e.to_string();
                 failure = Some(e);
                 return Err(ParseError::Sink(msg));
@@ -343,12 +397,16 @@ fn ingest_file(
     let ready: Vec<Chunk> = chunker.take_ready().collect();
     let title = chunker.title.clone();
     let dl = doc_lang.or_else(|| detect(&sample));
-    flush(ready, &title, dl, &mut vocab, &mut lang_counts, &mut tx)?;
-    if tx.chunks() == 0 {
+    flush(ready, &title, dl, &mut vocab, &mut lang_counts, &mut flagged, &mut tx)?;
+    if tx.chunks() + tx.quarantined + tx.dropped == 0 {
         return Err(KbError::Parse { path: c.path.clone(), source: ParseError::NoText });
     }
     let lang = if lang_counts[1] > lang_counts[0] { Lang::De } else { Lang::En };
+    let (quarantined, dropped) = (tx.quarantined, tx.dropped);
     let n = tx.commit(&title, lang.as_str())?;
+    report.quarantined += quarantined;
+    report.dropped += dropped;
+    report.flagged += flagged;
     progress.advance(meta.len().saturating_sub(consumed), 0);
     kb.after_write()?;
     Ok((if replaced { Outcome::Updated(n) } else { Outcome::Added(n) }, meta.len()))

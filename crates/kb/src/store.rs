@@ -18,7 +18,7 @@ use crate::error::{DbCtx, IoCtx, KbError, Result};
 use crate::index::{Quantization, VectorIndex};
 use crate::lang::Lang;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 const DB_FILE: &str = "kb.sqlite";
 
 /// Schema migrations: entry i brings the database from version i to i+1.
@@ -61,6 +61,21 @@ CREATE TRIGGER chunks_after_delete AFTER DELETE ON chunks BEGIN
     DELETE FROM chunks_fts WHERE rowid = old.id;
     INSERT INTO index_log(op, chunk_id) VALUES (1, old.id);
 END;
+"#,
+// 2: chunks the injection firewall kept aside at ingestion (never indexed, never retrieved)
+r#"
+CREATE TABLE quarantine(
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id     INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ord        INTEGER NOT NULL,
+    heading    TEXT NOT NULL,
+    page       INTEGER,
+    text       TEXT NOT NULL,
+    score      REAL NOT NULL,
+    reasons    TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX quarantine_doc ON quarantine(doc_id);
 "#];
 
 pub(crate) fn now() -> i64 {
@@ -91,6 +106,8 @@ pub struct KbStats {
     pub db_bytes: u64,
     pub index_bytes: u64,
     pub pending_index_ops: usize,
+    /// Chunks the injection firewall quarantined at ingestion (never retrieved).
+    pub quarantined: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +121,8 @@ pub struct DocInfo {
     pub sha256: String,
     pub mtime: i64,
     pub ingested_at: i64,
+    /// Chunks of this document in quarantine.
+    pub quarantined: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,6 +132,19 @@ pub struct CheckReport {
     pub chunks: usize,
     pub indexed: usize,
     pub problems: Vec<String>,
+}
+
+/// A chunk the injection firewall kept out of retrieval.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantinedChunk {
+    pub source: String,
+    /// Position among the document's chunks as parsed.
+    pub ord: usize,
+    pub heading: String,
+    pub page: Option<u32>,
+    pub text: String,
+    pub score: f32,
+    pub reasons: Vec<String>,
 }
 
 /// A chunk as stored, for retrieval results.
@@ -338,7 +370,10 @@ impl Kb {
     pub fn list(&self) -> Result<Vec<DocInfo>> {
         let mut st = self
             .conn
-            .prepare("SELECT source, title, format, lang, chunks, size, sha256, mtime, ingested_at FROM documents ORDER BY source")
+            .prepare(
+                "SELECT source, title, format, lang, chunks, size, sha256, mtime, ingested_at,
+                        (SELECT count(*) FROM quarantine q WHERE q.doc_id = documents.id) FROM documents ORDER BY source",
+            )
             .db(&self.db_path)?;
         let rows = st
             .query_map([], |r| {
@@ -352,6 +387,7 @@ impl Kb {
                     sha256: r.get(6)?,
                     mtime: r.get(7)?,
                     ingested_at: r.get(8)?,
+                    quarantined: r.get::<_, i64>(9)? as usize,
                 })
             })
             .db(&self.db_path)?;
@@ -385,7 +421,38 @@ impl Kb {
                 .conn
                 .query_row("SELECT count(*) FROM index_log", [], |r| r.get::<_, i64>(0))
                 .db(&self.db_path)? as usize,
+            quarantined: self.quarantined_count()?,
         })
+    }
+
+    /// Chunks in quarantine, all documents.
+    pub fn quarantined_count(&self) -> Result<usize> {
+        Ok(self.conn.query_row("SELECT count(*) FROM quarantine", [], |r| r.get::<_, i64>(0)).db(&self.db_path)? as usize)
+    }
+
+    /// The quarantined chunks (for review): source, heading, text, score, reasons.
+    pub fn quarantined(&self) -> Result<Vec<QuarantinedChunk>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT d.source, q.ord, q.heading, q.page, q.text, q.score, q.reasons FROM quarantine q
+                 JOIN documents d ON d.id = q.doc_id ORDER BY d.source, q.ord",
+            )
+            .db(&self.db_path)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(QuarantinedChunk {
+                    source: r.get(0)?,
+                    ord: r.get::<_, i64>(1)? as usize,
+                    heading: r.get(2)?,
+                    page: r.get::<_, Option<i64>>(3)?.map(|x| x as u32),
+                    text: r.get(4)?,
+                    score: r.get::<_, f64>(5)? as f32,
+                    reasons: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+                })
+            })
+            .db(&self.db_path)?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().db(&self.db_path)
     }
 
     // ---- writing documents -------------------------------------------------
@@ -409,7 +476,7 @@ impl Kb {
         )
         .db(&p)?;
         let doc_id = tx.last_insert_rowid();
-        Ok(DocTx { tx, path: p, doc_id, n: 0, replaced: old.is_some() })
+        Ok(DocTx { tx, path: p, doc_id, n: 0, replaced: old.is_some(), quarantined: 0, dropped: 0 })
     }
 
     /// Removes a document and its chunks. Returns the number of chunks removed.
@@ -890,6 +957,9 @@ pub struct DocTx<'a> {
     doc_id: i64,
     n: usize,
     pub replaced: bool,
+    /// Chunks quarantined / dropped by the injection firewall in this write.
+    pub quarantined: usize,
+    pub dropped: usize,
 }
 
 impl DocTx<'_> {
@@ -929,6 +999,20 @@ impl DocTx<'_> {
 
     pub fn chunks(&self) -> usize {
         self.n
+    }
+
+    /// Keeps a chunk aside instead of storing it: no FTS row, no vector, never retrieved.
+    pub fn quarantine(&mut self, chunk: &crate::chunk::Chunk, ord: usize, score: f32, reasons: &[String]) -> Result<()> {
+        let reasons = serde_json::to_string(reasons).unwrap_or_else(|_| "[]".into());
+        self.tx
+            .prepare_cached(
+                "INSERT INTO quarantine(doc_id, ord, heading, page, text, score, reasons, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .db(&self.path)?
+            .execute(params![self.doc_id, ord as i64, chunk.heading, chunk.page.map(|x| x as i64), chunk.text, score as f64, reasons, now()])
+            .db(&self.path)?;
+        self.quarantined += 1;
+        Ok(())
     }
 
     /// Sets the final title and language and commits the document.

@@ -1,0 +1,159 @@
+//! The answer pipeline's side of the prompt-injection firewall
+//! (tresor-guard): screens the user's prompt (warn or block), screens the
+//! retrieved passages before packing (a knowledge base ingested before
+//! screening, or a chunk let through with `warn`), and checks each answer
+//! sentence after generation. Owns the `[injection]` settings and what the
+//! trace records; the detection logic is tresor-guard's, and this module never
+//! changes retrieval or citations.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use tresor_guard::injection::output::Finding;
+use tresor_guard::injection::{Detector, InjectionAction, Marking, OutputAction, OutputGuard, Verdict};
+use tresor_kb::TextEmbedder;
+
+use crate::pack::Passage;
+
+/// `[injection]` in assistant.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InjectionConfig {
+    /// Off: no screening, no spotlighting, no output check.
+    pub enabled: bool,
+    /// A user prompt with instruction-like content: `warn` (answer, recorded
+    /// in the trace) or `block` (refused).
+    pub prompt: InjectionAction,
+    /// A retrieved passage flagged at answer time: `warn` keeps it (the
+    /// output check still runs), anything else leaves it out of the prompt.
+    pub passages: InjectionAction,
+    /// How passages are marked in the prompt: lines | words | off.
+    pub spotlight: Marking,
+    /// Check every answer sentence for followed injected instructions,
+    /// system-prompt leaks and exfiltration links.
+    pub output_check: bool,
+}
+
+impl Default for InjectionConfig {
+    fn default() -> Self {
+        InjectionConfig {
+            enabled: true,
+            prompt: InjectionAction::Warn,
+            passages: InjectionAction::Drop,
+            spotlight: Marking::Lines,
+            output_check: true,
+        }
+    }
+}
+
+/// What the firewall did for one answer (in `trace.injection`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct InjectionTrace {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Verdict>,
+    /// `warn` or `block` when the prompt was flagged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_action: Option<String>,
+    pub passages: Vec<FlaggedPassage>,
+    /// What injected instructions in the packed passages asked the model to output.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub payloads: Vec<String>,
+    pub output: Vec<OutputFinding>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlaggedPassage {
+    pub chunk_id: i64,
+    pub source: String,
+    pub score: f32,
+    pub reasons: Vec<String>,
+    /// `drop` (left out of the prompt) or `warn` (kept).
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputFinding {
+    pub sentence: String,
+    /// `strip` or `refuse` (the sentence was not shown).
+    pub action: String,
+    pub findings: Vec<Finding>,
+}
+
+/// The shipped detector, built once.
+pub fn detector() -> Option<&'static Detector> {
+    static D: OnceLock<Option<Detector>> = OnceLock::new();
+    D.get_or_init(|| Detector::shipped().map_err(|e| tracing::warn!("injection detector unavailable: {e}")).ok()).as_ref()
+}
+
+/// Scores the user's prompt (classifier when `embedder` is the one the weights were trained on).
+pub fn screen_prompt(q: &str, embedder: &dyn TextEmbedder) -> Option<Verdict> {
+    let det = detector()?;
+    if det.embed_model() == embedder.model_id() {
+        let w = det.windows(q);
+        let refs: Vec<&str> = w.iter().map(String::as_str).collect();
+        if let Ok(v) = embedder.embed(&refs) {
+            if let Ok(v) = det.detect(q, &v) {
+                return Some(v);
+            }
+        }
+    }
+    Some(det.detect_rules_only(q))
+}
+
+/// Screens retrieved passages (their stored embeddings feed the classifier);
+/// flagged ones are recorded and, unless the policy says `warn`, removed.
+pub fn screen_passages(scored: Vec<Passage>, embedder: &dyn TextEmbedder, cfg: &InjectionConfig, trace: &mut InjectionTrace) -> Vec<Passage> {
+    let Some(det) = detector() else { return scored };
+    let use_clf = det.embed_model() == embedder.model_id();
+    let keep_flagged = cfg.passages == InjectionAction::Warn;
+    scored
+        .into_iter()
+        .filter(|p| {
+            let v = if use_clf { det.detect_one(&p.text, &p.embedding).ok() } else { None }.unwrap_or_else(|| det.detect_rules_only(&p.text));
+            if !v.injection {
+                return true;
+            }
+            trace.passages.push(FlaggedPassage {
+                chunk_id: p.hit.chunk_id,
+                source: p.hit.source.clone(),
+                score: v.score,
+                reasons: v.reasons,
+                action: if keep_flagged { "warn" } else { "drop" }.into(),
+            });
+            keep_flagged
+        })
+        .collect()
+}
+
+/// The output guard for the packed passages and the system prompt.
+pub fn output_guard(system_prompt: &str, passages: &[Passage], trace: &mut InjectionTrace) -> OutputGuard {
+    let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
+    let g = OutputGuard::new(system_prompt, &texts);
+    trace.payloads = g.payloads().to_vec();
+    g
+}
+
+/// Checks one answer sentence: `Some(text)` to keep (possibly stripped), None to drop it.
+pub fn check_sentence(g: &OutputGuard, sentence: &str, trace: &mut InjectionTrace) -> Option<String> {
+    let c = g.check(sentence);
+    match c.action {
+        OutputAction::Pass => Some(sentence.to_string()),
+        OutputAction::Strip => {
+            trace.output.push(OutputFinding { sentence: sentence.to_string(), action: "strip".into(), findings: c.findings });
+            Some(c.text)
+        }
+        OutputAction::Refuse => {
+            trace.output.push(OutputFinding { sentence: sentence.to_string(), action: "refuse".into(), findings: c.findings });
+            None
+        }
+    }
+}
+
+/// The localised refusal for a blocked prompt.
+pub fn blocked_reply(german: bool) -> String {
+    if german {
+        "Diese Anfrage enthält Anweisungen an das System (Prompt-Injection) und wird nicht beantwortet.".into()
+    } else {
+        "This request contains instructions aimed at the system (prompt injection) and will not be answered.".into()
+    }
+}
