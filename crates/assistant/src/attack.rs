@@ -133,7 +133,7 @@ pub fn write_corpus(dir: &Path) -> Result<Vec<(usize, String)>> {
 fn run_once(assistant: &mut Assistant, docs: &Path, kb: &str, pages: &[(usize, String)], firewall: bool, progress: &mut dyn FnMut(&AttackCase)) -> Result<AttackRun> {
     let dir = kb_dir(assistant.data_dir(), kb)?;
     let rep = {
-        let mut k = Kb::open(&dir)?;
+        let mut k = Kb::open(&dir, assistant.key())?;
         let opts = IngestOptions { injection: if firewall { IngestOptions::default().injection } else { None }, ..IngestOptions::default() };
         ingest(&mut k, assistant.embedder(), &[docs.to_path_buf()], &opts, &NoProgress)?
     };

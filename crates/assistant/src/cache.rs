@@ -38,8 +38,9 @@ fn from_blob(b: &[u8]) -> Vec<f32> {
 }
 
 impl SemanticCache {
-    pub fn open(path: &Path) -> Result<Self> {
-        let conn = crate::store::open_db(path)?;
+    /// Opens the cache table in `path` (SQLCipher, keyed with the workspace key).
+    pub fn open(path: &Path, key: &tresor_guard::crypto::WorkspaceKey) -> Result<Self> {
+        let conn = crate::store::open_db(path, key)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS answer_cache (
                 id INTEGER PRIMARY KEY,
@@ -155,7 +156,7 @@ mod tests {
     #[test]
     fn hits_above_threshold_misses_below_and_invalidates_on_new_version() {
         let dir = tempfile::tempdir().unwrap();
-        let c = SemanticCache::open(&dir.path().join("a.sqlite")).unwrap();
+        let c = SemanticCache::open(&dir.path().join("a.sqlite"), &tresor_guard::crypto::WorkspaceKey::ephemeral()).unwrap();
         let q = unit(&[1.0, 0.0, 0.1]);
         assert!(c.lookup("kb", "v1", &q, 0.95).unwrap().is_none());
         c.store("kb", "v1", "how many days", &q, "{\"answer\":\"30\"}", 10).unwrap();

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tresor_kb::lang::Lang;
 use tresor_kb::retrieve::Trace as RetrievalTrace;
+use tresor_guard::crypto::WorkspaceKey;
 use tresor_kb::{search, Kb, SearchOptions, TextEmbedder, TextReranker};
 use tresor_llm::{ChatMessage, GenerateParams, SamplingParams};
 use tresor_models::Role;
@@ -172,6 +173,8 @@ pub struct Metrics {
 pub struct Assistant {
     cfg: AssistantConfig,
     data_dir: PathBuf,
+    /// The data dir's key: every database and file under it is encrypted with it.
+    key: WorkspaceKey,
     embedder: Arc<dyn TextEmbedder>,
     reranker: Option<Arc<dyn TextReranker>>,
     models: Box<dyn ModelSource>,
@@ -226,6 +229,7 @@ impl Assistant {
     pub fn new(
         cfg: AssistantConfig,
         data_dir: &Path,
+        key: &WorkspaceKey,
         embedder: Arc<dyn TextEmbedder>,
         reranker: Option<Arc<dyn TextReranker>>,
         models: Box<dyn ModelSource>,
@@ -233,10 +237,11 @@ impl Assistant {
         cfg.validate().map_err(|reason| AssistantError::Config { path: data_dir.join("assistant.toml"), reason })?;
         let db = data_dir.join(DB_FILE);
         Ok(Assistant {
-            cache: SemanticCache::open(&db)?,
-            threads: ThreadStore::open(&db)?,
+            cache: SemanticCache::open(&db, key)?,
+            threads: ThreadStore::open(&db, key)?,
             cfg,
             data_dir: data_dir.to_path_buf(),
+            key: key.clone(),
             embedder,
             reranker,
             models,
@@ -254,6 +259,10 @@ impl Assistant {
     }
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+    /// The data dir's key (open its knowledge bases with it).
+    pub fn key(&self) -> &WorkspaceKey {
+        &self.key
     }
     pub fn embedder(&self) -> &dyn TextEmbedder {
         self.embedder.as_ref()
@@ -287,7 +296,7 @@ impl Assistant {
     pub fn ingest(&mut self, kb_name: &str, paths: &[PathBuf]) -> Result<tresor_kb::IngestReport> {
         let dir = kb_dir(&self.data_dir, kb_name)?;
         self.kbs.remove(kb_name);
-        let mut kb = Kb::open(&dir)?;
+        let mut kb = Kb::open(&dir, &self.key)?;
         Ok(tresor_kb::ingest(&mut kb, self.embedder.as_ref(), paths, &tresor_kb::IngestOptions::default(), &tresor_kb::NoProgress)?)
     }
 
@@ -304,7 +313,7 @@ impl Assistant {
         };
         if fresh {
             self.kbs.remove(name);
-            let kb = Kb::open_existing(&dir)?;
+            let kb = Kb::open_existing(&dir, &self.key)?;
             let v = kb_version(&kb)?;
             self.kbs.insert(name.to_string(), (kb, v));
         }
@@ -919,7 +928,7 @@ mod tests {
         .unwrap();
         std::fs::write(docs.join("security.md"), "# IT security\n\nPasswords must have at least twelve characters and are never shared.\n").unwrap();
         let emb = HashEmbedder::new(256);
-        crate::eval::ingest_dir(&data, "default", &docs, &emb).unwrap();
+        crate::eval::ingest_dir(&data, &test_key(), "default", &docs, &emb).unwrap();
         let f = Fixture {
             _dir: dir,
             data,
@@ -929,8 +938,13 @@ mod tests {
             loads: Arc::new(Mutex::new(Vec::new())),
         };
         let src = Source_ { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone() };
-        let a = Assistant::new(AssistantConfig::default(), &f.data, Arc::new(emb), None, Box::new(src)).unwrap();
+        let a = Assistant::new(AssistantConfig::default(), &f.data, &test_key(), Arc::new(emb), None, Box::new(src)).unwrap();
         (f, a)
+    }
+
+    /// The fixture's data dir is encrypted with this fixed key.
+    fn test_key() -> WorkspaceKey {
+        WorkspaceKey::from_bytes([9; 32])
     }
 
     fn ask(a: &mut Assistant, q: &str) -> (Answer, String) {
@@ -1035,7 +1049,7 @@ mod tests {
         assert_eq!(f.prompts.lock().unwrap().len(), 1);
         // change the knowledge base: the cache no longer answers
         std::fs::write(f.docs.join("new.md"), "# New\n\nThe office is closed on Fridays.\n").unwrap();
-        crate::eval::ingest_dir(&f.data, "default", &f.docs, &HashEmbedder::new(256)).unwrap();
+        crate::eval::ingest_dir(&f.data, &test_key(), "default", &f.docs, &HashEmbedder::new(256)).unwrap();
         let (third, _) = ask(&mut a, "How many vacation days do full-time employees get?");
         assert!(!third.cache_hit);
         let s = a.cache_stats().unwrap();

@@ -12,6 +12,9 @@ pub enum AssistantError {
     BadKbName(String),
     #[error(transparent)]
     Kb(#[from] tresor_kb::KbError),
+    /// Encryption at rest: wrong key or passphrase, a file sealed by another key.
+    #[error(transparent)]
+    Crypto(#[from] tresor_guard::crypto::CryptoError),
     #[error(transparent)]
     Llm(#[from] tresor_llm::LlmError),
     #[error(transparent)]

@@ -73,10 +73,11 @@ pub struct AnswerEvalReport {
     pub items: Vec<ItemResult>,
 }
 
-/// Ingests `docs` into knowledge base `name` under `data_dir` (a scratch dir for evaluation).
-pub fn ingest_dir(data_dir: &Path, name: &str, docs: &Path, embedder: &dyn TextEmbedder) -> Result<tresor_kb::IngestReport> {
+/// Ingests `docs` into knowledge base `name` under `data_dir` (a scratch dir
+/// for evaluation), encrypted with `key` (the assistant's: [`Assistant::key`]).
+pub fn ingest_dir(data_dir: &Path, key: &tresor_guard::crypto::WorkspaceKey, name: &str, docs: &Path, embedder: &dyn TextEmbedder) -> Result<tresor_kb::IngestReport> {
     let dir = kb_dir(data_dir, name)?;
-    let mut kb = Kb::open(&dir)?;
+    let mut kb = Kb::open(&dir, key)?;
     Ok(ingest(&mut kb, embedder, &[docs.to_path_buf()], &IngestOptions::default(), &NoProgress)?)
 }
 

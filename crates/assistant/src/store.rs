@@ -6,15 +6,18 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+use tresor_guard::crypto::WorkspaceKey;
 use tresor_llm::ChatMessage;
 
 use crate::error::{AssistantError, DbCtx, Result};
 
-pub(crate) fn open_db(path: &Path) -> Result<Connection> {
+/// Opens `assistant.sqlite` through SQLCipher with the workspace key (a
+/// plaintext file from before encryption is migrated on first open).
+pub(crate) fn open_db(path: &Path, key: &WorkspaceKey) -> Result<Connection> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| AssistantError::Io { path: dir.to_path_buf(), source })?;
     }
-    let conn = Connection::open(path).db(path)?;
+    let conn = key.open_db(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).db(path)?;
     conn.pragma_update(None, "journal_mode", "WAL").db(path)?;
     conn.pragma_update(None, "foreign_keys", "ON").db(path)?;
@@ -60,8 +63,8 @@ pub struct Feedback {
 }
 
 impl ThreadStore {
-    pub fn open(path: &Path) -> Result<Self> {
-        let conn = open_db(path)?;
+    pub fn open(path: &Path, key: &WorkspaceKey) -> Result<Self> {
+        let conn = open_db(path, key)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS threads (
                 id INTEGER PRIMARY KEY,
@@ -300,7 +303,7 @@ mod tests {
     #[test]
     fn threads_messages_and_feedback_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let s = ThreadStore::open(&dir.path().join("a.sqlite")).unwrap();
+        let s = ThreadStore::open(&dir.path().join("a.sqlite"), &WorkspaceKey::ephemeral()).unwrap();
         let t = s.create_thread("Vacation", Some("default")).unwrap();
         s.add_message(t, "user", "How many days?", None).unwrap();
         let a = s.add_message(t, "assistant", "30 days [1].", Some(&serde_json::json!({"model": "m"}))).unwrap();

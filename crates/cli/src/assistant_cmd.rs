@@ -94,13 +94,13 @@ fn load_reranker(ctx: &Ctx) -> Result<Option<Arc<dyn TextReranker>>> {
     Ok(Some(Arc::new(CrossEncoder { inner: rr, id: r.id })))
 }
 
-/// The engine for this data dir and models dir.
-pub fn build_assistant(ctx: &Ctx, data_dir: &std::path::Path) -> Result<Assistant> {
+/// The engine for this data dir (encrypted with `key`) and models dir.
+pub fn build_assistant(ctx: &Ctx, data_dir: &std::path::Path, key: &tresor_guard::crypto::WorkspaceKey) -> Result<Assistant> {
     let cfg = AssistantConfig::load(data_dir)?;
     let embedder = load_embedder(ctx)?;
     let reranker = load_reranker(ctx)?;
     let models = CatalogModels { models_dir: ctx.models_dir.clone(), device: device(ctx)?, context_cap: Some(4096) };
-    Ok(Assistant::new(cfg, data_dir, Arc::new(embedder), reranker, Box::new(models))?)
+    Ok(Assistant::new(cfg, data_dir, key, Arc::new(embedder), reranker, Box::new(models))?)
 }
 
 /// `--kb NAME` must exist; without it, `default` when it exists, else none.
@@ -147,7 +147,7 @@ pub fn run_ask(args: AskArgs, ctx: &Ctx) -> Result<()> {
     if kb.is_none() && !args.json {
         eprintln!("note: no knowledge base (ingest documents with `tresor ingest PATH`); the model answers on its own, without sources");
     }
-    let mut assistant = build_assistant(ctx, &ctx.data_dir)?;
+    let mut assistant = build_assistant(ctx, &ctx.data_dir, &crate::key_cmd::workspace_key(ctx)?)?;
     let req = AskRequest { question: args.question, kb, thread: args.thread, model: args.model, no_cache: args.no_cache, ..Default::default() };
     let stdout = std::io::stdout();
     let json = args.json;
@@ -176,7 +176,7 @@ const CHAT_HELP: &str = "commands: /sources (sources of the last answer), /new (
 
 pub fn run_chat(args: ChatArgs, ctx: &Ctx) -> Result<()> {
     let mut kb = pick_kb(ctx, args.kb.as_deref())?;
-    let mut assistant = build_assistant(ctx, &ctx.data_dir)?;
+    let mut assistant = build_assistant(ctx, &ctx.data_dir, &crate::key_cmd::workspace_key(ctx)?)?;
     let mut model = args.model;
     let mut thread = args.thread;
     if let Some(t) = thread {
@@ -304,13 +304,14 @@ pub fn run_eval_answers(args: EvalAnswersArgs, ctx: &Ctx) -> Result<()> {
         }
     }
     let (_tmp, data) = eval::scratch_dir()?;
-    let mut assistant = build_assistant(ctx, &data)?;
-    let rep = eval::ingest_dir(&data, "gold", &args.docs, assistant.embedder())?;
+    // a scratch data dir, removed afterwards: a key that lives only in memory
+    let mut assistant = build_assistant(ctx, &data, &tresor_guard::crypto::WorkspaceKey::ephemeral())?;
+    let rep = eval::ingest_dir(&data, assistant.key(), "gold", &args.docs, assistant.embedder())?;
     for f in &rep.failed {
         eprintln!("failed {}: {}", f.source, f.reason);
     }
     if let Some(u) = &args.unrelated_docs {
-        eval::ingest_dir(&data, "unrelated", u, assistant.embedder())?;
+        eval::ingest_dir(&data, assistant.key(), "unrelated", u, assistant.embedder())?;
     }
     let verbose = !args.json;
     let report = eval::evaluate(&mut assistant, "gold", &gold, args.unrelated_docs.as_ref().map(|_| "unrelated"), &mut |r| {
@@ -362,8 +363,8 @@ pub fn run_bench_answers(args: BenchAnswersArgs, ctx: &Ctx) -> Result<()> {
         bail!("--docs {}: not a folder", args.docs.display());
     }
     let (_tmp, data) = eval::scratch_dir()?;
-    let mut assistant = build_assistant(ctx, &data)?;
-    eval::ingest_dir(&data, "bench", &args.docs, assistant.embedder())?;
+    let mut assistant = build_assistant(ctx, &data, &tresor_guard::crypto::WorkspaceKey::ephemeral())?;
+    eval::ingest_dir(&data, assistant.key(), "bench", &args.docs, assistant.embedder())?;
     let verbose = !args.json;
     let r = tresor_assistant::bench::run(&mut assistant, "bench", &qs, &args.budgets, &mut |l| {
         if verbose {

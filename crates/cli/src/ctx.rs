@@ -25,6 +25,8 @@ pub struct Ctx {
     pub threads: Option<usize>,
     /// `--workspace NAME` (default "default").
     pub workspace: String,
+    /// `--passphrase-file` / `TRESOR_PASSPHRASE_FILE`: unlocks the workspace key (see key_cmd).
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// What a command needs of the `--workspace` it was given.

@@ -452,7 +452,7 @@ pub fn run_eval_injection(args: EvalInjectionArgs, ctx: &Ctx) -> Result<()> {
 /// The end-to-end attack run (tresor-assistant's generated poisoned handbook) in a scratch data dir.
 fn attack_run(ctx: &Ctx, verbose: bool) -> Result<tresor_assistant::attack::AttackReport> {
     let (_tmp, data) = tresor_assistant::eval::scratch_dir()?;
-    let mut assistant = crate::assistant_cmd::build_assistant(ctx, &data).context("the attack run needs the chat and embedding models")?;
+    let mut assistant = crate::assistant_cmd::build_assistant(ctx, &data, &tresor_guard::crypto::WorkspaceKey::ephemeral()).context("the attack run needs the chat and embedding models")?;
     let rep = tresor_assistant::attack::run(&mut assistant, &data, &mut |on, c| {
         if verbose {
             eprintln!(

@@ -332,8 +332,9 @@ impl IngestProgress for Bar {
 
 pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     let dir = kb_dir(ctx, &args.kb)?;
+    let key = crate::key_cmd::workspace_key(ctx)?;
     let embedder = load_embedder(ctx, &args.model)?;
-    let mut kb = Kb::open(&dir).with_context(|| format!("opening knowledge base `{}`", args.kb))?;
+    let mut kb = Kb::open(&dir, &key).with_context(|| format!("opening knowledge base `{}`", args.kb))?;
     if let Some(q) = args.quantization {
         kb.set_quantization(q.into())?;
     }
@@ -379,9 +380,10 @@ pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
 }
 
 pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
+    let key = crate::key_cmd::workspace_key(ctx)?;
     match cmd {
         KbCmd::List(sel) => {
-            let kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?)?;
+            let kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?, &key)?;
             let docs = kb.list()?;
             if sel.json {
                 out!("{}", serde_json::to_string_pretty(&docs)?);
@@ -392,7 +394,7 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             }
         }
         KbCmd::Stats(sel) => {
-            let kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?)?;
+            let kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?, &key)?;
             let s = kb.stats(&sel.kb)?;
             if sel.json {
                 out!("{}", serde_json::to_string_pretty(&s)?);
@@ -407,14 +409,14 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             }
         }
         KbCmd::Remove { source, kb } => {
-            let mut k = Kb::open_existing(&kb_dir(ctx, &kb)?)?;
+            let mut k = Kb::open_existing(&kb_dir(ctx, &kb)?, &key)?;
             k.ensure_index().ok();
             let n = k.remove_source(&source)?;
             k.save_index()?;
             out!("removed {source} ({n} chunks)");
         }
         KbCmd::Check(sel) => {
-            let mut kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?)?;
+            let mut kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?, &key)?;
             let r = kb.check()?;
             if sel.json {
                 out!("{}", serde_json::to_string_pretty(&r)?);
@@ -430,7 +432,7 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             }
         }
         KbCmd::RebuildIndex(sel) => {
-            let mut kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?)?;
+            let mut kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?, &key)?;
             let n = kb.rebuild_fts()?;
             let has_vectors = kb.info()?.dim.is_some();
             if has_vectors {
@@ -445,7 +447,7 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
 
 pub fn run_search(args: SearchArgs, ctx: &Ctx) -> Result<()> {
     let dir = kb_dir(ctx, &args.kb)?;
-    let mut kb = Kb::open_existing(&dir)?;
+    let mut kb = Kb::open_existing(&dir, &crate::key_cmd::workspace_key(ctx)?)?;
     let mode = match args.mode {
         ModeArg::Hybrid => Mode::Hybrid,
         ModeArg::Bm25 => Mode::Bm25,
@@ -518,7 +520,8 @@ pub fn run_eval_retrieval(args: EvalRetrievalArgs, ctx: &Ctx) -> Result<()> {
     let embedder = load_embedder(ctx, &args.model)?;
     let reranker = load_reranker(ctx, args.rerank_model.as_deref())?;
     let (_tmp, dir) = eval::temp_kb_dir()?;
-    let mut kb = Kb::open(&dir)?;
+    // a scratch knowledge base, removed afterwards: a key that lives only in memory
+    let mut kb = Kb::open(&dir, &tresor_guard::crypto::WorkspaceKey::ephemeral())?;
     let iopts = IngestOptions {
         chunk: ChunkConfig { target_tokens: args.chunk_tokens.max(16), overlap_tokens: args.overlap_tokens },
         ..IngestOptions::default()

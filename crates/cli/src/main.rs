@@ -41,6 +41,9 @@ struct Cli {
     /// Workspace (team or tenant): its own knowledge bases, keys, threads, cache and audit log.
     #[arg(long, global = true, default_value = "default", env = "TRESOR_WORKSPACE")]
     workspace: String,
+    /// File whose first line is the passphrase of the workspace key (else TRESOR_PASSPHRASE, the OS keyring, or a prompt).
+    #[arg(long, global = true, env = "TRESOR_PASSPHRASE_FILE")]
+    passphrase_file: Option<PathBuf>,
     /// More logging (-v info, -vv debug, -vvv trace); logs go to stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -154,6 +157,7 @@ fn run(cli: Cli) -> Result<()> {
         device: cli.device,
         threads: cli.threads,
         workspace: cli.workspace,
+        passphrase_file: cli.passphrase_file,
     }
     .in_workspace(need)?;
     match cli.command {

@@ -60,7 +60,8 @@ pub fn run_serve(args: ServeArgs, ctx: &Ctx) -> Result<()> {
         // each workspace's engine sees only its own data dir (and so its own key, cache, threads, audit)
         Box::new(move |name, dir| {
             let ws = Ctx { data_dir: dir.to_path_buf(), workspace: name.to_string(), ..base.clone() };
-            crate::assistant_cmd::build_assistant(&ws, &ws.data_dir)
+            crate::key_cmd::workspace_key(&ws)
+                .and_then(|key| crate::assistant_cmd::build_assistant(&ws, &ws.data_dir, &key))
                 .with_context(|| format!("workspace `{name}`"))
                 .map_err(|e| format!("{e:#}"))
         }),

@@ -33,6 +33,8 @@ fn home() -> &'static PathBuf {
 fn cmd(home: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
     c.arg("--models-dir").arg(models_dir()).arg("--data-dir").arg(home).env_remove("TRESOR_HOME");
+    // the data dir is encrypted: its key is unlocked with this passphrase
+    c.env("TRESOR_PASSPHRASE", "assistant-test-passphrase").env_remove("TRESOR_PASSPHRASE_FILE");
     c
 }
 

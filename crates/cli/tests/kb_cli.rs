@@ -29,8 +29,12 @@ fn repo() -> PathBuf {
 fn tresor(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
     c.env("TRESOR_HOME", home).env("TRESOR_MODELS", models_dir()).env_remove("TRESOR_DEVICE");
+    // the data dir is encrypted: its key is unlocked with this passphrase
+    c.env("TRESOR_PASSPHRASE", PASSPHRASE).env_remove("TRESOR_PASSPHRASE_FILE");
     c
 }
+
+const PASSPHRASE: &str = "kb-test-passphrase";
 
 fn run(home: &Path, args: &[&str]) -> Output {
     let out = tresor(home).args(args).output().expect("run tresor");
@@ -169,7 +173,10 @@ fn bad_files_are_reported_and_skipped_and_prune_works() {
 
 /// (source, ord, text) of every chunk of a knowledge base.
 fn chunk_set(dir: &Path) -> BTreeSet<(String, usize, String)> {
-    let kb = tresor_kb::Kb::open_existing(dir).unwrap();
+    // dir is <data dir>/kb/<name>
+    let data_dir = dir.parent().and_then(Path::parent).unwrap();
+    let key = tresor_guard::crypto::WorkspaceKey::open(data_dir, &tresor_guard::crypto::KeySource::passphrase(PASSPHRASE)).unwrap();
+    let kb = tresor_kb::Kb::open_existing(dir, &key).unwrap();
     let mut out = BTreeSet::new();
     for src in kb.sources().unwrap() {
         for (i, c) in kb.chunks_of(&src).unwrap().into_iter().enumerate() {

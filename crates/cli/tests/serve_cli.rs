@@ -35,6 +35,8 @@ impl Drop for Server {
 fn tresor(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
     c.arg("--models-dir").arg(models_dir()).arg("--data-dir").arg(home).env_remove("TRESOR_HOME").env_remove("TRESOR_API_TOKEN");
+    // the data dir is encrypted: its key is unlocked with this passphrase
+    c.env("TRESOR_PASSPHRASE", "serve-test-passphrase").env_remove("TRESOR_PASSPHRASE_FILE");
     c
 }
 

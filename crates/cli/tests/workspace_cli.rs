@@ -31,7 +31,10 @@ fn tresor(home: &Path) -> Command {
         .arg(home)
         .env_remove("TRESOR_HOME")
         .env_remove("TRESOR_API_TOKEN")
-        .env_remove("TRESOR_WORKSPACE");
+        .env_remove("TRESOR_WORKSPACE")
+        // every workspace's key is unlocked with this passphrase
+        .env("TRESOR_PASSPHRASE", "workspace-test-passphrase")
+        .env_remove("TRESOR_PASSPHRASE_FILE");
     c
 }
 

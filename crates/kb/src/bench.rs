@@ -21,6 +21,7 @@ use crate::ingest::{ingest, IngestOptions, NoProgress};
 use crate::lang::Lang;
 use crate::retrieve::{search, Mode, RerankChoice, SearchOptions};
 use crate::store::{DocMeta, Kb};
+use tresor_guard::crypto::WorkspaceKey;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -176,7 +177,7 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 fn bench_ingest(embedder: &dyn TextEmbedder, corpus: &Path, label: &str, work: &Path) -> Result<IngestBench> {
     let kb_dir = work.join(format!("ingest-{label}"));
     let _ = std::fs::remove_dir_all(&kb_dir);
-    let mut kb = Kb::open(&kb_dir)?;
+    let mut kb = Kb::open(&kb_dir, &WorkspaceKey::ephemeral())?;
     let t = Instant::now();
     let rep = ingest(&mut kb, embedder, &[corpus.to_path_buf()], &IngestOptions::default(), &NoProgress)?;
     let secs = t.elapsed().as_secs_f64();
@@ -291,7 +292,7 @@ fn bench_scale(n: usize, queries: usize, work: &Path, log: &dyn Fn(&str)) -> Res
     let dim = 384;
     let dir = work.join(format!("scale-{n}"));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut kb = Kb::open(&dir)?;
+    let mut kb = Kb::open(&dir, &WorkspaceKey::ephemeral())?;
     let mut synth = Synth::new(dim, n, n as u64);
     let qn = queries.max(10);
     let mut qmap = HashMap::new();

@@ -38,6 +38,9 @@ pub enum KbError {
     Goldset { path: PathBuf, line: usize, reason: String },
     #[error("invalid option: {0}")]
     Invalid(String),
+    /// Encryption at rest: wrong key, a file sealed by another key, a key-file problem.
+    #[error(transparent)]
+    Crypto(#[from] tresor_guard::crypto::CryptoError),
 }
 
 pub type Result<T, E = KbError> = std::result::Result<T, E>;

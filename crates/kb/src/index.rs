@@ -1,9 +1,9 @@
 //! The usearch HNSW index over chunk embeddings (key = chunk id, cosine).
 //! A derived cache of the embeddings in SQLite: it can always be rebuilt
 //! from them, and is kept consistent by replaying SQLite's index log (see
-//! `store` and docs/storage.md).
-
-use std::path::Path;
+//! `store` and docs/storage.md). It only converts to and from bytes: the
+//! store seals them with the workspace key before they touch the disk
+//! (encryption at rest), so this module never writes a file itself.
 
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
@@ -64,22 +64,25 @@ impl VectorIndex {
         Ok(VectorIndex { idx, dim })
     }
 
-    pub fn load(path: &Path, dim: usize, q: Quantization) -> Result<Self, String> {
-        let p = path.to_str().ok_or("index path is not UTF-8")?;
-        let meta = Index::metadata(p).map_err(|e| e.to_string())?;
+    /// An index from what [`VectorIndex::to_bytes`] produced.
+    pub fn from_bytes(bytes: &[u8], dim: usize, q: Quantization) -> Result<Self, String> {
+        let meta = Index::metadata_from_buffer(bytes).map_err(|e| e.to_string())?;
         if meta.dimensions as usize != dim {
             return Err(format!("index has {} dimensions, knowledge base {dim}", meta.dimensions));
         }
         let idx = Index::new(&options(dim, q)).map_err(|e| e.to_string())?;
-        idx.load(p).map_err(|e| e.to_string())?;
+        idx.load_from_buffer(bytes).map_err(|e| e.to_string())?;
         if idx.dimensions() != dim {
             return Err(format!("index has {} dimensions, knowledge base {dim}", idx.dimensions()));
         }
         Ok(VectorIndex { idx, dim })
     }
 
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        self.idx.save(path.to_str().ok_or("index path is not UTF-8")?).map_err(|e| e.to_string())
+    /// The serialized index (usearch's file format, in memory).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        let mut buf = vec![0u8; self.idx.serialized_length()];
+        self.idx.save_to_buffer(&mut buf).map_err(|e| e.to_string())?;
+        Ok(buf)
     }
 
     pub fn dim(&self) -> usize {
@@ -165,8 +168,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn add_search_remove_save_load() {
-        let dir = tempfile::tempdir().unwrap();
+    fn add_search_remove_to_from_bytes() {
         let idx = VectorIndex::new(4, Quantization::F16, 8).unwrap();
         idx.upsert(1, &[1.0, 0.0, 0.0, 0.0]).unwrap();
         idx.upsert(2, &[0.0, 1.0, 0.0, 0.0]).unwrap();
@@ -178,13 +180,11 @@ mod tests {
         let f = |k: u64| k != 1;
         assert_eq!(idx.search(&[1.0, 0.1, 0.0, 0.0], 1, Some(&f)).unwrap()[0].0, 2);
         idx.remove(2).unwrap();
-        let p = dir.path().join("v.usearch");
-        idx.save(&p).unwrap();
-        let back = VectorIndex::load(&p, 4, Quantization::F16).unwrap();
+        let bytes = idx.to_bytes().unwrap();
+        let back = VectorIndex::from_bytes(&bytes, 4, Quantization::F16).unwrap();
         assert_eq!(back.len(), 2);
         assert!(back.contains(3) && !back.contains(2));
-        assert!(VectorIndex::load(&p, 8, Quantization::F16).is_err());
-        std::fs::write(&p, b"garbage").unwrap();
-        assert!(VectorIndex::load(&p, 4, Quantization::F16).is_err());
+        assert!(VectorIndex::from_bytes(&bytes, 8, Quantization::F16).is_err());
+        assert!(VectorIndex::from_bytes(b"garbage", 4, Quantization::F16).is_err());
     }
 }

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::error::{DbCtx, IoCtx, KbError, Result};
 use crate::index::{Quantization, VectorIndex};
 use crate::lang::Lang;
+use tresor_guard::crypto::WorkspaceKey;
 
 pub const SCHEMA_VERSION: i64 = 2;
 const DB_FILE: &str = "kb.sqlite";
@@ -208,6 +209,8 @@ pub struct Kb {
     dir: PathBuf,
     db_path: PathBuf,
     conn: Connection,
+    /// The workspace's data key: SQLCipher key of the database, AEAD key of the vector files.
+    key: WorkspaceKey,
     index: Option<VectorIndex>,
     applied_seq: i64,
     index_dirty: bool,
@@ -222,31 +225,33 @@ pub(crate) fn blob_to_f32s(b: &[u8]) -> Vec<f32> {
 }
 
 impl Kb {
-    /// Opens the knowledge base in `dir`, creating it if needed.
-    pub fn open(dir: &Path) -> Result<Kb> {
+    /// Opens the knowledge base in `dir`, creating it if needed; `key` is
+    /// the data key of the workspace it belongs to (encryption at rest).
+    pub fn open(dir: &Path, key: &WorkspaceKey) -> Result<Kb> {
         std::fs::create_dir_all(dir).io(dir)?;
-        Self::open_inner(dir)
+        Self::open_inner(dir, key)
     }
 
     /// Opens an existing knowledge base; `NoSuchKb` if there is none.
-    pub fn open_existing(dir: &Path) -> Result<Kb> {
+    pub fn open_existing(dir: &Path, key: &WorkspaceKey) -> Result<Kb> {
         if !dir.join(DB_FILE).exists() {
             return Err(KbError::NoSuchKb(dir.to_path_buf()));
         }
-        Self::open_inner(dir)
+        Self::open_inner(dir, key)
     }
 
     pub fn exists(dir: &Path) -> bool {
         dir.join(DB_FILE).exists()
     }
 
-    fn open_inner(dir: &Path) -> Result<Kb> {
+    fn open_inner(dir: &Path, key: &WorkspaceKey) -> Result<Kb> {
         let db_path = dir.join(DB_FILE);
-        let conn = Connection::open(&db_path).db(&db_path)?;
+        // SQLCipher; a plaintext kb.sqlite from before encryption is migrated here
+        let conn = key.open_db(&db_path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).db(&db_path)?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
             .db(&db_path)?;
-        let mut kb = Kb { dir: dir.to_path_buf(), db_path, conn, index: None, applied_seq: 0, index_dirty: false };
+        let mut kb = Kb { dir: dir.to_path_buf(), db_path, conn, key: key.clone(), index: None, applied_seq: 0, index_dirty: false };
         kb.migrate()?;
         Ok(kb)
     }
@@ -281,6 +286,11 @@ impl Kb {
 
     pub fn db_path(&self) -> &Path {
         &self.db_path
+    }
+
+    /// The workspace key this knowledge base was opened with.
+    pub fn key(&self) -> &WorkspaceKey {
+        &self.key
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -539,7 +549,8 @@ impl Kb {
         let mut loaded = None;
         if let Some((seq, path)) = self.latest_index_file()? {
             if seq >= compacted {
-                match VectorIndex::load(&path, dim, q) {
+                let loaded_file = self.key.read_file(&path).map_err(|e| e.to_string());
+                match loaded_file.and_then(|bytes| VectorIndex::from_bytes(&bytes, dim, q)) {
                     Ok(idx) => loaded = Some((seq, idx)),
                     Err(e) => tracing::warn!("vector index {} unreadable ({e}); rebuilding from the database", path.display()),
                 }
@@ -668,8 +679,17 @@ impl Kb {
         let seq = self.applied_seq;
         let tmp = self.dir.join(format!("vectors.tmp-{}", std::process::id()));
         let fin = self.dir.join(format!("vectors-{seq:020}.usearch"));
-        self.index.as_ref().expect("checked").save(&tmp).map_err(|e| self.index_err(e))?;
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).io(&tmp)?;
+        // sealed with the workspace key (AEAD) before it touches the disk
+        let bytes = self.index.as_ref().expect("checked").to_bytes().map_err(|e| self.index_err(e))?;
+        let sealed = self.key.seal(&bytes, b"");
+        drop(bytes);
+        std::fs::File::create(&tmp)
+            .and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(&sealed)?;
+                f.sync_all()
+            })
+            .io(&tmp)?;
         std::fs::rename(&tmp, &fin).io(&fin)?;
         if let Ok(d) = std::fs::File::open(&self.dir) {
             let _ = d.sync_all();

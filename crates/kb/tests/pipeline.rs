@@ -6,11 +6,17 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use tresor_guard::crypto::WorkspaceKey;
 use tresor_kb::store::Filter;
 use tresor_kb::{ingest, search, HashEmbedder, IngestOptions, Kb, KbError, Mode, NoProgress, RerankChoice, SearchOptions};
 
 fn sample_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/sample-kb")
+}
+
+/// Every test's knowledge bases are encrypted with this fixed workspace key.
+fn key() -> WorkspaceKey {
+    WorkspaceKey::from_bytes([42; 32])
 }
 
 fn emb() -> HashEmbedder {
@@ -45,7 +51,7 @@ fn snapshot(kb: &Kb, root: &Path) -> BTreeSet<(String, usize, String)> {
 #[test]
 fn sample_kb_ingests_every_format_with_metadata() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut kb = Kb::open(&tmp.path().join("kb")).unwrap();
+    let mut kb = Kb::open(&tmp.path().join("kb"), &key()).unwrap();
     let rep = ingest(&mut kb, &emb(), &[sample_dir()], &IngestOptions::default(), &NoProgress).unwrap();
     assert!(rep.failed.is_empty(), "{:?}", rep.failed);
     assert_eq!(rep.added, 9, "README.md is excluded by .tresorignore");
@@ -85,7 +91,7 @@ fn reingest_is_incremental_and_prune_removes_deleted_files() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("docs");
     copy_dir(&sample_dir(), &root);
-    let mut kb = Kb::open(&tmp.path().join("kb")).unwrap();
+    let mut kb = Kb::open(&tmp.path().join("kb"), &key()).unwrap();
     let e = emb();
     let first = ingest(&mut kb, &e, &[root.clone()], &IngestOptions::default(), &NoProgress).unwrap();
     let again = ingest(&mut kb, &e, &[root.clone()], &IngestOptions::default(), &NoProgress).unwrap();
@@ -101,7 +107,7 @@ fn reingest_is_incremental_and_prune_removes_deleted_files() {
     assert!(pruned.pruned[0].ends_with("product-faq.md"));
 
     // exactly the chunks of a clean ingest of the same tree
-    let mut clean = Kb::open(&tmp.path().join("clean")).unwrap();
+    let mut clean = Kb::open(&tmp.path().join("clean"), &key()).unwrap();
     ingest(&mut clean, &e, &[root.clone()], &IngestOptions::default(), &NoProgress).unwrap();
     assert_eq!(snapshot(&kb, &root), snapshot(&clean, &root));
     assert_eq!(kb.chunk_count().unwrap(), clean.chunk_count().unwrap());
@@ -145,7 +151,7 @@ fn bad_files_are_reported_with_reasons_and_the_rest_ingests() {
     std::fs::write(d.join("notzip.docx"), b"PK not really").unwrap();
     std::fs::write(d.join("broken.json"), b"{\"a\": [1, 2").unwrap();
     std::fs::write(d.join("only-markup.html"), b"<html><body><script>x()</script></body></html>").unwrap();
-    let mut kb = Kb::open(&tmp.path().join("kb")).unwrap();
+    let mut kb = Kb::open(&tmp.path().join("kb"), &key()).unwrap();
     let rep = ingest(&mut kb, &emb(), &[d.clone()], &IngestOptions::default(), &NoProgress).unwrap();
     assert_eq!(rep.added, 1, "{rep:?}");
     let reason = |name: &str| {
@@ -165,7 +171,7 @@ fn bad_files_are_reported_with_reasons_and_the_rest_ingests() {
 }
 
 fn sample_kb(tmp: &Path) -> Kb {
-    let mut kb = Kb::open(&tmp.join("kb")).unwrap();
+    let mut kb = Kb::open(&tmp.join("kb"), &key()).unwrap();
     ingest(&mut kb, &emb(), &[sample_dir()], &IngestOptions::default(), &NoProgress).unwrap();
     kb
 }
@@ -247,7 +253,7 @@ fn vector_index_is_rebuilt_or_replayed_after_loss_or_crash() {
     assert_eq!(files().len(), 1);
     // corrupt vector file → rebuilt from the embeddings
     std::fs::write(&files()[0], b"not an index").unwrap();
-    let mut kb = Kb::open(&dir).unwrap();
+    let mut kb = Kb::open(&dir, &key()).unwrap();
     let r = kb.check().unwrap();
     assert!(r.ok && r.indexed == n, "{r:?}");
     kb.save_index().unwrap();
@@ -256,7 +262,7 @@ fn vector_index_is_rebuilt_or_replayed_after_loss_or_crash() {
     for f in files() {
         std::fs::remove_file(f).unwrap();
     }
-    let mut kb = Kb::open(&dir).unwrap();
+    let mut kb = Kb::open(&dir, &key()).unwrap();
     assert!(kb.check().unwrap().ok);
     kb.save_index().unwrap();
     // a document committed to SQLite but never saved to the vector file (a crash
@@ -265,7 +271,7 @@ fn vector_index_is_rebuilt_or_replayed_after_loss_or_crash() {
     std::fs::write(&src, "# Late\n\nCommitted but the vector file was never saved.\n").unwrap();
     let e = emb();
     {
-        let mut kb = Kb::open(&dir).unwrap();
+        let mut kb = Kb::open(&dir, &key()).unwrap();
         let meta = tresor_kb::store::DocMeta {
             source: src.display().to_string(),
             title: "Late".into(),
@@ -282,7 +288,7 @@ fn vector_index_is_rebuilt_or_replayed_after_loss_or_crash() {
         tx.commit("Late", "en").unwrap();
         // dropped without save_index: the process "dies" here
     }
-    let mut kb = Kb::open(&dir).unwrap();
+    let mut kb = Kb::open(&dir, &key()).unwrap();
     let r = kb.check().unwrap();
     assert!(r.ok && r.indexed == n + 1, "{r:?}");
     let h = top(&mut kb, "Committed but never saved.", Mode::Vector, &[]);
@@ -327,7 +333,7 @@ fn near_duplicates_are_removed() {
     std::fs::write(d.join("a.md"), text).unwrap();
     std::fs::write(d.join("copy-of-a.md"), text).unwrap();
     std::fs::write(d.join("b.md"), "# Other\n\nBackups of laptops are the user's job.\n").unwrap();
-    let mut kb = Kb::open(&tmp.path().join("kb")).unwrap();
+    let mut kb = Kb::open(&tmp.path().join("kb"), &key()).unwrap();
     ingest(&mut kb, &emb(), &[d], &IngestOptions::default(), &NoProgress).unwrap();
     let res = search(&mut kb, "how long are backups kept", Some(&emb()), None, &SearchOptions::default()).unwrap();
     assert_eq!(res.trace.duplicates_removed, 1);

@@ -785,11 +785,12 @@ async fn metrics(State(s): State<AppState>, Extension(ws): Extension<Ws>) -> Api
 async fn list_kbs(State(s): State<AppState>, Extension(ws): Extension<Ws>) -> ApiResult<Json<Value>> {
     let dir = ws.dir.as_ref().clone();
     let kbs = s
-        .call(&ws, move |_| {
+        .call(&ws, move |a| {
+            let key = a.key().clone();
             kb_names(&dir)
                 .into_iter()
                 .filter_map(|n| {
-                    let kb = tresor_kb::Kb::open_existing(&kb_dir(&dir, &n).ok()?).ok()?;
+                    let kb = tresor_kb::Kb::open_existing(&kb_dir(&dir, &n).ok()?, &key).ok()?;
                     let st = kb.stats(&n).ok()?;
                     Some(json!({"name": n, "documents": st.documents, "chunks": st.chunks, "embedder": st.embedder}))
                 })
@@ -859,7 +860,14 @@ async fn upload(
     std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
     let path = dir.join(&file);
     std::fs::write(&path, &body).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
-    let rep = s.call(&ws, move |a| a.ingest(&name, &[path])).await??;
+    // encryption at rest: the knowledge base now holds the document (encrypted); the plaintext upload goes
+    let rep = s
+        .call(&ws, move |a| {
+            let r = a.ingest(&name, std::slice::from_ref(&path));
+            let _ = std::fs::remove_file(&path);
+            r
+        })
+        .await??;
     Ok(Json(serde_json::to_value(rep).unwrap_or_default()))
 }
 

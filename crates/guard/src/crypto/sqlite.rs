@@ -29,7 +29,9 @@ pub(crate) fn is_plaintext(path: &Path) -> bool {
 
 fn apply_key(conn: &Connection, key: &WorkspaceKey, path: &Path) -> Result<()> {
     let k = key.sqlcipher_key();
-    conn.execute_batch(&format!("PRAGMA key = \"{}\"; PRAGMA temp_store = MEMORY;", k.as_str())).map_err(db_err(path))
+    // SQLCipher would log every failed page decryption (a wrong key) to stderr: the typed error says it
+    conn.execute_batch(&format!("PRAGMA cipher_log_level = NONE; PRAGMA key = \"{}\"; PRAGMA temp_store = MEMORY;", k.as_str()))
+        .map_err(db_err(path))
 }
 
 /// Reads the schema: the first read that needs the key. `Ok(false)`: wrong key / not a database.
