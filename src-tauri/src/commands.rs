@@ -1,0 +1,486 @@
+//! The Tauri commands the UI invokes. Each one is a thin call into the
+//! engine crates (tresor-assistant, tresor-kb, tresor-models); errors come
+//! back to the UI as their full anyhow chain. Blocking work runs on a
+//! blocking thread, never on the UI's event loop. Never: answer, retrieval or
+//! model logic of its own.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use tauri::{AppHandle, Emitter, Manager, State};
+use tresor_assistant::store::Feedback;
+use tresor_assistant::AskRequest;
+use tresor_kb::{IngestOptions, IngestProgress, Kb};
+use tresor_models::{Catalog, Check};
+
+use crate::host::{kb_path, Host};
+use crate::settings::Settings;
+
+type Res<T> = std::result::Result<T, String>;
+
+fn err(e: anyhow::Error) -> String {
+    format!("{e:#}")
+}
+
+/// Runs blocking work off the event loop with the app's `Host`.
+async fn blocking<T: Send + 'static>(app: AppHandle, f: impl FnOnce(&AppHandle, &Host) -> Result<T> + Send + 'static) -> Res<T> {
+    tauri::async_runtime::spawn_blocking(move || {
+        let host = app.state::<Host>();
+        f(&app, &host)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(err)
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+#[derive(Serialize)]
+pub struct AppInfo {
+    version: String,
+    data_dir: String,
+    models_dir: String,
+    kbs: Vec<String>,
+}
+
+#[tauri::command]
+pub fn app_info(host: State<'_, Host>) -> AppInfo {
+    AppInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        data_dir: host.data_dir().display().to_string(),
+        models_dir: host.models_dir().display().to_string(),
+        kbs: tresor_assistant::engine::kb_names(host.data_dir()),
+    }
+}
+
+// ---- chat -------------------------------------------------------------------
+
+#[derive(Clone, Serialize)]
+struct Token<'a> {
+    request: u64,
+    text: &'a str,
+}
+
+/// Answers `question` inside thread `thread` (a new one when None), streaming
+/// the answer text as `tresor://token` events tagged with `request`; returns
+/// the full answer (sources, refusal, timings) at the end.
+#[tauri::command]
+pub async fn ask(app: AppHandle, request: u64, question: String, kb: Option<String>, thread: Option<i64>) -> Res<serde_json::Value> {
+    blocking(app, move |app, host| {
+        let kb = match kb {
+            Some(k) if !k.is_empty() => Some(k),
+            _ => tresor_assistant::engine::kb_names(host.data_dir()).into_iter().find(|k| k == "default"),
+        };
+        let thread = match thread {
+            Some(t) => t,
+            None => {
+                let title: String = question.trim().chars().take(60).collect();
+                host.threads()?.create_thread(&title, kb.as_deref())?
+            }
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        *host.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(cancel.clone());
+        let req = AskRequest { question, kb, thread: Some(thread), cancel: Some(cancel), ..Default::default() };
+        let answer = host.with_engine(|a| {
+            Ok(a.answer(&req, &mut |text| {
+                let _ = app.emit("tresor://token", Token { request, text });
+            })?)
+        });
+        *host.cancel.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let answer = answer?;
+        let mut v = serde_json::to_value(&answer)?;
+        v["stopped"] = serde_json::Value::Bool(answer.trace.finish.as_deref() == Some("cancelled"));
+        Ok(v)
+    })
+    .await
+}
+
+/// Stops the answer in flight (it keeps what was streamed so far).
+#[tauri::command]
+pub fn stop_answer(host: State<'_, Host>) -> bool {
+    match host.cancel.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        Some(c) => {
+            c.store(true, Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
+// ---- threads and feedback ----------------------------------------------------
+
+#[tauri::command]
+pub async fn threads_list(app: AppHandle) -> Res<Vec<tresor_assistant::store::ThreadInfo>> {
+    blocking(app, |_, host| Ok(host.threads()?.threads()?)).await
+}
+
+#[tauri::command]
+pub async fn thread_messages(app: AppHandle, id: i64) -> Res<Vec<tresor_assistant::store::StoredMessage>> {
+    blocking(app, move |_, host| Ok(host.threads()?.messages(id)?)).await
+}
+
+#[tauri::command]
+pub async fn thread_create(app: AppHandle, title: String, kb: Option<String>) -> Res<i64> {
+    blocking(app, move |_, host| Ok(host.threads()?.create_thread(&title, kb.as_deref())?)).await
+}
+
+#[tauri::command]
+pub async fn thread_rename(app: AppHandle, id: i64, title: String) -> Res<()> {
+    blocking(app, move |_, host| Ok(host.threads()?.rename_thread(id, &title)?)).await
+}
+
+#[tauri::command]
+pub async fn thread_delete(app: AppHandle, id: i64) -> Res<()> {
+    blocking(app, move |_, host| Ok(host.threads()?.delete_thread(id)?)).await
+}
+
+/// Thumbs (+1/-1) on an answer, or a CSAT score (1-5) on a thread.
+#[tauri::command]
+pub async fn feedback(app: AppHandle, feedback: Feedback) -> Res<i64> {
+    blocking(app, move |_, host| Ok(host.threads()?.add_feedback(&feedback)?)).await
+}
+
+/// Exports the thread as a ticket file (personal data masked); returns its path.
+#[tauri::command]
+pub async fn handoff(app: AppHandle, thread: i64, note: String) -> Res<String> {
+    blocking(app, move |_, host| {
+        let store = host.threads()?;
+        let info = store.thread(thread)?;
+        let msgs = store.messages(thread)?;
+        let text = crate::ticket::render(&info, &msgs, &note, crate::ticket::REDACTION);
+        Ok(crate::ticket::write(host.data_dir(), thread, &text)?.display().to_string())
+    })
+    .await
+}
+
+// ---- knowledge bases ------------------------------------------------------------
+
+#[derive(Serialize)]
+pub struct KbView {
+    name: String,
+    documents: usize,
+    chunks: usize,
+    files: Vec<tresor_kb::DocInfo>,
+}
+
+#[tauri::command]
+pub async fn kb_list(app: AppHandle) -> Res<Vec<KbView>> {
+    blocking(app, |_, host| {
+        let mut out = Vec::new();
+        for name in tresor_assistant::engine::kb_names(host.data_dir()) {
+            let kb = Kb::open_existing(&kb_path(host.data_dir(), &name)?, &host.key).with_context(|| format!("opening knowledge base `{name}`"))?;
+            let files = kb.list()?;
+            out.push(KbView { name, documents: files.len(), chunks: kb.chunk_count()?, files });
+        }
+        Ok(out)
+    })
+    .await
+}
+
+#[derive(Clone, Serialize)]
+struct IngestEvent {
+    kb: String,
+    phase: &'static str,
+    file: Option<String>,
+    files: usize,
+    bytes_total: u64,
+    bytes_done: u64,
+    chunks: usize,
+}
+
+/// Ingest progress as `tresor://ingest` events.
+struct Progress {
+    app: AppHandle,
+    state: std::sync::Mutex<IngestEvent>,
+}
+
+impl Progress {
+    fn send(&self, f: impl FnOnce(&mut IngestEvent)) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut s);
+        let _ = self.app.emit("tresor://ingest", s.clone());
+    }
+}
+
+impl IngestProgress for Progress {
+    fn start(&self, files: usize, bytes: u64) {
+        self.send(|s| {
+            s.phase = "start";
+            s.files = files;
+            s.bytes_total = bytes;
+        });
+    }
+    fn file(&self, source: &str) {
+        self.send(|s| {
+            s.phase = "file";
+            s.file = Some(source.to_string());
+        });
+    }
+    fn advance(&self, bytes: u64, chunks: usize) {
+        self.send(|s| {
+            s.phase = "advance";
+            s.bytes_done += bytes;
+            s.chunks += chunks;
+        });
+    }
+    fn finish(&self) {
+        self.send(|s| s.phase = "finish");
+    }
+}
+
+/// Adds files or folders to knowledge base `kb` (created when new); progress
+/// as events, per-file failures in the returned report.
+#[tauri::command]
+pub async fn kb_add(app: AppHandle, kb: String, paths: Vec<String>) -> Res<tresor_kb::IngestReport> {
+    blocking(app, move |app, host| {
+        if paths.is_empty() {
+            bail!("no folder or file given");
+        }
+        let paths: Vec<PathBuf> = paths.iter().map(|p| PathBuf::from(p.trim())).collect();
+        for p in &paths {
+            if !p.is_absolute() {
+                bail!("{} is not an absolute path", p.display());
+            }
+            if !p.exists() {
+                bail!("{} does not exist", p.display());
+            }
+        }
+        let dir = kb_path(host.data_dir(), &kb)?;
+        let progress = Progress {
+            app: app.clone(),
+            state: std::sync::Mutex::new(IngestEvent { kb: kb.clone(), phase: "start", file: None, files: 0, bytes_total: 0, bytes_done: 0, chunks: 0 }),
+        };
+        host.with_engine(|a| {
+            let embedder = a.embedder_arc();
+            let mut store = Kb::open(&dir, &host.key).with_context(|| format!("opening knowledge base `{kb}`"))?;
+            Ok(tresor_kb::ingest(&mut store, embedder.as_ref(), &paths, &IngestOptions::default(), &progress)?)
+        })
+    })
+    .await
+}
+
+/// Deletes knowledge base `kb` (its store only; the original files stay).
+#[tauri::command]
+pub async fn kb_remove(app: AppHandle, kb: String) -> Res<()> {
+    blocking(app, move |_, host| {
+        let dir = kb_path(host.data_dir(), &kb)?;
+        if !Kb::exists(&dir) {
+            bail!("knowledge base `{kb}` does not exist");
+        }
+        // the engine may hold the store open: drop it first, under its lock
+        host.with_engine(|_| Ok(()))?;
+        host.reset();
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        Ok(())
+    })
+    .await
+}
+
+/// Re-indexes knowledge base `kb`: picks up changed, new and deleted files
+/// under its documents' folders, then rebuilds the full-text and vector indexes.
+#[tauri::command]
+pub async fn kb_reindex(app: AppHandle, kb: String) -> Res<tresor_kb::IngestReport> {
+    blocking(app, move |app, host| {
+        let dir = kb_path(host.data_dir(), &kb)?;
+        let progress = Progress {
+            app: app.clone(),
+            state: std::sync::Mutex::new(IngestEvent { kb: kb.clone(), phase: "start", file: None, files: 0, bytes_total: 0, bytes_done: 0, chunks: 0 }),
+        };
+        host.with_engine(|a| {
+            let embedder = a.embedder_arc();
+            let mut store = Kb::open_existing(&dir, &host.key).with_context(|| format!("opening knowledge base `{kb}`"))?;
+            // the folders the documents came from (files that vanished are pruned)
+            let mut roots: Vec<PathBuf> = store.sources()?.iter().filter_map(|s| PathBuf::from(s).parent().map(|p| p.to_path_buf())).collect();
+            roots.sort();
+            roots.dedup();
+            let roots: Vec<PathBuf> = roots.iter().filter(|r| !roots.iter().any(|o| o != *r && r.starts_with(o))).cloned().collect();
+            let opts = IngestOptions { prune: true, ..IngestOptions::default() };
+            let report = tresor_kb::ingest(&mut store, embedder.as_ref(), &roots, &opts, &progress)?;
+            store.rebuild_fts()?;
+            if store.info()?.dim.is_some() {
+                store.rebuild_vectors()?;
+                store.save_index()?;
+            }
+            Ok(report)
+        })
+    })
+    .await
+}
+
+#[derive(Serialize)]
+pub struct SourceView {
+    source: String,
+    exists: bool,
+    chunks: Vec<ChunkView>,
+}
+
+#[derive(Serialize)]
+pub struct ChunkView {
+    id: i64,
+    heading: String,
+    page: Option<u32>,
+    text: String,
+}
+
+/// A cited document's passages (the UI highlights the cited one).
+#[tauri::command]
+pub async fn kb_source(app: AppHandle, kb: String, source: String) -> Res<SourceView> {
+    blocking(app, move |_, host| {
+        let store = Kb::open_existing(&kb_path(host.data_dir(), &kb)?, &host.key)?;
+        let chunks = store
+            .chunks_of(&source)?
+            .into_iter()
+            .map(|c| ChunkView { id: c.id, heading: c.heading, page: c.page, text: c.text })
+            .collect();
+        Ok(SourceView { exists: PathBuf::from(&source).is_file(), source, chunks })
+    })
+    .await
+}
+
+/// Opens an ingested document with the desktop's default application
+/// (only sources of a knowledge base, never an arbitrary path).
+#[tauri::command]
+pub async fn open_source(app: AppHandle, kb: String, source: String) -> Res<()> {
+    blocking(app, move |app, host| {
+        let store = Kb::open_existing(&kb_path(host.data_dir(), &kb)?, &host.key)?;
+        if store.document_sha(&source)?.is_none() {
+            bail!("{source} is not a document of knowledge base `{kb}`");
+        }
+        use tauri_plugin_opener::OpenerExt;
+        app.opener().open_path(&source, None::<&str>).map_err(|e| anyhow!("opening {source}: {e}"))
+    })
+    .await
+}
+
+// ---- models ---------------------------------------------------------------------
+
+#[derive(Serialize)]
+pub struct ModelView {
+    id: String,
+    name: Option<String>,
+    role: String,
+    status: String,
+    usable: bool,
+    size: Option<u64>,
+    size_text: String,
+    checksum: String,
+    pullable: bool,
+    hint: String,
+}
+
+#[tauri::command]
+pub async fn models_list(app: AppHandle) -> Res<Vec<ModelView>> {
+    blocking(app, |_, host| {
+        let catalog = Catalog::load(host.models_dir())?;
+        let results = tresor_models::verify_with(host.models_dir(), Check::Cached, false)?;
+        Ok(results
+            .into_iter()
+            .filter_map(|r| {
+                let m = catalog.get(&r.id)?;
+                let checksum = if r.files.iter().any(|f| f.state.is_bad()) {
+                    "mismatch"
+                } else if r.files.iter().all(|f| f.state == tresor_models::FileState::Ok) {
+                    "verified"
+                } else if r.files.iter().all(|f| f.state.is_present()) {
+                    "unknown"
+                } else {
+                    "missing"
+                };
+                let size = m.total_size();
+                Some(ModelView {
+                    id: r.id.clone(),
+                    name: m.name.clone(),
+                    role: r.role.as_str().to_string(),
+                    status: r.status.as_str().to_string(),
+                    usable: r.status.is_usable(),
+                    size,
+                    size_text: size.map(tresor_models::human_size).unwrap_or_default(),
+                    checksum: checksum.to_string(),
+                    pullable: m.hub().is_some(),
+                    hint: m.install_hint(),
+                })
+            })
+            .collect())
+    })
+    .await
+}
+
+#[derive(Clone, Serialize)]
+struct PullEvent {
+    id: String,
+    bytes: u64,
+    total: Option<u64>,
+}
+
+/// Downloads a hub model (the only network use of the app, and only on this
+/// explicit request); progress as `tresor://pull` events.
+#[tauri::command]
+pub async fn model_pull(app: AppHandle, id: String) -> Res<String> {
+    blocking(app, move |app, host| {
+        let catalog = Catalog::load(host.models_dir())?;
+        let model = catalog.require(&id)?.clone();
+        let total = model.total_size();
+        let partials: Vec<PathBuf> = model.files.iter().map(|f| tresor_models::partial_path(&catalog.file_path(&f.path))).collect();
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (done, app, id) = (done.clone(), app.clone(), id.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let bytes = partials.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+                    let _ = app.emit("tresor://pull", PullEvent { id: id.clone(), bytes, total });
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            })
+        };
+        let r = tresor_models::pull_model(host.models_dir(), &id, &tresor_models::PullOptions::default());
+        done.store(true, Ordering::Relaxed);
+        let _ = watcher.join();
+        let path = r.map_err(|e| {
+            let msg = format!("{e:#}");
+            if is_offline(&msg) {
+                anyhow!("offline: no network connection to the model hub ({msg})")
+            } else {
+                anyhow!(msg)
+            }
+        })?;
+        host.reset();
+        Ok(path.display().to_string())
+    })
+    .await
+}
+
+/// A transport-level failure (no route, DNS, refused): the UI shows its offline message.
+pub fn is_offline(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    ["dns", "resolve", "connection refused", "network is unreachable", "timed out", "connect", "transport", "no route"]
+        .iter()
+        .any(|k| m.contains(k))
+}
+
+// ---- settings and policy ------------------------------------------------------------
+
+#[tauri::command]
+pub async fn settings_get(app: AppHandle) -> Res<Settings> {
+    blocking(app, |_, host| Settings::load(host.data_dir(), &env)).await
+}
+
+#[tauri::command]
+pub async fn settings_set(app: AppHandle, settings: Settings) -> Res<Settings> {
+    blocking(app, move |_, host| {
+        settings.save(host.data_dir())?;
+        Ok(settings)
+    })
+    .await
+}
+
+/// The admin policy in force, read-only.
+#[tauri::command]
+pub async fn policy_view(app: AppHandle) -> Res<crate::policy::PolicyView> {
+    blocking(app, |_, host| crate::policy::view(host.data_dir())).await
+}
