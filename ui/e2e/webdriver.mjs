@@ -56,8 +56,10 @@ export class Session {
     await this.cmd('POST', `/element/${el}/value`, { text });
   }
 
+  /** The element's text content (WebDriver's rendered text drops text cut by CSS ellipsis). */
   async text(el) {
-    return this.cmd('GET', `/element/${el}/text`);
+    const t = await this.exec('return arguments[0].textContent;', [{ [ELEMENT]: el }]);
+    return String(t ?? '').replace(/\s+/g, ' ').trim();
   }
 
   exec(script, args = []) {
