@@ -287,7 +287,7 @@ impl Policy {
 
     fn empty() -> Policy {
         Policy {
-            detection_threshold: 0.72,
+            detection_threshold: 0.6,
             topics: Vec::new(),
             disclaimer: Localised::default(),
             blocked_terms: Vec::new(),
@@ -890,6 +890,10 @@ impl TopicIndex {
     }
     pub fn is_empty(&self) -> bool {
         self.examples.is_empty()
+    }
+    /// The example embeddings in [`Policy::index`] order (for a cache).
+    pub fn vectors(&self) -> Vec<&[f32]> {
+        self.examples.iter().map(|(_, v)| v.as_slice()).collect()
     }
 }
 
