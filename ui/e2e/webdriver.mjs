@@ -69,7 +69,9 @@ export class Session {
   /** A full-window PNG after the next two animation frames. */
   async screenshot() {
     await this.cmd('POST', '/execute/async', {
-      script: 'const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done(true)));',
+      // two frames (painted), or 500 ms when the page does not schedule frames
+      script:
+        'const done = arguments[arguments.length - 1]; setTimeout(() => done(false), 500); requestAnimationFrame(() => requestAnimationFrame(() => done(true)));',
       args: [],
     });
     return Buffer.from(await this.cmd('GET', '/screenshot'), 'base64');
@@ -85,6 +87,8 @@ async function call(base, method, path, body) {
     method,
     headers: { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
+    // a hung driver call fails the test instead of hanging it
+    signal: AbortSignal.timeout(120000),
   });
   const json = await res.json().catch(() => ({}));
   if (!res.ok || (json.value && json.value.error)) {
