@@ -54,7 +54,8 @@ fn table() -> &'static [Rule] {
             // 0 override_instructions
             (0, true, format!(r"\b(?:ignore|disregard|forget|skip|override|bypass|neglect)\b{g}(?:previous|prior|above|earlier|preceding|initial|original|all|any|your|the|system)\b{g}?(?:instructions?|rules|directions|directives|prompts?|guidelines|commands|context|orders|constraints|programming)")),
             (0, true, r"\b(?:ignore|disregard)\s+(?:the\s+)?(?:user'?s?\s+)?question\b".into()),
-            (0, true, format!(r"\b(?:ignorier(?:e|en|t)?|vergiss|vergesst|vergessen\s+sie|missachte(?:n)?|übergehe|überspringe)\b{g}(?:vorherigen|vorigen|bisherigen|obigen|früheren|alle[nrs]?|deine|ihre|die|sämtliche|ursprünglichen)\b{g}?(?:anweisungen|instruktionen|regeln|vorgaben|befehle|richtlinien|anordnungen|prompts?)")),
+            (0, true, r"\b(?:overrides?|supersedes?|replaces?|cancels?)\s+(?:all\s+)?(?:your|the|any)\s+(?:previous\s+|prior\s+|original\s+|system\s+)?(?:instructions|rules|guidelines|directives|programming|system\s+prompt)\b".into()),
+            (0, true, format!(r"\b(?:ignorier(?:e|en|t)?|vergiss|vergesst|vergessen\s+sie|missachte(?:n)?|übergehe|überspringe)\b{g}(?:vorherigen|vorigen|bisherigen|obigen|früheren|alle[nrs]?|deine|ihre|die|sämtliche|ursprünglichen)\b{g}?\w*(?:anweisungen|instruktionen|regeln|vorgaben|befehle|richtlinien|anordnungen|prompts?)")),
             (0, true, r"\bignorier(?:e|en)?\s+(?:sie\s+)?(?:die\s+)?(?:frage|nutzerfrage|benutzerfrage)\b".into()),
             (0, false, r"\b(?:new|updated|real|actual|true)\s+(?:instructions?|task|rules|directives?)\s*:".into()),
             (0, false, r"\b(?:neue|eigentliche|wahre)\s+(?:anweisung(?:en)?|aufgabe|regeln)\s*:".into()),
@@ -70,8 +71,8 @@ fn table() -> &'static [Rule] {
             (1, false, r"\bdu\s+bist\s+(?:jetzt|nun|ab\s+sofort|ab\s+jetzt|nicht\s+mehr|kein(?:e)?\s+(?:ki|assistent))\b".into()),
             (1, false, r"\b(?:tu|tue)\s+so,?\s+als\s+(?:ob|wärst)\b|\bspiele?\s+(?:die\s+rolle|eine\s+rolle)\b|\bschlüpfe\s+in\s+die\s+rolle\b|\bverhalte\s+dich\s+wie\b".into()),
             // 2 jailbreak_marker
-            (2, true, r"\bdo\s+anything\s+now\b|(?-i:\bDAN\b)(?:\s+mode|\s*:|\s+\d+\.\d)|\bjailbr(?:eak|oken)\b|\bdeveloper\s+mode\s+(?:enabled|output|on)\b|(?-i:\b(?:DAN|STAN|DUDE|AIM|BetterDAN|AntiDAN)\b)\s*:".into()),
-            (2, false, r"\b(?:developer\s+mode|god\s+mode|dev\s+mode|unrestricted\s+mode|evil\s+(?:mode|confidant|bot)|unfiltered|uncensored|amoral|unethical\s+ai|no\s+morals|without\s+(?:any\s+)?(?:moral|ethical)|opposite\s+mode)\b".into()),
+            (2, true, r"\bdo\s+anything\s+now\b|(?-i:\bDAN\b)(?:\s+mode|\s*:|\s+\d+\.\d)|\bjailbroken\b|\bdeveloper\s+mode\s+(?:enabled|output|on)\b|(?-i:\b(?:DAN|STAN|DUDE|AIM|BetterDAN|AntiDAN)\b)\s*:".into()),
+            (2, false, r"\b(?:jailbreak|developer\s+mode|god\s+mode|dev\s+mode|unrestricted\s+mode|evil\s+(?:mode|confidant|bot)|unfiltered|uncensored|amoral|unethical\s+ai|no\s+morals|without\s+(?:any\s+)?(?:moral|ethical)|opposite\s+mode)\b".into()),
             (2, false, r"\b(?:openai|anthropic)(?:'s)?\s+(?:content\s+)?polic(?:y|ies)\b|\bcontent\s+polic(?:y|ies)\b|\bchatgpt\b|\bgpt-?[34]\b".into()),
             (2, false, r"\b(?:ungefiltert|unzensiert|entwicklermodus|ohne\s+(?:jegliche\s+)?(?:einschränkungen|filter|zensur|moral|ethik))\b".into()),
             // 3 prompt_extraction
@@ -83,8 +84,8 @@ fn table() -> &'static [Rule] {
             (3, true, r"\byour\s+(?:initial|starting|original|hidden|secret|system|internal|first|preset|beginning|underlying|core)\s+(?:prompt|instructions?|configuration|config|directives?|rules|message|setup|programming)\b".into()),
             (3, true, r"\b(?:instructions?|text|prompt|rules|directions)\s+(?:that\s+)?(?:you\s+were|you've\s+been|you\s+have\s+been|you\s+got)\s+(?:\w+\s+)?(?:given|told|provided|fed)\b|\bwhat\s+(?:were|have)\s+you\s+(?:been\s+)?(?:told|instructed|programmed)\b".into()),
             (3, false, r"\brepeat\s+(?:\w+\s+){0,2}?(?:above|previous|preceding|prior)\b|\binitiali[sz]ation\s+(?:string|prompt|text)\b|\b(?:administrator|admin|developer|system)\s+override\b|\bwhat\s+are\s+you\s+not\s+(?:supposed|allowed|permitted)\s+to\b|\bI\s+was\s+instructed\s+to\b".into()),
-            (3, true, r"\bdeine[nrs]?\s+(?:ursprünglichen|ersten|anfänglichen|geheimen|internen|versteckten|eigentlichen)\s+(?:anweisungen|instruktionen|regeln|vorgaben|prompt|konfiguration)\b|\bwas\s+wurde\s+dir\s+(?:\w+\s+){0,3}?(?:gesagt|vorgegeben|aufgetragen)\b".into()),
-            (3, false, r"\bwiederhole\s+(?:\w+\s+){0,2}?(?:obigen|vorherigen|vorigen|bisherigen)\b".into()),
+            (3, true, r"\bdeine[nrs]?\s+(?:ursprünglichen|ersten|anfänglichen|geheimen|internen|versteckten|eigentlichen)\s+(?:anweisungen|instruktionen|regeln|vorgaben|prompt|konfiguration)\b|\bwas\s+wurde\s+dir\s+(?:\w+\s+){0,4}?(?:gesagt|vorgegeben|aufgetragen|gegeben|mitgegeben)\b".into()),
+            (3, false, r"\bwiederhole\s+(?:\w+\s+){0,3}?(?:obigen|vorherigen|vorigen|bisherigen|oberhalb|darüber)\b".into()),
             // 4 exfiltration
             (4, true, r"!\[[^\]]*\]\(\s*https?://[^)\s]*[?#][^)\s]*=[^)\s]*\)".into()),
             (4, true, r"https?://[^\s)]*[?&][\w-]+=\s*(?:\{|\[|<|%7b)[^\s)]*".into()),
@@ -96,7 +97,7 @@ fn table() -> &'static [Rule] {
             (5, false, r"\bif\s+you\s+are\s+(?:an?\s+)?(?:ai|assistant|llm|language\s+model|chatbot|bot|gpt|large\s+language\s+model)\b".into()),
             (5, false, r"(?m)^\W*(?:ai|assistant|llm|chatbot|system)\s*(?:instruction|note|override)?\s*:".into()),
             (5, false, r"\b(?:dear|hey|attention)\s+(?:ai|assistant|chatbot|llm|language\s+model)\b|\bto\s+any\s+(?:ai|assistant|llm)\b|\b(?:ai|llm)\s+(?:assistants?|models?|agents?)\s+(?:reading|processing|summari[sz]ing)\b".into()),
-            (5, false, r"\b(?:hinweis|nachricht|anweisung|achtung|info)\s+(?:an|für)\s+(?:die\s+|den\s+|alle\s+|jede[nr]?\s+)?(?:ki|künstliche\s+intelligenz|assistent(?:en)?|sprachmodell|chatbot|bot|modell)\b".into()),
+            (5, false, r"\b\w*(?:hinweis|nachricht|anweisung|achtung|info)\s+(?:an|für)\s+(?:die\s+|den\s+|das\s+|alle\s+|jede[nrs]?\s+)?(?:ki|künstliche\s+intelligenz|assistent(?:en)?|sprachmodell|chatbot|bot|modell)\b".into()),
             (5, false, r"\b(?:wenn|falls)\s+du\s+(?:eine?\s+)?(?:ki|assistent|sprachmodell|chatbot|bot|künstliche\s+intelligenz)\s+bist\b|\b(?:liebe|lieber)\s+(?:ki|assistent|chatbot)\b".into()),
             // 6 output_hijack
             (6, false, r#"\b(?:reply|respond|answer|say|print|output|write|type|return|begin|start)\b(?:\W+\w+){0,3}?\W+(?:only|just|exactly|solely|nothing\s+but|simply)\b(?:\s+(?:with|the\s+(?:word|text|phrase|string)))?"#.into()),
