@@ -49,8 +49,8 @@ fn files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let ft = e.file_type().io(&e.path())?;
         let p = e.path();
         if ft.is_dir() {
-            if p != root && p.join(KEY_FILE).exists() {
-                continue; // another workspace with its own key
+            if p != root && (p.join(KEY_FILE).exists() || p.join(crate::workspace::MARKER).exists()) {
+                continue; // another workspace, with its own key
             }
             files(root, &p, out)?;
         } else if ft.is_file() {
@@ -145,6 +145,10 @@ pub fn rotate(data_dir: &Path, source: &KeySource, new_source: Option<&KeySource
             }
             Kind::Other => report.not_encrypted.push(p),
         }
+        #[cfg(test)]
+        if STOP_AFTER.with(|s| s.get()) == Some(report.databases + report.files) {
+            return Err(CryptoError::Passphrase("test: simulated crash".into()));
+        }
     }
     // the new key file: new KEK if asked, otherwise the current one
     let (kek_meta, new_kek) = match new_source {
@@ -169,6 +173,12 @@ pub fn rotate(data_dir: &Path, source: &KeySource, new_source: Option<&KeySource
     Ok(report)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Simulates a crash after this many converted files (tests only).
+    static STOP_AFTER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
 fn protection(k: &Kek) -> String {
     match k {
         Kek::Argon2id { .. } => "passphrase".into(),
@@ -190,4 +200,60 @@ pub fn change_passphrase(data_dir: &Path, source: &KeySource, new_source: &KeySo
         keyring_kek::delete(entry);
     }
     Ok(protection(&kek_meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_rotation_refuses_opens_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src = KeySource::passphrase("pw");
+        let k = WorkspaceKey::open(d, &src).unwrap();
+        for name in ["a.sqlite", "sub/b.sqlite"] {
+            let c = k.open_db(&d.join(name)).unwrap();
+            c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES ('secret');").unwrap();
+        }
+        k.write_file(&d.join("sub/v.bin"), b"vectors").unwrap();
+        std::fs::write(d.join("notes.txt"), b"plain").unwrap();
+        // another workspace inside: never touched
+        std::fs::create_dir_all(d.join("workspaces/other")).unwrap();
+        std::fs::write(d.join("workspaces/other").join(crate::workspace::MARKER), b"{}").unwrap();
+        let other = WorkspaceKey::ephemeral();
+        other.write_file(&d.join("workspaces/other/x.bin"), b"theirs").unwrap();
+
+        STOP_AFTER.with(|s| s.set(Some(1)));
+        assert!(rotate(d, &src, None).is_err());
+        STOP_AFTER.with(|s| s.set(None));
+        assert!(matches!(WorkspaceKey::open(d, &src), Err(CryptoError::RotationInterrupted { .. })));
+        assert!(keyfile::status(d).unwrap().rotation_pending);
+
+        let r = rotate(d, &src, None).unwrap();
+        assert!(r.resumed);
+        assert_eq!(r.already_done, 1);
+        assert_eq!(r.databases + r.files + r.already_done, 3);
+        assert_eq!(r.not_encrypted, vec![d.join("notes.txt")]);
+        let k2 = WorkspaceKey::open(d, &src).unwrap();
+        assert_ne!(k2.id(), k.id());
+        for name in ["a.sqlite", "sub/b.sqlite"] {
+            let c = k2.open_db(&d.join(name)).unwrap();
+            let x: String = c.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+            assert_eq!(x, "secret");
+            assert!(matches!(k.open_db(&d.join(name)), Err(CryptoError::WrongKey { .. })));
+        }
+        assert_eq!(k2.read_file(&d.join("sub/v.bin")).unwrap(), b"vectors");
+        assert!(k.read_file(&d.join("sub/v.bin")).is_err());
+        assert_eq!(other.read_file(&d.join("workspaces/other/x.bin")).unwrap(), b"theirs");
+    }
+
+    #[test]
+    fn change_passphrase_rewraps_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = WorkspaceKey::open(dir.path(), &KeySource::passphrase("old")).unwrap();
+        change_passphrase(dir.path(), &KeySource::passphrase("old"), &KeySource::passphrase("new")).unwrap();
+        assert!(matches!(WorkspaceKey::open(dir.path(), &KeySource::passphrase("old")), Err(CryptoError::WrongPassphrase { .. })));
+        assert_eq!(WorkspaceKey::open(dir.path(), &KeySource::passphrase("new")).unwrap().id(), k.id());
+    }
 }
