@@ -353,6 +353,8 @@ impl Assistant {
             None => req.history.clone(),
         };
         let lang = language(&q);
+        // prompts reach logs only PII-masked (tresor-guard redact::for_log); evaluated only at debug level
+        tracing::debug!(question = %tresor_guard::redact::for_log(&q), "answering");
         let intent = route::classify(&q, req.kb.is_some());
         let flagged = if self.cfg.injection.enabled { firewall::screen_prompt(&q, self.embedder.as_ref()).filter(|v| v.injection) } else { None };
         let blocked = flagged.is_some() && self.cfg.injection.prompt == tresor_guard::injection::InjectionAction::Block;

@@ -56,6 +56,10 @@ pub struct IngestArgs {
     /// Remove documents under PATH whose files no longer exist.
     #[arg(long)]
     pub prune: bool,
+    /// Redact PII in chunk text before it is stored: mask, pseudonym, drop or off.
+    /// Stored as this knowledge base's setting; later ingests without the flag keep it.
+    #[arg(long, value_name = "MODE")]
+    pub redact_pii: Option<tresor_guard::redact::Setting>,
     /// Vector quantization of a new knowledge base.
     #[arg(long, value_enum)]
     pub quantization: Option<QuantArg>,
@@ -340,6 +344,7 @@ pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     }
     let opts = IngestOptions {
         prune: args.prune,
+        redact_pii: args.redact_pii,
         chunk: ChunkConfig { target_tokens: args.chunk_tokens.max(16), overlap_tokens: args.overlap_tokens },
         ..IngestOptions::default()
     };

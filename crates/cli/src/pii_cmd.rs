@@ -1,12 +1,25 @@
 //! `tresor guard pii` and `tresor eval pii`: front door to tresor-guard's PII
-//! detector. No detection logic here.
+//! detector. No detection logic here; the Presidio peer is
+//! `scripts/peer/presidio_eval.py` (compiled in) run by the venv that
+//! `scripts/peer/setup-presidio.sh` creates.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use serde_json::json;
+use tresor_guard::pii::eval::{self, Case, Pred, Report};
+use tresor_guard::pii::{self, PiiType};
+use tresor_guard::redact::{self, Mode};
 
 use crate::ctx::Ctx;
+
+const PRESIDIO_SCRIPT: &str = include_str!("../../../scripts/peer/presidio_eval.py");
+/// The matching rule the headline numbers (and the CI quality gate) use.
+const HEADLINE: &str = "overlap";
 
 #[derive(Args)]
 pub struct PiiArgs {
@@ -29,10 +42,135 @@ pub struct EvalPiiArgs {
     pub json: bool,
 }
 
-pub fn run_pii(_args: PiiArgs, _ctx: &Ctx) -> Result<()> {
-    bail!("guard pii: not implemented yet")
+pub fn run_pii(args: PiiArgs, _ctx: &Ctx) -> Result<()> {
+    let text = match (&args.text, &args.file) {
+        (Some(_), Some(_)) => bail!("give either TEXT or --file, not both"),
+        (Some(t), None) => t.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        (None, None) => bail!("nothing to scan: give TEXT or --file F"),
+    };
+    let spans = pii::detect(&text);
+    if args.json {
+        println!("{}", serde_json::to_string(&spans)?);
+        return Ok(());
+    }
+    if spans.is_empty() {
+        println!("no PII found");
+    }
+    for s in &spans {
+        let value: String = text.chars().skip(s.start).take(s.end - s.start).collect();
+        println!("{:>6}..{:<6} {:<14} {:.2}  {}", s.start, s.end, s.kind.as_str(), s.score, value.replace('\n', "\\n"));
+    }
+    println!("\n{}", redact::redact(&text, &spans, Mode::Mask));
+    Ok(())
 }
 
-pub fn run_eval_pii(_args: EvalPiiArgs, _ctx: &Ctx) -> Result<()> {
-    bail!("eval pii: not implemented yet")
+pub fn run_eval_pii(args: EvalPiiArgs, _ctx: &Ctx) -> Result<()> {
+    let raw = std::fs::read_to_string(&args.cases).with_context(|| format!("reading {}", args.cases.display()))?;
+    let cases = eval::parse_cases(&raw).map_err(anyhow::Error::msg).with_context(|| format!("parsing {}", args.cases.display()))?;
+    if cases.is_empty() {
+        bail!("{} has no cases", args.cases.display());
+    }
+    let t0 = Instant::now();
+    let preds: Vec<Vec<Pred>> = cases
+        .iter()
+        .map(|c| pii::detect(&c.text).into_iter().map(|s| Pred { start: s.start, end: s.end, kind: s.kind }).collect())
+        .collect();
+    let tresor_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let tresor = eval::score(&cases, &preds);
+
+    let (presidio, presidio_note, presidio_ms) = match presidio_python() {
+        None => (None, Some(format!("Presidio not set up: run scripts/peer/setup-presidio.sh (creates {})", venv_dir().display())), None),
+        Some(py) => match run_presidio(&py, &args.cases, &cases) {
+            Ok((p, ms)) => (Some(eval::score(&cases, &p)), None, Some(ms)),
+            Err(e) => (None, Some(format!("Presidio run failed: {e:#}")), None),
+        },
+    };
+
+    if args.json {
+        let out = json!({
+            "cases": cases.len(),
+            "headline": HEADLINE,
+            "tresor": tresor,
+            "tresor_ms": (tresor_ms * 10.0).round() / 10.0,
+            "presidio": presidio,
+            "presidio_ms": presidio_ms,
+            "presidio_note": presidio_note,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("{} cases from {}; headline = {HEADLINE} match (same type, any overlap), exact = same type and offsets", cases.len(), args.cases.display());
+    print_table("Tresor", &tresor, presidio.as_ref());
+    match (&presidio, &presidio_note) {
+        (Some(p), _) => print_table("Presidio (presidio-analyzer + en_core_web_sm, language en)", p, None),
+        (None, Some(note)) => println!("\n{note}"),
+        _ => {}
+    }
+    println!("\ntime: Tresor {tresor_ms:.0} ms{}", presidio_ms.map(|m| format!(", Presidio {m:.0} ms (analyze only, after model load)")).unwrap_or_default());
+    Ok(())
+}
+
+fn print_table(name: &str, r: &Report, peer: Option<&Report>) {
+    println!("\n{name}");
+    println!("{:<14} {:>7} | {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6}{}", "type", "support", "P", "R", "F1", "P_ex", "R_ex", "F1_ex", if peer.is_some() { " | peer R" } else { "" });
+    for (t, o) in &r.overlap.per_type {
+        let e = &r.exact.per_type[t];
+        let peer_r = peer.and_then(|p| p.overlap.per_type.get(t)).map(|c| format!(" | {:>6.3}", c.recall)).unwrap_or_default();
+        println!("{:<14} {:>7} | {:>6.3} {:>6.3} {:>6.3} | {:>6.3} {:>6.3} {:>6.3}{peer_r}", t, o.support, o.precision, o.recall, o.f1, e.precision, e.recall, e.f1);
+    }
+    let (o, e) = (&r.overlap.micro, &r.exact.micro);
+    println!("{:<14} {:>7} | {:>6.3} {:>6.3} {:>6.3} | {:>6.3} {:>6.3} {:>6.3}", "micro", o.support, o.precision, o.recall, o.f1, e.precision, e.recall, e.f1);
+}
+
+fn venv_dir() -> PathBuf {
+    let cache = std::env::var_os("TRESOR_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/tresor"));
+    cache.join("venv-presidio")
+}
+
+fn presidio_python() -> Option<PathBuf> {
+    let py = venv_dir().join("bin/python");
+    py.is_file().then_some(py)
+}
+
+/// Runs the compiled-in peer script on the cases file; maps Presidio's
+/// entity types to Tresor's (types without a counterpart are dropped).
+fn run_presidio(py: &PathBuf, cases_path: &PathBuf, cases: &[Case]) -> Result<(Vec<Vec<Pred>>, f64)> {
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(PRESIDIO_SCRIPT)
+        .arg(cases_path)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .with_context(|| format!("starting {}", py.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!("exit {}: {}", out.status, err.lines().last().unwrap_or(""));
+    }
+    let mut by_id: HashMap<String, Vec<Pred>> = HashMap::new();
+    let mut analyze_ms = 0.0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("bad line from the Presidio script: {line}"))?;
+        if let Some(s) = v.get("analyze_s").and_then(|s| s.as_f64()) {
+            analyze_ms = s * 1000.0;
+            continue;
+        }
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        let preds = v["spans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                let kind = PiiType::from_name(s["type"].as_str()?)?;
+                Some(Pred { start: s["start"].as_u64()? as usize, end: s["end"].as_u64()? as usize, kind })
+            })
+            .collect();
+        by_id.insert(id, preds);
+    }
+    if by_id.len() != cases.len() {
+        bail!("Presidio answered {} of {} cases", by_id.len(), cases.len());
+    }
+    Ok((cases.iter().map(|c| by_id.remove(&c.id).unwrap_or_default()).collect(), analyze_ms))
 }

@@ -36,6 +36,10 @@ pub struct IngestOptions {
     /// it aside (`kb list`/`kb stats`, never retrieved), `Drop` discards it,
     /// `Warn` stores it and counts it; None: no screening.
     pub injection: Option<InjectionAction>,
+    /// PII redaction of chunk text before it is embedded and stored
+    /// (tresor-guard). Some: store it as this KB's setting; None: use the
+    /// KB's stored setting (`off` unless set).
+    pub redact_pii: Option<tresor_guard::redact::Setting>,
 }
 
 impl Default for IngestOptions {
@@ -47,6 +51,7 @@ impl Default for IngestOptions {
             batch: 32,
             save_every_s: 120,
             injection: Some(InjectionAction::Quarantine),
+            redact_pii: None,
         }
     }
 }
@@ -213,6 +218,7 @@ pub fn ingest(
     let t0 = Instant::now();
     kb.bind_embedder(&embedder.model_id(), embedder.dim())?;
     kb.ensure_index()?;
+    let pii = crate::pii::Redactor::open(kb, opts.redact_pii)?;
     let mut report = IngestReport::default();
     let files = walk(roots, &mut report);
     let total: u64 = files.iter().filter_map(|c| std::fs::metadata(&c.path).ok()).map(|m| m.len()).sum();
@@ -225,7 +231,7 @@ pub fn ingest(
             report.failed.push(Failure { source: c.source.clone(), reason: ParseError::Unsupported.to_string() });
             continue;
         }
-        match ingest_file(kb, embedder, c, opts, progress, &mut report) {
+        match ingest_file(kb, embedder, c, opts, progress, &mut report, &pii) {
             Ok((Outcome::Added(n), bytes)) => {
                 report.added += 1;
                 report.chunks += n;
@@ -242,6 +248,8 @@ pub fn ingest(
             Err(KbError::Parse { source, .. }) => report.failed.push(Failure { source: c.source.clone(), reason: source.to_string() }),
             Err(e) => report.failed.push(Failure { source: c.source.clone(), reason: e.to_string() }),
         }
+        // pseudonyms of a stored document must be reversible even if a later file aborts the run
+        pii.save(kb)?;
         if last_save.elapsed().as_secs() >= opts.save_every_s {
             kb.save_index()?;
             last_save = Instant::now();
@@ -261,6 +269,7 @@ pub fn ingest(
             }
         }
     }
+    pii.save(kb)?;
     kb.save_index()?;
     progress.finish();
     report.seconds = t0.elapsed().as_secs_f64();
@@ -274,6 +283,7 @@ fn ingest_file(
     opts: &IngestOptions,
     progress: &dyn IngestProgress,
     report: &mut IngestReport,
+    pii: &crate::pii::Redactor,
 ) -> Result<(Outcome, u64)> {
     let io = |e: std::io::Error| KbError::Io { path: c.path.clone(), source: e };
     let meta = std::fs::metadata(&c.path).map_err(io)?;
@@ -320,6 +330,7 @@ fn ingest_file(
         if chunks.is_empty() {
             return Ok(());
         }
+        let chunks = pii.chunks(chunks);
         let texts: Vec<String> = chunks.iter().map(|ch| embedding_text(title, &ch.heading, &ch.text)).collect();
         let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
         let vecs = embedder.embed(&refs)?;

@@ -13,6 +13,7 @@ pub mod index;
 pub mod ingest;
 pub mod lang;
 pub mod parse;
+pub mod pii;
 pub mod rerank;
 pub mod retrieve;
 pub mod store;

@@ -293,6 +293,15 @@ impl Kb {
         &self.key
     }
 
+    /// A value of the KB's meta table (settings such as `redact_pii`).
+    pub fn meta_value(&self, key: &str) -> Result<Option<String>> {
+        self.meta(key)
+    }
+
+    pub fn set_meta_value(&self, key: &str, value: &str) -> Result<()> {
+        self.set_meta(key, value)
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))

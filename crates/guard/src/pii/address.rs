@@ -82,7 +82,33 @@ fn us_regex(with_csz: bool) -> &'static Regex {
     })
 }
 
+/// International "building street number unit" lines (`3482 Via Franscini 71
+/// Suite 838`, `41086 Kiannonkatu 98`) and "the corner of X and Y".
+fn intl_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(
+            r"\b\d{1,6} (?:\p{Lu}[\p{Ll}\p{M}'’.-]+ ){0,2}\p{Lu}[\p{Ll}\p{M}'’.-]+ \d{1,4}[a-zA-Z]?\b(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Fl\.?|Floor) ?#?\d{1,5}\b)?",
+        )
+        .expect("international address pattern")
+    })
+}
+
+fn corner_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        let part = r"(?:\d{1,5} )?\p{Lu}[\p{L}\p{M}.'’-]*(?: \p{Lu}[\p{L}\p{M}.'’-]*| \d{1,5}\b){0,3}";
+        Regex::new(&format!(r"\b(?:[Tt]he )?corner of {part} (?:and|&) {part}")).expect("corner pattern")
+    })
+}
+
 pub fn detect(text: &str, out: &mut Vec<Candidate>) {
+    for m in intl_regex().find_iter(text) {
+        out.push(Candidate::new(m.start(), m.end(), PiiType::Address, 0.72));
+    }
+    for m in corner_regex().find_iter(text) {
+        out.push(Candidate::new(m.start(), m.end(), PiiType::Address, 0.9));
+    }
     for c in de_regex().captures_iter(text) {
         let m = c.get(0).unwrap();
         let has_plz = c.name("plz").is_some();
@@ -160,11 +186,17 @@ mod tests {
             ("to Paul, 6442 Blanchard Center, Johnsonmouth, IL 69840.", "6442 Blanchard Center, Johnsonmouth, IL 69840"),
             ("lives at 0837 Duncan Stravenue Apt. 788, New Brenda, WA 84832.", "0837 Duncan Stravenue Apt. 788, New Brenda, WA 84832"),
             ("Meet me at 221B Baker Street tomorrow", "221B Baker Street"),
-            ("corner of 35 Pentelis Str. and Main", "35 Pentelis Str."),
+            ("Meet at 35 Pentelis Str. tomorrow", "35 Pentelis Str."),
+            ("the corner of 35 Pentelis Str. and Main", "the corner of 35 Pentelis Str. and Main"),
         ] {
             assert_eq!(found(t), [want], "{t}");
         }
-        for t in ["5 Musicians Of The 70s You're Supposed To Hate", "We sold 300 Units Last Year", "Room 4B"] {
+        assert_eq!(found("Billing: 3482 Via Franscini 71 Suite 838\n Tujetsch"), ["3482 Via Franscini 71 Suite 838"]);
+        assert_eq!(
+            found("it is the corner of Dalbraut 99 and Frederikke Coves"),
+            ["the corner of Dalbraut 99 and Frederikke Coves"]
+        );
+        for t in ["5 Musicians Of The 70s You're Supposed To Hate", "We sold 300 Units Last Year", "Room 4B", "Flight LH 400 at 10"] {
             assert!(found(t).is_empty(), "{t}: {:?}", found(t));
         }
     }

@@ -160,6 +160,12 @@ pub fn detect(text: &str, out: &mut Vec<Candidate>) {
         }
         let known = is_first_name(t.s);
         let cue = cue_before(text, t.start);
+        // place names: San Michele, Lake Jason, Port Joseph, Sankt Peter
+        const PLACE: &[&str] = &["San", "Santa", "Santo", "São", "Saint", "St", "Sankt", "Lake", "Port", "Fort", "Mount", "New", "Bad", "Villa", "Porto"];
+        if i > 0 && joined(text, &toks[i - 1], t) && PLACE.contains(&toks[i - 1].s) {
+            i += 1;
+            continue;
+        }
         if !known && cue == 0 {
             i += 1;
             continue;
