@@ -99,8 +99,8 @@ mod tests {
     #[test]
     fn locked_items_are_marked() {
         let text = "locked = [\"network\", \"answers.max_tokens\"]\n[network]\nallow_pull = false\n[answers]\nmax_tokens = 200\nlanguage = \"de\"\n[injection]\nlocked = true\naction = \"block\"\n";
-        let items = items(text).unwrap();
-        let get = |k: &str| items.iter().find(|i| i.key == k).unwrap();
+        let all = items(text).unwrap();
+        let get = |k: &str| all.iter().find(|i| i.key == k).unwrap();
         assert!(get("network.allow_pull").locked);
         assert!(get("answers.max_tokens").locked);
         assert!(!get("answers.language").locked);
