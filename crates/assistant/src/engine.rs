@@ -45,6 +45,8 @@ pub struct AskRequest {
     /// Set to true to stop generation early (the desktop app's stop button);
     /// the answer keeps what was streamed so far and no extractive fallback runs.
     pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Who asks, for the audit log: an API token id (`token:…`); None: the OS user.
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +118,9 @@ pub struct Trace {
     pub finish: Option<String>,
     pub cache_similarity: Option<f32>,
     pub cached_question: Option<String>,
+    /// What the admin policy decided (see `policy.rs`): topic, refusal, removed sentences, disclaimers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<tresor_guard::policy::PolicyDecision>,
     /// What the prompt-injection firewall found and did (prompt, passages, answer sentences).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub injection: Option<firewall::InjectionTrace>,
@@ -183,6 +188,8 @@ pub struct Assistant {
     cache: SemanticCache,
     threads: ThreadStore,
     pub metrics: Metrics,
+    /// The admin policy and the audit log (`policy.rs`).
+    pub(crate) gate: crate::policy::PolicyGate,
 }
 
 /// Where a data dir keeps its knowledge bases.
@@ -248,6 +255,7 @@ impl Assistant {
             loaded: HashMap::new(),
             kbs: HashMap::new(),
             metrics: Metrics::default(),
+            gate: crate::policy::PolicyGate::load(data_dir)?,
         })
     }
 
@@ -297,7 +305,9 @@ impl Assistant {
         let dir = kb_dir(&self.data_dir, kb_name)?;
         self.kbs.remove(kb_name);
         let mut kb = Kb::open(&dir, &self.key)?;
-        Ok(tresor_kb::ingest(&mut kb, self.embedder.as_ref(), paths, &tresor_kb::IngestOptions::default(), &tresor_kb::NoProgress)?)
+        let report = tresor_kb::ingest(&mut kb, self.embedder.as_ref(), paths, &tresor_kb::IngestOptions::default(), &tresor_kb::NoProgress)?;
+        self.audit_ingest(kb_name, paths, &report)?;
+        Ok(report)
     }
 
     pub fn reranker_id(&self) -> Option<String> {
@@ -355,6 +365,22 @@ impl Assistant {
         let lang = language(&q);
         // prompts reach logs only PII-masked (tresor-guard redact::for_log); evaluated only at debug level
         tracing::debug!(question = %tresor_guard::redact::for_log(&q), "answering");
+        // admin policy (policy.rs): language, blocked terms and refused topics before anything
+        // runs; every streamed sentence then passes its output checks
+        let pre = self.policy_precheck(&q, lang);
+        if pre.refusal.is_some() {
+            return self.policy_refuse(pre, &q, lang, req, t0, on_text);
+        }
+        let policy = self.gate.policy.clone();
+        let mut og = pre.output_guard(&policy, lang);
+        let outer = on_text;
+        let mut guarded = |p: &str| {
+            let e = og.push(p);
+            if !e.is_empty() {
+                outer(&e);
+            }
+        };
+        let on_text: &mut dyn FnMut(&str) = &mut guarded;
         let intent = route::classify(&q, req.kb.is_some());
         let flagged = if self.cfg.injection.enabled { firewall::screen_prompt(&q, self.embedder.as_ref()).filter(|v| v.injection) } else { None };
         let blocked = flagged.is_some() && self.cfg.injection.prompt == tresor_guard::injection::InjectionAction::Block;
@@ -383,6 +409,11 @@ impl Assistant {
             t.prompt_action = Some(if blocked { "block" } else { "warn" }.into());
             t.prompt = Some(v);
         }
+        let tail = og.finish(ans.refused);
+        if !tail.is_empty() {
+            outer(&tail);
+        }
+        self.policy_settle(&mut ans, og, pre);
         ans.timings.total_ms = ms(t0);
         if ans.timings.ttft_ms == 0.0 {
             ans.timings.ttft_ms = ans.timings.total_ms;
@@ -404,6 +435,7 @@ impl Assistant {
         self.metrics.cache_hits += ans.cache_hit as u64;
         self.metrics.ttft_ms_sum += ans.timings.ttft_ms;
         self.metrics.total_ms_sum += ans.timings.total_ms;
+        self.audit_answer(req, &q, &ans)?;
         Ok(ans)
     }
 

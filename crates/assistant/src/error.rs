@@ -35,6 +35,10 @@ pub enum AssistantError {
     Goldset { path: PathBuf, line: usize, reason: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("policy: {0}")]
+    Policy(#[from] tresor_guard::policy::PolicyError),
+    #[error("audit log: {0}")]
+    Audit(#[from] tresor_guard::audit::AuditError),
 }
 
 pub type Result<T, E = AssistantError> = std::result::Result<T, E>;

@@ -22,6 +22,7 @@ pub mod eval;
 pub mod firewall;
 pub mod models;
 pub mod pack;
+pub mod policy;
 pub mod route;
 pub mod store;
 pub mod text;

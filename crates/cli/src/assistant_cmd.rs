@@ -100,7 +100,9 @@ pub fn build_assistant(ctx: &Ctx, data_dir: &std::path::Path, key: &tresor_guard
     let embedder = load_embedder(ctx)?;
     let reranker = load_reranker(ctx)?;
     let models = CatalogModels { models_dir: ctx.models_dir.clone(), device: device(ctx)?, context_cap: Some(4096) };
-    Ok(Assistant::new(cfg, data_dir, key, Arc::new(embedder), reranker, Box::new(models))?)
+    let mut a = Assistant::new(cfg, data_dir, key, Arc::new(embedder), reranker, Box::new(models))?;
+    a.set_workspace(&ctx.workspace);
+    Ok(a)
 }
 
 /// `--kb NAME` must exist; without it, `default` when it exists, else none.

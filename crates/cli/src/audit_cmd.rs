@@ -1,7 +1,11 @@
 //! `tresor audit verify | export`: front door to tresor-guard's hash-chained audit log.
 
-use anyhow::{bail, Result};
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use tresor_guard::audit::{canonical, AuditLog};
 
 use crate::ctx::Ctx;
 
@@ -11,6 +15,14 @@ pub enum AuditCmd {
     Verify {
         #[arg(long)]
         json: bool,
+        /// A checkpoint public key kept outside the data dir (the data dir's audit/checkpoint.pub,
+        /// copied elsewhere); without it, the key pinned in entry 1 is used.
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+        /// The head you noted down earlier (`SEQ:HASH` from a previous verify): fails when the
+        /// log no longer holds it (rolled back or rewritten).
+        #[arg(long)]
+        expect_head: Option<String>,
     },
     /// Print audit entries as JSON lines.
     Export {
@@ -20,6 +32,43 @@ pub enum AuditCmd {
     },
 }
 
-pub fn run(_cmd: AuditCmd, _ctx: &Ctx) -> Result<()> {
-    bail!("audit: not implemented yet")
+pub fn run(cmd: AuditCmd, ctx: &Ctx) -> Result<()> {
+    let log = AuditLog::for_data_dir(&ctx.data_dir);
+    match cmd {
+        AuditCmd::Verify { json, pubkey, expect_head } => {
+            let pinned = pubkey.as_deref().map(tresor_guard::policy::read_public_key).transpose().context("reading --pubkey")?;
+            let mut rep = log.verify(pinned.as_ref()).with_context(|| format!("verifying {}", log.dir().display()))?;
+            if let (true, Some(h)) = (rep.ok, expect_head.as_deref()) {
+                let (seq, hash) = h.split_once(':').context("--expect-head takes SEQ:HASH")?;
+                let seq: u64 = seq.parse().context("--expect-head takes SEQ:HASH")?;
+                let held = log.entries(None)?.get((seq as usize).wrapping_sub(1)).and_then(|e| e["hash"].as_str().map(str::to_string));
+                if held.as_deref() != Some(hash) {
+                    rep.ok = false;
+                    rep.first_bad = Some(seq);
+                    rep.problem = Some(format!(
+                        "entry {seq}: the expected head is not in the log ({}; the log was rolled back or rewritten)",
+                        if held.is_some() { "a different entry holds that number" } else { "the log is shorter" }
+                    ));
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rep)?);
+            } else if rep.ok {
+                let head = rep.head.as_ref().map(|h| format!("; head {}:{}", h.seq, h.hash)).unwrap_or_default();
+                println!("audit log OK: {} entries, {} signed checkpoints{head}", rep.entries, rep.checkpoints);
+            }
+            if !rep.ok {
+                bail!("audit log {} is damaged: {}", log.dir().display(), rep.problem.unwrap_or_default());
+            }
+            Ok(())
+        }
+        AuditCmd::Export { since } => {
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            for e in log.entries(since.as_deref())? {
+                writeln!(out, "{}", canonical(&e))?;
+            }
+            Ok(())
+        }
+    }
 }

@@ -351,6 +351,10 @@ pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     let bar = Bar::new(!args.json);
     let report = ingest(&mut kb, &embedder, &args.paths, &opts, &bar)
         .with_context(|| format!("ingesting into knowledge base `{}`", args.kb))?;
+    let roots: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+    let counts = serde_json::json!({"files": report.files, "added": report.added, "updated": report.updated, "unchanged": report.unchanged,
+        "failed": report.failed.len(), "pruned": report.pruned.len(), "chunks": report.chunks, "quarantined": report.quarantined, "dropped": report.dropped});
+    tresor_assistant::policy::audit_kb_change(&ctx.data_dir, &ctx.workspace, None, "kb.ingest", &args.kb, &roots, counts).context("writing the audit log")?;
     if args.json {
         out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -418,6 +422,8 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             k.ensure_index().ok();
             let n = k.remove_source(&source)?;
             k.save_index()?;
+            tresor_assistant::policy::audit_kb_change(&ctx.data_dir, &ctx.workspace, None, "kb.remove", &kb, &[source.clone()], serde_json::json!({"chunks": n}))
+                .context("writing the audit log")?;
             out!("removed {source} ({n} chunks)");
         }
         KbCmd::Check(sel) => {
