@@ -119,7 +119,7 @@ try {
   let vacation = null;
   for (const el of await s.findAll('[data-testid="thread"]')) if ((await s.text(el)).includes('vacation')) vacation = el;
   check(vacation, 'the vacation thread is in the sidebar');
-  await s.click(vacation);
+  await s.cmd('POST', `/element/${vacation}/click`, {});
   await s.waitFor('[data-testid="msg-assistant"]', { pred: (t) => /30/.test(t), what: 'the stored thread' });
   await s.waitFor('[data-testid="question"]');
   await shot('08-chat-dark-de');

@@ -46,7 +46,7 @@ export class Session {
   }
 
   async click(css) {
-    const el = typeof css === 'string' ? await this.waitFor(css) : css;
+    const el = await this.waitFor(css);
     await this.cmd('POST', `/element/${el}/click`, {});
   }
 
