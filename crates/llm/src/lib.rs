@@ -13,6 +13,7 @@ pub mod error;
 pub mod gguf;
 pub mod llama;
 pub mod model;
+pub mod qmatmul;
 pub mod rerank;
 pub mod sampling;
 pub mod synthetic;

@@ -7,6 +7,7 @@
 //! - the KV cache is a growing buffer written in place (amortised
 //!   doubling) instead of a concatenation that copies the whole cache on
 //!   every token;
+//! - Q4_1 projections go through Tresor's own AVX2 kernel ([`crate::qmatmul`]);
 //! - rotary tables cover the model's own context length (candle caps
 //!   Llama at 4096 positions).
 //! Owns the arithmetic of one architecture; sampling and tokenization live
@@ -16,9 +17,11 @@
 use std::io::{Read, Seek};
 use std::sync::Arc;
 
-use candle_core::quantized::{ggml_file, gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{ggml_file, gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_transformers::quantized_nn::RmsNorm;
+
+use crate::qmatmul::QLinear;
 
 /// The token embedding: quantized rows, dequantized on lookup (CPU), or a
 /// dense f32 table (GPU, where reading rows back to the host would cost more).
@@ -105,14 +108,14 @@ impl GrowingCache {
 }
 
 struct Layer {
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: QLinear,
+    wk: QLinear,
+    wv: QLinear,
+    wo: QLinear,
     attn_norm: RmsNorm,
-    w_gate: QMatMul,
-    w_up: QMatMul,
-    w_down: QMatMul,
+    w_gate: QLinear,
+    w_up: QLinear,
+    w_down: QLinear,
     ffn_norm: RmsNorm,
     k_cache: GrowingCache,
     v_cache: GrowingCache,
@@ -122,7 +125,7 @@ pub struct LlamaWeights {
     embedding: Embedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    output: QMatMul,
+    output: QLinear,
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
@@ -159,8 +162,8 @@ impl LlamaWeights {
         let (cos, sin) = rope_tables(rope_dim, freq_base, max_positions, device)?;
         let embd = Arc::new(ct.tensor(reader, "token_embd.weight", device)?);
         let output = match ct.tensor(reader, "output.weight", device) {
-            Ok(t) => QMatMul::from_qtensor(t)?,
-            Err(_) => QMatMul::from_arc(embd.clone())?,
+            Ok(t) => QLinear::from_qtensor(t)?,
+            Err(_) => QLinear::from_arc(embd.clone())?,
         };
         let embedding = Embedding::new(embd, device)?;
         let norm = RmsNorm::from_qtensor(ct.tensor(reader, "output_norm.weight", device)?, eps)?;
@@ -169,14 +172,14 @@ impl LlamaWeights {
             let p = format!("blk.{i}");
             let mut t = |name: &str| ct.tensor(reader, &format!("{p}.{name}.weight"), device);
             layers.push(Layer {
-                wq: QMatMul::from_qtensor(t("attn_q")?)?,
-                wk: QMatMul::from_qtensor(t("attn_k")?)?,
-                wv: QMatMul::from_qtensor(t("attn_v")?)?,
-                wo: QMatMul::from_qtensor(t("attn_output")?)?,
+                wq: QLinear::from_qtensor(t("attn_q")?)?,
+                wk: QLinear::from_qtensor(t("attn_k")?)?,
+                wv: QLinear::from_qtensor(t("attn_v")?)?,
+                wo: QLinear::from_qtensor(t("attn_output")?)?,
                 attn_norm: RmsNorm::from_qtensor(t("attn_norm")?, eps)?,
-                w_gate: QMatMul::from_qtensor(t("ffn_gate")?)?,
-                w_up: QMatMul::from_qtensor(t("ffn_up")?)?,
-                w_down: QMatMul::from_qtensor(t("ffn_down")?)?,
+                w_gate: QLinear::from_qtensor(t("ffn_gate")?)?,
+                w_up: QLinear::from_qtensor(t("ffn_up")?)?,
+                w_down: QLinear::from_qtensor(t("ffn_down")?)?,
                 ffn_norm: RmsNorm::from_qtensor(t("ffn_norm")?, eps)?,
                 k_cache: GrowingCache::new(max_positions),
                 v_cache: GrowingCache::new(max_positions),

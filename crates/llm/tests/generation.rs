@@ -140,7 +140,15 @@ fn diverging_prompt_reuses_the_shared_prefix_only() {
     let warm = run(&mut m, &b, &greedy);
     let shared = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
     assert_eq!(warm.reused_prompt_tokens, shared);
+    // The reference computes the same prefix fresh, in the same two chunks
+    // (prefix, rest): the truncated cache must hold exactly that state. A
+    // single 32-token prefill is not the reference: how a prompt is split
+    // into batches moves the int8 rounding of the activations, which flips
+    // near-tied greedy picks on this 135M model (seen with candle's kernels
+    // and with Tresor's alike).
     m.reset();
-    let cold = run(&mut m, &b, &greedy);
-    assert_eq!(warm.tokens, cold.tokens);
+    m.forward(&b[..shared], 0).unwrap();
+    let fresh = run(&mut m, &b, &greedy);
+    assert_eq!(fresh.reused_prompt_tokens, shared);
+    assert_eq!(warm.tokens, fresh.tokens);
 }
