@@ -88,7 +88,7 @@ fn intl_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     R.get_or_init(|| {
         Regex::new(
-            r"\b\d{1,6} (?:\p{Lu}[\p{Ll}\p{M}'’.-]+ ){0,2}\p{Lu}[\p{Ll}\p{M}'’.-]+ \d{1,4}[a-zA-Z]?\b(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Fl\.?|Floor) ?#?\d{1,5}\b)?",
+            r"\b\d{1,6} (?:\p{Lu}[\p{Ll}\p{M}'’.-]+ ){0,2}\p{Lu}[\p{Ll}\p{M}'’.-]+ \d{1,4}\b(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Fl\.?|Floor) ?#?\d{1,5}\b)?",
         )
         .expect("international address pattern")
     })
