@@ -27,14 +27,22 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64 << 20)]
     pub upload_limit: usize,
     /// Requests per API token: N/min, N/s, N/h (a bucket of N that refills at that rate), or `off`; 429 with Retry-After above it.
-    #[arg(long, default_value = tresor_server::DEFAULT_RATE_LIMIT, value_parser = parse_rate_limit)]
-    pub rate_limit: Option<RateLimit>,
+    #[arg(long, default_value = tresor_server::DEFAULT_RATE_LIMIT, value_parser = parse_rate_arg)]
+    pub rate_limit: RateArg,
     /// Longest question in characters (the last user message, a thread message, a search query); 413 above it.
     #[arg(long, default_value_t = PromptLimits::default().max_prompt_chars)]
     pub max_prompt_chars: usize,
     /// Most characters of all messages of one chat request together; 413 above it.
     #[arg(long, default_value_t = PromptLimits::default().max_messages_chars)]
     pub max_messages_chars: usize,
+}
+
+/// `--rate-limit`: a limit, or none for `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct RateArg(pub Option<RateLimit>);
+
+fn parse_rate_arg(s: &str) -> Result<RateArg, String> {
+    parse_rate_limit(s).map(RateArg)
 }
 
 pub fn run_serve(args: ServeArgs, ctx: &Ctx) -> Result<()> {
@@ -50,7 +58,7 @@ pub fn run_serve(args: ServeArgs, ctx: &Ctx) -> Result<()> {
         max_queue: args.max_queue,
         body_limit: args.body_limit,
         upload_limit: args.upload_limit,
-        rate_limit: args.rate_limit,
+        rate_limit: args.rate_limit.0,
         prompt_limits: PromptLimits { max_prompt_chars: args.max_prompt_chars, max_messages_chars: args.max_messages_chars },
     };
     let token_file = ctx.data_dir.join("api-token");

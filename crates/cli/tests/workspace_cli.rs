@@ -130,8 +130,9 @@ fn cli_workspaces_keep_same_named_knowledge_bases_apart() {
         let all = serde_json::to_string(hits).unwrap();
         assert!(hits.iter().all(|h| h["source"].as_str().unwrap().ends_with(own)), "{ws}: {all}");
         assert!(all.contains(own_marker) && !all.contains(other_marker) && !all.contains(other), "{ws}: {all}");
-        let kbs = ok(&data, &["--workspace", ws, "kb", "list"]);
-        assert!(kbs.contains("handbook") && !kbs.contains("default"), "{ws}: {kbs}");
+        let docs = ok(&data, &["--workspace", ws, "kb", "list", "--kb", "handbook"]);
+        assert!(docs.contains(own) && !docs.contains(other), "{ws}: {docs}");
+        assert!(fails(&data, &["--workspace", ws, "kb", "list"]).contains("does not exist"), "{ws}: the default KB is not shared");
     }
     // the default workspace has no `handbook`, and its own KB is not visible elsewhere
     assert!(fails(&data, &["search", "parking", "--kb", "handbook", "--json"]).contains("handbook"));
@@ -162,7 +163,7 @@ fn cli_workspaces_keep_same_named_knowledge_bases_apart() {
     ok(&data, &["workspace", "remove", "beta", "--yes"]);
     assert!(!data.join("workspaces/beta").exists());
     assert!(data.join("workspaces/acme/kb/handbook").is_dir() && data.join("kb/default").is_dir());
-    assert!(fails(&data, &["--workspace", "beta", "kb", "list"]).contains("does not exist"));
+    assert!(fails(&data, &["--workspace", "beta", "kb", "list", "--kb", "handbook"]).contains("workspace `beta` does not exist"));
 }
 
 #[test]
@@ -268,7 +269,7 @@ fn post(addr: &str, path: &str, token: &str, body: &Value) -> Resp {
 }
 
 fn ask(addr: &str, token: &str, q: &str) -> Value {
-    let r = post(addr, "/v1/chat/completions", token, &json!({"messages": [{"role": "user", "content": q}]}));
+    let r = post(addr, "/v1/chat/completions", token, &json!({"kb": "handbook", "messages": [{"role": "user", "content": q}]}));
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()
 }
@@ -345,7 +346,10 @@ Vacation days are requested in the QUOKKAMARK portal.\n",
     assert!(get(a, "/api/kb/handbook/search?q=garage%20code", &ta).body.contains("ZEBRAFLUX"));
     assert!(!get(a, "/api/kb/handbook/search?q=garage%20code", &tb).body.contains("ZEBRAFLUX"));
     assert!(!data.join("uploads").exists() && !data.join("workspaces/beta/uploads").exists());
-    assert!(data.join("workspaces/acme/uploads/handbook/acme-garage.md").is_file());
+    // encryption at rest: the plaintext upload is deleted once ingested (Acme's knowledge base holds it, encrypted)
+    assert!(!data.join("workspaces/acme/uploads/handbook/acme-garage.md").exists());
+    assert_eq!(get(a, "/api/kb", &tb).json()["data"][0]["documents"], 1);
+    assert_eq!(get(a, "/api/kb", &ta).json()["data"][0]["documents"], 2);
 
     // threads: Beta's thread is not Acme's to read, delete or rate
     let t = post(a, "/api/threads", &tb, &json!({"title": "beta-secret-thread", "kb": "handbook"}));
