@@ -19,6 +19,12 @@ pub struct PolicyView {
     pub text: Option<String>,
     /// Every setting (dotted key) with its value and whether an admin locked it.
     pub items: Vec<PolicyItem>,
+    /// tresor-guard's verdict on the policy in force: the admin key whose
+    /// signature verified, per file ("file: key").
+    pub signed_by: Vec<String>,
+    /// Why tresor-guard refuses the policy (bad signature, unknown key, a user
+    /// change to a locked item); None when it loads.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -37,12 +43,16 @@ pub fn candidates(data_dir: &Path) -> Vec<PathBuf> {
 }
 
 pub fn view(data_dir: &Path) -> Result<PolicyView> {
+    let (signed_by, error) = match tresor_guard::policy::PolicyPaths::for_data_dir(data_dir).load() {
+        Ok(p) => (p.files.iter().filter_map(|f| f.signed_by.as_ref().map(|k| format!("{}: {k}", f.path.display()))).collect(), None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     let Some(path) = candidates(data_dir).into_iter().find(|p| p.is_file()) else {
-        return Ok(PolicyView { path: None, text: None, items: Vec::new() });
+        return Ok(PolicyView { path: None, text: None, items: Vec::new(), signed_by, error });
     };
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let items = items(&text).with_context(|| format!("policy {}", path.display()))?;
-    Ok(PolicyView { path: Some(path.display().to_string()), text: Some(text), items })
+    Ok(PolicyView { path: Some(path.display().to_string()), text: Some(text), items, signed_by, error })
 }
 
 /// The settings of a policy text, flattened to dotted keys; a key is locked
@@ -119,5 +129,7 @@ mod tests {
         std::fs::write(dir.path().join("policy.toml"), "locked = [\"a\"]\na = 1\n").unwrap();
         let v = view(dir.path()).unwrap();
         assert_eq!(v.items, vec![PolicyItem { key: "a".into(), value: "1".into(), locked: true }]);
+        // tresor-guard refuses a user file that locks items or has unknown keys: shown, not hidden
+        assert!(v.error.is_some(), "{v:?}");
     }
 }

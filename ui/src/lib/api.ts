@@ -115,6 +115,8 @@ export interface PolicyView {
   path: string | null;
   text: string | null;
   items: { key: string; value: string; locked: boolean }[];
+  signed_by: string[];
+  error: string | null;
 }
 
 export interface SourceView {

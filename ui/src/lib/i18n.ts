@@ -94,6 +94,8 @@ const en = {
   'settings.locked': 'locked by your administrator',
   'settings.policyFile': 'Policy file (read-only)',
   'settings.version': 'Version',
+  'settings.policyRefused': 'The policy engine refuses this policy:',
+  'settings.signedBy': 'signed by',
 } as const;
 
 export type Key = keyof typeof en;
@@ -187,6 +189,8 @@ const de: Record<Key, string> = {
   'settings.locked': 'von Ihrer Administration gesperrt',
   'settings.policyFile': 'Richtliniendatei (schreibgeschützt)',
   'settings.version': 'Version',
+  'settings.policyRefused': 'Die Richtlinien-Prüfung lehnt diese Richtlinie ab:',
+  'settings.signedBy': 'signiert von',
 };
 
 export const dictionaries: Record<Lang, Record<Key, string>> = { en, de };
