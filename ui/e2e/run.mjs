@@ -106,7 +106,8 @@ try {
 
   step('settings: switch the language to German');
   await s.click('[data-testid="nav-settings"]');
-  await s.waitFor('[data-testid="policy"]');
+  await s.waitFor('[data-testid="policy"] li.locked', { what: 'a locked policy item' });
+  check((await s.findAll('[data-testid="policy-error"]')).length === 0, 'tresor-guard accepts the policy');
   await s.click('[data-testid="lang-select"] option[value="de"]');
   await s.waitFor('[data-testid="nav-knowledge"]', { pred: (t) => t.includes('Wissensbasen'), what: 'German navigation' });
   await s.waitFor('h1', { pred: (t) => t === 'Einstellungen', what: 'German settings title' });
