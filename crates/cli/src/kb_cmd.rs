@@ -398,7 +398,8 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
                 out!("{}", serde_json::to_string_pretty(&docs)?);
             } else {
                 for d in docs {
-                    out!("{:>5} chunks  {:<2}  {:<8}  {}  ({})", d.chunks, d.lang, d.format, d.source, d.title);
+                    let q = if d.quarantined > 0 { format!("  [{} quarantined]", d.quarantined) } else { String::new() };
+                    out!("{:>5} chunks  {:<2}  {:<8}  {}  ({}){q}", d.chunks, d.lang, d.format, d.source, d.title);
                 }
             }
         }
@@ -409,7 +410,7 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
                 out!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 out!("knowledge base `{}` at {}", s.name, s.path);
-                out!("documents: {}\nchunks: {}", s.documents, s.chunks);
+                out!("documents: {}\nchunks: {}\nquarantined chunks (injection firewall, never retrieved): {}", s.documents, s.chunks, s.quarantined);
                 out!("embedder: {} ({} dims, {})", s.embedder.as_deref().unwrap_or("-"), s.dim.unwrap_or(0), s.quantization);
                 let l: Vec<String> = s.languages.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 let f: Vec<String> = s.formats.iter().map(|(k, v)| format!("{k} {v}")).collect();
