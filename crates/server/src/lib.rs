@@ -141,7 +141,9 @@ pub fn api_token(data_dir: &FsPath, explicit: Option<&str>) -> Result<(String, b
 
 /// A job for the engine thread: the workspace it runs in and what to do with
 /// that workspace's assistant (or with the error that kept it from opening).
-type Job = (Ws, Box<dyn FnOnce(Result<&mut Assistant, String>) + Send>);
+type Job = (Ws, Work);
+/// What a job does with its workspace's assistant.
+type Work = Box<dyn FnOnce(Result<&mut Assistant, String>) + Send>;
 
 /// Opens a workspace's assistant: (name, data dir) → engine. Runs on the engine thread.
 pub type BuildAssistant = Box<dyn FnMut(&str, &FsPath) -> Result<Assistant, String> + Send>;
@@ -335,7 +337,7 @@ impl AppState {
     }
 
     /// Sends a job to the engine thread, to run with `ws`'s assistant.
-    fn send(&self, ws: &Ws, job: Box<dyn FnOnce(Result<&mut Assistant, String>) + Send>) -> ApiResult<()> {
+    fn send(&self, ws: &Ws, job: Work) -> ApiResult<()> {
         self.jobs.send((ws.clone(), job)).map_err(|_| ApiError::internal("the engine has stopped"))
     }
 
