@@ -2,8 +2,11 @@
 //! `pseudonym`, `drop`) kept in the KB's meta table. Chunk text and headings
 //! are redacted before they are embedded, indexed or stored, so the raw
 //! values never reach the database, the FTS index or the vectors.
-//! Pseudonyms use a subkey of the KB's workspace key; their encrypted
-//! originals (tresor-guard's vault) are kept in the meta table too.
+//! Pseudonyms use a random per-KB secret kept in the meta table (inside the
+//! SQLCipher database, so encrypted under the workspace key and carried
+//! through `tresor key rotate` unchanged: pseudonyms stay stable and the
+//! vault stays readable after a rotation); their encrypted originals
+//! (tresor-guard's vault) are kept in the meta table too.
 //! Detection and redaction themselves live in tresor-guard.
 
 use std::cell::RefCell;
@@ -16,7 +19,7 @@ use crate::store::Kb;
 
 const SETTING_KEY: &str = "redact_pii";
 const VAULT_KEY: &str = "pii_vault";
-const SUBKEY_LABEL: &str = "tresor/kb/pii-pseudonyms";
+const SECRET_KEY: &str = "pii_pseudonym_secret";
 
 /// What one ingest run applies to its chunks.
 pub struct Redactor {
@@ -37,7 +40,7 @@ impl Redactor {
         let mut key = [0u8; 32];
         let mut vault = PseudonymVault::new();
         if setting == Setting::Pseudonym {
-            key.copy_from_slice(&kb.key().subkey(SUBKEY_LABEL)[..]);
+            key = pseudonym_secret(kb)?;
             if let Some(json) = kb.meta_value(VAULT_KEY)? {
                 vault = PseudonymVault::from_json(&json).map_err(|e| KbError::Invalid(e.to_string()))?;
             }
@@ -96,11 +99,31 @@ pub fn setting(kb: &Kb) -> Result<Setting> {
 
 /// The vault of a pseudonymising KB and the key to open it (for `reveal`).
 pub fn vault(kb: &Kb) -> Result<(PseudonymVault, [u8; 32])> {
-    let mut key = [0u8; 32];
-    key.copy_from_slice(&kb.key().subkey(SUBKEY_LABEL)[..]);
+    let key = pseudonym_secret(kb)?;
     let vault = match kb.meta_value(VAULT_KEY)? {
         Some(json) => PseudonymVault::from_json(&json).map_err(|e| KbError::Invalid(e.to_string()))?,
         None => PseudonymVault::new(),
     };
     Ok((vault, key))
+}
+
+/// The KB's pseudonym secret, created on first use. Not derived from the
+/// data key: a key rotation must not change pseudonyms or orphan the vault.
+fn pseudonym_secret(kb: &Kb) -> Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    match kb.meta_value(SECRET_KEY)? {
+        Some(h) => {
+            let bytes = hex::decode(h.trim()).map_err(|e| KbError::Invalid(format!("pseudonym secret in the meta table: {e}")))?;
+            if bytes.len() != 32 {
+                return Err(KbError::Invalid("pseudonym secret in the meta table is not 32 bytes".into()));
+            }
+            key.copy_from_slice(&bytes);
+        }
+        None => {
+            use rand::RngCore;
+            rand::rngs::OsRng.fill_bytes(&mut key);
+            kb.set_meta_value(SECRET_KEY, &hex::encode(key))?;
+        }
+    }
+    Ok(key)
 }
