@@ -45,6 +45,9 @@ fn probe(conn: &Connection, path: &Path) -> Result<bool> {
 
 fn connect(path: &Path, key: Option<&WorkspaceKey>, flags: OpenFlags) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).map_err(db_err(path))?;
+    // Before the key probe reads anything: another process may hold the
+    // write lock for a moment (two `tresor ask` on one data dir).
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err(path))?;
     match key {
         Some(k) => apply_key(&conn, k, path)?,
         None => conn.execute_batch("PRAGMA temp_store = MEMORY;").map_err(db_err(path))?,

@@ -94,6 +94,7 @@ fn table() -> &'static [Rule] {
             (4, false, r"\b(?:sende|schicke|übermittle|leite|füge|hänge)\b(?:\W+\w+){0,6}?\W+(?:an\s+(?:die\s+)?(?:url|adresse|https?://)|weiter|(?:in|an)\s+(?:den|die)\s+(?:link|url))".into()),
             // 5 addresses_the_ai
             (5, false, r"\b(?:note|message|instructions?|attention|notice|memo|reminder)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|assistant|llm|language\s+model|chatbot|bot|model|gpt)s?\b".into()),
+            (5, false, r"\b(?:the\s+)?(?:ai|assistant|chatbot|model|llm)'?s\s+(?:new|real|actual|true)\s+(?:task|job|instructions?|goal|role)\b|\b(?:neue|eigentliche)\s+aufgabe\s+(?:des|der)\s+(?:assistenten|ki|modells|chatbots)\b".into()),
             (5, false, r"\bif\s+you\s+are\s+(?:an?\s+)?(?:ai|assistant|llm|language\s+model|chatbot|bot|gpt|large\s+language\s+model)\b".into()),
             (5, false, r"(?m)^\W*(?:ai|assistant|llm|chatbot|system)\s*(?:instruction|note|override)?\s*:".into()),
             (5, false, r"\b(?:dear|hey|attention)\s+(?:ai|assistant|chatbot|llm|language\s+model)\b|\bto\s+any\s+(?:ai|assistant|llm)\b|\b(?:ai|llm)\s+(?:assistants?|models?|agents?)\s+(?:reading|processing|summari[sz]ing)\b".into()),
@@ -105,9 +106,14 @@ fn table() -> &'static [Rule] {
             (6, false, r"\b(?:just|only|simply)\s+(?:print|say|output|write|reply|respond|answer\s+with)\b|\bstop\s+everything\b".into()),
             (6, false, r"\b(?:instead|rather)\b(?:\W+\w+){0,3}?\W+(?:say|print|reply|respond|write|output|tell)\b".into()),
             (6, false, r"\b(?:antworte|antwortet|antworten\s+sie|gib|gebe|schreibe?|sage?|drucke|beginne)\b(?:\W+\w+){0,4}?\W+(?:nur|ausschließlich|lediglich|genau|einzig|stattdessen)\b".into()),
+            (6, false, r"\btell\s+(?:the|every|any)\s+(?:user|reader|customer|employee|person)s?\s+(?:that|the\s+answer)\b".into()),
+            (6, false, r"\bwhatever\s+the\s+(?:user|question|person)\s+(?:asks|says|wants|writes)\b|\band\s+nothing\s+else\b|\begal\s+was\s+(?:der|die)\s+(?:nutzer|benutzer|anwender)\w*\s+(?:fragt|sagt|wissen\s+will)\b".into()),
+            (6, false, r"\b(?:sag(?:e)?|teile|erzähle?|antworte)\s+(?:dem|den|der)\s+(?:nutzer(?:in)?|benutzer(?:in)?|anwender(?:in)?|leser(?:in)?|fragenden)\b".into()),
             (6, false, r"\b(?:antworte|sage?|schreibe?)\s+(?:mit\s+)?[„\x22'][^“\x22']{1,60}[“\x22']".into()),
             // 7 secrecy
             (7, false, r"\b(?:do\s+not|don't|never|without)\s+(?:tell(?:ing)?|inform(?:ing)?|mention(?:ing)?|reveal(?:ing)?|let(?:ting)?|notify(?:ing)?|alert(?:ing)?)\s+(?:\w+\s+)?(?:the\s+)?(?:user|human|reader|person|them)\b".into()),
+            (7, false, r"\b(?:do\s+not|don't|never)\s+(?:mention|reveal|disclose|cite|quote)\s+(?:this|these|the)\s+(?:note|notes|instructions?|message|text|paragraph|addendum)\b".into()),
+            (7, false, r"\b(?:erwähne|nenne|zeige|zitiere)\s+(?:diese[nrs]?|de[nm]|die|das)\s+(?:hinweis|anweisung|text|nachricht|absatz)\w*\s+nicht\b".into()),
             (7, false, r"\b(?:sag(?:e)?|verrate|erwähne|informiere)\s+(?:dem|den|der)\s+(?:nutzer(?:in)?|benutzer(?:in)?|anwender(?:in)?|leser(?:in)?)\s+nicht(?:s)?\b|\bohne\s+(?:den|die|dem)\s+(?:nutzer|benutzer|anwender)\w*\s+zu\s+(?:informieren|sagen|warnen)".into()),
             // 8 policy_bypass
             (8, false, r"\b(?:never|not|won't|will\s+not|cannot|can't)\s+(?:refuse|decline|say\s+no|reject)\b|\b(?:no|without|any)\s+(?:restrictions|limitations|filters|censorship|guidelines|rules|boundaries|warnings|disclaimers)\b".into()),
