@@ -252,6 +252,19 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
+    /// One Q4_1 block: its scale, its minimum and the 32 nibbles as bytes
+    /// (elements 0..16 from the low nibbles, 16..32 from the high ones).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn unpack_q4_1(blk: *const u8, low: __m128i) -> (f32, f32, __m256i) {
+        let d = f16::from_bits(u16::from_le_bytes([*blk, *blk.add(1)])).to_f32();
+        let m = f16::from_bits(u16::from_le_bytes([*blk.add(2), *blk.add(3)])).to_f32();
+        let packed = _mm_loadu_si128(blk.add(4) as *const __m128i);
+        let lo = _mm_and_si128(packed, low);
+        let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
+        (d, m, _mm256_set_m128i(hi, lo))
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dot_q4_1_x1(w: &[u8], x: &[BlockQ8_1]) -> f32 {
         let nb = w.len() / Q4_1_BYTES;
@@ -262,13 +275,7 @@ mod avx2 {
         let mut mins = 0f32;
         let wp = w.as_ptr();
         for b in 0..nb {
-            let blk = wp.add(b * Q4_1_BYTES);
-            let d = f16::from_bits(u16::from_le_bytes([*blk, *blk.add(1)])).to_f32();
-            let m = f16::from_bits(u16::from_le_bytes([*blk.add(2), *blk.add(3)])).to_f32();
-            let packed = _mm_loadu_si128(blk.add(4) as *const __m128i);
-            let lo = _mm_and_si128(packed, low);
-            let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
-            let wq = _mm256_set_m128i(hi, lo);
+            let (d, m, wq) = unpack_q4_1(wp.add(b * Q4_1_BYTES), low);
             let xb = x.get_unchecked(b);
             let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), ones);
@@ -288,13 +295,7 @@ mod avx2 {
         let mut mins = [0f32; 4];
         let wp = w.as_ptr();
         for b in 0..nb {
-            let blk = wp.add(b * Q4_1_BYTES);
-            let d = f16::from_bits(u16::from_le_bytes([*blk, *blk.add(1)])).to_f32();
-            let m = f16::from_bits(u16::from_le_bytes([*blk.add(2), *blk.add(3)])).to_f32();
-            let packed = _mm_loadu_si128(blk.add(4) as *const __m128i);
-            let lo = _mm_and_si128(packed, low);
-            let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
-            let wq = _mm256_set_m128i(hi, lo);
+            let (d, m, wq) = unpack_q4_1(wp.add(b * Q4_1_BYTES), low);
             for i in 0..4 {
                 let xb = xs.get_unchecked(i).get_unchecked(b);
                 let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
