@@ -8,46 +8,21 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 const PASS: &str = "correct horse battery staple";
 
 /// Unique words that appear only in the test documents (and one question).
 const MARKERS: &[&str] = &["Vexillumqortz", "ZEBRAFALKNER", "quokkabrisant", "Jubelkrötenwald"];
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("TRESOR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
-
-fn tresor(home: &Path, pass: Option<&str>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
-    c.arg("--models-dir")
-        .arg(models_dir())
-        .arg("--data-dir")
-        .arg(home)
-        .env_remove("TRESOR_HOME")
-        .env_remove("TRESOR_WORKSPACE")
-        .env_remove("TRESOR_PASSPHRASE_FILE")
-        .env_remove("TRESOR_NEW_PASSPHRASE")
-        // deterministic: never the desktop keyring of whoever runs the tests
-        .env("TRESOR_NO_KEYRING", "1")
-        .stdin(Stdio::null());
-    match pass {
-        Some(p) => c.env("TRESOR_PASSPHRASE", p),
-        None => c.env_remove("TRESOR_PASSPHRASE"),
-    };
-    c
-}
+mod common;
 
 fn run(home: &Path, pass: Option<&str>, args: &[&str]) -> Output {
-    tresor(home, pass).args(args).output().expect("run tresor")
+    common::tresor_with(home, pass).stdin(Stdio::null()).args(args).output().expect("run tresor")
 }
 
 fn ok(out: &Output, what: &str) -> String {
-    assert!(out.status.success(), "{what} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
-    String::from_utf8_lossy(&out.stdout).to_string()
+    common::ok_output(out, what)
 }
 
 fn write_docs(dir: &Path) {

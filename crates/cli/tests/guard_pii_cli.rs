@@ -5,43 +5,13 @@
 //! from `tresor search --json`, and the setting is kept per knowledge base.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use serde_json::Value;
+mod common;
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("TRESOR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
+use common::{models_dir_with_embedder, Cli};
 
-fn tresor(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
-    c.env("TRESOR_HOME", home)
-        .env("TRESOR_MODELS", models_dir())
-        .env("TRESOR_PASSPHRASE", "pii-test-passphrase")
-        .env_remove("TRESOR_DEVICE");
-    c
-}
-
-fn run(home: &Path, args: &[&str]) -> Output {
-    tresor(home).args(args).output().expect("run tresor")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = run(home, args);
-    assert!(
-        out.status.success(),
-        "tresor {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(home: &Path, args: &[&str]) -> Value {
-    let s = ok(home, args);
-    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{args:?}: {e}\n{s}"))
+fn cli(home: &Path) -> Cli {
+    Cli::new(home, Some("pii-test-passphrase"))
 }
 
 fn slice(text: &str, start: usize, end: usize) -> String {
@@ -53,7 +23,7 @@ fn guard_pii_json_on_german_text() {
     let home = tempfile::tempdir().unwrap();
     let text = "Grüße 🙂 von Frau Müller: bitte überweisen Sie an Jürgen Weiß, IBAN DE89 3704 0044 0532 0130 00, \
                 Tel. +49 151 23456789.";
-    let spans = json(home.path(), &["guard", "pii", "--json", text]);
+    let spans = cli(home.path()).json(&["guard", "pii", "--json", text]);
     let spans = spans.as_array().expect("array");
     let got: Vec<(String, String)> = spans
         .iter()
@@ -77,15 +47,15 @@ fn guard_pii_json_on_german_text() {
     // --file and the readable listing with the masked text
     let f = home.path().join("t.txt");
     std::fs::write(&f, "Kontakt: anna.schmidt@example.de, Steuer-ID 86095742719").unwrap();
-    let out = ok(home.path(), &["guard", "pii", "--file", f.to_str().unwrap()]);
+    let out = cli(home.path()).ok(&["guard", "pii", "--file", f.to_str().unwrap()]);
     assert!(out.contains("EMAIL") && out.contains("TAX_ID"), "{out}");
     assert!(out.contains("Kontakt: [EMAIL], Steuer-ID [TAX_ID]"), "{out}");
 
     // bad input gets a clear error
-    let bad = run(home.path(), &["guard", "pii", "--file", "/nonexistent/x.txt"]);
+    let bad = cli(home.path()).run(&["guard", "pii", "--file", "/nonexistent/x.txt"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent/x.txt"));
-    let none = run(home.path(), &["guard", "pii"]);
+    let none = cli(home.path()).run(&["guard", "pii"]);
     assert!(!none.status.success());
 }
 
@@ -97,7 +67,7 @@ fn eval_pii_on_the_dev_set_meets_the_targets() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
-    let r = json(home.path(), &["eval", "pii", "--cases", cases.to_str().unwrap(), "--json"]);
+    let r = cli(home.path()).json(&["eval", "pii", "--cases", cases.to_str().unwrap(), "--json"]);
     let headline = r["headline"].as_str().unwrap();
     let per = &r["tresor"][headline]["per_type"];
     let recall = |t: &str| per[t]["recall"].as_f64().unwrap_or_else(|| panic!("no {t} in {per}"));
@@ -116,16 +86,14 @@ fn eval_pii_on_the_dev_set_meets_the_targets() {
 
     let bad = home.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"id\": 1}\n").unwrap();
-    let out = run(home.path(), &["eval", "pii", "--cases", bad.to_str().unwrap()]);
+    let out = cli(home.path()).run(&["eval", "pii", "--cases", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
 fn ingest_with_redaction_never_returns_the_raw_email() {
-    if !models_dir().join("all-minilm-l6-v2/model.safetensors").exists() {
-        panic!("{} has no all-minilm-l6-v2: run `tresor models setup` first", models_dir().display());
-    }
+    models_dir_with_embedder();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let docs = h.join("docs");
@@ -138,34 +106,34 @@ fn ingest_with_redaction_never_returns_the_raw_email() {
     )
     .unwrap();
     let d = docs.to_str().unwrap();
-    ok(h, &["ingest", d, "--kb", "masked", "--redact-pii", "mask"]);
-    ok(h, &["ingest", d, "--kb", "pseudo", "--redact-pii", "pseudonym"]);
-    ok(h, &["ingest", d, "--kb", "plain"]);
+    cli(h).ok(&["ingest", d, "--kb", "masked", "--redact-pii", "mask"]);
+    cli(h).ok(&["ingest", d, "--kb", "pseudo", "--redact-pii", "pseudonym"]);
+    cli(h).ok(&["ingest", d, "--kb", "plain"]);
 
     let q = "Wer ist Ansprechpartner für die Reisekostenabrechnung?";
     for kb in ["masked", "pseudo"] {
-        let hits = ok(h, &["search", q, "--kb", kb, "--json"]);
+        let hits = cli(h).ok(&["search", q, "--kb", kb, "--json"]);
         assert!(hits.contains("Reisekostenabrechnung"), "{kb}: {hits}");
         for raw in ["berta.kowalski@example.org", "Kowalski", "DE89 3704", "98765432"] {
             assert!(!hits.contains(raw), "{kb} leaks {raw}: {hits}");
         }
-        let by_email = ok(h, &["search", "berta.kowalski@example.org", "--kb", kb, "--json", "--mode", "bm25"]);
+        let by_email = cli(h).ok(&["search", "berta.kowalski@example.org", "--kb", kb, "--json", "--mode", "bm25"]);
         assert!(!by_email.contains("berta.kowalski@example.org"), "{kb}: {by_email}");
     }
-    let masked = ok(h, &["search", q, "--kb", "masked", "--json"]);
+    let masked = cli(h).ok(&["search", q, "--kb", "masked", "--json"]);
     assert!(masked.contains("[EMAIL]") && masked.contains("[IBAN]"), "{masked}");
-    let pseudo = ok(h, &["search", q, "--kb", "pseudo", "--json"]);
+    let pseudo = cli(h).ok(&["search", q, "--kb", "pseudo", "--json"]);
     assert!(pseudo.contains("[EMAIL_") && pseudo.contains("[PERSON_"), "{pseudo}");
     // the control KB without the setting keeps the text
-    let plain = ok(h, &["search", q, "--kb", "plain", "--json"]);
+    let plain = cli(h).ok(&["search", q, "--kb", "plain", "--json"]);
     assert!(plain.contains("berta.kowalski@example.org"), "{plain}");
 
     // the setting is stored per KB: a later ingest without the flag still redacts
     std::fs::write(docs.join("neu.md"), "# Neu\n\nRückfragen an max.mustermann@example.com bitte.\n").unwrap();
-    ok(h, &["ingest", d, "--kb", "masked"]);
-    let hits = ok(h, &["search", "Rückfragen", "--kb", "masked", "--json", "--mode", "bm25"]);
+    cli(h).ok(&["ingest", d, "--kb", "masked"]);
+    let hits = cli(h).ok(&["search", "Rückfragen", "--kb", "masked", "--json", "--mode", "bm25"]);
     assert!(hits.contains("Rückfragen") && !hits.contains("max.mustermann@example.com"), "{hits}");
 
-    let bad = run(h, &["ingest", d, "--kb", "masked", "--redact-pii", "blur"]);
+    let bad = cli(h).run(&["ingest", d, "--kb", "masked", "--redact-pii", "blur"]);
     assert!(!bad.status.success());
 }

@@ -1,29 +1,18 @@
 //! End-to-end: the real `tresor` binary on the shipped models.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("TRESOR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
+mod common;
+
 
 fn tresor(args: &[&str]) -> Output {
     let home = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_tresor"))
-        .arg("--models-dir")
-        .arg(models_dir())
-        .arg("--data-dir")
-        .arg(home.path())
-        .args(args)
-        .output()
-        .unwrap()
+    common::tresor_with(home.path(), None).args(args).output().unwrap()
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "tresor failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
+    common::ok_output(out, "tresor")
 }
 
 #[test]

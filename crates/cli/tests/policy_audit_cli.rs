@@ -5,11 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("TRESOR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
+mod common;
+
+use common::have_models;
 
 /// `tresor` with its data in `home`, no system policy or admin keys unless the test sets them.
 fn cmd(home: &Path) -> Command {
@@ -17,20 +15,8 @@ fn cmd(home: &Path) -> Command {
     if !admin.exists() {
         std::fs::write(&admin, "").unwrap();
     }
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
-    c.arg("--models-dir")
-        .arg(models_dir())
-        .arg("--data-dir")
-        .arg(home)
-        .env_remove("TRESOR_HOME")
-        .env_remove("TRESOR_WORKSPACE")
-        .env_remove("TRESOR_PASSPHRASE_FILE")
-        .env("TRESOR_PASSPHRASE", "policy-audit-test-passphrase")
-        .env("TRESOR_POLICY", admin)
-        .env("TRESOR_ADMIN_KEYS", home.join("admin-keys"))
-        // the data dir is encrypted: its key is unlocked with this passphrase
-        .env("TRESOR_PASSPHRASE", "policy-test-passphrase")
-        .env_remove("TRESOR_PASSPHRASE_FILE");
+    let mut c = common::tresor_with(home, Some("policy-test-passphrase"));
+    c.env("TRESOR_POLICY", admin).env("TRESOR_ADMIN_KEYS", home.join("admin-keys"));
     c
 }
 
@@ -43,16 +29,7 @@ fn text(o: &[u8]) -> String {
 }
 
 fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "failed: {}\n{}", text(&o.stderr), text(&o.stdout));
-    text(&o.stdout)
-}
-
-fn have_models() -> bool {
-    let ok = models_dir().join("all-minilm-l6-v2").join("config.json").is_file();
-    if !ok {
-        eprintln!("note: skipped, the embedding model is not installed in {} (run `tresor models setup`)", models_dir().display());
-    }
-    ok
+    common::ok_output(o, "tresor")
 }
 
 #[test]

@@ -9,60 +9,17 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 
 use serde_json::{json, Value};
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("TRESOR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{repo, Cli};
 
-fn tresor(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
-    c.arg("--models-dir")
-        .arg(models_dir())
-        .arg("--data-dir")
-        .arg(home)
-        .env_remove("TRESOR_HOME")
-        .env_remove("TRESOR_API_TOKEN")
-        .env_remove("TRESOR_WORKSPACE")
-        // every workspace's key is unlocked with this passphrase
-        .env("TRESOR_PASSPHRASE", "workspace-test-passphrase")
-        .env_remove("TRESOR_PASSPHRASE_FILE");
-    c
-}
-
-fn run(home: &Path, args: &[&str]) -> Output {
-    tresor(home).args(args).output().expect("run tresor")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = run(home, args);
-    assert!(
-        out.status.success(),
-        "tresor {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail; returns its stderr.
-fn fails(home: &Path, args: &[&str]) -> String {
-    let out = run(home, args);
-    assert!(!out.status.success(), "tresor {args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_out(home: &Path, args: &[&str]) -> Value {
-    let s = ok(home, args);
-    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{args:?}: {e}\n{s}"))
+fn cli(home: &Path) -> Cli {
+    // every workspace's key is unlocked with this passphrase
+    Cli::new(home, Some("workspace-test-passphrase"))
 }
 
 /// Every file (relative path) under `dir`.
@@ -108,14 +65,14 @@ fn cli_workspaces_keep_same_named_knowledge_bases_apart() {
     let vac = h.join("docs-default");
     std::fs::create_dir_all(&vac).unwrap();
     std::fs::copy(repo().join("assets/sample-kb/handbook/vacation-policy.md"), vac.join("vacation-policy.md")).unwrap();
-    ok(&data, &["ingest", vac.to_str().unwrap()]);
+    cli(&data).ok(&["ingest", vac.to_str().unwrap()]);
     assert!(data.join("kb/default").is_dir());
 
-    ok(&data, &["workspace", "create", "acme"]);
-    assert!(fails(&data, &["workspace", "create", "acme"]).contains("already exists"));
-    ok(&data, &["--workspace", "acme", "ingest", da.to_str().unwrap(), "--kb", "handbook"]);
+    cli(&data).ok(&["workspace", "create", "acme"]);
+    assert!(cli(&data).fails(&["workspace", "create", "acme"]).contains("already exists"));
+    cli(&data).ok(&["--workspace", "acme", "ingest", da.to_str().unwrap(), "--kb", "handbook"]);
     // ingest creates a missing workspace, and says so
-    let out = run(&data, &["--workspace", "beta", "ingest", db.to_str().unwrap(), "--kb", "handbook"]);
+    let out = cli(&data).run(&["--workspace", "beta", "ingest", db.to_str().unwrap(), "--kb", "handbook"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("created workspace `beta`"));
     assert!(data.join("workspaces/acme/kb/handbook").is_dir() && data.join("workspaces/beta/kb/handbook").is_dir());
@@ -124,79 +81,79 @@ fn cli_workspaces_keep_same_named_knowledge_bases_apart() {
     for (ws, own, own_marker, other, other_marker) in
         [("acme", "acme-parking.md", "ZEBRAFLUX", "beta-parking.md", "QUOKKAMARK"), ("beta", "beta-parking.md", "QUOKKAMARK", "acme-parking.md", "ZEBRAFLUX")]
     {
-        let hits = json_out(&data, &["--workspace", ws, "search", "where do employees park? parking permits", "--kb", "handbook", "--json"]);
+        let hits = cli(&data).json(&["--workspace", ws, "search", "where do employees park? parking permits", "--kb", "handbook", "--json"]);
         let hits = hits.as_array().unwrap();
         assert!(!hits.is_empty(), "{ws}: no hits");
         let all = serde_json::to_string(hits).unwrap();
         assert!(hits.iter().all(|h| h["source"].as_str().unwrap().ends_with(own)), "{ws}: {all}");
         assert!(all.contains(own_marker) && !all.contains(other_marker) && !all.contains(other), "{ws}: {all}");
-        let docs = ok(&data, &["--workspace", ws, "kb", "list", "--kb", "handbook"]);
+        let docs = cli(&data).ok(&["--workspace", ws, "kb", "list", "--kb", "handbook"]);
         assert!(docs.contains(own) && !docs.contains(other), "{ws}: {docs}");
-        assert!(fails(&data, &["--workspace", ws, "kb", "list"]).contains("does not exist"), "{ws}: the default KB is not shared");
+        assert!(cli(&data).fails(&["--workspace", ws, "kb", "list"]).contains("does not exist"), "{ws}: the default KB is not shared");
     }
     // the default workspace has no `handbook`, and its own KB is not visible elsewhere
-    assert!(fails(&data, &["search", "parking", "--kb", "handbook", "--json"]).contains("handbook"));
-    let hits = json_out(&data, &["search", "where do employees park? parking permits", "--json"]);
+    assert!(cli(&data).fails(&["search", "parking", "--kb", "handbook", "--json"]).contains("handbook"));
+    let hits = cli(&data).json(&["search", "where do employees park? parking permits", "--json"]);
     let all = hits.to_string();
     assert!(!all.contains("ZEBRAFLUX") && !all.contains("QUOKKAMARK"), "{all}");
-    assert!(fails(&data, &["--workspace", "acme", "search", "vacation", "--kb", "default", "--json"]).contains("default"));
+    assert!(cli(&data).fails(&["--workspace", "acme", "search", "vacation", "--kb", "default", "--json"]).contains("default"));
 
     // unknown workspace: a clear error and nothing created
-    let err = fails(&data, &["--workspace", "nope", "search", "parking", "--json"]);
+    let err = cli(&data).fails(&["--workspace", "nope", "search", "parking", "--json"]);
     assert!(err.contains("workspace `nope` does not exist") && err.contains("tresor workspace create nope"), "{err}");
     assert!(!data.join("workspaces/nope").exists());
     // path tricks in names are refused before anything is touched
     for bad in ["../evil", "a/b", ".hidden", "Acme", ""] {
-        let err = fails(&data, &["--workspace", bad, "ingest", da.to_str().unwrap()]);
+        let err = cli(&data).fails(&["--workspace", bad, "ingest", da.to_str().unwrap()]);
         assert!(err.contains("invalid workspace name"), "{bad}: {err}");
     }
     assert!(!h.join("evil").exists() && !data.join("evil").exists() && !data.join("workspaces/a").exists());
 
-    let list = json_out(&data, &["workspace", "list", "--json"]);
+    let list = cli(&data).json(&["workspace", "list", "--json"]);
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["default", "acme", "beta"]);
 
     // removing needs --yes, never the default, and deletes only that workspace
-    assert!(fails(&data, &["workspace", "remove", "beta"]).contains("--yes"));
+    assert!(cli(&data).fails(&["workspace", "remove", "beta"]).contains("--yes"));
     assert!(data.join("workspaces/beta").is_dir());
-    assert!(fails(&data, &["workspace", "remove", "default", "--yes"]).contains("cannot be removed"));
-    ok(&data, &["workspace", "remove", "beta", "--yes"]);
+    assert!(cli(&data).fails(&["workspace", "remove", "default", "--yes"]).contains("cannot be removed"));
+    cli(&data).ok(&["workspace", "remove", "beta", "--yes"]);
     assert!(!data.join("workspaces/beta").exists());
     assert!(data.join("workspaces/acme/kb/handbook").is_dir() && data.join("kb/default").is_dir());
-    assert!(fails(&data, &["--workspace", "beta", "kb", "list", "--kb", "handbook"]).contains("workspace `beta` does not exist"));
+    assert!(cli(&data).fails(&["--workspace", "beta", "kb", "list", "--kb", "handbook"]).contains("workspace `beta` does not exist"));
 }
 
 #[test]
 fn workspace_tokens_are_printed_once_and_stored_as_hashes() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    assert!(fails(h, &["workspace", "token", "create", "acme"]).contains("does not exist"));
-    ok(h, &["workspace", "create", "acme"]);
-    let token = ok(h, &["workspace", "token", "create", "acme", "--label", "ci"]).trim().to_string();
+    assert!(cli(h).fails(&["workspace", "token", "create", "acme"]).contains("does not exist"));
+    cli(h).ok(&["workspace", "create", "acme"]);
+    let token = cli(h).ok(&["workspace", "token", "create", "acme", "--label", "ci"]).trim().to_string();
     assert!(token.starts_with("tresor-ws-") && token.len() > 60, "{token}");
-    let again = ok(h, &["workspace", "token", "create", "acme"]).trim().to_string();
+    let again = cli(h).ok(&["workspace", "token", "create", "acme"]).trim().to_string();
     assert_ne!(token, again);
     // no file anywhere holds the token itself
     for f in files_under(h) {
         let bytes = std::fs::read(h.join(&f)).unwrap();
         assert!(!String::from_utf8_lossy(&bytes).contains(&token[10..]), "{f} holds the token");
     }
-    let list = json_out(h, &["workspace", "token", "list", "acme", "--json"]);
+    let list = cli(h).json(&["workspace", "token", "list", "acme", "--json"]);
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["label"], "ci");
     assert!(!serde_json::to_string(list).unwrap().contains(&token[10..]));
     let id = list[0]["id"].as_str().unwrap().to_string();
-    ok(h, &["workspace", "token", "revoke", "acme", &id]);
-    assert_eq!(json_out(h, &["workspace", "token", "list", "acme", "--json"]).as_array().unwrap().len(), 1);
-    assert!(fails(h, &["workspace", "token", "revoke", "acme", &id]).contains("no token"));
+    cli(h).ok(&["workspace", "token", "revoke", "acme", &id]);
+    assert_eq!(cli(h).json(&["workspace", "token", "list", "acme", "--json"]).as_array().unwrap().len(), 1);
+    assert!(cli(h).fails(&["workspace", "token", "revoke", "acme", &id]).contains("no token"));
 }
 
 #[test]
 fn ask_refuses_a_huge_question_with_a_clear_error() {
     let home = tempfile::tempdir().unwrap();
     let q = "How many vacation days do I get? ".repeat(200);
-    let err = fails(home.path(), &["ask", &q, "--json"]);
+    let err = cli(home.path()).fails(&["ask", &q, "--json"]);
     assert!(err.contains("characters") && err.contains("4000"), "{err}");
 }
 
@@ -215,7 +172,8 @@ impl Drop for Server {
 }
 
 fn start(home: &Path, extra: &[&str]) -> Server {
-    let mut child = tresor(home)
+    let mut child = cli(home)
+        .cmd()
         .args(["serve", "--addr", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -275,7 +233,7 @@ fn ask(addr: &str, token: &str, q: &str) -> Value {
 }
 
 fn new_token(home: &Path, ws: &str) -> String {
-    ok(home, &["workspace", "token", "create", ws]).trim().to_string()
+    cli(home).ok(&["workspace", "token", "create", ws]).trim().to_string()
 }
 
 #[test]
@@ -295,8 +253,8 @@ fn serve_runs_every_request_in_its_tokens_workspace() {
 Vacation days are requested in the QUOKKAMARK portal.\n",
     )
     .unwrap();
-    ok(&data, &["--workspace", "acme", "ingest", da.to_str().unwrap(), "--kb", "handbook"]);
-    ok(&data, &["--workspace", "beta", "ingest", db.to_str().unwrap(), "--kb", "handbook"]);
+    cli(&data).ok(&["--workspace", "acme", "ingest", da.to_str().unwrap(), "--kb", "handbook"]);
+    cli(&data).ok(&["--workspace", "beta", "ingest", db.to_str().unwrap(), "--kb", "handbook"]);
     let ta = new_token(&data, "acme");
     let tb = new_token(&data, "beta");
     let srv = start(&data, &["--token", "legacy-default-token"]);
@@ -380,9 +338,9 @@ Vacation days are requested in the QUOKKAMARK portal.\n",
     assert!(mb.contains("tresor_answers_total 2\n") && mb.contains("tresor_cache_hits_total 0\n"), "{mb}");
 
     // a revoked token stops working while the server runs
-    let list = json_out(&data, &["workspace", "token", "list", "beta", "--json"]);
+    let list = cli(&data).json(&["workspace", "token", "list", "beta", "--json"]);
     let id = list[0]["id"].as_str().unwrap().to_string();
-    ok(&data, &["workspace", "token", "revoke", "beta", &id]);
+    cli(&data).ok(&["workspace", "token", "revoke", "beta", &id]);
     let mut status = 200;
     for _ in 0..50 {
         status = get(a, "/v1/models", &tb).status;
@@ -410,11 +368,11 @@ Vacation days are requested in the QUOKKAMARK portal.\n",
 fn serve_rate_limits_per_token_and_caps_sizes_with_json_errors() {
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("data");
-    ok(&data, &["workspace", "create", "acme"]);
+    cli(&data).ok(&["workspace", "create", "acme"]);
     let t1 = new_token(&data, "acme");
     let t2 = new_token(&data, "acme");
-    assert!(fails(&data, &["--workspace", "nope", "serve"]).contains("does not exist"));
-    assert!(fails(&data, &["serve", "--rate-limit", "0/min"]).contains("at least 1"));
+    assert!(cli(&data).fails(&["--workspace", "nope", "serve"]).contains("does not exist"));
+    assert!(cli(&data).fails(&["serve", "--rate-limit", "0/min"]).contains("at least 1"));
     let srv = start(
         &data,
         &["--rate-limit", "6/min", "--upload-limit", "1000", "--max-prompt-chars", "100", "--max-messages-chars", "300", "--body-limit", "20000"],
