@@ -19,6 +19,13 @@ pub struct BudgetRow {
     pub prompt_tokens_per_answer: f64,
 }
 
+/// One part of the pipeline share over the questions.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRow {
+    pub stage: String,
+    pub ms: Percentiles,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AnswerBenchReport {
     pub questions: usize,
@@ -28,6 +35,8 @@ pub struct AnswerBenchReport {
     pub pipeline_ms: Percentiles,
     pub retrieve_ms: Percentiles,
     pub validate_ms: Percentiles,
+    /// The pipeline share's parts (policy, firewall, embedding, cache, search, packing, citation check, record).
+    pub stages: Vec<StageRow>,
     pub context_tokens_per_answer: f64,
     pub cache_hit_ms: Percentiles,
     pub budgets: Vec<BudgetRow>,
@@ -64,8 +73,14 @@ pub fn run(
     };
     let (mut ttft, mut total, mut pipe, mut retr, mut val, mut ctx, mut hit) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut models = Vec::new();
+    let stage_names = ["policy", "firewall", "embed", "cache", "search", "pack", "validate", "record"];
+    let mut stages: Vec<Vec<f64>> = vec![Vec::new(); stage_names.len()];
     for (i, q) in questions.iter().enumerate() {
         let a = ask(assistant, q, false)?;
+        let t = &a.timings;
+        for (v, x) in stages.iter_mut().zip([t.policy_ms, t.firewall_ms, t.embed_ms, t.cache_ms, t.search_ms, t.pack_ms, t.validate_ms, t.record_ms]) {
+            v.push(x);
+        }
         if !a.refused && a.tokens.completion > 0 {
             ttft.push(a.timings.ttft_ms - a.timings.load_ms);
             ctx.push(a.tokens.context as f64);
@@ -112,6 +127,7 @@ pub fn run(
         pipeline_ms: pct(pipe),
         retrieve_ms: pct(retr),
         validate_ms: pct(val),
+        stages: stage_names.iter().zip(stages).map(|(n, v)| StageRow { stage: n.to_string(), ms: pct(v) }).collect(),
         context_tokens_per_answer: mean(&ctx),
         cache_hit_ms: pct(hit),
         budgets: rows,
@@ -135,6 +151,10 @@ pub fn table(r: &AnswerBenchReport) -> String {
         ("semantic-cache hit (ms)", &r.cache_hit_ms),
     ] {
         s.push_str(&format!("| {name} | {:.1} | {:.1} |\n", p.p50, p.p95));
+    }
+    s.push_str("\n| pipeline stage | p50 (ms) | p95 (ms) |\n|---|---|---|\n");
+    for st in &r.stages {
+        s.push_str(&format!("| {} | {:.1} | {:.1} |\n", st.stage, st.ms.p50, st.ms.p95));
     }
     s.push_str(&format!("\ncontext tokens per answer: {:.0}\n\n| context budget | context tokens | prompt tokens | TTFT p50 (ms) | TTFT p95 (ms) |\n|---|---|---|---|---|\n", r.context_tokens_per_answer));
     for b in &r.budgets {

@@ -62,6 +62,7 @@ pub struct Source {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Timings {
     /// Request start to the model's first token (cache hits and canned answers: to the answer).
     pub ttft_ms: f64,
@@ -79,6 +80,19 @@ pub struct Timings {
     pub validate_ms: f64,
     /// Everything but model load, prefill and decode.
     pub pipeline_ms: f64,
+    /// Parts of the pipeline share (a profile; they overlap nothing and do not add up to it exactly):
+    /// admin-policy checks before generation (topic similarity included).
+    pub policy_ms: f64,
+    /// Injection firewall: prompt screen, passage screen, output-guard set-up.
+    pub firewall_ms: f64,
+    /// Embedding the question (once; every later step reuses the vector).
+    pub embed_ms: f64,
+    /// Semantic-cache lookup and store.
+    pub cache_ms: f64,
+    /// tresor-kb hybrid search (BM25, vector, rerank) and fetching the passages' vectors.
+    pub search_ms: f64,
+    /// Writing the answer down: audit entry, thread messages.
+    pub record_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -242,6 +256,7 @@ impl Assistant {
         models: Box<dyn ModelSource>,
     ) -> Result<Self> {
         cfg.validate().map_err(|reason| AssistantError::Config { path: data_dir.join("assistant.toml"), reason })?;
+        let embedder: Arc<dyn TextEmbedder> = Arc::new(crate::memo::MemoEmbedder::new(embedder, 16));
         let db = data_dir.join(DB_FILE);
         Ok(Assistant {
             cache: SemanticCache::open(&db, key)?,
@@ -367,7 +382,9 @@ impl Assistant {
         tracing::debug!(question = %tresor_guard::redact::for_log(&q), "answering");
         // admin policy (policy.rs): language, blocked terms and refused topics before anything
         // runs; every streamed sentence then passes its output checks
+        let t_policy = Instant::now();
         let pre = self.policy_precheck(&q, lang);
+        let policy_ms = ms(t_policy);
         if pre.refusal.is_some() {
             return self.policy_refuse(pre, &q, lang, req, t0, on_text);
         }
@@ -382,7 +399,9 @@ impl Assistant {
         };
         let on_text: &mut dyn FnMut(&str) = &mut guarded;
         let intent = route::classify(&q, req.kb.is_some());
+        let t_fw = Instant::now();
         let flagged = if self.cfg.injection.enabled { firewall::screen_prompt(&q, self.embedder.as_ref()).filter(|v| v.injection) } else { None };
+        let prompt_screen_ms = ms(t_fw);
         let blocked = flagged.is_some() && self.cfg.injection.prompt == tresor_guard::injection::InjectionAction::Block;
         let mut ans = if blocked {
             let text = firewall::blocked_reply(lang == Lang::De);
@@ -414,11 +433,14 @@ impl Assistant {
             outer(&tail);
         }
         self.policy_settle(&mut ans, og, pre);
+        ans.timings.policy_ms = policy_ms;
+        ans.timings.firewall_ms += prompt_screen_ms;
         ans.timings.total_ms = ms(t0);
         if ans.timings.ttft_ms == 0.0 {
             ans.timings.ttft_ms = ans.timings.total_ms;
         }
         ans.timings.pipeline_ms = (ans.timings.total_ms - ans.timings.generate_ms - ans.timings.load_ms + ans.timings.validate_ms).max(0.0);
+        let t_record = Instant::now();
         if let Some(t) = req.thread {
             self.threads.add_message(t, "user", &q, None)?;
             let meta = serde_json::json!({
@@ -436,6 +458,11 @@ impl Assistant {
         self.metrics.ttft_ms_sum += ans.timings.ttft_ms;
         self.metrics.total_ms_sum += ans.timings.total_ms;
         self.audit_answer(req, &q, &ans)?;
+        // the record is part of the request's time (and of the pipeline's share), though the
+        // thread's copy of the timings was written before it was known
+        ans.timings.record_ms = ms(t_record);
+        ans.timings.total_ms += ans.timings.record_ms;
+        ans.timings.pipeline_ms += ans.timings.record_ms;
         Ok(ans)
     }
 
@@ -503,9 +530,16 @@ impl Assistant {
         let t = Instant::now();
         let (_, version) = self.kb(kb_name)?;
         trace.kb_version = Some(version.clone());
-        let qvec = embedder.embed(&[&cache_form(&question)])?.pop().unwrap_or_default();
+        // one vector for the question: the policy and the firewall embedded the same text
+        // already (memo.rs), and tresor-kb's vector search gets it from the memo too
+        let t_embed = Instant::now();
+        let qvec = embedder.embed(&[&question])?.pop().unwrap_or_default();
+        timings.embed_ms = ms(t_embed);
         if use_cache {
-            if let Some(hit) = self.cache.lookup(kb_name, &version, &qvec, self.cfg.cache.similarity_threshold)? {
+            let t_cache = Instant::now();
+            let hit = self.cache.lookup(kb_name, &version, &qvec, self.cfg.cache.similarity_threshold)?;
+            timings.cache_ms = ms(t_cache);
+            if let Some(hit) = hit {
                 if let Ok(c) = serde_json::from_str::<CachedAnswer>(&hit.answer_json) {
                     on_text(&c.answer);
                     trace.cache_similarity = Some(hit.similarity);
@@ -532,9 +566,11 @@ impl Assistant {
         }
         let opts = SearchOptions { k: self.cfg.retrieve_k, ..SearchOptions::default() };
         let (kb, _) = self.kb(kb_name)?;
+        let t_search = Instant::now();
         let res = search(kb, &question, Some(embedder.as_ref()), reranker.as_deref(), &opts)?;
         let ids: Vec<i64> = res.hits.iter().map(|h| h.chunk_id).collect();
         let mut embs: HashMap<i64, Vec<f32>> = kb.chunks_by_id(&ids)?.into_iter().map(|c| (c.id, c.embedding)).collect();
+        timings.search_ms = ms(t_search);
         trace.retrieval = Some(res.trace);
         timings.retrieve_ms = ms(t);
 
@@ -543,7 +579,9 @@ impl Assistant {
         let hits = res.hits.into_iter().map(|h| { let e = embs.remove(&h.chunk_id).unwrap_or_default(); (h, e) }).collect();
         let scored = pack::score(&question, &qvec, hits, self.cfg.lexical_weight);
         let mut inj = firewall::InjectionTrace::default();
+        let t_fw = Instant::now();
         let scored = if self.cfg.injection.enabled { firewall::screen_passages(scored, embedder.as_ref(), &self.cfg.injection, &mut inj) } else { scored };
+        timings.firewall_ms += ms(t_fw);
         let best = scored.first().map(|p| p.evidence).unwrap_or(0.0);
         trace.evidence = Some(best);
         trace.evidence_threshold = Some(self.cfg.evidence_threshold);
@@ -557,7 +595,7 @@ impl Assistant {
             a.timings = timings;
             trace.injection = Some(std::mem::take(&mut inj));
             a.trace = trace;
-            self.remember(use_cache, kb_name, &version, &question, &qvec, &a)?;
+            self.remember(use_cache, kb_name, &version, &question, &qvec, &mut a)?;
             return Ok(a);
         }
         let spec = spec_for(&choice, req.model.as_deref());
@@ -586,7 +624,9 @@ impl Assistant {
         // the answer follows the question's language
         let marking = cfg.injection.enabled.then_some(cfg.injection.spotlight);
         let msgs = prompt_messages_marked(&question, &passages, lang, marking);
+        let t_fw = Instant::now();
         let guard = (cfg.injection.enabled && cfg.injection.output_check).then(|| firewall::output_guard(&msgs[0].content, &passages, &mut inj));
+        timings.firewall_ms += ms(t_fw);
         timings.pack_ms = ms(t) - timings.load_ms;
 
         // generate; validate sentence by sentence as they stream
@@ -655,7 +695,7 @@ impl Assistant {
         trace.sentences = std::mem::take(&mut v.checks);
         inj.output = std::mem::take(&mut v.inj.output);
         trace.injection = Some(inj);
-        let a = Answer {
+        let mut a = Answer {
             answer: answer_text,
             sources: if refused { Vec::new() } else { sources },
             grounded: !v.kept.is_empty(),
@@ -671,11 +711,11 @@ impl Assistant {
             message_id: None,
             trace,
         };
-        self.remember(use_cache && !cancelled, kb_name, &version, &question, &qvec, &a)?;
+        self.remember(use_cache && !cancelled, kb_name, &version, &question, &qvec, &mut a)?;
         Ok(a)
     }
 
-    fn remember(&self, use_cache: bool, kb: &str, version: &str, question: &str, qvec: &[f32], a: &Answer) -> Result<()> {
+    fn remember(&self, use_cache: bool, kb: &str, version: &str, question: &str, qvec: &[f32], a: &mut Answer) -> Result<()> {
         if !use_cache || qvec.is_empty() {
             return Ok(());
         }
@@ -691,7 +731,10 @@ impl Assistant {
             tokens: a.tokens.clone(),
         };
         let json = serde_json::to_string(&c).map_err(|e| AssistantError::Invalid(e.to_string()))?;
-        self.cache.store(kb, version, &cache_form(question), qvec, &json, self.cfg.cache.max_entries)
+        let t = Instant::now();
+        self.cache.store(kb, version, &cache_form(question), qvec, &json, self.cfg.cache.max_entries)?;
+        a.timings.cache_ms += ms(t);
+        Ok(())
     }
 }
 
