@@ -14,16 +14,14 @@ use tresor_guard::injection::{rules, Detector, Verdict};
 use tresor_models::{Catalog, Role};
 
 use crate::ctx::Ctx;
+use crate::text_input::TextInput;
 
 const DEFAULT_EMBED: &str = "all-minilm-l6-v2";
 
 #[derive(Args)]
 pub struct InjectionArgs {
-    /// The text to check (or --file).
-    pub text: Option<String>,
-    /// Read the text from a file.
-    #[arg(long)]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: TextInput,
     /// Print {injection, score, reasons}.
     #[arg(long)]
     pub json: bool,
@@ -163,12 +161,7 @@ fn verdict(det: &Detector, emb: Option<&tresor_llm::embed::Embedder>, text: &str
 }
 
 pub fn run_injection(args: InjectionArgs, ctx: &Ctx) -> Result<()> {
-    let text = match (&args.text, &args.file) {
-        (Some(_), Some(_)) => bail!("give the text or --file, not both"),
-        (None, None) => bail!("give the text to check, or --file F"),
-        (Some(t), None) => t.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
-    };
+    let text = args.input.read()?;
     if text.trim().is_empty() {
         bail!("the text is empty");
     }

@@ -14,6 +14,7 @@ mod models_cmd;
 mod pii_cmd;
 mod policy_cmd;
 mod serve_cmd;
+mod text_input;
 mod workspace_cmd;
 
 use std::path::PathBuf;

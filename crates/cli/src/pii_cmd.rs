@@ -16,6 +16,7 @@ use tresor_guard::pii::{self, PiiType};
 use tresor_guard::redact::{self, Mode};
 
 use crate::ctx::Ctx;
+use crate::text_input::TextInput;
 
 const PRESIDIO_SCRIPT: &str = include_str!("../../../scripts/peer/presidio_eval.py");
 /// The matching rule the headline numbers (and the CI quality gate) use.
@@ -23,11 +24,8 @@ const HEADLINE: &str = "overlap";
 
 #[derive(Args)]
 pub struct PiiArgs {
-    /// The text to scan (or --file).
-    pub text: Option<String>,
-    /// Read the text from a file.
-    #[arg(long)]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: TextInput,
     /// Print an array of spans {start, end, type, score} (Unicode character offsets, end exclusive).
     #[arg(long)]
     pub json: bool,
@@ -43,12 +41,7 @@ pub struct EvalPiiArgs {
 }
 
 pub fn run_pii(args: PiiArgs, _ctx: &Ctx) -> Result<()> {
-    let text = match (&args.text, &args.file) {
-        (Some(_), Some(_)) => bail!("give either TEXT or --file, not both"),
-        (Some(t), None) => t.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
-        (None, None) => bail!("nothing to scan: give TEXT or --file F"),
-    };
+    let text = args.input.read()?;
     let spans = pii::detect(&text);
     if args.json {
         println!("{}", serde_json::to_string(&spans)?);
