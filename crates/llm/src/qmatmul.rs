@@ -1,44 +1,67 @@
-//! Quantized matrix multiplication for the CPU paths candle leaves slow.
+//! Quantized matrix multiplication for the CPU paths where candle's is slow.
 //!
 //! candle 0.11 multiplies Q4_1 weights with a scalar (generic) dot product,
-//! one weight row per activation row: on SmolLM2-135M-Instruct Q4_1 that is
-//! where most of prefill and decode time went. [`QLinear`] replaces candle's
-//! `QMatMul` for those weights with an AVX2/FMA kernel (runtime dispatch,
-//! scalar fallback elsewhere):
-//! - activations are quantized once per call to Q8_1 blocks (f32 scale and
-//!   scaled sum, 32 int8 values), exactly the representation llama.cpp and
-//!   candle use for Q4_1 dot products;
-//! - each weight block's nibbles are expanded once and multiplied with up
-//!   to four activation rows (register tile 1 × 4);
-//! - work is tiled over (weight rows × activation rows) so that one tile of
-//!   quantized activations and weights stays in L2, and the tiles are spread
-//!   over rayon's pool (every thread busy, no per-row task).
-//!
-//! Every other quantization (and every non-CPU device) goes to candle's
-//! `QMatMul` unchanged. `TRESOR_QMATMUL=candle` forces candle everywhere,
-//! for A/B measurements. Owns the arithmetic of `x · Wᵀ` only; never loads
-//! files or knows about layers.
+//! one weight row per activation row, and its Q8_0 kernel does one vector
+//! dot per (row, token). [`QLinear`] replaces candle's `QMatMul` for Q4_1 and
+//! Q8_0 weights on the CPU with AVX2/FMA kernels (runtime dispatch, scalar
+//! fallback elsewhere):
+//! - activations are quantized once per call to 8-bit blocks (ggml's
+//!   rounding: f16-rounded scale, and for Q4_1 the scaled block sum), into a
+//!   reused per-thread buffer;
+//! - decode (one activation row): four weight rows per step against the one
+//!   activation block (four independent accumulator chains);
+//! - prefill: each weight block is expanded once and multiplied with four
+//!   activation rows; work is tiled over (weight rows × activation rows) so
+//!   one tile of quantized activations and weights stays in L2;
+//! - the tiles run on candle's persistent barrier pool (the calling thread
+//!   works too, idle workers spin briefly before parking), not a pool
+//!   spun up per op.
+//! The weights stay in GGUF's block layout inside the loaded `QTensor`
+//! (no copy). Every other quantization (and every non-CPU device) goes to
+//! candle's `QMatMul` unchanged; `TRESOR_QMATMUL=candle` forces candle
+//! everywhere, for A/B measurements. Owns the arithmetic of `x · Wᵀ` only;
+//! never loads files or knows about layers.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::backend::BackendStorage;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
 use half::f16;
-use rayon::prelude::*;
 
-/// Values per quantization block (Q4_1 and Q8_1).
+/// Values per quantization block (Q4_1, Q8_0 and the activations' blocks).
 const QK: usize = 32;
 /// Bytes of one GGUF Q4_1 block: f16 d, f16 m, 16 bytes of nibbles.
 const Q4_1_BYTES: usize = 20;
+/// Bytes of one GGUF Q8_0 block: f16 d, 32 signed bytes.
+const Q8_0_BYTES: usize = 34;
 /// Weight rows and activation rows per work item.
 const TILE_ROWS: usize = 32;
 const TILE_TOKENS: usize = 64;
+/// Weight rows per work item when there is one activation row (decode).
+const DECODE_ROWS: usize = 16;
+
+/// Weight formats with a Tresor kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Q4_1,
+    Q8_0,
+}
+
+impl Kind {
+    fn block_bytes(self) -> usize {
+        match self {
+            Kind::Q4_1 => Q4_1_BYTES,
+            Kind::Q8_0 => Q8_0_BYTES,
+        }
+    }
+}
 
 /// A linear layer without bias over quantized weights `(n, k)`: `x · Wᵀ`.
 pub enum QLinear {
-    /// Q4_1 on the CPU through Tresor's kernel.
-    Q4_1(Arc<Q4_1Weights>),
+    /// Q4_1 / Q8_0 on the CPU through Tresor's kernels.
+    Own(Arc<OwnWeights>),
     /// Everything else through candle.
     Candle(QMatMul),
 }
@@ -49,15 +72,49 @@ impl QLinear {
     }
 
     pub fn from_arc(t: Arc<QTensor>) -> Result<Self> {
-        if t.device().is_cpu() && t.dtype() == GgmlDType::Q4_1 && !forced_candle() {
+        let kind = match t.dtype() {
+            GgmlDType::Q4_1 => Some(Kind::Q4_1),
+            GgmlDType::Q8_0 => Some(Kind::Q8_0),
+            _ => None,
+        };
+        if let (Some(kind), true, false) = (kind, t.device().is_cpu(), forced_candle()) {
             if let Ok((n, k)) = t.shape().dims2() {
                 if k % QK == 0 {
-                    let data = t.data()?.into_owned();
-                    return Ok(QLinear::Q4_1(Arc::new(Q4_1Weights { data, n, k })));
+                    return Ok(QLinear::Own(Arc::new(OwnWeights { t, kind, n, k })));
                 }
             }
         }
         Ok(QLinear::Candle(QMatMul::from_arc(t)?))
+    }
+
+    /// `(n, k)`: output and input features.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            QLinear::Own(w) => Ok((w.n, w.k)),
+            QLinear::Candle(QMatMul::QTensor(t)) => t.shape().dims2(),
+            QLinear::Candle(QMatMul::Tensor(t)) | QLinear::Candle(QMatMul::TensorF16(t)) => t.dims2(),
+        }
+    }
+
+    /// `out (m, n) = x (m, k) · Wᵀ` on host slices (the CPU forward path).
+    /// Weights without a Tresor kernel go through candle.
+    pub fn forward_slice(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+        let (n, k) = self.dims()?;
+        if x.len() != m * k || out.len() != m * n {
+            candle_core::bail!("qlinear: ({m}, {k}) · ({n}, {k})ᵀ got {} inputs and {} outputs", x.len(), out.len());
+        }
+        match self {
+            QLinear::Own(w) => {
+                let data = w.t.data()?;
+                matmul(w.kind, &data, n, k, x, m, out);
+            }
+            QLinear::Candle(q) => {
+                let xt = Tensor::from_slice(x, (m, k), &candle_core::Device::Cpu)?;
+                let y = q.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?;
+                out.copy_from_slice(&y);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -65,7 +122,7 @@ impl Module for QLinear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             QLinear::Candle(m) => m.forward(x),
-            QLinear::Q4_1(w) => x.contiguous()?.apply_op1_no_bwd(&Q4_1Op(w.clone())),
+            QLinear::Own(w) => x.contiguous()?.apply_op1_no_bwd(&QOp(w.clone())),
         }
     }
 }
@@ -74,92 +131,143 @@ fn forced_candle() -> bool {
     std::env::var("TRESOR_QMATMUL").map(|v| v.eq_ignore_ascii_case("candle")).unwrap_or(false)
 }
 
-/// Q4_1 weights in GGUF's own block layout, `n` rows of `k` values.
-pub struct Q4_1Weights {
-    data: Vec<u8>,
+/// Quantized weights in GGUF's own block layout, `n` rows of `k` values,
+/// read in place from the loaded tensor.
+pub struct OwnWeights {
+    t: Arc<QTensor>,
+    kind: Kind,
     n: usize,
     k: usize,
 }
 
-impl Q4_1Weights {
-    fn row(&self, j: usize) -> &[u8] {
-        let rb = self.k / QK * Q4_1_BYTES;
-        &self.data[j * rb..(j + 1) * rb]
-    }
-}
-
-/// One quantized activation block: `x ≈ d · qs`, `s = d · Σ qs`.
+/// One quantized activation block: `x ≈ d · qs`, `s = d · Σ qs` (Q4_1 only).
 #[derive(Clone, Copy)]
 #[repr(C)]
-struct BlockQ8_1 {
+struct BlockQ8 {
     d: f32,
     s: f32,
     qs: [i8; QK],
 }
 
-struct Q4_1Op(Arc<Q4_1Weights>);
+const ZERO_BLOCK: BlockQ8 = BlockQ8 { d: 0.0, s: 0.0, qs: [0; QK] };
 
-impl CustomOp1 for Q4_1Op {
+struct QOp(Arc<OwnWeights>);
+
+impl CustomOp1 for QOp {
     fn name(&self) -> &'static str {
-        "tresor-q4_1-matmul"
+        "tresor-quantized-matmul"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let w = &self.0;
         let x = match storage {
             CpuStorage::F32(v) => v,
-            other => candle_core::bail!("q4_1 matmul: f32 activations expected, got {:?}", other.dtype()),
+            other => candle_core::bail!("quantized matmul: f32 activations expected, got {:?}", other.dtype()),
         };
         let (start, end) = layout
             .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("q4_1 matmul: activations must be contiguous".into()))?;
+            .ok_or_else(|| candle_core::Error::Msg("quantized matmul: activations must be contiguous".into()))?;
         let x = &x[start..end];
         let dims = layout.shape().dims();
         let k = *dims.last().unwrap_or(&0);
         if k != w.k {
-            candle_core::bail!("q4_1 matmul: activations have {k} columns, weights {}", w.k);
+            candle_core::bail!("quantized matmul: activations have {k} columns, weights {}", w.k);
         }
         let m = x.len() / k;
         let mut out = vec![0f32; m * w.n];
-        matmul_q4_1(w, x, m, &mut out);
+        let data = w.t.data()?;
+        matmul(w.kind, &data, w.n, w.k, x, m, &mut out);
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("k checked above") = w.n;
         Ok((CpuStorage::F32(out), Shape::from(out_dims)))
     }
 }
 
-/// `out (m, n) = x (m, k) · Wᵀ`.
-fn matmul_q4_1(w: &Q4_1Weights, x: &[f32], m: usize, out: &mut [f32]) {
-    let (n, k) = (w.n, w.k);
-    let nb = k / QK;
-    let mut xq = vec![BlockQ8_1 { d: 0.0, s: 0.0, qs: [0; QK] }; m * nb];
-    xq.par_chunks_mut(nb).zip(x.par_chunks(k)).for_each(|(dst, src)| quantize_row_q8_1(src, dst));
+thread_local! {
+    /// Quantized activations of the current call, reused across calls.
+    static XQ: RefCell<Vec<BlockQ8>> = const { RefCell::new(Vec::new()) };
+}
 
-    let row_tiles = n.div_ceil(TILE_ROWS);
-    let token_tiles = m.div_ceil(TILE_TOKENS);
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    let avx2 = has_avx2_fma();
-    (0..row_tiles * token_tiles).into_par_iter().for_each(|item| {
-        let out_ptr = &out_ptr;
-        let (rt, tt) = (item % row_tiles, item / row_tiles);
-        let rows = rt * TILE_ROWS..n.min((rt + 1) * TILE_ROWS);
-        let t_end = m.min((tt + 1) * TILE_TOKENS);
-        let mut t = tt * TILE_TOKENS;
-        while t < t_end {
-            let count = (t_end - t).min(4);
-            let xs: [&[BlockQ8_1]; 4] = std::array::from_fn(|i| {
-                let r = t + i.min(count - 1);
-                &xq[r * nb..(r + 1) * nb]
-            });
-            for j in rows.clone() {
-                let dots = if count == 1 { [dot_q4_1_x1(w.row(j), xs[0], avx2), 0.0, 0.0, 0.0] } else { dot_q4_1_x4(w.row(j), &xs, avx2) };
-                for (i, d) in dots.iter().take(count).enumerate() {
-                    // SAFETY: each (token, row) cell belongs to exactly one work item.
-                    unsafe { *out_ptr.0.add((t + i) * n + j) = *d };
-                }
+/// Runs `f(i)` for every `i < items` on candle's barrier pool (inline when
+/// there is one item or the caller is already a pool worker).
+pub(crate) fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
+    if items <= 1 {
+        (0..items).for_each(f);
+        return;
+    }
+    candle_core::utils::barrier_pool().execute_chunked(items, |range| range.for_each(&f));
+}
+
+/// `out (m, n) = x (m, k) · Wᵀ` for weights `data` of `kind`.
+fn matmul(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    let nb = k / QK;
+    let rb = nb * kind.block_bytes();
+    debug_assert!(data.len() >= n * rb);
+    XQ.with(|cell| {
+        let mut xq = cell.borrow_mut();
+        xq.clear();
+        xq.resize(m * nb, ZERO_BLOCK);
+        let with_sum = kind == Kind::Q4_1;
+        if m < 8 {
+            for (dst, src) in xq.chunks_mut(nb).zip(x.chunks(k)) {
+                quantize_row(src, dst, with_sum);
             }
-            t += count;
+        } else {
+            let xq_ptr = SendPtr(xq.as_mut_ptr() as *mut f32);
+            parallel_for(m, |r| {
+                let xq_ptr = &xq_ptr;
+                // SAFETY: every activation row is written by exactly one item.
+                let dst = unsafe { std::slice::from_raw_parts_mut((xq_ptr.0 as *mut BlockQ8).add(r * nb), nb) };
+                quantize_row(&x[r * k..(r + 1) * k], dst, with_sum);
+            });
         }
+        let xq: &[BlockQ8] = &xq;
+        let row = |j: usize| &data[j * rb..(j + 1) * rb];
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let avx2 = has_avx2_fma();
+        if m == 1 {
+            let items = n.div_ceil(DECODE_ROWS);
+            parallel_for(items, |item| {
+                let out_ptr = &out_ptr;
+                let end = n.min((item + 1) * DECODE_ROWS);
+                let mut j = item * DECODE_ROWS;
+                while j < end {
+                    let count = (end - j).min(4);
+                    let rows: [&[u8]; 4] = std::array::from_fn(|i| row(j + i.min(count - 1)));
+                    let dots = dot_r4(kind, &rows, xq, avx2);
+                    for (i, d) in dots.iter().take(count).enumerate() {
+                        // SAFETY: each output cell belongs to exactly one work item.
+                        unsafe { *out_ptr.0.add(j + i) = *d };
+                    }
+                    j += count;
+                }
+            });
+            return;
+        }
+        let row_tiles = n.div_ceil(TILE_ROWS);
+        let token_tiles = m.div_ceil(TILE_TOKENS);
+        parallel_for(row_tiles * token_tiles, |item| {
+            let out_ptr = &out_ptr;
+            let (rt, tt) = (item % row_tiles, item / row_tiles);
+            let rows = rt * TILE_ROWS..n.min((rt + 1) * TILE_ROWS);
+            let t_end = m.min((tt + 1) * TILE_TOKENS);
+            let mut t = tt * TILE_TOKENS;
+            while t < t_end {
+                let count = (t_end - t).min(4);
+                let xs: [&[BlockQ8]; 4] = std::array::from_fn(|i| {
+                    let r = t + i.min(count - 1);
+                    &xq[r * nb..(r + 1) * nb]
+                });
+                for j in rows.clone() {
+                    let dots = dot_x4(kind, row(j), &xs, avx2);
+                    for (i, d) in dots.iter().take(count).enumerate() {
+                        // SAFETY: each (token, row) cell belongs to exactly one work item.
+                        unsafe { *out_ptr.0.add((t + i) * n + j) = *d };
+                    }
+                }
+                t += count;
+            }
+        });
     });
 }
 
@@ -180,8 +288,9 @@ fn has_avx2_fma() -> bool {
     }
 }
 
-/// ggml's `quantize_row_q8_1`: per block, `d = max|x| / 127`, round to nearest.
-fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
+/// ggml's `quantize_row_q8_1` (`with_sum`) / `quantize_row_q8_0`: per block,
+/// `d = max|x| / 127`, round to nearest.
+fn quantize_row(x: &[f32], out: &mut [BlockQ8], with_sum: bool) {
     for (src, dst) in x.chunks_exact(QK).zip(out.iter_mut()) {
         let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
@@ -195,51 +304,70 @@ fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
         // Scales rounded through f16 as ggml stores them, so results match
         // llama.cpp's (and candle's) to the last bit of the dot product.
         dst.d = f16::from_f32(d).to_f32();
-        dst.s = f16::from_f32(d * sum as f32).to_f32();
+        dst.s = if with_sum { f16::from_f32(d * sum as f32).to_f32() } else { 0.0 };
     }
 }
 
-/// Dot products of one Q4_1 weight row with four Q8_1 activation rows.
-fn dot_q4_1_x4(w: &[u8], xs: &[&[BlockQ8_1]; 4], avx2: bool) -> [f32; 4] {
+/// Dot products of one weight row with four activation rows (prefill).
+fn dot_x4(kind: Kind, w: &[u8], xs: &[&[BlockQ8]; 4], avx2: bool) -> [f32; 4] {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: AVX2 and FMA were detected at run time.
-        return unsafe { avx2::dot_q4_1_x4(w, xs) };
+        return unsafe {
+            match kind {
+                Kind::Q4_1 => avx2::dot_q4_1_x4(w, xs),
+                Kind::Q8_0 => avx2::dot_q8_0_x4(w, xs),
+            }
+        };
     }
     let _ = avx2;
-    std::array::from_fn(|i| dot_q4_1_scalar(w, xs[i]))
+    std::array::from_fn(|i| dot_scalar(kind, w, xs[i]))
 }
 
-/// Dot product of one Q4_1 weight row with one Q8_1 activation row (decode).
-fn dot_q4_1_x1(w: &[u8], x: &[BlockQ8_1], avx2: bool) -> f32 {
+/// Dot products of four weight rows with one activation row (decode).
+fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[BlockQ8], avx2: bool) -> [f32; 4] {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: AVX2 and FMA were detected at run time.
-        return unsafe { avx2::dot_q4_1_x1(w, x) };
+        return unsafe {
+            match kind {
+                Kind::Q4_1 => avx2::dot_q4_1_r4(ws, x),
+                Kind::Q8_0 => avx2::dot_q8_0_r4(ws, x),
+            }
+        };
     }
     let _ = avx2;
-    dot_q4_1_scalar(w, x)
+    std::array::from_fn(|i| dot_scalar(kind, ws[i], x))
 }
 
-/// The reference: ggml's `vec_dot_q4_1_q8_1` in plain Rust.
-fn dot_q4_1_scalar(w: &[u8], x: &[BlockQ8_1]) -> f32 {
+/// The references: ggml's `vec_dot_q4_1_q8_1` and `vec_dot_q8_0_q8_0` in
+/// plain Rust.
+fn dot_scalar(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
     let mut sum = 0f32;
-    for (blk, xb) in w.chunks_exact(Q4_1_BYTES).zip(x) {
+    for (blk, xb) in w.chunks_exact(kind.block_bytes()).zip(x) {
         let d = f16::from_le_bytes([blk[0], blk[1]]).to_f32();
-        let m = f16::from_le_bytes([blk[2], blk[3]]).to_f32();
-        let mut sumi = 0i32;
-        for j in 0..QK / 2 {
-            let q = blk[4 + j];
-            sumi += (q & 0x0F) as i32 * xb.qs[j] as i32 + (q >> 4) as i32 * xb.qs[j + QK / 2] as i32;
+        match kind {
+            Kind::Q4_1 => {
+                let m = f16::from_le_bytes([blk[2], blk[3]]).to_f32();
+                let mut sumi = 0i32;
+                for j in 0..QK / 2 {
+                    let q = blk[4 + j];
+                    sumi += (q & 0x0F) as i32 * xb.qs[j] as i32 + (q >> 4) as i32 * xb.qs[j + QK / 2] as i32;
+                }
+                sum += d * xb.d * sumi as f32 + m * xb.s;
+            }
+            Kind::Q8_0 => {
+                let sumi: i32 = blk[2..].iter().zip(&xb.qs).map(|(&w, &x)| w as i8 as i32 * x as i32).sum();
+                sum += d * xb.d * sumi as f32;
+            }
         }
-        sum += d * xb.d * sumi as f32 + m * xb.s;
     }
     sum
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BlockQ8_1, Q4_1_BYTES};
+    use super::{BlockQ8, Q4_1_BYTES, Q8_0_BYTES};
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -252,41 +380,54 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
+    #[inline]
+    unsafe fn f16_at(p: *const u8) -> f32 {
+        f16::from_bits(u16::from_le_bytes([*p, *p.add(1)])).to_f32()
+    }
+
     /// One Q4_1 block: its scale, its minimum and the 32 nibbles as bytes
     /// (elements 0..16 from the low nibbles, 16..32 from the high ones).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn unpack_q4_1(blk: *const u8, low: __m128i) -> (f32, f32, __m256i) {
-        let d = f16::from_bits(u16::from_le_bytes([*blk, *blk.add(1)])).to_f32();
-        let m = f16::from_bits(u16::from_le_bytes([*blk.add(2), *blk.add(3)])).to_f32();
         let packed = _mm_loadu_si128(blk.add(4) as *const __m128i);
         let lo = _mm_and_si128(packed, low);
         let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
-        (d, m, _mm256_set_m128i(hi, lo))
+        (f16_at(blk), f16_at(blk.add(2)), _mm256_set_m128i(hi, lo))
     }
 
+    /// Σ u8 × i8 over 32 bytes as 8 f32 lanes.
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot_q4_1_x1(w: &[u8], x: &[BlockQ8_1]) -> f32 {
-        let nb = w.len() / Q4_1_BYTES;
-        debug_assert!(x.len() >= nb);
+    unsafe fn dot_u8_i8(u: __m256i, i: __m256i, ones: __m256i) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, i), ones))
+    }
+
+    /// Four Q4_1 weight rows against one activation row (decode).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_q4_1_r4(ws: &[&[u8]; 4], x: &[BlockQ8]) -> [f32; 4] {
+        let nb = ws[0].len() / Q4_1_BYTES;
+        debug_assert!(x.len() >= nb && ws.iter().all(|w| w.len() == ws[0].len()));
         let low = _mm_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
-        let wp = w.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut mins = [0f32; 4];
+        let wp: [*const u8; 4] = std::array::from_fn(|i| ws[i].as_ptr());
         for b in 0..nb {
-            let (d, m, wq) = unpack_q4_1(wp.add(b * Q4_1_BYTES), low);
             let xb = x.get_unchecked(b);
             let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
-            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), ones);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p), acc);
-            mins += m * xb.s;
+            for r in 0..4 {
+                let (d, m, wq) = unpack_q4_1(wp[r].add(b * Q4_1_BYTES), low);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), dot_u8_i8(wq, xq, ones), acc[r]);
+                mins[r] += m * xb.s;
+            }
         }
-        hsum(acc) + mins
+        std::array::from_fn(|r| hsum(acc[r]) + mins[r])
     }
 
+    /// One Q4_1 weight row against four activation rows (prefill).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot_q4_1_x4(w: &[u8], xs: &[&[BlockQ8_1]; 4]) -> [f32; 4] {
+    pub(super) unsafe fn dot_q4_1_x4(w: &[u8], xs: &[&[BlockQ8]; 4]) -> [f32; 4] {
         let nb = w.len() / Q4_1_BYTES;
         debug_assert!(xs.iter().all(|x| x.len() >= nb));
         let low = _mm_set1_epi8(0x0F);
@@ -299,12 +440,56 @@ mod avx2 {
             for i in 0..4 {
                 let xb = xs.get_unchecked(i).get_unchecked(b);
                 let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), ones);
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(p), acc[i]);
+                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), dot_u8_i8(wq, xq, ones), acc[i]);
                 mins[i] += m * xb.s;
             }
         }
-        [hsum(acc[0]) + mins[0], hsum(acc[1]) + mins[1], hsum(acc[2]) + mins[2], hsum(acc[3]) + mins[3]]
+        std::array::from_fn(|i| hsum(acc[i]) + mins[i])
+    }
+
+    /// Four Q8_0 weight rows against one activation row (decode): the
+    /// sign trick (|w| as u8 times x with w's sign) feeds `maddubs`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_q8_0_r4(ws: &[&[u8]; 4], x: &[BlockQ8]) -> [f32; 4] {
+        let nb = ws[0].len() / Q8_0_BYTES;
+        debug_assert!(x.len() >= nb && ws.iter().all(|w| w.len() == ws[0].len()));
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let wp: [*const u8; 4] = std::array::from_fn(|i| ws[i].as_ptr());
+        for b in 0..nb {
+            let xb = x.get_unchecked(b);
+            let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+            for r in 0..4 {
+                let blk = wp[r].add(b * Q8_0_BYTES);
+                let wq = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+                let p = dot_u8_i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq), ones);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(blk) * xb.d), p, acc[r]);
+            }
+        }
+        std::array::from_fn(|r| hsum(acc[r]))
+    }
+
+    /// One Q8_0 weight row against four activation rows (prefill).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_q8_0_x4(w: &[u8], xs: &[&[BlockQ8]; 4]) -> [f32; 4] {
+        let nb = w.len() / Q8_0_BYTES;
+        debug_assert!(xs.iter().all(|x| x.len() >= nb));
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let wp = w.as_ptr();
+        for b in 0..nb {
+            let blk = wp.add(b * Q8_0_BYTES);
+            let d = f16_at(blk);
+            let wq = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+            let wabs = _mm256_sign_epi8(wq, wq);
+            for i in 0..4 {
+                let xb = xs.get_unchecked(i).get_unchecked(b);
+                let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+                let p = dot_u8_i8(wabs, _mm256_sign_epi8(xq, wq), ones);
+                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), p, acc[i]);
+            }
+        }
+        std::array::from_fn(|i| hsum(acc[i]))
     }
 }
 
@@ -325,73 +510,102 @@ mod tests {
             .collect()
     }
 
-    /// Tresor's kernel against candle's reference QMatMul on the same Q4_1
-    /// weights, for decode (m = 1), a ragged prefill and a tile-crossing one.
-    /// candle multiplies prefill batches with dequantized f32 weights, so the
-    /// reference is candle's one-row path (Q8_1 activations, as ours), row
-    /// by row. candle rounds the activation block sum to f16 *before*
-    /// scaling (`s = f16(Σq)·d`, ggml: `s = f16(Σq·d)`), so the bound against
-    /// candle is 1e-3 of the output scale; against the scalar port of ggml's
-    /// `vec_dot_q4_1_q8_1` (same Q8_1 blocks) it is 1e-5.
-    #[test]
-    fn q4_1_matches_candle() {
+    /// Tresor's kernels against candle's reference QMatMul on the same
+    /// weights, for decode (m = 1, the four-row path with a ragged tail),
+    /// a ragged prefill and a tile-crossing one, through both the candle op
+    /// and the slice entry point. The reference is candle's one-row path
+    /// (8-bit activations, as ours), row by row (candle multiplies big
+    /// prefill batches differently). candle rounds the Q8_1 block sum to f16
+    /// *before* scaling (`s = f16(Σq)·d`, ggml: `s = f16(Σq·d)`), so the bound
+    /// against candle is 1e-3 of the output scale; against the scalar ports
+    /// of ggml's dot products (same activation blocks) it is 1e-5.
+    fn matches_candle(dtype: GgmlDType, kind: Kind) {
         let dev = Device::Cpu;
-        for &(m, k, n) in &[(1, 64, 7), (5, 576, 192), (70, 1536, 33), (3, 64, 1)] {
+        for &(m, k, n) in &[(1, 64, 7), (1, 576, 50), (5, 576, 192), (70, 1536, 33), (3, 64, 1)] {
             let w = Tensor::from_vec(random(n * k, 7 + k as u64), (n, k), &dev).unwrap();
-            let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
-            let reference = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
-            let ours = QLinear::from_qtensor(q).unwrap();
-            assert!(matches!(ours, QLinear::Q4_1(_)));
+            let reference = QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
+            let ours = QLinear::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
+            let QLinear::Own(wq) = &ours else { panic!("{dtype:?} should use Tresor's kernel") };
+            assert_eq!(wq.kind, kind);
             let x = Tensor::from_vec(random(m * k, 3 + m as u64), (1, m, k), &dev).unwrap();
             let a = ours.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             assert_eq!(a.len(), m * n);
+            let mut b = vec![0f32; m * n];
+            ours.forward_slice(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), m, &mut b).unwrap();
+            assert_eq!(a, b, "op and slice paths differ");
+            let data = wq.t.data().unwrap();
+            let rb = k / QK * kind.block_bytes();
             for i in 0..m {
                 let row = x.narrow(1, i, 1).unwrap();
-                let b = reference.forward(&row).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let scale = b.iter().fold(0f32, |s, v| s.max(v.abs())).max(1.0);
+                let c = reference.forward(&row).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let scale = c.iter().fold(0f32, |s, v| s.max(v.abs())).max(1.0);
                 let ours_row = &a[i * n..(i + 1) * n];
-                let max_err = ours_row.iter().zip(&b).fold(0f32, |e, (x, y)| e.max((x - y).abs()));
-                assert!(max_err <= 1e-3 * scale, "({m},{k},{n}) row {i}: max abs error {max_err} vs candle (scale {scale})");
+                let max_err = ours_row.iter().zip(&c).fold(0f32, |e, (x, y)| e.max((x - y).abs()));
+                assert!(max_err <= 1e-3 * scale, "{dtype:?} ({m},{k},{n}) row {i}: max abs error {max_err} vs candle (scale {scale})");
                 let xr = row.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let mut xq = vec![BlockQ8_1 { d: 0.0, s: 0.0, qs: [0; QK] }; k / QK];
-                quantize_row_q8_1(&xr, &mut xq);
-                let QLinear::Q4_1(wq) = &ours else { unreachable!() };
+                let mut xq = vec![ZERO_BLOCK; k / QK];
+                quantize_row(&xr, &mut xq, kind == Kind::Q4_1);
                 for (j, v) in ours_row.iter().enumerate() {
-                    let exact = dot_q4_1_scalar(wq.row(j), &xq);
-                    assert!((v - exact).abs() <= 1e-5 * scale, "({m},{k},{n}) [{i},{j}]: {v} vs ggml reference {exact}");
+                    let exact = dot_scalar(kind, &data[j * rb..(j + 1) * rb], &xq);
+                    assert!((v - exact).abs() <= 1e-5 * scale, "{dtype:?} ({m},{k},{n}) [{i},{j}]: {v} vs ggml reference {exact}");
                 }
             }
         }
     }
 
     #[test]
+    fn q4_1_matches_candle() {
+        matches_candle(GgmlDType::Q4_1, Kind::Q4_1);
+    }
+
+    #[test]
+    fn q8_0_matches_candle() {
+        matches_candle(GgmlDType::Q8_0, Kind::Q8_0);
+    }
+
+    #[test]
     fn avx2_and_scalar_paths_agree() {
         let k = 256;
-        let w = Tensor::from_vec(random(k, 11), (1, k), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
-        let data = q.data().unwrap().into_owned();
-        let xs: Vec<Vec<BlockQ8_1>> = (0..4)
-            .map(|i| {
-                let mut b = vec![BlockQ8_1 { d: 0.0, s: 0.0, qs: [0; QK] }; k / QK];
-                quantize_row_q8_1(&random(k, 20 + i), &mut b);
-                b
-            })
-            .collect();
-        let refs: [&[BlockQ8_1]; 4] = std::array::from_fn(|i| xs[i].as_slice());
-        let fast = dot_q4_1_x4(&data, &refs, has_avx2_fma());
-        let slow = dot_q4_1_x4(&data, &refs, false);
-        let one = dot_q4_1_x1(&data, refs[2], has_avx2_fma());
-        assert!((one - slow[2]).abs() <= 1e-4 * slow[2].abs().max(1.0), "{one} vs {}", slow[2]);
-        for (a, b) in fast.iter().zip(&slow) {
-            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+        for (dtype, kind) in [(GgmlDType::Q4_1, Kind::Q4_1), (GgmlDType::Q8_0, Kind::Q8_0)] {
+            let w = Tensor::from_vec(random(4 * k, 11), (4, k), &Device::Cpu).unwrap();
+            let data = QTensor::quantize(&w, dtype).unwrap().data().unwrap().into_owned();
+            let rb = data.len() / 4;
+            let rows: [&[u8]; 4] = std::array::from_fn(|i| &data[i * rb..(i + 1) * rb]);
+            let xs: Vec<Vec<BlockQ8>> = (0..4)
+                .map(|i| {
+                    let mut b = vec![ZERO_BLOCK; k / QK];
+                    quantize_row(&random(k, 20 + i), &mut b, kind == Kind::Q4_1);
+                    b
+                })
+                .collect();
+            let refs: [&[BlockQ8]; 4] = std::array::from_fn(|i| xs[i].as_slice());
+            let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+            let fast = dot_x4(kind, rows[1], &refs, has_avx2_fma());
+            let slow = dot_x4(kind, rows[1], &refs, false);
+            for (a, b) in fast.iter().zip(&slow) {
+                assert!(close(*a, *b), "{kind:?} x4: {a} vs {b}");
+            }
+            let fast = dot_r4(kind, &rows, refs[2], has_avx2_fma());
+            let slow = dot_r4(kind, &rows, refs[2], false);
+            for (a, b) in fast.iter().zip(&slow) {
+                assert!(close(*a, *b), "{kind:?} r4: {a} vs {b}");
+            }
         }
     }
 
     #[test]
     fn other_quantizations_stay_with_candle() {
-        let w = Tensor::zeros((4, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
-        assert!(matches!(QLinear::from_qtensor(q).unwrap(), QLinear::Candle(_)));
+        let w = Tensor::from_vec(random(8 * 256, 5), (8, 256), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
+        let reference = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4K).unwrap()).unwrap();
+        let l = QLinear::from_qtensor(q).unwrap();
+        assert!(matches!(l, QLinear::Candle(_)));
+        // The slice entry point goes through candle for them.
+        let x = random(2 * 256, 9);
+        let mut out = vec![0f32; 2 * 8];
+        l.forward_slice(&x, 2, &mut out).unwrap();
+        let want = reference.forward(&Tensor::from_vec(x, (2, 256), &Device::Cpu).unwrap()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(out, want);
     }
 
     #[test]
@@ -400,5 +614,7 @@ mod tests {
         let l = QLinear::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
         let x = Tensor::zeros((1, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
         assert!(l.forward(&x).is_err());
+        let mut out = vec![0f32; 4];
+        assert!(l.forward_slice(&[0.0; 32], 1, &mut out).is_err());
     }
 }
