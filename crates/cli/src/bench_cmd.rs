@@ -20,6 +20,8 @@ pub enum BenchCmd {
     Kb(crate::kb_cmd::BenchKbArgs),
     /// Answers: TTFT p50/p95 (and at 500/1000/1500 context tokens), pipeline share, semantic-cache hit latency.
     Answers(crate::assistant_cmd::BenchAnswersArgs),
+    /// Server: N streaming chat clients at once against a scratch `tresor serve` on loopback (errors, TTFT, total).
+    Serve(crate::serve_cmd::BenchServeArgs),
     /// (internal) One Tresor LLM measurement in a fresh process.
     #[command(hide = true)]
     LlmWorker {
@@ -97,6 +99,7 @@ pub fn run(cmd: BenchCmd, ctx: &Ctx) -> Result<()> {
         BenchCmd::Embed(args) => run_embed(args, ctx),
         BenchCmd::Kb(args) => crate::kb_cmd::run_bench_kb(args, ctx),
         BenchCmd::Answers(args) => crate::assistant_cmd::run_bench_answers(args, ctx),
+        BenchCmd::Serve(args) => crate::serve_cmd::run_bench_serve(args, ctx),
     }
 }
 

@@ -1,9 +1,14 @@
 //! `tresor serve`: the local HTTP API (tresor-server) over every workspace of
 //! the data dir and the models. Flags in, one call into tresor-server.
+//! `tresor bench serve`: the bounded load test against a scratch server.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use tresor_server::limits::{parse_rate_limit, PromptLimits, RateLimit};
 
@@ -82,4 +87,120 @@ pub fn run_serve(args: ServeArgs, ctx: &Ctx) -> Result<()> {
         }),
     )?;
     Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct BenchServeArgs {
+    /// Streaming clients sent at once.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Gold set whose answerable questions the clients ask, one each in turn (JSONL).
+    #[arg(long)]
+    pub goldset: PathBuf,
+    /// Folder of documents ingested into the scratch server's `default` knowledge base.
+    #[arg(long)]
+    pub docs: PathBuf,
+    /// Let the semantic cache answer repeated questions (default: every client makes the model run).
+    #[arg(long)]
+    pub cache: bool,
+    /// Each client's deadline in seconds; a client past it counts as an error, and the test stops.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tresor bench serve`: a scratch data dir with `--docs` ingested, the real
+/// `tresor serve` on an ephemeral loopback port, `--clients` streaming chat
+/// requests at once (tresor_server::loadtest), then the server is stopped.
+pub fn run_bench_serve(args: BenchServeArgs, ctx: &Ctx) -> Result<()> {
+    let gold = tresor_kb::eval::load_goldset(&args.goldset)?;
+    let questions: Vec<String> = gold.into_iter().filter(|g| g.answerable).map(|g| g.question).collect();
+    if questions.is_empty() {
+        bail!("--goldset {}: no answerable questions", args.goldset.display());
+    }
+    if !args.docs.is_dir() {
+        bail!("--docs {}: not a folder", args.docs.display());
+    }
+    if args.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    let (_tmp, data) = tresor_assistant::eval::scratch_dir()?;
+    let exe = std::env::current_exe().context("locating the tresor binary")?;
+    // a throw-away data dir: its key is wrapped with a random passphrase only this run knows
+    let passphrase = random_hex();
+    let token = random_hex();
+    let tresor = || {
+        let mut c = Command::new(&exe);
+        c.arg("--data-dir").arg(&data).arg("--models-dir").arg(&ctx.models_dir).arg("--device").arg(&ctx.device);
+        if let Some(t) = ctx.threads {
+            c.arg("--threads").arg(t.to_string());
+        }
+        for v in ["TRESOR_HOME", "TRESOR_WORKSPACE", "TRESOR_API_TOKEN", "TRESOR_PASSPHRASE_FILE"] {
+            c.env_remove(v);
+        }
+        c.env("TRESOR_PASSPHRASE", &passphrase);
+        c
+    };
+    let out = tresor().arg("ingest").arg(&args.docs).output().context("running tresor ingest")?;
+    if !out.status.success() {
+        bail!("ingesting {} failed: {}", args.docs.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let mut child = tresor()
+        .args(["serve", "--addr", "127.0.0.1:0", "--rate-limit", "off", "--token", &token])
+        .args(["--max-queue", &(args.clients + 1).to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting tresor serve")?;
+    let mut line = String::new();
+    let _ = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
+    let addr = line.trim().strip_prefix("listening on http://").and_then(|a| a.parse::<SocketAddr>().ok());
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("tresor serve did not start (it said {:?})", line.trim());
+    };
+    let load_before = load_average();
+    let report = tresor_server::loadtest::run(&tresor_server::loadtest::LoadTest {
+        addr,
+        token,
+        questions,
+        clients: args.clients,
+        no_cache: !args.cache,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+    });
+    let load_after = load_average();
+    // every client has finished or given up: nothing is left to drain
+    let _ = child.kill();
+    let _ = child.wait();
+    if args.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["load_average"] = serde_json::json!({"before": load_before, "after": load_after});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", tresor_server::loadtest::table(&report));
+        println!("\nload average (1 min) before / after: {} / {}", load_before.as_deref().unwrap_or("?"), load_after.as_deref().unwrap_or("?"));
+    }
+    if report.errors > 0 {
+        bail!("{} of {} clients failed", report.errors, report.clients);
+    }
+    Ok(())
+}
+
+/// 128 random bits as hex (std's per-process random hash keys; enough for a throw-away secret).
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..2)
+        .map(|i| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(i);
+            format!("{:016x}", h.finish())
+        })
+        .collect()
+}
+
+/// The 1-minute load average (Linux), to say how busy the machine was.
+fn load_average() -> Option<String> {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next().map(str::to_string))
 }

@@ -210,3 +210,74 @@ fn the_openai_python_client_lists_models_chats_streams_embeds_and_gets_401() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("openai client ok"));
 }
+
+/// The issue's load check, cheap: 16 streaming chat requests at once (4 questions, cache on, so
+/// the model runs a few times and the engine queue still holds 16 streams); every one must end
+/// with a final chunk carrying `sources` and `[DONE]`, none with an error. No timings asserted.
+#[test]
+fn sixteen_concurrent_streaming_clients_all_finish_without_error() {
+    let srv = start(&["--token", TOKEN, "--rate-limit", "off"]);
+    let questions = [
+        "How many vacation days do full-time employees get?",
+        "Who approves vacation requests?",
+        "Can unused vacation days be carried over?",
+        "Hello!",
+    ];
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            let addr = srv.addr.clone();
+            let q = questions[i % questions.len()];
+            std::thread::spawn(move || {
+                let body = format!("{{\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"{q}\"}}]}}");
+                (q, http(&addr, "POST", "/v1/chat/completions", Some(TOKEN), Some(&body)))
+            })
+        })
+        .collect();
+    for c in clients {
+        let (q, (st, body)) = c.join().expect("client thread");
+        assert_eq!(st, 200, "{q}: {body}");
+        assert!(body.contains("data: [DONE]"), "{q}: no [DONE]: {body}");
+        assert!(body.contains("\"finish_reason\":\"stop\"") && body.contains("\"sources\""), "{q}: no final chunk: {body}");
+        assert!(!body.contains("\"error\""), "{q}: {body}");
+    }
+    let (st, body) = http(&srv.addr, "GET", "/api/metrics", Some(TOKEN), None);
+    assert_eq!(st, 200);
+    assert!(body.contains("tresor_answers_total 16") && body.contains("tresor_http_errors_total 0"), "{body}");
+}
+
+/// `tresor bench serve` starts its own scratch server, sends the clients at once and reports each one.
+#[test]
+fn bench_serve_reports_every_client_and_no_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let docs = home.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::copy(repo().join("assets/sample-kb/handbook/vacation-policy.md"), docs.join("vacation-policy.md")).unwrap();
+    let gold = home.path().join("gold.jsonl");
+    std::fs::write(
+        &gold,
+        "{\"id\":\"a\",\"question\":\"How many vacation days do full-time employees get?\",\"answerable\":true}\n\
+         {\"id\":\"b\",\"question\":\"What is the capital of Peru?\",\"answerable\":false}\n",
+    )
+    .unwrap();
+    let out = tresor(&home.path().join("unused"))
+        .args(["bench", "serve", "--clients", "4", "--cache", "--timeout", "300", "--json", "--goldset"])
+        .arg(&gold)
+        .arg("--docs")
+        .arg(&docs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["clients"].as_u64(), v["completed"].as_u64(), v["errors"].as_u64()), (Some(4), Some(4), Some(0)), "{v}");
+    let per = v["per_client"].as_array().unwrap();
+    assert_eq!(per.len(), 4);
+    for c in per {
+        assert_eq!(c["status"], 200, "{c}");
+        assert!(c["ttft_ms"].as_f64().is_some() && c["sources"].as_u64() >= Some(1), "{c}");
+        assert_eq!(c["question"], "How many vacation days do full-time employees get?");
+    }
+    // bad input: a clear error, nothing started
+    let out = tresor(&home.path().join("unused")).args(["bench", "serve", "--goldset"]).arg(&gold).args(["--docs", "/nonexistent"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a folder"), "{}", String::from_utf8_lossy(&out.stderr));
+}
