@@ -12,7 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tresor_kb::bench::{self, BenchOptions};
 use tresor_kb::chunk::ChunkConfig;
 use tresor_kb::eval;
-use tresor_kb::rerank::CrossEncoder;
+use tresor_kb::rerank::{CrossEncoder, SentenceMaxSim};
+use tresor_kb::retrieve::Fusion;
 use tresor_kb::{ingest, search, Filter, IngestOptions, IngestProgress, Kb, Mode, Quantization, RerankChoice, SearchOptions, TextEmbedder, TextReranker};
 
 use tresor_models::{Catalog, Role};
@@ -126,6 +127,23 @@ pub enum ModeArg {
     Vector,
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum FusionArg {
+    /// Weighted sum of min-max normalised BM25 scores and cosines.
+    Convex,
+    /// Weighted reciprocal rank fusion.
+    Rrf,
+}
+
+impl From<FusionArg> for Fusion {
+    fn from(f: FusionArg) -> Self {
+        match f {
+            FusionArg::Convex => Fusion::Convex,
+            FusionArg::Rrf => Fusion::Rrf,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct SearchArgs {
     pub query: String,
@@ -136,7 +154,8 @@ pub struct SearchArgs {
     pub k: usize,
     #[arg(long, value_enum, default_value = "hybrid")]
     pub mode: ModeArg,
-    /// Rerank with the installed cross-encoder (default: when one is installed).
+    /// Rerank: with the installed cross-encoder, else by sentence max-sim with the embedder
+    /// (default: rerank only when a cross-encoder is installed).
     #[arg(long, conflicts_with = "no_rerank")]
     pub rerank: bool,
     /// Do not rerank.
@@ -145,11 +164,14 @@ pub struct SearchArgs {
     /// Restrict results: source=GLOB (e.g. source='*handbook*') or lang=de|en; repeatable.
     #[arg(long, value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
-    /// RRF weight of the BM25 ranking.
+    /// How hybrid fuses BM25 and vector candidates.
+    #[arg(long, value_enum, default_value = "convex")]
+    pub fusion: FusionArg,
+    /// Fusion weight of BM25.
     #[arg(long, default_value_t = 1.0)]
     pub w_bm25: f32,
-    /// RRF weight of the vector ranking (the shipped embedder is English-only, so BM25 leads).
-    #[arg(long, default_value_t = 0.5)]
+    /// Fusion weight of the vector side.
+    #[arg(long, default_value_t = 1.0)]
     pub w_vector: f32,
     /// MMR trade-off between relevance (1.0) and diversity.
     #[arg(long, default_value_t = 0.9)]
@@ -186,10 +208,13 @@ pub struct EvalRetrievalArgs {
     pub chunk_tokens: usize,
     #[arg(long, default_value_t = 32)]
     pub overlap_tokens: usize,
-    /// RRF weight of the BM25 ranking.
+    /// How hybrid fuses BM25 and vector candidates (the other fusion is reported too).
+    #[arg(long, value_enum, default_value = "convex")]
+    pub fusion: FusionArg,
+    /// Fusion weight of BM25.
     #[arg(long)]
     pub w_bm25: Option<f32>,
-    /// RRF weight of the vector ranking.
+    /// Fusion weight of the vector side.
     #[arg(long)]
     pub w_vector: Option<f32>,
     /// RRF k constant.
@@ -228,6 +253,9 @@ pub struct BenchKbArgs {
     /// Scratch folder (default: a temporary folder, removed afterwards).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Keep the scale knowledge bases in --work-dir and reuse them in later runs (synthetic data, fixed key).
+    #[arg(long, requires = "work_dir")]
+    pub keep_scales: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -472,30 +500,36 @@ pub fn run_search(args: SearchArgs, ctx: &Ctx) -> Result<()> {
     } else {
         RerankChoice::Auto
     };
-    let embedder = if mode == Mode::Bm25 { None } else { Some(load_embedder(ctx, &args.model)?) };
     let reranker = if rerank == RerankChoice::Off { None } else { load_reranker(ctx, args.rerank_model.as_deref())? };
+    // --rerank without a cross-encoder: sentence max-sim, which needs the embedder in every mode
+    let maxsim_wanted = rerank == RerankChoice::On && reranker.is_none();
+    let embedder = if mode == Mode::Bm25 && !maxsim_wanted { None } else { Some(load_embedder(ctx, &args.model)?) };
+    let maxsim = match (&embedder, maxsim_wanted) {
+        (Some(e), true) => Some(SentenceMaxSim::new(e)),
+        _ => None,
+    };
+    let reranker: Option<&dyn TextReranker> = match (&reranker, &maxsim) {
+        (Some(r), _) => Some(r),
+        (None, Some(m)) => Some(m),
+        _ => None,
+    };
     let opts = SearchOptions {
         k: args.k,
         mode,
         rerank,
         filter: Filter::parse(&args.filter)?,
+        fusion: args.fusion.into(),
         w_bm25: args.w_bm25,
         w_vector: args.w_vector,
         mmr_lambda: args.mmr_lambda,
         ..SearchOptions::default()
     };
-    let res = search(
-        &mut kb,
-        &args.query,
-        embedder.as_ref().map(|e| e as &dyn TextEmbedder),
-        reranker.as_ref().map(|r| r as &dyn TextReranker),
-        &opts,
-    )?;
+    let res = search(&mut kb, &args.query, embedder.as_ref().map(|e| e as &dyn TextEmbedder), reranker, &opts)?;
     if args.trace {
         eprintln!("{}", serde_json::to_string_pretty(&res.trace)?);
     }
-    if rerank == RerankChoice::On && !res.trace.reranked {
-        eprintln!("note: {}", tresor_kb::retrieve::NO_RERANKER_NOTE);
+    if rerank == RerankChoice::On && !res.trace.reranked && !res.hits.is_empty() {
+        eprintln!("note: results are not reranked");
     }
     if args.json {
         let reranked = res.trace.reranked;
@@ -541,6 +575,7 @@ pub fn run_eval_retrieval(args: EvalRetrievalArgs, ctx: &Ctx) -> Result<()> {
     let rep = ingest(&mut kb, &embedder, &[args.docs.clone()], &iopts, &Bar::new(!args.json))?;
     let d = SearchOptions::default();
     let base = SearchOptions {
+        fusion: args.fusion.into(),
         w_bm25: args.w_bm25.unwrap_or(d.w_bm25),
         w_vector: args.w_vector.unwrap_or(d.w_vector),
         rrf_k: args.rrf_k.unwrap_or(d.rrf_k),
@@ -584,7 +619,7 @@ pub fn run_eval_retrieval(args: EvalRetrievalArgs, ctx: &Ctx) -> Result<()> {
             }
         }
         if let Some(n) = &report.rerank_note {
-            out!("hybrid+rerank: {n}");
+            out!("note: {n}");
         }
     }
     Ok(())
@@ -604,6 +639,7 @@ pub fn run_bench_kb(args: BenchKbArgs, ctx: &Ctx) -> Result<()> {
         queries: args.queries,
         work_dir: args.work_dir.clone(),
         threads: ctx.threads,
+        keep_scales: args.keep_scales,
     };
     let verbose = !args.json;
     let report = bench::run(&embedder, &opts, &|line: &str| {

@@ -105,6 +105,24 @@ fn ingest_search_and_kb_commands() {
     assert!(hits.as_array().unwrap().iter().any(|x| x["source"].as_str().unwrap().ends_with(".docx")), "{hits}");
     let hits = json(h, &["search", "Preis Business Edition", "--json", "--k", "3", "--mode", "bm25"]);
     assert!(hits[0]["text"].as_str().unwrap().contains("4.900"), "{hits}");
+    // --rerank without a cross-encoder: sentence max-sim with the embedder, said in --json
+    let q = "What is the hotel limit per night in London?";
+    let hits = json(h, &["search", q, "--rerank", "--k", "3", "--json"]);
+    assert_eq!(hits[0]["reranked"], true, "{hits}");
+    assert!(hits[0]["rerank_score"].as_f64().is_some(), "{hits}");
+    assert!(hits.as_array().unwrap().iter().any(|x| x["text"].as_str().unwrap().contains("160 EUR")), "{hits}");
+    let hits = json(h, &["search", q, "--k", "3", "--json"]);
+    assert_eq!(hits[0]["reranked"], false, "no cross-encoder: not reranked by default");
+    // ... but not for a German query with the English-only MiniLM: hybrid's order stays
+    let de = "Wie viele Urlaubstage habe ich im Jahr?";
+    let hits = json(h, &["search", de, "--rerank", "--json"]);
+    assert_eq!(hits[0]["reranked"], false, "{hits}");
+    assert!(hits[0]["text"].as_str().unwrap().contains("30 Arbeitstage"), "{hits}");
+    // both fusions
+    for fusion in ["convex", "rrf"] {
+        let hits = json(h, &["search", "hotel limit per night in London", "--fusion", fusion, "--k", "3", "--json"]);
+        assert!(hits.as_array().unwrap().iter().any(|x| x["text"].as_str().unwrap().contains("160 EUR")), "{fusion}: {hits}");
+    }
     // human output
     let text = ok(h, &["search", "Homeoffice Pauschale"]);
     assert!(text.starts_with("1. ") && text.contains("300 EUR"), "{text}");
@@ -290,6 +308,23 @@ fn eval_retrieval_on_the_dev_goldset() {
     }
     assert!(mode("hybrid")["recall_at_5"].as_f64().unwrap() >= 0.9, "{r}");
     assert_eq!(r["questions"], 45);
+    // hybrid (convex fusion) beats both single modes on the ranking measures,
+    // and is at least as good on every recall
+    let get = |m: &str, k: &str| mode(m)[k].as_f64().unwrap();
+    for single in ["bm25", "vector"] {
+        for k in ["recall_at_1", "mrr", "ndcg_at_10"] {
+            assert!(get("hybrid", k) > get(single, k), "hybrid vs {single} on {k}: {r}");
+        }
+        for k in ["recall_at_5", "recall_at_10"] {
+            assert!(get("hybrid", k) >= get(single, k), "hybrid vs {single} on {k}: {r}");
+        }
+    }
+    // the other fusion and the reranked row are reported; without a cross-encoder
+    // the reranker is sentence max-sim with the embedder, and it must not hurt
+    assert!(get("hybrid-rrf", "recall_at_5") > 0.0);
+    assert!(r["reranker"].as_str().unwrap().starts_with("sentence-maxsim:"), "{r}");
+    assert!(r["rerank_note"].as_str().unwrap().contains("no cross-encoder installed"), "{r}");
+    assert!(get("hybrid+rerank", "mrr") >= get("hybrid", "mrr"), "{r}");
 }
 
 #[test]

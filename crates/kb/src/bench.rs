@@ -33,6 +33,9 @@ pub struct BenchOptions {
     /// Scratch folder (None: a temporary one, removed afterwards).
     pub work_dir: Option<PathBuf>,
     pub threads: Option<usize>,
+    /// Keep the scale knowledge bases under `work_dir` and reuse one whose
+    /// chunk count matches (the 1M build takes tens of minutes on 2 cores).
+    pub keep_scales: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -288,11 +291,36 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn bench_scale(n: usize, queries: usize, work: &Path, log: &dyn Fn(&str)) -> Result<ScaleBench> {
+/// The key of kept scale knowledge bases: they hold synthetic data only and
+/// must reopen in a later run, so the key is fixed, not secret.
+fn scale_key() -> WorkspaceKey {
+    WorkspaceKey::from_bytes([0x5c; 32])
+}
+
+/// A kept scale knowledge base with exactly `n` chunks and its vector index, if any.
+fn reusable_scale(dir: &Path, n: usize) -> Option<Kb> {
+    if !dir.is_dir() {
+        return None;
+    }
+    let mut kb = Kb::open_existing(dir, &scale_key()).ok()?;
+    (kb.chunk_count().ok()? == n && kb.index().map(|i| i.len() == n).unwrap_or(false)).then_some(kb)
+}
+
+fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, log: &dyn Fn(&str)) -> Result<ScaleBench> {
     let dim = 384;
     let dir = work.join(format!("scale-{n}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut kb = Kb::open(&dir, &WorkspaceKey::ephemeral())?;
+    let reused = if keep { reusable_scale(&dir, n) } else { None };
+    let reuse = reused.is_some();
+    let mut kb = match reused {
+        Some(kb) => {
+            log(&format!("  scale {n}: reusing the kept knowledge base in {}", dir.display()));
+            kb
+        }
+        None => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Kb::open(&dir, &if keep { scale_key() } else { WorkspaceKey::ephemeral() })?
+        }
+    };
     let mut synth = Synth::new(dim, n, n as u64);
     let qn = queries.max(10);
     let mut qmap = HashMap::new();
@@ -306,7 +334,9 @@ fn bench_scale(n: usize, queries: usize, work: &Path, log: &dyn Fn(&str)) -> Res
         qlist.push(t);
     }
     let emb = SyntheticEmbedder { dim, queries: qmap };
-    kb.bind_embedder(&emb.model_id(), dim)?;
+    if !reuse {
+        kb.bind_embedder(&emb.model_id(), dim)?;
+    }
     let t = Instant::now();
     let mut all: Vec<f32> = Vec::with_capacity(n * dim);
     let per_doc = 50;
@@ -340,13 +370,18 @@ fn bench_scale(n: usize, queries: usize, work: &Path, log: &dyn Fn(&str)) -> Res
             done += m;
             in_batch += m;
         }
-        kb.bulk_insert(&batch)?;
-        log(&format!("  scale {n}: inserted {done} chunks"));
+        // a kept knowledge base: the same generator replayed gives the vectors for the exact search
+        if !reuse {
+            kb.bulk_insert(&batch)?;
+            log(&format!("  scale {n}: inserted {done} chunks"));
+        }
     }
     let insert_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    kb.rebuild_vectors()?;
-    kb.save_index()?;
+    if !reuse {
+        kb.rebuild_vectors()?;
+        kb.save_index()?;
+    }
     let index_build_s = t.elapsed().as_secs_f64();
     log(&format!("  scale {n}: SQLite {insert_s:.1}s, HNSW build+save {index_build_s:.1}s"));
 
@@ -422,7 +457,9 @@ fn bench_scale(n: usize, queries: usize, work: &Path, log: &dyn Fn(&str)) -> Res
         latency,
     };
     drop(kb);
-    let _ = std::fs::remove_dir_all(&dir);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(out)
 }
 
@@ -459,7 +496,7 @@ pub fn run(embedder: &dyn TextEmbedder, opts: &BenchOptions, log: &dyn Fn(&str))
     }
     for &n in &opts.scales {
         log(&format!("scale {n}: building"));
-        report.scales.push(bench_scale(n, opts.queries, &work, log)?);
+        report.scales.push(bench_scale(n, opts.queries, &work, opts.keep_scales && opts.work_dir.is_some(), log)?);
     }
     Ok(report)
 }

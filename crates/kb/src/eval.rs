@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::embed::TextEmbedder;
 use crate::error::{IoCtx, KbError, Result};
-use crate::rerank::TextReranker;
-use crate::retrieve::{search, Hit, Mode, RerankChoice, SearchOptions};
+use crate::rerank::{SentenceMaxSim, TextReranker};
+use crate::retrieve::{search, Fusion, Hit, Mode, RerankChoice, SearchOptions};
 use crate::store::{Kb, StoredChunk};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -195,8 +195,11 @@ fn score_mode(
     })
 }
 
-/// Evaluates bm25, vector, hybrid and (with a reranker) hybrid+rerank on
-/// `kb`, which must hold the gold set's documents ingested from `docs`.
+/// Evaluates bm25, vector, hybrid (the configured fusion), hybrid with the
+/// other fusion (`hybrid-rrf` or `hybrid-convex`) and hybrid+rerank on `kb`,
+/// which must hold the gold set's documents ingested from `docs`.
+/// hybrid+rerank uses `reranker` (a cross-encoder) when given, else
+/// sentence max-sim with the embedder (named in `reranker` and `rerank_note`).
 pub fn evaluate(
     kb: &mut Kb,
     gold: &[GoldItem],
@@ -208,18 +211,27 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     let items: Vec<&GoldItem> = gold.iter().filter(|g| g.answerable && g.source_file.is_some()).collect();
     let mut modes = Vec::new();
-    for (label, mode) in [("bm25", Mode::Bm25), ("vector", Mode::Vector), ("hybrid", Mode::Hybrid)] {
-        let opts = SearchOptions { k: 10, mode, rerank: RerankChoice::Off, ..base.clone() };
+    let other = match base.fusion {
+        Fusion::Convex => Fusion::Rrf,
+        Fusion::Rrf => Fusion::Convex,
+    };
+    let other_label = format!("hybrid-{}", other.as_str());
+    for (label, mode, fusion) in [
+        ("bm25", Mode::Bm25, base.fusion),
+        ("vector", Mode::Vector, base.fusion),
+        ("hybrid", Mode::Hybrid, base.fusion),
+        (other_label.as_str(), Mode::Hybrid, other),
+    ] {
+        let opts = SearchOptions { k: 10, mode, fusion, rerank: RerankChoice::Off, ..base.clone() };
         modes.push(score_mode(kb, &items, docs, label, &opts, embedder, None)?);
     }
-    let mut rerank_note = None;
-    match reranker {
-        Some(rr) => {
-            let opts = SearchOptions { k: 10, mode: Mode::Hybrid, rerank: RerankChoice::On, ..base.clone() };
-            modes.push(score_mode(kb, &items, docs, "hybrid+rerank", &opts, embedder, Some(rr))?);
-        }
-        None => rerank_note = Some(crate::retrieve::NO_RERANKER_NOTE.to_string()),
-    }
+    let maxsim = SentenceMaxSim::new(embedder);
+    let (rr, rerank_note): (&dyn TextReranker, _) = match reranker {
+        Some(rr) => (rr, None),
+        None => (&maxsim, Some(format!("no cross-encoder installed: hybrid+rerank is {}", maxsim.model_id()))),
+    };
+    let opts = SearchOptions { k: 10, mode: Mode::Hybrid, rerank: RerankChoice::On, ..base.clone() };
+    modes.push(score_mode(kb, &items, docs, "hybrid+rerank", &opts, embedder, Some(rr))?);
     Ok(EvalReport {
         goldset: goldset.display().to_string(),
         docs: docs.display().to_string(),
@@ -228,7 +240,7 @@ pub fn evaluate(
         documents: kb.document_count()?,
         chunks: kb.chunk_count()?,
         embedder: embedder.model_id(),
-        reranker: reranker.map(|r| r.model_id()),
+        reranker: Some(rr.model_id()),
         rerank_note,
         modes,
     })

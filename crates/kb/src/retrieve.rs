@@ -1,7 +1,16 @@
 //! Retrieval: BM25 (FTS5 over stemmed, decompounded terms) and vector kNN
-//! (usearch), fused by weighted reciprocal rank fusion; then, when a
-//! cross-encoder is installed, reranking; near-duplicate removal; and MMR
-//! for diversity.
+//! (usearch), fused; then reranking (a cross-encoder when one is installed,
+//! or on request the embedder's sentence max-sim, see [`crate::rerank`]);
+//! near-duplicate removal; and MMR for diversity.
+//!
+//! Fusion ([`Fusion`]): by default a convex combination of min-max
+//! normalised scores, `w_bm25 · bm25' + w_vector · cos'`, over the union of
+//! both candidate lists (a BM25 candidate the kNN did not return gets its
+//! exact cosine from its stored embedding; a vector candidate without a
+//! BM25 match gets 0). Unlike reciprocal rank fusion it keeps how sure each
+//! retriever is: a BM25 winner by a wide margin stays first, a near-tie is
+//! decided by the embedding. Weighted RRF (`Fusion::Rrf`) stays available.
+//! This module never writes to the store.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -33,6 +42,25 @@ impl Mode {
     }
 }
 
+/// How hybrid search fuses the BM25 and vector candidate lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// `w_bm25 · minmax(bm25) + w_vector · minmax(cosine)` over the union of candidates.
+    Convex,
+    /// Weighted reciprocal rank fusion: `Σ w / (rrf_k + rank)`.
+    Rrf,
+}
+
+impl Fusion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fusion::Convex => "convex",
+            Fusion::Rrf => "rrf",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RerankChoice {
     /// Rerank when a reranker is available.
@@ -47,8 +75,10 @@ pub struct SearchOptions {
     pub mode: Mode,
     pub rerank: RerankChoice,
     pub filter: Filter,
+    pub fusion: Fusion,
     /// RRF: score = Σ w / (rrf_k + rank).
     pub rrf_k: f32,
+    /// Weights of the two retrievers in either fusion.
     pub w_bm25: f32,
     pub w_vector: f32,
     /// Candidates taken from each retriever.
@@ -71,9 +101,10 @@ impl Default for SearchOptions {
             mode: Mode::Hybrid,
             rerank: RerankChoice::Auto,
             filter: Filter::default(),
+            fusion: Fusion::Convex,
             rrf_k: 60.0,
             w_bm25: 1.0,
-            w_vector: 0.5,
+            w_vector: 1.0,
             candidates: 50,
             rerank_top: 30,
             mmr_lambda: 0.9,
@@ -105,6 +136,7 @@ pub struct Hit {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Trace {
     pub mode: String,
+    pub fusion: String,
     pub query_terms: Vec<String>,
     pub bm25_candidates: usize,
     pub vector_candidates: usize,
@@ -127,13 +159,56 @@ pub struct SearchResult {
 }
 
 pub const NO_RERANKER_NOTE: &str =
-    "no reranker installed; results are not reranked (install one with `tresor models pull` of ms-marco-MiniLM-L-6-v2 or a bge reranker)";
+    "no cross-encoder installed; results are not reranked (`--rerank` reranks by sentence max-sim with the embedder instead; install a cross-encoder with `tresor models pull` of ms-marco-MiniLM-L-6-v2 or a bge reranker)";
 
 struct Cand {
     id: i64,
     fused: f32,
     bm25_rank: Option<usize>,
     vector_rank: Option<usize>,
+    bm25: Option<f32>,
+    cosine: Option<f32>,
+}
+
+impl Cand {
+    fn new(id: i64) -> Cand {
+        Cand { id, fused: 0.0, bm25_rank: None, vector_rank: None, bm25: None, cosine: None }
+    }
+}
+
+/// (min, max) of some scores.
+fn range(xs: impl Iterator<Item = f32>) -> (f32, f32) {
+    xs.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)))
+}
+
+/// `x` scaled to [0, 1] over (lo, hi); 1 when all scores are equal.
+fn minmax(x: f32, (lo, hi): (f32, f32)) -> f32 {
+    if hi > lo {
+        (x - lo) / (hi - lo)
+    } else {
+        1.0
+    }
+}
+
+/// Convex fusion over the candidates (see the module comment). Candidates
+/// the kNN did not return get their exact cosine from the stored embedding.
+fn fuse_convex(kb: &Kb, cands: &mut HashMap<i64, Cand>, qv: Option<&[f32]>, opts: &SearchOptions) -> Result<()> {
+    if let Some(qv) = qv {
+        let missing: Vec<i64> = cands.values().filter(|c| c.cosine.is_none()).map(|c| c.id).collect();
+        for row in kb.chunks_by_id(&missing)? {
+            if row.embedding.len() == qv.len() {
+                if let Some(c) = cands.get_mut(&row.id) {
+                    c.cosine = Some(dot(qv, &row.embedding));
+                }
+            }
+        }
+    }
+    let rb = range(cands.values().filter_map(|c| c.bm25));
+    let rv = range(cands.values().filter_map(|c| c.cosine));
+    for c in cands.values_mut() {
+        c.fused = opts.w_bm25 * c.bm25.map_or(0.0, |s| minmax(s, rb)) + opts.w_vector * c.cosine.map_or(0.0, |s| minmax(s, rv));
+    }
+    Ok(())
 }
 
 pub fn search(
@@ -145,6 +220,10 @@ pub fn search(
 ) -> Result<SearchResult> {
     let t0 = Instant::now();
     let mut trace = Trace { mode: opts.mode.as_str().into(), mmr_lambda: opts.mmr_lambda, ..Default::default() };
+    if opts.mode == Mode::Hybrid {
+        trace.fusion = opts.fusion.as_str().into();
+    }
+    let mut qvec: Option<Vec<f32>> = None;
     let k = opts.k.max(1);
     let n = opts.candidates.max(k);
     let mut cands: HashMap<i64, Cand> = HashMap::new();
@@ -157,8 +236,9 @@ pub fn search(
             let hits = kb.bm25(&m, n, &opts.filter, opts.w_head, opts.w_body)?;
             trace.bm25_candidates = hits.len();
             for (rank, (id, score)) in hits.into_iter().enumerate() {
-                let c = cands.entry(id).or_insert(Cand { id, fused: 0.0, bm25_rank: None, vector_rank: None });
+                let c = cands.entry(id).or_insert_with(|| Cand::new(id));
                 c.bm25_rank = Some(rank + 1);
+                c.bm25 = Some(score);
                 c.fused += match opts.mode {
                     Mode::Bm25 => score,
                     _ => opts.w_bm25 / (opts.rrf_k + (rank + 1) as f32),
@@ -188,14 +268,21 @@ pub fn search(
         let hits = if info.dim.is_some() { kb.knn(&qv, n, &opts.filter)? } else { Vec::new() };
         trace.vector_candidates = hits.len();
         for (rank, (id, sim)) in hits.into_iter().enumerate() {
-            let c = cands.entry(id).or_insert(Cand { id, fused: 0.0, bm25_rank: None, vector_rank: None });
+            let c = cands.entry(id).or_insert_with(|| Cand::new(id));
             c.vector_rank = Some(rank + 1);
+            c.cosine = Some(sim);
             c.fused += match opts.mode {
                 Mode::Vector => sim,
                 _ => opts.w_vector / (opts.rrf_k + (rank + 1) as f32),
             };
         }
+        if info.dim.is_some() {
+            qvec = Some(qv);
+        }
         trace.ms_vector = t.elapsed().as_secs_f64() * 1e3;
+    }
+    if opts.mode == Mode::Hybrid && opts.fusion == Fusion::Convex {
+        fuse_convex(kb, &mut cands, qvec.as_deref(), opts)?;
     }
     let mut ordered: Vec<Cand> = cands.into_values().collect();
     ordered.sort_by(|a, b| b.fused.total_cmp(&a.fused).then(a.id.cmp(&b.id)));
@@ -211,14 +298,27 @@ pub fn search(
     // rerank
     let want = opts.rerank != RerankChoice::Off;
     match (want, reranker) {
+        (true, Some(rr)) if !pool.is_empty() && !rr.covers(query) => {
+            trace.rerank_note = Some(format!("{} does not cover the query's language; results are not reranked", rr.model_id()));
+        }
         (true, Some(rr)) if !pool.is_empty() => {
             let t = Instant::now();
-            let m = opts.rerank_top.min(pool.len());
-            let texts: Vec<String> = pool[..m].iter().map(|(c, _, _)| embedding_text(&c.title, &c.heading, &c.text)).collect();
+            let m = opts.rerank_top.min(rr.max_passages()).min(pool.len());
+            let texts: Vec<String> = pool[..m]
+                .iter()
+                .map(|(c, _, _)| if rr.with_heading() { embedding_text(&c.title, &c.heading, &c.text) } else { c.text.clone() })
+                .collect();
             let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
             let scores = rr.score(query, &refs)?;
+            if scores.len() != m {
+                return Err(KbError::Rerank(format!("{} scores for {m} passages", scores.len())));
+            }
+            // the reranker's order alone (weight 1), or blended with the retrieval score
+            let w = rr.weight().clamp(0.0, 1.0);
+            let rf = range(pool[..m].iter().map(|p| p.1));
+            let rs = range(scores.iter().copied());
             for (p, s) in pool[..m].iter_mut().zip(scores) {
-                p.1 = s;
+                p.1 = if w >= 1.0 { s } else { (1.0 - w) * minmax(p.1, rf) + w * minmax(s, rs) };
                 p.2 = Some(s);
             }
             // what the cross-encoder did not score stays below what it did

@@ -225,7 +225,7 @@ fn english_queries_each_mode_and_filters() {
     // no reranker installed: results still come, and the trace says why they are not reranked
     let res = search(&mut kb, "price of the Business edition", Some(&emb()), None, &SearchOptions::default()).unwrap();
     assert!(!res.trace.reranked);
-    assert!(res.trace.rerank_note.as_deref().unwrap().contains("no reranker"));
+    assert!(res.trace.rerank_note.as_deref().unwrap().contains("no cross-encoder installed"));
     assert!(res.hits.iter().any(|h| h.source.ends_with("preisliste.csv") && h.text.contains("4.900")));
 }
 
