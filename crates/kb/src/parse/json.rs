@@ -1,6 +1,7 @@
 //! JSON and JSON Lines. A JSONL line, an element of a top-level array, or a
 //! top-level key of an object becomes one record block of "path: value"
-//! lines. JSONL streams line by line.
+//! lines. JSONL streams line by line. A record's span is the character span
+//! of its line, array element or `"key": value` member in the file.
 
 use std::io::Read;
 
@@ -65,28 +66,95 @@ pub(crate) fn parse_whole(bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), Parse
     if let Err(e) = std::str::from_utf8(bytes) {
         return Err(ParseError::InvalidUtf8 { offset: e.valid_up_to() as u64 });
     }
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| ParseError::Corrupt { format: "JSON", reason: e.to_string() })?;
-    let mut pos = 0usize;
-    let mut emit = |text: String, sink: &mut Sink<'_>| -> Result<(), ParseError> {
-        let n = text.chars().count();
-        let b = Block { kind: BlockKind::Record, text, page: None, start: pos, end: pos + n };
-        pos += n + 1;
-        sink(Event::Block(b))
+    let s = std::str::from_utf8(bytes).unwrap_or_default();
+    let bom = if s.starts_with('\u{feff}') { 3 } else { 0 };
+    let v: Value = serde_json::from_str(&s[bom..]).map_err(|e| ParseError::Corrupt { format: "JSON", reason: e.to_string() })?;
+    // byte → char offsets, walking forward once (members come in file order)
+    let (mut at_byte, mut at_char) = (bom, 0usize);
+    let mut chars_to = |b: usize| {
+        at_char += s[at_byte..b].chars().count();
+        at_byte = b;
+        at_char
     };
+    let corrupt = |e: serde_json::Error| ParseError::Corrupt { format: "JSON", reason: e.to_string() };
     match &v {
-        Value::Array(a) => {
-            for x in a {
-                emit(record(x, ""), sink)?;
+        Value::Array(_) | Value::Object(_) => {
+            let is_object = v.is_object();
+            for (a, b) in top_level_members(s) {
+                let member = &s[a..b];
+                let text = if is_object {
+                    // `"key": value` parsed as a one-member object
+                    let m: serde_json::Map<String, Value> = serde_json::from_str(&format!("{{{member}}}")).map_err(corrupt)?;
+                    m.iter().map(|(k, x)| record(x, k)).collect::<Vec<_>>().join("\n")
+                } else {
+                    record(&serde_json::from_str::<Value>(member).map_err(corrupt)?, "")
+                };
+                let (start, end) = (chars_to(a), chars_to(b));
+                sink(Event::Block(Block { kind: BlockKind::Record, text, page: None, start, end }))?;
             }
         }
-        Value::Object(m) => {
-            for (k, x) in m {
-                emit(record(x, k), sink)?;
-            }
+        other => {
+            let t = s[bom..].trim();
+            let a = bom + (s[bom..].len() - s[bom..].trim_start().len());
+            let start = chars_to(a);
+            sink(Event::Block(Block { kind: BlockKind::Record, text: scalar(other), page: None, start, end: start + t.chars().count() }))?;
         }
-        other => emit(scalar(other), sink)?,
     }
     Ok(())
+}
+
+/// Byte ranges of the members of the top-level array or object of valid
+/// JSON `s` (elements; `"key": value` pairs), whitespace trimmed, in file
+/// order: a scan that tracks strings and nesting depth.
+fn top_level_members(s: &str) -> Vec<(usize, usize)> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    let mut start: Option<usize> = None;
+    let mut push = |a: usize, e: usize, out: &mut Vec<(usize, usize)>| {
+        let t = &s[a..e];
+        let lead = t.len() - t.trim_start().len();
+        let t = t.trim();
+        if !t.is_empty() {
+            out.push((a + lead, a + lead + t.len()));
+        }
+    };
+    for (i, &c) in b.iter().enumerate() {
+        if in_str {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth == 1 {
+                    start = Some(i + 1);
+                }
+            }
+            b']' | b'}' => {
+                if depth == 1 {
+                    if let Some(a) = start.take() {
+                        push(a, i, &mut out);
+                    }
+                }
+                depth = depth.saturating_sub(1);
+            }
+            b',' if depth == 1 => {
+                if let Some(a) = start {
+                    push(a, i, &mut out);
+                }
+                start = Some(i + 1);
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -105,5 +173,47 @@ mod tests {
         assert_eq!(b.text, "a.de: 10 EUR\na.tags: x, y\nq: Preis?"); // keys sorted (serde_json without preserve_order)
         let mut bad = |_e: Event| Ok(());
         assert!(matches!(parse_lines(&b"{\"a\":1}\n{oops\n"[..], &mut bad), Err(ParseError::Corrupt { .. })));
+    }
+
+    fn blocks(f: impl FnOnce(&mut Sink<'_>) -> Result<(), ParseError>) -> Vec<Block> {
+        let mut out = Vec::new();
+        f(&mut |e| {
+            if let Event::Block(b) = e {
+                out.push(b);
+            }
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    fn span(content: &str, b: &Block) -> String {
+        content.trim_start_matches('\u{feff}').chars().skip(b.start).take(b.end - b.start).collect()
+    }
+
+    #[test]
+    fn record_spans_are_character_spans_in_the_file() {
+        let jsonl = "{\"q\":\"Größe?\",\"a\":\"5 €\"}\r\n\n{\"q\":\"Süß\",\"a\":\"ja\"}\n";
+        let b = blocks(|s| parse_lines(jsonl.as_bytes(), s));
+        assert_eq!(b.len(), 2);
+        assert_eq!(span(jsonl, &b[0]), "{\"q\":\"Größe?\",\"a\":\"5 €\"}");
+        assert_eq!(span(jsonl, &b[1]), "{\"q\":\"Süß\",\"a\":\"ja\"}");
+
+        let arr = "\u{feff}[\n  {\"name\": \"Ärger, \\\"quoted\\\" ]}\", \"n\": [1, 2]},\n  \"ß\" , {\"x\": {\"y\": \"€\"}}\n]";
+        let b = blocks(|s| parse_whole(arr.as_bytes(), s));
+        let spans: Vec<String> = b.iter().map(|x| span(arr, x)).collect();
+        assert_eq!(spans, ["{\"name\": \"Ärger, \\\"quoted\\\" ]}\", \"n\": [1, 2]}", "\"ß\"", "{\"x\": {\"y\": \"€\"}}"]);
+        assert_eq!(b[0].text, "n: 1, 2\nname: Ärger, \"quoted\" ]}");
+        assert_eq!(b[2].text, "x.y: €");
+
+        let obj = "{\"Öffnungszeiten\": {\"mo\": \"9–17\"}, \"Preis\": \"12 €\"}";
+        let b = blocks(|s| parse_whole(obj.as_bytes(), s));
+        assert_eq!(span(obj, &b[0]), "\"Öffnungszeiten\": {\"mo\": \"9–17\"}");
+        assert_eq!(b[0].text, "Öffnungszeiten.mo: 9–17");
+        assert_eq!((span(obj, &b[1]).as_str(), b[1].text.as_str()), ("\"Preis\": \"12 €\"", "Preis: 12 €"));
+
+        let scalar = "  \"nur Text\"\n";
+        let b = blocks(|s| parse_whole(scalar.as_bytes(), s));
+        assert_eq!(span(scalar, &b[0]), "\"nur Text\"");
     }
 }

@@ -41,8 +41,10 @@ pub struct Block {
     pub text: String,
     /// 1-based page (PDF only).
     pub page: Option<u32>,
-    /// Character span in the extracted text (for Markdown and plain text:
-    /// the file itself; for CSV/JSONL: byte offsets of the record).
+    /// Character span (Unicode scalar values, end exclusive; a leading BOM
+    /// not counted): in the file itself for Markdown, plain text, CSV (the
+    /// row's lines), JSONL (the line) and JSON (the element or member); in
+    /// the extracted text for HTML, PDF and DOCX.
     pub start: usize,
     pub end: usize,
 }

@@ -1,8 +1,11 @@
 //! CSV/TSV, streamed record by record. Each row becomes a record block
 //! "Header: value | Header: value", so every chunk of rows carries its
 //! header. The delimiter (',' ';' or tab) is sniffed from the first line.
+//! A row's span is the character span of its line(s) in the file (a
+//! leading BOM not counted, the line break not included), like the spans
+//! of Markdown and plain text.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use super::{Block, BlockKind, Event, ParseError, Sink};
@@ -23,8 +26,10 @@ pub(crate) fn parse(path: &Path, tsv: bool, sink: &mut Sink<'_>) -> Result<(), P
     let mut rd = csv::ReaderBuilder::new().delimiter(delim).flexible(true).has_headers(false).from_path(path).map_err(csv_err)?;
     let mut rec = csv::ByteRecord::new();
     let mut header: Option<Vec<String>> = None;
+    let mut chars = CharPos::new(std::fs::File::open(path)?)?;
     loop {
-        let start = rd.position().byte() as usize;
+        let start_byte = rd.position().byte() as usize;
+        chars.advance(start_byte)?;
         let more = rd.read_byte_record(&mut rec).map_err(csv_err)?;
         if !more {
             break;
@@ -34,12 +39,13 @@ pub(crate) fn parse(path: &Path, tsv: bool, sink: &mut Sink<'_>) -> Result<(), P
             match std::str::from_utf8(f) {
                 Ok(s) => fields.push(s.trim().trim_start_matches('\u{feff}').to_string()),
                 Err(e) => {
-                    let off = start as u64 + e.valid_up_to() as u64;
+                    let off = start_byte as u64 + e.valid_up_to() as u64;
                     return Err(ParseError::InvalidUtf8 { offset: off });
                 }
             }
         }
-        let end = rd.position().byte() as usize;
+        // the bytes crossed may begin with the previous row's '\n' or blank lines
+        let (start, end) = chars.advance(rd.position().byte() as usize)?;
         match &header {
             None => header = Some(fields),
             Some(h) => {
@@ -60,6 +66,58 @@ pub(crate) fn parse(path: &Path, tsv: bool, sink: &mut Sink<'_>) -> Result<(), P
     Ok(())
 }
 
+/// Byte offsets → character offsets of a UTF-8 file read front to back
+/// once (every byte that is not a continuation byte starts a character).
+struct CharPos<R: Read> {
+    rd: BufReader<R>,
+    byte: usize,
+    chars: usize,
+}
+
+impl<R: Read> CharPos<R> {
+    fn new(r: R) -> std::io::Result<Self> {
+        let mut rd = BufReader::with_capacity(1 << 16, r);
+        let bom = rd.fill_buf()?.starts_with(&[0xEF, 0xBB, 0xBF]);
+        let mut byte = 0;
+        if bom {
+            rd.consume(3);
+            byte = 3;
+        }
+        Ok(CharPos { rd, byte, chars: 0 })
+    }
+
+    /// Moves to byte offset `to` (never backwards): the character span of
+    /// the bytes crossed without the line breaks they begin and end with.
+    fn advance(&mut self, to: usize) -> std::io::Result<(usize, usize)> {
+        let from = self.chars;
+        let (mut lead, mut breaks, mut only_breaks) = (0, 0, true);
+        while self.byte < to {
+            let buf = self.rd.fill_buf()?;
+            if buf.is_empty() {
+                break;
+            }
+            let n = buf.len().min(to - self.byte);
+            for &b in &buf[..n] {
+                if b & 0xC0 != 0x80 {
+                    self.chars += 1;
+                }
+                let br = b == b'\n' || b == b'\r';
+                breaks = if br { breaks + 1 } else { 0 };
+                only_breaks &= br;
+                if only_breaks {
+                    lead += 1;
+                }
+            }
+            self.rd.consume(n);
+            self.byte += n;
+        }
+        if only_breaks {
+            return Ok((self.chars, self.chars));
+        }
+        Ok((from + lead, self.chars - breaks))
+    }
+}
+
 fn csv_err(e: csv::Error) -> ParseError {
     match e.kind() {
         csv::ErrorKind::Io(_) => match e.into_kind() {
@@ -67,5 +125,47 @@ fn csv_err(e: csv::Error) -> ParseError {
             _ => unreachable!(),
         },
         _ => ParseError::Corrupt { format: "CSV", reason: e.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(content: &str) -> Vec<Block> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        std::fs::write(&p, content).unwrap();
+        let mut out = Vec::new();
+        parse(&p, false, &mut |e| {
+            if let Event::Block(b) = e {
+                out.push(b);
+            }
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// The file's characters in a block's span (what a reader of the metadata does).
+    fn span(content: &str, b: &Block) -> String {
+        content.trim_start_matches('\u{feff}').chars().skip(b.start).take(b.end - b.start).collect()
+    }
+
+    #[test]
+    fn row_spans_are_character_spans_of_the_row() {
+        // multi-byte characters before and inside rows; CRLF; a quoted field with a line break
+        let content = "Produkt;Preis (€);Hinweis\r\nGrüße-Paket;12,50 €;für Büros\r\n\"Süß\nwaren\";3 €;ß\r\nZähler;1 €;Ende";
+        let b = rows(content);
+        assert_eq!(b.len(), 3);
+        assert_eq!(span(content, &b[0]), "Grüße-Paket;12,50 €;für Büros");
+        assert_eq!(span(content, &b[1]), "\"Süß\nwaren\";3 €;ß");
+        assert_eq!(span(content, &b[2]), "Zähler;1 €;Ende");
+        assert!(b[0].text.contains("Preis (€): 12,50 €"));
+        // a BOM is not counted, as in every other format
+        let bom = format!("\u{feff}{content}");
+        let b2 = rows(&bom);
+        assert_eq!((b2[2].start, b2[2].end), (b[2].start, b[2].end));
+        assert_eq!(span(&bom, &b2[2]), "Zähler;1 €;Ende");
     }
 }
