@@ -49,6 +49,8 @@ pub struct AppInfo {
     kbs: Vec<String>,
 }
 
+/// The app's version, folders and knowledge bases (names from the data dir:
+/// needs no key, so the window does not wait for the unlock).
 #[tauri::command]
 pub fn app_info(host: State<'_, Host>) -> AppInfo {
     AppInfo {
@@ -57,6 +59,36 @@ pub fn app_info(host: State<'_, Host>) -> AppInfo {
         models_dir: host.models_dir().display().to_string(),
         kbs: tresor_assistant::engine::kb_names(host.data_dir()),
     }
+}
+
+/// Waits for the data key (unlocked in the background since launch); the
+/// error says why it cannot be unlocked (wrong passphrase), which the window shows.
+#[tauri::command]
+pub async fn unlock(app: AppHandle) -> Res<()> {
+    blocking(app, |_, host| host.key().map(|_| ())).await
+}
+
+/// The UI calls this once its first screen is painted and its data loaded:
+/// the window is interactive. Logs the time since the process started
+/// (`RUST_LOG=tresor_desktop=info`; scripts/bench-desktop reads it) and returns it.
+#[tauri::command]
+pub fn ui_ready() -> f64 {
+    let ms = crate::since_start_ms();
+    tracing::info!("window ready {ms:.0} ms after start");
+    ms
+}
+
+/// Loads the engine (embedder, stores) in the background when the user
+/// starts typing a question, so the models are not in memory before anyone
+/// asks and the first answer does not wait for them either. Returns at once.
+#[tauri::command]
+pub fn warm_up(app: AppHandle) {
+    tauri::async_runtime::spawn_blocking(move || {
+        let host = app.state::<Host>();
+        if let Err(e) = host.with_engine(|_| Ok(())) {
+            tracing::warn!("engine not ready: {e:#}");
+        }
+    });
 }
 
 // ---- chat -------------------------------------------------------------------
@@ -174,7 +206,7 @@ pub async fn kb_list(app: AppHandle) -> Res<Vec<KbView>> {
     blocking(app, |_, host| {
         let mut out = Vec::new();
         for name in tresor_assistant::engine::kb_names(host.data_dir()) {
-            let kb = Kb::open_existing(&kb_path(host.data_dir(), &name)?, &host.key).with_context(|| format!("opening knowledge base `{name}`"))?;
+            let kb = Kb::open_existing(&kb_path(host.data_dir(), &name)?, host.key()?).with_context(|| format!("opening knowledge base `{name}`"))?;
             let files = kb.list()?;
             out.push(KbView { name, documents: files.len(), chunks: kb.chunk_count()?, files });
         }
@@ -258,7 +290,7 @@ pub async fn kb_add(app: AppHandle, kb: String, paths: Vec<String>) -> Res<treso
         };
         host.with_engine(|a| {
             let embedder = a.embedder_arc();
-            let mut store = Kb::open(&dir, &host.key).with_context(|| format!("opening knowledge base `{kb}`"))?;
+            let mut store = Kb::open(&dir, host.key()?).with_context(|| format!("opening knowledge base `{kb}`"))?;
             Ok(tresor_kb::ingest(&mut store, embedder.as_ref(), &paths, &IngestOptions::default(), &progress)?)
         })
     })
@@ -294,7 +326,7 @@ pub async fn kb_reindex(app: AppHandle, kb: String) -> Res<tresor_kb::IngestRepo
         };
         host.with_engine(|a| {
             let embedder = a.embedder_arc();
-            let mut store = Kb::open_existing(&dir, &host.key).with_context(|| format!("opening knowledge base `{kb}`"))?;
+            let mut store = Kb::open_existing(&dir, host.key()?).with_context(|| format!("opening knowledge base `{kb}`"))?;
             // the folders the documents came from (files that vanished are pruned)
             let mut roots: Vec<PathBuf> = store.sources()?.iter().filter_map(|s| PathBuf::from(s).parent().map(|p| p.to_path_buf())).collect();
             roots.sort();
@@ -332,7 +364,7 @@ pub struct ChunkView {
 #[tauri::command]
 pub async fn kb_source(app: AppHandle, kb: String, source: String) -> Res<SourceView> {
     blocking(app, move |_, host| {
-        let store = Kb::open_existing(&kb_path(host.data_dir(), &kb)?, &host.key)?;
+        let store = Kb::open_existing(&kb_path(host.data_dir(), &kb)?, host.key()?)?;
         let chunks = store
             .chunks_of(&source)?
             .into_iter()
@@ -348,9 +380,12 @@ pub async fn kb_source(app: AppHandle, kb: String, source: String) -> Res<Source
 #[tauri::command]
 pub async fn open_source(app: AppHandle, kb: String, source: String) -> Res<()> {
     blocking(app, move |app, host| {
-        let store = Kb::open_existing(&kb_path(host.data_dir(), &kb)?, &host.key)?;
+        let store = Kb::open_existing(&kb_path(host.data_dir(), &kb)?, host.key()?)?;
         if store.document_sha(&source)?.is_none() {
             bail!("{source} is not a document of knowledge base `{kb}`");
+        }
+        if !std::path::Path::new(&source).is_file() {
+            bail!("{source} is no longer there (moved or deleted since it was added); re-index knowledge base `{kb}`");
         }
         use tauri_plugin_opener::OpenerExt;
         app.opener().open_path(&source, None::<&str>).map_err(|e| anyhow!("opening {source}: {e}"))

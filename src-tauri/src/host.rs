@@ -1,15 +1,19 @@
-//! The engine's lifetime inside the app: one `Assistant`, created on first
-//! use (the embedder loads then; chat models load on the first answer), kept
-//! behind a mutex so answers run one at a time, and a stop flag for the
-//! answer in flight. Owns no answer logic: it assembles the engine exactly as
+//! The engine's lifetime inside the app: the data key, unlocked once (in the
+//! background from launch: Argon2id takes a moment and the window need not
+//! wait for it), and one `Assistant`, created on first use — when the user
+//! starts typing a question or on the first command that needs it, never at
+//! start-up (no model is in memory until someone asks; chat models load on
+//! the first answer) — kept behind a mutex so answers run one at a time, and
+//! a stop flag for the answer in flight. Owns no answer logic: it assembles the engine exactly as
 //! the CLI does (catalogue embedder, optional cross-encoder, catalogue chat
 //! models) and hands it to callers.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use tresor_assistant::{Assistant, AssistantConfig, CatalogModels};
 use tresor_assistant::store::ThreadStore;
 use tresor_guard::crypto::{KeySource, WorkspaceKey};
@@ -27,18 +31,32 @@ const ASSISTANT_DB: &str = "assistant.sqlite";
 pub struct Host {
     pub paths: Paths,
     /// The data key of the data dir (stores are encrypted at rest): from
-    /// `TRESOR_PASSPHRASE` or the OS keyring, created on first use.
-    pub key: WorkspaceKey,
+    /// `TRESOR_PASSPHRASE` or the OS keyring, created on first use; or why it
+    /// could not be unlocked.
+    key: OnceLock<std::result::Result<WorkspaceKey, String>>,
     engine: Mutex<Option<Assistant>>,
     /// The stop flag of the answer in flight.
     pub cancel: Mutex<Option<Arc<AtomicBool>>>,
 }
 
 impl Host {
-    pub fn new(paths: Paths) -> Result<Host> {
-        let key = WorkspaceKey::open(&paths.data_dir, &KeySource::from_env())
-            .with_context(|| format!("unlocking the data in {}", paths.data_dir.display()))?;
-        Ok(Host { paths, key, engine: Mutex::new(None), cancel: Mutex::new(None) })
+    pub fn new(paths: Paths) -> Host {
+        Host { paths, key: OnceLock::new(), engine: Mutex::new(None), cancel: Mutex::new(None) }
+    }
+
+    /// The data key, unlocked on first use (callers at the same time wait for
+    /// that one unlock). A wrong passphrase is an error for every call.
+    pub fn key(&self) -> Result<&WorkspaceKey> {
+        self.key
+            .get_or_init(|| {
+                let t = Instant::now();
+                let key = WorkspaceKey::open(&self.paths.data_dir, &KeySource::from_env())
+                    .map_err(|e| format!("unlocking the data in {}: {e:#}", self.paths.data_dir.display()));
+                tracing::info!("data key unlocked in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+                key
+            })
+            .as_ref()
+            .map_err(|e| anyhow!("{e}"))
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -53,7 +71,9 @@ impl Host {
     pub fn with_engine<R>(&self, f: impl FnOnce(&mut Assistant) -> Result<R>) -> Result<R> {
         let mut guard = self.engine.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            *guard = Some(build(&self.paths, &self.key)?);
+            let t = Instant::now();
+            *guard = Some(build(&self.paths, self.key()?)?);
+            tracing::info!("engine loaded in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
         }
         f(guard.as_mut().expect("set above"))
     }
@@ -68,7 +88,7 @@ impl Host {
     /// while an answer holds the engine.
     pub fn threads(&self) -> Result<ThreadStore> {
         let path = self.data_dir().join(ASSISTANT_DB);
-        ThreadStore::open(&path, &self.key).with_context(|| format!("opening conversations in {}", path.display()))
+        ThreadStore::open(&path, self.key()?).with_context(|| format!("opening conversations in {}", path.display()))
     }
 }
 

@@ -15,9 +15,10 @@ pub mod settings;
 pub mod ticket;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use anyhow::Result;
-use tauri::Manager;
 
 /// Where the app keeps its data and finds its models (command-line flags,
 /// else `TRESOR_HOME` / `TRESOR_MODELS`, else the platform defaults the CLI uses).
@@ -60,6 +61,18 @@ mod tests {
     }
 }
 
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Marks the process start (first thing in `main`): start-up times are measured from here.
+pub fn mark_start() {
+    STARTED.get_or_init(Instant::now);
+}
+
+/// Milliseconds since [`mark_start`].
+pub fn since_start_ms() -> f64 {
+    STARTED.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
+}
+
 /// The app's config, icons and bundled UI, compiled in.
 pub fn context() -> tauri::Context<tauri::Wry> {
     tauri::generate_context!()
@@ -68,26 +81,30 @@ pub fn context() -> tauri::Context<tauri::Wry> {
 /// Opens the main window and runs until it is closed.
 pub fn run(paths: Paths, ctx: tauri::Context<tauri::Wry>) -> Result<()> {
     std::fs::create_dir_all(&paths.data_dir)?;
-    let host = host::Host::new(paths)?;
+    let host = host::Host::new(paths);
     tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_updater::Builder::new().build())
         .manage(host)
         .setup(|app| {
-            // Loading the embedder takes a moment: warm it up off the UI thread
-            // so the first question does not wait for it.
+            use tauri::Manager;
+            tracing::info!("window set up {:.0} ms after start", since_start_ms());
+            // Unlock the data key (Argon2id) while WebKit starts; no model is
+            // loaded here (the engine loads when the user starts typing).
             let handle = app.handle().clone();
             std::thread::spawn(move || {
-                let host = handle.state::<host::Host>();
-                if let Err(e) = host.with_engine(|_| Ok(())) {
-                    tracing::warn!("engine not ready: {e:#}");
+                if let Err(e) = handle.state::<host::Host>().key() {
+                    tracing::warn!("{e:#}");
                 }
             });
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
+            commands::ui_ready,
+            commands::unlock,
+            commands::warm_up,
             commands::ask,
             commands::stop_answer,
             commands::threads_list,

@@ -12,6 +12,15 @@ use anyhow::{bail, Context, Result};
 // no console window on Windows release builds
 #[cfg_attr(all(not(debug_assertions), target_os = "windows"), windows_subsystem = "windows")]
 fn main() -> ExitCode {
+    tresor_desktop::mark_start();
+    // WebKitGTK's web process without GPU compositing: the UI is text and
+    // forms, and compositing costs the web process ~85 MB (PSS under Xvfb,
+    // scripts/bench-desktop). Set before any thread starts (the web process
+    // inherits it); WEBKIT_DISABLE_COMPOSITING_MODE=0 keeps WebKit's default.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
+        std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
+    }
     match real_main() {
         Ok(code) => code,
         Err(e) => {

@@ -111,11 +111,10 @@ export interface Settings {
   theme: 'light' | 'dark' | 'system';
 }
 
+/** The policy in force as tresor-guard loads it (src-tauri/src/policy.rs). */
 export interface PolicyView {
-  path: string | null;
-  text: string | null;
-  items: { key: string; value: string; locked: boolean }[];
-  signed_by: string[];
+  files: { path: string; role: 'admin' | 'user'; signed_by: string | null; text: string }[];
+  items: { key: string; value: string; locked: boolean; origin: string }[];
   error: string | null;
 }
 
@@ -134,6 +133,12 @@ export interface AppInfo {
 
 export const api = {
   appInfo: () => invoke<AppInfo>('app_info'),
+  /** The window is interactive (start-up benchmark, scripts/bench-desktop). */
+  uiReady: () => invoke<number>('ui_ready'),
+  /** Resolves once the data key is unlocked; rejects with why it cannot be (wrong passphrase). */
+  unlock: () => invoke<void>('unlock'),
+  /** Load the engine in the background (the user started typing a question). */
+  warmUp: () => invoke<void>('warm_up'),
   ask: (request: number, question: string, kb: string | null, thread: number | null) =>
     invoke<Answer>('ask', { request, question, kb, thread }),
   stop: () => invoke<boolean>('stop_answer'),
