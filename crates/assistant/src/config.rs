@@ -33,10 +33,15 @@ pub struct AssistantConfig {
     pub max_unsupported_run: usize,
     /// Sentences an extractive fallback answer takes from the passages.
     pub extractive_sentences: usize,
+    /// When no sentence of the model's answer is supported: ask the model once more with a
+    /// stricter prompt and only the best passage before falling back to extraction.
+    pub regenerate: bool,
     /// Sampling temperature (0 = greedy, reproducible).
     pub temperature: f32,
-    /// Conversation history budget in tokens (older turns are summarised).
+    /// Conversation history budget in tokens (older turns are summarised by the model).
     pub history_tokens: usize,
+    /// Most tokens the model may write for that summary.
+    pub history_summary_tokens: usize,
     pub cache: CacheConfig,
     pub routing: RoutingConfig,
     /// The prompt-injection firewall (`[injection]`, see `firewall.rs`).
@@ -83,8 +88,10 @@ impl Default for AssistantConfig {
             max_answer_tokens: 80,
             max_unsupported_run: 2,
             extractive_sentences: 2,
+            regenerate: true,
             temperature: 0.0,
             history_tokens: 400,
+            history_summary_tokens: 60,
             cache: CacheConfig::default(),
             routing: RoutingConfig::default(),
             injection: crate::firewall::InjectionConfig::default(),

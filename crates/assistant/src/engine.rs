@@ -24,7 +24,7 @@ use crate::firewall;
 use crate::models::{ChatModel, ModelSource, ModelSpec};
 use crate::pack::{self, PackReport, Passage};
 use crate::route::{self, Intent, RouteChoice};
-use crate::store::{fit_history, ThreadStore};
+use crate::store::ThreadStore;
 use crate::text::{cache_form, jaccard, language, normalise, MAX_QUESTION_CHARS};
 
 pub type ModelChoice = RouteChoice;
@@ -129,6 +129,13 @@ pub struct Trace {
     pub sentences: Vec<SentenceCheck>,
     /// The model's text had no supported sentence; the answer was extracted from the passages.
     pub extractive: bool,
+    /// The first answer had no supported sentence, so the model answered once more with a stricter
+    /// prompt and only the best passage (before any extractive fallback); `sentences` holds both tries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regeneration: Option<Regeneration>,
+    /// The conversation did not fit `history_tokens`: its older turns were summarised (history.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<crate::history::HistoryTrace>,
     pub finish: Option<String>,
     pub cache_similarity: Option<f32>,
     pub cached_question: Option<String>,
@@ -138,6 +145,17 @@ pub struct Trace {
     /// What the prompt-injection firewall found and did (prompt, passages, answer sentences).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub injection: Option<firewall::InjectionTrace>,
+}
+
+/// The second, stricter try (see [`Trace::regeneration`]).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Regeneration {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Sentences the second try wrote, and of those (the first try had none) kept.
+    pub sentences: usize,
+    pub kept: usize,
+    pub ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -475,7 +493,17 @@ impl Assistant {
         params.cancel = req.cancel.clone();
         let model = Self::model(&mut self.loaded, &mut self.models, &spec, &mut load_ms)?;
         let mut msgs = vec![ChatMessage::system(tresor_llm::template::DEFAULT_SYSTEM_PROMPT)];
-        msgs.extend(fit_history(history, self.cfg.history_tokens, &|s| model.count_tokens(s)));
+        // the conversation within history_tokens; older turns the model summarises (history.rs)
+        let (older, kept) = crate::history::split(history, self.cfg.history_tokens, &|s| model.count_tokens(s));
+        let mut summary = None;
+        if older.is_empty() {
+            msgs.extend(kept.iter().cloned());
+        } else {
+            let mut h = crate::history::summarise(model.as_mut(), older, self.cfg.history_summary_tokens, lang);
+            h.kept_turns = kept.len();
+            msgs.extend(crate::history::with_summary(&h.summary, kept, lang));
+            summary = Some(h);
+        }
         msgs.push(ChatMessage::user(q));
         let mut text = String::new();
         let g = model.generate(&msgs, &params, &mut |piece| {
@@ -485,9 +513,12 @@ impl Assistant {
         })?;
         let mut a = bare_answer(text.trim().to_string(), Intent::General, lang, choice);
         a.model = model.id().to_string();
-        a.timings = Timings { ttft_ms: 0.0, load_ms, prefill_ms: g.prefill_ms, generate_ms: g.total_ms, ..Default::default() };
-        a.timings.ttft_ms = g.ttft_ms + load_ms;
-        a.tokens = Tokens { prompt: g.prompt_tokens, completion: g.tokens.len(), context: 0 };
+        // summarising is model time: it counts in generate (and so in TTFT), not in the pipeline's share
+        let summary_ms = summary.as_ref().map_or(0.0, |h| h.ms);
+        a.timings = Timings { ttft_ms: 0.0, load_ms, prefill_ms: g.prefill_ms, generate_ms: g.total_ms + summary_ms, ..Default::default() };
+        a.timings.ttft_ms = g.ttft_ms + load_ms + summary_ms;
+        a.tokens = Tokens { prompt: g.prompt_tokens, completion: g.tokens.len() + summary.as_ref().map_or(0, |h| h.summary_tokens), context: 0 };
+        a.trace.history = summary;
         a.trace.finish = Some(format!("{:?}", g.finish).to_lowercase());
         Ok(a)
     }
@@ -645,13 +676,51 @@ impl Assistant {
                 ControlFlow::Continue(())
             }
         })?;
-        let gen_elapsed = ms(t_gen);
+        let mut gen_elapsed = ms(t_gen);
         if v.run < max_run {
             for s in stream.finish() {
                 v.sentence(&s, on_text);
             }
         }
         let cancelled = req.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
+        let mut completion = g.tokens.len();
+        // nothing the model wrote is supported: one more try with a stricter prompt that shows only
+        // the best passage (every packed passage still counts for the citation check)
+        if v.kept.is_empty() && !cancelled && cfg.regenerate && !passages.is_empty() {
+            let strict = strict_prompt_messages(&question, &passages[..1], lang, marking);
+            if let Some(g) = v.guard.as_mut() {
+                *g = firewall::output_guard(&strict[0].content, &passages, &mut inj);
+            }
+            let first_checks = v.checks.len();
+            v.run = 0;
+            let t_re = Instant::now();
+            let mut stream = SentenceStream::default();
+            let g2 = model.generate(&strict, &params, &mut |piece| {
+                for s in stream.push(piece) {
+                    v.sentence(&s, on_text);
+                }
+                if v.run >= max_run {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+            gen_elapsed += ms(t_re);
+            if v.run < max_run {
+                for s in stream.finish() {
+                    v.sentence(&s, on_text);
+                }
+            }
+            completion += g2.tokens.len();
+            trace.regeneration = Some(Regeneration {
+                prompt_tokens: g2.prompt_tokens,
+                completion_tokens: g2.tokens.len(),
+                sentences: v.checks.len() - first_checks,
+                kept: v.kept.len(),
+                ms: ms(t_re),
+            });
+        }
+        let cancelled = cancelled || req.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
         if v.kept.is_empty() && !cancelled {
             trace.extractive = true;
             for (s, pi) in cite::extractive(&question, &passages, cfg.extractive_sentences) {
@@ -706,7 +775,7 @@ impl Assistant {
             routing: choice,
             lang: lang.as_str().into(),
             timings,
-            tokens: Tokens { prompt: g.prompt_tokens, completion: g.tokens.len(), context: context_tokens },
+            tokens: Tokens { prompt: g.prompt_tokens, completion, context: context_tokens },
             thread_id: None,
             message_id: None,
             trace,
@@ -823,6 +892,18 @@ pub fn prompt_messages_marked(question: &str, passages: &[Passage], lang: Lang, 
     vec![ChatMessage::system(system), ChatMessage::user(user)]
 }
 
+/// The second try's prompt: only the best passage, and the instruction to answer with one of its
+/// sentences word for word (the small models' own phrasing is what failed the citation check).
+pub fn strict_prompt_messages(question: &str, passages: &[Passage], lang: Lang, marking: Option<tresor_guard::injection::Marking>) -> Vec<ChatMessage> {
+    let mut m = prompt_messages_marked(question, passages, lang, marking);
+    let strict = match lang {
+        Lang::De => "Antworte mit genau einem Satz, den du wörtlich aus der Quelle übernimmst und der die Frage beantwortet. Füge nichts hinzu.",
+        Lang::En => "Answer with exactly one sentence copied word for word from the source that answers the question. Add nothing else.",
+    };
+    m[0].content = format!("{strict} {}", m[0].content);
+    m
+}
+
 /// Checks streamed answer sentences against the passages and emits the supported ones with their number.
 struct Validator<'a> {
     question: &'a str,
@@ -936,10 +1017,17 @@ mod tests {
             _params: &GenerateParams,
             on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
         ) -> Result<tresor_llm::Generation> {
-            self.prompts.lock().unwrap().push(messages.iter().map(|m| m.content.clone()).collect::<Vec<_>>().join("\n"));
+            // a reply of several parts separated by "\n---\n": one part per call, the last one repeats
+            let calls = {
+                let mut p = self.prompts.lock().unwrap();
+                p.push(messages.iter().map(|m| m.content.clone()).collect::<Vec<_>>().join("\n"));
+                p.len()
+            };
+            let parts: Vec<&str> = self.reply.split("\n---\n").collect();
+            let reply = parts[(calls - 1).min(parts.len() - 1)].to_string();
             let mut n = 0;
             let mut finish = FinishReason::Eos;
-            for w in self.reply.split_inclusive(' ') {
+            for w in reply.split_inclusive(' ') {
                 n += 1;
                 if on_text(w).is_break() {
                     finish = FinishReason::Cancelled;
@@ -947,7 +1035,7 @@ mod tests {
                 }
             }
             Ok(tresor_llm::Generation {
-                text: self.reply.clone(),
+                text: reply,
                 tokens: vec![0; n],
                 finish,
                 prompt_tokens: 100,
@@ -1081,8 +1169,69 @@ mod tests {
         assert!(ans.trace.extractive, "{:?}", ans.trace.sentences);
         assert!(ans.answer.starts_with("Full-time employees get 30 working days of paid vacation per calendar year. [1]"), "{}", ans.answer);
         assert!(ans.grounded);
-        // generation stopped after the configured run of unsupported sentences
-        assert_eq!(ans.trace.sentences.len(), a.config().max_unsupported_run);
+        // each try stopped after the configured run of unsupported sentences; the second try was
+        // recorded and its prompt was the stricter one with the best passage only
+        let re = ans.trace.regeneration.as_ref().expect("a second try");
+        assert_eq!((re.sentences, re.kept), (a.config().max_unsupported_run, 0));
+        assert_eq!(ans.trace.sentences.len(), 2 * a.config().max_unsupported_run);
+        let prompts = f.prompts.lock().unwrap();
+        assert_eq!(prompts.len(), 2);
+        assert!(prompts[1].contains("copied word for word") && prompts[1].contains("[1] ") && !prompts[1].contains("[2] "), "{}", prompts[1]);
+    }
+
+    #[test]
+    fn a_conversation_that_no_longer_fits_is_summarised_by_the_model() {
+        let (f, mut a) = fixture();
+        a.config_mut().history_tokens = 60;
+        *f.reply.lock().unwrap() = "The user asked about the oldest topic zebra and got twelve days.\n---\nA general answer.".into();
+        let mut history = vec![
+            ChatMessage::user("What is the oldest topic zebra about?"),
+            ChatMessage::assistant("It is about twelve days of something."),
+        ];
+        for i in 0..6 {
+            history.push(ChatMessage::user(format!("follow-up question number {i} with a few more words in it")));
+            history.push(ChatMessage::assistant(format!("answer number {i} with a few more words in it as well")));
+        }
+        let req = AskRequest { question: "What should I do next?".into(), history: history.clone(), ..Default::default() };
+        let ans = a.answer(&req, &mut |_| {}).unwrap();
+        assert_eq!(ans.route, "general");
+        let h = ans.trace.history.as_ref().expect("summarised");
+        assert!(h.by_model && h.summarised_turns > 0 && h.kept_turns > 0 && h.summarised_turns + h.kept_turns == history.len(), "{h:?}");
+        assert!(h.summary_tokens > 0 && h.summary_tokens <= a.config().history_summary_tokens);
+        let prompts = f.prompts.lock().unwrap().clone();
+        assert_eq!(prompts.len(), 2, "one summary call, one answer call");
+        assert!(prompts[0].contains("Summarise the conversation") && prompts[0].contains("oldest topic zebra"), "{}", prompts[0]);
+        assert!(prompts[1].contains("Summary of the earlier conversation: The user asked about the oldest topic zebra"), "{}", prompts[1]);
+        assert!(!prompts[1].contains("What is the oldest topic zebra about?"), "the old turn itself is gone: {}", prompts[1]);
+        assert!(prompts[1].contains("answer number 5 with a few more words"), "the newest turn stays: {}", prompts[1]);
+        assert_eq!(ans.answer, "A general answer.");
+        // a conversation that fits goes in as it is, with no summary call
+        let (f, mut a) = fixture();
+        *f.reply.lock().unwrap() = "Fine.".into();
+        let req = AskRequest { question: "What should I do next?".into(), history: history[..2].to_vec(), ..Default::default() };
+        let ans = a.answer(&req, &mut |_| {}).unwrap();
+        assert!(ans.trace.history.is_none());
+        assert_eq!(f.prompts.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_supported_second_try_replaces_the_extractive_fallback() {
+        let (f, mut a) = fixture();
+        *f.reply.lock().unwrap() =
+            "Bananas are yellow. Penguins cannot fly.\n---\nFull-time employees get 30 working days of paid vacation per calendar year.".into();
+        let (ans, streamed) = ask(&mut a, "How many vacation days do full-time employees get?");
+        assert!(!ans.trace.extractive && ans.grounded, "{:?}", ans.trace.sentences);
+        assert_eq!(ans.answer, "Full-time employees get 30 working days of paid vacation per calendar year. [1]");
+        assert_eq!(streamed, ans.answer, "nothing of the failed first try was streamed");
+        let re = ans.trace.regeneration.as_ref().unwrap();
+        assert_eq!(re.kept, 1);
+        // switched off: straight to the extractive answer, one model call
+        let (f, mut a) = fixture();
+        a.config_mut().regenerate = false;
+        *f.reply.lock().unwrap() = "Bananas are yellow. Penguins cannot fly.\n---\nFull-time employees get 30 working days.".into();
+        let (ans, _) = ask(&mut a, "How many vacation days do full-time employees get?");
+        assert!(ans.trace.extractive && ans.trace.regeneration.is_none());
+        assert_eq!(f.prompts.lock().unwrap().len(), 1);
     }
 
     #[test]

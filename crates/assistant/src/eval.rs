@@ -27,6 +27,8 @@ pub struct ItemResult {
     pub refused: bool,
     pub grounded: bool,
     pub extractive: bool,
+    /// The model answered a second time with the stricter prompt (its first answer had no supported sentence).
+    pub regenerated: bool,
     pub cited: Vec<String>,
     pub citation_precision: Option<f32>,
     pub evidence: Option<f32>,
@@ -63,6 +65,9 @@ pub struct AnswerEvalReport {
     /// Refused / asked, for answerable questions (lower is better).
     pub false_refusal_rate: f32,
     pub extractive_rate: f32,
+    /// Answerable questions that needed the second, stricter try; of those, how many it answered (not extractive).
+    pub regenerated_rate: f32,
+    pub regenerated_answered_rate: f32,
     pub ttft_ms: Percentiles,
     pub total_ms: Percentiles,
     pub pipeline_ms: Percentiles,
@@ -126,6 +131,7 @@ pub fn evaluate(
             refused: a.refused,
             grounded: a.grounded,
             extractive: a.trace.extractive,
+            regenerated: a.trace.regeneration.is_some(),
             cited,
             citation_precision,
             evidence: a.trace.evidence,
@@ -188,6 +194,11 @@ fn summarise(items: Vec<ItemResult>, gold: &[GoldItem]) -> AnswerEvalReport {
         refusal_rate_unrelated: (!unr.is_empty()).then(|| rate(&unr, &|i| i.refused)),
         false_refusal_rate: rate(&ans, &|i| i.refused),
         extractive_rate: rate(&ans, &|i| i.extractive),
+        regenerated_rate: rate(&ans, &|i| i.regenerated),
+        regenerated_answered_rate: {
+            let re: Vec<&ItemResult> = ans.iter().copied().filter(|i| i.regenerated).collect();
+            rate(&re, &|i| !i.extractive && !i.refused)
+        },
         ttft_ms: percentiles(generated.iter().filter(|i| i.completion_tokens > 0).map(|i| i.ttft_ms).collect()),
         total_ms: percentiles(items.iter().map(|i| i.total_ms).collect()),
         pipeline_ms: percentiles(items.iter().map(|i| i.pipeline_ms).collect()),
@@ -209,6 +220,7 @@ pub fn table(r: &AnswerEvalReport) -> String {
     row("citation precision", format!("{:.3}", r.citation_precision));
     row("false refusals (answerable)", format!("{:.3}", r.false_refusal_rate));
     row("extractive fallback (answerable)", format!("{:.3}", r.extractive_rate));
+    row("second try (answerable) / of those answered by it", format!("{:.3} / {:.3}", r.regenerated_rate, r.regenerated_answered_rate));
     row(&format!("refusal rate, unanswerable ({})", r.unanswerable), format!("{:.3}", r.refusal_rate_unanswerable));
     if let Some(u) = r.refusal_rate_unrelated {
         row(&format!("refusal rate, unrelated KB ({})", r.unrelated), format!("{u:.3}"));

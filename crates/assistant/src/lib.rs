@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod firewall;
+pub mod history;
 pub mod memo;
 pub mod models;
 pub mod pack;

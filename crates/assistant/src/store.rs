@@ -261,39 +261,16 @@ fn row_thread(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThreadInfo> {
     })
 }
 
-/// Fits a conversation into `budget` tokens: the newest turns verbatim, the
-/// older ones summarised into one line (their questions).
+/// Fits a conversation into `budget` tokens without a model: the newest
+/// turns verbatim, the older ones as one line listing their questions (the
+/// engine has the model summarise them instead: see `history.rs`).
 pub fn fit_history(history: &[ChatMessage], budget: usize, count: &dyn Fn(&str) -> usize) -> Vec<ChatMessage> {
-    let mut kept: Vec<ChatMessage> = Vec::new();
-    let mut used = 0;
-    let mut cut = 0;
-    for (i, m) in history.iter().enumerate().rev() {
-        let t = count(&m.content) + 4;
-        if used + t > budget {
-            cut = i + 1;
-            break;
-        }
-        used += t;
-        kept.push(m.clone());
+    let (older, kept) = crate::history::split(history, budget, count);
+    let list = crate::history::question_list(older);
+    if list.is_empty() {
+        return kept.to_vec();
     }
-    kept.reverse();
-    if cut > 0 {
-        let older: Vec<String> = history[..cut]
-            .iter()
-            .filter(|m| m.role == tresor_llm::Role::User)
-            .map(|m| m.content.chars().take(80).collect::<String>())
-            .collect();
-        if !older.is_empty() {
-            let summary = format!("Earlier in this conversation the user asked: {}", older.join("; "));
-            let summary: String = summary.chars().take(400).collect();
-            // keep user/assistant alternation: the summary is a user turn, acknowledged
-            if kept.first().is_some_and(|m| m.role == tresor_llm::Role::User) {
-                kept.insert(0, ChatMessage::assistant("Noted."));
-            }
-            kept.insert(0, ChatMessage::user(summary));
-        }
-    }
-    kept
+    crate::history::with_summary_line(&list, kept)
 }
 
 #[cfg(test)]

@@ -70,8 +70,20 @@ pub struct EvalAnswersArgs {
     /// Only the first N questions.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// An assistant.toml to answer with instead of the defaults (to compare settings on the same set).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--config FILE`: the engine's settings from that assistant.toml.
+fn apply_config(assistant: &mut Assistant, file: Option<&PathBuf>) -> Result<()> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("--config {}", f.display()))?;
+        *assistant.config_mut() = AssistantConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", f.display()))?;
+    }
+    Ok(())
 }
 
 fn device(ctx: &Ctx) -> Result<tresor_llm::Device> {
@@ -308,6 +320,7 @@ pub fn run_eval_answers(args: EvalAnswersArgs, ctx: &Ctx) -> Result<()> {
     let (_tmp, data) = eval::scratch_dir()?;
     // a scratch data dir, removed afterwards: a key that lives only in memory
     let mut assistant = build_assistant(ctx, &data, &tresor_guard::crypto::WorkspaceKey::ephemeral())?;
+    apply_config(&mut assistant, args.config.as_ref())?;
     let rep = eval::ingest_dir(&data, assistant.key(), "gold", &args.docs, assistant.embedder())?;
     for f in &rep.failed {
         eprintln!("failed {}: {}", f.source, f.reason);
@@ -351,6 +364,9 @@ pub struct BenchAnswersArgs {
     /// Context budgets (tokens) to measure TTFT at.
     #[arg(long, value_delimiter = ',', default_value = "500,1000,1500")]
     pub budgets: Vec<usize>,
+    /// An assistant.toml to answer with instead of the defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -366,6 +382,7 @@ pub fn run_bench_answers(args: BenchAnswersArgs, ctx: &Ctx) -> Result<()> {
     }
     let (_tmp, data) = eval::scratch_dir()?;
     let mut assistant = build_assistant(ctx, &data, &tresor_guard::crypto::WorkspaceKey::ephemeral())?;
+    apply_config(&mut assistant, args.config.as_ref())?;
     eval::ingest_dir(&data, assistant.key(), "bench", &args.docs, assistant.embedder())?;
     let verbose = !args.json;
     let r = tresor_assistant::bench::run(&mut assistant, "bench", &qs, &args.budgets, &mut |l| {
