@@ -232,9 +232,12 @@ pub struct EvalRetrievalArgs {
 pub struct BenchKbArgs {
     #[arg(long)]
     pub json: bool,
-    /// Size of the generated corpus for the ingest benchmark, in MB.
+    /// Size of the generated corpus for the ingest benchmark, in MB (real tokenizer, stand-in vectors).
     #[arg(long, default_value_t = 50.0)]
     pub corpus_mb: f64,
+    /// Size of the generated corpus ingested with the real embedder, in MB.
+    #[arg(long, default_value_t = 1.0)]
+    pub embed_corpus_mb: f64,
     /// Also run the 1M-chunk scale (synthetic; several minutes and ~4 GB of disk).
     #[arg(long)]
     pub scale_1m: bool,
@@ -635,6 +638,7 @@ pub fn run_bench_kb(args: BenchKbArgs, ctx: &Ctx) -> Result<()> {
     let opts = BenchOptions {
         sample_dir: (!args.skip_ingest && sample.is_dir()).then_some(sample),
         corpus_mb: if args.skip_ingest { 0.0 } else { args.corpus_mb },
+        embed_corpus_mb: if args.skip_ingest { 0.0 } else { args.embed_corpus_mb },
         scales,
         queries: args.queries,
         work_dir: args.work_dir.clone(),

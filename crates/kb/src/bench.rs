@@ -26,8 +26,13 @@ use tresor_guard::crypto::WorkspaceKey;
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     pub sample_dir: Option<PathBuf>,
-    /// Generated corpus size for the ingest benchmark (0 = skip).
+    /// Generated corpus size for the ingest benchmark (0 = skip): ingested
+    /// with the real tokenizer but stand-in vectors (parse, chunk, screen,
+    /// store, index: everything but the embedding model).
     pub corpus_mb: f64,
+    /// A generated corpus of this size is ingested with the real embedder
+    /// (0 = skip): the embedding-bound end-to-end throughput.
+    pub embed_corpus_mb: f64,
     pub scales: Vec<usize>,
     pub queries: usize,
     /// Scratch folder (None: a temporary one, removed afterwards).
@@ -41,6 +46,8 @@ pub struct BenchOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestBench {
     pub corpus: String,
+    /// The embedder used: the real one, or `standin:<id>` (real tokenizer, hashed vectors).
+    pub embedder: String,
     pub files: usize,
     pub mb: f64,
     pub chunks: usize,
@@ -71,6 +78,11 @@ pub struct ScaleBench {
     pub db_mb: f64,
     pub index_mb: f64,
     pub latency: Vec<Latency>,
+    /// Share of the queries whose BM25 match left out frequent terms
+    /// (`SearchOptions::bm25_max_postings`), and the overlap of the pruned
+    /// BM25 top 10 with the unpruned one over the same queries.
+    pub bm25_pruned_share: f64,
+    pub bm25_pruned_overlap_at_10: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -177,6 +189,31 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The real embedder's tokenizer and shape with hashed vectors instead of
+/// the model: ingest throughput without the embedding model's cost.
+struct StandIn<'a> {
+    real: &'a dyn TextEmbedder,
+    hash: crate::embed::HashEmbedder,
+}
+
+impl TextEmbedder for StandIn<'_> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.hash.embed(texts)
+    }
+    fn dim(&self) -> usize {
+        self.real.dim()
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.real.count_tokens(text)
+    }
+    fn max_tokens(&self) -> usize {
+        self.real.max_tokens()
+    }
+    fn model_id(&self) -> String {
+        format!("standin:{}", self.real.model_id())
+    }
+}
+
 fn bench_ingest(embedder: &dyn TextEmbedder, corpus: &Path, label: &str, work: &Path) -> Result<IngestBench> {
     let kb_dir = work.join(format!("ingest-{label}"));
     let _ = std::fs::remove_dir_all(&kb_dir);
@@ -187,6 +224,7 @@ fn bench_ingest(embedder: &dyn TextEmbedder, corpus: &Path, label: &str, work: &
     let mb = dir_bytes(corpus) as f64 / 1e6;
     Ok(IngestBench {
         corpus: label.to_string(),
+        embedder: embedder.model_id(),
         files: rep.files,
         mb,
         chunks: rep.chunks,
@@ -443,6 +481,21 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, log: &dyn Fn(&
         ms.sort_by(|a, b| a.total_cmp(b));
         latency.push(Latency { mode: mode.as_str().into(), p50_ms: percentile(&ms, 0.5), p95_ms: percentile(&ms, 0.95), mean_ms: mean });
     }
+    // what BM25 pruning costs in ranking: pruned vs unpruned top 10
+    let (mut pruned_q, mut overlap, mut nq) = (0usize, 0usize, 0usize);
+    for q in qlist.iter().take(100) {
+        let opts = SearchOptions { k: 10, mode: Mode::Bm25, rerank: RerankChoice::Off, mmr_lambda: 1.0, ..SearchOptions::default() };
+        let pruned = search(&mut kb, q, Some(&emb), None, &opts)?;
+        if pruned.trace.bm25_pruned_terms.is_empty() {
+            overlap += pruned.hits.len().min(10);
+            nq += 1;
+            continue;
+        }
+        pruned_q += 1;
+        let exact = search(&mut kb, q, Some(&emb), None, &SearchOptions { bm25_max_postings: 0, ..opts })?;
+        overlap += exact.hits.iter().filter(|h| pruned.hits.iter().any(|p| p.chunk_id == h.chunk_id)).count();
+        nq += 1;
+    }
     let stats = kb.stats("bench")?;
     let out = ScaleBench {
         chunks: n,
@@ -455,6 +508,8 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, log: &dyn Fn(&
         db_mb: stats.db_bytes as f64 / 1e6,
         index_mb: stats.index_bytes as f64 / 1e6,
         latency,
+        bm25_pruned_share: pruned_q as f64 / nq.max(1) as f64,
+        bm25_pruned_overlap_at_10: overlap as f64 / (nq.max(1) * 10) as f64,
     };
     drop(kb);
     if !keep {
@@ -481,18 +536,34 @@ pub fn run(embedder: &dyn TextEmbedder, opts: &BenchOptions, log: &dyn Fn(&str))
         notes: vec![
             "query latency: synthetic corpora (Zipf-distributed words; 384-d unit vectors in n/100 Gaussian topic clusters), real store and search path, k=10, no rerank".into(),
             "index recall@10: usearch HNSW vs exact f32 search over the same vectors, 100 queries".into(),
+            format!(
+                "BM25 pruning: frequent query terms are left out when all terms together occur in more than {} chunks; overlap@10 compares the pruned BM25 top 10 with the unpruned one",
+                SearchOptions::default().bm25_max_postings
+            ),
         ],
     };
     if let Some(sample) = &opts.sample_dir {
         log("ingest: sample knowledge base");
         report.ingest.push(bench_ingest(embedder, sample, "sample-kb", &work)?);
     }
+    if opts.embed_corpus_mb > 0.0 {
+        let corpus = work.join("corpus-embed");
+        log(&format!("ingest: generating a {} MB corpus for the real embedder", opts.embed_corpus_mb));
+        generate_corpus(&corpus, opts.embed_corpus_mb, 11)?;
+        report.ingest.push(bench_ingest(embedder, &corpus, &format!("generated-{}mb", opts.embed_corpus_mb), &work)?);
+        let _ = std::fs::remove_dir_all(&corpus);
+    }
     if opts.corpus_mb > 0.0 {
         let corpus = work.join("corpus");
-        log(&format!("ingest: generating a {:.0} MB corpus", opts.corpus_mb));
+        log(&format!("ingest: generating a {:.0} MB corpus (stand-in vectors)", opts.corpus_mb));
         generate_corpus(&corpus, opts.corpus_mb, 7)?;
-        report.ingest.push(bench_ingest(embedder, &corpus, &format!("generated-{:.0}mb", opts.corpus_mb), &work)?);
+        let standin = StandIn { real: embedder, hash: crate::embed::HashEmbedder::new(embedder.dim()) };
+        report.ingest.push(bench_ingest(&standin, &corpus, &format!("generated-{:.0}mb", opts.corpus_mb), &work)?);
         let _ = std::fs::remove_dir_all(&corpus);
+        report.notes.push(format!(
+            "ingest of generated-{:.0}mb: the real tokenizer, injection screen, SQLite/FTS5 and HNSW, with hashed stand-in vectors instead of the embedding model; the rows with the real embedder show the model-bound rate",
+            opts.corpus_mb
+        ));
     }
     for &n in &opts.scales {
         log(&format!("scale {n}: building"));
@@ -504,22 +575,32 @@ pub fn run(embedder: &dyn TextEmbedder, opts: &BenchOptions, log: &dyn Fn(&str))
 pub fn table(r: &BenchReport) -> String {
     let mut s = format!("machine: {} ({} threads), embedder {}\n\n", r.machine, r.cpus, r.embedder);
     if !r.ingest.is_empty() {
-        s.push_str("| corpus | files | MB | chunks | seconds | MB/min | chunks/s |\n|---|---|---|---|---|---|---|\n");
+        s.push_str("| corpus | embedder | files | MB | chunks | seconds | MB/min | chunks/s |\n|---|---|---|---|---|---|---|---|\n");
         for i in &r.ingest {
             s.push_str(&format!(
-                "| {} | {} | {:.2} | {} | {:.1} | {:.2} | {:.1} |\n",
-                i.corpus, i.files, i.mb, i.chunks, i.seconds, i.mb_per_min, i.chunks_per_s
+                "| {} | {} | {} | {:.2} | {} | {:.1} | {:.2} | {:.1} |\n",
+                i.corpus, i.embedder, i.files, i.mb, i.chunks, i.seconds, i.mb_per_min, i.chunks_per_s
             ));
         }
         s.push('\n');
     }
     if !r.scales.is_empty() {
-        s.push_str("| chunks | mode | p50 ms | p95 ms | mean ms | index recall@10 (vs f32 / vs same quantization) | build s (sqlite + hnsw) |\n|---|---|---|---|---|---|---|\n");
+        s.push_str("| chunks | mode | p50 ms | p95 ms | mean ms | index recall@10 (vs f32 / vs same quantization) | BM25 pruned queries / overlap@10 | build s (sqlite + hnsw) |\n|---|---|---|---|---|---|---|---|\n");
         for sc in &r.scales {
             for l in &sc.latency {
                 s.push_str(&format!(
-                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.3} / {:.3} | {:.0} + {:.0} |\n",
-                    sc.chunks, l.mode, l.p50_ms, l.p95_ms, l.mean_ms, sc.index_recall_at_10, sc.graph_recall_at_10, sc.insert_s, sc.index_build_s
+                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.3} / {:.3} | {:.2} / {:.3} | {:.0} + {:.0} |\n",
+                    sc.chunks,
+                    l.mode,
+                    l.p50_ms,
+                    l.p95_ms,
+                    l.mean_ms,
+                    sc.index_recall_at_10,
+                    sc.graph_recall_at_10,
+                    sc.bm25_pruned_share,
+                    sc.bm25_pruned_overlap_at_10,
+                    sc.insert_s,
+                    sc.index_build_s
                 ));
             }
         }

@@ -92,6 +92,12 @@ pub struct SearchOptions {
     /// BM25 column weights (title+heading, passage).
     pub w_head: f64,
     pub w_body: f64,
+    /// BM25 pruning: when the query terms occur in more chunks than this
+    /// all together, the most frequent terms are left out of the match
+    /// (rarest first, at least one kept) — FTS5 scores every chunk that
+    /// matches, so a frequent term costs time in proportion to the corpus
+    /// while adding little to BM25 (low IDF). 0 = never prune.
+    pub bm25_max_postings: usize,
 }
 
 impl Default for SearchOptions {
@@ -111,6 +117,7 @@ impl Default for SearchOptions {
             dedup_threshold: 0.97,
             w_head: 0.5,
             w_body: 1.0,
+            bm25_max_postings: 50_000,
         }
     }
 }
@@ -138,6 +145,9 @@ pub struct Trace {
     pub mode: String,
     pub fusion: String,
     pub query_terms: Vec<String>,
+    /// Frequent terms left out of the BM25 match (see `bm25_max_postings`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bm25_pruned_terms: Vec<String>,
     pub bm25_candidates: usize,
     pub vector_candidates: usize,
     pub fused: usize,
@@ -190,6 +200,30 @@ fn minmax(x: f32, (lo, hi): (f32, f32)) -> f32 {
     }
 }
 
+/// The terms to match: all of them when they occur in at most `budget`
+/// chunks together; else the rarest ones that fit (at least one), and the
+/// left-out frequent ones. Terms that occur nowhere are dropped silently.
+fn prune_terms(kb: &Kb, terms: Vec<String>, budget: usize) -> (Vec<String>, Vec<String>) {
+    if budget == 0 || terms.len() < 2 {
+        return (terms, Vec::new());
+    }
+    let mut df: Vec<(usize, String)> = terms.into_iter().map(|t| (kb.term_docs(&t), t)).filter(|(d, _)| *d > 0).collect();
+    if df.iter().map(|(d, _)| d).sum::<usize>() <= budget {
+        return (df.into_iter().map(|(_, t)| t).collect(), Vec::new());
+    }
+    df.sort();
+    let (mut kept, mut pruned, mut sum) = (Vec::new(), Vec::new(), 0);
+    for (d, t) in df {
+        if kept.is_empty() || sum + d <= budget {
+            sum += d;
+            kept.push(t);
+        } else {
+            pruned.push(t);
+        }
+    }
+    (kept, pruned)
+}
+
 /// Convex fusion over the candidates (see the module comment). Candidates
 /// the kNN did not return get their exact cosine from the stored embedding.
 fn fuse_convex(kb: &Kb, cands: &mut HashMap<i64, Cand>, qv: Option<&[f32]>, opts: &SearchOptions) -> Result<()> {
@@ -232,6 +266,8 @@ pub fn search(
         let t = Instant::now();
         let terms = query_terms(query, &|s| kb.has_term(s));
         trace.query_terms = terms.clone();
+        let (terms, pruned) = prune_terms(kb, terms, opts.bm25_max_postings);
+        trace.bm25_pruned_terms = pruned;
         if let Some(m) = fts_match(&terms) {
             let hits = kb.bm25(&m, n, &opts.filter, opts.w_head, opts.w_body)?;
             trace.bm25_candidates = hits.len();

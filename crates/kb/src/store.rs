@@ -748,6 +748,16 @@ impl Kb {
             .is_some()
     }
 
+    /// In how many chunks `term` occurs (0 when it is no term of the index).
+    pub(crate) fn term_docs(&self, term: &str) -> usize {
+        self.conn
+            .query_row("SELECT doc FROM chunks_vocab WHERE term = ?1", [term], |r| r.get::<_, i64>(0))
+            .optional()
+            .ok()
+            .flatten()
+            .unwrap_or(0) as usize
+    }
+
     /// BM25 over the analysed terms: (chunk id, score), best first (score = -bm25).
     pub(crate) fn bm25(&self, fts_query: &str, n: usize, filter: &Filter, w_head: f64, w_body: f64) -> Result<Vec<(i64, f32)>> {
         let (cond, args) = filter.sql(5);

@@ -170,3 +170,28 @@ fn an_english_only_embedder_does_not_rerank_german_queries() {
     let res = search(&mut kb, "Wann ist der Bericht fällig?", Some(&e), Some(&rr as &dyn TextReranker), &opts).unwrap();
     assert!(!res.trace.reranked && res.trace.rerank_note.as_deref().unwrap().contains("does not cover"), "{:?}", res.trace);
 }
+
+#[test]
+fn bm25_leaves_out_frequent_terms_only_past_the_postings_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files: Vec<(String, String)> = (0..12).map(|i| (format!("f{i:02}.txt"), format!("Weekly report number {i} about lunch."))).collect();
+    files.push(("zz-parking.txt".into(), "The parking report is due.".into()));
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let mut kb = kb_with(tmp.path(), &refs);
+    let bm25 = SearchOptions { k: 3, mode: Mode::Bm25, rerank: RerankChoice::Off, mmr_lambda: 1.0, ..Default::default() };
+    // within the budget: nothing is left out
+    let res = search(&mut kb, "parking report", Some(&AxisEmbedder), None, &bm25).unwrap();
+    assert!(res.trace.bm25_pruned_terms.is_empty(), "{:?}", res.trace);
+    assert!(res.hits[0].source.ends_with("zz-parking.txt"));
+    // "report" occurs in 13 chunks, "parking" in 1: with a budget of 5 only "parking" is matched
+    let small = SearchOptions { bm25_max_postings: 5, ..bm25.clone() };
+    let res = search(&mut kb, "parking report", Some(&AxisEmbedder), None, &small).unwrap();
+    assert_eq!(res.trace.bm25_pruned_terms, vec!["report".to_string()], "{:?}", res.trace);
+    assert_eq!(res.hits.len(), 1);
+    assert!(res.hits[0].source.ends_with("zz-parking.txt"));
+    // the rarest term is always kept, even past the budget
+    let res = search(&mut kb, "report lunch", Some(&AxisEmbedder), None, &small).unwrap();
+    assert_eq!(res.trace.bm25_pruned_terms, vec!["report".to_string()], "{:?}", res.trace);
+    // (the twelve weekly reports embed alike, so near-duplicate removal keeps one)
+    assert!(!res.hits.is_empty() && res.hits.iter().all(|h| h.text.contains("lunch")), "{:?}", res.hits);
+}

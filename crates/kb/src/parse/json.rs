@@ -111,7 +111,7 @@ fn top_level_members(s: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let (mut depth, mut in_str, mut esc) = (0usize, false, false);
     let mut start: Option<usize> = None;
-    let mut push = |a: usize, e: usize, out: &mut Vec<(usize, usize)>| {
+    let push = |a: usize, e: usize, out: &mut Vec<(usize, usize)>| {
         let t = &s[a..e];
         let lead = t.len() - t.trim_start().len();
         let t = t.trim();
