@@ -280,7 +280,7 @@ fn has_avx2_fma() -> bool {
     {
         use std::sync::OnceLock;
         static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -312,7 +312,7 @@ fn quantize_row(x: &[f32], out: &mut [BlockQ8], with_sum: bool) {
 fn dot_x4(kind: Kind, w: &[u8], xs: &[&[BlockQ8]; 4], avx2: bool) -> [f32; 4] {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
-        // SAFETY: AVX2 and FMA were detected at run time.
+        // SAFETY: AVX2, FMA and F16C were detected at run time.
         return unsafe {
             match kind {
                 Kind::Q4_1 => avx2::dot_q4_1_x4(w, xs),
@@ -328,7 +328,7 @@ fn dot_x4(kind: Kind, w: &[u8], xs: &[&[BlockQ8]; 4], avx2: bool) -> [f32; 4] {
 fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[BlockQ8], avx2: bool) -> [f32; 4] {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
-        // SAFETY: AVX2 and FMA were detected at run time.
+        // SAFETY: AVX2, FMA and F16C were detected at run time.
         return unsafe {
             match kind {
                 Kind::Q4_1 => avx2::dot_q4_1_r4(ws, x),
@@ -368,11 +368,10 @@ fn dot_scalar(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{BlockQ8, Q4_1_BYTES, Q8_0_BYTES};
-    use half::f16;
     use std::arch::x86_64::*;
 
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -380,116 +379,163 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
+    /// A block's f16 scale (and, for Q4_1, its f16 minimum right after it)
+    /// as f32 lanes `[d, m, _, _]`.
     #[inline]
-    unsafe fn f16_at(p: *const u8) -> f32 {
-        f16::from_bits(u16::from_le_bytes([*p, *p.add(1)])).to_f32()
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales(blk: *const u8) -> __m128 {
+        _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const i32)))
     }
 
-    /// One Q4_1 block: its scale, its minimum and the 32 nibbles as bytes
-    /// (elements 0..16 from the low nibbles, 16..32 from the high ones).
+    /// An activation block's `[d, s, 0, 0]` (adjacent f32 fields).
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn unpack_q4_1(blk: *const u8, low: __m128i) -> (f32, f32, __m256i) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn act_scales(xb: &BlockQ8) -> __m128 {
+        _mm_castsi128_ps(_mm_loadl_epi64(&xb.d as *const f32 as *const __m128i))
+    }
+
+    /// The 32 nibbles of a Q4_1 block as bytes (elements 0..16 from the low
+    /// nibbles, 16..32 from the high ones).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn nibbles(blk: *const u8, low: __m128i) -> __m256i {
         let packed = _mm_loadu_si128(blk.add(4) as *const __m128i);
         let lo = _mm_and_si128(packed, low);
         let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
-        (f16_at(blk), f16_at(blk.add(2)), _mm256_set_m128i(hi, lo))
+        _mm256_set_m128i(hi, lo)
     }
 
     /// Σ u8 × i8 over 32 bytes as 8 f32 lanes.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_u8_i8(u: __m256i, i: __m256i, ones: __m256i) -> __m256 {
         _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, i), ones))
     }
 
+    /// Q4_1 block product: `prod = [d·dx, m·sx]`; the integer dot scaled by
+    /// lane 0 goes into `acc`, lane 1 (the minimum's term) into `mins`.
+    macro_rules! q4_1_step {
+        ($dm:expr, $wq:expr, $xb:expr, $xq:expr, $acc:ident, $mins:ident, $ones:expr) => {{
+            let prod = _mm_mul_ps($dm, act_scales($xb));
+            $acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), dot_u8_i8($wq, $xq, $ones), $acc);
+            $mins = _mm_add_ps($mins, prod);
+        }};
+    }
+
+    /// `hsum(acc) + mins[1]` for Q4_1.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn finish_q4_1(acc: __m256, mins: __m128) -> f32 {
+        hsum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins))
+    }
+
     /// Four Q4_1 weight rows against one activation row (decode).
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn dot_q4_1_r4(ws: &[&[u8]; 4], x: &[BlockQ8]) -> [f32; 4] {
         let nb = ws[0].len() / Q4_1_BYTES;
-        debug_assert!(x.len() >= nb && ws.iter().all(|w| w.len() == ws[0].len()));
+        assert!(x.len() >= nb && ws.iter().all(|w| w.len() == ws[0].len()));
         let low = _mm_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut mins = [0f32; 4];
-        let wp: [*const u8; 4] = std::array::from_fn(|i| ws[i].as_ptr());
+        let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut m0, mut m1, mut m2, mut m3) = (_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps());
+        let (p0, p1, p2, p3) = (ws[0].as_ptr(), ws[1].as_ptr(), ws[2].as_ptr(), ws[3].as_ptr());
         for b in 0..nb {
             let xb = x.get_unchecked(b);
             let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
-            for r in 0..4 {
-                let (d, m, wq) = unpack_q4_1(wp[r].add(b * Q4_1_BYTES), low);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), dot_u8_i8(wq, xq, ones), acc[r]);
-                mins[r] += m * xb.s;
-            }
+            let o = b * Q4_1_BYTES;
+            q4_1_step!(scales(p0.add(o)), nibbles(p0.add(o), low), xb, xq, a0, m0, ones);
+            q4_1_step!(scales(p1.add(o)), nibbles(p1.add(o), low), xb, xq, a1, m1, ones);
+            q4_1_step!(scales(p2.add(o)), nibbles(p2.add(o), low), xb, xq, a2, m2, ones);
+            q4_1_step!(scales(p3.add(o)), nibbles(p3.add(o), low), xb, xq, a3, m3, ones);
         }
-        std::array::from_fn(|r| hsum(acc[r]) + mins[r])
+        [finish_q4_1(a0, m0), finish_q4_1(a1, m1), finish_q4_1(a2, m2), finish_q4_1(a3, m3)]
     }
 
     /// One Q4_1 weight row against four activation rows (prefill).
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn dot_q4_1_x4(w: &[u8], xs: &[&[BlockQ8]; 4]) -> [f32; 4] {
         let nb = w.len() / Q4_1_BYTES;
-        debug_assert!(xs.iter().all(|x| x.len() >= nb));
+        assert!(xs.iter().all(|x| x.len() >= nb));
         let low = _mm_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut mins = [0f32; 4];
+        let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut m0, mut m1, mut m2, mut m3) = (_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps());
+        let (x0, x1, x2, x3) = (xs[0].as_ptr(), xs[1].as_ptr(), xs[2].as_ptr(), xs[3].as_ptr());
         let wp = w.as_ptr();
         for b in 0..nb {
-            let (d, m, wq) = unpack_q4_1(wp.add(b * Q4_1_BYTES), low);
-            for i in 0..4 {
-                let xb = xs.get_unchecked(i).get_unchecked(b);
-                let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), dot_u8_i8(wq, xq, ones), acc[i]);
-                mins[i] += m * xb.s;
+            let blk = wp.add(b * Q4_1_BYTES);
+            let dm = scales(blk);
+            let wq = nibbles(blk, low);
+            macro_rules! tok {
+                ($xp:expr, $acc:ident, $mins:ident) => {{
+                    let xb = &*$xp.add(b);
+                    let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+                    q4_1_step!(dm, wq, xb, xq, $acc, $mins, ones);
+                }};
             }
+            tok!(x0, a0, m0);
+            tok!(x1, a1, m1);
+            tok!(x2, a2, m2);
+            tok!(x3, a3, m3);
         }
-        std::array::from_fn(|i| hsum(acc[i]) + mins[i])
+        [finish_q4_1(a0, m0), finish_q4_1(a1, m1), finish_q4_1(a2, m2), finish_q4_1(a3, m3)]
     }
 
-    /// Four Q8_0 weight rows against one activation row (decode): the
-    /// sign trick (|w| as u8 times x with w's sign) feeds `maddubs`.
-    #[target_feature(enable = "avx2,fma")]
+    /// Q8_0 block product: the sign trick (|w| as u8 times x with w's sign)
+    /// feeds `maddubs`; scaled by `d·dx`.
+    macro_rules! q8_0_step {
+        ($blk:expr, $wq:expr, $wabs:expr, $xb:expr, $acc:ident, $ones:expr) => {{
+            let xq = _mm256_loadu_si256($xb.qs.as_ptr() as *const __m256i);
+            let prod = _mm_mul_ss(scales($blk), act_scales($xb));
+            $acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), dot_u8_i8($wabs, _mm256_sign_epi8(xq, $wq), $ones), $acc);
+        }};
+    }
+
+    /// Four Q8_0 weight rows against one activation row (decode).
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn dot_q8_0_r4(ws: &[&[u8]; 4], x: &[BlockQ8]) -> [f32; 4] {
         let nb = ws[0].len() / Q8_0_BYTES;
-        debug_assert!(x.len() >= nb && ws.iter().all(|w| w.len() == ws[0].len()));
+        assert!(x.len() >= nb && ws.iter().all(|w| w.len() == ws[0].len()));
         let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let wp: [*const u8; 4] = std::array::from_fn(|i| ws[i].as_ptr());
+        let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+        let (p0, p1, p2, p3) = (ws[0].as_ptr(), ws[1].as_ptr(), ws[2].as_ptr(), ws[3].as_ptr());
         for b in 0..nb {
             let xb = x.get_unchecked(b);
-            let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
-            for r in 0..4 {
-                let blk = wp[r].add(b * Q8_0_BYTES);
-                let wq = _mm256_loadu_si256(blk.add(2) as *const __m256i);
-                let p = dot_u8_i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq), ones);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(blk) * xb.d), p, acc[r]);
+            let o = b * Q8_0_BYTES;
+            macro_rules! row {
+                ($p:expr, $acc:ident) => {{
+                    let blk = $p.add(o);
+                    let wq = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+                    q8_0_step!(blk, wq, _mm256_sign_epi8(wq, wq), xb, $acc, ones);
+                }};
             }
+            row!(p0, a0);
+            row!(p1, a1);
+            row!(p2, a2);
+            row!(p3, a3);
         }
-        std::array::from_fn(|r| hsum(acc[r]))
+        [hsum(a0), hsum(a1), hsum(a2), hsum(a3)]
     }
 
     /// One Q8_0 weight row against four activation rows (prefill).
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn dot_q8_0_x4(w: &[u8], xs: &[&[BlockQ8]; 4]) -> [f32; 4] {
         let nb = w.len() / Q8_0_BYTES;
-        debug_assert!(xs.iter().all(|x| x.len() >= nb));
+        assert!(xs.iter().all(|x| x.len() >= nb));
         let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+        let (x0, x1, x2, x3) = (xs[0].as_ptr(), xs[1].as_ptr(), xs[2].as_ptr(), xs[3].as_ptr());
         let wp = w.as_ptr();
         for b in 0..nb {
             let blk = wp.add(b * Q8_0_BYTES);
-            let d = f16_at(blk);
             let wq = _mm256_loadu_si256(blk.add(2) as *const __m256i);
             let wabs = _mm256_sign_epi8(wq, wq);
-            for i in 0..4 {
-                let xb = xs.get_unchecked(i).get_unchecked(b);
-                let xq = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
-                let p = dot_u8_i8(wabs, _mm256_sign_epi8(xq, wq), ones);
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), p, acc[i]);
-            }
+            q8_0_step!(blk, wq, wabs, &*x0.add(b), a0, ones);
+            q8_0_step!(blk, wq, wabs, &*x1.add(b), a1, ones);
+            q8_0_step!(blk, wq, wabs, &*x2.add(b), a2, ones);
+            q8_0_step!(blk, wq, wabs, &*x3.add(b), a3, ones);
         }
-        std::array::from_fn(|i| hsum(acc[i]))
+        [hsum(a0), hsum(a1), hsum(a2), hsum(a3)]
     }
 }
 
