@@ -99,15 +99,18 @@ struct Token<'a> {
     text: &'a str,
 }
 
-/// Answers `question` inside thread `thread` (a new one when None), streaming
+/// Answers `question` from knowledge base `kb` ("": none, the model answers
+/// alone; None: `default` when it exists) inside thread `thread` (a new one when None), streaming
 /// the answer text as `tresor://token` events tagged with `request`; returns
 /// the full answer (sources, refusal, timings) at the end.
 #[tauri::command]
 pub async fn ask(app: AppHandle, request: u64, question: String, kb: Option<String>, thread: Option<i64>) -> Res<serde_json::Value> {
     blocking(app, move |app, host| {
         let kb = match kb {
-            Some(k) if !k.is_empty() => Some(k),
-            _ => tresor_assistant::engine::kb_names(host.data_dir()).into_iter().find(|k| k == "default"),
+            // "no knowledge base" picked: the model answers alone, ungrounded
+            Some(k) if k.is_empty() => None,
+            Some(k) => Some(k),
+            None => tresor_assistant::engine::kb_names(host.data_dir()).into_iter().find(|k| k == "default"),
         };
         let thread = match thread {
             Some(t) => t,

@@ -2,7 +2,9 @@
 // test: nothing here asserts a time. Started by scripts/bench-desktop (Xvfb,
 // tauri-driver, a data-dir template with the sample knowledge base):
 //   node e2e/bench.mjs --app BINARY --tresor CLI --template DATA_DIR --work DIR
-//                      [--driver URL] [--rounds N] [--idle SECONDS] [--json FILE]
+//                      [--baseline BINARY] [--driver URL] [--rounds N] [--idle SECONDS] [--json FILE]
+// --baseline: another build of the app (e.g. the previous commit's), measured
+// in the same rounds, alternating with --app, and reported beside it.
 // 1. start-up: the app is exec'd on a fresh copy of the template; "window
 //    ready" is its `ui_ready` log line (the UI painted its first screen with
 //    its data, two animation frames after mount), timed from the exec.
@@ -101,10 +103,10 @@ function killTree(root) {
 
 // ---- 1 + 2: start-up and idle memory -------------------------------------------------
 
-async function startOnce() {
+async function startOnce(bin) {
   const data = freshDataDir();
   const t0 = performance.now();
-  const child = spawn(args.app, ['--data-dir', data], {
+  const child = spawn(bin, ['--data-dir', data], {
     env: { ...process.env, RUST_LOG: 'tresor_desktop=info' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -152,9 +154,9 @@ function cliOnce() {
   });
 }
 
-async function appOnce() {
+async function appOnce(bin) {
   const data = freshDataDir();
-  const s = await Session.start(driver, { browserName: 'wry', 'tauri:options': { application: args.app, args: ['--data-dir', data] } });
+  const s = await Session.start(driver, { browserName: 'wry', 'tauri:options': { application: bin, args: ['--data-dir', data] } });
   try {
     await s.waitFor('[data-testid="kb-select"] option[value="default"]');
     await sleep(2000);
@@ -184,53 +186,64 @@ function stats(v) {
 }
 const f0 = (x) => (x == null ? '–' : x.toFixed(0));
 
-const starts = [];
+const builds = [['app', args.app], ...(args.baseline ? [['baseline', args.baseline]] : [])];
+const starts = Object.fromEntries(builds.map(([k]) => [k, []]));
 for (let i = 0; i < rounds; i++) {
-  const r = await startOnce();
-  console.error(
-    `start ${i + 1}: window ready ${f0(r.wall_ms)} ms (app's own clock ${f0(r.app_ms)} ms); idle PSS ${f0(r.pss_mb)} MB, RSS ${f0(r.rss_mb)} MB: ` +
-      r.procs.map((p) => `${p.comm} ${f0(p.pss_mb)}/${f0(p.rss_mb)}`).join(', '),
-  );
-  starts.push(r);
+  for (const [k, bin] of builds) {
+    const r = await startOnce(bin);
+    console.error(
+      `start ${i + 1} ${k}: window ready ${f0(r.wall_ms)} ms (app's own clock ${f0(r.app_ms)} ms); idle PSS ${f0(r.pss_mb)} MB, RSS ${f0(r.rss_mb)} MB: ` +
+        r.procs.map((p) => `${p.comm} ${f0(p.pss_mb)}/${f0(p.rss_mb)}`).join(', '),
+    );
+    starts[k].push(r);
+  }
 }
 const cli = [];
-const app = [];
+const ttft = Object.fromEntries(builds.map(([k]) => [k, []]));
 for (let i = 0; i < rounds; i++) {
   const c = await cliOnce();
-  console.error(`ttft ${i + 1}: cli ${f0(c.ttft_ms)} ms (engine's own ttft ${f0(c.engine_ttft_ms)} ms) "${c.answer.slice(0, 60)}"`);
+  console.error(`ttft ${i + 1} cli: ${f0(c.ttft_ms)} ms (engine's own ttft ${f0(c.engine_ttft_ms)} ms) "${c.answer.slice(0, 60)}"`);
   cli.push(c);
-  const a = await appOnce();
-  console.error(`ttft ${i + 1}: app ${f0(a.ttft_ms)} ms "${a.answer.slice(0, 60)}"`);
-  app.push(a);
+  for (const [k, bin] of builds) {
+    const a = await appOnce(bin);
+    console.error(`ttft ${i + 1} ${k}: ${f0(a.ttft_ms)} ms "${a.answer.slice(0, 60)}"`);
+    ttft[k].push(a);
+  }
 }
 
-// per-process-name medians for the memory table
-const names = [...new Set(starts.flatMap((r) => r.procs.map((p) => p.comm)))];
-const perProc = names.map((n) => ({
-  comm: n,
-  pss_mb: median(starts.map((r) => sum(r.procs.filter((p) => p.comm === n).map((p) => p.pss_mb)))),
-  rss_mb: median(starts.map((r) => sum(r.procs.filter((p) => p.comm === n).map((p) => p.rss_mb)))),
-}));
-const result = {
-  rounds,
-  idle_s: idle,
-  window_ready_ms: stats(starts.map((r) => r.wall_ms)),
-  idle_pss_mb: stats(starts.map((r) => r.pss_mb)),
-  idle_rss_mb: stats(starts.map((r) => r.rss_mb)),
-  idle_per_process: perProc,
-  cli_ttft_ms: stats(cli.map((r) => r.ttft_ms)),
-  app_ttft_ms: stats(app.map((r) => r.ttft_ms)),
-  app_minus_cli_ms: stats(app.map((r, i) => r.ttft_ms - cli[i].ttft_ms)),
-};
-const row = (name, target, s, unit) =>
-  `| ${name} | ${target} | ${f0(s.median)} ${unit} | ${f0(s.min)}–${f0(s.max)} ${unit} | ${s.runs} |`;
-console.log('| metric | target | median | range | runs |');
-console.log('|---|---|---|---|---|');
-console.log(row('cold start to an interactive window (exec → ui_ready)', '< 1500 ms', result.window_ready_ms, 'ms'));
-console.log(row(`idle memory, whole process tree, PSS (${idle} s after ready, no model)`, '< 300 MB', result.idle_pss_mb, 'MB'));
-console.log(row('idle memory, whole process tree, RSS sum (shared pages counted per process)', '–', result.idle_rss_mb, 'MB'));
-for (const p of perProc) console.log(`| … ${p.comm} (PSS / RSS) | | ${f0(p.pss_mb)} / ${f0(p.rss_mb)} MB | | |`);
-console.log(row('first token, `tresor ask` (exec → first byte)', '–', result.cli_ttft_ms, 'ms'));
-console.log(row('first token, app (send → first token painted)', '≤ CLI + 50 ms', result.app_ttft_ms, 'ms'));
-console.log(row('app − CLI, per alternating pair', '≤ 50 ms', result.app_minus_cli_ms, 'ms'));
+function summary(k) {
+  const st = starts[k];
+  const names = [...new Set(st.flatMap((r) => r.procs.map((p) => p.comm)))];
+  return {
+    window_ready_ms: stats(st.map((r) => r.wall_ms)),
+    idle_pss_mb: stats(st.map((r) => r.pss_mb)),
+    idle_rss_mb: stats(st.map((r) => r.rss_mb)),
+    idle_per_process: names.map((n) => ({
+      comm: n,
+      pss_mb: median(st.map((r) => sum(r.procs.filter((p) => p.comm === n).map((p) => p.pss_mb)))),
+      rss_mb: median(st.map((r) => sum(r.procs.filter((p) => p.comm === n).map((p) => p.rss_mb)))),
+    })),
+    app_ttft_ms: stats(ttft[k].map((r) => r.ttft_ms)),
+    app_minus_cli_ms: stats(ttft[k].map((r, i) => r.ttft_ms - cli[i].ttft_ms)),
+  };
+}
+const result = { rounds, idle_s: idle, cli_ttft_ms: stats(cli.map((r) => r.ttft_ms)), ...Object.fromEntries(builds.map(([k]) => [k, summary(k)])) };
+const cell = (s, unit) => (s ? `${f0(s.median)} ${unit} (${f0(s.min)}–${f0(s.max)})` : '');
+const cols = builds.map(([k]) => k);
+console.log(`| metric | target | ${cols.map((k) => `${k}: median (range)`).join(' | ')} |`);
+console.log(`|---|---|${cols.map(() => '---').join('|')}|`);
+const line = (name, target, get, unit) => console.log(`| ${name} | ${target} | ${cols.map((k) => cell(get(result[k]), unit)).join(' | ')} |`);
+line('cold start to an interactive window (exec → ui_ready)', '< 1500 ms', (r) => r.window_ready_ms, 'ms');
+line(`idle memory, whole process tree, PSS (${idle} s after ready, no question)`, '< 300 MB', (r) => r.idle_pss_mb, 'MB');
+line('idle memory, whole process tree, RSS sum (shared pages counted per process)', '–', (r) => r.idle_rss_mb, 'MB');
+const procNames = [...new Set(cols.flatMap((k) => result[k].idle_per_process.map((p) => p.comm)))];
+for (const n of procNames) {
+  console.log(`| … ${n} PSS / RSS | | ${cols.map((k) => {
+    const p = result[k].idle_per_process.find((x) => x.comm === n);
+    return p ? `${f0(p.pss_mb)} / ${f0(p.rss_mb)} MB` : '–';
+  }).join(' | ')} |`);
+}
+console.log(`| first token, \`tresor ask\` (exec → first byte; same rounds) | – | ${cols.map(() => cell(result.cli_ttft_ms, 'ms')).join(' | ')} |`);
+line('first token, app (send → first token painted)', '≤ CLI + 50 ms', (r) => r.app_ttft_ms, 'ms');
+line('app − CLI, per alternating pair', '≤ 50 ms', (r) => r.app_minus_cli_ms, 'ms');
 if (args.json) writeFileSync(args.json, JSON.stringify(result, null, 2));

@@ -139,6 +139,7 @@ export const api = {
   unlock: () => invoke<void>('unlock'),
   /** Load the engine in the background (the user started typing a question). */
   warmUp: () => invoke<void>('warm_up'),
+  /** kb "": no knowledge base (ungrounded); null: `default` when it exists. */
   ask: (request: number, question: string, kb: string | null, thread: number | null) =>
     invoke<Answer>('ask', { request, question, kb, thread }),
   stop: () => invoke<boolean>('stop_answer'),
