@@ -50,6 +50,45 @@ pub fn strip_markers(s: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ").replace(" .", ".").replace(" ,", ",")
 }
 
+fn answer_terms(text: &str, lang: tresor_kb::lang::Lang) -> Vec<String> {
+    content_terms(text, lang).into_iter().filter(|t| !FILLER.contains(&t.as_str())).collect()
+}
+
+/// Why a sentence fails on its form alone (no embedding needed), if it does.
+fn form_failure(text: &str, terms: &[String], question: &str, passages: &[Passage]) -> Option<&'static str> {
+    if terms.len() < 2 {
+        return Some("too few content words");
+    }
+    if text.trim_end().ends_with('?') {
+        return Some("a question, not an answer");
+    }
+    if text.contains('›') || passages.iter().any(|p| !p.hit.heading.is_empty() && text.trim_end_matches('.').trim() == p.hit.heading.trim()) {
+        return Some("repeats a source heading");
+    }
+    if jaccard(text, question) > 0.75 {
+        return Some("repeats the question");
+    }
+    None
+}
+
+/// Whether [`check`] could keep `sentence` at all: false when its form fails or when even a
+/// perfect cosine could not lift its lexical support to `threshold` — then the sentence need not
+/// be embedded (the verdict is the same without its vector).
+pub fn needs_embedding(sentence: &str, question: &str, passages: &[Passage], lexical_weight: f32, threshold: f32) -> bool {
+    let text = strip_markers(sentence);
+    let lang = language(&text);
+    let terms = answer_terms(&text, lang);
+    if form_failure(&text, &terms, question, passages).is_some() {
+        return false;
+    }
+    passages.iter().any(|p| {
+        let pl = p.lang();
+        let t = if pl == lang { terms.clone() } else { content_terms(&text, pl) };
+        let lexical = coverage(&t, &term_set(&format!("{} {}", p.hit.heading, p.hit.text), pl));
+        lexical_weight * lexical + (1.0 - lexical_weight) >= threshold
+    })
+}
+
 /// Checks one answer sentence against the passages.
 pub fn check(
     sentence: &str,
@@ -63,21 +102,9 @@ pub fn check(
     let text = strip_markers(sentence);
     let mut c = SentenceCheck { text: text.clone(), passage: None, lexical: 0.0, cosine: 0.0, support: 0.0, kept: false, dropped: None };
     let lang = language(&text);
-    let terms: Vec<String> = content_terms(&text, lang).into_iter().filter(|t| !FILLER.contains(&t.as_str())).collect();
-    if terms.len() < 2 {
-        c.dropped = Some("too few content words".into());
-        return c;
-    }
-    if text.trim_end().ends_with('?') {
-        c.dropped = Some("a question, not an answer".into());
-        return c;
-    }
-    if text.contains('›') || passages.iter().any(|p| !p.hit.heading.is_empty() && text.trim_end_matches('.').trim() == p.hit.heading.trim()) {
-        c.dropped = Some("repeats a source heading".into());
-        return c;
-    }
-    if jaccard(&text, question) > 0.75 {
-        c.dropped = Some("repeats the question".into());
+    let terms = answer_terms(&text, lang);
+    if let Some(why) = form_failure(&text, &terms, question, passages) {
+        c.dropped = Some(why.into());
         return c;
     }
     // it must address the question: share a word with it, carry a number, or be close in meaning
@@ -270,5 +297,17 @@ mod tests {
         assert_eq!(s.push(" ends.\n"), vec!["Then it ends."]);
         assert!(s.push("Then").is_empty());
         assert_eq!(s.finish(), vec!["Then"]);
+    }
+
+    #[test]
+    fn sentences_that_cannot_pass_are_not_embedded_and_keep_their_verdict() {
+        let ps = passages();
+        let q = "How many vacation days do full-time employees get?";
+        // unrelated words: no perfect cosine could lift it; a question: fails on its form
+        for s in ["Bananas are yellow and penguins swim.", "How many vacation days?"] {
+            assert!(!needs_embedding(s, q, &ps, 0.6, 0.55), "{s}");
+            assert!(!check(s, None, None, q, &ps, 0.6, 0.55).kept, "{s}");
+        }
+        assert!(needs_embedding("Full-time employees get 30 vacation days.", q, &ps, 0.6, 0.55));
     }
 }

@@ -955,7 +955,11 @@ impl<'a> Validator<'a> {
         };
         let s = s.as_str();
         let t = Instant::now();
-        let svec = self.embedder.embed(&[s]).ok().and_then(|mut v| v.pop());
+        let svec = if cite::needs_embedding(s, self.question, self.passages, self.cfg.lexical_weight, self.cfg.support_threshold) {
+            self.embedder.embed(&[s]).ok().and_then(|mut v| v.pop())
+        } else {
+            None
+        };
         let mut c = cite::check(s, svec.as_deref(), Some(self.qvec), self.question, self.passages, self.cfg.lexical_weight, self.cfg.support_threshold);
         if c.kept && self.kept.iter().any(|(k, _)| jaccard(k, &c.text) > 0.8) {
             c.kept = false;
