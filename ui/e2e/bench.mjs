@@ -3,6 +3,7 @@
 // tauri-driver, a data-dir template with the sample knowledge base):
 //   node e2e/bench.mjs --app BINARY --tresor CLI --template DATA_DIR --work DIR
 //                      [--baseline BINARY] [--driver URL] [--rounds N] [--idle SECONDS] [--json FILE]
+// --ttft-rounds N: first-token rounds (default: --rounds; 0 skips part 3).
 // --baseline: another build of the app (e.g. the previous commit's), measured
 // in the same rounds, alternating with --app, and reported beside it.
 // 1. start-up: the app is exec'd on a fresh copy of the template; "window
@@ -34,6 +35,7 @@ for (const k of ['app', 'tresor', 'template', 'work']) {
   }
 }
 const rounds = Number(args.rounds ?? 5);
+const ttftRounds = Number(args['ttft-rounds'] ?? rounds);
 const idle = Number(args.idle ?? 5);
 const driver = args.driver ?? 'http://127.0.0.1:4444';
 const question = args.question ?? 'How many vacation days do full-time employees get?';
@@ -182,6 +184,7 @@ function median(v) {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 function stats(v) {
+  if (!v.length) return null;
   return { median: median(v), min: Math.min(...v), max: Math.max(...v), runs: v.length };
 }
 const f0 = (x) => (x == null ? '–' : x.toFixed(0));
@@ -200,7 +203,7 @@ for (let i = 0; i < rounds; i++) {
 }
 const cli = [];
 const ttft = Object.fromEntries(builds.map(([k]) => [k, []]));
-for (let i = 0; i < rounds; i++) {
+for (let i = 0; i < ttftRounds; i++) {
   const c = await cliOnce();
   console.error(`ttft ${i + 1} cli: ${f0(c.ttft_ms)} ms (engine's own ttft ${f0(c.engine_ttft_ms)} ms) "${c.answer.slice(0, 60)}"`);
   cli.push(c);
@@ -243,7 +246,9 @@ for (const n of procNames) {
     return p ? `${f0(p.pss_mb)} / ${f0(p.rss_mb)} MB` : '–';
   }).join(' | ')} |`);
 }
-console.log(`| first token, \`tresor ask\` (exec → first byte; same rounds) | – | ${cols.map(() => cell(result.cli_ttft_ms, 'ms')).join(' | ')} |`);
-line('first token, app (send → first token painted)', '≤ CLI + 50 ms', (r) => r.app_ttft_ms, 'ms');
-line('app − CLI, per alternating pair', '≤ 50 ms', (r) => r.app_minus_cli_ms, 'ms');
+if (ttftRounds > 0) {
+  console.log(`| first token, \`tresor ask\` (exec → first byte; same rounds) | – | ${cols.map(() => cell(result.cli_ttft_ms, 'ms')).join(' | ')} |`);
+  line('first token, app (send → first token painted)', '≤ CLI + 50 ms', (r) => r.app_ttft_ms, 'ms');
+  line('app − CLI, per alternating pair', '≤ 50 ms', (r) => r.app_minus_cli_ms, 'ms');
+}
 if (args.json) writeFileSync(args.json, JSON.stringify(result, null, 2));
