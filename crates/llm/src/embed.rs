@@ -1,7 +1,12 @@
 //! The sentence embedder: a BERT encoder (all-MiniLM-L6-v2 by default, any
-//! BERT-layout sentence-transformers model from `tresor models pull`) run on
-//! candle: batched, mean pooling over real tokens, L2 normalisation: the
-//! same vectors sentence-transformers produces.
+//! BERT-layout sentence-transformers model from `tresor models pull`):
+//! mean pooling over real tokens, L2 normalisation: the same vectors
+//! sentence-transformers produces.
+//! On the CPU it runs Tresor's own encoder ([`crate::bert`]: no padding,
+//! fused row ops, reused buffers) in f32, or in int8 ([`crate::i8gemm`],
+//! cosine to the f32 vectors ≥ 0.995, tested) with
+//! `TRESOR_EMBED_PRECISION=int8|auto`; `TRESOR_EMBED_IMPL=candle` runs
+//! candle-transformers' `BertModel` (the reference, and the path on GPUs).
 //! Owns text -> vector only; never stores or searches vectors.
 
 use std::path::{Path, PathBuf};
@@ -11,13 +16,60 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+pub use crate::bert::Precision;
 use crate::error::{LlmError, Result};
 
-/// Texts per forward pass.
+/// Texts per forward pass of candle's model (padded to the longest).
 const BATCH: usize = 32;
+/// Tokens per forward pass of Tresor's encoder (no padding): bounds the
+/// buffers (~30 MB for MiniLM) while keeping every GEMM large.
+const BATCH_TOKENS: usize = 8192;
+
+/// Which implementation runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Tresor's own encoder on the CPU, at this precision.
+    Tresor(Precision),
+    /// candle-transformers' `BertModel` (reference; GPUs).
+    Candle,
+}
+
+impl Backend {
+    /// The default on `device`: candle off the CPU; Tresor's f32 encoder on
+    /// the CPU; overridden by `TRESOR_EMBED_IMPL=candle` and
+    /// `TRESOR_EMBED_PRECISION=f32|int8|auto` (auto: int8 where the fast
+    /// int8 kernel runs).
+    pub fn default_for(device: &Device) -> Result<Self> {
+        if !device.is_cpu() || std::env::var("TRESOR_EMBED_IMPL").is_ok_and(|v| v == "candle") {
+            return Ok(Backend::Candle);
+        }
+        match std::env::var("TRESOR_EMBED_PRECISION").ok().as_deref() {
+            None | Some("") | Some("f32") => Ok(Backend::Tresor(Precision::F32)),
+            Some("auto") => {
+                Ok(Backend::Tresor(if crate::i8gemm::fast_kernel_available() { Precision::Int8 } else { Precision::F32 }))
+            }
+            Some("int8") => Ok(Backend::Tresor(Precision::Int8)),
+            Some(other) => Err(LlmError::Inference(format!("TRESOR_EMBED_PRECISION={other}: expected f32, int8 or auto"))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Tresor(Precision::F32) => "f32",
+            Backend::Tresor(Precision::Int8) => "int8",
+            Backend::Candle => "candle",
+        }
+    }
+}
+
+enum Engine {
+    Tresor(crate::bert::Encoder),
+    Candle(BertModel),
+}
 
 pub struct Embedder {
-    model: BertModel,
+    engine: Engine,
+    backend: Backend,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
@@ -27,18 +79,41 @@ pub struct Embedder {
 
 impl Embedder {
     /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from
-    /// `dir`. The token limit comes from `sentence_bert_config.json`
-    /// (`max_seq_length`) when present, else 256 (bounded by the model's
-    /// position table).
+    /// `dir`, on the default backend ([`Backend::default_for`]). The token
+    /// limit comes from `sentence_bert_config.json` (`max_seq_length`) when
+    /// present, else 256 (bounded by the model's position table).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_with(dir, device, Backend::default_for(device)?)
+    }
+
+    /// [`Embedder::load`] on a chosen backend (Tresor's encoder runs on the
+    /// CPU only).
+    pub fn load_with(dir: &Path, device: &Device, backend: Backend) -> Result<Self> {
         let files = ModelFiles::open(dir)?;
         let config: BertConfig = files.config()?;
         let max_tokens = read_max_seq_length(dir).unwrap_or(256).min(config.max_position_embeddings);
-        let tokenizer = files.tokenizer(max_tokens)?;
+        let mut tokenizer = files.tokenizer(max_tokens)?;
+        // Batches are padded by `batch_tensors` (candle) or not at all.
+        tokenizer.with_padding(None);
         let vb = files.var_builder(device)?;
-        let model = BertModel::load(vb, &config).map_err(|e| files.err(format!("weights do not match config.json: {e}")))?;
+        let engine = match backend {
+            Backend::Candle => Engine::Candle(
+                BertModel::load(vb, &config).map_err(|e| files.err(format!("weights do not match config.json: {e}")))?,
+            ),
+            Backend::Tresor(_) if !device.is_cpu() => {
+                return Err(files.err("Tresor's embedder runs on the CPU; use TRESOR_EMBED_IMPL=candle on other devices".into()))
+            }
+            Backend::Tresor(p) => {
+                let calibration = if p == Precision::Int8 { calibration_tokens(&tokenizer)? } else { Vec::new() };
+                Engine::Tresor(
+                    crate::bert::Encoder::load(vb, &config, p, &calibration)
+                        .map_err(|e| files.err(format!("weights do not match config.json: {e}")))?,
+                )
+            }
+        };
         Ok(Embedder {
-            model,
+            engine,
+            backend,
             tokenizer,
             device: device.clone(),
             dim: config.hidden_size,
@@ -49,14 +124,6 @@ impl Embedder {
 
     /// One L2-normalised vector per text, in order.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(BATCH) {
-            out.extend(self.embed_batch(batch)?);
-        }
-        Ok(out)
-    }
-
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
@@ -64,8 +131,43 @@ impl Embedder {
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| LlmError::Inference(format!("embedder tokenization failed: {e}")))?;
-        let (ids, type_ids, mask) = batch_tensors(&enc, &self.device)?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // (b, n, h)
+        // Longest first, so batches hold texts of similar length (less
+        // padding for candle; steadier batch sizes for Tresor's encoder).
+        let mut order: Vec<usize> = (0..enc.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(enc[i].get_ids().len()));
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            match self.engine {
+                Engine::Candle(_) => end = (start + BATCH).min(order.len()),
+                Engine::Tresor(_) => {
+                    let mut tokens = enc[order[start]].get_ids().len();
+                    while end < order.len() && tokens + enc[order[end]].get_ids().len() <= BATCH_TOKENS {
+                        tokens += enc[order[end]].get_ids().len();
+                        end += 1;
+                    }
+                }
+            }
+            let batch: Vec<&tokenizers::Encoding> = order[start..end].iter().map(|&i| &enc[i]).collect();
+            for (&i, v) in order[start..end].iter().zip(self.embed_batch(&batch)?) {
+                out[i] = v;
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    fn embed_batch(&self, enc: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
+        let model = match &self.engine {
+            Engine::Tresor(e) => {
+                let texts: Vec<(&[u32], &[u32])> = enc.iter().map(|e| (e.get_ids(), e.get_type_ids())).collect();
+                return Ok(e.embed(&texts));
+            }
+            Engine::Candle(m) => m,
+        };
+        let (ids, type_ids, mask) = batch_tensors(enc, &self.device)?;
+        let hidden = model.forward(&ids, &type_ids, Some(&mask))?; // (b, n, h)
         let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, n, 1)
         let summed = hidden.broadcast_mul(&mask_f)?.sum(1)?; // (b, h)
         let counts = mask_f.sum(1)?.clamp(1e-9, f64::MAX)?; // (b, 1)
@@ -75,6 +177,10 @@ impl Embedder {
         Ok(normalized.to_vec2::<f32>()?)
     }
 
+    /// The implementation (and precision) this embedder runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
     pub fn dim(&self) -> usize {
         self.dim
     }
@@ -94,6 +200,29 @@ impl Embedder {
     pub fn model_id(&self) -> &str {
         &self.model_id
     }
+}
+
+/// Text the int8 encoder is calibrated on at load (per-channel activation
+/// ranges, see `bert::smoothing`): short and long, questions and prose,
+/// English and German, as queries and chunks are.
+const CALIBRATION: &[&str] = &[
+    "Thanks!",
+    "How many vacation days do I get?",
+    "Wie viele Urlaubstage habe ich im Jahr?",
+    "What is the capital of France?",
+    "The printer on the third floor needs new toner; order it through the facilities desk.",
+    "Security updates must be installed within seven days of release. Devices that miss two updates lose network access until an administrator approves them again.",
+    "Die Reisekostenabrechnung wird monatlich über das interne System eingereicht; Belege sind als PDF anzuhängen.",
+    "The quarterly report shows revenue of 4.2 million EUR (+12 %), driven by the new subscription plans, while support costs fell by 3 % after the self-service portal launched in March.",
+    "def embed(texts): return [model.encode(t) for t in texts]  # batch them instead",
+    "Customers can request a refund if the product fails during the warranty period. Refunds are paid to the original payment method within 14 days; shipping costs are not refunded unless the item arrived damaged. Contact support with the order number, a photo of the defect and the date of purchase.",
+];
+
+fn calibration_tokens(tokenizer: &Tokenizer) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+    let enc = tokenizer
+        .encode_batch(CALIBRATION.to_vec(), true)
+        .map_err(|e| LlmError::Inference(format!("embedder tokenization failed: {e}")))?;
+    Ok(enc.iter().map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec())).collect())
 }
 
 /// The files of a Hugging Face-layout encoder folder.
@@ -158,13 +287,14 @@ impl ModelFiles {
 }
 
 /// Input ids, token type ids and attention mask of a padded batch.
-pub(crate) fn batch_tensors(enc: &[tokenizers::Encoding], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
-    let n = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
+pub(crate) fn batch_tensors<E: std::borrow::Borrow<tokenizers::Encoding>>(enc: &[E], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+    let n = enc.iter().map(|e| e.borrow().get_ids().len()).max().unwrap_or(0);
     let b = enc.len();
     let mut ids = Vec::with_capacity(b * n);
     let mut types = Vec::with_capacity(b * n);
     let mut mask = Vec::with_capacity(b * n);
     for e in enc {
+        let e = e.borrow();
         let pad = n - e.get_ids().len();
         ids.extend(e.get_ids().iter().copied().chain(std::iter::repeat_n(0, pad)));
         types.extend(e.get_type_ids().iter().copied().chain(std::iter::repeat_n(0, pad)));
@@ -301,6 +431,47 @@ mod tests {
         assert_ne!(batch[0], batch[1]);
         assert_eq!(e.count_tokens("the cat sits"), 3);
         assert!(e.model_id().contains('@'));
+    }
+
+    fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+        a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn own_encoder_matches_candles_bert() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny::write(dir.path(), 3, false);
+        let texts = ["the cat sits on the mat .", "dog", "what is a stock market ?", "", "the dog runs on the mat . the cat sits ."];
+        let reference = Embedder::load_with(dir.path(), &Device::Cpu, Backend::Candle).unwrap().embed(&texts).unwrap();
+        let f32s = Embedder::load_with(dir.path(), &Device::Cpu, Backend::Tresor(Precision::F32)).unwrap();
+        assert_eq!(f32s.backend().name(), "f32");
+        let got = f32s.embed(&texts).unwrap();
+        assert_eq!(got.len(), texts.len());
+        let d = max_diff(&reference, &got);
+        assert!(d < 1e-5, "own f32 encoder differs from candle's BertModel by {d}");
+        let int8 = Embedder::load_with(dir.path(), &Device::Cpu, Backend::Tresor(Precision::Int8)).unwrap().embed(&texts).unwrap();
+        for (a, b) in reference.iter().zip(&int8) {
+            let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            assert!(cos > 0.99, "int8 cosine {cos}");
+        }
+        assert!(max_diff(&reference, &int8) > 0.0, "int8 gave bit-identical vectors: not quantized?");
+    }
+
+    #[test]
+    fn order_and_batching_do_not_change_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny::write(dir.path(), 5, false);
+        let e = Embedder::load_with(dir.path(), &Device::Cpu, Backend::Tresor(Precision::F32)).unwrap();
+        let words = ["the", "cat", "sits", "on", "mat", "dog", "runs", "."];
+        // Enough texts of varied length to span several token batches.
+        let texts: Vec<String> = (0..300).map(|i| (0..(i % 50) + 1).map(|j| words[(i * 7 + j) % words.len()]).collect::<Vec<_>>().join(" ")).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let all = e.embed(&refs).unwrap();
+        for i in [0, 17, 149, 299] {
+            let one = e.embed(&[refs[i]]).unwrap();
+            let d = max_diff(&one, &all[i..=i]);
+            assert!(d < 1e-5, "text {i} differs by {d} alone vs in a batch");
+        }
     }
 
     #[test]

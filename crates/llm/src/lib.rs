@@ -7,10 +7,12 @@
 //! This crate runs models; it never downloads them (that is `tresor-models`)
 //! and never decides what to ask them (that is the assistant).
 
+pub mod bert;
 pub mod device;
 pub mod embed;
 pub mod error;
 pub mod gguf;
+pub mod i8gemm;
 pub mod llama;
 pub mod model;
 pub mod qmatmul;
