@@ -7,11 +7,14 @@
 // `default`). Optional:
 //   --drop-folder DIR   dropped onto the window (Tauri's drag-drop event, see below)
 //   --dialog-folder DIR added through the command behind the folder dialog
+//   --hub-port PORT     HF_ENDPOINT's port: nothing listens at first (offline),
+//                       then the test serves a slow stand-in hub there (progress)
 //   --opener-log FILE   where the stand-in `xdg-open` scripts/e2e puts first on
 //                       the app's PATH writes what "open file" asked it to open
 // What cannot be driven over WebDriver is simulated as close to the real path
 // as possible, and said so at each step.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { Session, sleep } from './webdriver.mjs';
 
@@ -246,6 +249,42 @@ try {
   check((await s.findAll('[data-testid="models-table"] progress')).length === 0, 'no download in progress');
   check((await s.findAll('[data-testid="models-table"] [data-testid="pull"]')).length > 0, 'the download can be tried again');
   await shot('12-models-offline');
+
+  if (args['hub-port']) {
+    // A stand-in hub on HF_ENDPOINT's port: it sends 64 KB every 100 ms of a
+    // 100 MB file and drops the connection after 2 s. The app's real pull code
+    // downloads from it; the screen must show the bytes arriving, then the failure,
+    // and offer the download again. Nothing is installed (the file never completes).
+    step('models: a download shows its progress; a broken connection is reported and can be retried');
+    const requests = [];
+    const hub = createServer((req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(100_000_000) });
+      const chunk = Buffer.alloc(65536, 7);
+      const timer = setInterval(() => res.write(chunk), 100);
+      setTimeout(() => {
+        clearInterval(timer);
+        res.destroy();
+      }, 2000);
+      res.on('close', () => clearInterval(timer));
+    });
+    await new Promise((r) => hub.listen(Number(args['hub-port']), '127.0.0.1', r));
+    try {
+      await s.click('[data-testid="models-table"] [data-testid="pull"]');
+      const bytes = await s.waitFor('[data-testid="pull-bytes"]', { timeout: 60000, pred: (t) => /^[1-9]/.test(t) && !/^\d+ B$/.test(t), what: 'downloaded bytes shown' });
+      console.log(`  progress: ${await s.text(bytes)} after ${requests.join(', ')}`);
+      await shot('13-models-download');
+      const msg = await s.text(await s.waitFor('.page [role="alert"]', { timeout: 120000, what: 'the broken download reported' }));
+      console.log(`  reported: ${msg.slice(0, 160)}`);
+      check((await s.findAll('[data-testid="models-table"] progress')).length === 0, 'no download in progress any more');
+      const again = await s.exec('return document.querySelector(\'[data-testid="models-table"] [data-testid="pull"]\').closest("tr").textContent;');
+      check(/ms-marco/.test(again), `the same model can be downloaded again (first download button in: ${again})`);
+      check(requests.length >= 1 && requests[0].startsWith('GET /cross-encoder/'), `the pull asked the stand-in hub: ${requests}`);
+    } finally {
+      hub.close();
+      hub.closeAllConnections?.();
+    }
+  }
 
   step('settings: switch the language to German');
   await s.click('[data-testid="nav-settings"]');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { filterThreads, fold } from './threads';
-import { progressPercent } from './progress';
+import { humanBytes, progressPercent } from './progress';
 import { resolveTheme } from './theme';
 
 const th = (id: number, title: string) => ({ id, title, kb: null, created: 0, updated: 0, messages: 0 });
@@ -22,6 +22,11 @@ describe('progress and theme', () => {
     expect(progressPercent(10, 0)).toBe(0);
     expect(progressPercent(300, 200)).toBe(100);
     expect(progressPercent(5, null)).toBe(0);
+    expect(humanBytes(0)).toBe('0 B');
+    expect(humanBytes(999)).toBe('999 B');
+    expect(humanBytes(1500)).toBe('1.5 KB');
+    expect(humanBytes(3_400_000)).toBe('3.4 MB');
+    expect(humanBytes(250_000_000)).toBe('250 MB');
   });
   it('resolves the system theme from the OS preference', () => {
     expect(resolveTheme('system', true)).toBe('dark');
