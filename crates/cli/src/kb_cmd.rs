@@ -259,6 +259,9 @@ pub struct BenchKbArgs {
     /// Keep the scale knowledge bases in --work-dir and reuse them in later runs (synthetic data, fixed key).
     #[arg(long, requires = "work_dir")]
     pub keep_scales: bool,
+    /// Scales: BM25 latency only (no vector index built; reuses a kept knowledge base without one).
+    #[arg(long)]
+    pub bm25_only: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -644,6 +647,7 @@ pub fn run_bench_kb(args: BenchKbArgs, ctx: &Ctx) -> Result<()> {
         work_dir: args.work_dir.clone(),
         threads: ctx.threads,
         keep_scales: args.keep_scales,
+        bm25_only: args.bm25_only,
     };
     let verbose = !args.json;
     let report = bench::run(&embedder, &opts, &|line: &str| {

@@ -41,6 +41,9 @@ pub struct BenchOptions {
     /// Keep the scale knowledge bases under `work_dir` and reuse one whose
     /// chunk count matches (the 1M build takes tens of minutes on 2 cores).
     pub keep_scales: bool,
+    /// Scales measure BM25 only: no vector index is built (a kept
+    /// knowledge base is reused without one), no vector or hybrid latency.
+    pub bm25_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -335,19 +338,20 @@ fn scale_key() -> WorkspaceKey {
     WorkspaceKey::from_bytes([0x5c; 32])
 }
 
-/// A kept scale knowledge base with exactly `n` chunks and its vector index, if any.
-fn reusable_scale(dir: &Path, n: usize) -> Option<Kb> {
+/// A kept scale knowledge base with exactly `n` chunks and (unless
+/// `bm25_only`) its vector index, if any.
+fn reusable_scale(dir: &Path, n: usize, bm25_only: bool) -> Option<Kb> {
     if !dir.is_dir() {
         return None;
     }
     let mut kb = Kb::open_existing(dir, &scale_key()).ok()?;
-    (kb.chunk_count().ok()? == n && kb.index().map(|i| i.len() == n).unwrap_or(false)).then_some(kb)
+    (kb.chunk_count().ok()? == n && (bm25_only || kb.index().map(|i| i.len() == n).unwrap_or(false))).then_some(kb)
 }
 
-fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, log: &dyn Fn(&str)) -> Result<ScaleBench> {
+fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, bm25_only: bool, log: &dyn Fn(&str)) -> Result<ScaleBench> {
     let dim = 384;
     let dir = work.join(format!("scale-{n}"));
-    let reused = if keep { reusable_scale(&dir, n) } else { None };
+    let reused = if keep { reusable_scale(&dir, n, bm25_only) } else { None };
     let reuse = reused.is_some();
     let mut kb = match reused {
         Some(kb) => {
@@ -380,7 +384,7 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, log: &dyn Fn(&
     let per_doc = 50;
     let mut done = 0;
     let mut doc_no = 0;
-    while done < n {
+    while done < n && !(reuse && bm25_only) {
         let mut batch = Vec::new();
         let mut in_batch = 0;
         while in_batch < 20_000 && done < n {
@@ -416,7 +420,7 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, log: &dyn Fn(&
     }
     let insert_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    if !reuse {
+    if !reuse && !bm25_only {
         kb.rebuild_vectors()?;
         kb.save_index()?;
     }
@@ -424,11 +428,11 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, log: &dyn Fn(&
     log(&format!("  scale {n}: SQLite {insert_s:.1}s, HNSW build+save {index_build_s:.1}s"));
 
     // index recall@10 against exact search over the f32 vectors
-    let rq: Vec<Vec<f32>> = qlist.iter().take(100).map(|q| emb.queries[q].clone()).collect();
+    let rq: Vec<Vec<f32>> = if bm25_only { Vec::new() } else { qlist.iter().take(100).map(|q| emb.queries[q].clone()).collect() };
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let exact: Vec<Vec<u64>> = std::thread::scope(|s| {
         let hs: Vec<_> = rq
-            .chunks(rq.len().div_ceil(threads))
+            .chunks(rq.len().div_ceil(threads).max(1))
             .map(|part| {
                 let all = &all;
                 s.spawn(move || {
@@ -452,21 +456,23 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, log: &dyn Fn(&
         hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     });
     // chunk ids are 1..=n in insertion order (fresh AUTOINCREMENT table)
-    let idx = kb.index()?;
     let mut found = 0usize;
     let mut found_q = 0usize;
     for (q, ex) in rq.iter().zip(&exact) {
+        let idx = kb.index()?;
         let ann = idx.search(q, 10, None).map_err(|e| KbError::Index { path: dir.clone(), reason: e })?;
         found += ann.iter().filter(|(k, _)| ex.contains(k)).count();
         let exq = idx.exact_search(q, 10).map_err(|e| KbError::Index { path: dir.clone(), reason: e })?;
         found_q += ann.iter().filter(|(k, _)| exq.iter().any(|(e, _)| e == k)).count();
     }
+    // NaN (null in --json) when not measured
     let recall = found as f64 / (rq.len() * 10) as f64;
     let graph_recall = found_q as f64 / (rq.len() * 10) as f64;
     drop(all);
 
     let mut latency = Vec::new();
-    for mode in [Mode::Bm25, Mode::Vector, Mode::Hybrid] {
+    let modes: &[Mode] = if bm25_only { &[Mode::Bm25] } else { &[Mode::Bm25, Mode::Vector, Mode::Hybrid] };
+    for &mode in modes {
         let opts = SearchOptions { k: 10, mode, rerank: RerankChoice::Off, ..SearchOptions::default() };
         for q in qlist.iter().take(10) {
             search(&mut kb, q, Some(&emb), None, &opts)?;
@@ -567,7 +573,7 @@ pub fn run(embedder: &dyn TextEmbedder, opts: &BenchOptions, log: &dyn Fn(&str))
     }
     for &n in &opts.scales {
         log(&format!("scale {n}: building"));
-        report.scales.push(bench_scale(n, opts.queries, &work, opts.keep_scales && opts.work_dir.is_some(), log)?);
+        report.scales.push(bench_scale(n, opts.queries, &work, opts.keep_scales && opts.work_dir.is_some(), opts.bm25_only, log)?);
     }
     Ok(report)
 }

@@ -229,10 +229,10 @@ fn prune_terms(kb: &Kb, terms: Vec<String>, budget: usize) -> (Vec<String>, Vec<
 fn fuse_convex(kb: &Kb, cands: &mut HashMap<i64, Cand>, qv: Option<&[f32]>, opts: &SearchOptions) -> Result<()> {
     if let Some(qv) = qv {
         let missing: Vec<i64> = cands.values().filter(|c| c.cosine.is_none()).map(|c| c.id).collect();
-        for row in kb.chunks_by_id(&missing)? {
-            if row.embedding.len() == qv.len() {
-                if let Some(c) = cands.get_mut(&row.id) {
-                    c.cosine = Some(dot(qv, &row.embedding));
+        for (id, e) in kb.embeddings_by_id(&missing)? {
+            if e.len() == qv.len() {
+                if let Some(c) = cands.get_mut(&id) {
+                    c.cosine = Some(dot(qv, &e));
                 }
             }
         }

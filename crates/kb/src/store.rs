@@ -832,6 +832,19 @@ impl Kb {
         Ok(out)
     }
 
+    /// The stored embeddings of these chunks (missing ids skipped): what
+    /// hybrid fusion needs for candidates the kNN did not return.
+    pub fn embeddings_by_id(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<f32>)>> {
+        let mut st = self.conn.prepare_cached("SELECT embedding FROM chunks WHERE id = ?1").db(&self.db_path)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(b) = st.query_row([id], |r| r.get::<_, Vec<u8>>(0)).optional().db(&self.db_path)? {
+                out.push((id, blob_to_f32s(&b)));
+            }
+        }
+        Ok(out)
+    }
+
     /// All chunks of one document, in order.
     pub fn chunks_of(&self, source: &str) -> Result<Vec<StoredChunk>> {
         let mut st = self
