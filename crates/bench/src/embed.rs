@@ -29,6 +29,9 @@ pub struct EmbedBenchOptions {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EmbedWorkerResult {
+    /// Tresor's embedder backend: f32, int8 or candle.
+    #[serde(default)]
+    pub backend: String,
     pub load_ms: f64,
     pub sps: f64,
     pub peak_rss_mb: Option<f64>,
@@ -37,6 +40,8 @@ pub struct EmbedWorkerResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct EmbedBenchReport {
     pub model: String,
+    /// Tresor's embedder backend (f32, int8, candle; TRESOR_EMBED_PRECISION / TRESOR_EMBED_IMPL).
+    pub backend: Option<String>,
     pub threads: usize,
     pub passages: usize,
     pub rounds: usize,
@@ -60,6 +65,9 @@ pub fn find_sentence_transformers() -> Option<(PathBuf, PathBuf)> {
     let script = std::env::var_os("TRESOR_ST_BENCH")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/peer/st_bench.py"));
+    // A binary reused from another checkout (shared target dir) names that
+    // checkout's script: fall back to the one under the current directory.
+    let script = if script.is_file() { script } else { PathBuf::from("scripts/peer/st_bench.py") };
     (python.is_file() && script.is_file()).then_some((python, script))
 }
 
@@ -96,6 +104,7 @@ pub fn run(opts: &EmbedBenchOptions) -> Result<EmbedBenchReport> {
         .map_err(|e| BenchError::Output { what: "passages file".into(), reason: e.to_string() })?;
     let mut r = EmbedBenchReport {
         model: opts.model_id.clone(),
+        backend: None,
         threads: opts.threads,
         passages: opts.passages,
         rounds: opts.rounds,
@@ -122,6 +131,7 @@ pub fn run(opts: &EmbedBenchOptions) -> Result<EmbedBenchReport> {
         let w: EmbedWorkerResult = serde_json::from_str(out.stdout.trim())
             .map_err(|e| BenchError::Output { what: "tresor embed worker".into(), reason: e.to_string() })?;
         r.tresor_runs.push(w.sps);
+        r.backend = Some(w.backend.clone());
         loads.push(w.load_ms);
         rss.extend(out.peak_rss_mb.or(w.peak_rss_mb));
         if let (Some((python, script)), true) = (&opts.peer, peer_ok) {
@@ -169,16 +179,17 @@ pub fn worker(model_dir: &Path, device: &Device, passages_file: &Path) -> Result
     let t = Instant::now();
     e.embed(&passages)?;
     let sps = passages.len() as f64 / t.elapsed().as_secs_f64();
-    Ok(EmbedWorkerResult { load_ms, sps, peak_rss_mb: crate::self_peak_rss_mb() })
+    Ok(EmbedWorkerResult { backend: e.backend().name().to_string(), load_ms, sps, peak_rss_mb: crate::self_peak_rss_mb() })
 }
 
 pub fn table(reports: &[EmbedBenchReport]) -> String {
     let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
-    let mut s = String::from("| model | threads | passages | tresor sent/s | peer sent/s | ratio | tresor RSS MB | peer RSS MB |\n|---|---|---|---|---|---|---|---|\n");
+    let mut s = String::from("| model | backend | threads | passages | tresor sent/s | peer sent/s | ratio | tresor RSS MB | peer RSS MB |\n|---|---|---|---|---|---|---|---|---|\n");
     for x in reports {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             x.model,
+            x.backend.as_deref().unwrap_or("–"),
             x.threads,
             x.passages,
             f(x.tresor_sps),
