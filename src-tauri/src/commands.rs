@@ -493,12 +493,35 @@ pub async fn model_pull(app: AppHandle, id: String) -> Res<String> {
     .await
 }
 
-/// A transport-level failure (no route, DNS, refused): the UI shows its offline message.
+/// The hub could not be reached at all (tresor-models' `HubOffline`: no route,
+/// DNS, refused): the UI shows its offline message. A transfer that broke off
+/// part-way (`Interrupted`: "stopped after N bytes", resumable) is not offline:
+/// its own message is shown.
 pub fn is_offline(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    ["dns", "resolve", "connection refused", "network is unreachable", "timed out", "connect", "transport", "no route"]
-        .iter()
-        .any(|k| m.contains(k))
+    msg.contains("cannot reach ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_an_unreachable_hub_is_offline() {
+        let unreachable = tresor_models::ModelsError::HubOffline {
+            endpoint: "http://127.0.0.1:9".into(),
+            what: "a/b (revision main)".into(),
+            url: "http://127.0.0.1:9/a/resolve/main/b".into(),
+            dest: "/m/b".into(),
+            detail: "Connection Failed: Connect error: Connection refused".into(),
+        };
+        assert!(super::is_offline(&unreachable.to_string()));
+        let broken = tresor_models::ModelsError::Interrupted {
+            url: "http://127.0.0.1:9/a/resolve/main/b".into(),
+            partial: "/m/b.partial".into(),
+            got: 131072,
+            total: "100000000".into(),
+            detail: "Connection reset by peer".into(),
+        };
+        assert!(!super::is_offline(&broken.to_string()), "a broken transfer is reported as it is, with its resume hint");
+    }
 }
 
 // ---- settings and policy ------------------------------------------------------------
