@@ -262,6 +262,9 @@ pub struct BenchKbArgs {
     /// Scales: BM25 latency only (no vector index built; reuses a kept knowledge base without one).
     #[arg(long)]
     pub bm25_only: bool,
+    /// BM25 pruning budget in postings for the latency runs (0 = no pruning; default: the search default).
+    #[arg(long)]
+    pub bm25_max_postings: Option<usize>,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -648,6 +651,7 @@ pub fn run_bench_kb(args: BenchKbArgs, ctx: &Ctx) -> Result<()> {
         threads: ctx.threads,
         keep_scales: args.keep_scales,
         bm25_only: args.bm25_only,
+        bm25_max_postings: args.bm25_max_postings,
     };
     let verbose = !args.json;
     let report = bench::run(&embedder, &opts, &|line: &str| {

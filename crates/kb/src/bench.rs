@@ -44,6 +44,8 @@ pub struct BenchOptions {
     /// Scales measure BM25 only: no vector index is built (a kept
     /// knowledge base is reused without one), no vector or hybrid latency.
     pub bm25_only: bool,
+    /// BM25 pruning budget for the latency runs (None: the search default).
+    pub bm25_max_postings: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -348,7 +350,7 @@ fn reusable_scale(dir: &Path, n: usize, bm25_only: bool) -> Option<Kb> {
     (kb.chunk_count().ok()? == n && (bm25_only || kb.index().map(|i| i.len() == n).unwrap_or(false))).then_some(kb)
 }
 
-fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, bm25_only: bool, log: &dyn Fn(&str)) -> Result<ScaleBench> {
+fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, bm25_only: bool, budget: Option<usize>, log: &dyn Fn(&str)) -> Result<ScaleBench> {
     let dim = 384;
     let dir = work.join(format!("scale-{n}"));
     let reused = if keep { reusable_scale(&dir, n, bm25_only) } else { None };
@@ -472,8 +474,9 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, bm25_only: boo
 
     let mut latency = Vec::new();
     let modes: &[Mode] = if bm25_only { &[Mode::Bm25] } else { &[Mode::Bm25, Mode::Vector, Mode::Hybrid] };
+    let d = SearchOptions::default();
     for &mode in modes {
-        let opts = SearchOptions { k: 10, mode, rerank: RerankChoice::Off, ..SearchOptions::default() };
+        let opts = SearchOptions { k: 10, mode, rerank: RerankChoice::Off, bm25_max_postings: budget.unwrap_or(d.bm25_max_postings), ..d.clone() };
         for q in qlist.iter().take(10) {
             search(&mut kb, q, Some(&emb), None, &opts)?;
         }
@@ -573,7 +576,7 @@ pub fn run(embedder: &dyn TextEmbedder, opts: &BenchOptions, log: &dyn Fn(&str))
     }
     for &n in &opts.scales {
         log(&format!("scale {n}: building"));
-        report.scales.push(bench_scale(n, opts.queries, &work, opts.keep_scales && opts.work_dir.is_some(), opts.bm25_only, log)?);
+        report.scales.push(bench_scale(n, opts.queries, &work, opts.keep_scales && opts.work_dir.is_some(), opts.bm25_only, opts.bm25_max_postings, log)?);
     }
     Ok(report)
 }
