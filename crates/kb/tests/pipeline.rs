@@ -339,3 +339,38 @@ fn near_duplicates_are_removed() {
     assert_eq!(res.trace.duplicates_removed, 1);
     assert_eq!(res.hits.iter().filter(|h| h.text.contains("thirty days")).count(), 1);
 }
+
+/// JSON, JSONL and CSV files with non-ASCII text: every record is ingested and
+/// searchable, and each chunk's span, read as characters of the file, holds
+/// the record's raw text (the metadata contract: character spans).
+#[test]
+fn json_jsonl_and_csv_records_are_searchable_with_character_spans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("docs");
+    std::fs::create_dir_all(&d).unwrap();
+    let jsonl = "{\"frage\": \"Wie groß ist das Büro in München?\", \"antwort\": \"120 m² für 14 Plätze\"}\n{\"frage\": \"Gibt es Parkplätze?\", \"antwort\": \"Ja, drei Stellplätze für E-Autos\"}\n";
+    let json = "[{\"produkt\": \"Tresor Büro\", \"preis\": \"1.200 €\"}, {\"produkt\": \"Tresor Großkunde\", \"preis\": \"9.800 €\"}]";
+    let csv = "Stadt;Adresse;Telefon\nMünchen;Königsplatz 3;089 123\nKöln;Domstraße 9;0221 456\n";
+    std::fs::write(d.join("faq.jsonl"), jsonl).unwrap();
+    std::fs::write(d.join("preise.json"), json).unwrap();
+    std::fs::write(d.join("standorte.csv"), csv).unwrap();
+    let mut kb = Kb::open(&tmp.path().join("kb"), &key()).unwrap();
+    let rep = ingest(&mut kb, &emb(), &[d.clone()], &IngestOptions::default(), &NoProgress).unwrap();
+    assert!(rep.failed.is_empty() && rep.added == 3, "{rep:?}");
+    for (file, content, needle) in [("faq.jsonl", jsonl, "Stellplätze"), ("preise.json", json, "Großkunde"), ("standorte.csv", csv, "Domstraße")] {
+        let src = d.join(file).display().to_string();
+        let chars: Vec<char> = content.chars().collect();
+        let chunks = kb.chunks_of(&src).unwrap();
+        assert!(!chunks.is_empty(), "{file}");
+        for c in &chunks {
+            let span: String = chars[c.start..c.end].iter().collect();
+            // every value of the chunk's records appears in its span of the file
+            for line in c.text.split(['\n', '|']) {
+                let value = line.rsplit(": ").next().unwrap().trim();
+                assert!(span.contains(value), "{file}: {value:?} not in {span:?}");
+            }
+        }
+        let h = top(&mut kb, needle, Mode::Bm25, &[]);
+        assert!(h[0].source.ends_with(file) && h[0].text.contains(needle), "{file}: {:?}", h[0]);
+    }
+}
