@@ -9,7 +9,8 @@
 //!   rounding: f16-rounded scale, and for Q4_1 the scaled block sum), into a
 //!   reused per-thread buffer;
 //! - decode (one activation row): four weight rows per step against the one
-//!   activation block (four independent accumulator chains);
+//!   activation block (four independent accumulator chains), the next four
+//!   rows prefetched meanwhile (decode streams the weights from memory);
 //! - prefill: each weight block is expanded once and multiplied with four
 //!   activation rows; work is tiled over (weight rows × activation rows) so
 //!   one tile of quantized activations and weights stays in L2;
