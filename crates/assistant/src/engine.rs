@@ -1168,6 +1168,7 @@ mod tests {
     #[test]
     fn unsupported_generation_falls_back_to_extractive() {
         let (f, mut a) = fixture();
+        a.config_mut().regenerate = true;
         *f.reply.lock().unwrap() = "Bananas are yellow. Penguins cannot fly. The sky is green.".into();
         let (ans, _) = ask(&mut a, "How many vacation days do full-time employees get?");
         assert!(ans.trace.extractive, "{:?}", ans.trace.sentences);
@@ -1220,7 +1221,9 @@ mod tests {
 
     #[test]
     fn a_supported_second_try_replaces_the_extractive_fallback() {
+        assert!(!AssistantConfig::default().regenerate, "off by default (measured: it did not help)");
         let (f, mut a) = fixture();
+        a.config_mut().regenerate = true;
         *f.reply.lock().unwrap() =
             "Bananas are yellow. Penguins cannot fly.\n---\nFull-time employees get 30 working days of paid vacation per calendar year.".into();
         let (ans, streamed) = ask(&mut a, "How many vacation days do full-time employees get?");
