@@ -3,10 +3,11 @@
 //! mean pooling over real tokens, L2 normalisation: the same vectors
 //! sentence-transformers produces.
 //! On the CPU it runs Tresor's own encoder ([`crate::bert`]: no padding,
-//! fused row ops, reused buffers) in f32, or in int8 ([`crate::i8gemm`],
-//! cosine to the f32 vectors ≥ 0.995, tested) with
-//! `TRESOR_EMBED_PRECISION=int8|auto`; `TRESOR_EMBED_IMPL=candle` runs
-//! candle-transformers' `BertModel` (the reference, and the path on GPUs).
+//! fused row ops, reused buffers), in int8 ([`crate::i8gemm`], cosine to
+//! the f32 vectors ≥ 0.995, tested) where this CPU has the fast int8 kernel
+//! and in f32 otherwise; `TRESOR_EMBED_PRECISION=f32|int8` overrides the
+//! choice and `TRESOR_EMBED_IMPL=candle` runs candle-transformers'
+//! `BertModel` (the reference, and the path on GPUs).
 //! Owns text -> vector only; never stores or searches vectors.
 
 use std::path::{Path, PathBuf};
@@ -35,17 +36,17 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The default on `device`: candle off the CPU; Tresor's f32 encoder on
-    /// the CPU; overridden by `TRESOR_EMBED_IMPL=candle` and
-    /// `TRESOR_EMBED_PRECISION=f32|int8|auto` (auto: int8 where the fast
-    /// int8 kernel runs).
+    /// The default on `device`: candle off the CPU; on the CPU Tresor's
+    /// encoder in int8 where the fast int8 kernel runs (AVX-512 VNNI), else
+    /// in f32; overridden by `TRESOR_EMBED_IMPL=candle` and
+    /// `TRESOR_EMBED_PRECISION=f32|int8|auto`.
     pub fn default_for(device: &Device) -> Result<Self> {
         if !device.is_cpu() || std::env::var("TRESOR_EMBED_IMPL").is_ok_and(|v| v == "candle") {
             return Ok(Backend::Candle);
         }
         match std::env::var("TRESOR_EMBED_PRECISION").ok().as_deref() {
-            None | Some("") | Some("f32") => Ok(Backend::Tresor(Precision::F32)),
-            Some("auto") => {
+            Some("f32") => Ok(Backend::Tresor(Precision::F32)),
+            None | Some("") | Some("auto") => {
                 Ok(Backend::Tresor(if crate::i8gemm::fast_kernel_available() { Precision::Int8 } else { Precision::F32 }))
             }
             Some("int8") => Ok(Backend::Tresor(Precision::Int8)),
