@@ -6,15 +6,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("TRESOR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::repo;
 
 /// One data dir with the sample knowledge base ingested as `default`, shared by the tests.
 fn home() -> &'static PathBuf {
@@ -31,11 +25,8 @@ fn home() -> &'static PathBuf {
 }
 
 fn cmd(home: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
-    c.arg("--models-dir").arg(models_dir()).arg("--data-dir").arg(home).env_remove("TRESOR_HOME");
     // the data dir is encrypted: its key is unlocked with this passphrase
-    c.env("TRESOR_PASSPHRASE", "assistant-test-passphrase").env_remove("TRESOR_PASSPHRASE_FILE");
-    c
+    common::tresor_with(home, Some("assistant-test-passphrase"))
 }
 
 fn run(home: &std::path::Path, args: &[&str]) -> Output {

@@ -4,57 +4,20 @@
 //! test that kills `tresor ingest` at random moments.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 
-fn models_dir() -> PathBuf {
-    let d = std::env::var_os("TRESOR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    assert!(
-        d.join("all-minilm-l6-v2/model.safetensors").exists(),
-        "{} has no all-minilm-l6-v2: run `tresor models setup` first",
-        d.display()
-    );
-    d
-}
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tresor(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
-    c.env("TRESOR_HOME", home).env("TRESOR_MODELS", models_dir()).env_remove("TRESOR_DEVICE");
-    // the data dir is encrypted: its key is unlocked with this passphrase
-    c.env("TRESOR_PASSPHRASE", PASSPHRASE).env_remove("TRESOR_PASSPHRASE_FILE");
-    c
-}
+use common::{models_dir_with_embedder, repo, Cli};
 
 const PASSPHRASE: &str = "kb-test-passphrase";
 
-fn run(home: &Path, args: &[&str]) -> Output {
-    let out = tresor(home).args(args).output().expect("run tresor");
-    out
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = run(home, args);
-    assert!(
-        out.status.success(),
-        "tresor {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(home: &Path, args: &[&str]) -> Value {
-    let s = ok(home, args);
-    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{args:?}: {e}\n{s}"))
+fn cli(home: &Path) -> Cli {
+    models_dir_with_embedder();
+    Cli::new(home, Some(PASSPHRASE))
 }
 
 fn sample() -> String {
@@ -65,15 +28,15 @@ fn sample() -> String {
 fn ingest_search_and_kb_commands() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let out = ok(h, &["ingest", &sample()]);
+    let out = cli(h).ok(&["ingest", &sample()]);
     assert!(out.contains("9 added"), "{out}");
-    let stats = json(h, &["kb", "stats", "--json"]);
+    let stats = cli(h).json(&["kb", "stats", "--json"]);
     assert_eq!(stats["documents"], 9);
     let chunks = stats["chunks"].as_u64().unwrap();
     assert!(chunks >= 20, "{stats}");
 
     // the --json contract
-    let hits = json(h, &["search", "Wie viele Urlaubstage habe ich im Jahr?", "--json"]);
+    let hits = cli(h).json(&["search", "Wie viele Urlaubstage habe ich im Jahr?", "--json"]);
     let first = &hits.as_array().unwrap()[0];
     for key in ["rank", "score", "source", "title", "heading", "page", "chunk_id", "text"] {
         assert!(first.get(key).is_some(), "missing {key}: {first}");
@@ -83,68 +46,68 @@ fn ingest_search_and_kb_commands() {
     assert!(first["text"].as_str().unwrap().contains("30 Arbeitstage"), "{first}");
 
     // German compound → its parts; every mode; English
-    let hits = json(h, &["search", "Urlaubsanspruch bei Teilzeit", "--mode", "bm25", "--json"]);
+    let hits = cli(h).json(&["search", "Urlaubsanspruch bei Teilzeit", "--mode", "bm25", "--json"]);
     assert!(hits[0]["text"].as_str().unwrap().contains("Teilzeit"), "{hits}");
     for mode in ["bm25", "vector", "hybrid"] {
-        let hits = json(h, &["search", "What is the hotel limit per night in London?", "--mode", mode, "--k", "3", "--json"]);
+        let hits = cli(h).json(&["search", "What is the hotel limit per night in London?", "--mode", mode, "--k", "3", "--json"]);
         assert_eq!(hits.as_array().unwrap().len(), 3, "{mode}");
         let any = hits.as_array().unwrap().iter().any(|x| x["text"].as_str().unwrap().contains("160 EUR"));
         assert!(any, "{mode}: {hits}");
     }
     // the PDF keeps page numbers
-    let hits = json(h, &["search", "Verpflegungspauschale volle Tage", "--filter", "source=*.pdf", "--json"]);
+    let hits = cli(h).json(&["search", "Verpflegungspauschale volle Tage", "--filter", "source=*.pdf", "--json"]);
     assert!(hits.as_array().unwrap().iter().all(|x| x["source"].as_str().unwrap().ends_with(".pdf")));
     assert_eq!(hits[0]["page"], 2, "{hits}");
     // filters
-    let hits = json(h, &["search", "password", "--filter", "source=*handbook/*", "--json"]);
+    let hits = cli(h).json(&["search", "password", "--filter", "source=*handbook/*", "--json"]);
     assert!(hits.as_array().unwrap().iter().all(|x| x["source"].as_str().unwrap().contains("/handbook/")));
-    let bad = run(h, &["search", "x", "--filter", "colour=red"]);
+    let bad = cli(h).run(&["search", "x", "--filter", "colour=red"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("invalid filter"));
     // DOCX and CSV are searchable
-    let hits = json(h, &["search", "data protection training minutes", "--json", "--k", "3"]);
+    let hits = cli(h).json(&["search", "data protection training minutes", "--json", "--k", "3"]);
     assert!(hits.as_array().unwrap().iter().any(|x| x["source"].as_str().unwrap().ends_with(".docx")), "{hits}");
-    let hits = json(h, &["search", "Preis Business Edition", "--json", "--k", "3", "--mode", "bm25"]);
+    let hits = cli(h).json(&["search", "Preis Business Edition", "--json", "--k", "3", "--mode", "bm25"]);
     assert!(hits[0]["text"].as_str().unwrap().contains("4.900"), "{hits}");
     // --rerank without a cross-encoder: sentence max-sim with the embedder, said in --json
     let q = "What is the hotel limit per night in London?";
-    let hits = json(h, &["search", q, "--rerank", "--k", "3", "--json"]);
+    let hits = cli(h).json(&["search", q, "--rerank", "--k", "3", "--json"]);
     assert_eq!(hits[0]["reranked"], true, "{hits}");
     assert!(hits[0]["rerank_score"].as_f64().is_some(), "{hits}");
     assert!(hits.as_array().unwrap().iter().any(|x| x["text"].as_str().unwrap().contains("160 EUR")), "{hits}");
-    let hits = json(h, &["search", q, "--k", "3", "--json"]);
+    let hits = cli(h).json(&["search", q, "--k", "3", "--json"]);
     assert_eq!(hits[0]["reranked"], false, "no cross-encoder: not reranked by default");
     // ... but not for a German query with the English-only MiniLM: hybrid's order stays
     let de = "Wie viele Urlaubstage habe ich im Jahr?";
-    let hits = json(h, &["search", de, "--rerank", "--json"]);
+    let hits = cli(h).json(&["search", de, "--rerank", "--json"]);
     assert_eq!(hits[0]["reranked"], false, "{hits}");
     assert!(hits[0]["text"].as_str().unwrap().contains("30 Arbeitstage"), "{hits}");
     // both fusions
     for fusion in ["convex", "rrf"] {
-        let hits = json(h, &["search", "hotel limit per night in London", "--fusion", fusion, "--k", "3", "--json"]);
+        let hits = cli(h).json(&["search", "hotel limit per night in London", "--fusion", fusion, "--k", "3", "--json"]);
         assert!(hits.as_array().unwrap().iter().any(|x| x["text"].as_str().unwrap().contains("160 EUR")), "{fusion}: {hits}");
     }
     // human output
-    let text = ok(h, &["search", "Homeoffice Pauschale"]);
+    let text = cli(h).ok(&["search", "Homeoffice Pauschale"]);
     assert!(text.starts_with("1. ") && text.contains("300 EUR"), "{text}");
 
     // list / check / remove / incremental re-ingest / rebuild-index
-    let list = json(h, &["kb", "list", "--json"]);
+    let list = cli(h).json(&["kb", "list", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 9);
-    ok(h, &["kb", "check"]);
-    let again = ok(h, &["ingest", &sample()]);
+    cli(h).ok(&["kb", "check"]);
+    let again = cli(h).ok(&["ingest", &sample()]);
     assert!(again.contains("9 unchanged") && again.contains(" 0 chunks"), "{again}");
     let csv = format!("{}/preisliste.csv", sample());
-    assert!(ok(h, &["kb", "remove", &csv]).contains("removed"));
-    assert_eq!(json(h, &["kb", "stats", "--json"])["documents"], 8);
-    let missing = run(h, &["kb", "remove", &csv]);
+    assert!(cli(h).ok(&["kb", "remove", &csv]).contains("removed"));
+    assert_eq!(cli(h).json(&["kb", "stats", "--json"])["documents"], 8);
+    let missing = cli(h).run(&["kb", "remove", &csv]);
     assert!(!missing.status.success());
-    ok(h, &["kb", "rebuild-index"]);
-    ok(h, &["kb", "check"]);
-    let back = ok(h, &["ingest", &sample()]);
+    cli(h).ok(&["kb", "rebuild-index"]);
+    cli(h).ok(&["kb", "check"]);
+    let back = cli(h).ok(&["ingest", &sample()]);
     assert!(back.contains("1 added"), "{back}");
-    assert_eq!(json(h, &["kb", "stats", "--json"])["chunks"].as_u64().unwrap(), chunks);
+    assert_eq!(cli(h).json(&["kb", "stats", "--json"])["chunks"].as_u64().unwrap(), chunks);
     // a knowledge base that does not exist
-    let none = run(h, &["kb", "stats", "--kb", "nope"]);
+    let none = cli(h).run(&["kb", "stats", "--kb", "nope"]);
     assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("does not exist"));
 }
 
@@ -164,7 +127,7 @@ fn bad_files_are_reported_and_skipped_and_prune_works() {
     #[cfg(unix)]
     std::os::unix::fs::symlink("/etc/hostname", docs.join("outside.txt")).unwrap();
     let d = docs.display().to_string();
-    let out = run(h, &["ingest", &d]);
+    let out = cli(h).run(&["ingest", &d]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -174,18 +137,18 @@ fn bad_files_are_reported_and_skipped_and_prune_works() {
     assert!(stderr.contains("binary.txt: not valid UTF-8"), "{stderr}");
     #[cfg(unix)]
     assert!(stderr.contains("outside.txt: symlink points outside"), "{stderr}");
-    let list = json(h, &["kb", "list", "--json"]);
+    let list = cli(h).json(&["kb", "list", "--json"]);
     let sources: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["source"].as_str().unwrap()).collect();
     assert!(sources.iter().all(|s| !s.ends_with("ignored.md")), "{sources:?}");
     std::fs::remove_file(docs.join("gone.md")).unwrap();
-    let out = ok(h, &["ingest", &d, "--prune"]);
+    let out = cli(h).ok(&["ingest", &d, "--prune"]);
     assert!(out.contains("pruned:") && out.contains("gone.md"), "{out}");
-    assert_eq!(json(h, &["kb", "stats", "--json"])["documents"], 1);
+    assert_eq!(cli(h).json(&["kb", "stats", "--json"])["documents"], 1);
     // nothing ingestible at all is an error
     let only_bad = home.path().join("only-bad");
     std::fs::create_dir_all(&only_bad).unwrap();
     std::fs::write(only_bad.join("empty.md"), "").unwrap();
-    let out = run(h, &["ingest", only_bad.to_str().unwrap(), "--kb", "other"]);
+    let out = cli(h).run(&["ingest", only_bad.to_str().unwrap(), "--kb", "other"]);
     assert!(!out.status.success());
 }
 
@@ -239,7 +202,7 @@ fn killed_ingest_leaves_a_consistent_kb_and_reingest_equals_a_clean_one() {
     let mut kills = 0;
     for round in 0..5 {
         let delay = Duration::from_millis(300 + next() % 5000);
-        let mut child = tresor(h).args(["ingest", &c, "--kb", "crash"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = cli(h).cmd().args(["ingest", &c, "--kb", "crash"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let t = Instant::now();
         let mut finished = false;
         while t.elapsed() < delay {
@@ -256,7 +219,7 @@ fn killed_ingest_leaves_a_consistent_kb_and_reingest_equals_a_clean_one() {
         child.wait().unwrap();
         eprintln!("round {round}: killed after {delay:?} (finished first: {finished})");
         if tresor_kb::Kb::exists(&kb_dir) {
-            let out = run(h, &["kb", "check", "--kb", "crash"]);
+            let out = cli(h).run(&["kb", "check", "--kb", "crash"]);
             assert!(
                 out.status.success(),
                 "kb check after kill at {delay:?}: {}{}",
@@ -270,9 +233,9 @@ fn killed_ingest_leaves_a_consistent_kb_and_reingest_equals_a_clean_one() {
         }
     }
     assert!(kills >= 2, "the ingest finished before most kills; make the corpus bigger");
-    ok(h, &["ingest", &c, "--kb", "crash"]);
-    ok(h, &["kb", "check", "--kb", "crash"]);
-    ok(h, &["ingest", &c, "--kb", "clean"]);
+    cli(h).ok(&["ingest", &c, "--kb", "crash"]);
+    cli(h).ok(&["kb", "check", "--kb", "crash"]);
+    cli(h).ok(&["ingest", &c, "--kb", "clean"]);
     let crashed = chunk_set(&kb_dir);
     let clean = chunk_set(&h.join("kb/clean"));
     assert_eq!(crashed.len(), clean.len());
@@ -287,9 +250,7 @@ fn eval_retrieval_on_the_dev_goldset() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
-    let r = json(
-        home.path(),
-        &[
+    let r = cli(home.path()).json(&[
             "eval",
             "retrieval",
             "--goldset",
@@ -330,7 +291,7 @@ fn eval_retrieval_on_the_dev_goldset() {
 #[test]
 fn bench_kb_smoke() {
     let home = tempfile::tempdir().unwrap();
-    let r = json(home.path(), &["bench", "kb", "--skip-ingest", "--scales", "2000", "--queries", "20", "--json"]);
+    let r = cli(home.path()).json(&["bench", "kb", "--skip-ingest", "--scales", "2000", "--queries", "20", "--json"]);
     let s = &r["scales"][0];
     assert_eq!(s["chunks"], 2000);
     assert_eq!(s["synthetic"], true);

@@ -2,20 +2,14 @@
 //! by the real `openai` Python client (installed with pip into a venv the
 //! test creates under the target dir and reuses).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("TRESOR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::repo;
 
 const TOKEN: &str = "test-token-123";
 
@@ -33,11 +27,8 @@ impl Drop for Server {
 }
 
 fn tresor(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
-    c.arg("--models-dir").arg(models_dir()).arg("--data-dir").arg(home).env_remove("TRESOR_HOME").env_remove("TRESOR_API_TOKEN");
     // the data dir is encrypted: its key is unlocked with this passphrase
-    c.env("TRESOR_PASSPHRASE", "serve-test-passphrase").env_remove("TRESOR_PASSPHRASE_FILE");
-    c
+    common::tresor_with(home, Some("serve-test-passphrase"))
 }
 
 /// A server over a knowledge base with the English vacation policy.
@@ -48,16 +39,9 @@ fn start(extra: &[&str]) -> Server {
     std::fs::copy(repo().join("assets/sample-kb/handbook/vacation-policy.md"), docs.join("vacation-policy.md")).unwrap();
     let out = tresor(home.path()).args(["ingest", docs.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut child = tresor(home.path())
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected: {line}")).to_string();
+    let mut serve = tresor(home.path());
+    serve.args(["serve", "--addr", "127.0.0.1:0"]).args(extra);
+    let (child, addr) = common::spawn_server(serve);
     Server { child, addr, _home: home }
 }
 

@@ -6,10 +6,10 @@
 //! per-token rate limits answer 429 with Retry-After, size caps 413, both
 //! with a JSON error.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 
 use serde_json::{json, Value};
 
@@ -172,17 +172,9 @@ impl Drop for Server {
 }
 
 fn start(home: &Path, extra: &[&str]) -> Server {
-    let mut child = cli(home)
-        .cmd()
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected: {line}")).to_string();
+    let mut serve = cli(home).cmd();
+    serve.args(["serve", "--addr", "127.0.0.1:0"]).args(extra);
+    let (child, addr) = common::spawn_server(serve);
     Server { child, addr }
 }
 

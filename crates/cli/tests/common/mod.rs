@@ -6,7 +6,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The models directory: `$TRESOR_MODELS` or the checkout's `models/`.
 pub fn models_dir() -> PathBuf {
@@ -126,4 +127,15 @@ pub fn failed_output(out: &Output, what: &str) -> String {
 pub fn json_output(out: &Output, what: &str) -> serde_json::Value {
     let s = ok_output(out, what);
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("{what}: {e}\n{s}"))
+}
+
+/// Spawns `cmd` — a `tresor … serve --addr 127.0.0.1:0 …` command — and
+/// returns the child with the address from its first stdout line
+/// (`listening on http://ADDR`).
+pub fn spawn_server(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start tresor serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected: {line}")).to_string();
+    (child, addr)
 }
