@@ -174,7 +174,7 @@ impl AuditLog {
                 (seq + 1, hash.to_string())
             }
         };
-        let mut data = ev.data.clone();
+        let mut data = stable_numbers(&ev.data);
         if seq == 1 {
             if let Value::Object(m) = &mut data {
                 m.insert("checkpoint_key".into(), Value::String(b64().encode(sk.verifying_key().to_bytes())));
@@ -445,6 +445,24 @@ fn last_line(f: &mut File, path: &Path) -> Result<Option<String>> {
     }
 }
 
+/// `v` with every fractional number rounded to 6 decimals (integers above 1e9 to whole numbers).
+/// An entry's bytes must survive a parse and re-serialisation unchanged (that is how `verify` tells
+/// a modified entry), and serde_json's default parser does not round every 17-digit float (an f32
+/// widened to f64 prints that long) to the same f64; numbers with at most 15 significant digits it
+/// parses exactly.
+fn stable_numbers(v: &Value) -> Value {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().expect("an f64 number");
+            let r = if x.abs() >= 1e9 { x.round() } else { (x * 1e6).round() / 1e6 };
+            serde_json::Number::from_f64(r).map(Value::Number).unwrap_or(Value::Null)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(stable_numbers).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), stable_numbers(x))).collect()),
+        other => other.clone(),
+    }
+}
+
 /// JSON with object keys sorted at every level and no whitespace.
 pub fn canonical(v: &Value) -> String {
     let mut s = String::new();
@@ -601,6 +619,33 @@ mod tests {
         let r = log.verify(None).unwrap();
         assert!(!r.ok, "verify passed: {r:?}");
         (r.first_bad.unwrap(), r.problem.unwrap())
+    }
+
+    #[test]
+    fn entries_with_float_scores_verify() {
+        // f32 scores widened to f64 print with up to 17 digits; the log must still read back byte-exact
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::for_data_dir(dir.path());
+        let mut x: u32 = 12345;
+        let scores: Vec<f32> = (0..2000)
+            .map(|_| {
+                x = x.wrapping_mul(1664525).wrapping_add(1013904223);
+                (x >> 8) as f32 / (1u32 << 24) as f32
+            })
+            .collect();
+        log.append(&Event {
+            event: "answer".into(),
+            actor: "user:test".into(),
+            workspace: "default".into(),
+            data: json!({"scores": scores, "ms": 12.345678901234_f64, "big": 12345678901.5_f64}),
+        })
+        .unwrap();
+        let r = log.verify(None).unwrap();
+        assert!(r.ok, "{r:?}");
+        let line = &lines(&log)[0];
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(&canonical(&v), line);
+        assert_eq!(v["data"]["ms"], json!(12.345679));
     }
 
     #[test]
