@@ -52,12 +52,25 @@ fn tokenize_prints_llama_cpp_ids() {
 
 #[test]
 fn embed_prints_unit_vectors() {
-    let out = ok(&tresor(&["embed", "--json", "The cat sits on the mat.", "A cat is sitting on a rug."]));
-    let v: Vec<Vec<f32>> = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v.len(), 2);
-    assert_eq!(v[0].len(), 384);
-    let cos: f32 = v[0].iter().zip(&v[1]).map(|(a, b)| a * b).sum();
-    assert!((cos - 0.7689).abs() < 2e-3, "{cos}");
+    // sentence-transformers' cosine for this pair is 0.7689: the f32 path reproduces it, the int8
+    // path (the default on CPUs with AVX-512 VNNI) stays close
+    for (precision, tolerance) in [("f32", 2e-3), ("auto", 1e-2)] {
+        let home = tempfile::tempdir().unwrap();
+        let out = common::tresor_with(home.path(), None)
+            .env("TRESOR_EMBED_PRECISION", precision)
+            .args(["embed", "--json", "The cat sits on the mat.", "A cat is sitting on a rug."])
+            .output()
+            .unwrap();
+        let v: Vec<Vec<f32>> = serde_json::from_str(ok(&out).trim()).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].len(), 384);
+        for x in &v {
+            let norm: f32 = x.iter().map(|a| a * a).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-3, "{precision}: norm {norm}");
+        }
+        let cos: f32 = v[0].iter().zip(&v[1]).map(|(a, b)| a * b).sum();
+        assert!((cos - 0.7689).abs() < tolerance, "{precision}: {cos}");
+    }
 }
 
 #[test]
