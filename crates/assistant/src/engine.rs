@@ -664,24 +664,8 @@ impl Assistant {
         let t_gen = Instant::now();
         let mut v = Validator::new(&question, &qvec, &passages, embedder.as_ref(), &cfg);
         v.guard = guard;
-        let max_run = cfg.max_unsupported_run;
-        let mut stream = SentenceStream::default();
-        let g = model.generate(&msgs, &params, &mut |piece| {
-            for s in stream.push(piece) {
-                v.sentence(&s, on_text);
-            }
-            if v.run >= max_run {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
+        let g = v.generate(model.as_mut(), &msgs, &params, on_text)?;
         let mut gen_elapsed = ms(t_gen);
-        if v.run < max_run {
-            for s in stream.finish() {
-                v.sentence(&s, on_text);
-            }
-        }
         let cancelled = req.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
         let mut completion = g.tokens.len();
         // nothing the model wrote is supported: one more try with a stricter prompt that shows only
@@ -694,23 +678,8 @@ impl Assistant {
             let first_checks = v.checks.len();
             v.run = 0;
             let t_re = Instant::now();
-            let mut stream = SentenceStream::default();
-            let g2 = model.generate(&strict, &params, &mut |piece| {
-                for s in stream.push(piece) {
-                    v.sentence(&s, on_text);
-                }
-                if v.run >= max_run {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })?;
+            let g2 = v.generate(model.as_mut(), &strict, &params, on_text)?;
             gen_elapsed += ms(t_re);
-            if v.run < max_run {
-                for s in stream.finish() {
-                    v.sentence(&s, on_text);
-                }
-            }
             completion += g2.tokens.len();
             trace.regeneration = Some(Regeneration {
                 prompt_tokens: g2.prompt_tokens,
@@ -937,6 +906,35 @@ impl<'a> Validator<'a> {
             Some(g) => firewall::check_sentence(g, &s, &mut self.inj),
             None => Some(s),
         }
+    }
+
+    /// Generates with `model`, checking every sentence as it streams (supported ones go to
+    /// `on_text`); stops the model after `max_unsupported_run` unsupported sentences in a row.
+    fn generate(
+        &mut self,
+        model: &mut dyn ChatModel,
+        msgs: &[ChatMessage],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<tresor_llm::Generation> {
+        let max_run = self.cfg.max_unsupported_run;
+        let mut stream = SentenceStream::default();
+        let g = model.generate(msgs, params, &mut |piece| {
+            for s in stream.push(piece) {
+                self.sentence(&s, on_text);
+            }
+            if self.run >= max_run {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        if self.run < max_run {
+            for s in stream.finish() {
+                self.sentence(&s, on_text);
+            }
+        }
+        Ok(g)
     }
 
     fn sentence(&mut self, s: &str, on_text: &mut dyn FnMut(&str)) {

@@ -92,16 +92,8 @@ pub fn run(t: &LoadTest) -> LoadReport {
         .enumerate()
         .map(|(i, h)| {
             h.join().unwrap_or_else(|_| ClientResult {
-                client: i,
-                question: String::new(),
-                status: 0,
-                ttft_ms: None,
-                total_ms: 0.0,
-                content_chunks: 0,
-                sources: 0,
-                refused: None,
-                cache_hit: None,
                 error: Some("the client thread panicked".into()),
+                ..ClientResult::new(i, String::new())
             })
         })
         .collect();
@@ -118,19 +110,26 @@ pub fn run(t: &LoadTest) -> LoadReport {
     }
 }
 
+impl ClientResult {
+    /// A client that has not received anything yet.
+    fn new(client: usize, question: String) -> ClientResult {
+        ClientResult {
+            client,
+            question,
+            status: 0,
+            ttft_ms: None,
+            total_ms: 0.0,
+            content_chunks: 0,
+            sources: 0,
+            refused: None,
+            cache_hit: None,
+            error: None,
+        }
+    }
+}
+
 fn one_client(i: usize, t: &LoadTest, question: String) -> ClientResult {
-    let mut r = ClientResult {
-        client: i,
-        question: question.clone(),
-        status: 0,
-        ttft_ms: None,
-        total_ms: 0.0,
-        content_chunks: 0,
-        sources: 0,
-        refused: None,
-        cache_hit: None,
-        error: None,
-    };
+    let mut r = ClientResult::new(i, question.clone());
     let start = Instant::now();
     if let Err(e) = stream_chat(t, &question, start, &mut r) {
         r.error = Some(e);
