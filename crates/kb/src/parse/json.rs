@@ -175,21 +175,7 @@ mod tests {
         assert!(matches!(parse_lines(&b"{\"a\":1}\n{oops\n"[..], &mut bad), Err(ParseError::Corrupt { .. })));
     }
 
-    fn blocks(f: impl FnOnce(&mut Sink<'_>) -> Result<(), ParseError>) -> Vec<Block> {
-        let mut out = Vec::new();
-        f(&mut |e| {
-            if let Event::Block(b) = e {
-                out.push(b);
-            }
-            Ok(())
-        })
-        .unwrap();
-        out
-    }
-
-    fn span(content: &str, b: &Block) -> String {
-        content.trim_start_matches('\u{feff}').chars().skip(b.start).take(b.end - b.start).collect()
-    }
+    use crate::parse::test_util::{blocks, span};
 
     #[test]
     fn record_spans_are_character_spans_in_the_file() {

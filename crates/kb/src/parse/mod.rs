@@ -200,3 +200,27 @@ pub(crate) fn squash(s: &str) -> String {
     }
     out
 }
+
+/// Helpers for the parsers' tests: the blocks a parser emits, and the file text a block's span names.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::{Block, Event, ParseError, Sink};
+
+    /// The blocks `parse` emits into its sink (other events dropped).
+    pub fn blocks(parse: impl FnOnce(&mut Sink<'_>) -> Result<(), ParseError>) -> Vec<Block> {
+        let mut out = Vec::new();
+        parse(&mut |e| {
+            if let Event::Block(b) = e {
+                out.push(b);
+            }
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// The file's characters in a block's span (what a reader of the metadata does); a BOM is not counted.
+    pub fn span(content: &str, b: &Block) -> String {
+        content.trim_start_matches('\u{feff}').chars().skip(b.start).take(b.end - b.start).collect()
+    }
+}

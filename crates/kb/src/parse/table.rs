@@ -132,24 +132,13 @@ fn csv_err(e: csv::Error) -> ParseError {
 mod tests {
     use super::*;
 
+    use crate::parse::test_util::{blocks, span};
+
     fn rows(content: &str) -> Vec<Block> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.csv");
         std::fs::write(&p, content).unwrap();
-        let mut out = Vec::new();
-        parse(&p, false, &mut |e| {
-            if let Event::Block(b) = e {
-                out.push(b);
-            }
-            Ok(())
-        })
-        .unwrap();
-        out
-    }
-
-    /// The file's characters in a block's span (what a reader of the metadata does).
-    fn span(content: &str, b: &Block) -> String {
-        content.trim_start_matches('\u{feff}').chars().skip(b.start).take(b.end - b.start).collect()
+        blocks(|sink| parse(&p, false, sink))
     }
 
     #[test]
