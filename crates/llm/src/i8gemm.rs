@@ -8,10 +8,19 @@
 //! signed bytes. The shift is removed exactly with each weight row's sum, so
 //! the integer result is the signed product.
 //!
-//! Kernels, chosen at run time: AVX-512 VNNI (8 rows × 32 outputs per tile,
-//! weights packed so one 64-byte load feeds 16 outputs × 4 k) and a portable
-//! scalar kernel with the identical integer result (any CPU, and the tests'
-//! reference). Rows are split over rayon's pool.
+//! Kernels, chosen at run time ([`Kernel::detect`]), all with the identical
+//! integer result:
+//! - AVX-512 VNNI: 8 rows × 32 outputs per tile, weights packed so one
+//!   64-byte load feeds 16 outputs × 4 k (`vpdpbusd`);
+//! - AVX2: 4 rows × 16 outputs per register tile from the same packing (one
+//!   32-byte load = 8 outputs × 4 k). `vpmaddubsw` would saturate on
+//!   u8 × i8, so the activations are unshifted (`a ^ 0x80` ∈ [-127, 127])
+//!   and the sign moved onto them: `maddubs(|w|, sign(a, w))` has pair sums
+//!   ≤ 2·127·127 = 32258 (exact in i16), `vpmaddwd` with ones widens to i32.
+//!   The result is the unshifted product already (no `shift` correction);
+//! - a portable scalar kernel (any CPU, and the tests' reference).
+//!
+//! Rows are split over rayon's pool.
 //!
 //! Owns the integer arithmetic only; never decides which layers run in int8
 //! (that is `bert`) and never allocates per call beyond the caller's buffers.
@@ -27,19 +36,65 @@ const NR: usize = 2 * NB;
 /// Rows per rayon task.
 const MC: usize = 64;
 
-/// Whether this CPU runs the fast int8 kernel (the embedder uses int8 by
-/// default only then).
+/// The int8 kernel this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX-512 F/BW/VNNI (`vpdpbusd`).
+    Vnni,
+    /// AVX2 (`vpmaddubsw` + `vpmaddwd`, sign trick).
+    Avx2,
+    /// Portable integer loops.
+    Scalar,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU has (VNNI → AVX2 → scalar).
+    pub fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::sync::OnceLock;
+            static K: OnceLock<Kernel> = OnceLock::new();
+            *K.get_or_init(|| {
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+                {
+                    Kernel::Vnni
+                } else if std::arch::is_x86_feature_detected!("avx2") {
+                    Kernel::Avx2
+                } else {
+                    Kernel::Scalar
+                }
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Kernel::Scalar
+        }
+    }
+
+    /// Whether this kernel runs on this CPU.
+    pub fn available(self) -> bool {
+        match self {
+            Kernel::Scalar => true,
+            Kernel::Avx2 => Kernel::detect() != Kernel::Scalar,
+            Kernel::Vnni => Kernel::detect() == Kernel::Vnni,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Vnni => "avx512-vnni",
+            Kernel::Avx2 => "avx2",
+            Kernel::Scalar => "scalar",
+        }
+    }
+}
+
+/// Whether this CPU runs a fast (SIMD) int8 kernel, AVX-512 VNNI or AVX2
+/// (the embedder uses int8 by default only then).
 pub fn fast_kernel_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Kernel::detect() != Kernel::Scalar
 }
 
 /// A weight matrix (n rows of k) in int8, packed for the kernels.
@@ -177,15 +232,22 @@ fn quantize_row(row: &[f32], out: &mut [u8]) -> f32 {
     s
 }
 
-/// `out` (m × w.n, row-major) = A · Wᵀ + bias.
+/// `out` (m × w.n, row-major) = A · Wᵀ + bias, on this CPU's fastest kernel.
 pub fn matmul(a: &QActs, w: &QWeight, bias: Option<&[f32]>, out: &mut [f32]) {
+    matmul_with(Kernel::detect(), a, w, bias, out)
+}
+
+/// [`matmul`] on a given kernel (panics when this CPU lacks it).
+pub fn matmul_with(kernel: Kernel, a: &QActs, w: &QWeight, bias: Option<&[f32]>, out: &mut [f32]) {
     assert_eq!(a.kp, w.kp, "activations quantized for another k");
     assert_eq!(out.len(), a.m * w.n);
     if let Some(b) = bias {
         assert_eq!(b.len(), w.n);
     }
-    let fast = fast_kernel_available();
+    assert!(kernel.available(), "int8 kernel {} not supported by this CPU", kernel.name());
     let n = w.n;
+    // The AVX2 kernel returns the unshifted product already.
+    let shift: &[i32] = if kernel == Kernel::Avx2 { &[] } else { &w.shift };
     out.par_chunks_mut(MC * n).enumerate().for_each(|(ci, out)| {
         let r0 = ci * MC;
         let rows = out.len() / n;
@@ -194,23 +256,34 @@ pub fn matmul(a: &QActs, w: &QWeight, bias: Option<&[f32]>, out: &mut [f32]) {
             for t in (0..rows).step_by(MR) {
                 let a_tile = &a.a_q[(r0 + t) * a.kp..(r0 + t + MR) * a.kp];
                 let w_tile = &w.packed[nb * w.kp..(nb + NR) * w.kp];
-                if fast {
+                match kernel {
                     #[cfg(target_arch = "x86_64")]
-                    // Safety: the CPU has the features (checked above); the
+                    // Safety: the CPU has the features (asserted above); the
                     // slices hold MR rows of kp bytes and NR outputs of kp.
-                    unsafe {
-                        tile_vnni(a_tile, w_tile, a.kp, &mut tile)
-                    };
-                } else {
-                    tile_scalar(a_tile, w_tile, a.kp, &mut tile);
+                    Kernel::Vnni => unsafe { tile_vnni(a_tile, w_tile, a.kp, &mut tile) },
+                    #[cfg(target_arch = "x86_64")]
+                    // Safety: as above.
+                    Kernel::Avx2 => unsafe { tile_avx2(a_tile, w_tile, a.kp, &mut tile) },
+                    _ => tile_scalar(a_tile, w_tile, a.kp, &mut tile),
                 }
+                let cols = n.saturating_sub(nb).min(NR);
                 for (i, acc) in tile.iter().enumerate().take((rows - t).min(MR)) {
                     let sa = a.a_scale[r0 + t + i];
-                    let orow = &mut out[(t + i) * n..(t + i + 1) * n];
-                    for (j, &acc) in acc.iter().enumerate().take(n.saturating_sub(nb)) {
-                        let c = nb + j;
-                        let v = (acc - w.shift[c]) as f32 * (sa * w.scale[c]);
-                        orow[c] = v + bias.map_or(0.0, |b| b[c]);
+                    let orow = &mut out[(t + i) * n + nb..(t + i) * n + nb + cols];
+                    let sc = &w.scale[nb..nb + cols];
+                    let sh = shift.get(nb..nb + cols);
+                    match (bias, sh) {
+                        (Some(b), None) => {
+                            for (((o, &acc), &s), &b) in orow.iter_mut().zip(acc).zip(sc).zip(&b[nb..nb + cols]) {
+                                *o = acc as f32 * (sa * s) + b;
+                            }
+                        }
+                        _ => {
+                            for (j, o) in orow.iter_mut().enumerate() {
+                                let acc = tile[i][j] - sh.map_or(0, |s| s[j]);
+                                *o = acc as f32 * (sa * sc[j]) + bias.map_or(0.0, |b| b[nb + j]);
+                            }
+                        }
                     }
                 }
             }
@@ -261,6 +334,49 @@ unsafe fn tile_vnni(a: &[u8], w: &[i8], kp: usize, tile: &mut [[i32; NR]; MR]) {
     }
 }
 
+/// Integer tile `tile[i][j] = Σ_k (a[i][k] − 128) · w[j][k]` (the
+/// unshifted product), 4 rows × 16 outputs per register tile: 8 i32
+/// accumulators, the two weight vectors and their absolute values, one
+/// broadcast activation and a temporary.
+///
+/// Exact: the activations are in [1, 255] (quantize_row, padding 128), so
+/// `a ^ 0x80` is in [-127, 127] and never -128 (which `vpsignb` could not
+/// negate); every `vpmaddubsw` pair sum is ≤ 2·127·127 < 32767.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_avx2(a: &[u8], w: &[i8], kp: usize, tile: &mut [[i32; NR]; MR]) {
+    use std::arch::x86_64::*;
+    debug_assert!(a.len() >= MR * kp && w.len() >= NR * kp);
+    let ones = _mm256_set1_epi16(1);
+    let flip = _mm256_set1_epi8(-128i8);
+    for r0 in (0..MR).step_by(4) {
+        let ap = a.as_ptr().add(r0 * kp);
+        for b in 0..NR / NB {
+            let wp = w.as_ptr().add(b * kp * NB);
+            let mut acc = [[_mm256_setzero_si256(); 2]; 4];
+            for k4 in 0..kp / 4 {
+                let w0 = _mm256_loadu_si256(wp.add(k4 * 64) as *const _);
+                let w1 = _mm256_loadu_si256(wp.add(k4 * 64 + 32) as *const _);
+                let u0 = _mm256_abs_epi8(w0);
+                let u1 = _mm256_abs_epi8(w1);
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm256_set1_epi32((ap.add(i * kp + k4 * 4) as *const i32).read_unaligned());
+                    let x = _mm256_xor_si256(x, flip);
+                    let p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(x, w0));
+                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, ones));
+                    let p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(x, w1));
+                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, ones));
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                let t = tile[r0 + i].as_mut_ptr().add(b * NB);
+                _mm256_storeu_si256(t as *mut _, acc[0]);
+                _mm256_storeu_si256(t.add(8) as *mut _, acc[1]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +409,14 @@ mod tests {
         out
     }
 
-    fn check(m: usize, n: usize, k: usize, kernel_fast: bool) {
+    /// The kernels this CPU runs.
+    fn kernels() -> Vec<Kernel> {
+        let ks: Vec<Kernel> = [Kernel::Scalar, Kernel::Avx2, Kernel::Vnni].into_iter().filter(|k| k.available()).collect();
+        eprintln!("int8 kernels on this CPU: {:?} (dispatch: {:?})", ks, Kernel::detect());
+        ks
+    }
+
+    fn check(m: usize, n: usize, k: usize, kernel: Kernel) {
         let x = rnd(m * k, 1 + m as u64, 2.0);
         let wf = rnd(n * k, 7 + n as u64, 0.1);
         let bias = rnd(n, 3, 0.5);
@@ -301,26 +424,10 @@ mod tests {
         let mut a = QActs::default();
         a.quantize(&x, m, k, w.a_stride(), None);
         let mut out = vec![f32::NAN; m * n];
-        if kernel_fast {
-            matmul(&a, &w, Some(&bias), &mut out);
-        } else {
-            // The scalar kernel directly, whatever this CPU has.
-            let mut tile = [[0i32; NR]; MR];
-            for t in (0..m).step_by(MR) {
-                for nb in (0..w.np).step_by(NR) {
-                    tile_scalar(&a.a_q[t * a.kp..(t + MR) * a.kp], &w.packed[nb * w.kp..(nb + NR) * w.kp], a.kp, &mut tile);
-                    for (i, acc) in tile.iter().enumerate().take(m - t) {
-                        for (j, &acc) in acc.iter().enumerate().take(n.saturating_sub(nb)) {
-                            let c = nb + j;
-                            out[(t + i) * n + c] = (acc - w.shift[c]) as f32 * a.a_scale[t + i] * w.scale[c] + bias[c];
-                        }
-                    }
-                }
-            }
-        }
+        matmul_with(kernel, &a, &w, Some(&bias), &mut out);
         let want = reference(&x, m, k, &w, &bias);
         let worst = out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(worst < 1e-3, "m={m} n={n} k={k}: max abs error {worst}");
+        assert!(worst < 1e-3, "{kernel:?} m={m} n={n} k={k}: max abs error {worst}");
         // And close to the f32 product (int8 rounding only).
         let mut exact_err = 0f32;
         let mut mag = 0f32;
@@ -337,16 +444,110 @@ mod tests {
     #[test]
     fn scalar_kernel_matches_the_quantized_reference() {
         for (m, n, k) in [(1, 1, 1), (9, 33, 13), (17, 64, 384), (8, 32, 4)] {
-            check(m, n, k, false);
+            check(m, n, k, Kernel::Scalar);
         }
     }
 
     #[test]
-    fn dispatched_kernel_matches_the_quantized_reference() {
-        eprintln!("fast int8 kernel available: {}", fast_kernel_available());
-        for (m, n, k) in [(1, 1, 1), (3, 17, 7), (70, 96, 384), (130, 40, 1536), (8, 32, 4)] {
-            check(m, n, k, true);
+    fn every_kernel_matches_the_quantized_reference() {
+        for kernel in kernels() {
+            for (m, n, k) in [(1, 1, 1), (3, 17, 7), (70, 96, 384), (130, 40, 1536), (8, 32, 4)] {
+                check(m, n, k, kernel);
+            }
         }
+    }
+
+    /// The signed integer product Σ_k (a − 128) · w of every (row, output)
+    /// through `kernel`'s tiles, the way `matmul_with` walks them.
+    fn int_product(kernel: Kernel, a: &QActs, w: &QWeight) -> Vec<i32> {
+        let (m, n) = (a.m, w.n);
+        let mut out = vec![0i32; m * n];
+        let mut tile = [[0i32; NR]; MR];
+        for t in (0..m).step_by(MR) {
+            for nb in (0..w.np).step_by(NR) {
+                let (at, wt) = (&a.a_q[t * a.kp..(t + MR) * a.kp], &w.packed[nb * w.kp..(nb + NR) * w.kp]);
+                match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Vnni => unsafe { tile_vnni(at, wt, a.kp, &mut tile) },
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx2 => unsafe { tile_avx2(at, wt, a.kp, &mut tile) },
+                    _ => tile_scalar(at, wt, a.kp, &mut tile),
+                }
+                for (i, row) in tile.iter().enumerate().take(m - t) {
+                    for (j, &v) in row.iter().enumerate().take(n.saturating_sub(nb).min(NR)) {
+                        let sh = if kernel == Kernel::Avx2 { 0 } else { w.shift[nb + j] };
+                        out[(t + i) * n + nb + j] = v - sh;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Σ_k (a − 128) · w in i64 from the stored operands.
+    fn int_reference(a: &QActs, w: &QWeight) -> Vec<i32> {
+        let mut out = vec![0i32; a.m * w.n];
+        for r in 0..a.m {
+            for c in 0..w.n {
+                let s: i64 = (0..w.k).map(|i| (a.a_q[r * a.kp + i] as i64 - 128) * w.q(c, i) as i64).sum();
+                out[r * w.n + c] = i32::try_from(s).unwrap();
+            }
+        }
+        out
+    }
+
+    /// Every kernel gives the exact integer product: ragged shapes (m not a
+    /// multiple of the 8- or 4-row tile, n not of 16/32, k not of 4) and the
+    /// extremes: weights ±127 with activations at 1 and 255 (x = ∓127), where
+    /// a saturating `vpmaddubsw` pair (2·127·127 = 32258 exact, 2·255·127 not)
+    /// would show.
+    #[test]
+    fn every_kernel_gives_the_exact_integer_product() {
+        let kernels = kernels();
+        let mut cases: Vec<(usize, usize, usize, Vec<f32>, Vec<f32>)> = Vec::new();
+        for &(m, n, k) in &[(1, 1, 1), (5, 17, 3), (13, 49, 385), (9, 33, 1538), (4, 16, 4), (67, 100, 130), (3, 1152, 384)] {
+            cases.push((m, n, k, rnd(m * k, 11 + k as u64, 3.0), rnd(n * k, 5 + n as u64, 0.2)));
+        }
+        // Extremes: every activation ±amax (bytes 255 / 1), every weight ±max
+        // (±127), in all four sign combinations and alternating patterns.
+        let (m, n, k) = (11, 40, 1539);
+        let sgn = |i: usize, pat: usize| -> f32 {
+            match pat {
+                0 => 1.0,
+                1 => -1.0,
+                2 => if i % 2 == 0 { 1.0 } else { -1.0 },
+                _ => if (i / 3) % 2 == 0 { -1.0 } else { 1.0 },
+            }
+        };
+        for pa in 0..4 {
+            for pw in 0..4 {
+                let x: Vec<f32> = (0..m * k).map(|i| sgn(i, pa) * 5.0).collect();
+                let wf: Vec<f32> = (0..n * k).map(|i| sgn(i + i / k, pw) * 0.5).collect();
+                cases.push((m, n, k, x, wf));
+            }
+        }
+        for (m, n, k, x, wf) in &cases {
+            let (m, n, k) = (*m, *n, *k);
+            let w = QWeight::quantize(wf, n, k);
+            let mut a = QActs::default();
+            a.quantize(x, m, k, w.a_stride(), None);
+            let want = int_reference(&a, &w);
+            for &kernel in &kernels {
+                assert_eq!(int_product(kernel, &a, &w), want, "{kernel:?} m={m} n={n} k={k}");
+                let (mut got, mut base) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                let bias = rnd(n, 9, 1.0);
+                matmul_with(kernel, &a, &w, Some(&bias), &mut got);
+                matmul_with(Kernel::Scalar, &a, &w, Some(&bias), &mut base);
+                assert!(got.iter().zip(&base).all(|(a, b)| a.to_bits() == b.to_bits()), "{kernel:?} m={m} n={n} k={k}: f32 output differs from scalar");
+            }
+        }
+        // The extremes really are extreme.
+        let w = QWeight::quantize(&vec![0.5; 16 * 8], 16, 8);
+        let mut a = QActs::default();
+        a.quantize(&[5.0, -5.0, 5.0, -5.0, 5.0, 5.0, -5.0, -5.0], 1, 8, w.a_stride(), None);
+        assert_eq!(&a.a_q[..8], &[255, 1, 255, 1, 255, 255, 1, 1]);
+        assert!((0..8).all(|i| w.q(0, i) == 127));
+        assert_eq!(int_reference(&a, &w)[0], 0);
     }
 
     #[test]
