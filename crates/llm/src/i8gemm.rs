@@ -14,7 +14,7 @@
 //!   64-byte load feeds 16 outputs × 4 k (`vpdpbusd`);
 //! - AVX2: 4 rows × 16 outputs per register tile from the same packing (one
 //!   32-byte load = 8 outputs × 4 k). `vpmaddubsw` would saturate on
-//!   u8 × i8, so the activations are unshifted (`a ^ 0x80` ∈ [-127, 127])
+//!   u8 × i8, so its activations are stored unshifted (i8 in [-127, 127])
 //!   and the sign moved onto them: `maddubs(|w|, sign(a, w))` has pair sums
 //!   ≤ 2·127·127 = 32258 (exact in i16), `vpmaddwd` with ones widens to i32.
 //!   The result is the unshifted product already (no `shift` correction);
@@ -164,14 +164,19 @@ impl QWeight {
 }
 
 /// Activations (m × k, row-major f32) quantized per row into `a_q`
-/// (m_pad × kp bytes, +128 shifted; rows past m and columns past k hold 128,
-/// i.e. zero) with their scales in `a_scale` (m_pad).
+/// (m_pad × kp bytes; rows past m and columns past k hold zero) with their
+/// scales in `a_scale` (m_pad). The bytes are in the layout of the kernel
+/// they were quantized for: +128 shifted u8 in [1, 255] (zero = 128) for
+/// VNNI and scalar, plain i8 in [-127, 127] (zero = 0) for AVX2, which
+/// saves that kernel an XOR and lets it broadcast straight from memory.
 #[derive(Default)]
 pub struct QActs {
     pub m: usize,
     kp: usize,
     a_q: Vec<u8>,
     a_scale: Vec<f32>,
+    /// i8 layout (AVX2) rather than +128 shifted.
+    signed: bool,
 }
 
 
@@ -181,14 +186,22 @@ impl QActs {
     /// `col_mul` (k), when given, multiplies each column first (the
     /// inverse of a per-channel smoothing folded into the weights).
     pub fn quantize(&mut self, x: &[f32], m: usize, k: usize, kp: usize, col_mul: Option<&[f32]>) {
+        self.quantize_for(Kernel::detect(), x, m, k, kp, col_mul)
+    }
+
+    /// [`QActs::quantize`] in `kernel`'s layout (for [`matmul_with`]).
+    pub fn quantize_for(&mut self, kernel: Kernel, x: &[f32], m: usize, k: usize, kp: usize, col_mul: Option<&[f32]>) {
         assert_eq!(x.len(), m * k);
         assert!(kp >= k);
         let m_pad = m.div_ceil(MR) * MR;
+        let signed = kernel == Kernel::Avx2;
+        let zero = if signed { 0 } else { 128 };
         self.m = m;
         self.kp = kp;
-        self.a_q.resize(m_pad * kp, 128);
+        self.signed = signed;
+        self.a_q.resize(m_pad * kp, zero);
         self.a_scale.resize(m_pad, 0.0);
-        self.a_q[m * kp..].fill(128);
+        self.a_q[m * kp..].fill(zero);
         self.a_scale[m..].fill(0.0);
         self.a_q[..m * kp]
             .par_chunks_mut(kp * MC)
@@ -198,7 +211,7 @@ impl QActs {
                 for (r, (qrow, sr)) in q.chunks_mut(kp).zip(s.iter_mut()).enumerate() {
                     let row = &x[(ci * MC + r) * k..(ci * MC + r + 1) * k];
                     *sr = match col_mul {
-                        None => quantize_row(row, qrow),
+                        None => quantize_row(row, qrow, signed),
                         Some(cm) => {
                             let mut tmp = [0f32; 4096];
                             let mut buf;
@@ -211,7 +224,7 @@ impl QActs {
                             for ((t, &v), &c) in scaled.iter_mut().zip(row).zip(cm) {
                                 *t = v * c;
                             }
-                            quantize_row(scaled, qrow)
+                            quantize_row(scaled, qrow, signed)
                         }
                     };
                 }
@@ -219,16 +232,27 @@ impl QActs {
     }
 }
 
-/// One row: returns the scale; writes k shifted bytes and 128 in the padding.
-fn quantize_row(row: &[f32], out: &mut [u8]) -> f32 {
+#[cfg(test)]
+impl QActs {
+    /// The signed value of row r, column c.
+    fn value(&self, r: usize, c: usize) -> i32 {
+        let b = self.a_q[r * self.kp + c];
+        if self.signed { b as i8 as i32 } else { b as i32 - 128 }
+    }
+}
+
+/// One row: returns the scale; writes k bytes (q + 128 as u8, or q as i8
+/// when `signed`, q ∈ [-127, 127]) and zero (128 or 0) in the padding.
+fn quantize_row(row: &[f32], out: &mut [u8], signed: bool) -> f32 {
     let amax = row.iter().fold(0f32, |m, x| m.max(x.abs()));
     let s = if amax > 0.0 { amax / 127.0 } else { 0.0 };
     let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+    let off = if signed { 0.0 } else { 128.0 };
     let (head, pad) = out.split_at_mut(row.len());
     for (o, &x) in head.iter_mut().zip(row) {
-        *o = ((x * inv).round_ties_even() + 128.0) as u8;
+        *o = ((x * inv).round_ties_even() + off) as i32 as u8;
     }
-    pad.fill(128);
+    pad.fill(if signed { 0 } else { 128 });
     s
 }
 
@@ -245,6 +269,7 @@ pub fn matmul_with(kernel: Kernel, a: &QActs, w: &QWeight, bias: Option<&[f32]>,
         assert_eq!(b.len(), w.n);
     }
     assert!(kernel.available(), "int8 kernel {} not supported by this CPU", kernel.name());
+    assert_eq!(a.signed, kernel == Kernel::Avx2, "activations quantized for another kernel's layout");
     let n = w.n;
     // The AVX2 kernel returns the unshifted product already.
     let shift: &[i32] = if kernel == Kernel::Avx2 { &[] } else { &w.shift };
@@ -334,21 +359,20 @@ unsafe fn tile_vnni(a: &[u8], w: &[i8], kp: usize, tile: &mut [[i32; NR]; MR]) {
     }
 }
 
-/// Integer tile `tile[i][j] = Σ_k (a[i][k] − 128) · w[j][k]` (the
-/// unshifted product), 4 rows × 16 outputs per register tile: 8 i32
-/// accumulators, the two weight vectors and their absolute values, one
-/// broadcast activation and a temporary.
+/// Integer tile `tile[i][j] = Σ_k a[i][k] · w[j][k]` for i8 activations
+/// (the signed layout, so the product needs no shift correction), 4 rows ×
+/// 16 outputs per register tile: 8 i32 accumulators, the two weight vectors
+/// and their absolute values, one broadcast activation, a temporary, ones.
 ///
-/// Exact: the activations are in [1, 255] (quantize_row, padding 128), so
-/// `a ^ 0x80` is in [-127, 127] and never -128 (which `vpsignb` could not
-/// negate); every `vpmaddubsw` pair sum is ≤ 2·127·127 < 32767.
+/// Exact: the activations are in [-127, 127] (quantize_row, padding 0),
+/// never -128 (which `vpsignb` could not negate); every `vpmaddubsw` pair
+/// sum is ≤ 2·127·127 = 32258 < 32767, so it never saturates.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn tile_avx2(a: &[u8], w: &[i8], kp: usize, tile: &mut [[i32; NR]; MR]) {
     use std::arch::x86_64::*;
     debug_assert!(a.len() >= MR * kp && w.len() >= NR * kp);
     let ones = _mm256_set1_epi16(1);
-    let flip = _mm256_set1_epi8(-128i8);
     for r0 in (0..MR).step_by(4) {
         let ap = a.as_ptr().add(r0 * kp);
         for b in 0..NR / NB {
@@ -361,7 +385,6 @@ unsafe fn tile_avx2(a: &[u8], w: &[i8], kp: usize, tile: &mut [[i32; NR]; MR]) {
                 let u1 = _mm256_abs_epi8(w1);
                 for (i, acc) in acc.iter_mut().enumerate() {
                     let x = _mm256_set1_epi32((ap.add(i * kp + k4 * 4) as *const i32).read_unaligned());
-                    let x = _mm256_xor_si256(x, flip);
                     let p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(x, w0));
                     acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, ones));
                     let p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(x, w1));
@@ -400,7 +423,7 @@ mod tests {
         for r in 0..m {
             let row = &x[r * k..(r + 1) * k];
             let mut q = vec![0u8; w.kp];
-            let s = quantize_row(row, &mut q);
+            let s = quantize_row(row, &mut q, false);
             for c in 0..w.n {
                 let dot: f64 = (0..k).map(|i| (q[i] as f64 - 128.0) * s as f64 * wd[c * k + i] as f64).sum();
                 out[r * w.n + c] = dot as f32 + bias[c];
@@ -422,7 +445,7 @@ mod tests {
         let bias = rnd(n, 3, 0.5);
         let w = QWeight::quantize(&wf, n, k);
         let mut a = QActs::default();
-        a.quantize(&x, m, k, w.a_stride(), None);
+        a.quantize_for(kernel, &x, m, k, w.a_stride(), None);
         let mut out = vec![f32::NAN; m * n];
         matmul_with(kernel, &a, &w, Some(&bias), &mut out);
         let want = reference(&x, m, k, &w, &bias);
@@ -489,7 +512,7 @@ mod tests {
         let mut out = vec![0i32; a.m * w.n];
         for r in 0..a.m {
             for c in 0..w.n {
-                let s: i64 = (0..w.k).map(|i| (a.a_q[r * a.kp + i] as i64 - 128) * w.q(c, i) as i64).sum();
+                let s: i64 = (0..w.k).map(|i| a.value(r, i) as i64 * w.q(c, i) as i64).sum();
                 out[r * w.n + c] = i32::try_from(s).unwrap();
             }
         }
@@ -529,25 +552,60 @@ mod tests {
         for (m, n, k, x, wf) in &cases {
             let (m, n, k) = (*m, *n, *k);
             let w = QWeight::quantize(wf, n, k);
-            let mut a = QActs::default();
-            a.quantize(x, m, k, w.a_stride(), None);
-            let want = int_reference(&a, &w);
+            let mut base_a = QActs::default();
+            base_a.quantize_for(Kernel::Scalar, x, m, k, w.a_stride(), None);
+            let want = int_reference(&base_a, &w);
+            let bias = rnd(n, 9, 1.0);
+            let mut base = vec![f32::NAN; m * n];
+            matmul_with(Kernel::Scalar, &base_a, &w, Some(&bias), &mut base);
             for &kernel in &kernels {
+                let mut a = QActs::default();
+                a.quantize_for(kernel, x, m, k, w.a_stride(), None);
+                assert_eq!(int_reference(&a, &w), want, "{kernel:?}: layouts hold different values");
                 assert_eq!(int_product(kernel, &a, &w), want, "{kernel:?} m={m} n={n} k={k}");
-                let (mut got, mut base) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
-                let bias = rnd(n, 9, 1.0);
+                let mut got = vec![f32::NAN; m * n];
                 matmul_with(kernel, &a, &w, Some(&bias), &mut got);
-                matmul_with(Kernel::Scalar, &a, &w, Some(&bias), &mut base);
                 assert!(got.iter().zip(&base).all(|(a, b)| a.to_bits() == b.to_bits()), "{kernel:?} m={m} n={n} k={k}: f32 output differs from scalar");
             }
         }
         // The extremes really are extreme.
         let w = QWeight::quantize(&vec![0.5; 16 * 8], 16, 8);
         let mut a = QActs::default();
-        a.quantize(&[5.0, -5.0, 5.0, -5.0, 5.0, 5.0, -5.0, -5.0], 1, 8, w.a_stride(), None);
+        a.quantize_for(Kernel::Scalar, &[5.0, -5.0, 5.0, -5.0, 5.0, 5.0, -5.0, -5.0], 1, 8, w.a_stride(), None);
         assert_eq!(&a.a_q[..8], &[255, 1, 255, 1, 255, 255, 1, 1]);
+        a.quantize_for(Kernel::Avx2, &[5.0, -5.0, 5.0, -5.0, 5.0, 5.0, -5.0, -5.0], 1, 8, w.a_stride(), None);
+        assert_eq!(&a.a_q[..8], &[127, 129, 127, 129, 127, 127, 129, 129]);
         assert!((0..8).all(|i| w.q(0, i) == 127));
         assert_eq!(int_reference(&a, &w)[0], 0);
+    }
+
+    /// Kernel throughput on MiniLM's layer shapes (a measurement, not a
+    /// check): `cargo test -p tresor-llm --lib i8gemm_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn i8gemm_speed() {
+        let m = 2048;
+        for kernel in kernels() {
+            let mut total = 0f64;
+            let mut macs = 0f64;
+            for (n, k) in [(1152, 384), (384, 384), (1536, 384), (384, 1536)] {
+                let w = QWeight::quantize(&rnd(n * k, 3, 0.1), n, k);
+                let mut a = QActs::default();
+                a.quantize_for(kernel, &rnd(m * k, 4, 1.0), m, k, w.a_stride(), None);
+                let mut out = vec![0f32; m * n];
+                let reps = if kernel == Kernel::Scalar { 1 } else { 5 };
+                matmul_with(kernel, &a, &w, None, &mut out);
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    matmul_with(kernel, &a, &w, None, &mut out);
+                }
+                let dt = t.elapsed().as_secs_f64() / reps as f64;
+                total += dt;
+                macs += (m * n * k) as f64;
+                eprintln!("{kernel:?} m={m} n={n} k={k}: {:.2} ms, {:.1} GMAC/s", dt * 1e3, (m * n * k) as f64 / dt / 1e9);
+            }
+            eprintln!("{kernel:?} one MiniLM layer's linears at m={m}: {:.2} ms, {:.1} GMAC/s (threads {})", total * 1e3, macs / total / 1e9, rayon::current_num_threads());
+        }
     }
 
     #[test]
