@@ -11,6 +11,7 @@ pub mod bert;
 pub mod device;
 pub mod embed;
 pub mod error;
+pub mod gemma;
 pub mod gguf;
 pub mod i8gemm;
 pub mod llama;

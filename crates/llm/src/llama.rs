@@ -17,6 +17,8 @@
 //!   no mask tensor) over a KV cache kept as host vectors, and every
 //!   parallel step on candle's persistent barrier pool. Other devices keep
 //!   the candle-op path.
+//! The host-path pieces (RMSNorm, quantized embedding, RoPE, attention)
+//! are shared with [`crate::gemma`].
 //! Owns the arithmetic of one architecture; sampling and tokenization live
 //! elsewhere. Set `TRESOR_LLAMA_IMPL=candle` to run candle's reference
 //! implementation instead (for A/B measurements).
@@ -30,14 +32,14 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use crate::qmatmul::{parallel_for, QLinear};
 
 /// RMSNorm weights, as a tensor (candle-op path) and on the host (CPU path).
-struct RmsNorm {
+pub(crate) struct RmsNorm {
     weight: Tensor,
     host: Vec<f32>,
     eps: f32,
 }
 
 impl RmsNorm {
-    fn from_qtensor(t: QTensor, eps: f64) -> Result<Self> {
+    pub(crate) fn from_qtensor(t: QTensor, eps: f64) -> Result<Self> {
         let weight = t.dequantize(&t.device())?;
         let host = weight.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
         Ok(RmsNorm { weight, host, eps: eps as f32 })
@@ -47,8 +49,13 @@ impl RmsNorm {
         candle_nn::ops::rms_norm(x, &self.weight, self.eps)
     }
 
+    /// Values per normalized row.
+    pub(crate) fn dim(&self) -> usize {
+        self.host.len()
+    }
+
     /// `out[r] = x[r] / rms(x[r]) * w` for every row of `x`.
-    fn apply(&self, x: &[f32], out: &mut [f32]) {
+    pub(crate) fn apply(&self, x: &[f32], out: &mut [f32]) {
         let e = self.host.len();
         for (xr, or) in x.chunks_exact(e).zip(out.chunks_exact_mut(e)) {
             let ss = xr.iter().map(|v| v * v).sum::<f32>();
@@ -62,13 +69,13 @@ impl RmsNorm {
 
 /// The token embedding: quantized rows, dequantized on lookup (CPU), or a
 /// dense f32 table (GPU, where reading rows back to the host would cost more).
-enum Embedding {
+pub(crate) enum Embedding {
     Quantized { weight: Arc<QTensor>, dim: usize, row_bytes: usize, dtype: GgmlDType },
     Dense(candle_nn::Embedding),
 }
 
 impl Embedding {
-    fn new(weight: Arc<QTensor>, device: &Device) -> Result<Self> {
+    pub(crate) fn new(weight: Arc<QTensor>, device: &Device) -> Result<Self> {
         let (_, dim) = weight.shape().dims2()?;
         let dtype = weight.dtype();
         if device.is_cpu() && dim % dtype.block_size() == 0 {
@@ -79,7 +86,7 @@ impl Embedding {
         }
     }
 
-    fn forward(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
+    pub(crate) fn forward(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
         match self {
             Embedding::Dense(e) => e.forward(&Tensor::new(ids, device)?.unsqueeze(0)?),
             Embedding::Quantized { weight, dim, row_bytes, dtype } => {
@@ -393,15 +400,15 @@ impl LlamaWeights {
 
 /// Rotary embedding on host rows (position, head, head_dim): interleaved
 /// pairs (`rope_i`, GGUF llama) or halves (`rope`, NeoX-style).
-struct Rope<'a> {
-    cos: &'a [f32],
-    sin: &'a [f32],
-    half: usize,
-    neox: bool,
+pub(crate) struct Rope<'a> {
+    pub(crate) cos: &'a [f32],
+    pub(crate) sin: &'a [f32],
+    pub(crate) half: usize,
+    pub(crate) neox: bool,
 }
 
 impl Rope<'_> {
-    fn apply(&self, x: &mut [f32], heads: usize, hd: usize, pos: usize) {
+    pub(crate) fn apply(&self, x: &mut [f32], heads: usize, hd: usize, pos: usize) {
         let half = self.half;
         for (i, row) in x.chunks_exact_mut(heads * hd).enumerate() {
             let p = pos + i;
@@ -423,11 +430,31 @@ impl Rope<'_> {
 /// `h / (nh / nkv)` in place. `out` is (t, nh · hd).
 #[allow(clippy::too_many_arguments)]
 fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, pos: usize, nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
+    attention_windowed(q, k, v, t, pos, nh, nkv, hd, 1.0 / (hd as f32).sqrt(), None, out);
+}
+
+/// [`attention`] with the score scale given and, with `window = Some(w)`,
+/// each query seeing only the last `w` positions up to and including its
+/// own (a sliding-window layer: the query at position `p` reads keys
+/// `p + 1 - w ..= p`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_windowed(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    t: usize,
+    pos: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    scale: f32,
+    window: Option<usize>,
+    out: &mut [f32],
+) {
     thread_local! {
         static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     let group = nh / nkv;
-    let scale = 1.0 / (hd as f32).sqrt();
     let out_ptr = OutPtr(out.as_mut_ptr());
     parallel_for(t * nh, |item| {
         let out_ptr = &out_ptr;
@@ -435,12 +462,13 @@ fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, pos: usize, nh: usize, n
         let g = h / group;
         let qv = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
         let n = pos + i + 1;
+        let first = window.map_or(0, |w| n.saturating_sub(w.max(1)));
         // SAFETY: every (query, head) slice of `out` belongs to one item.
         let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((i * nh + h) * hd), hd) };
         SCORES.with(|cell| {
             let mut s = cell.borrow_mut();
             s.clear();
-            s.extend((0..n).map(|j| dot(qv, &k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd]) * scale));
+            s.extend((first..n).map(|j| dot(qv, &k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd]) * scale));
             let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let mut sum = 0f32;
             for x in s.iter_mut() {
@@ -448,7 +476,7 @@ fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, pos: usize, nh: usize, n
                 sum += *x;
             }
             dst.fill(0.0);
-            for (j, &w) in s.iter().enumerate() {
+            for (j, &w) in (first..n).zip(s.iter()) {
                 axpy(w, &v[(j * nkv + g) * hd..(j * nkv + g + 1) * hd], dst);
             }
             let inv = 1.0 / sum;

@@ -1,6 +1,8 @@
 //! A quantized chat model loaded from GGUF: the llama family (Llama 2/3,
-//! Mistral, SmolLM), Qwen2 and Gemma 3, through candle-transformers'
-//! quantized models. Plain `load` / `forward` / `generate`.
+//! Mistral, SmolLM) and Gemma 3 through Tresor's own forward passes
+//! ([`crate::llama`], [`crate::gemma`] on the CPU), Qwen2 through
+//! candle-transformers' quantized model. Plain `load` / `forward` /
+//! `generate`.
 //!
 //! Generation streams text through a callback, stops on EOS, stop strings,
 //! the token budget, the context length or cancellation, and reuses the KV
@@ -43,7 +45,12 @@ enum Weights {
     /// candle's own implementation, for A/B runs (`TRESOR_LLAMA_IMPL=candle`).
     CandleLlama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
-    Gemma3(quantized_gemma3::ModelWeights),
+    /// Tresor's Gemma 3 forward (the CPU default).
+    Gemma(crate::gemma::GemmaWeights),
+    /// candle's implementation: other devices, and A/B runs
+    /// (`TRESOR_GEMMA_IMPL=candle`). Its mask breaks for several tokens
+    /// after a cached prefix, so it never reuses one (see `forward`).
+    CandleGemma3(quantized_gemma3::ModelWeights),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -144,10 +151,12 @@ impl LlmModel {
             (None, None) => fallback_template(arch),
         };
         let candle_llama = std::env::var("TRESOR_LLAMA_IMPL").is_ok_and(|v| v == "candle");
+        let candle_gemma = !device.is_cpu() || std::env::var("TRESOR_GEMMA_IMPL").is_ok_and(|v| v == "candle");
         let arch_max = match arch {
             Architecture::Llama if candle_llama => quantized_llama::MAX_SEQ_LEN,
             Architecture::Llama => DEFAULT_MAX_CONTEXT,
-            Architecture::Gemma3 => quantized_gemma3::MAX_SEQ_LEN,
+            Architecture::Gemma3 if candle_gemma => quantized_gemma3::MAX_SEQ_LEN,
+            Architecture::Gemma3 => DEFAULT_MAX_CONTEXT,
             Architecture::Qwen2 => usize::MAX,
         };
         let mut context_length = gguf.context_length().unwrap_or(2048).min(arch_max);
@@ -168,7 +177,12 @@ impl LlmModel {
                     Weights::Llama(crate::llama::LlamaWeights::from_gguf(content, &mut reader, device, context_length)?)
                 }
                 Architecture::Qwen2 => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)?),
-                Architecture::Gemma3 => Weights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(content, &mut reader, device)?),
+                Architecture::Gemma3 if candle_gemma => {
+                    Weights::CandleGemma3(quantized_gemma3::ModelWeights::from_gguf(content, &mut reader, device)?)
+                }
+                Architecture::Gemma3 => {
+                    Weights::Gemma(crate::gemma::GemmaWeights::from_gguf(content, &mut reader, device, context_length)?)
+                }
             })
         }))
         .map_err(|_| load_err("the loader panicked on this file's metadata".into()))?
@@ -236,7 +250,8 @@ impl LlmModel {
             Weights::Llama(m) => m.clear_kv_cache(),
             Weights::CandleLlama(m) => m.clear_kv_cache(),
             Weights::Qwen2(m) => m.clear_kv_cache(),
-            Weights::Gemma3(_) => {} // position 0 resets every layer's cache
+            Weights::Gemma(m) => m.clear_kv_cache(),
+            Weights::CandleGemma3(_) => {} // position 0 resets every layer's cache
         }
         self.cached.clear();
     }
@@ -255,25 +270,21 @@ impl LlmModel {
         } else if pos != self.cached.len() {
             return Err(LlmError::Inference(format!("forward at position {pos}, but the cache holds {}", self.cached.len())));
         }
+        if pos > 0 && tokens.len() > 1 && !self.can_chunk_after_prefix() {
+            return Err(LlmError::Inference(
+                "candle's Gemma 3 cannot run several tokens after a cached prefix (its mask breaks); start at position 0 or use Tresor's forward".into(),
+            ));
+        }
         let logits = match (&mut self.weights, pos) {
             (Weights::Llama(m), p) => m.forward(tokens, p)?,
-            // candle's Gemma 3 mask breaks for several new tokens after a
-            // cached prefix: feed those one at a time.
-            (Weights::Gemma3(m), p) if p > 0 && tokens.len() > 1 => {
-                let mut last = None;
-                for (i, &t) in tokens.iter().enumerate() {
-                    let x = Tensor::new(&[t], &self.device)?.unsqueeze(0)?;
-                    last = Some(m.forward(&x, p + i)?);
-                }
-                last.expect("tokens is not empty")
-            }
+            (Weights::Gemma(m), p) => m.forward(tokens, p)?,
             (w, p) => {
                 let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
                 match w {
-                    Weights::Llama(_) => unreachable!("handled above"),
+                    Weights::Llama(_) | Weights::Gemma(_) => unreachable!("handled above"),
                     Weights::CandleLlama(m) => m.forward(&x, p)?,
                     Weights::Qwen2(m) => m.forward(&x, p)?,
-                    Weights::Gemma3(m) => m.forward(&x, p)?,
+                    Weights::CandleGemma3(m) => m.forward(&x, p)?,
                 }
             }
         };
@@ -281,10 +292,16 @@ impl LlmModel {
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
     }
 
-    /// Whether the KV cache can drop a suffix (Tresor's own Llama forward can;
+    /// Whether the KV cache can drop a suffix (Tresor's own forwards can;
     /// candle's models only reset).
     fn can_truncate_cache(&self) -> bool {
-        matches!(self.weights, Weights::Llama(_))
+        matches!(self.weights, Weights::Llama(_) | Weights::Gemma(_))
+    }
+
+    /// Whether several tokens may run after a cached prefix (all but
+    /// candle's Gemma 3, whose mask then hides the prefix).
+    fn can_chunk_after_prefix(&self) -> bool {
+        !matches!(self.weights, Weights::CandleGemma3(_))
     }
 
     /// Generates an answer to `prompt` (token ids), streaming text pieces to
@@ -308,7 +325,10 @@ impl LlmModel {
         // holds (the next turn of a conversation); at least one token must
         // run to get logits.
         let shared = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
-        let reuse = if shared == self.cached.len() || (shared > 0 && self.can_truncate_cache()) { shared } else { 0 };
+        let mut reuse = if shared == self.cached.len() || (shared > 0 && self.can_truncate_cache()) { shared } else { 0 };
+        if prompt.len() - reuse > 1 && !self.can_chunk_after_prefix() {
+            reuse = 0;
+        }
         if reuse == 0 {
             self.reset();
         }
