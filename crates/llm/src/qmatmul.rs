@@ -1,13 +1,15 @@
 //! Quantized matrix multiplication for the CPU paths where candle's is slow.
 //!
 //! candle 0.11 multiplies Q4_1 weights with a scalar (generic) dot product,
-//! one weight row per activation row, and its Q8_0 kernel does one vector
-//! dot per (row, token). [`QLinear`] replaces candle's `QMatMul` for Q4_1 and
-//! Q8_0 weights on the CPU with AVX2/FMA kernels (runtime dispatch, scalar
+//! one weight row per activation row, and its Q8_0 and K-quant kernels do
+//! one vector dot per (row, token), called per layer through a tensor round
+//! trip. [`QLinear`] replaces candle's `QMatMul` for Q4_1, Q8_0, Q4_K and
+//! Q6_K weights on the CPU with AVX2/FMA kernels (runtime dispatch, scalar
 //! fallback elsewhere):
 //! - activations are quantized once per call to 8-bit blocks (ggml's
-//!   rounding: f16-rounded scale, and for Q4_1 the scaled block sum), into a
-//!   reused per-thread buffer;
+//!   rounding: 32-value blocks with an f16-rounded scale, and for Q4_1 the
+//!   scaled block sum; for the K-quants 256-value Q8_K blocks with an f32
+//!   scale and the sums of every 16 values), into a reused per-thread buffer;
 //! - decode (one activation row): four weight rows per step against the one
 //!   activation block (four independent accumulator chains), the next four
 //!   rows prefetched meanwhile (decode streams the weights from memory);
@@ -33,10 +35,18 @@ use half::f16;
 
 /// Values per quantization block (Q4_1, Q8_0 and the activations' blocks).
 const QK: usize = 32;
+/// Values per K-quant block (Q4_K, Q6_K and their Q8_K activation blocks).
+const QK_K: usize = 256;
 /// Bytes of one GGUF Q4_1 block: f16 d, f16 m, 16 bytes of nibbles.
 const Q4_1_BYTES: usize = 20;
 /// Bytes of one GGUF Q8_0 block: f16 d, 32 signed bytes.
 const Q8_0_BYTES: usize = 34;
+/// Bytes of one GGUF Q4_K block: f16 d, f16 dmin, 12 bytes of packed 6-bit
+/// scales and minimums (8 sub-blocks of 32), 128 bytes of nibbles.
+const Q4_K_BYTES: usize = 144;
+/// Bytes of one GGUF Q6_K block: 128 bytes of low nibbles, 64 bytes of high
+/// 2-bit pairs, 16 signed 8-bit scales (sub-blocks of 16), f16 d.
+const Q6_K_BYTES: usize = 210;
 /// Weight rows and activation rows per work item.
 const TILE_ROWS: usize = 32;
 const TILE_TOKENS: usize = 64;
@@ -48,13 +58,35 @@ const DECODE_ROWS: usize = 16;
 pub enum Kind {
     Q4_1,
     Q8_0,
+    Q4K,
+    Q6K,
 }
 
 impl Kind {
+    fn of(dtype: GgmlDType) -> Option<Kind> {
+        match dtype {
+            GgmlDType::Q4_1 => Some(Kind::Q4_1),
+            GgmlDType::Q8_0 => Some(Kind::Q8_0),
+            GgmlDType::Q4K => Some(Kind::Q4K),
+            GgmlDType::Q6K => Some(Kind::Q6K),
+            _ => None,
+        }
+    }
+
+    /// Values per weight block.
+    fn block_len(self) -> usize {
+        match self {
+            Kind::Q4_1 | Kind::Q8_0 => QK,
+            Kind::Q4K | Kind::Q6K => QK_K,
+        }
+    }
+
     fn block_bytes(self) -> usize {
         match self {
             Kind::Q4_1 => Q4_1_BYTES,
             Kind::Q8_0 => Q8_0_BYTES,
+            Kind::Q4K => Q4_K_BYTES,
+            Kind::Q6K => Q6_K_BYTES,
         }
     }
 }
@@ -73,14 +105,9 @@ impl QLinear {
     }
 
     pub fn from_arc(t: Arc<QTensor>) -> Result<Self> {
-        let kind = match t.dtype() {
-            GgmlDType::Q4_1 => Some(Kind::Q4_1),
-            GgmlDType::Q8_0 => Some(Kind::Q8_0),
-            _ => None,
-        };
-        if let (Some(kind), true, false) = (kind, t.device().is_cpu(), forced_candle()) {
+        if let (Some(kind), true, false) = (Kind::of(t.dtype()), t.device().is_cpu(), forced_candle()) {
             if let Ok((n, k)) = t.shape().dims2() {
-                if k % QK == 0 {
+                if k % kind.block_len() == 0 {
                     return Ok(QLinear::Own(Arc::new(OwnWeights { t, kind, n, k })));
                 }
             }
@@ -152,6 +179,90 @@ struct BlockQ8 {
 
 const ZERO_BLOCK: BlockQ8 = BlockQ8 { d: 0.0, s: 0.0, qs: [0; QK] };
 
+/// One Q8_K activation block (ggml's `block_q8_K`): `x ≈ d · qs` over 256
+/// values, `bsums[g]` = Σ qs of values `16g..16g+16` (the K-quants' minimum
+/// and offset terms need only these sums).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct BlockQ8K {
+    d: f32,
+    qs: [i8; QK_K],
+    bsums: [i16; QK_K / 16],
+}
+
+const ZERO_BLOCK_K: BlockQ8K = BlockQ8K { d: 0.0, qs: [0; QK_K], bsums: [0; QK_K / 16] };
+
+/// An activation block type: how a row is quantized into it and which
+/// kernels multiply weight rows with it.
+trait ActBlock: Copy + Send + Sync + 'static {
+    /// Values per block.
+    const LEN: usize;
+    const ZERO: Self;
+    /// This thread's reused buffer of quantized activations.
+    fn buffer() -> &'static std::thread::LocalKey<RefCell<Vec<Self>>>;
+    fn quantize(kind: Kind, x: &[f32], out: &mut [Self]);
+    /// One weight row with four activation rows (prefill).
+    fn dot_x4(kind: Kind, w: &[u8], xs: &[&[Self]; 4], avx2: bool) -> [f32; 4];
+    /// Four weight rows with one activation row (decode).
+    fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], avx2: bool) -> [f32; 4];
+}
+
+impl ActBlock for BlockQ8 {
+    const LEN: usize = QK;
+    const ZERO: Self = ZERO_BLOCK;
+    fn buffer() -> &'static std::thread::LocalKey<RefCell<Vec<Self>>> {
+        &XQ
+    }
+    fn quantize(kind: Kind, x: &[f32], out: &mut [Self]) {
+        quantize_row(x, out, kind == Kind::Q4_1)
+    }
+    fn dot_x4(kind: Kind, w: &[u8], xs: &[&[Self]; 4], avx2: bool) -> [f32; 4] {
+        dot_x4(kind, w, xs, avx2)
+    }
+    fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], avx2: bool) -> [f32; 4] {
+        dot_r4(kind, ws, x, avx2)
+    }
+}
+
+impl ActBlock for BlockQ8K {
+    const LEN: usize = QK_K;
+    const ZERO: Self = ZERO_BLOCK_K;
+    fn buffer() -> &'static std::thread::LocalKey<RefCell<Vec<Self>>> {
+        &XQ_K
+    }
+    fn quantize(_: Kind, x: &[f32], out: &mut [Self]) {
+        quantize_row_q8k(x, out)
+    }
+    fn dot_x4(kind: Kind, w: &[u8], xs: &[&[Self]; 4], avx2: bool) -> [f32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: AVX2, FMA and F16C were detected at run time.
+            return unsafe {
+                match kind {
+                    Kind::Q6K => avx2::dot_q6_k::<4>(w, xs),
+                    _ => avx2::dot_q4_k::<4>(w, xs),
+                }
+            };
+        }
+        let _ = avx2;
+        std::array::from_fn(|i| dot_scalar_k(kind, w, xs[i]))
+    }
+    fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], avx2: bool) -> [f32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: AVX2, FMA and F16C were detected at run time.
+            return std::array::from_fn(|i| unsafe {
+                match kind {
+                    Kind::Q6K => avx2::dot_q6_k::<1>(ws[i], &[x])[0],
+                    _ => avx2::dot_q4_k::<1>(ws[i], &[x])[0],
+                }
+            });
+        }
+        let _ = avx2;
+        std::array::from_fn(|i| dot_scalar_k(kind, ws[i], x))
+    }
+}
+
 struct QOp(Arc<OwnWeights>);
 
 impl CustomOp1 for QOp {
@@ -187,6 +298,7 @@ impl CustomOp1 for QOp {
 thread_local! {
     /// Quantized activations of the current call, reused across calls.
     static XQ: RefCell<Vec<BlockQ8>> = const { RefCell::new(Vec::new()) };
+    static XQ_K: RefCell<Vec<BlockQ8K>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f(i)` for every `i < items` on candle's barrier pool (inline when
@@ -201,28 +313,34 @@ pub(crate) fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
 
 /// `out (m, n) = x (m, k) · Wᵀ` for weights `data` of `kind`.
 fn matmul(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
-    let nb = k / QK;
+    match kind {
+        Kind::Q4_1 | Kind::Q8_0 => matmul_with::<BlockQ8>(kind, data, n, k, x, m, out),
+        Kind::Q4K | Kind::Q6K => matmul_with::<BlockQ8K>(kind, data, n, k, x, m, out),
+    }
+}
+
+fn matmul_with<A: ActBlock>(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    let nb = k / A::LEN;
     let rb = nb * kind.block_bytes();
     debug_assert!(data.len() >= n * rb);
-    XQ.with(|cell| {
+    A::buffer().with(|cell| {
         let mut xq = cell.borrow_mut();
         xq.clear();
-        xq.resize(m * nb, ZERO_BLOCK);
-        let with_sum = kind == Kind::Q4_1;
+        xq.resize(m * nb, A::ZERO);
         if m < 8 {
             for (dst, src) in xq.chunks_mut(nb).zip(x.chunks(k)) {
-                quantize_row(src, dst, with_sum);
+                A::quantize(kind, src, dst);
             }
         } else {
             let xq_ptr = SendPtr(xq.as_mut_ptr() as *mut f32);
             parallel_for(m, |r| {
                 let xq_ptr = &xq_ptr;
                 // SAFETY: every activation row is written by exactly one item.
-                let dst = unsafe { std::slice::from_raw_parts_mut((xq_ptr.0 as *mut BlockQ8).add(r * nb), nb) };
-                quantize_row(&x[r * k..(r + 1) * k], dst, with_sum);
+                let dst = unsafe { std::slice::from_raw_parts_mut((xq_ptr.0 as *mut A).add(r * nb), nb) };
+                A::quantize(kind, &x[r * k..(r + 1) * k], dst);
             });
         }
-        let xq: &[BlockQ8] = &xq;
+        let xq: &[A] = &xq;
         let row = |j: usize| &data[j * rb..(j + 1) * rb];
         let out_ptr = SendPtr(out.as_mut_ptr());
         let avx2 = has_avx2_fma();
@@ -235,7 +353,7 @@ fn matmul(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out:
                 while j < end {
                     let count = (end - j).min(4);
                     let rows: [&[u8]; 4] = std::array::from_fn(|i| row(j + i.min(count - 1)));
-                    let dots = dot_r4(kind, &rows, xq, avx2);
+                    let dots = A::dot_r4(kind, &rows, xq, avx2);
                     for (i, d) in dots.iter().take(count).enumerate() {
                         // SAFETY: each output cell belongs to exactly one work item.
                         unsafe { *out_ptr.0.add(j + i) = *d };
@@ -255,12 +373,12 @@ fn matmul(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out:
             let mut t = tt * TILE_TOKENS;
             while t < t_end {
                 let count = (t_end - t).min(4);
-                let xs: [&[BlockQ8]; 4] = std::array::from_fn(|i| {
+                let xs: [&[A]; 4] = std::array::from_fn(|i| {
                     let r = t + i.min(count - 1);
                     &xq[r * nb..(r + 1) * nb]
                 });
                 for j in rows.clone() {
-                    let dots = dot_x4(kind, row(j), &xs, avx2);
+                    let dots = A::dot_x4(kind, row(j), &xs, avx2);
                     for (i, d) in dots.iter().take(count).enumerate() {
                         // SAFETY: each (token, row) cell belongs to exactly one work item.
                         unsafe { *out_ptr.0.add((t + i) * n + j) = *d };
@@ -317,7 +435,7 @@ fn dot_x4(kind: Kind, w: &[u8], xs: &[&[BlockQ8]; 4], avx2: bool) -> [f32; 4] {
         return unsafe {
             match kind {
                 Kind::Q4_1 => avx2::dot_q4_1_x4(w, xs),
-                Kind::Q8_0 => avx2::dot_q8_0_x4(w, xs),
+                _ => avx2::dot_q8_0_x4(w, xs), // Q8_0: the other 32-value format
             }
         };
     }
@@ -333,7 +451,7 @@ fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[BlockQ8], avx2: bool) -> [f32; 4] {
         return unsafe {
             match kind {
                 Kind::Q4_1 => avx2::dot_q4_1_r4(ws, x),
-                Kind::Q8_0 => avx2::dot_q8_0_r4(ws, x),
+                _ => avx2::dot_q8_0_r4(ws, x), // Q8_0
             }
         };
     }
@@ -357,6 +475,7 @@ fn dot_scalar(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
                 }
                 sum += d * xb.d * sumi as f32 + m * xb.s;
             }
+            Kind::Q4K | Kind::Q6K => unreachable!("K-quants multiply Q8_K blocks (dot_scalar_k)"),
             Kind::Q8_0 => {
                 let sumi: i32 = blk[2..].iter().zip(&xb.qs).map(|(&w, &x)| w as i8 as i32 * x as i32).sum();
                 sum += d * xb.d * sumi as f32;
@@ -366,9 +485,107 @@ fn dot_scalar(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
     sum
 }
 
+/// ggml's `quantize_row_q8_K` (as candle does it): per 256 values,
+/// `d = max / -127` with `max` the value of largest magnitude, round to
+/// nearest, and the sums of every 16 quantized values.
+fn quantize_row_q8k(x: &[f32], out: &mut [BlockQ8K]) {
+    for (src, dst) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in src {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            *dst = ZERO_BLOCK_K;
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, v) in dst.qs.iter_mut().zip(src) {
+            *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+        }
+        for (g, sum) in dst.bsums.iter_mut().enumerate() {
+            *sum = dst.qs[g * 16..(g + 1) * 16].iter().map(|&q| q as i16).sum();
+        }
+        dst.d = 1.0 / iscale;
+    }
+}
+
+/// The 6-bit scales and minimums of a Q4_K block's 8 sub-blocks, unpacked
+/// from their 12 bytes (ggml's `get_scale_min_k4`): bytes 0..8 of the result
+/// are the scales, 8..16 the minimums.
+fn q4_k_scales(packed: &[u8]) -> [u32; 4] {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let word = |i: usize| u32::from_le_bytes([packed[4 * i], packed[4 * i + 1], packed[4 * i + 2], packed[4 * i + 3]]);
+    let (u0, u1, u2) = (word(0), word(1), word(2));
+    [
+        u0 & KMASK1,
+        (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4),
+        u1 & KMASK1,
+        ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4),
+    ]
+}
+
+/// The references for the K-quants: ggml's `vec_dot_q4_K_q8_K` and
+/// `vec_dot_q6_K_q8_K` in plain Rust, from the blocks' dequantization
+/// formulas (Q4_K: `d·sc·q − dmin·m` per sub-block of 32; Q6_K:
+/// `d·sc·(q − 32)` per sub-block of 16, q from 4 low and 2 high bits).
+fn dot_scalar_k(kind: Kind, w: &[u8], x: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    for (blk, xb) in w.chunks_exact(kind.block_bytes()).zip(x) {
+        match kind {
+            Kind::Q4K => {
+                let d = f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                let dmin = f16::from_le_bytes([blk[2], blk[3]]).to_f32();
+                let sm: [u8; 16] = unsafe { std::mem::transmute(q4_k_scales(&blk[4..16])) };
+                let qs = &blk[16..];
+                let (mut sumi, mut summ) = (0i32, 0i32);
+                for j in 0..QK_K / 64 {
+                    for half in 0..2 {
+                        let sub = 2 * j + half;
+                        let mut dot = 0i32;
+                        for l in 0..32 {
+                            let q = if half == 0 { qs[32 * j + l] & 0x0F } else { qs[32 * j + l] >> 4 };
+                            dot += q as i32 * xb.qs[32 * sub + l] as i32;
+                        }
+                        sumi += dot * sm[sub] as i32;
+                        summ += sm[8 + sub] as i32 * (xb.bsums[2 * sub] as i32 + xb.bsums[2 * sub + 1] as i32);
+                    }
+                }
+                sum += xb.d * (d * sumi as f32 - dmin * summ as f32);
+            }
+            Kind::Q6K => {
+                let (ql, qh, sc) = (&blk[..128], &blk[128..192], &blk[192..208]);
+                let d = f16::from_le_bytes([blk[208], blk[209]]).to_f32();
+                let mut q = [0i32; QK_K];
+                for n in 0..2 {
+                    for l in 0..32 {
+                        let (lo, hi, h) = (ql[64 * n + l], ql[64 * n + l + 32], qh[32 * n + l] as i32);
+                        q[128 * n + l] = (lo & 0x0F) as i32 | ((h & 3) << 4);
+                        q[128 * n + l + 32] = (hi & 0x0F) as i32 | (((h >> 2) & 3) << 4);
+                        q[128 * n + l + 64] = (lo >> 4) as i32 | (((h >> 4) & 3) << 4);
+                        q[128 * n + l + 96] = (hi >> 4) as i32 | (((h >> 6) & 3) << 4);
+                    }
+                }
+                let mut sumi = 0i32;
+                for g in 0..QK_K / 16 {
+                    let dot: i32 = (16 * g..16 * g + 16).map(|i| (q[i] - 32) * xb.qs[i] as i32).sum();
+                    sumi += sc[g] as i8 as i32 * dot;
+                }
+                sum += xb.d * d * sumi as f32;
+            }
+            Kind::Q4_1 | Kind::Q8_0 => unreachable!("32-value formats multiply Q8 blocks (dot_scalar)"),
+        }
+    }
+    sum
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BlockQ8, Q4_1_BYTES, Q8_0_BYTES};
+    use super::{BlockQ8, BlockQ8K, Q4_1_BYTES, Q4_K_BYTES, Q6_K_BYTES, Q8_0_BYTES};
     use std::arch::x86_64::*;
 
     #[inline]
@@ -554,6 +771,142 @@ mod avx2 {
         }
         [hsum(a0), hsum(a1), hsum(a2), hsum(a3)]
     }
+
+    /// `_mm256_shuffle_epi8` patterns that broadcast 16-bit lane `i` of a
+    /// 128-bit half to all eight lanes of that half.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn broadcast_i16(i: usize) -> __m256i {
+        let (lo, hi) = ((2 * i) as i8, (2 * i + 1) as i8);
+        _mm256_setr_epi8(
+            lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi,
+        )
+    }
+
+    /// `T` Q8_K activation rows against one Q4_K weight row: each block's
+    /// nibbles and scales are unpacked once and multiplied with all `T`
+    /// rows (prefill: T = 4; decode: T = 1).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q4_k<const T: usize>(w: &[u8], xs: &[&[BlockQ8K]; T]) -> [f32; T] {
+        let nb = w.len() / Q4_K_BYTES;
+        assert!(xs.iter().all(|x| x.len() >= nb));
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); T];
+        let mut acc_m = [_mm_setzero_ps(); T];
+        let wp = w.as_ptr();
+        for b in 0..nb {
+            let blk = wp.add(b * Q4_K_BYTES);
+            if T == 1 {
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(3 * Q4_K_BYTES) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(3 * Q4_K_BYTES + 64) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(3 * Q4_K_BYTES + 128) as *const i8);
+            }
+            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const i32)));
+            let (d, dmin) = (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
+            let u = super::q4_k_scales(std::slice::from_raw_parts(blk.add(4), 12));
+            let mins_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
+            let mins = _mm256_extracti128_si256::<1>(mins_scales);
+            let sc128 = _mm256_castsi256_si128(mins_scales);
+            let scales = _mm256_set_m128i(sc128, sc128);
+            let mut sumi = [_mm256_setzero_si256(); T];
+            let qs = blk.add(16);
+            for j in 0..4 {
+                let bits = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
+                let lo = _mm256_and_si256(bits, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                let s_lo = _mm256_shuffle_epi8(scales, broadcast_i16(2 * j));
+                let s_hi = _mm256_shuffle_epi8(scales, broadcast_i16(2 * j + 1));
+                for t in 0..T {
+                    let q8 = xs[t].get_unchecked(b).qs.as_ptr().add(64 * j);
+                    let p_lo = _mm256_madd_epi16(s_lo, _mm256_maddubs_epi16(lo, _mm256_loadu_si256(q8 as *const __m256i)));
+                    let p_hi = _mm256_madd_epi16(s_hi, _mm256_maddubs_epi16(hi, _mm256_loadu_si256(q8.add(32) as *const __m256i)));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p_lo, p_hi));
+                }
+            }
+            for t in 0..T {
+                let xb = xs[t].get_unchecked(b);
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                let bsums = _mm256_loadu_si256(xb.bsums.as_ptr() as *const __m256i);
+                let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums));
+                let prod = _mm_madd_epi16(mins, pair_sums);
+                acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(-dmin * xb.d), _mm_cvtepi32_ps(prod), acc_m[t]);
+            }
+        }
+        let mut out = [0f32; T];
+        for t in 0..T {
+            let m = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
+            let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+            out[t] = hsum(acc[t]) + _mm_cvtss_f32(m);
+        }
+        out
+    }
+
+    /// `T` Q8_K activation rows against one Q6_K weight row. The 6-bit
+    /// values are used unsigned (0..64) in `maddubs`; their offset of 32 is
+    /// taken off once per block through the activations' 16-value sums.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q6_k<const T: usize>(w: &[u8], xs: &[&[BlockQ8K]; T]) -> [f32; T] {
+        let nb = w.len() / Q6_K_BYTES;
+        assert!(xs.iter().all(|x| x.len() >= nb));
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m2 = _mm256_set1_epi8(3);
+        let mut acc = [_mm256_setzero_ps(); T];
+        let wp = w.as_ptr();
+        for b in 0..nb {
+            let blk = wp.add(b * Q6_K_BYTES);
+            if T == 1 {
+                for line in 0..4 {
+                    _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(3 * Q6_K_BYTES + 64 * line) as *const i8);
+                }
+            }
+            let (ql, qh) = (blk, blk.add(128));
+            let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk.add(208) as *const u16) as i32)));
+            // the 16 scales as i16 lanes (for the offset term)
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(192) as *const __m128i));
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for n in 0..2 {
+                let bits1 = _mm256_loadu_si256(ql.add(64 * n) as *const __m256i);
+                let bits2 = _mm256_loadu_si256(ql.add(64 * n + 32) as *const __m256i);
+                let bits_h = _mm256_loadu_si256(qh.add(32 * n) as *const __m256i);
+                // bits 4..6 of each value: 2-bit pairs of `bits_h`, shifted up
+                macro_rules! high {
+                    ($shift:literal) => {
+                        _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<$shift>(bits_h), m2))
+                    };
+                }
+                let q6 = [
+                    _mm256_or_si256(_mm256_and_si256(bits1, m4), high!(0)),
+                    _mm256_or_si256(_mm256_and_si256(bits2, m4), high!(2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits1), m4), high!(4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits2), m4), high!(6)),
+                ];
+                for (i, wq) in q6.iter().enumerate() {
+                    let c = 4 * n + i;
+                    // values 32c..32c+16 have scale 2c (low 128-bit half of the
+                    // maddubs pairs), 32c+16..32c+32 scale 2c+1 (high half)
+                    let sc = |g: usize| _mm_set1_epi16(*(blk.add(192 + g) as *const i8) as i16);
+                    let s = _mm256_set_m128i(sc(2 * c + 1), sc(2 * c));
+                    for t in 0..T {
+                        let q8 = xs[t].get_unchecked(b).qs.as_ptr().add(32 * c);
+                        let p = _mm256_maddubs_epi16(*wq, _mm256_loadu_si256(q8 as *const __m256i));
+                        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(s, p));
+                    }
+                }
+            }
+            for t in 0..T {
+                let xb = xs[t].get_unchecked(b);
+                // Σ_g sc_g · 32 · bsum_g: the offset the unsigned values carried
+                let bsums = _mm256_loadu_si256(xb.bsums.as_ptr() as *const __m256i);
+                let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(sc16, bsums));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[t], offset)), acc[t]);
+            }
+        }
+        let mut out = [0f32; T];
+        for t in 0..T {
+            out[t] = hsum(acc[t]);
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -584,7 +937,11 @@ mod tests {
     /// of ggml's dot products (same activation blocks) it is 1e-5.
     fn matches_candle(dtype: GgmlDType, kind: Kind) {
         let dev = Device::Cpu;
-        for &(m, k, n) in &[(1, 64, 7), (1, 576, 50), (5, 576, 192), (70, 1536, 33), (3, 64, 1)] {
+        let shapes: &[(usize, usize, usize)] = match kind {
+            Kind::Q4_1 | Kind::Q8_0 => &[(1, 64, 7), (1, 576, 50), (5, 576, 192), (70, 1536, 33), (3, 64, 1)],
+            Kind::Q4K | Kind::Q6K => &[(1, 256, 7), (1, 768, 50), (5, 512, 192), (70, 1536, 33), (3, 256, 1)],
+        };
+        for &(m, k, n) in shapes {
             let w = Tensor::from_vec(random(n * k, 7 + k as u64), (n, k), &dev).unwrap();
             let reference = QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
             let ours = QLinear::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
@@ -597,7 +954,7 @@ mod tests {
             ours.forward_slice(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), m, &mut b).unwrap();
             assert_eq!(a, b, "op and slice paths differ");
             let data = wq.t.data().unwrap();
-            let rb = k / QK * kind.block_bytes();
+            let rb = k / kind.block_len() * kind.block_bytes();
             for i in 0..m {
                 let row = x.narrow(1, i, 1).unwrap();
                 let c = reference.forward(&row).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -606,10 +963,20 @@ mod tests {
                 let max_err = ours_row.iter().zip(&c).fold(0f32, |e, (x, y)| e.max((x - y).abs()));
                 assert!(max_err <= 1e-3 * scale, "{dtype:?} ({m},{k},{n}) row {i}: max abs error {max_err} vs candle (scale {scale})");
                 let xr = row.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let mut xq = vec![ZERO_BLOCK; k / QK];
-                quantize_row(&xr, &mut xq, kind == Kind::Q4_1);
+                let exact_dot: Box<dyn Fn(&[u8]) -> f32> = match kind {
+                    Kind::Q4_1 | Kind::Q8_0 => {
+                        let mut xq = vec![ZERO_BLOCK; k / QK];
+                        quantize_row(&xr, &mut xq, kind == Kind::Q4_1);
+                        Box::new(move |w| dot_scalar(kind, w, &xq))
+                    }
+                    Kind::Q4K | Kind::Q6K => {
+                        let mut xq = vec![ZERO_BLOCK_K; k / QK_K];
+                        quantize_row_q8k(&xr, &mut xq);
+                        Box::new(move |w| dot_scalar_k(kind, w, &xq))
+                    }
+                };
                 for (j, v) in ours_row.iter().enumerate() {
-                    let exact = dot_scalar(kind, &data[j * rb..(j + 1) * rb], &xq);
+                    let exact = exact_dot(&data[j * rb..(j + 1) * rb]);
                     assert!((v - exact).abs() <= 1e-5 * scale, "{dtype:?} ({m},{k},{n}) [{i},{j}]: {v} vs ggml reference {exact}");
                 }
             }
@@ -624,6 +991,65 @@ mod tests {
     #[test]
     fn q8_0_matches_candle() {
         matches_candle(GgmlDType::Q8_0, Kind::Q8_0);
+    }
+
+    #[test]
+    fn q4_k_matches_candle() {
+        matches_candle(GgmlDType::Q4K, Kind::Q4K);
+    }
+
+    #[test]
+    fn q6_k_matches_candle() {
+        matches_candle(GgmlDType::Q6K, Kind::Q6K);
+    }
+
+    /// The scalar K-quant references against candle's dequantization: the
+    /// dot of a weight row with a Q8_K row equals Σ dequantized(w) · d·q.
+    #[test]
+    fn k_quant_references_match_dequantization() {
+        let k = 512;
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+            let kind = Kind::of(dtype).unwrap();
+            let w = Tensor::from_vec(random(k, 31), (1, k), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let deq = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let mut xq = vec![ZERO_BLOCK_K; k / QK_K];
+            quantize_row_q8k(&random(k, 32), &mut xq);
+            let want: f32 = deq.iter().enumerate().map(|(i, v)| v * xq[i / QK_K].d * xq[i / QK_K].qs[i % QK_K] as f32).sum();
+            let got = dot_scalar_k(kind, &q.data().unwrap(), &xq);
+            assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{dtype:?}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn k_quant_avx2_and_scalar_paths_agree() {
+        let k = 768;
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+            let kind = Kind::of(dtype).unwrap();
+            let w = Tensor::from_vec(random(4 * k, 13), (4, k), &Device::Cpu).unwrap();
+            let data = QTensor::quantize(&w, dtype).unwrap().data().unwrap().into_owned();
+            let rb = data.len() / 4;
+            let rows: [&[u8]; 4] = std::array::from_fn(|i| &data[i * rb..(i + 1) * rb]);
+            let xs: Vec<Vec<BlockQ8K>> = (0..4)
+                .map(|i| {
+                    let mut b = vec![ZERO_BLOCK_K; k / QK_K];
+                    quantize_row_q8k(&random(k, 40 + i), &mut b);
+                    b
+                })
+                .collect();
+            let refs: [&[BlockQ8K]; 4] = std::array::from_fn(|i| xs[i].as_slice());
+            let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+            let fast = BlockQ8K::dot_x4(kind, rows[1], &refs, has_avx2_fma());
+            let slow = BlockQ8K::dot_x4(kind, rows[1], &refs, false);
+            for (a, b) in fast.iter().zip(&slow) {
+                assert!(close(*a, *b), "{kind:?} x4: {a} vs {b}");
+            }
+            let fast = BlockQ8K::dot_r4(kind, &rows, refs[2], has_avx2_fma());
+            let slow = BlockQ8K::dot_r4(kind, &rows, refs[2], false);
+            for (a, b) in fast.iter().zip(&slow) {
+                assert!(close(*a, *b), "{kind:?} r4: {a} vs {b}");
+            }
+        }
     }
 
     #[test]
@@ -659,8 +1085,8 @@ mod tests {
     #[test]
     fn other_quantizations_stay_with_candle() {
         let w = Tensor::from_vec(random(8 * 256, 5), (8, 256), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
-        let reference = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4K).unwrap()).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q5K).unwrap();
+        let reference = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q5K).unwrap()).unwrap();
         let l = QLinear::from_qtensor(q).unwrap();
         assert!(matches!(l, QLinear::Candle(_)));
         // The slice entry point goes through candle for them.
