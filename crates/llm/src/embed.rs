@@ -4,7 +4,7 @@
 //! sentence-transformers produces.
 //! On the CPU it runs Tresor's own encoder ([`crate::bert`]: no padding,
 //! fused row ops, reused buffers), in int8 ([`crate::i8gemm`], cosine to
-//! the f32 vectors ≥ 0.995, tested) where this CPU has the fast int8 kernel
+//! the f32 vectors ≥ 0.995, tested) where this CPU has a SIMD int8 kernel (AVX-512 VNNI or AVX2)
 //! and in f32 otherwise; `TRESOR_EMBED_PRECISION=f32|int8` overrides the
 //! choice and `TRESOR_EMBED_IMPL=candle` runs candle-transformers'
 //! `BertModel` (the reference, and the path on GPUs).
@@ -37,7 +37,7 @@ pub enum Backend {
 
 impl Backend {
     /// The default on `device`: candle off the CPU; on the CPU Tresor's
-    /// encoder in int8 where the fast int8 kernel runs (AVX-512 VNNI), else
+    /// encoder in int8 where a SIMD int8 kernel runs (AVX-512 VNNI or AVX2), else
     /// in f32; overridden by `TRESOR_EMBED_IMPL=candle` and
     /// `TRESOR_EMBED_PRECISION=f32|int8|auto`.
     pub fn default_for(device: &Device) -> Result<Self> {
