@@ -3,7 +3,7 @@
 //! candle 0.11 multiplies Q4_1 weights with a scalar (generic) dot product,
 //! one weight row per activation row, and its Q8_0 and K-quant kernels do
 //! one vector dot per (row, token), called per layer through a tensor round
-//! trip. [`QLinear`] replaces candle's `QMatMul` for Q4_1, Q8_0, Q4_K and
+//! trip. [`QLinear`] replaces candle's `QMatMul` for Q4_1, Q5_0, Q8_0, Q4_K and
 //! Q6_K weights on the CPU with AVX2/FMA kernels (runtime dispatch, scalar
 //! fallback elsewhere):
 //! - activations are quantized once per call to 8-bit blocks (ggml's
@@ -41,6 +41,9 @@ const QK_K: usize = 256;
 const Q4_1_BYTES: usize = 20;
 /// Bytes of one GGUF Q8_0 block: f16 d, 32 signed bytes.
 const Q8_0_BYTES: usize = 34;
+/// Bytes of one GGUF Q5_0 block: f16 d, 32 high bits, 16 bytes of nibbles
+/// (value = nibble + 16·bit − 16).
+const Q5_0_BYTES: usize = 22;
 /// Bytes of one GGUF Q4_K block: f16 d, f16 dmin, 12 bytes of packed 6-bit
 /// scales and minimums (8 sub-blocks of 32), 128 bytes of nibbles.
 const Q4_K_BYTES: usize = 144;
@@ -57,6 +60,7 @@ const DECODE_ROWS: usize = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Q4_1,
+    Q5_0,
     Q8_0,
     Q4K,
     Q6K,
@@ -66,6 +70,7 @@ impl Kind {
     fn of(dtype: GgmlDType) -> Option<Kind> {
         match dtype {
             GgmlDType::Q4_1 => Some(Kind::Q4_1),
+            GgmlDType::Q5_0 => Some(Kind::Q5_0),
             GgmlDType::Q8_0 => Some(Kind::Q8_0),
             GgmlDType::Q4K => Some(Kind::Q4K),
             GgmlDType::Q6K => Some(Kind::Q6K),
@@ -76,7 +81,7 @@ impl Kind {
     /// Values per weight block.
     fn block_len(self) -> usize {
         match self {
-            Kind::Q4_1 | Kind::Q8_0 => QK,
+            Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => QK,
             Kind::Q4K | Kind::Q6K => QK_K,
         }
     }
@@ -84,6 +89,7 @@ impl Kind {
     fn block_bytes(self) -> usize {
         match self {
             Kind::Q4_1 => Q4_1_BYTES,
+            Kind::Q5_0 => Q5_0_BYTES,
             Kind::Q8_0 => Q8_0_BYTES,
             Kind::Q4K => Q4_K_BYTES,
             Kind::Q6K => Q6_K_BYTES,
@@ -93,7 +99,7 @@ impl Kind {
 
 /// A linear layer without bias over quantized weights `(n, k)`: `x · Wᵀ`.
 pub enum QLinear {
-    /// Q4_1 / Q8_0 on the CPU through Tresor's kernels.
+    /// Q4_1 / Q5_0 / Q8_0 / Q4_K / Q6_K on the CPU through Tresor's kernels.
     Own(Arc<OwnWeights>),
     /// Everything else through candle.
     Candle(QMatMul),
@@ -314,7 +320,7 @@ pub(crate) fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
 /// `out (m, n) = x (m, k) · Wᵀ` for weights `data` of `kind`.
 fn matmul(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
     match kind {
-        Kind::Q4_1 | Kind::Q8_0 => matmul_with::<BlockQ8>(kind, data, n, k, x, m, out),
+        Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => matmul_with::<BlockQ8>(kind, data, n, k, x, m, out),
         Kind::Q4K | Kind::Q6K => matmul_with::<BlockQ8K>(kind, data, n, k, x, m, out),
     }
 }
@@ -435,7 +441,8 @@ fn dot_x4(kind: Kind, w: &[u8], xs: &[&[BlockQ8]; 4], avx2: bool) -> [f32; 4] {
         return unsafe {
             match kind {
                 Kind::Q4_1 => avx2::dot_q4_1_x4(w, xs),
-                _ => avx2::dot_q8_0_x4(w, xs), // Q8_0: the other 32-value format
+                Kind::Q5_0 => avx2::dot_q8_0_x4::<true>(w, xs),
+                _ => avx2::dot_q8_0_x4::<false>(w, xs), // Q8_0: the other 32-value format
             }
         };
     }
@@ -451,7 +458,8 @@ fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[BlockQ8], avx2: bool) -> [f32; 4] {
         return unsafe {
             match kind {
                 Kind::Q4_1 => avx2::dot_q4_1_r4(ws, x),
-                _ => avx2::dot_q8_0_r4(ws, x), // Q8_0
+                Kind::Q5_0 => avx2::dot_q8_0_r4::<true>(ws, x),
+                _ => avx2::dot_q8_0_r4::<false>(ws, x), // Q8_0
             }
         };
     }
@@ -459,8 +467,8 @@ fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[BlockQ8], avx2: bool) -> [f32; 4] {
     std::array::from_fn(|i| dot_scalar(kind, ws[i], x))
 }
 
-/// The references: ggml's `vec_dot_q4_1_q8_1` and `vec_dot_q8_0_q8_0` in
-/// plain Rust.
+/// The references: ggml's `vec_dot_q4_1_q8_1`, `vec_dot_q5_0_q8_0` and
+/// `vec_dot_q8_0_q8_0` in plain Rust.
 fn dot_scalar(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
     let mut sum = 0f32;
     for (blk, xb) in w.chunks_exact(kind.block_bytes()).zip(x) {
@@ -476,6 +484,17 @@ fn dot_scalar(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
                 sum += d * xb.d * sumi as f32 + m * xb.s;
             }
             Kind::Q4K | Kind::Q6K => unreachable!("K-quants multiply Q8_K blocks (dot_scalar_k)"),
+            Kind::Q5_0 => {
+                let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                let mut sumi = 0i32;
+                for j in 0..QK / 2 {
+                    let q = blk[6 + j];
+                    let lo = ((q & 0x0F) as i32 | (((qh >> j) & 1) << 4) as i32) - 16;
+                    let hi = ((q >> 4) as i32 | (((qh >> (j + 16)) & 1) << 4) as i32) - 16;
+                    sumi += lo * xb.qs[j] as i32 + hi * xb.qs[j + QK / 2] as i32;
+                }
+                sum += d * xb.d * sumi as f32;
+            }
             Kind::Q8_0 => {
                 let sumi: i32 = blk[2..].iter().zip(&xb.qs).map(|(&w, &x)| w as i8 as i32 * x as i32).sum();
                 sum += d * xb.d * sumi as f32;
@@ -577,7 +596,7 @@ fn dot_scalar_k(kind: Kind, w: &[u8], x: &[BlockQ8K]) -> f32 {
                 }
                 sum += xb.d * d * sumi as f32;
             }
-            Kind::Q4_1 | Kind::Q8_0 => unreachable!("32-value formats multiply Q8 blocks (dot_scalar)"),
+            Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => unreachable!("32-value formats multiply Q8 blocks (dot_scalar)"),
         }
     }
     sum
@@ -585,7 +604,7 @@ fn dot_scalar_k(kind: Kind, w: &[u8], x: &[BlockQ8K]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BlockQ8, BlockQ8K, Q4_1_BYTES, Q4_K_BYTES, Q6_K_BYTES, Q8_0_BYTES};
+    use super::{BlockQ8, BlockQ8K, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q6_K_BYTES, Q8_0_BYTES};
     use std::arch::x86_64::*;
 
     #[inline]
@@ -722,24 +741,42 @@ mod avx2 {
         }};
     }
 
-    /// Four Q8_0 weight rows against one activation row (decode).
+    /// The 32 signed weights of a Q8_0 block (`Q5 = false`) or a Q5_0 block
+    /// (`Q5 = true`: nibbles, and 0xF0 or-ed in where the block's high bit
+    /// is clear, which is `nibble + 16·bit − 16` as i8, as ggml does it).
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q8_0_r4(ws: &[&[u8]; 4], x: &[BlockQ8]) -> [f32; 4] {
-        let nb = ws[0].len() / Q8_0_BYTES;
+    unsafe fn weights_8<const Q5: bool>(blk: *const u8) -> __m256i {
+        if !Q5 {
+            return _mm256_loadu_si256(blk.add(2) as *const __m256i);
+        }
+        let qh = std::ptr::read_unaligned(blk.add(2) as *const u32);
+        let q = nibbles(blk.add(2), _mm_set1_epi8(0x0F)); // nibbles() skips 4 bytes: qs at 6
+        // byte j = 0xFF where bit j of qh is set
+        let spread = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0));
+        let bit_set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe)), _mm256_set1_epi64x(-1));
+        _mm256_or_si256(q, _mm256_andnot_si256(bit_set, _mm256_set1_epi8(0xF0u8 as i8)))
+    }
+
+    /// Four Q8_0 (or Q5_0) weight rows against one activation row (decode).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q8_0_r4<const Q5: bool>(ws: &[&[u8]; 4], x: &[BlockQ8]) -> [f32; 4] {
+        let bytes = if Q5 { Q5_0_BYTES } else { Q8_0_BYTES };
+        let nb = ws[0].len() / bytes;
         assert!(x.len() >= nb && ws.iter().all(|w| w.len() == ws[0].len()));
         let ones = _mm256_set1_epi16(1);
         let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
         let (p0, p1, p2, p3) = (ws[0].as_ptr(), ws[1].as_ptr(), ws[2].as_ptr(), ws[3].as_ptr());
         let next = p3.wrapping_add(ws[3].len());
         for b in 0..nb {
-            prefetch_next(next, b * 4 * Q8_0_BYTES);
-            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(b * 4 * Q8_0_BYTES + 128) as *const i8);
+            prefetch_next(next, b * 4 * bytes);
+            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(b * 4 * bytes + 128) as *const i8);
             let xb = x.get_unchecked(b);
-            let o = b * Q8_0_BYTES;
+            let o = b * bytes;
             macro_rules! row {
                 ($p:expr, $acc:ident) => {{
                     let blk = $p.add(o);
-                    let wq = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+                    let wq = weights_8::<Q5>(blk);
                     q8_0_step!(blk, wq, _mm256_sign_epi8(wq, wq), xb, $acc, ones);
                 }};
             }
@@ -751,18 +788,19 @@ mod avx2 {
         [hsum(a0), hsum(a1), hsum(a2), hsum(a3)]
     }
 
-    /// One Q8_0 weight row against four activation rows (prefill).
+    /// One Q8_0 (or Q5_0) weight row against four activation rows (prefill).
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q8_0_x4(w: &[u8], xs: &[&[BlockQ8]; 4]) -> [f32; 4] {
-        let nb = w.len() / Q8_0_BYTES;
+    pub(super) unsafe fn dot_q8_0_x4<const Q5: bool>(w: &[u8], xs: &[&[BlockQ8]; 4]) -> [f32; 4] {
+        let bytes = if Q5 { Q5_0_BYTES } else { Q8_0_BYTES };
+        let nb = w.len() / bytes;
         assert!(xs.iter().all(|x| x.len() >= nb));
         let ones = _mm256_set1_epi16(1);
         let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
         let (x0, x1, x2, x3) = (xs[0].as_ptr(), xs[1].as_ptr(), xs[2].as_ptr(), xs[3].as_ptr());
         let wp = w.as_ptr();
         for b in 0..nb {
-            let blk = wp.add(b * Q8_0_BYTES);
-            let wq = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+            let blk = wp.add(b * bytes);
+            let wq = weights_8::<Q5>(blk);
             let wabs = _mm256_sign_epi8(wq, wq);
             q8_0_step!(blk, wq, wabs, &*x0.add(b), a0, ones);
             q8_0_step!(blk, wq, wabs, &*x1.add(b), a1, ones);
@@ -938,7 +976,7 @@ mod tests {
     fn matches_candle(dtype: GgmlDType, kind: Kind) {
         let dev = Device::Cpu;
         let shapes: &[(usize, usize, usize)] = match kind {
-            Kind::Q4_1 | Kind::Q8_0 => &[(1, 64, 7), (1, 576, 50), (5, 576, 192), (70, 1536, 33), (3, 64, 1)],
+            Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => &[(1, 64, 7), (1, 576, 50), (5, 576, 192), (70, 1536, 33), (3, 64, 1)],
             Kind::Q4K | Kind::Q6K => &[(1, 256, 7), (1, 768, 50), (5, 512, 192), (70, 1536, 33), (3, 256, 1)],
         };
         for &(m, k, n) in shapes {
@@ -964,7 +1002,7 @@ mod tests {
                 assert!(max_err <= 1e-3 * scale, "{dtype:?} ({m},{k},{n}) row {i}: max abs error {max_err} vs candle (scale {scale})");
                 let xr = row.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let exact_dot: Box<dyn Fn(&[u8]) -> f32> = match kind {
-                    Kind::Q4_1 | Kind::Q8_0 => {
+                    Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => {
                         let mut xq = vec![ZERO_BLOCK; k / QK];
                         quantize_row(&xr, &mut xq, kind == Kind::Q4_1);
                         Box::new(move |w| dot_scalar(kind, w, &xq))
@@ -991,6 +1029,11 @@ mod tests {
     #[test]
     fn q8_0_matches_candle() {
         matches_candle(GgmlDType::Q8_0, Kind::Q8_0);
+    }
+
+    #[test]
+    fn q5_0_matches_candle() {
+        matches_candle(GgmlDType::Q5_0, Kind::Q5_0);
     }
 
     #[test]
@@ -1055,7 +1098,7 @@ mod tests {
     #[test]
     fn avx2_and_scalar_paths_agree() {
         let k = 256;
-        for (dtype, kind) in [(GgmlDType::Q4_1, Kind::Q4_1), (GgmlDType::Q8_0, Kind::Q8_0)] {
+        for (dtype, kind) in [(GgmlDType::Q4_1, Kind::Q4_1), (GgmlDType::Q5_0, Kind::Q5_0), (GgmlDType::Q8_0, Kind::Q8_0)] {
             let w = Tensor::from_vec(random(4 * k, 11), (4, k), &Device::Cpu).unwrap();
             let data = QTensor::quantize(&w, dtype).unwrap().data().unwrap().into_owned();
             let rb = data.len() / 4;
