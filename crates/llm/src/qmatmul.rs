@@ -534,6 +534,7 @@ fn quantize_row_q8k(x: &[f32], out: &mut [BlockQ8K]) {
 /// The 6-bit scales and minimums of a Q4_K block's 8 sub-blocks, unpacked
 /// from their 12 bytes (ggml's `get_scale_min_k4`): bytes 0..8 of the result
 /// are the scales, 8..16 the minimums.
+#[inline(always)]
 fn q4_k_scales(packed: &[u8]) -> [u32; 4] {
     const KMASK1: u32 = 0x3f3f_3f3f;
     const KMASK2: u32 = 0x0f0f_0f0f;
@@ -811,14 +812,26 @@ mod avx2 {
     }
 
     /// `_mm256_shuffle_epi8` patterns that broadcast 16-bit lane `i` of a
-    /// 128-bit half to all eight lanes of that half.
+    /// 128-bit half to all eight lanes of that half (a table: built from
+    /// scalars in the loop, the vector cost ~40 instructions per use).
+    const BROADCAST_I16: [[u8; 32]; 8] = {
+        let mut t = [[0u8; 32]; 8];
+        let mut i = 0;
+        while i < 8 {
+            let mut b = 0;
+            while b < 32 {
+                t[i][b] = (2 * i + b % 2) as u8;
+                b += 1;
+            }
+            i += 1;
+        }
+        t
+    };
+
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn broadcast_i16(i: usize) -> __m256i {
-        let (lo, hi) = ((2 * i) as i8, (2 * i + 1) as i8);
-        _mm256_setr_epi8(
-            lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi,
-        )
+        _mm256_loadu_si256(BROADCAST_I16.as_ptr().add(i) as *const __m256i)
     }
 
     /// `T` Q8_K activation rows against one Q4_K weight row: each block's
