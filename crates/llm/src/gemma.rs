@@ -40,7 +40,7 @@ use std::sync::Arc;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Result, Tensor};
 
-use crate::llama::{attention_windowed, Embedding, RmsNorm, Rope};
+use crate::llama::{attention_windowed, store_kv, Embedding, RmsNorm, Rope, Scratch};
 use crate::qmatmul::QLinear;
 
 /// What candle assumes when the GGUF has no such key.
@@ -299,15 +299,9 @@ impl GemmaWeights {
             Some(l) => l.w_gate.dims()?.0,
             None => 0,
         };
-        let mut h = vec![0f32; t * e];
+        let Scratch { mut h, mut q, mut k, mut v, mut att, mut o, mut gate, mut up } = Scratch::new(t, e, qd, kvd, ff);
+        // the projections before their per-head norms
         let mut proj = vec![0f32; t * qd];
-        let mut q = vec![0f32; t * qd];
-        let mut k = vec![0f32; t * kvd];
-        let mut v = vec![0f32; t * kvd];
-        let mut att = vec![0f32; t * qd];
-        let mut o = vec![0f32; t * e];
-        let mut gate = vec![0f32; t * ff];
-        let mut up = vec![0f32; t * ff];
         self.rope_local.ensure(kv_len);
         self.rope_global.ensure(kv_len);
         for layer in &mut self.layers {
@@ -320,13 +314,8 @@ impl GemmaWeights {
             layer.wv.forward_slice(&h, t, &mut v)?;
             rope.apply(&mut q, nh, hd, pos);
             rope.apply(&mut k, nkv, hd, pos);
-            for cache in [&mut layer.k, &mut layer.v] {
-                if cache.len() < kv_len * kvd {
-                    cache.resize(kv_len * kvd, 0.0);
-                }
-            }
-            layer.k[pos * kvd..kv_len * kvd].copy_from_slice(&k);
-            layer.v[pos * kvd..kv_len * kvd].copy_from_slice(&v);
+            store_kv(&mut layer.k, &k, pos, kvd);
+            store_kv(&mut layer.v, &v, pos, kvd);
             let (kc, vc) = (&layer.k[..kv_len * kvd], &layer.v[..kv_len * kvd]);
             attention_windowed(&q, kc, vc, t, pos, nh, nkv, hd, self.attn_scale, layer.window, &mut att);
             layer.wo.forward_slice(&att, t, &mut o)?;

@@ -308,14 +308,7 @@ impl LlamaWeights {
             Some(l) => l.w_gate.dims()?.0,
             None => 0,
         };
-        let mut h = vec![0f32; t * e];
-        let mut q = vec![0f32; t * qd];
-        let mut k = vec![0f32; t * kvd];
-        let mut v = vec![0f32; t * kvd];
-        let mut att = vec![0f32; t * qd];
-        let mut o = vec![0f32; t * e];
-        let mut gate = vec![0f32; t * ff];
-        let mut up = vec![0f32; t * ff];
+        let Scratch { mut h, mut q, mut k, mut v, mut att, mut o, mut gate, mut up } = Scratch::new(t, e, qd, kvd, ff);
         let rope = Rope { cos: &self.cos_host, sin: &self.sin_host, half: self.rope_dim / 2, neox: self.rope_is_neox };
         for layer in &mut self.layers {
             layer.attn_norm.apply(&x, &mut h);
@@ -324,13 +317,8 @@ impl LlamaWeights {
             layer.wv.forward_slice(&h, t, &mut v)?;
             rope.apply(&mut q, nh, hd, pos);
             rope.apply(&mut k, nkv, hd, pos);
-            for cache in [&mut layer.k_host, &mut layer.v_host] {
-                if cache.len() < kv_len * kvd {
-                    cache.resize(kv_len * kvd, 0.0);
-                }
-            }
-            layer.k_host[pos * kvd..kv_len * kvd].copy_from_slice(&k);
-            layer.v_host[pos * kvd..kv_len * kvd].copy_from_slice(&v);
+            store_kv(&mut layer.k_host, &k, pos, kvd);
+            store_kv(&mut layer.v_host, &v, pos, kvd);
             attention(&q, &layer.k_host[..kv_len * kvd], &layer.v_host[..kv_len * kvd], t, pos, nh, nkv, hd, &mut att);
             layer.wo.forward_slice(&att, t, &mut o)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
@@ -395,6 +383,46 @@ impl LlamaWeights {
         let last = x.narrow(1, t - 1, 1)?.squeeze(1)?;
         let last = self.norm.forward(&last)?;
         self.output.forward(&last)
+    }
+}
+
+/// Writes the keys or values `new` of positions `pos..` (rows of `kvd`)
+/// into a host cache, growing it to cover them (shared with
+/// [`crate::gemma`]).
+pub(crate) fn store_kv(cache: &mut Vec<f32>, new: &[f32], pos: usize, kvd: usize) {
+    let end = pos * kvd + new.len();
+    if cache.len() < end {
+        cache.resize(end, 0.0);
+    }
+    cache[pos * kvd..end].copy_from_slice(new);
+}
+
+/// The host buffers of one forward over `t` tokens: hidden `e`, query
+/// `qd`, key/value `kvd`, feed-forward `ff` features (shared with
+/// [`crate::gemma`]).
+pub(crate) struct Scratch {
+    pub(crate) h: Vec<f32>,
+    pub(crate) q: Vec<f32>,
+    pub(crate) k: Vec<f32>,
+    pub(crate) v: Vec<f32>,
+    pub(crate) att: Vec<f32>,
+    pub(crate) o: Vec<f32>,
+    pub(crate) gate: Vec<f32>,
+    pub(crate) up: Vec<f32>,
+}
+
+impl Scratch {
+    pub(crate) fn new(t: usize, e: usize, qd: usize, kvd: usize, ff: usize) -> Self {
+        Scratch {
+            h: vec![0f32; t * e],
+            q: vec![0f32; t * qd],
+            k: vec![0f32; t * kvd],
+            v: vec![0f32; t * kvd],
+            att: vec![0f32; t * qd],
+            o: vec![0f32; t * e],
+            gate: vec![0f32; t * ff],
+            up: vec![0f32; t * ff],
+        }
     }
 }
 
