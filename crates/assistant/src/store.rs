@@ -17,9 +17,8 @@ pub(crate) fn open_db(path: &Path, key: &WorkspaceKey) -> Result<Connection> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| AssistantError::Io { path: dir.to_path_buf(), source })?;
     }
-    let conn = key.open_db(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).db(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL").db(path)?;
+    let conn = key.open_db_wal(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).db(path)?;
     conn.pragma_update(None, "foreign_keys", "ON").db(path)?;
     Ok(conn)
 }

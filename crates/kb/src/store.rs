@@ -247,9 +247,9 @@ impl Kb {
     fn open_inner(dir: &Path, key: &WorkspaceKey) -> Result<Kb> {
         let db_path = dir.join(DB_FILE);
         // SQLCipher; a plaintext kb.sqlite from before encryption is migrated here
-        let conn = key.open_db(&db_path)?;
+        let conn = key.open_db_wal(&db_path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).db(&db_path)?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
             .db(&db_path)?;
         let mut kb = Kb { dir: dir.to_path_buf(), db_path, conn, key: key.clone(), index: None, applied_seq: 0, index_dirty: false };
         kb.migrate()?;

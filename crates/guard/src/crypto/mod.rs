@@ -267,6 +267,15 @@ impl WorkspaceKey {
         sqlite::open(self, path)
     }
 
+    /// [`WorkspaceKey::open_db`], then WAL mode (readers never wait for the
+    /// writer). Safe when several processes open a fresh database at once:
+    /// the switch to WAL is retried while another holds the file.
+    pub fn open_db_wal(&self, path: &Path) -> Result<rusqlite::Connection> {
+        let conn = sqlite::open(self, path)?;
+        sqlite::use_wal(&conn, path, std::time::Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
     /// Seals `plaintext` (XChaCha20-Poly1305, random nonce); `aad` is
     /// authenticated but not stored: the same `aad` must be given to
     /// [`WorkspaceKey::unseal`]. Output: magic, key id, nonce, ciphertext+tag.

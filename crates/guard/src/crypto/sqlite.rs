@@ -16,6 +16,10 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> CryptoError + '_ {
     move |source| CryptoError::Db { path: path.to_path_buf(), source }
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
 fn is_not_a_db(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::NotADatabase)
 }
@@ -73,6 +77,41 @@ pub(crate) fn open(key: &WorkspaceKey, path: &Path) -> Result<Connection> {
         }
     }
     Err(CryptoError::WrongKey { path: path.to_path_buf() })
+}
+
+/// Puts the database behind `conn` in WAL mode. Switching needs the file
+/// to itself and SQLite does not run the busy handler for it, so two
+/// processes opening a fresh database at once (two `tresor ask` on a new
+/// data dir) would get "database is locked" however long the busy timeout.
+/// WAL is a property of the file: once one connection has switched, the
+/// others find it set and take no lock; until then this retries with
+/// backoff for up to `budget`.
+pub(crate) fn use_wal(conn: &Connection, path: &Path, budget: std::time::Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + budget;
+    let mut wait = std::time::Duration::from_millis(5);
+    loop {
+        let attempt = conn.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)).and_then(|mode| {
+            if mode.eq_ignore_ascii_case("wal") {
+                return Ok(mode);
+            }
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        });
+        let last = match attempt {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            // the switch was refused: another connection holds a lock on the file
+            Ok(mode) => rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some(format!("could not switch to WAL (journal mode is still {mode})")),
+            ),
+            Err(e) if is_busy(&e) => e,
+            Err(e) => return Err(db_err(path)(e)),
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(db_err(path)(last));
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Whether `key` opens the database at `path` (read-only, changes nothing).
@@ -166,6 +205,46 @@ mod tests {
 
     fn contains(path: &Path, needle: &[u8]) -> bool {
         std::fs::read(path).unwrap().windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn wal_switch_waits_for_a_lock_held_by_another_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.sqlite");
+        let k = WorkspaceKey::ephemeral();
+        let holder = k.open_db(&p).unwrap();
+        holder.execute_batch("CREATE TABLE t(x); BEGIN; SELECT count(*) FROM t;").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let release = std::thread::spawn(move || {
+            rx.recv().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            holder.execute_batch("COMMIT;").unwrap();
+            holder
+        });
+        let c = k.open_db(&p).unwrap();
+        // while the reader holds its lock the switch is refused at once
+        assert!(use_wal(&c, &p, std::time::Duration::ZERO).is_err());
+        tx.send(()).unwrap();
+        use_wal(&c, &p, std::time::Duration::from_secs(10)).unwrap();
+        let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        drop(release.join().unwrap());
+        // many connections opening a fresh file at once all end up in WAL
+        let q = dir.path().join("fresh.sqlite");
+        let threads: Vec<_> = (0..12)
+            .map(|_| {
+                let (k, q) = (k.clone(), q.clone());
+                std::thread::spawn(move || {
+                    let c = k.open_db_wal(&q)?;
+                    c.execute_batch("CREATE TABLE IF NOT EXISTS t(x); INSERT INTO t VALUES (1);").map_err(db_err(&q))
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        let n: i64 = k.open_db(&q).unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 12);
     }
 
     #[test]
