@@ -33,6 +33,17 @@ pub fn stem(word: &str, lang: Lang) -> String {
     stemmer(lang).stem(word).into_owned()
 }
 
+/// `term` as FTS5's `unicode61 remove_diacritics 2` stores it: lowercase,
+/// combining marks removed ("gerät" → "gerat", "café" → "cafe"). Index
+/// terms are written unfolded; the vocabulary (fts5vocab) holds them folded.
+pub fn fold(term: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    if term.is_ascii() {
+        return term.to_ascii_lowercase();
+    }
+    term.nfd().filter(|c| !unicode_normalization::char::is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
+}
+
 /// Frequent German word parts (as German stems), so compounds split even
 /// when their parts never occur alone in the document being indexed.
 const LEXICON: &[&str] = &[
@@ -187,6 +198,14 @@ pub fn fts_match(terms: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fold_matches_unicode61() {
+        assert_eq!(fold("gerät"), "gerat");
+        assert_eq!(fold("Café"), "cafe");
+        assert_eq!(fold("straße"), "straße");
+        assert_eq!(fold("urlaub"), "urlaub");
+    }
 
     #[test]
     fn splits_german_compounds_with_linking_s() {

@@ -740,22 +740,28 @@ impl Kb {
 
     /// Whether `stem` is a term of the FTS index (for query decompounding).
     pub(crate) fn has_term(&self, stem: &str) -> bool {
-        self.conn
-            .query_row("SELECT 1 FROM chunks_vocab WHERE term = ?1", [stem], |_| Ok(()))
-            .optional()
-            .ok()
-            .flatten()
-            .is_some()
+        self.term_docs(stem) > 0
     }
 
-    /// In how many chunks `term` occurs (0 when it is no term of the index).
-    pub(crate) fn term_docs(&self, term: &str) -> usize {
+    /// In how many chunks `term` (an analysed stem, see [`crate::analyze`])
+    /// occurs; 0 when it is no term of the index.
+    pub fn term_docs(&self, term: &str) -> usize {
         self.conn
-            .query_row("SELECT doc FROM chunks_vocab WHERE term = ?1", [term], |r| r.get::<_, i64>(0))
-            .optional()
+            .prepare_cached("SELECT doc FROM chunks_vocab WHERE term = ?1")
+            .and_then(|mut st| st.query_row([crate::analyze::fold(term)], |r| r.get::<_, i64>(0)).optional())
             .ok()
             .flatten()
             .unwrap_or(0) as usize
+    }
+
+    /// How specific `term` is in this knowledge base of `chunks` chunks:
+    /// BM25's inverse document frequency, ln(1 + (N − n + 0.5) / (n + 0.5))
+    /// with n = [`Kb::term_docs`]. A term no chunk holds gets the highest
+    /// value; one in every chunk about 0.
+    pub fn term_idf(&self, term: &str, chunks: usize) -> f32 {
+        let n = self.term_docs(term).min(chunks) as f32;
+        let total = chunks as f32;
+        (1.0 + (total - n + 0.5) / (n + 0.5)).ln()
     }
 
     /// BM25 over the analysed terms: (chunk id, score), best first (score = -bm25).

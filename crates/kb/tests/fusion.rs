@@ -195,3 +195,24 @@ fn bm25_leaves_out_frequent_terms_only_past_the_postings_budget() {
     // (the twelve weekly reports embed alike, so near-duplicate removal keeps one)
     assert!(!res.hits.is_empty() && res.hits.iter().all(|h| h.text.contains("lunch")), "{:?}", res.hits);
 }
+
+#[test]
+fn term_idf_ranks_rare_terms_above_frequent_ones_and_folds_diacritics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files: Vec<(String, String)> = (0..9).map(|i| (format!("f{i}.txt"), format!("Weekly report number {i} about lunch."))).collect();
+    files.push(("zz.txt".into(), "The parking report is due at the café.".into()));
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let kb = kb_with(tmp.path(), &refs);
+    let n = kb.chunk_count().unwrap();
+    assert_eq!(n, 10);
+    let stem = |w: &str| tresor_kb::analyze::stem(w, tresor_kb::lang::Lang::En);
+    assert_eq!(kb.term_docs(&stem("report")), 10);
+    assert_eq!(kb.term_docs(&stem("lunch")), 9);
+    assert_eq!(kb.term_docs(&stem("parking")), 1);
+    // FTS5 stores "café" folded; the lookup folds the same way
+    assert_eq!(kb.term_docs("café"), 1);
+    let (report, lunch, parking, absent) =
+        (kb.term_idf(&stem("report"), n), kb.term_idf(&stem("lunch"), n), kb.term_idf(&stem("parking"), n), kb.term_idf("stockoption", n));
+    assert!(report < lunch && lunch < parking && parking < absent, "{report} {lunch} {parking} {absent}");
+    assert!(report > 0.0 && report < 0.1, "{report}");
+}
