@@ -10,7 +10,7 @@ use serde::Serialize;
 use tresor_kb::embed::dot;
 
 use crate::pack::Passage;
-use crate::text::{content_terms, coverage, jaccard, language, sentences, term_set};
+use crate::text::{content_terms, coverage, jaccard, language, sentences, term_set, weighted_coverage};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SentenceCheck {
@@ -84,7 +84,7 @@ pub fn needs_embedding(sentence: &str, question: &str, passages: &[Passage], lex
     passages.iter().any(|p| {
         let pl = p.lang();
         let t = if pl == lang { terms.clone() } else { content_terms(&text, pl) };
-        let lexical = coverage(&t, &term_set(&format!("{} {}", p.hit.heading, p.hit.text), pl));
+        let lexical = coverage(&t, &term_set(&format!("{} {}", p.hit.heading, p.hit.text), pl), pl);
         lexical_weight * lexical + (1.0 - lexical_weight) >= threshold
     })
 }
@@ -109,7 +109,7 @@ pub fn check(
     }
     // it must address the question: share a word with it, carry a number, or be close in meaning
     let q_terms = content_terms(question, lang);
-    let about = coverage(&q_terms, &term_set(&text, lang)) > 0.0
+    let about = coverage(&q_terms, &term_set(&text, lang), lang) > 0.0
         || !crate::text::numbers(&text).is_empty()
         || matches!((svec, qvec), (Some(a), Some(b)) if a.len() == b.len() && dot(a, b) >= 0.35);
     if !about {
@@ -119,7 +119,7 @@ pub fn check(
     for (i, p) in passages.iter().enumerate() {
         let pl = p.lang();
         let t = if pl == lang { terms.clone() } else { content_terms(&text, pl) };
-        let lexical = coverage(&t, &term_set(&format!("{} {}", p.hit.heading, p.hit.text), pl));
+        let lexical = coverage(&t, &term_set(&format!("{} {}", p.hit.heading, p.hit.text), pl), pl);
         let cosine = match svec {
             Some(v) if v.len() == p.embedding.len() => dot(v, &p.embedding).max(0.0),
             _ => 0.0,
@@ -150,17 +150,16 @@ pub fn check(
 }
 
 /// The passages' sentences that best match the question: (sentence, passage index).
-pub fn extractive(question: &str, passages: &[Passage], n: usize) -> Vec<(String, usize)> {
+pub fn extractive(passages: &[Passage], n: usize) -> Vec<(String, usize)> {
     let mut cands: Vec<(f32, usize, usize, String)> = Vec::new();
     for (pi, p) in passages.iter().enumerate() {
         let lang = p.lang();
-        let q = content_terms(question, lang);
         for (si, s) in sentences(&p.text).into_iter().enumerate() {
             if s.split_whitespace().count() < 3 {
                 continue;
             }
             // prefer the better passage and earlier sentences on ties
-            let score = coverage(&q, &term_set(&s, lang)) + 0.05 * p.evidence - 0.001 * si as f32;
+            let score = weighted_coverage(&p.q_terms, &term_set(&s, lang), lang) + 0.05 * p.evidence - 0.001 * si as f32;
             cands.push((score, pi, si, s));
         }
     }
@@ -233,6 +232,7 @@ mod tests {
                 mk(2, "Report sick to your manager before 9:30 on the first day."),
             ],
             1.0,
+            &|_| 1.0,
         )
     }
 
@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn extractive_answer_takes_the_matching_sentence() {
         let p = passages();
-        let ex = extractive("How many vacation days do full-time employees get?", &p, 2);
+        let ex = extractive(&p, 2);
         assert_eq!(ex[0].0, "Full-time employees get 30 working days of paid vacation per calendar year.");
     }
 

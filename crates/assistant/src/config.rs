@@ -82,7 +82,9 @@ impl Default for AssistantConfig {
             retrieve_k: 6,
             max_passages: 3,
             context_tokens: 400,
-            evidence_threshold: 0.48,
+            // with term weights (idf) the dev set's answerable questions start at 0.46 and three of
+            // its four unanswerable ones end at 0.42; 0.48 was the unweighted score's threshold
+            evidence_threshold: 0.45,
             passage_relative_evidence: 0.7,
             support_threshold: 0.55,
             lexical_weight: 0.6,

@@ -112,6 +112,8 @@ pub struct PassageTrace {
     pub evidence: f32,
     pub tokens: usize,
     pub packed: bool,
+    /// Question terms the passage does not hold, most specific first.
+    pub missing_terms: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -608,7 +610,11 @@ impl Assistant {
         // evidence and packing
         let t = Instant::now();
         let hits = res.hits.into_iter().map(|h| { let e = embs.remove(&h.chunk_id).unwrap_or_default(); (h, e) }).collect();
-        let scored = pack::score(&question, &qvec, hits, self.cfg.lexical_weight);
+        let lexical_weight = self.cfg.lexical_weight;
+        let (kb, _) = self.kb(kb_name)?;
+        let chunks = kb.chunk_count()?;
+        let kb: &Kb = kb;
+        let scored = pack::score(&question, &qvec, hits, lexical_weight, &|t| kb.term_idf(t, chunks));
         let mut inj = firewall::InjectionTrace::default();
         let t_fw = Instant::now();
         let scored = if self.cfg.injection.enabled { firewall::screen_passages(scored, embedder.as_ref(), &self.cfg.injection, &mut inj) } else { scored };
@@ -636,7 +642,6 @@ impl Assistant {
         let model = Self::model(&mut self.loaded, &mut self.models, &spec, &mut timings.load_ms)?;
         let all = scored.clone();
         let (passages, rep) = pack::pack(
-            &question,
             scored,
             cfg.context_tokens,
             cfg.max_passages,
@@ -692,7 +697,7 @@ impl Assistant {
         let cancelled = cancelled || req.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
         if v.kept.is_empty() && !cancelled {
             trace.extractive = true;
-            for (s, pi) in cite::extractive(&question, &passages, cfg.extractive_sentences) {
+            for (s, pi) in cite::extractive(&passages, cfg.extractive_sentences) {
                 if let Some(s) = v.guarded(&s) {
                     v.emit(&s, pi, on_text);
                 }
@@ -810,6 +815,7 @@ fn passage_trace(p: &Passage, packed: bool) -> PassageTrace {
         evidence: p.evidence,
         tokens: p.tokens,
         packed,
+        missing_terms: p.missing_terms.clone(),
     }
 }
 

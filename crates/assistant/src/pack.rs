@@ -1,19 +1,21 @@
 //! Evidence and context packing. Each retrieved passage gets an evidence
 //! score against the question (lexical coverage of the question's content
-//! terms, blended with the embedding cosine); the best one must pass the
+//! terms, each weighted by its specificity in the knowledge base, blended
+//! with the embedding cosine); the best one must pass the
 //! evidence threshold, and the passages close to it are packed into the
 //! model's window: best first, near-duplicates dropped, long passages cut to
 //! the sentences that matter, all within a token budget measured with the
 //! chat model's own tokenizer.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use tresor_kb::embed::dot;
 use tresor_kb::lang::Lang;
 use tresor_kb::Hit;
 
-use crate::text::{content_terms, coverage, jaccard, sentences, term_set};
+use crate::text::{jaccard, sentences, term_matches, term_set, weighted_coverage, weighted_terms, WeightedTerm};
 
 /// A retrieved passage with what the pipeline measured about it.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +30,11 @@ pub struct Passage {
     pub cosine: f32,
     pub evidence: f32,
     pub tokens: usize,
+    /// The question's content terms in this passage's language, with their weights.
+    #[serde(skip)]
+    pub q_terms: Vec<WeightedTerm>,
+    /// The question terms this passage does not hold at all, most specific first.
+    pub missing_terms: Vec<String>,
 }
 
 impl Passage {
@@ -39,18 +46,40 @@ impl Passage {
     }
 }
 
-/// Scores `hits` (with their stored embeddings, same order) against the question.
-pub fn score(question: &str, qvec: &[f32], hits: Vec<(Hit, Vec<f32>)>, lexical_weight: f32) -> Vec<Passage> {
+/// Scores `hits` (with their stored embeddings, same order) against the
+/// question. `term_weight` says how much a question term (a stem in the
+/// passage's language) counts: its specificity in the knowledge base
+/// (`Kb::term_idf`); `&|_| 1.0` weighs every term the same.
+pub fn score(
+    question: &str,
+    qvec: &[f32],
+    hits: Vec<(Hit, Vec<f32>)>,
+    lexical_weight: f32,
+    term_weight: &dyn Fn(&str) -> f32,
+) -> Vec<Passage> {
+    let memo: RefCell<HashMap<String, f32>> = RefCell::new(HashMap::new());
+    let weight = |t: &str| {
+        if let Some(w) = memo.borrow().get(t) {
+            return *w;
+        }
+        let w = term_weight(t);
+        memo.borrow_mut().insert(t.to_string(), w);
+        w
+    };
     let mut out: Vec<Passage> = hits
         .into_iter()
         .map(|(hit, emb)| {
             let lang = Lang::parse(&hit.lang).unwrap_or(Lang::En);
-            let q_terms = content_terms(question, lang);
+            let q_terms = weighted_terms(question, lang, &weight);
             let p_terms = term_set(&format!("{} {} {}", hit.title, hit.heading, hit.text), lang);
-            let lexical = coverage(&q_terms, &p_terms);
+            let lexical = weighted_coverage(&q_terms, &p_terms, lang);
+            let mut missing: Vec<&WeightedTerm> =
+                q_terms.iter().zip(term_matches(&q_terms, &p_terms, lang)).filter(|(_, m)| *m == 0.0).map(|(t, _)| t).collect();
+            missing.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+            let missing_terms = missing.into_iter().map(|t| t.term.clone()).collect();
             let cosine = if emb.len() == qvec.len() { dot(qvec, &emb).max(0.0) } else { 0.0 };
             let evidence = lexical_weight * lexical + (1.0 - lexical_weight) * cosine;
-            Passage { text: hit.text.clone(), hit, embedding: emb, lexical, cosine, evidence, tokens: 0 }
+            Passage { text: hit.text.clone(), hit, embedding: emb, lexical, cosine, evidence, tokens: 0, q_terms, missing_terms }
         })
         .collect();
     out.sort_by(|a, b| b.evidence.total_cmp(&a.evidence));
@@ -71,7 +100,6 @@ pub struct PackReport {
 /// Packs the passages (sorted best first) whose evidence is at least
 /// `relative` × the best one's into `budget` tokens, at most `max` passages.
 pub fn pack(
-    question: &str,
     scored: Vec<Passage>,
     budget: usize,
     max: usize,
@@ -99,7 +127,7 @@ pub fn pack(
         let head_tokens = count_tokens(&header);
         let mut tokens = count_tokens(&p.text) + head_tokens;
         if tokens > left {
-            let trimmed = trim_to(question, &p.text, left.saturating_sub(head_tokens), p.lang(), count_tokens);
+            let trimmed = trim_to(&p.q_terms, &p.text, left.saturating_sub(head_tokens), p.lang(), count_tokens);
             if trimmed.is_empty() {
                 continue;
             }
@@ -129,13 +157,12 @@ pub fn label(h: &Hit) -> String {
     s
 }
 
-/// The sentences of `text` that best match the question, in their original
-/// order, within `budget` tokens.
-pub fn trim_to(question: &str, text: &str, budget: usize, lang: Lang, count_tokens: &dyn Fn(&str) -> usize) -> String {
+/// The sentences of `text` that best cover the question's terms `q`, in
+/// their original order, within `budget` tokens.
+pub fn trim_to(q: &[WeightedTerm], text: &str, budget: usize, lang: Lang, count_tokens: &dyn Fn(&str) -> usize) -> String {
     let sents = sentences(text);
-    let q = content_terms(question, lang);
     let mut ranked: Vec<(usize, f32)> =
-        sents.iter().enumerate().map(|(i, s)| (i, coverage(&q, &term_set(s, lang)) - i as f32 * 1e-3)).collect();
+        sents.iter().enumerate().map(|(i, s)| (i, weighted_coverage(q, &term_set(s, lang), lang) - i as f32 * 1e-3)).collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     let mut keep: Vec<usize> = Vec::new();
     let mut used = 0;
@@ -187,10 +214,10 @@ pub(crate) mod tests {
             (hit(3, "Full-time employees get 30 days of paid vacation per year. Requests go through the portal!"), vec![]),
             (hit(4, &format!("Vacation days for employees: {} Part-time employees get fewer days.", "Filler text here. ".repeat(30))), vec![]),
         ];
-        let scored = score(q, &[], hits, 1.0);
+        let scored = score(q, &[], hits, 1.0, &|_| 1.0);
         assert_eq!(scored[0].hit.chunk_id, 2);
         assert_eq!(scored.last().unwrap().hit.chunk_id, 1);
-        let (packed, rep) = pack(q, scored, 40, 3, 0.5, &words);
+        let (packed, rep) = pack(scored, 40, 3, 0.5, &words);
         let ids: Vec<i64> = packed.iter().map(|p| p.hit.chunk_id).collect();
         assert_eq!(ids, vec![2, 4], "{rep:?}");
         assert_eq!(rep.duplicates, 1);

@@ -90,20 +90,88 @@ pub fn term_set(text: &str, lang: Lang) -> HashSet<String> {
     content_terms(text, lang).into_iter().collect()
 }
 
-/// Share of `terms` found in `set`: an exact stem counts 1; otherwise the
-/// share of the term's characters covered by the set's words (German
-/// compounds: "urlaubstag" is covered by "urlaub" and by the "tag" of
-/// "arbeitstag"), capped at 0.9 and counted only from half on.
-pub fn coverage(terms: &[String], set: &HashSet<String>) -> f32 {
+/// A content term of the question and how much it counts: its specificity
+/// in the knowledge base (inverse document frequency), so that the words
+/// naming what is asked ("stock options", "Germany") outweigh the ones every
+/// handbook page shares ("employees", "senior").
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WeightedTerm {
+    pub term: String,
+    pub weight: f32,
+}
+
+/// Words that only shape a question after "how" / "wie" ("how long", "how
+/// often", "wie oft") or "at" ("at most"): what is asked, not what about.
+const HOW_MODIFIERS: &[&str] = &[
+    "long", "often", "much", "many", "far", "soon", "old", "big", "large", "high", "frequently", "lange", "oft", "viel",
+    "viele", "hoch", "groß", "gross", "weit", "alt", "häufig", "schnell",
+];
+
+/// The words of `question`, each with whether it is an interrogative
+/// modifier of [`HOW_MODIFIERS`] ("long" in "how long").
+fn question_words(question: &str) -> Vec<(String, bool)> {
+    let ws: Vec<String> = words(question).map(|w| w.to_lowercase()).collect();
+    (0..ws.len())
+        .map(|i| {
+            let prev = if i > 0 { ws[i - 1].as_str() } else { "" };
+            let w = ws[i].as_str();
+            let modifier = (matches!(prev, "how" | "wie") && HOW_MODIFIERS.contains(&w)) || (prev == "at" && matches!(w, "most" | "least"));
+            (ws[i].clone(), modifier)
+        })
+        .collect()
+}
+
+/// The unique content terms of `question` in `lang`, weighted by `weight`.
+/// An interrogative modifier ("how long", "wie oft", "at most") says what
+/// kind of answer is asked for, not what it is about: it counts at most
+/// like a common word (weight ≤ 1), however rare it is in the documents.
+pub fn weighted_terms(question: &str, lang: Lang, weight: &dyn Fn(&str) -> f32) -> Vec<WeightedTerm> {
+    let mut out: Vec<WeightedTerm> = Vec::new();
+    for (w, modifier) in question_words(question) {
+        for t in content_terms(&w, lang) {
+            let wt = weight(&t).max(0.0);
+            let wt = if modifier { wt.min(1.0) } else { wt };
+            match out.iter_mut().find(|x| x.term == t) {
+                Some(x) => x.weight = x.weight.max(wt),
+                None => out.push(WeightedTerm { term: t, weight: wt }),
+            }
+        }
+    }
+    out
+}
+
+/// [`coverage`] with each term counting its weight: Σ weight·match / Σ weight.
+pub fn weighted_coverage(terms: &[WeightedTerm], set: &HashSet<String>, lang: Lang) -> f32 {
+    let total: f32 = terms.iter().map(|t| t.weight).sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    terms.iter().map(|t| t.weight * term_score(&t.term, set, lang)).sum::<f32>() / total
+}
+
+/// How well `set` covers each of `terms` (1 exact, partial for compound parts, 0 absent).
+pub fn term_matches(terms: &[WeightedTerm], set: &HashSet<String>, lang: Lang) -> Vec<f32> {
+    terms.iter().map(|t| term_score(&t.term, set, lang)).collect()
+}
+
+/// Share of `terms` (stems in `lang`) found in `set`: an exact stem counts
+/// 1, a term inside a longer word 0.8; in German, otherwise the share of
+/// the term's characters covered by the set's words (compounds:
+/// "urlaubstag" is covered by "urlaub" and by the "tag" of "arbeitstag"),
+/// capped at 0.9 and counted only from half on. English has no such
+/// compounds (there "stock" would be half-covered by "block" and "sto…"):
+/// only a shared beginning of at least five letters and three quarters of
+/// the term counts ("advisori" by "advisor").
+pub fn coverage(terms: &[String], set: &HashSet<String>, lang: Lang) -> f32 {
     let uniq: HashSet<&String> = terms.iter().collect();
     if uniq.is_empty() {
         return 0.0;
     }
-    let got: f32 = uniq.iter().map(|t| term_score(t, set)).sum();
+    let got: f32 = uniq.iter().map(|t| term_score(t, set, lang)).sum();
     got / uniq.len() as f32
 }
 
-fn term_score(t: &str, set: &HashSet<String>) -> f32 {
+fn term_score(t: &str, set: &HashSet<String>, lang: Lang) -> f32 {
     if set.contains(t) {
         return 1.0;
     }
@@ -114,6 +182,12 @@ fn term_score(t: &str, set: &HashSet<String>) -> f32 {
     }
     if set.iter().any(|p| p.chars().count() > n && p.contains(t)) {
         return 0.8;
+    }
+    if lang != Lang::De {
+        // a shared beginning of a word the stemmer left apart ("advisori" / "advisor")
+        let lcp = set.iter().map(|p| p.chars().zip(chars.iter()).take_while(|(a, b)| a == *b).count()).max().unwrap_or(0);
+        let share = lcp as f32 / n as f32;
+        return if lcp >= 5 && share >= 0.75 { share.min(0.9) } else { 0.0 };
     }
     let mut covered = vec![false; n];
     for p in set {
@@ -272,19 +346,49 @@ mod tests {
     }
 
     #[test]
+    fn weighted_coverage_lets_the_specific_term_decide() {
+        let q = "How many stock options does a new senior programmer receive?";
+        let weight = |t: &str| if t == stem("stock", Lang::En) || t == stem("options", Lang::En) { 4.0 } else { 1.0 };
+        let wq = weighted_terms(q, Lang::En, &weight);
+        assert_eq!(wq.iter().filter(|t| t.weight == 4.0).count(), 2, "{wq:?}");
+        let table_row = term_set("Senior Programmer (L3): you receive new projects.", Lang::En);
+        let plain = coverage(&content_terms(q, Lang::En), &table_row, Lang::En);
+        let weighted = weighted_coverage(&wq, &table_row, Lang::En);
+        assert!(plain > 0.6 && weighted < 0.4, "{plain} {weighted}");
+        assert_eq!(term_matches(&wq, &table_row, Lang::En).iter().filter(|m| **m == 0.0).count(), 2);
+        // equal weights are plain coverage
+        let ones = weighted_terms(q, Lang::En, &|_| 1.0);
+        assert!((weighted_coverage(&ones, &table_row, Lang::En) - plain).abs() < 1e-6);
+        assert_eq!(weighted_coverage(&weighted_terms("the of", Lang::En, &weight), &table_row, Lang::En), 0.0);
+        // "how long" / "wie oft" / "at most" say what is asked: they count like a common word
+        let rare = |_: &str| 5.0;
+        let w = |q: &str, l: Lang| weighted_terms(q, l, &rare).into_iter().map(|t| (t.term, t.weight)).collect::<Vec<_>>();
+        let en = w("How long is the sabbatical and how often, at most?", Lang::En);
+        assert_eq!(en.iter().filter(|(_, x)| *x == 5.0).map(|(t, _)| t.clone()).collect::<Vec<_>>(), vec![stem("sabbatical", Lang::En)]);
+        assert_eq!(en.iter().filter(|(_, x)| *x == 1.0).count(), 3, "{en:?}");
+        assert_eq!(w("Wie oft darf ich fehlen?", Lang::De), vec![("oft".to_string(), 1.0), (stem("fehlen", Lang::De), 5.0)]);
+        assert!(w("Is long-term disability covered?", Lang::En).iter().all(|(_, x)| *x == 5.0));
+    }
+
+    #[test]
     fn coverage_handles_stems_and_compounds() {
         let q = content_terms("Wie hoch ist der Urlaubsanspruch?", Lang::De);
         let p = term_set("Vollzeitbeschäftigte haben Anspruch auf 30 Tage Urlaub.", Lang::De);
-        assert!(coverage(&q, &p) > 0.3, "{q:?} {p:?}");
+        assert!(coverage(&q, &p, Lang::De) > 0.3, "{q:?} {p:?}");
         let q = content_terms("How many vacation days do employees get?", Lang::En);
         let p = term_set("Full-time employees get 30 working days of paid vacation.", Lang::En);
-        assert!(coverage(&q, &p) > 0.9);
+        assert!(coverage(&q, &p, Lang::En) > 0.9);
         let far = term_set("Passwords must have twelve characters.", Lang::En);
-        assert_eq!(coverage(&q, &far), 0.0);
+        assert_eq!(coverage(&q, &far, Lang::En), 0.0);
+        // no partial credit in English: "stock" is not half of "block"
+        let stock = content_terms("stock options", Lang::En);
+        assert_eq!(coverage(&stock, &term_set("Block the stop button.", Lang::En), Lang::En), 0.0);
+        let advisory = content_terms("advisory", Lang::En);
+        assert!(coverage(&advisory, &term_set("Serve as an advisor.", Lang::En), Lang::En) > 0.8);
         // a compound is covered by its parts, better than by one part alone
         let q = content_terms("Wie viele Urlaubstage habe ich?", Lang::De);
-        let both = coverage(&q, &term_set("Der Urlaub beträgt 30 Arbeitstage pro Jahr.", Lang::De));
-        let one = coverage(&q, &term_set("Dieses Kapitel regelt Urlaub und Krankmeldungen.", Lang::De));
+        let both = coverage(&q, &term_set("Der Urlaub beträgt 30 Arbeitstage pro Jahr.", Lang::De), Lang::De);
+        let one = coverage(&q, &term_set("Dieses Kapitel regelt Urlaub und Krankmeldungen.", Lang::De), Lang::De);
         assert!(both > one && one > 0.0, "{both} {one}");
         assert_eq!(numbers("30 Tage, 9:30 Uhr, 2026"), vec!["30", "9", "30", "2026"]);
     }
