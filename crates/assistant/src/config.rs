@@ -22,6 +22,9 @@ pub struct AssistantConfig {
     pub evidence_threshold: f32,
     /// A passage joins the context when its evidence is at least this share of the best one's.
     pub passage_relative_evidence: f32,
+    /// "Not found" when an English question names something (a capitalised word inside a
+    /// sentence: a country, product, person) that occurs nowhere in the knowledge base.
+    pub refuse_unknown_names: bool,
     /// An answer sentence keeps its place when its support (lexical + cosine
     /// against the best passage) reaches this.
     pub support_threshold: f32,
@@ -86,6 +89,7 @@ impl Default for AssistantConfig {
             // its four unanswerable ones end at 0.42; 0.48 was the unweighted score's threshold
             evidence_threshold: 0.45,
             passage_relative_evidence: 0.7,
+            refuse_unknown_names: true,
             support_threshold: 0.55,
             lexical_weight: 0.6,
             max_answer_tokens: 80,

@@ -124,6 +124,9 @@ pub struct Trace {
     pub kb_version: Option<String>,
     pub evidence: Option<f32>,
     pub evidence_threshold: Option<f32>,
+    /// Names in the question (capitalised words of an English question) that occur nowhere in the
+    /// knowledge base: its documents cannot say anything about them, so the answer is "not found".
+    pub unknown_names: Vec<String>,
     pub retrieval: Option<RetrievalTrace>,
     pub passages: Vec<PassageTrace>,
     pub pack: Option<PackReport>,
@@ -610,11 +613,20 @@ impl Assistant {
         // evidence and packing
         let t = Instant::now();
         let hits = res.hits.into_iter().map(|h| { let e = embs.remove(&h.chunk_id).unwrap_or_default(); (h, e) }).collect();
-        let lexical_weight = self.cfg.lexical_weight;
+        let (lexical_weight, refuse_unknown_names) = (self.cfg.lexical_weight, self.cfg.refuse_unknown_names);
         let (kb, _) = self.kb(kb_name)?;
         let chunks = kb.chunk_count()?;
         let kb: &Kb = kb;
         let scored = pack::score(&question, &qvec, hits, lexical_weight, &|t| kb.term_idf(t, chunks));
+        // a name the documents never mention ("… in Germany" against a US-only benefits page)
+        trace.unknown_names = if refuse_unknown_names {
+            crate::text::names(&question, lang)
+                .into_iter()
+                .filter(|n| kb.term_docs(n) == 0 && kb.term_docs(&tresor_kb::analyze::stem(n, Lang::En)) == 0)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut inj = firewall::InjectionTrace::default();
         let t_fw = Instant::now();
         let scored = if self.cfg.injection.enabled { firewall::screen_passages(scored, embedder.as_ref(), &self.cfg.injection, &mut inj) } else { scored };
@@ -622,7 +634,7 @@ impl Assistant {
         let best = scored.first().map(|p| p.evidence).unwrap_or(0.0);
         trace.evidence = Some(best);
         trace.evidence_threshold = Some(self.cfg.evidence_threshold);
-        if best < self.cfg.evidence_threshold {
+        if best < self.cfg.evidence_threshold || !trace.unknown_names.is_empty() {
             trace.passages = scored.iter().map(|p| passage_trace(p, false)).collect();
             timings.pack_ms = ms(t);
             let text = route::not_found_reply(lang);
@@ -1259,6 +1271,27 @@ mod tests {
         assert_eq!(de.lang, "de");
         // no model was needed
         assert!(f.loads.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_name_the_documents_never_mention_is_not_found_even_with_strong_evidence() {
+        let (f, mut a) = fixture();
+        *f.reply.lock().unwrap() = "Full-time employees get 30 working days of paid vacation.".into();
+        // every other word matches the vacation policy; "Norway" occurs in no chunk
+        let (no, _) = ask(&mut a, "How many vacation days do full-time employees get in Norway?");
+        assert!(no.refused && !no.grounded, "{:?}", no.trace);
+        assert_eq!(no.trace.unknown_names, vec!["norway".to_string()]);
+        assert!(no.trace.evidence.unwrap() >= a.cfg.evidence_threshold, "{:?}", no.trace.evidence);
+        // the same question without the name is answered, and a name the documents hold is no reason
+        let (yes, _) = ask(&mut a, "How many vacation days do full-time employees get?");
+        assert!(yes.grounded, "{:?}", yes.trace);
+        let (it, _) = ask(&mut a, "How long must IT security passwords be?");
+        assert!(it.trace.unknown_names.is_empty() && !it.refused, "{:?}", it.trace);
+        // the check can be switched off (the cache would still hold the refusal)
+        a.cfg.refuse_unknown_names = false;
+        a.cfg.cache.enabled = false;
+        let (off, _) = ask(&mut a, "How many vacation days do full-time employees get in Norway?");
+        assert!(!off.refused && off.trace.unknown_names.is_empty(), "{:?}", off.trace);
     }
 
     #[test]

@@ -140,6 +140,25 @@ pub fn weighted_terms(question: &str, lang: Lang, weight: &dyn Fn(&str) -> f32) 
     out
 }
 
+/// The names in an English question: capitalised words that do not start
+/// a sentence ("Germany", "Kandji", "EOS"), lowercase, in order. German
+/// capitalises every noun, so a German question has none.
+pub fn names(question: &str, lang: Lang) -> Vec<String> {
+    if lang != Lang::En {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for sentence in sentences(question) {
+        for w in words(&sentence).skip(1) {
+            let lw = w.to_lowercase();
+            if w.chars().next().is_some_and(char::is_uppercase) && w != "I" && !is_stopword(&lw) && !out.contains(&lw) {
+                out.push(lw);
+            }
+        }
+    }
+    out
+}
+
 /// [`coverage`] with each term counting its weight: Σ weight·match / Σ weight.
 pub fn weighted_coverage(terms: &[WeightedTerm], set: &HashSet<String>, lang: Lang) -> f32 {
     let total: f32 = terms.iter().map(|t| t.weight).sum();
@@ -368,6 +387,14 @@ mod tests {
         assert_eq!(en.iter().filter(|(_, x)| *x == 1.0).count(), 3, "{en:?}");
         assert_eq!(w("Wie oft darf ich fehlen?", Lang::De), vec![("oft".to_string(), 1.0), (stem("fehlen", Lang::De), 5.0)]);
         assert!(w("Is long-term disability covered?", Lang::En).iter().all(|(_, x)| *x == 5.0));
+    }
+
+    #[test]
+    fn names_are_the_capitalised_words_inside_english_sentences() {
+        assert_eq!(names("Which health insurer covers employees in Germany?", Lang::En), vec!["germany"]);
+        assert_eq!(names("What does EOS stand for? Is it used at Basecamp and I think 37signals?", Lang::En), vec!["eos", "basecamp"]);
+        assert!(names("Wie viele Urlaubstage bekommen Mitarbeiter in Deutschland?", Lang::De).is_empty());
+        assert!(names("How many vacation days do I get?", Lang::En).is_empty());
     }
 
     #[test]
