@@ -40,7 +40,8 @@ use std::sync::Arc;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Result, Tensor};
 
-use crate::llama::{attention_windowed, store_kv, Embedding, RmsNorm, Rope, Scratch};
+use crate::attention::attention_windowed;
+use crate::llama::{store_kv, Embedding, RmsNorm, Rope, Scratch};
 use crate::qmatmul::QLinear;
 
 /// What candle assumes when the GGUF has no such key.

@@ -7,6 +7,7 @@
 //! This crate runs models; it never downloads them (that is `tresor-models`)
 //! and never decides what to ask them (that is the assistant).
 
+pub mod attention;
 pub mod bert;
 pub mod device;
 pub mod embed;

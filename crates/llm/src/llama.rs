@@ -29,7 +29,8 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file, gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
-use crate::qmatmul::{parallel_for, QLinear};
+use crate::attention::attention;
+use crate::qmatmul::QLinear;
 
 /// RMSNorm weights, as a tensor (candle-op path) and on the host (CPU path).
 pub(crate) struct RmsNorm {
@@ -450,92 +451,6 @@ impl Rope<'_> {
                 }
             }
         }
-    }
-}
-
-/// Causal attention of `t` queries at positions `pos..pos + t` over the
-/// first `pos + t` cached keys/values; query head `h` reads kv head
-/// `h / (nh / nkv)` in place. `out` is (t, nh · hd).
-#[allow(clippy::too_many_arguments)]
-fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, pos: usize, nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
-    attention_windowed(q, k, v, t, pos, nh, nkv, hd, 1.0 / (hd as f32).sqrt(), None, out);
-}
-
-/// [`attention`] with the score scale given and, with `window = Some(w)`,
-/// each query seeing only the last `w` positions up to and including its
-/// own (a sliding-window layer: the query at position `p` reads keys
-/// `p + 1 - w ..= p`).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attention_windowed(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    t: usize,
-    pos: usize,
-    nh: usize,
-    nkv: usize,
-    hd: usize,
-    scale: f32,
-    window: Option<usize>,
-    out: &mut [f32],
-) {
-    thread_local! {
-        static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let group = nh / nkv;
-    let out_ptr = OutPtr(out.as_mut_ptr());
-    parallel_for(t * nh, |item| {
-        let out_ptr = &out_ptr;
-        let (i, h) = (item / nh, item % nh);
-        let g = h / group;
-        let qv = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-        let n = pos + i + 1;
-        let first = window.map_or(0, |w| n.saturating_sub(w.max(1)));
-        // SAFETY: every (query, head) slice of `out` belongs to one item.
-        let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((i * nh + h) * hd), hd) };
-        SCORES.with(|cell| {
-            let mut s = cell.borrow_mut();
-            s.clear();
-            s.extend((first..n).map(|j| dot(qv, &k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd]) * scale));
-            let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut sum = 0f32;
-            for x in s.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            dst.fill(0.0);
-            for (j, &w) in (first..n).zip(s.iter()) {
-                axpy(w, &v[(j * nkv + g) * hd..(j * nkv + g + 1) * hd], dst);
-            }
-            let inv = 1.0 / sum;
-            dst.iter_mut().for_each(|x| *x *= inv);
-        });
-    });
-}
-
-struct OutPtr(*mut f32);
-unsafe impl Sync for OutPtr {}
-unsafe impl Send for OutPtr {}
-
-/// Dot product in eight lanes (vectorizes without reassociation).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `y += a · x`.
-#[inline]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yv, xv) in y.iter_mut().zip(x) {
-        *yv += a * xv;
     }
 }
 
