@@ -42,11 +42,40 @@ pub(crate) fn attention_windowed(
     window: Option<usize>,
     out: &mut [f32],
 ) {
+    let a = Heads { q, k, v, t, pos, nh, nkv, hd, scale, window };
     if t >= QUERY_BLOCK {
-        attention_tiled(q, k, v, t, pos, nh, nkv, hd, scale, window, out);
+        attention_tiled(&a, out);
     } else {
-        attention_rows(q, k, v, t, pos, nh, nkv, hd, scale, window, out);
+        attention_rows(&a, out);
     }
+}
+
+/// One call's inputs: `t` queries (t, nh · hd) at positions `pos..`, the
+/// cached keys and values (pos + t, nkv · hd), the score scale and window.
+#[derive(Clone, Copy)]
+struct Heads<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    t: usize,
+    pos: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    scale: f32,
+    window: Option<usize>,
+}
+
+/// Softmax of `s` in place, unnormalised: exp(x − max); returns the sum
+/// (masked −∞ entries become 0 and add nothing).
+fn softmax_unnormalised(s: &mut [f32]) -> f32 {
+    let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sum = 0f32;
+    for x in s.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    sum
 }
 
 /// Queries per prefill tile (times the query heads of one kv head: the rows of a tile).
@@ -61,20 +90,8 @@ fn first_key(p: usize, window: Option<usize>) -> usize {
     window.map_or(0, |w| (p + 1).saturating_sub(w.max(1)))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attention_tiled(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    t: usize,
-    pos: usize,
-    nh: usize,
-    nkv: usize,
-    hd: usize,
-    scale: f32,
-    window: Option<usize>,
-    out: &mut [f32],
-) {
+fn attention_tiled(a: &Heads, out: &mut [f32]) {
+    let Heads { q, k, v, t, pos, nh, nkv, hd, scale, window } = *a;
     let group = nh / nkv;
     let kern = Kernel::for_head_dim(hd);
     let blocks = t.div_ceil(QUERY_BLOCK);
@@ -91,8 +108,9 @@ fn attention_tiled(
         SCORES.with(|cell| {
             let mut buf = cell.borrow_mut();
             buf.clear();
-            buf.resize(rows * (len + hd), 0.0);
-            let (s, acc) = buf.split_at_mut(rows * len);
+            buf.resize(rows * (len + hd + 1), 0.0);
+            let (s, rest) = buf.split_at_mut(rows * len);
+            let (acc, sums) = rest.split_at_mut(rows * hd);
             let qrow = |r: usize| {
                 let (i, h) = row(r);
                 &q[(i * nh + h) * hd..(i * nh + h + 1) * hd]
@@ -119,22 +137,8 @@ fn attention_tiled(
                     s[r * len + j - lo] = f32::NEG_INFINITY;
                 }
             }
-            let mut sums = [0f32; 64];
-            let mut sums_heap = Vec::new();
-            let sums: &mut [f32] = if rows <= sums.len() {
-                &mut sums[..rows]
-            } else {
-                sums_heap.resize(rows, 0.0);
-                &mut sums_heap
-            };
-            for (r, sr) in s.chunks_exact_mut(len).enumerate() {
-                let max = sr.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let mut sum = 0f32;
-                for x in sr.iter_mut() {
-                    *x = (*x - max).exp();
-                    sum += *x;
-                }
-                sums[r] = sum;
+            for (sum, sr) in sums.iter_mut().zip(s.chunks_exact_mut(len)) {
+                *sum = softmax_unnormalised(sr);
             }
             // blocks of keys whose values stay in L1 while every row of the tile reads them
             const KEYS: usize = 64;
@@ -158,20 +162,8 @@ fn attention_tiled(
 }
 
 /// One item per (query, head): decode's few queries.
-#[allow(clippy::too_many_arguments)]
-fn attention_rows(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    t: usize,
-    pos: usize,
-    nh: usize,
-    nkv: usize,
-    hd: usize,
-    scale: f32,
-    window: Option<usize>,
-    out: &mut [f32],
-) {
+fn attention_rows(a: &Heads, out: &mut [f32]) {
+    let Heads { q, k, v, t, pos, nh, nkv, hd, scale, window } = *a;
     let group = nh / nkv;
     let kern = Kernel::for_head_dim(hd);
     let out_ptr = OutPtr(out.as_mut_ptr());
@@ -188,12 +180,7 @@ fn attention_rows(
             let mut s = cell.borrow_mut();
             s.clear();
             s.extend((first..n).map(|j| kern.dot(qv, &k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd]) * scale));
-            let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut sum = 0f32;
-            for x in s.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
+            let sum = softmax_unnormalised(&mut s);
             dst.fill(0.0);
             kern.weighted_sum(&s, &v[(first * nkv + g) * hd..], nkv * hd, dst);
             let inv = 1.0 / sum;
@@ -205,7 +192,6 @@ fn attention_rows(
 struct OutPtr(*mut f32);
 unsafe impl Sync for OutPtr {}
 unsafe impl Send for OutPtr {}
-
 
 /// The dot/axpy kernels: AVX2 with FMA where the CPU has them and the head
 /// dimension is a multiple of 8, else portable. The tiled and per-head
@@ -383,8 +369,9 @@ mod tests {
             let k: Vec<f32> = (0..(pos + t) * nkv * hd).map(|_| rnd()).collect();
             let v: Vec<f32> = (0..(pos + t) * nkv * hd).map(|_| rnd()).collect();
             let (mut a, mut b) = (vec![0f32; t * nh * hd], vec![1f32; t * nh * hd]);
-            attention_rows(&q, &k, &v, t, pos, nh, nkv, hd, 0.25, window, &mut a);
-            attention_tiled(&q, &k, &v, t, pos, nh, nkv, hd, 0.25, window, &mut b);
+            let heads = Heads { q: &q, k: &k, v: &v, t, pos, nh, nkv, hd, scale: 0.25, window };
+            attention_rows(&heads, &mut a);
+            attention_tiled(&heads, &mut b);
             assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "t {t} pos {pos} window {window:?}");
         }
     }
