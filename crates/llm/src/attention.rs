@@ -8,18 +8,28 @@
 
 use crate::qmatmul::parallel_for;
 
-/// Causal attention of `t` queries at positions `pos..pos + t` over the
-/// first `pos + t` cached keys/values; query head `h` reads kv head
-/// `h / (nh / nkv)` in place. `out` is (t, nh · hd).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, pos: usize, nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
-    attention_windowed(q, k, v, t, pos, nh, nkv, hd, 1.0 / (hd as f32).sqrt(), None, out);
+/// One call's inputs: `t` queries (t, nh · hd) at positions
+/// `pos..pos + t` over the first `pos + t` cached keys and values
+/// (pos + t, nkv · hd); query head `h` reads kv head `h / (nh / nkv)` in
+/// place. Scores are scaled by `scale` (1/√hd for Llama); with
+/// `window = Some(w)` each query sees only the last `w` positions up to
+/// and including its own (a sliding-window layer: the query at position
+/// `p` reads keys `p + 1 - w ..= p`).
+#[derive(Clone, Copy)]
+pub(crate) struct Heads<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub t: usize,
+    pub pos: usize,
+    pub nh: usize,
+    pub nkv: usize,
+    pub hd: usize,
+    pub scale: f32,
+    pub window: Option<usize>,
 }
 
-/// [`attention`] with the score scale given and, with `window = Some(w)`,
-/// each query seeing only the last `w` positions up to and including its
-/// own (a sliding-window layer: the query at position `p` reads keys
-/// `p + 1 - w ..= p`).
+/// Causal attention of `a` into `out` (t, nh · hd).
 ///
 /// Prefill (`t ≥ QUERY_BLOCK`) works on tiles: one kv head and
 /// `QUERY_BLOCK` consecutive queries of every query head that reads it,
@@ -28,54 +38,12 @@ pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, pos: usize, n
 /// cache was two thirds of SmolLM2's prefill. Decode keeps one item per
 /// head (more items to share out than kv heads). Both give the same bits:
 /// the same dot products, max, sum and accumulation order.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attention_windowed(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    t: usize,
-    pos: usize,
-    nh: usize,
-    nkv: usize,
-    hd: usize,
-    scale: f32,
-    window: Option<usize>,
-    out: &mut [f32],
-) {
-    let a = Heads { q, k, v, t, pos, nh, nkv, hd, scale, window };
-    if t >= QUERY_BLOCK {
-        attention_tiled(&a, out);
+pub(crate) fn attend(a: &Heads, out: &mut [f32]) {
+    if a.t >= QUERY_BLOCK {
+        attention_tiled(a, out);
     } else {
-        attention_rows(&a, out);
+        attention_rows(a, out);
     }
-}
-
-/// One call's inputs: `t` queries (t, nh · hd) at positions `pos..`, the
-/// cached keys and values (pos + t, nkv · hd), the score scale and window.
-#[derive(Clone, Copy)]
-struct Heads<'a> {
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
-    t: usize,
-    pos: usize,
-    nh: usize,
-    nkv: usize,
-    hd: usize,
-    scale: f32,
-    window: Option<usize>,
-}
-
-/// Softmax of `s` in place, unnormalised: exp(x − max); returns the sum
-/// (masked −∞ entries become 0 and add nothing).
-fn softmax_unnormalised(s: &mut [f32]) -> f32 {
-    let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut sum = 0f32;
-    for x in s.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    sum
 }
 
 /// Queries per prefill tile (times the query heads of one kv head: the rows of a tile).
@@ -88,6 +56,18 @@ thread_local! {
 /// The first key the query at position `p` (0-based) may see.
 fn first_key(p: usize, window: Option<usize>) -> usize {
     window.map_or(0, |w| (p + 1).saturating_sub(w.max(1)))
+}
+
+/// Softmax of `s` in place, unnormalised: exp(x − max); returns the sum
+/// (masked −∞ entries become 0 and add nothing).
+fn softmax_unnormalised(s: &mut [f32]) -> f32 {
+    let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sum = 0f32;
+    for x in s.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    sum
 }
 
 fn attention_tiled(a: &Heads, out: &mut [f32]) {

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Result, Tensor};
 
-use crate::attention::attention_windowed;
+use crate::attention::{attend, Heads};
 use crate::llama::{store_kv, Embedding, RmsNorm, Rope, Scratch};
 use crate::qmatmul::QLinear;
 
@@ -318,7 +318,7 @@ impl GemmaWeights {
             store_kv(&mut layer.k, &k, pos, kvd);
             store_kv(&mut layer.v, &v, pos, kvd);
             let (kc, vc) = (&layer.k[..kv_len * kvd], &layer.v[..kv_len * kvd]);
-            attention_windowed(&q, kc, vc, t, pos, nh, nkv, hd, self.attn_scale, layer.window, &mut att);
+            attend(&Heads { q: &q, k: kc, v: vc, t, pos, nh, nkv, hd, scale: self.attn_scale, window: layer.window }, &mut att);
             layer.wo.forward_slice(&att, t, &mut o)?;
             layer.post_attn_norm.apply(&o, &mut h);
             x.iter_mut().zip(&h).for_each(|(a, b)| *a += b);

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file, gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
-use crate::attention::attention;
+use crate::attention::{attend, Heads};
 use crate::qmatmul::QLinear;
 
 /// RMSNorm weights, as a tensor (candle-op path) and on the host (CPU path).
@@ -320,7 +320,8 @@ impl LlamaWeights {
             rope.apply(&mut k, nkv, hd, pos);
             store_kv(&mut layer.k_host, &k, pos, kvd);
             store_kv(&mut layer.v_host, &v, pos, kvd);
-            attention(&q, &layer.k_host[..kv_len * kvd], &layer.v_host[..kv_len * kvd], t, pos, nh, nkv, hd, &mut att);
+            let (k, v) = (&layer.k_host[..kv_len * kvd], &layer.v_host[..kv_len * kvd]);
+            attend(&Heads { q: &q, k, v, t, pos, nh, nkv, hd, scale: 1.0 / (hd as f32).sqrt(), window: None }, &mut att);
             layer.wo.forward_slice(&att, t, &mut o)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             layer.ffn_norm.apply(&x, &mut h);
