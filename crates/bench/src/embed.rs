@@ -80,15 +80,12 @@ pub fn synthetic_passages(n: usize) -> Vec<String> {
         "warranty", "period", "managers", "approve", "requests", "before", "booking", "flights", "hotels", "trains", "receipts",
         "are", "submitted", "monthly", "through", "internal", "system", "passwords", "never", "shared", "with", "anyone",
     ];
-    let mut state = 0x9E3779B97F4A7C15u64;
+    let mut rng = tresor_llm::synthetic::XorShift::new(0x9E3779B97F4A7C15);
     (0..n)
         .map(|_| {
             let mut words = Vec::with_capacity(170);
             for i in 0..170 {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                words.push(WORDS[(state % WORDS.len() as u64) as usize]);
+                words.push(WORDS[(rng.next_u64() % WORDS.len() as u64) as usize]);
                 if i % 17 == 16 {
                     words.push(".");
                 }

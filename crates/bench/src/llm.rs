@@ -186,15 +186,8 @@ pub fn worker(model_path: &Path, device: &Device, pp: usize, tg: usize) -> Resul
     let mut model = LlmModel::load(model_path, device, &opts)?;
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;
     let vocab = model.tokenizer().vocab_size().max(2) as u64;
-    let mut state = 0x2545F4914F6CDD1Du64;
-    let tokens: Vec<u32> = (0..pp.max(tg).max(16))
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % vocab) as u32
-        })
-        .collect();
+    let mut rng = tresor_llm::synthetic::XorShift::new(0x2545F4914F6CDD1D);
+    let tokens: Vec<u32> = (0..pp.max(tg).max(16)).map(|_| (rng.next_u64() % vocab) as u32).collect();
     // Warm-up: a short batch and a few decode steps.
     model.forward(&tokens[..16.min(tokens.len())], 0)?;
     model.forward(&tokens[..1], 0)?;

@@ -197,14 +197,10 @@ fn killed_ingest_leaves_a_consistent_kb_and_reingest_equals_a_clean_one() {
     cli(h).ok(&["ingest", &c, "--kb", "clean"]);
     let clean_ingest = t.elapsed();
     // pseudo-random kill moments, different each run, printed to reproduce
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     eprintln!("clean ingest took {clean_ingest:?}; seed {seed}");
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = tresor_llm::synthetic::XorShift::new(seed);
+    let mut next = || rng.next_u64();
     let mut kills = 0;
     let mut rounds = 0;
     // five kills, each between 5 % and 70 % of a clean ingest's time after the start

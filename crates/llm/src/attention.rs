@@ -335,13 +335,8 @@ mod tests {
 
     #[test]
     fn tiled_prefill_attention_gives_the_per_head_bits() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
+        let mut rng = crate::synthetic::XorShift::new(0x9e37_79b9_7f4a_7c15);
+        let mut rnd = move || rng.next_f32() - 0.5;
         // GQA 6 query heads over 2 kv heads; a prefix in the cache; a ragged last tile
         for (t, pos, window) in [(9, 0, None), (13, 5, None), (11, 7, Some(6)), (4, 0, Some(1))] {
             let (nh, nkv, hd) = (6, 2, 16);

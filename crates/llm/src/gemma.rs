@@ -41,7 +41,7 @@ use candle_core::quantized::gguf_file;
 use candle_core::{Device, Result, Tensor};
 
 use crate::attention::{attend, Heads};
-use crate::llama::{store_kv, Embedding, RmsNorm, Rope, Scratch};
+use crate::llama::{check_forward, last_logits, silu_mul, store_kv, Embedding, RmsNorm, Rope, Scratch};
 use crate::qmatmul::QLinear;
 
 /// What candle assumes when the GGUF has no such key.
@@ -281,15 +281,10 @@ impl GemmaWeights {
     /// must hold the `pos` tokens before them; later ones are dropped).
     pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {
         let t = tokens.len();
-        if t == 0 {
-            candle_core::bail!("forward called with no tokens");
-        }
+        let kv_len = pos + t;
+        check_forward(t, kv_len, self.max_positions)?;
         if pos > self.cached {
             candle_core::bail!("forward at position {pos}, but the KV cache holds {} positions", self.cached);
-        }
-        let kv_len = pos + t;
-        if kv_len > self.max_positions {
-            candle_core::bail!("KV cache full: {kv_len} positions, context is {}", self.max_positions);
         }
         let (nh, nkv, hd) = (self.n_head, self.n_kv_head, self.head_dim);
         let (qd, kvd) = (nh * hd, nkv * hd);
@@ -328,21 +323,18 @@ impl GemmaWeights {
             layer.w_up.forward_slice(&h, t, &mut up)?;
             match self.activation {
                 Activation::GeluTanh => gate.iter_mut().zip(&up).for_each(|(g, u)| *g = gelu_tanh(*g) * u),
-                Activation::Silu => gate.iter_mut().zip(&up).for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u),
+                Activation::Silu => silu_mul(&mut gate, &up),
             }
             layer.w_down.forward_slice(&gate, t, &mut o)?;
             layer.post_ffn_norm.apply(&o, &mut h);
             x.iter_mut().zip(&h).for_each(|(a, b)| *a += b);
         }
         self.cached = kv_len;
-        let mut last = vec![0f32; e];
-        self.norm.apply(&x[(t - 1) * e..], &mut last);
-        let (vocab, _) = self.output.dims()?;
-        let mut logits = vec![0f32; vocab];
-        self.output.forward_slice(&last, 1, &mut logits)?;
+        let mut logits = last_logits(&self.norm, &self.output, &x, t)?;
         if let Some(cap) = self.final_softcap {
             logits.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
         }
+        let vocab = logits.len();
         Tensor::from_vec(logits, (1, vocab), &self.device)
     }
 }
@@ -380,17 +372,8 @@ mod tests {
 
     fn write_tiny(path: &std::path::Path, cfg: Tiny, dtype: GgmlDType) {
         let dev = Device::Cpu;
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut rand = |n: usize, amp: f32| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * amp
-                })
-                .collect()
-        };
+        let mut rng = crate::synthetic::XorShift::new(0x9E37_79B9_7F4A_7C15);
+        let mut rand = |n: usize, amp: f32| -> Vec<f32> { (0..n).map(|_| (rng.next_f32() - 0.5) * 2.0 * amp).collect() };
         let mut tensors: Vec<(String, QTensor)> = Vec::new();
         let mut mat = |name: String, rows: usize, cols: usize, rand: &mut dyn FnMut(usize, f32) -> Vec<f32>| {
             let t = Tensor::from_vec(rand(rows * cols, 0.08), (rows, cols), &dev).unwrap();

@@ -405,15 +405,8 @@ mod tests {
     use super::*;
 
     fn rnd(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-            })
-            .collect()
+        let mut rng = crate::synthetic::XorShift::seeded(seed);
+        (0..n).map(|_| (rng.next_f32() - 0.5) * 2.0 * scale).collect()
     }
 
     /// The exact result of the quantized operands, in f64.

@@ -294,13 +294,8 @@ impl LlamaWeights {
     /// The CPU path: one layer at a time on host buffers.
     fn forward_host(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {
         let t = tokens.len();
-        if t == 0 {
-            candle_core::bail!("forward called with no tokens");
-        }
         let kv_len = pos + t;
-        if kv_len > self.max_positions {
-            candle_core::bail!("KV cache full: {kv_len} positions, context is {}", self.max_positions);
-        }
+        check_forward(t, kv_len, self.max_positions)?;
         let (nh, nkv, hd) = (self.n_head, self.n_kv_head, self.head_dim);
         let (qd, kvd) = (nh * hd, nkv * hd);
         let mut x = self.embedding.forward(tokens, &self.device)?.flatten_all()?.to_vec1::<f32>()?;
@@ -327,17 +322,12 @@ impl LlamaWeights {
             layer.ffn_norm.apply(&x, &mut h);
             layer.w_gate.forward_slice(&h, t, &mut gate)?;
             layer.w_up.forward_slice(&h, t, &mut up)?;
-            for (g, u) in gate.iter_mut().zip(&up) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
-            }
+            silu_mul(&mut gate, &up);
             layer.w_down.forward_slice(&gate, t, &mut o)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
         }
-        let mut last = vec![0f32; e];
-        self.norm.apply(&x[(t - 1) * e..], &mut last);
-        let (vocab, _) = self.output.dims()?;
-        let mut logits = vec![0f32; vocab];
-        self.output.forward_slice(&last, 1, &mut logits)?;
+        let logits = last_logits(&self.norm, &self.output, &x, t)?;
+        let vocab = logits.len();
         Tensor::from_vec(logits, (1, vocab), &self.device)
     }
 
@@ -397,6 +387,37 @@ pub(crate) fn store_kv(cache: &mut Vec<f32>, new: &[f32], pos: usize, kvd: usize
         cache.resize(end, 0.0);
     }
     cache[pos * kvd..end].copy_from_slice(new);
+}
+
+/// Refuses a forward of no tokens or one past the context (`max`
+/// positions); shared with [`crate::gemma`].
+pub(crate) fn check_forward(t: usize, kv_len: usize, max: usize) -> Result<()> {
+    if t == 0 {
+        candle_core::bail!("forward called with no tokens");
+    }
+    if kv_len > max {
+        candle_core::bail!("KV cache full: {kv_len} positions, context is {max}");
+    }
+    Ok(())
+}
+
+/// `gate ← silu(gate) · up` (SwiGLU).
+pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// The logits of the last of `t` hidden rows `x`: final norm, then the
+/// output projection (shared with [`crate::gemma`]).
+pub(crate) fn last_logits(norm: &RmsNorm, output: &QLinear, x: &[f32], t: usize) -> Result<Vec<f32>> {
+    let e = x.len() / t;
+    let mut last = vec![0f32; e];
+    norm.apply(&x[(t - 1) * e..], &mut last);
+    let (vocab, _) = output.dims()?;
+    let mut logits = vec![0f32; vocab];
+    output.forward_slice(&last, 1, &mut logits)?;
+    Ok(logits)
 }
 
 /// The host buffers of one forward over `t` tokens: hidden `e`, query

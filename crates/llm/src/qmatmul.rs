@@ -966,15 +966,8 @@ mod tests {
     use candle_core::Device;
 
     fn random(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
+        let mut rng = crate::synthetic::XorShift::seeded(seed);
+        (0..len).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
     }
 
     /// Tresor's kernels against candle's reference QMatMul on the same

@@ -13,6 +13,35 @@ use candle_core::{Device, Tensor};
 
 use crate::error::{LlmError, Result};
 
+/// xorshift64: cheap, deterministic values for synthetic weights and the
+/// kernels' tests (not for anything that needs real randomness).
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// Starts from `state` as given (must not be 0).
+    pub fn new(state: u64) -> XorShift {
+        XorShift(state)
+    }
+
+    /// Starts from a small seed, spread over the bits (never 0).
+    pub fn seeded(seed: u64) -> XorShift {
+        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next state.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// The next value in [0, 1), 24 bits.
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
 /// The shape of a Llama-family transformer.
 #[derive(Debug, Clone, Copy)]
 pub struct LlamaShape {
@@ -106,17 +135,10 @@ pub fn write_llama_gguf(path: &Path, shape: LlamaShape, dtype: GgmlDType, seed: 
         ),
     ];
 
-    let mut state = seed;
+    let mut rng = XorShift::new(seed);
     let mut rand_tensor = |rows: usize, cols: usize| -> candle_core::Result<QTensor> {
-        // xorshift values in [-0.05, 0.05): cheap and deterministic.
-        let v: Vec<f32> = (0..rows * cols)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
-            })
-            .collect();
+        // values in [-0.05, 0.05)
+        let v: Vec<f32> = (0..rows * cols).map(|_| (rng.next_f32() - 0.5) * 0.1).collect();
         QTensor::quantize(&Tensor::from_vec(v, (rows, cols), &dev)?, dtype)
     };
     let ones = |n: usize| -> candle_core::Result<QTensor> { QTensor::quantize(&Tensor::ones(n, candle_core::DType::F32, &dev)?, GgmlDType::F32) };
