@@ -734,12 +734,25 @@ mod avx2 {
 
     /// Q8_0 block product: the sign trick (|w| as u8 times x with w's sign)
     /// feeds `maddubs`; scaled by `d·dx`.
+    /// `$dw` is the weight block's scale in every lane ([`scale_splat`]).
     macro_rules! q8_0_step {
-        ($blk:expr, $wq:expr, $wabs:expr, $xb:expr, $acc:ident, $ones:expr) => {{
+        ($dw:expr, $wq:expr, $wabs:expr, $xb:expr, $acc:ident, $ones:expr) => {{
             let xq = _mm256_loadu_si256($xb.qs.as_ptr() as *const __m256i);
-            let prod = _mm_mul_ss(scales($blk), act_scales($xb));
-            $acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), dot_u8_i8($wabs, _mm256_sign_epi8(xq, $wq), $ones), $acc);
+            let prod = _mm256_mul_ps($dw, _mm256_broadcast_ss(&$xb.d));
+            $acc = _mm256_fmadd_ps(prod, dot_u8_i8($wabs, _mm256_sign_epi8(xq, $wq), $ones), $acc);
         }};
+    }
+
+    /// The f16 at `p` as f32 in all eight lanes. A one-lane conversion
+    /// (`_mm_cvtph_ps` of `_mm_cvtsi32_si128`, only lane 0 used) let LLVM
+    /// load the half with `vpinsrw` *into* a live register, often an
+    /// accumulator: a false dependency that chained every block's scale
+    /// to the previous block's last FMA, and Q8_0 prefill ran at ~5 cycles
+    /// per 32 values. A broadcast writes the whole register.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scale_splat(p: *const u8) -> __m256 {
+        _mm256_cvtph_ps(_mm_set1_epi16(std::ptr::read_unaligned(p as *const i16)))
     }
 
     /// The 32 signed weights of a Q8_0 block (`Q5 = false`) or a Q5_0 block
@@ -778,7 +791,7 @@ mod avx2 {
                 ($p:expr, $acc:ident) => {{
                     let blk = $p.add(o);
                     let wq = weights_8::<Q5>(blk);
-                    q8_0_step!(blk, wq, _mm256_sign_epi8(wq, wq), xb, $acc, ones);
+                    q8_0_step!(scale_splat(blk), wq, _mm256_sign_epi8(wq, wq), xb, $acc, ones);
                 }};
             }
             row!(p0, a0);
@@ -803,10 +816,11 @@ mod avx2 {
             let blk = wp.add(b * bytes);
             let wq = weights_8::<Q5>(blk);
             let wabs = _mm256_sign_epi8(wq, wq);
-            q8_0_step!(blk, wq, wabs, &*x0.add(b), a0, ones);
-            q8_0_step!(blk, wq, wabs, &*x1.add(b), a1, ones);
-            q8_0_step!(blk, wq, wabs, &*x2.add(b), a2, ones);
-            q8_0_step!(blk, wq, wabs, &*x3.add(b), a3, ones);
+            let dw = scale_splat(blk);
+            q8_0_step!(dw, wq, wabs, &*x0.add(b), a0, ones);
+            q8_0_step!(dw, wq, wabs, &*x1.add(b), a1, ones);
+            q8_0_step!(dw, wq, wabs, &*x2.add(b), a2, ones);
+            q8_0_step!(dw, wq, wabs, &*x3.add(b), a3, ones);
         }
         [hsum(a0), hsum(a1), hsum(a2), hsum(a3)]
     }
@@ -911,7 +925,7 @@ mod avx2 {
                 }
             }
             let (ql, qh) = (blk, blk.add(128));
-            let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk.add(208) as *const u16) as i32)));
+            let d = scale_splat(blk.add(208));
             // the 16 scales as i16 lanes (for the offset term)
             let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(192) as *const __m128i));
             let mut sumi = [_mm256_setzero_si256(); T];
@@ -949,7 +963,7 @@ mod avx2 {
                 // Σ_g sc_g · 32 · bsum_g: the offset the unsigned values carried
                 let bsums = _mm256_loadu_si256(xb.bsums.as_ptr() as *const __m256i);
                 let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(sc16, bsums));
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[t], offset)), acc[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_broadcast_ss(&xb.d)), _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[t], offset)), acc[t]);
             }
         }
         let mut out = [0f32; T];
@@ -1128,6 +1142,34 @@ mod tests {
             for (a, b) in fast.iter().zip(&slow) {
                 assert!(close(*a, *b), "{kind:?} r4: {a} vs {b}");
             }
+        }
+    }
+
+    /// Prefill throughput of every kernel on Llama-3.2-1B's layer shapes at
+    /// 128 tokens, a measurement and not a check: `RAYON_NUM_THREADS=1
+    /// cargo test -p tresor-llm --lib qmatmul_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn qmatmul_speed() {
+        let m = 128;
+        let shapes = [(2048, 2048), (512, 2048), (8192, 2048), (2048, 8192)];
+        for (dtype, kind) in [(GgmlDType::Q8_0, Kind::Q8_0), (GgmlDType::Q5_0, Kind::Q5_0), (GgmlDType::Q4_1, Kind::Q4_1), (GgmlDType::Q4K, Kind::Q4K), (GgmlDType::Q6K, Kind::Q6K)] {
+            let (mut total, mut macs) = (0f64, 0f64);
+            for (n, k) in shapes {
+                let w = Tensor::from_vec(random(n * k, 5), (n, k), &Device::Cpu).unwrap();
+                let data = QTensor::quantize(&w, dtype).unwrap().data().unwrap().into_owned();
+                let x = random(m * k, 6);
+                let mut out = vec![0f32; m * n];
+                matmul(kind, &data, n, k, &x, m, &mut out);
+                let reps = 3;
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    matmul(kind, &data, n, k, &x, m, &mut out);
+                }
+                total += t.elapsed().as_secs_f64() / reps as f64;
+                macs += (m * n * k) as f64;
+            }
+            eprintln!("{kind:?}, Llama-1B's four layer shapes at m={m}: {:.1} ms, {:.1} GMAC/s", total * 1e3, macs / total / 1e9);
         }
     }
 
