@@ -234,6 +234,17 @@ trait ActBlock: Copy + Send + Sync + 'static {
     fn fill_scales4(rows: &[&[Self]; 4], out: &mut [Scales4]);
     /// One weight row with four activation rows (prefill).
     fn dot_x4(kind: Kind, w: &[u8], xs: &Quad<Self>, avx2: bool) -> [f32; 4];
+    /// Whether [`ActBlock::dot_x8`] has a kernel for `kind`.
+    fn has_x8(_kind: Kind, _avx2: bool) -> bool {
+        false
+    }
+    /// One weight row with eight activation rows (two groups of four):
+    /// the weight block is expanded once for all eight (Q5_0's bits cost
+    /// as much as two tokens' products). Only where `has_x8`.
+    fn dot_x8(kind: Kind, w: &[u8], quads: &[Quad<Self>; 2], avx2: bool) -> [f32; 8] {
+        let (a, b) = (Self::dot_x4(kind, w, &quads[0], avx2), Self::dot_x4(kind, w, &quads[1], avx2));
+        std::array::from_fn(|i| if i < 4 { a[i] } else { b[i - 4] })
+    }
     /// Four weight rows with one activation row (decode).
     fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], avx2: bool) -> [f32; 4];
 }
@@ -256,6 +267,20 @@ impl ActBlock for BlockQ8 {
     }
     fn dot_x4(kind: Kind, w: &[u8], xs: &Quad<Self>, avx2: bool) -> [f32; 4] {
         dot_x4(kind, w, xs, avx2)
+    }
+    fn has_x8(kind: Kind, avx2: bool) -> bool {
+        cfg!(target_arch = "x86_64") && avx2 && matches!(kind, Kind::Q5_0 | Kind::Q8_0)
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn dot_x8(kind: Kind, w: &[u8], quads: &[Quad<Self>; 2], avx2: bool) -> [f32; 8] {
+        assert!(Self::has_x8(kind, avx2));
+        // SAFETY: AVX2, FMA and F16C were detected at run time (has_x8).
+        unsafe {
+            match kind {
+                Kind::Q5_0 => avx2::dot_q8_0_x8::<true>(w, quads),
+                _ => avx2::dot_q8_0_x8::<false>(w, quads),
+            }
+        }
     }
     fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], avx2: bool) -> [f32; 4] {
         dot_r4(kind, ws, x, avx2)
@@ -366,10 +391,18 @@ fn matmul_with<A: ActBlock>(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f3
     let nb = k / A::LEN;
     let rb = nb * kind.block_bytes();
     debug_assert!(data.len() >= n * rb);
+    if nb == 0 {
+        out.fill(0.0);
+        return;
+    }
     A::buffer().with(|cell| {
-        let mut xq = cell.borrow_mut();
-        xq.clear();
-        xq.resize(m * nb, A::ZERO);
+        let mut buf = cell.borrow_mut();
+        // Grown, never cleared: every block is overwritten below, and
+        // zero-filling the buffer on each call cost ~5 % of Gemma's prefill.
+        if buf.len() < m * nb {
+            buf.resize(m * nb, A::ZERO);
+        }
+        let xq = &mut buf[..m * nb];
         if m < 8 {
             for (dst, src) in xq.chunks_mut(nb).zip(x.chunks(k)) {
                 A::quantize(kind, src, dst);
@@ -383,7 +416,7 @@ fn matmul_with<A: ActBlock>(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f3
                 A::quantize(kind, &x[r * k..(r + 1) * k], dst);
             });
         }
-        let xq: &[A] = &xq;
+        let xq: &[A] = xq;
         let row = |j: usize| &data[j * rb..(j + 1) * rb];
         let out_ptr = SendPtr(out.as_mut_ptr());
         let avx2 = has_avx2_fma();
@@ -406,24 +439,36 @@ fn matmul_with<A: ActBlock>(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f3
             });
             return;
         }
-        // Token `t + i` of a group of four is `t + min(i, count - 1)`: a
-        // ragged last group repeats its last row.
-        let group_row = |t: usize, count: usize, i: usize| {
-            let r = t + i.min(count - 1);
-            &xq[r * nb..(r + 1) * nb]
-        };
-        let groups = m.div_ceil(4);
-        XQ_SCALES4.with(|cell| {
-        let mut scales4 = cell.borrow_mut();
-        scales4.clear();
-        if A::SCALES4 {
-            scales4.resize(groups * nb, ZERO_SCALES4);
-            for (g, out) in scales4.chunks_mut(nb).enumerate() {
-                let rows: [&[A]; 4] = std::array::from_fn(|i| group_row(4 * g, (m - 4 * g).min(4), i));
-                A::fill_scales4(&rows, out);
-            }
+        prefill(kind, data, n, nb, xq, m, out);
+    });
+}
+
+/// The prefill half of [`matmul_with`]: `m` quantized activation rows
+/// `xq` (`nb` blocks each) against `n` weight rows, tiled over
+/// (weight rows × activation rows) on the pool.
+fn prefill<A: ActBlock>(kind: Kind, data: &[u8], n: usize, nb: usize, xq: &[A], m: usize, out: &mut [f32]) {
+    let rb = nb * kind.block_bytes();
+    let row = |j: usize| &data[j * rb..(j + 1) * rb];
+    // Token `t + i` of a group of four is `t + min(i, count - 1)`: a
+    // ragged last group repeats its last row.
+    let group_row = |t: usize, count: usize, i: usize| {
+        let r = t + i.min(count - 1);
+        &xq[r * nb..(r + 1) * nb]
+    };
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let avx2 = has_avx2_fma();
+    XQ_SCALES4.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let len = if A::SCALES4 { m.div_ceil(4) * nb } else { 0 };
+        if buf.len() < len {
+            buf.resize(len, ZERO_SCALES4);
         }
-        let scales4: &[Scales4] = &scales4;
+        let scales4 = &mut buf[..len];
+        for (g, out) in scales4.chunks_mut(nb).enumerate() {
+            let rows: [&[A]; 4] = std::array::from_fn(|i| group_row(4 * g, (m - 4 * g).min(4), i));
+            A::fill_scales4(&rows, out);
+        }
+        let scales4: &[Scales4] = scales4;
         let row_tiles = n.div_ceil(TILE_ROWS);
         let token_tiles = m.div_ceil(TILE_TOKENS);
         parallel_for(row_tiles * token_tiles, |item| {
@@ -432,10 +477,27 @@ fn matmul_with<A: ActBlock>(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f3
             let rows = rt * TILE_ROWS..n.min((rt + 1) * TILE_ROWS);
             let t_end = m.min((tt + 1) * TILE_TOKENS);
             let mut t = tt * TILE_TOKENS;
-            while t < t_end {
+            let quad = |t: usize| {
                 let count = (t_end - t).min(4);
                 let d = if A::SCALES4 { &scales4[t / 4 * nb..(t / 4 + 1) * nb] } else { &[] };
-                let quad = Quad { rows: std::array::from_fn(|i| group_row(t, count, i)), d };
+                Quad { rows: std::array::from_fn(|i| group_row(t, count, i)), d }
+            };
+            if A::has_x8(kind, avx2) {
+                while t_end - t >= 8 {
+                    let quads = [quad(t), quad(t + 4)];
+                    for j in rows.clone() {
+                        let dots = A::dot_x8(kind, row(j), &quads, avx2);
+                        for (i, d) in dots.iter().enumerate() {
+                            // SAFETY: each (token, row) cell belongs to exactly one work item.
+                            unsafe { *out_ptr.0.add((t + i) * n + j) = *d };
+                        }
+                    }
+                    t += 8;
+                }
+            }
+            while t < t_end {
+                let count = (t_end - t).min(4);
+                let quad = quad(t);
                 for j in rows.clone() {
                     let dots = A::dot_x4(kind, row(j), &quad, avx2);
                     for (i, d) in dots.iter().take(count).enumerate() {
@@ -445,7 +507,6 @@ fn matmul_with<A: ActBlock>(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f3
                 }
                 t += count;
             }
-        });
         });
     });
 }
@@ -812,7 +873,7 @@ mod avx2 {
     /// feeds `maddubs`; scaled by `d·dx`.
     /// `$prod` is the two blocks' scale product in every lane.
     macro_rules! q8_0_step {
-        ($prod:expr, $wq:expr, $wabs:expr, $xb:expr, $acc:ident, $ones:expr) => {{
+        ($prod:expr, $wq:expr, $wabs:expr, $xb:expr, $acc:expr, $ones:expr) => {{
             let xq = _mm256_loadu_si256($xb.qs.as_ptr() as *const __m256i);
             $acc = _mm256_fmadd_ps($prod, dot_u8_i8($wabs, _mm256_sign_epi8(xq, $wq), $ones), $acc);
         }};
@@ -901,6 +962,37 @@ mod avx2 {
             q8_0_step!(lane!(dd, 3), wq, wabs, &*x3.add(b), a3, ones);
         }
         [hsum(a0), hsum(a1), hsum(a2), hsum(a3)]
+    }
+
+    /// One Q8_0 (or Q5_0) weight row against eight activation rows (two
+    /// groups of four, prefill): each weight block expanded once for all
+    /// eight.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q8_0_x8<const Q5: bool>(w: &[u8], quads: &[Quad<BlockQ8>; 2]) -> [f32; 8] {
+        let bytes = if Q5 { Q5_0_BYTES } else { Q8_0_BYTES };
+        let nb = w.len() / bytes;
+        assert!(quads.iter().all(|q| q.rows.iter().all(|x| x.len() >= nb) && q.d.len() >= nb));
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let xp: [*const BlockQ8; 8] = std::array::from_fn(|i| quads[i / 4].rows[i % 4].as_ptr());
+        let wp = w.as_ptr();
+        for b in 0..nb {
+            let blk = wp.add(b * bytes);
+            let wq = weights_8::<Q5>(blk);
+            let wabs = _mm256_sign_epi8(wq, wq);
+            let dw = scale_splat(blk);
+            let lo = scale_products(dw, quads[0].d.get_unchecked(b));
+            let hi = scale_products(dw, quads[1].d.get_unchecked(b));
+            q8_0_step!(lane!(lo, 0), wq, wabs, &*xp[0].add(b), acc[0], ones);
+            q8_0_step!(lane!(lo, 1), wq, wabs, &*xp[1].add(b), acc[1], ones);
+            q8_0_step!(lane!(lo, 2), wq, wabs, &*xp[2].add(b), acc[2], ones);
+            q8_0_step!(lane!(lo, 3), wq, wabs, &*xp[3].add(b), acc[3], ones);
+            q8_0_step!(lane!(hi, 0), wq, wabs, &*xp[4].add(b), acc[4], ones);
+            q8_0_step!(lane!(hi, 1), wq, wabs, &*xp[5].add(b), acc[5], ones);
+            q8_0_step!(lane!(hi, 2), wq, wabs, &*xp[6].add(b), acc[6], ones);
+            q8_0_step!(lane!(hi, 3), wq, wabs, &*xp[7].add(b), acc[7], ones);
+        }
+        std::array::from_fn(|i| hsum(acc[i]))
     }
 
     /// `_mm256_shuffle_epi8` patterns that broadcast 16-bit lane `i` of a
