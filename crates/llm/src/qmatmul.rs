@@ -313,6 +313,21 @@ impl ActBlock for BlockQ8K {
         let _ = avx2;
         std::array::from_fn(|i| dot_scalar_k(kind, w, xs[i]))
     }
+    fn has_x8(_kind: Kind, avx2: bool) -> bool {
+        cfg!(target_arch = "x86_64") && avx2
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn dot_x8(kind: Kind, w: &[u8], quads: &[Quad<Self>; 2], avx2: bool) -> [f32; 8] {
+        assert!(Self::has_x8(kind, avx2));
+        let xs: [&[Self]; 8] = std::array::from_fn(|i| quads[i / 4].rows[i % 4]);
+        // SAFETY: AVX2, FMA and F16C were detected at run time (has_x8).
+        unsafe {
+            match kind {
+                Kind::Q6K => avx2::dot_q6_k::<8>(w, &xs),
+                _ => avx2::dot_q4_k::<8>(w, &xs),
+            }
+        }
+    }
     fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], avx2: bool) -> [f32; 4] {
         #[cfg(target_arch = "x86_64")]
         if avx2 {
