@@ -1042,7 +1042,7 @@ mod avx2 {
         assert!(xs.iter().all(|x| x.len() >= nb));
         let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); T];
-        let mut acc_m = [_mm_setzero_ps(); T];
+        let mut acc_m = [_mm256_setzero_ps(); T];
         let wp = w.as_ptr();
         for b in 0..nb {
             let blk = wp.add(b * Q4_K_BYTES);
@@ -1051,11 +1051,13 @@ mod avx2 {
                 _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(3 * Q4_K_BYTES + 64) as *const i8);
                 _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(3 * Q4_K_BYTES + 128) as *const i8);
             }
-            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const i32)));
-            let (d, dmin) = (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
+            let (d, neg_dmin) = (scale_splat(blk), _mm256_sub_ps(_mm256_setzero_ps(), scale_splat(blk.add(2))));
             let u = super::q4_k_scales(std::slice::from_raw_parts(blk.add(4), 12));
-            let mins_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
-            let mins = _mm256_extracti128_si256::<1>(mins_scales);
+            let packed = _mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32);
+            let mins_scales = _mm256_cvtepu8_epi16(packed);
+            // each sub-block's minimum twice: it multiplies the two 16-value
+            // sums of its 32 activations in one `madd`
+            let mins2 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(packed, packed));
             let sc128 = _mm256_castsi256_si128(mins_scales);
             let scales = _mm256_set_m128i(sc128, sc128);
             let mut sumi = [_mm256_setzero_si256(); T];
@@ -1075,20 +1077,14 @@ mod avx2 {
             }
             for t in 0..T {
                 let xb = xs[t].get_unchecked(b);
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                let dx = _mm256_broadcast_ss(&xb.d);
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
                 let bsums = _mm256_loadu_si256(xb.bsums.as_ptr() as *const __m256i);
-                let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums));
-                let prod = _mm_madd_epi16(mins, pair_sums);
-                acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(-dmin * xb.d), _mm_cvtepi32_ps(prod), acc_m[t]);
+                let prod = _mm256_madd_epi16(mins2, bsums);
+                acc_m[t] = _mm256_fmadd_ps(_mm256_mul_ps(neg_dmin, dx), _mm256_cvtepi32_ps(prod), acc_m[t]);
             }
         }
-        let mut out = [0f32; T];
-        for t in 0..T {
-            let m = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
-            let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-            out[t] = hsum(acc[t]) + _mm_cvtss_f32(m);
-        }
-        out
+        std::array::from_fn(|t| hsum(acc[t]) + hsum(acc_m[t]))
     }
 
     /// `T` Q8_K activation rows against one Q6_K weight row. The 6-bit
