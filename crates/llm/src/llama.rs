@@ -30,7 +30,7 @@ use candle_core::quantized::{ggml_file, gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
 use crate::attention::{attend, Heads};
-use crate::qmatmul::QLinear;
+use crate::qmatmul::{parallel_rows, QLinear};
 
 /// RMSNorm weights, as a tensor (candle-op path) and on the host (CPU path).
 pub(crate) struct RmsNorm {
@@ -55,8 +55,15 @@ impl RmsNorm {
         self.host.len()
     }
 
-    /// `out[r] = x[r] / rms(x[r]) * w` for every row of `x`.
+    /// `out[r] = x[r] / rms(x[r]) * w` for every row of `x` (rows in
+    /// parallel when there are many).
     pub(crate) fn apply(&self, x: &[f32], out: &mut [f32]) {
+        let e = self.host.len();
+        let out = &mut out[..x.len()];
+        parallel_rows(out, e, |r0, rows| self.apply_rows(&x[r0 * e..r0 * e + rows.len()], rows));
+    }
+
+    fn apply_rows(&self, x: &[f32], out: &mut [f32]) {
         let e = self.host.len();
         for (xr, or) in x.chunks_exact(e).zip(out.chunks_exact_mut(e)) {
             let ss = xr.iter().map(|v| v * v).sum::<f32>();
@@ -403,9 +410,11 @@ pub(crate) fn check_forward(t: usize, kv_len: usize, max: usize) -> Result<()> {
 
 /// `gate ← silu(gate) · up` (SwiGLU).
 pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
-    }
+    parallel_rows(gate, 1, |i0, gate| {
+        for (g, u) in gate.iter_mut().zip(&up[i0..]) {
+            *g = *g / (1.0 + (-*g).exp()) * u;
+        }
+    });
 }
 
 /// The logits of the last of `t` hidden rows `x`: final norm, then the
