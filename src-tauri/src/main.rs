@@ -12,6 +12,10 @@ use anyhow::{bail, Context, Result};
 // no console window on Windows release builds
 #[cfg_attr(all(not(debug_assertions), target_os = "windows"), windows_subsystem = "windows")]
 fn main() -> ExitCode {
+    if let Some(msg) = tresor_llm::device::cpu_mismatch_message() {
+        eprintln!("error: {msg}");
+        return ExitCode::FAILURE;
+    }
     tresor_desktop::mark_start();
     // WebKitGTK's web process without GPU compositing: the UI is text and
     // forms, and compositing costs the web process ~85 MB (PSS under Xvfb,

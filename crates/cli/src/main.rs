@@ -123,6 +123,10 @@ enum EvalCmd {
 }
 
 fn main() {
+    if let Some(msg) = tresor_llm::device::cpu_mismatch_message() {
+        eprintln!("error: {msg}");
+        std::process::exit(1);
+    }
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     if let Err(err) = run(cli) {

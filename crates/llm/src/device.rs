@@ -1,5 +1,6 @@
-//! Device selection (`cpu`, `cuda:N`, `metal`) and the CPU thread count.
-//! Owns nothing else; never loads a model.
+//! Device selection (`cpu`, `cuda:N`, `metal`), the CPU thread count and
+//! whether this CPU runs what the binary was compiled for. Owns nothing
+//! else; never loads a model.
 
 use crate::error::{LlmError, Result};
 pub use candle_core::Device;
@@ -42,6 +43,43 @@ pub fn set_cpu_threads(threads: usize) {
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
 }
 
+/// The x86 features this binary was compiled to assume that this CPU
+/// lacks (empty: it runs here). `scripts/env.sh` compiles with the build
+/// machine's AVX2/FMA/F16C/BMI2, which LLVM may use anywhere, not only in
+/// the kernels that dispatch at run time; on an older CPU such a binary
+/// would die of an illegal instruction. The front doors check this first
+/// and name what is missing instead.
+pub fn missing_cpu_features() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut missing = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! check {
+            ($($f:tt),*) => {$(
+                if cfg!(target_feature = $f) && !std::arch::is_x86_feature_detected!($f) {
+                    missing.push($f);
+                }
+            )*};
+        }
+        check!("sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "f16c", "bmi2");
+    }
+    missing
+}
+
+/// The error for [`missing_cpu_features`], or `None` when the CPU runs this
+/// binary.
+pub fn cpu_mismatch_message() -> Option<String> {
+    let missing = missing_cpu_features();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "this build of Tresor needs CPU features this processor lacks: {}. Build it on this machine \
+             (scripts/env.sh picks the flags from /proc/cpuinfo) or with RUSTFLAGS=\"\" for a baseline x86-64 binary \
+             (the LLM kernels still choose AVX2 at run time where the CPU has it).",
+            missing.join(", ")
+        )
+    })
+}
+
 /// Threads candle will use on the CPU.
 pub fn cpu_threads() -> usize {
     candle_core::utils::get_num_threads()
@@ -50,6 +88,14 @@ pub fn cpu_threads() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A binary runs on the machine that built it (scripts/env.sh reads
+    /// this CPU's flags): nothing is missing here.
+    #[test]
+    fn the_build_machine_has_every_compiled_in_feature() {
+        assert_eq!(missing_cpu_features(), Vec::<&str>::new());
+        assert!(cpu_mismatch_message().is_none());
+    }
 
     #[test]
     fn parses_cpu_and_rejects_garbage() {

@@ -13,9 +13,13 @@
 //! - decode (one activation row): four weight rows per step against the one
 //!   activation block (four independent accumulator chains), the next four
 //!   rows prefetched meanwhile (decode streams the weights from memory);
-//! - prefill: each weight block is expanded once and multiplied with four
-//!   activation rows; work is tiled over (weight rows × activation rows) so
-//!   one tile of quantized activations and weights stays in L2;
+//! - prefill: each weight block is expanded once and multiplied with eight
+//!   activation rows (four for Q4_1), the rows' block scales read side by
+//!   side so one multiply forms four scale products; work is tiled over
+//!   (weight rows × activation rows) so one tile of quantized activations
+//!   and weights stays in L2;
+//! - on aarch64 the 32-value formats use NEON (bit for bit the scalar
+//!   reference), the K-quants the scalar reference;
 //! - the tiles run on candle's persistent barrier pool (the calling thread
 //!   works too, idle workers spin briefly before parking), not a pool
 //!   spun up per op.
