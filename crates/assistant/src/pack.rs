@@ -7,7 +7,6 @@
 //! the sentences that matter, all within a token budget measured with the
 //! chat model's own tokenizer.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
@@ -15,7 +14,7 @@ use tresor_kb::embed::dot;
 use tresor_kb::lang::Lang;
 use tresor_kb::Hit;
 
-use crate::text::{jaccard, sentences, term_matches, term_set, weighted_coverage, weighted_terms, WeightedTerm};
+use crate::text::{jaccard, sentences, term_matches, term_set, weighted_coverage, weighted_share, weighted_terms, WeightedTerm};
 
 /// A retrieved passage with what the pipeline measured about it.
 #[derive(Debug, Clone, Serialize)]
@@ -57,24 +56,17 @@ pub fn score(
     lexical_weight: f32,
     term_weight: &dyn Fn(&str) -> f32,
 ) -> Vec<Passage> {
-    let memo: RefCell<HashMap<String, f32>> = RefCell::new(HashMap::new());
-    let weight = |t: &str| {
-        if let Some(w) = memo.borrow().get(t) {
-            return *w;
-        }
-        let w = term_weight(t);
-        memo.borrow_mut().insert(t.to_string(), w);
-        w
-    };
+    // the question's weighted terms once per passage language (each weight is a vocabulary lookup)
+    let mut by_lang: HashMap<Lang, Vec<WeightedTerm>> = HashMap::new();
     let mut out: Vec<Passage> = hits
         .into_iter()
         .map(|(hit, emb)| {
             let lang = Lang::parse(&hit.lang).unwrap_or(Lang::En);
-            let q_terms = weighted_terms(question, lang, &weight);
+            let q_terms = by_lang.entry(lang).or_insert_with(|| weighted_terms(question, lang, term_weight)).clone();
             let p_terms = term_set(&format!("{} {} {}", hit.title, hit.heading, hit.text), lang);
-            let lexical = weighted_coverage(&q_terms, &p_terms, lang);
-            let mut missing: Vec<&WeightedTerm> =
-                q_terms.iter().zip(term_matches(&q_terms, &p_terms, lang)).filter(|(_, m)| *m == 0.0).map(|(t, _)| t).collect();
+            let matches = term_matches(&q_terms, &p_terms, lang);
+            let lexical = weighted_share(&q_terms, &matches);
+            let mut missing: Vec<&WeightedTerm> = q_terms.iter().zip(&matches).filter(|(_, m)| **m == 0.0).map(|(t, _)| t).collect();
             missing.sort_by(|a, b| b.weight.total_cmp(&a.weight));
             let missing_terms = missing.into_iter().map(|t| t.term.clone()).collect();
             let cosine = if emb.len() == qvec.len() { dot(qvec, &emb).max(0.0) } else { 0.0 };

@@ -161,11 +161,17 @@ pub fn names(question: &str, lang: Lang) -> Vec<String> {
 
 /// [`coverage`] with each term counting its weight: Σ weight·match / Σ weight.
 pub fn weighted_coverage(terms: &[WeightedTerm], set: &HashSet<String>, lang: Lang) -> f32 {
+    weighted_share(terms, &term_matches(terms, set, lang))
+}
+
+/// Σ weight·match / Σ weight for `matches` from [`term_matches`] (0 when
+/// the terms weigh nothing).
+pub fn weighted_share(terms: &[WeightedTerm], matches: &[f32]) -> f32 {
     let total: f32 = terms.iter().map(|t| t.weight).sum();
     if total <= 0.0 {
         return 0.0;
     }
-    terms.iter().map(|t| t.weight * term_score(&t.term, set, lang)).sum::<f32>() / total
+    terms.iter().zip(matches).map(|(t, m)| t.weight * m).sum::<f32>() / total
 }
 
 /// How well `set` covers each of `terms` (1 exact, partial for compound parts, 0 absent).

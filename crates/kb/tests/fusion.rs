@@ -56,6 +56,14 @@ fn kb_with(dir: &Path, files: &[(&str, &str)]) -> Kb {
     kb
 }
 
+/// `weekly` near-identical weekly reports about lunch, and one more file.
+fn weekly_reports_and(dir: &Path, weekly: usize, last: (&str, &str)) -> Kb {
+    let mut files: Vec<(String, String)> = (0..weekly).map(|i| (format!("f{i:02}.txt"), format!("Weekly report number {i} about lunch."))).collect();
+    files.push((last.0.into(), last.1.into()));
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    kb_with(dir, &refs)
+}
+
 fn first(kb: &mut Kb, q: &str, opts: &SearchOptions) -> String {
     let res = search(kb, q, Some(&AxisEmbedder), None, opts).unwrap();
     let name = Path::new(&res.hits[0].source).file_name().unwrap().to_string_lossy().to_string();
@@ -174,10 +182,7 @@ fn an_english_only_embedder_does_not_rerank_german_queries() {
 #[test]
 fn bm25_leaves_out_frequent_terms_only_past_the_postings_budget() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut files: Vec<(String, String)> = (0..12).map(|i| (format!("f{i:02}.txt"), format!("Weekly report number {i} about lunch."))).collect();
-    files.push(("zz-parking.txt".into(), "The parking report is due.".into()));
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let mut kb = kb_with(tmp.path(), &refs);
+    let mut kb = weekly_reports_and(tmp.path(), 12, ("zz-parking.txt", "The parking report is due."));
     let bm25 = SearchOptions { k: 3, mode: Mode::Bm25, rerank: RerankChoice::Off, mmr_lambda: 1.0, ..Default::default() };
     // within the budget: nothing is left out
     let res = search(&mut kb, "parking report", Some(&AxisEmbedder), None, &bm25).unwrap();
@@ -199,10 +204,7 @@ fn bm25_leaves_out_frequent_terms_only_past_the_postings_budget() {
 #[test]
 fn term_idf_ranks_rare_terms_above_frequent_ones_and_folds_diacritics() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut files: Vec<(String, String)> = (0..9).map(|i| (format!("f{i}.txt"), format!("Weekly report number {i} about lunch."))).collect();
-    files.push(("zz.txt".into(), "The parking report is due at the café.".into()));
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let kb = kb_with(tmp.path(), &refs);
+    let kb = weekly_reports_and(tmp.path(), 9, ("zz.txt", "The parking report is due at the café."));
     let n = kb.chunk_count().unwrap();
     assert_eq!(n, 10);
     let stem = |w: &str| tresor_kb::analyze::stem(w, tresor_kb::lang::Lang::En);

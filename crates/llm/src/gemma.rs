@@ -41,8 +41,8 @@ use candle_core::quantized::gguf_file;
 use candle_core::{Device, Result, Tensor};
 
 use crate::attention::{attend, Heads};
-use crate::llama::{check_forward, last_logits, silu_mul, store_kv, Embedding, RmsNorm, Rope, Scratch};
-use crate::qmatmul::{parallel_rows, QLinear};
+use crate::llama::{check_forward, gated_mul, last_logits, silu_mul, store_kv, Embedding, RmsNorm, Rope, Scratch};
+use crate::qmatmul::QLinear;
 
 /// What candle assumes when the GGUF has no such key.
 const DEFAULT_SLIDING_WINDOW_TYPE: usize = 6;
@@ -322,7 +322,7 @@ impl GemmaWeights {
             layer.w_gate.forward_slice(&h, t, &mut gate)?;
             layer.w_up.forward_slice(&h, t, &mut up)?;
             match self.activation {
-                Activation::GeluTanh => parallel_rows(&mut gate, 1, |i0, gate| gate.iter_mut().zip(&up[i0..]).for_each(|(g, u)| *g = gelu_tanh(*g) * u)),
+                Activation::GeluTanh => gated_mul(&mut gate, &up, gelu_tanh),
                 Activation::Silu => silu_mul(&mut gate, &up),
             }
             layer.w_down.forward_slice(&gate, t, &mut o)?;

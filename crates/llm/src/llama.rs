@@ -410,9 +410,15 @@ pub(crate) fn check_forward(t: usize, kv_len: usize, max: usize) -> Result<()> {
 
 /// `gate ← silu(gate) · up` (SwiGLU).
 pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    gated_mul(gate, up, |g| g / (1.0 + (-g).exp()));
+}
+
+/// `gate ← act(gate) · up`, element-wise, over the pool for long prompts
+/// (shared with [`crate::gemma`]'s GELU).
+pub(crate) fn gated_mul(gate: &mut [f32], up: &[f32], act: impl Fn(f32) -> f32 + Sync) {
     parallel_rows(gate, 1, |i0, gate| {
         for (g, u) in gate.iter_mut().zip(&up[i0..]) {
-            *g = *g / (1.0 + (-*g).exp()) * u;
+            *g = act(*g) * u;
         }
     });
 }

@@ -406,6 +406,7 @@ pub(crate) fn parallel_for(items: usize, f: impl Fn(usize) + Sync) {
 /// Gemma's prefill at two threads spent ~6 % of its time in them.
 pub(crate) fn parallel_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     const RUN: usize = 4096;
+    debug_assert!(row > 0 && out.len() % row == 0, "{} values are no whole rows of {row}", out.len());
     let rows = if row == 0 { 0 } else { out.len() / row };
     let per_item = RUN.div_ceil(row.max(1)).max(1);
     let items = rows.div_ceil(per_item);
