@@ -534,6 +534,10 @@ pub fn run_search(args: SearchArgs, ctx: &Ctx) -> Result<()> {
         ..SearchOptions::default()
     };
     let res = search(&mut kb, &args.query, embedder.as_ref().map(|e| e as &dyn TextEmbedder), reranker, &opts)?;
+    // an index this search had to rebuild (missing or stale file) is kept for the next one
+    if let Err(e) = kb.save_rebuilt_indexes() {
+        tracing::warn!("could not save the rebuilt search indexes: {e}");
+    }
     if args.trace {
         eprintln!("{}", serde_json::to_string_pretty(&res.trace)?);
     }

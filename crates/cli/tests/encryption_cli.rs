@@ -179,11 +179,11 @@ fn key_rotate_makes_the_old_passphrase_and_key_useless_and_keeps_the_data() {
     assert!(rep["databases"].as_u64().unwrap() >= 2, "{rep}"); // kb.sqlite + assistant.sqlite
     assert!(rep["files"].as_u64().unwrap() >= 1, "{rep}"); // the vector file
     assert_ne!(rep["new_key_id"], status_before["key_id"]);
-    // every database and vector file was rewritten
+    // every database, vector and BM25 index file was rewritten
     let after = snapshot(&home);
     for (p, b) in &before {
         let name = p.file_name().unwrap().to_string_lossy();
-        if name.ends_with(".sqlite") || name.ends_with(".usearch") {
+        if name.ends_with(".sqlite") || name.ends_with(".usearch") || name.ends_with(".idx") {
             assert_ne!(after.get(p), Some(b), "{} was not re-encrypted", p.display());
         }
     }

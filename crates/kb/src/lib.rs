@@ -12,6 +12,7 @@ pub mod eval;
 pub mod index;
 pub mod ingest;
 pub mod lang;
+pub mod lexical;
 pub mod parse;
 pub mod pii;
 pub mod rerank;

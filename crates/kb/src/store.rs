@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::error::{DbCtx, IoCtx, KbError, Result};
 use crate::index::{Quantization, VectorIndex};
+use crate::lexical::LexicalIndex;
 use crate::lang::Lang;
 use tresor_guard::crypto::WorkspaceKey;
 
@@ -106,6 +107,8 @@ pub struct KbStats {
     pub formats: Vec<(String, usize)>,
     pub db_bytes: u64,
     pub index_bytes: u64,
+    /// The sealed BM25 index file (`bm25-<seq>.idx`).
+    pub bm25_index_bytes: u64,
     pub pending_index_ops: usize,
     /// Chunks the injection firewall quarantined at ingestion (never retrieved).
     pub quarantined: usize,
@@ -214,6 +217,12 @@ pub struct Kb {
     index: Option<VectorIndex>,
     applied_seq: i64,
     index_dirty: bool,
+    /// The BM25 index (see [`crate::lexical`]), its log position and whether it changed since saved.
+    lexical: Option<LexicalIndex>,
+    lexical_seq: i64,
+    lexical_dirty: bool,
+    /// An index was rebuilt in this process (see [`Kb::save_rebuilt_indexes`]).
+    rebuilt: bool,
 }
 
 pub(crate) fn f32s_to_blob(v: &[f32]) -> Vec<u8> {
@@ -251,7 +260,7 @@ impl Kb {
         conn.busy_timeout(std::time::Duration::from_secs(30)).db(&db_path)?;
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
             .db(&db_path)?;
-        let mut kb = Kb { dir: dir.to_path_buf(), db_path, conn, key: key.clone(), index: None, applied_seq: 0, index_dirty: false };
+        let mut kb = Kb { dir: dir.to_path_buf(), db_path, conn, key: key.clone(), index: None, applied_seq: 0, index_dirty: false, lexical: None, lexical_seq: 0, lexical_dirty: false, rebuilt: false };
         kb.migrate()?;
         Ok(kb)
     }
@@ -423,6 +432,7 @@ impl Kb {
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let db_bytes = size(&self.db_path) + size(&self.db_path.with_extension("sqlite-wal"));
         let index_bytes = self.latest_index_file()?.map(|(_, p)| size(&p)).unwrap_or(0);
+        let bm25_index_bytes = self.latest_lexical_file()?.map(|(_, p)| size(&p)).unwrap_or(0);
         Ok(KbStats {
             name: name.to_string(),
             path: self.dir.display().to_string(),
@@ -436,6 +446,7 @@ impl Kb {
             formats: group("SELECT format, count(*) FROM documents GROUP BY format ORDER BY 2 DESC")?,
             db_bytes,
             index_bytes,
+            bm25_index_bytes,
             pending_index_ops: self
                 .conn
                 .query_row("SELECT count(*) FROM index_log", [], |r| r.get::<_, i64>(0))
@@ -508,20 +519,23 @@ impl Kb {
         let n = tx.execute("DELETE FROM chunks WHERE doc_id = ?1", [id]).db(&p)?;
         tx.execute("DELETE FROM documents WHERE id = ?1", [id]).db(&p)?;
         tx.commit().db(&p)?;
-        if self.index.is_some() {
-            self.catch_up()?;
-        }
+        self.after_write()?;
         Ok(n)
     }
 
     // ---- the vector index --------------------------------------------------
 
     fn index_files(&self) -> Result<Vec<(i64, PathBuf)>> {
+        self.derived_files("vectors-", ".usearch")
+    }
+
+    /// `<prefix><seq><suffix>` files of the KB directory, by seq.
+    fn derived_files(&self, prefix: &str, suffix: &str) -> Result<Vec<(i64, PathBuf)>> {
         let mut v = Vec::new();
         for e in std::fs::read_dir(&self.dir).io(&self.dir)? {
             let e = e.io(&self.dir)?;
             let name = e.file_name().to_string_lossy().to_string();
-            if let Some(seq) = name.strip_prefix("vectors-").and_then(|s| s.strip_suffix(".usearch")) {
+            if let Some(seq) = name.strip_prefix(prefix).and_then(|s| s.strip_suffix(suffix)) {
                 if let Ok(seq) = seq.parse::<i64>() {
                     v.push((seq, e.path()));
                 }
@@ -626,6 +640,7 @@ impl Kb {
         self.index = Some(idx);
         self.applied_seq = seq;
         self.index_dirty = true;
+        self.rebuilt = true;
         Ok(())
     }
 
@@ -674,24 +689,77 @@ impl Kb {
         Ok(())
     }
 
-    /// Writes the vector index atomically as `vectors-<seq>.usearch` (temp
-    /// file, fsync, rename, fsync dir), removes older files, then compacts
-    /// the index log up to `<seq>`.
+    /// Writes the derived indexes atomically — the vector index as
+    /// `vectors-<seq>.usearch` and the BM25 index as `bm25-<seq>.idx`
+    /// (each: sealed, temp file, fsync, rename, fsync dir) — removes older
+    /// files, then compacts the index log up to the smaller of the two
+    /// seqs, so that each file plus the log still gives the current state.
+    /// Either index is loaded first when it is not (the log entries it
+    /// needs would otherwise be compacted away).
     pub fn save_index(&mut self) -> Result<()> {
-        if self.index.is_none() {
-            return Ok(());
+        if self.index.is_none() && self.info()?.dim.is_some() {
+            self.load_index()?;
+        }
+        if self.lexical.is_none() {
+            self.load_lexical()?;
         }
         self.catch_up()?;
-        if !self.index_dirty && self.latest_index_file()?.is_some_and(|(s, _)| s == self.applied_seq) {
-            return Ok(());
+        self.catch_up_lexical()?;
+        let mut compact_to = i64::MAX;
+        if self.index.is_some() {
+            let seq = self.applied_seq;
+            if self.index_dirty || !self.latest_index_file()?.is_some_and(|(s, _)| s == seq) {
+                // sealed with the workspace key (AEAD) before it touches the disk
+                let bytes = self.index.as_ref().expect("checked").to_bytes().map_err(|e| self.index_err(e))?;
+                self.write_sealed(&bytes, "vectors", &format!("vectors-{seq:020}.usearch"))?;
+                for (s, path) in self.index_files()? {
+                    if s < seq {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                self.index_dirty = false;
+            }
+            compact_to = seq;
         }
-        let seq = self.applied_seq;
-        let tmp = self.dir.join(format!("vectors.tmp-{}", std::process::id()));
-        let fin = self.dir.join(format!("vectors-{seq:020}.usearch"));
-        // sealed with the workspace key (AEAD) before it touches the disk
-        let bytes = self.index.as_ref().expect("checked").to_bytes().map_err(|e| self.index_err(e))?;
-        let sealed = self.key.seal(&bytes, b"");
-        drop(bytes);
+        if let Some(lx) = self.lexical.as_mut() {
+            let seq = self.lexical_seq;
+            if lx.dead_share() > 0.2 {
+                lx.compact();
+                self.lexical_dirty = true;
+            }
+            if self.lexical_dirty || !self.latest_lexical_file()?.is_some_and(|(s, _)| s == seq) {
+                let bytes = self.lexical.as_ref().expect("checked").to_bytes();
+                self.write_sealed(&bytes, "bm25", &format!("bm25-{seq:020}.idx"))?;
+                for (s, path) in self.lexical_files()? {
+                    if s < seq {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                self.lexical_dirty = false;
+            }
+            compact_to = compact_to.min(seq);
+        }
+        self.remove_stale_temp_files();
+        let seq = compact_to;
+        let p = self.db_path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).db(&p)?;
+        tx.execute("DELETE FROM index_log WHERE seq <= ?1", [seq]).db(&p)?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('index_compacted_to', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(?1 AS INTEGER))",
+            [seq.to_string()],
+        )
+        .db(&p)?;
+        tx.commit().db(&p)?;
+        Ok(())
+    }
+
+    /// Seals `bytes` with the workspace key and writes them as `name`
+    /// atomically: `<kind>.tmp-<pid>`, fsync, rename, fsync the directory.
+    fn write_sealed(&self, bytes: &[u8], kind: &str, name: &str) -> Result<()> {
+        let tmp = self.dir.join(format!("{kind}.tmp-{}", std::process::id()));
+        let fin = self.dir.join(name);
+        let sealed = self.key.seal(bytes, b"");
         std::fs::File::create(&tmp)
             .and_then(|mut f| {
                 use std::io::Write;
@@ -703,32 +771,161 @@ impl Kb {
         if let Ok(d) = std::fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        for (s, path) in self.index_files()? {
-            if s < seq {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-        self.remove_stale_temp_files();
-        let p = self.db_path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).db(&p)?;
-        tx.execute("DELETE FROM index_log WHERE seq <= ?1", [seq]).db(&p)?;
-        tx.execute(
-            "INSERT INTO meta(key, value) VALUES ('index_compacted_to', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(?1 AS INTEGER))",
-            [seq.to_string()],
-        )
-        .db(&p)?;
-        tx.commit().db(&p)?;
-        self.index_dirty = false;
         Ok(())
     }
 
-    /// Removes `vectors.tmp-<pid>` files left by processes that died mid-save.
+    /// Saves the indexes when this process had to rebuild one (a missing,
+    /// damaged or stale file), so that the next process loads it instead
+    /// of rebuilding again. For read paths (search); writers call
+    /// [`Kb::save_index`].
+    pub fn save_rebuilt_indexes(&mut self) -> Result<()> {
+        if self.rebuilt {
+            self.save_index()?;
+            self.rebuilt = false;
+        }
+        Ok(())
+    }
+
+    // ---- the BM25 index ----------------------------------------------------
+
+    fn lexical_files(&self) -> Result<Vec<(i64, PathBuf)>> {
+        self.derived_files("bm25-", ".idx")
+    }
+
+    fn latest_lexical_file(&self) -> Result<Option<(i64, PathBuf)>> {
+        Ok(self.lexical_files()?.pop())
+    }
+
+    fn fts_generation(&self) -> Result<i64> {
+        Ok(self.meta("fts_generation")?.and_then(|s| s.parse().ok()).unwrap_or(0))
+    }
+
+    /// Loads the BM25 index if it is not loaded, else brings it up to date.
+    pub fn ensure_lexical(&mut self) -> Result<()> {
+        if self.lexical.is_none() {
+            self.load_lexical()
+        } else {
+            self.catch_up_lexical()
+        }
+    }
+
+    /// The BM25 index, loaded and current.
+    pub fn lexical(&mut self) -> Result<&LexicalIndex> {
+        self.ensure_lexical()?;
+        Ok(self.lexical.as_ref().expect("loaded"))
+    }
+
+    /// The latest `bm25-<seq>.idx` when the log still reaches back to it and
+    /// it was built from the current full-text terms, plus log replay; else
+    /// a rebuild from `chunks_fts`.
+    fn load_lexical(&mut self) -> Result<()> {
+        let compacted: i64 = self.meta("index_compacted_to")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let generation = self.fts_generation()?;
+        if let Some((seq, path)) = self.latest_lexical_file()? {
+            if seq >= compacted {
+                let loaded = self.key.read_file(&path).map_err(|e| e.to_string()).and_then(|b| LexicalIndex::from_bytes(&b));
+                match loaded {
+                    Ok(ix) if ix.generation == generation => {
+                        self.lexical = Some(ix);
+                        self.lexical_seq = seq;
+                        self.lexical_dirty = false;
+                        return self.catch_up_lexical();
+                    }
+                    Ok(_) => tracing::info!("BM25 index {} predates `kb rebuild-index`; rebuilding", path.display()),
+                    Err(e) => tracing::warn!("BM25 index {} unreadable ({e}); rebuilding from the database", path.display()),
+                }
+            }
+        }
+        self.rebuild_lexical()
+    }
+
+    /// Rebuilds the BM25 index from the `chunks_fts` rows.
+    pub fn rebuild_lexical(&mut self) -> Result<()> {
+        let p = self.db_path.clone();
+        // one read transaction: the log position and the rows agree
+        let tx = self.conn.transaction().db(&p)?;
+        let seq: i64 = tx
+            .query_row("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'index_log'), 0)", [], |r| r.get(0))
+            .db(&p)?;
+        let generation: i64 = tx
+            .query_row("SELECT value FROM meta WHERE key = 'fts_generation'", [], |r| r.get::<_, String>(0))
+            .optional()
+            .db(&p)?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut ix = LexicalIndex::new(generation);
+        {
+            let mut st = tx.prepare("SELECT rowid, head, body FROM chunks_fts ORDER BY rowid").db(&p)?;
+            let mut rows = st.query([]).db(&p)?;
+            while let Some(r) = rows.next().db(&p)? {
+                let id: i64 = r.get(0).db(&p)?;
+                let head: String = r.get(1).db(&p)?;
+                let body: String = r.get(2).db(&p)?;
+                ix.add(id, &head, &body);
+            }
+        }
+        tx.commit().db(&p)?;
+        self.lexical = Some(ix);
+        self.lexical_seq = seq;
+        self.lexical_dirty = true;
+        self.rebuilt = true;
+        Ok(())
+    }
+
+    /// Applies index-log entries the BM25 index has not seen (the terms of
+    /// an added chunk come from its `chunks_fts` row).
+    fn catch_up_lexical(&mut self) -> Result<()> {
+        let Some(lx) = self.lexical.as_ref() else { return Ok(()) };
+        let compacted: i64 = self.meta("index_compacted_to")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        if compacted > self.lexical_seq || lx.generation != self.fts_generation()? {
+            // another process compacted past us, or re-analysed the terms: reload
+            self.lexical = None;
+            return self.load_lexical();
+        }
+        let p = self.db_path.clone();
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT l.seq, l.op, l.chunk_id, f.head, f.body FROM index_log l
+                 LEFT JOIN chunks_fts f ON l.op = 0 AND f.rowid = l.chunk_id
+                 WHERE l.seq > ?1 ORDER BY l.seq",
+            )
+            .db(&p)?;
+        let mut rows = st.query([self.lexical_seq]).db(&p)?;
+        let lx = self.lexical.as_mut().expect("checked");
+        let mut last = self.lexical_seq;
+        let mut changed = false;
+        while let Some(r) = rows.next().db(&p)? {
+            let seq: i64 = r.get(0).db(&p)?;
+            let op: i64 = r.get(1).db(&p)?;
+            let id: i64 = r.get(2).db(&p)?;
+            match (op, r.get::<_, Option<String>>(3).db(&p)?, r.get::<_, Option<String>>(4).db(&p)?) {
+                (0, Some(head), Some(body)) => lx.add(id, &head, &body),
+                (0, _, _) => {} // deleted since; a later remove entry follows
+                _ => lx.remove(id),
+            }
+            last = seq;
+            changed = true;
+        }
+        drop(rows);
+        drop(st);
+        self.lexical_seq = last;
+        self.lexical_dirty |= changed;
+        Ok(())
+    }
+
+    /// Removes `vectors.tmp-<pid>` / `bm25.tmp-<pid>` files left by processes that died mid-save.
     fn remove_stale_temp_files(&self) {
         let Ok(rd) = std::fs::read_dir(&self.dir) else { return };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let Some(pid) = name.strip_prefix("vectors.tmp-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let Some(pid) = name
+                .strip_prefix("vectors.tmp-")
+                .or_else(|| name.strip_prefix("bm25.tmp-"))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
             let alive = if cfg!(target_os = "linux") { Path::new(&format!("/proc/{pid}")).exists() } else { true };
             if pid != std::process::id() && !alive {
                 let _ = std::fs::remove_file(e.path());
@@ -740,12 +937,18 @@ impl Kb {
 
     /// Whether `stem` is a term of the FTS index (for query decompounding).
     pub(crate) fn has_term(&self, stem: &str) -> bool {
-        self.term_docs(stem) > 0
+        match &self.lexical {
+            Some(lx) => lx.has_term(stem),
+            None => self.term_docs(stem) > 0,
+        }
     }
 
     /// In how many chunks `term` (an analysed stem, see [`crate::analyze`])
     /// occurs; 0 when it is no term of the index.
     pub fn term_docs(&self, term: &str) -> usize {
+        if let Some(lx) = &self.lexical {
+            return lx.doc_freq(term);
+        }
         self.conn
             .prepare_cached("SELECT doc FROM chunks_vocab WHERE term = ?1")
             .and_then(|mut st| st.query_row([crate::analyze::fold(term)], |r| r.get::<_, i64>(0)).optional())
@@ -764,8 +967,25 @@ impl Kb {
         (1.0 + (total - n + 0.5) / (n + 0.5)).ln()
     }
 
-    /// BM25 over the analysed terms: (chunk id, score), best first (score = -bm25).
-    pub(crate) fn bm25(&self, fts_query: &str, n: usize, filter: &Filter, w_head: f64, w_body: f64) -> Result<Vec<(i64, f32)>> {
+    /// BM25 of the chunks matching any of the analysed `terms`: (chunk id,
+    /// score), best first, score = −FTS5's bm25() — computed by the BM25
+    /// index ([`crate::lexical`]), loaded and brought up to date first.
+    pub(crate) fn bm25(&mut self, terms: &[String], n: usize, filter: &Filter, w_head: f64, w_body: f64) -> Result<Vec<(i64, f32)>> {
+        let allowed = if filter.is_empty() { None } else { Some(self.filtered_ids(filter)?) };
+        let lx = self.lexical()?;
+        Ok(match &allowed {
+            Some(set) => {
+                let f = |id: i64| set.contains(&(id as u64));
+                lx.search(terms, n, w_head, w_body, Some(&f))
+            }
+            None => lx.search(terms, n, w_head, w_body, None),
+        })
+    }
+
+    /// The same BM25 through FTS5 (`ORDER BY bm25() LIMIT n` over a MATCH
+    /// expression, see [`crate::analyze::fts_match`]): the reference the
+    /// BM25 index is tested and benchmarked against.
+    pub fn bm25_fts(&self, fts_query: &str, n: usize, filter: &Filter, w_head: f64, w_body: f64) -> Result<Vec<(i64, f32)>> {
         let (cond, args) = filter.sql(5);
         let sql = if filter.is_empty() {
             "SELECT rowid, bm25(chunks_fts, ?1, ?2) AS s FROM chunks_fts WHERE chunks_fts MATCH ?3 ORDER BY s LIMIT ?4".to_string()
@@ -932,7 +1152,43 @@ impl Kb {
         } else if chunks > 0 {
             problems.push("chunks stored but no embedder recorded".into());
         }
+        problems.extend(self.check_lexical()?);
         Ok(CheckReport { ok: problems.is_empty(), documents: self.document_count()?, chunks, indexed, problems })
+    }
+
+    /// The BM25 index against FTS5: the same live chunks, each with the row
+    /// size FTS5 recorded (its `chunks_fts_docsize`), so both tokenise alike
+    /// and score with the same statistics.
+    fn check_lexical(&mut self) -> Result<Vec<String>> {
+        let p = self.db_path.clone();
+        let sizes: Vec<(i64, Vec<u8>)> = {
+            let mut st = self.conn.prepare("SELECT id, sz FROM chunks_fts_docsize").db(&p)?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).db(&p)?;
+            rows.collect::<std::result::Result<Vec<_>, _>>().db(&p)?
+        };
+        let lx = match self.lexical() {
+            Ok(lx) => lx,
+            Err(e) => return Ok(vec![format!("BM25 index: {e}")]),
+        };
+        let mut problems = Vec::new();
+        let (mut missing, mut wrong) = (0usize, 0usize);
+        for (id, sz) in &sizes {
+            match lx.doc_len(*id) {
+                None => missing += 1,
+                Some(len) if len as u64 != fts5_row_size(sz) => wrong += 1,
+                Some(_) => {}
+            }
+        }
+        if missing > 0 {
+            problems.push(format!("{missing} full-text rows are missing from the BM25 index"));
+        }
+        if wrong > 0 {
+            problems.push(format!("{wrong} chunks have a different length in the BM25 index than in FTS5"));
+        }
+        if lx.len() != sizes.len() {
+            problems.push(format!("BM25 index holds {} chunks for {} full-text rows", lx.len(), sizes.len()));
+        }
+        Ok(problems)
     }
 
     /// Re-analyses every chunk's full-text terms (after an analyser change).
@@ -940,6 +1196,13 @@ impl Kb {
         let p = self.db_path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).db(&p)?;
         tx.execute("DELETE FROM chunks_fts", []).db(&p)?;
+        // a loaded BM25 index (here or in another process) sees the new generation and rebuilds
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('fts_generation', '1')
+             ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            [],
+        )
+        .db(&p)?;
         let mut n = 0;
         {
             let mut st = tx
@@ -961,6 +1224,28 @@ impl Kb {
         tx.commit().db(&p)?;
         Ok(n)
     }
+}
+
+/// Tokens in a row of FTS5's `_docsize` table: one SQLite varint per column.
+fn fts5_row_size(sz: &[u8]) -> u64 {
+    let (mut total, mut pos) = (0u64, 0usize);
+    while pos < sz.len() {
+        let mut v = 0u64;
+        for i in 0..9 {
+            let Some(&c) = sz.get(pos) else { break };
+            pos += 1;
+            if i == 8 {
+                v = (v << 8) | c as u64;
+                break;
+            }
+            v = (v << 7) | (c & 0x7f) as u64;
+            if c & 0x80 == 0 {
+                break;
+            }
+        }
+        total += v;
+    }
+    total
 }
 
 fn row_to_chunk(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChunk> {
@@ -1084,18 +1369,24 @@ impl DocTx<'_> {
 }
 
 impl Kb {
-    /// After a commit: brings a loaded vector index up to date.
+    /// After a commit: brings the loaded indexes up to date.
     pub fn after_write(&mut self) -> Result<()> {
         if self.index.is_some() {
             self.catch_up()?;
         }
+        if self.lexical.is_some() {
+            self.catch_up_lexical()?;
+        }
         Ok(())
     }
 
-    /// Loads (or creates) the vector index so that writes update it.
+    /// Loads (or creates) the vector and BM25 indexes so that writes update them.
     pub fn ensure_index(&mut self) -> Result<()> {
         if self.index.is_none() {
             self.load_index()?;
+        }
+        if self.lexical.is_none() {
+            self.load_lexical()?;
         }
         Ok(())
     }
