@@ -969,10 +969,14 @@ impl Kb {
 
     /// BM25 of the chunks matching any of the analysed `terms`: (chunk id,
     /// score), best first, score = −FTS5's bm25() — computed by the BM25
-    /// index ([`crate::lexical`]), loaded and brought up to date first.
+    /// index ([`crate::lexical`]; loaded if it is not, the caller brings it up to date).
     pub(crate) fn bm25(&mut self, terms: &[String], n: usize, filter: &Filter, w_head: f64, w_body: f64) -> Result<Vec<(i64, f32)>> {
         let allowed = if filter.is_empty() { None } else { Some(self.filtered_ids(filter)?) };
-        let lx = self.lexical()?;
+        // `search` brought the index up to date just before (ensure_lexical): no second log read
+        if self.lexical.is_none() {
+            self.load_lexical()?;
+        }
+        let lx = self.lexical.as_ref().expect("loaded");
         Ok(match &allowed {
             Some(set) => {
                 let f = |id: i64| set.contains(&(id as u64));
