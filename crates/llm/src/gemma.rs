@@ -487,7 +487,7 @@ mod tests {
             ours_f.activation = Activation::Silu;
             let (mut candle_q, mut candle_f) = (load_candle(&path), load_candle(&float_path));
             for n in [1, 5, PROMPT.len()] {
-                let mut run_ours = |m: &mut GemmaWeights| {
+                let run_ours = |m: &mut GemmaWeights| {
                     m.clear_kv_cache();
                     vec(m.forward(&PROMPT[..n], 0).unwrap())
                 };
