@@ -88,7 +88,11 @@ pub struct SearchOptions {
     pub rerank_top: usize,
     /// MMR trade-off: 1.0 = relevance only.
     pub mmr_lambda: f32,
-    /// Cosine at or above which a candidate is a near-duplicate of a better one.
+    /// Cosine at or above which a candidate may be a near-duplicate of a
+    /// better one; it is one when [`NEAR_DUP_CONTAINMENT`] of the shorter
+    /// one's word trigrams are in the other too (a static embedder gives
+    /// distinct passages of one topic cosines above this, so the vectors
+    /// alone cannot decide).
     pub dedup_threshold: f32,
     /// BM25 column weights (title+heading, passage).
     pub w_head: f64,
@@ -384,15 +388,21 @@ pub fn search(
 
     // near-duplicate removal
     let mut kept: Vec<(StoredChunk, f32, Option<f32>)> = Vec::with_capacity(pool.len());
+    let mut kept_text: Vec<(String, Vec<u64>)> = Vec::with_capacity(pool.len());
     for p in pool {
         let norm = squash_lower(&p.0.text);
-        let dup = kept.iter().any(|q| {
-            (!p.0.embedding.is_empty() && p.0.embedding.len() == q.0.embedding.len() && dot(&p.0.embedding, &q.0.embedding) >= opts.dedup_threshold)
-                || squash_lower(&q.0.text) == norm
+        let mut shingles: Option<Vec<u64>> = None;
+        let dup = kept.iter().zip(&kept_text).any(|(q, (q_norm, q_shingles))| {
+            let close = !p.0.embedding.is_empty()
+                && p.0.embedding.len() == q.0.embedding.len()
+                && dot(&p.0.embedding, &q.0.embedding) >= opts.dedup_threshold;
+            *q_norm == norm || close && containment(shingles.get_or_insert_with(|| word_trigrams(&norm)), q_shingles) >= NEAR_DUP_CONTAINMENT
         });
         if dup {
             trace.duplicates_removed += 1;
         } else {
+            let shingles = shingles.unwrap_or_else(|| word_trigrams(&norm));
+            kept_text.push((norm, shingles));
             kept.push(p);
         }
     }
@@ -429,6 +439,43 @@ pub fn search(
 
 fn squash_lower(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// Share of the shorter passage's word trigrams that the other has too, at
+/// or above which two close passages are near-duplicates.
+pub const NEAR_DUP_CONTAINMENT: f32 = 0.8;
+
+/// Hashes of the word trigrams of whitespace-normalised text, sorted and
+/// deduplicated (texts under three words: the whole text as one).
+fn word_trigrams(norm: &str) -> Vec<u64> {
+    use std::hash::{Hash, Hasher};
+    let words: Vec<&str> = norm.split(' ').filter(|w| !w.is_empty()).collect();
+    let hash = |ws: &[&str]| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ws.hash(&mut h);
+        h.finish()
+    };
+    let mut v: Vec<u64> = if words.len() < 3 { vec![hash(&words)] } else { words.windows(3).map(hash).collect() };
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// |a ∩ b| / min(|a|, |b|) of two sorted sets.
+fn containment(a: &[u64], b: &[u64]) -> f32 {
+    let (mut i, mut j, mut common) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                common += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    common as f32 / a.len().min(b.len()).max(1) as f32
 }
 
 /// Maximal marginal relevance over candidates sorted by relevance:

@@ -340,6 +340,48 @@ fn near_duplicates_are_removed() {
     assert_eq!(res.hits.iter().filter(|h| h.text.contains("thirty days")).count(), 1);
 }
 
+/// An embedder under which every text is the same direction: the extreme
+/// of a static (bag-of-tokens) embedder, whose passages of one topic sit at
+/// cosines near 1.
+struct OneDirection;
+impl tresor_kb::TextEmbedder for OneDirection {
+    fn embed(&self, texts: &[&str]) -> tresor_kb::Result<Vec<Vec<f32>>> {
+        Ok(texts.iter().map(|_| [1.0f32].into_iter().chain([0.0; 15]).collect()).collect())
+    }
+    fn dim(&self) -> usize {
+        16
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        text.split_whitespace().count()
+    }
+    fn max_tokens(&self) -> usize {
+        256
+    }
+    fn model_id(&self) -> String {
+        "one-direction".into()
+    }
+}
+
+/// Close vectors alone do not make a near-duplicate: two different passages
+/// stay even at cosine 1, while a copy with one word changed goes.
+#[test]
+fn near_duplicates_need_shared_text_not_just_close_vectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("docs");
+    std::fs::create_dir_all(&d).unwrap();
+    let policy = "Backups run every night at two o'clock and are kept for thirty days on the storage cluster in the basement, \
+                  after which they are deleted automatically unless legal has asked for a hold on them.";
+    std::fs::write(d.join("a.md"), format!("# Policy\n\n{policy}\n")).unwrap();
+    std::fs::write(d.join("a-edited.md"), format!("# Policy\n\n{}\n", policy.replace("basement", "cellar"))).unwrap();
+    std::fs::write(d.join("b.md"), "# Laptops\n\nBackups of laptops are the user's own job; use the encrypted drive.\n").unwrap();
+    let mut kb = Kb::open(&tmp.path().join("kb"), &key()).unwrap();
+    ingest(&mut kb, &OneDirection, &[d], &IngestOptions::default(), &NoProgress).unwrap();
+    let res = search(&mut kb, "how long are backups kept", Some(&OneDirection), None, &SearchOptions::default()).unwrap();
+    assert_eq!(res.trace.duplicates_removed, 1, "{:?}", res.hits.iter().map(|h| &h.source).collect::<Vec<_>>());
+    assert_eq!(res.hits.iter().filter(|h| h.text.contains("thirty days")).count(), 1);
+    assert_eq!(res.hits.iter().filter(|h| h.text.contains("laptops")).count(), 1, "a different passage is kept");
+}
+
 /// JSON, JSONL and CSV files with non-ASCII text: every record is ingested and
 /// searchable, and each chunk's span, read as characters of the file, holds
 /// the record's raw text (the metadata contract: character spans).
