@@ -280,19 +280,39 @@ fn device(ctx: &Ctx) -> Result<tresor_llm::Device> {
     crate::ctx::device(ctx).with_context(|| format!("device `{}`", ctx.device))
 }
 
-/// The embedder: `--embed-model` (catalogue id or folder), else the installed embed model.
-fn load_embedder(ctx: &Ctx, m: &ModelArgs) -> Result<tresor_llm::embed::Embedder> {
-    let resolved = Catalog::load(&ctx.models_dir).and_then(|c| c.resolve(m.embed_model.as_deref(), Role::Embed));
-    let dir = match resolved {
-        Ok(r) => r.path,
+/// The embedder's folder: `spec` (catalogue id, folder under the models
+/// directory, or path), else the installed embed model.
+pub(crate) fn embedder_dir(ctx: &Ctx, spec: Option<&str>) -> Result<PathBuf> {
+    let resolved = Catalog::load(&ctx.models_dir).and_then(|c| c.resolve(spec, Role::Embed));
+    match resolved {
+        Ok(r) => Ok(r.path),
         // models placed by hand without the catalogue's install stamps
-        Err(_) if m.embed_model.is_none() && ctx.models_dir.join(DEFAULT_EMBED).join("config.json").is_file() => {
-            ctx.models_dir.join(DEFAULT_EMBED)
-        }
-        Err(e) => return Err(e).context("finding the embedding model"),
-    };
+        Err(_) if spec.is_none() && ctx.models_dir.join(DEFAULT_EMBED).join("config.json").is_file() => Ok(ctx.models_dir.join(DEFAULT_EMBED)),
+        Err(e) => Err(e).context("finding the embedding model"),
+    }
+}
+
+/// The embedder: `--embed-model`, else the installed embed model.
+fn load_embedder(ctx: &Ctx, m: &ModelArgs) -> Result<tresor_llm::embed::Embedder> {
+    let dir = embedder_dir(ctx, m.embed_model.as_deref())?;
     tresor_llm::embed::Embedder::load(&dir, &device(ctx)?)
         .with_context(|| format!("loading the embedder from {}", dir.display()))
+}
+
+/// The embedder for an existing knowledge base: `--embed-model`, else the
+/// one that built it when it is in the models directory (a knowledge base
+/// ingested with the static tier keeps using it), else the installed one.
+fn kb_embedder(ctx: &Ctx, m: &ModelArgs, kb: &Kb) -> Result<tresor_llm::embed::Embedder> {
+    if m.embed_model.is_none() {
+        let built = kb.info()?.embedder;
+        let folder = built.as_deref().and_then(|id| id.rsplit_once('@')).map(|(name, _)| name);
+        if let Some(name) = folder.filter(|n| !n.is_empty() && *n != DEFAULT_EMBED) {
+            if ctx.models_dir.join(name).is_dir() {
+                return load_embedder(ctx, &ModelArgs { embed_model: Some(name.to_string()) });
+            }
+        }
+    }
+    load_embedder(ctx, m)
 }
 
 /// The reranker: an explicit `--rerank-model` must load; otherwise the
@@ -374,8 +394,8 @@ impl IngestProgress for Bar {
 pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     let dir = kb_dir(ctx, &args.kb)?;
     let key = crate::key_cmd::workspace_key(ctx)?;
-    let embedder = load_embedder(ctx, &args.model)?;
     let mut kb = Kb::open(&dir, &key).with_context(|| format!("opening knowledge base `{}`", args.kb))?;
+    let embedder = kb_embedder(ctx, &args.model, &kb)?;
     if let Some(q) = args.quantization {
         kb.set_quantization(q.into())?;
     }
@@ -409,6 +429,13 @@ pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
             report.chunks as f64 / report.seconds.max(1e-9),
             args.kb
         );
+        if report.added + report.updated > 0 {
+            let st = &report.stages;
+            out!(
+                "time: parse+chunk {:.1}s, redact {:.1}s, embed {:.1}s, screen {:.1}s, analyze {:.1}s, store {:.1}s, index {:.1}s",
+                st.parse_chunk, st.redact, st.embed, st.screen, st.analyze, st.store, st.index
+            );
+        }
         for p in &report.pruned {
             out!("pruned: {p}");
         }
@@ -512,7 +539,7 @@ pub fn run_search(args: SearchArgs, ctx: &Ctx) -> Result<()> {
     let reranker = if rerank == RerankChoice::Off { None } else { load_reranker(ctx, args.rerank_model.as_deref())? };
     // --rerank without a cross-encoder: sentence max-sim, which needs the embedder in every mode
     let maxsim_wanted = rerank == RerankChoice::On && reranker.is_none();
-    let embedder = if mode == Mode::Bm25 && !maxsim_wanted { None } else { Some(load_embedder(ctx, &args.model)?) };
+    let embedder = if mode == Mode::Bm25 && !maxsim_wanted { None } else { Some(kb_embedder(ctx, &args.model, &kb)?) };
     let maxsim = match (&embedder, maxsim_wanted) {
         (Some(e), true) => Some(SentenceMaxSim::new(e)),
         _ => None,
@@ -639,7 +666,18 @@ pub fn run_eval_retrieval(args: EvalRetrievalArgs, ctx: &Ctx) -> Result<()> {
 }
 
 pub fn run_bench_kb(args: BenchKbArgs, ctx: &Ctx) -> Result<()> {
-    let embedder = load_embedder(ctx, &args.model)?;
+    let embedder_path = embedder_dir(ctx, args.model.embed_model.as_deref())?;
+    let embedder = tresor_llm::embed::Embedder::load(&embedder_path, &device(ctx)?)
+        .with_context(|| format!("loading the embedder from {}", embedder_path.display()))?;
+    // the static tier distilled from it (`tresor models distill`), when there is one
+    let static_dir = tresor_llm::static_embed::default_dir(&embedder_path);
+    let static_tier = match tresor_llm::static_embed::is_static_dir(&static_dir) && !embedder.is_static() && !args.skip_ingest {
+        true => Some(
+            tresor_llm::embed::Embedder::load(&static_dir, &device(ctx)?)
+                .with_context(|| format!("loading the static embedder from {}", static_dir.display()))?,
+        ),
+        false => None,
+    };
     let sample = args.sample_dir.clone().unwrap_or_else(|| PathBuf::from("assets/sample-kb"));
     let mut scales = if args.scales.is_empty() { vec![10_000, 100_000] } else { args.scales.clone() };
     if args.scale_1m && !scales.contains(&1_000_000) {
@@ -658,7 +696,7 @@ pub fn run_bench_kb(args: BenchKbArgs, ctx: &Ctx) -> Result<()> {
         bm25_max_postings: args.bm25_max_postings,
     };
     let verbose = !args.json;
-    let report = bench::run(&embedder, &opts, &|line: &str| {
+    let report = bench::run(&embedder, static_tier.as_ref().map(|e| e as &dyn TextEmbedder), &opts, &|line: &str| {
         if verbose {
             eprintln!("{line}");
         }

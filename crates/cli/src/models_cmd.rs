@@ -34,6 +34,26 @@ pub enum ModelsCmd {
     },
     /// Download a file from a Hugging Face hub repo or a mirror, with resume and sha256 check.
     Pull(PullArgs),
+    /// Distil a static embedder (one vector per vocabulary token, model2vec's recipe) from an
+    /// installed sentence encoder: the bulk-ingest tier, far faster than the encoder, at lower
+    /// retrieval quality. Offline; about a minute on 2 cores.
+    Distill(DistillArgs),
+}
+
+#[derive(Args)]
+pub struct DistillArgs {
+    /// The sentence encoder: a catalogue id or folder (default: the installed embed model).
+    #[arg(long, value_name = "ID|PATH")]
+    pub from: Option<String>,
+    /// Output folder (default: `<encoder folder>-static` beside the encoder).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Replace an existing static embedder there.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -94,6 +114,7 @@ pub fn run(cmd: ModelsCmd, ctx: &Ctx) -> Result<()> {
             }
             Ok(())
         }
+        ModelsCmd::Distill(args) => distill(args, ctx),
         ModelsCmd::List { json } => {
             let catalog = Catalog::load(dir)?;
             let results = tresor_models::verify_with(dir, Check::Cached, true)?;
@@ -212,4 +233,34 @@ fn print_verify(results: &[VerifyResult]) {
     if missing > 0 {
         println!("({missing} known models not installed: `tresor models list`)");
     }
+}
+
+fn distill(args: DistillArgs, ctx: &Ctx) -> Result<()> {
+    let source = crate::kb_cmd::embedder_dir(ctx, args.from.as_deref())?;
+    let out = args.out.clone().unwrap_or_else(|| tresor_llm::static_embed::default_dir(&source));
+    if tresor_llm::static_embed::is_static_dir(&out) && !args.force {
+        bail!("{} already holds a static embedder (--force replaces it)", out.display());
+    }
+    let device = crate::ctx::device(ctx).with_context(|| format!("device `{}`", ctx.device))?;
+    let encoder = tresor_llm::embed::Embedder::load(&source, &device).with_context(|| format!("loading the encoder from {}", source.display()))?;
+    let t0 = std::time::Instant::now();
+    let bar = (!args.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| indicatif::ProgressBar::new(0));
+    let cfg = tresor_llm::static_embed::distill_embedder(&encoder, &source, &out, &|done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }
+    })
+    .with_context(|| format!("distilling {} into {}", source.display(), out.display()))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"path": out, "source": cfg.source, "vocab": cfg.vocab, "dim": cfg.dim, "seconds": secs}))?);
+    } else {
+        println!("distilled {} tokens x {} dims from {} into {} in {secs:.1}s", cfg.vocab, cfg.dim, cfg.source, out.display());
+        println!("use it with --embed-model {}", out.display());
+    }
+    Ok(())
 }

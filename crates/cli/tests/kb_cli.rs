@@ -111,6 +111,39 @@ fn ingest_search_and_kb_commands() {
     assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("does not exist"));
 }
 
+/// The static tier end to end: distilled from the real MiniLM into a models
+/// dir of the test's own, a knowledge base ingested with it, searched
+/// without naming it (the knowledge base's own embedder is found), and
+/// refused when another embedder is named.
+#[test]
+fn static_embedder_distils_ingests_and_searches() {
+    let home = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(models_dir_with_embedder().join("all-minilm-l6-v2"), models.path().join("all-minilm-l6-v2")).unwrap();
+    let cli = Cli::with_models(home.path(), Some(PASSPHRASE), models.path());
+    let d = cli.json(&["models", "distill", "--json"]);
+    assert_eq!((d["vocab"].as_u64(), d["dim"].as_u64()), (Some(30522), Some(384)), "{d}");
+    let dir = models.path().join("all-minilm-l6-v2-static");
+    assert_eq!(d["path"].as_str(), dir.to_str());
+    for f in ["config.json", "tokenizer.json", "embeddings.safetensors"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let e = cli.fails(&["models", "distill"]);
+    assert!(e.contains("already holds a static embedder") && e.contains("--force"), "{e}");
+
+    let out = cli.ok(&["ingest", &sample(), "--kb", "fast", "--embed-model", "all-minilm-l6-v2-static"]);
+    assert!(out.contains("9 added"), "{out}");
+    let stats = cli.json(&["kb", "stats", "--kb", "fast", "--json"]);
+    assert!(stats["embedder"].as_str().unwrap().starts_with("all-minilm-l6-v2-static@"), "{stats}");
+    for mode in ["vector", "hybrid"] {
+        let hits = cli.json(&["search", "Wie viele Urlaubstage habe ich im Jahr?", "--kb", "fast", "--mode", mode, "--json"]);
+        let any = hits.as_array().unwrap().iter().take(3).any(|h| h["source"].as_str().unwrap().ends_with("urlaub-und-abwesenheit.md"));
+        assert!(any, "{mode}: {hits}");
+    }
+    let e = cli.fails(&["search", "Urlaub", "--kb", "fast", "--mode", "vector", "--embed-model", "all-minilm-l6-v2"]);
+    assert!(e.contains("was built with embedder `all-minilm-l6-v2-static@"), "{e}");
+}
+
 #[test]
 fn bad_files_are_reported_and_skipped_and_prune_works() {
     let home = tempfile::tempdir().unwrap();

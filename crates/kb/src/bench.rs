@@ -59,6 +59,8 @@ pub struct IngestBench {
     pub seconds: f64,
     pub mb_per_min: f64,
     pub chunks_per_s: f64,
+    /// Where the time went (seconds per ingest stage).
+    pub stages: crate::ingest::StageSeconds,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -238,6 +240,7 @@ fn bench_ingest(embedder: &dyn TextEmbedder, corpus: &Path, label: &str, work: &
         seconds: secs,
         mb_per_min: mb / (secs / 60.0),
         chunks_per_s: rep.chunks as f64 / secs,
+        stages: rep.stages,
     })
 }
 
@@ -538,7 +541,10 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, bm25_only: boo
     Ok(out)
 }
 
-pub fn run(embedder: &dyn TextEmbedder, opts: &BenchOptions, log: &dyn Fn(&str)) -> Result<BenchReport> {
+/// `static_tier`: a static embedder distilled from `embedder` (`tresor
+/// models distill`); when given, the generated corpus is ingested with it
+/// too (it is fast enough for the full size).
+pub fn run(embedder: &dyn TextEmbedder, static_tier: Option<&dyn TextEmbedder>, opts: &BenchOptions, log: &dyn Fn(&str)) -> Result<BenchReport> {
     let tmp;
     let work = match &opts.work_dir {
         Some(w) => w.clone(),
@@ -576,6 +582,10 @@ pub fn run(embedder: &dyn TextEmbedder, opts: &BenchOptions, log: &dyn Fn(&str))
         generate_corpus(&corpus, opts.corpus_mb, 7)?;
         let standin = StandIn { real: embedder, hash: crate::embed::HashEmbedder::new(embedder.dim()) };
         report.ingest.push(bench_ingest(&standin, &corpus, &format!("generated-{:.0}mb", opts.corpus_mb), &work)?);
+        if let Some(fast) = static_tier {
+            log(&format!("ingest: the same corpus with the static embedder {}", fast.model_id()));
+            report.ingest.push(bench_ingest(fast, &corpus, &format!("generated-{:.0}mb", opts.corpus_mb), &work)?);
+        }
         let _ = std::fs::remove_dir_all(&corpus);
         report.notes.push(format!(
             "ingest of generated-{:.0}mb: the real tokenizer, injection screen, SQLite/FTS5 and HNSW, with hashed stand-in vectors instead of the embedding model; the rows with the real embedder show the model-bound rate",
@@ -597,6 +607,14 @@ pub fn table(r: &BenchReport) -> String {
             s.push_str(&format!(
                 "| {} | {} | {} | {:.2} | {} | {:.1} | {:.2} | {:.1} |\n",
                 i.corpus, i.embedder, i.files, i.mb, i.chunks, i.seconds, i.mb_per_min, i.chunks_per_s
+            ));
+        }
+        s.push_str("\n| corpus | parse+chunk s | redact s | embed s | screen s | analyze s | store s | index s |\n|---|---|---|---|---|---|---|---|\n");
+        for i in &r.ingest {
+            let st = &i.stages;
+            s.push_str(&format!(
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+                i.corpus, st.parse_chunk, st.redact, st.embed, st.screen, st.analyze, st.store, st.index
             ));
         }
         s.push('\n');

@@ -4,11 +4,13 @@
 //! parse → chunk → embed → store in one transaction. A file that fails is
 //! reported with the reason and skipped; the rest goes on.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -90,6 +92,69 @@ pub struct IngestReport {
     pub flagged: usize,
     pub bytes: u64,
     pub seconds: f64,
+    /// Where the time of new and changed files went.
+    pub stages: StageSeconds,
+}
+
+/// Seconds per ingest stage, summed over the files written (unchanged files
+/// cost their sha256 only, in `parse_chunk`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageSeconds {
+    /// Reading, hashing, parsing and chunking (token counting included): a
+    /// file's time not spent in the stages below.
+    pub parse_chunk: f64,
+    /// PII redaction of chunk text.
+    pub redact: f64,
+    /// The embedding model.
+    pub embed: f64,
+    /// The prompt-injection screen.
+    pub screen: f64,
+    /// Language detection and FTS term analysis (stemming, decompounding).
+    pub analyze: f64,
+    /// SQLite writes (chunks, FTS5, index log) and the commit.
+    pub store: f64,
+    /// Bringing the vector (HNSW) and BM25 indexes up to date.
+    pub index: f64,
+}
+
+/// Accumulates [`StageSeconds`] through shared references (the ingest
+/// closures borrow it while the parser drives them).
+#[derive(Default)]
+struct StageClock {
+    redact: Cell<f64>,
+    embed: Cell<f64>,
+    screen: Cell<f64>,
+    analyze: Cell<f64>,
+    store: Cell<f64>,
+    index: Cell<f64>,
+}
+
+impl StageClock {
+    /// Runs `f`, adding its time to `stage`.
+    fn time<T>(stage: &Cell<f64>, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        stage.set(stage.get() + t.elapsed().as_secs_f64());
+        out
+    }
+
+    /// Adds this file's stages to `total`; the rest of `file_seconds` is parsing and chunking.
+    fn add_to(&self, total: &mut StageSeconds, file_seconds: f64) {
+        let parts = [
+            (&mut total.redact, self.redact.get()),
+            (&mut total.embed, self.embed.get()),
+            (&mut total.screen, self.screen.get()),
+            (&mut total.analyze, self.analyze.get()),
+            (&mut total.store, self.store.get()),
+            (&mut total.index, self.index.get()),
+        ];
+        let mut staged = 0.0;
+        for (t, v) in parts {
+            *t += v;
+            staged += v;
+        }
+        total.parse_chunk += (file_seconds - staged).max(0.0);
+    }
 }
 
 /// The shipped injection detector (its classifier runs on the chunk
@@ -231,7 +296,11 @@ pub fn ingest(
             report.failed.push(Failure { source: c.source.clone(), reason: ParseError::Unsupported.to_string() });
             continue;
         }
-        match ingest_file(kb, embedder, c, opts, progress, &mut report, &pii) {
+        let clock = StageClock::default();
+        let t_file = Instant::now();
+        let outcome = ingest_file(kb, embedder, c, opts, progress, &mut report, &pii, &clock);
+        clock.add_to(&mut report.stages, t_file.elapsed().as_secs_f64());
+        match outcome {
             Ok((Outcome::Added(n), bytes)) => {
                 report.added += 1;
                 report.chunks += n;
@@ -276,6 +345,7 @@ pub fn ingest(
     Ok(report)
 }
 
+#[allow(clippy::too_many_arguments)] // the per-run state one file's write reads and adds to
 fn ingest_file(
     kb: &mut Kb,
     embedder: &dyn TextEmbedder,
@@ -284,6 +354,7 @@ fn ingest_file(
     progress: &dyn IngestProgress,
     report: &mut IngestReport,
     pii: &crate::pii::Redactor,
+    clock: &StageClock,
 ) -> Result<(Outcome, u64)> {
     let io = |e: std::io::Error| KbError::Io { path: c.path.clone(), source: e };
     let meta = std::fs::metadata(&c.path).map_err(io)?;
@@ -330,19 +401,34 @@ fn ingest_file(
         if chunks.is_empty() {
             return Ok(());
         }
-        let chunks = pii.chunks(chunks);
+        let chunks = StageClock::time(&clock.redact, || pii.chunks(chunks));
         let texts: Vec<String> = chunks.iter().map(|ch| embedding_text(title, &ch.heading, &ch.text)).collect();
         let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-        let vecs = embedder.embed(&refs)?;
+        let vecs = StageClock::time(&clock.embed, || embedder.embed(&refs))?;
         if vecs.len() != chunks.len() || vecs.iter().any(|v| v.len() != embedder.dim()) {
             return Err(KbError::Embed("embedder returned vectors of the wrong shape".into()));
         }
-        let mut rows = Vec::with_capacity(chunks.len());
+        // The per-chunk work that needs no order (screen verdicts, language,
+        // FTS terms) runs over the pool; what is shared (the document's
+        // German vocabulary, the transaction) is done in order between.
         let screen = opts.injection.zip(detector());
         let use_clf = screen.is_some_and(|(_, d)| d.embed_model() == embedder.model_id());
-        for (ch, v) in chunks.iter().zip(&vecs) {
-            if let Some((action, det)) = screen {
-                let verdict = if use_clf { det.detect_one(&ch.text, v).ok() } else { None }.unwrap_or_else(|| det.detect_rules_only(&ch.text));
+        let verdicts: Vec<Option<tresor_guard::injection::Verdict>> = StageClock::time(&clock.screen, || {
+            chunks
+                .par_iter()
+                .zip(&vecs)
+                .map(|(ch, v)| {
+                    screen.map(|(_, det)| {
+                        if use_clf { det.detect_one(&ch.text, v).ok() } else { None }.unwrap_or_else(|| det.detect_rules_only(&ch.text))
+                    })
+                })
+                .collect()
+        });
+        let langs: Vec<Lang> =
+            StageClock::time(&clock.analyze, || chunks.par_iter().map(|ch| detect(&ch.text).or(doc_lang).unwrap_or(Lang::En)).collect());
+        let mut keep: Vec<(&Chunk, Lang, &[f32])> = Vec::with_capacity(chunks.len());
+        for (((ch, v), verdict), lang) in chunks.iter().zip(&vecs).zip(verdicts).zip(langs) {
+            if let (Some((action, _)), Some(verdict)) = (screen, verdict) {
                 if verdict.injection {
                     let ord = tx.chunks() + tx.quarantined + tx.dropped;
                     match action {
@@ -358,16 +444,23 @@ fn ingest_file(
                     }
                 }
             }
-            let lang = detect(&ch.text).or(doc_lang).unwrap_or(Lang::En);
             lang_counts[(lang == Lang::De) as usize] += 1;
             if lang == Lang::De && vocab.len() < 200_000 {
-                vocab.extend(crate::analyze::german_vocabulary(&ch.text));
+                StageClock::time(&clock.analyze, || vocab.extend(crate::analyze::german_vocabulary(&ch.text)));
             }
-            let known = |s: &str| vocab.contains(s);
-            let (fts_head, fts_body) = fts_terms(title, &ch.heading, &ch.text, lang, &known);
-            rows.push(NewChunk { chunk: ch, lang, embedding: v, fts_head, fts_body });
+            keep.push((ch, lang, v));
         }
-        tx.add(&rows)?;
+        // every German word of the batch is known to each of its chunks' decompounding
+        let known = |s: &str| vocab.contains(s);
+        let terms: Vec<(String, String)> = StageClock::time(&clock.analyze, || {
+            keep.par_iter().map(|(ch, lang, _)| fts_terms(title, &ch.heading, &ch.text, *lang, &known)).collect()
+        });
+        let rows: Vec<NewChunk> = keep
+            .into_iter()
+            .zip(terms)
+            .map(|((chunk, lang, embedding), (fts_head, fts_body))| NewChunk { chunk, lang, embedding, fts_head, fts_body })
+            .collect();
+        StageClock::time(&clock.store, || tx.add(&rows))?;
         progress.advance(0, chunks.len());
         Ok(())
     };
@@ -414,11 +507,11 @@ fn ingest_file(
     }
     let lang = if lang_counts[1] > lang_counts[0] { Lang::De } else { Lang::En };
     let (quarantined, dropped) = (tx.quarantined, tx.dropped);
-    let n = tx.commit(&title, lang.as_str())?;
+    let n = StageClock::time(&clock.store, || tx.commit(&title, lang.as_str()))?;
     report.quarantined += quarantined;
     report.dropped += dropped;
     report.flagged += flagged;
     progress.advance(meta.len().saturating_sub(consumed), 0);
-    kb.after_write()?;
+    StageClock::time(&clock.index, || kb.after_write())?;
     Ok((if replaced { Outcome::Updated(n) } else { Outcome::Added(n) }, meta.len()))
 }

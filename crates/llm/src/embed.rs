@@ -33,6 +33,8 @@ pub enum Backend {
     Tresor(Precision),
     /// candle-transformers' `BertModel` (reference; GPUs).
     Candle,
+    /// A distilled token table ([`crate::static_embed`]): no encoder runs.
+    Static,
 }
 
 impl Backend {
@@ -59,6 +61,7 @@ impl Backend {
             Backend::Tresor(Precision::F32) => "f32",
             Backend::Tresor(Precision::Int8) => "int8",
             Backend::Candle => "candle",
+            Backend::Static => "static",
         }
     }
 }
@@ -66,6 +69,7 @@ impl Backend {
 enum Engine {
     Tresor(crate::bert::Encoder),
     Candle(BertModel),
+    Static(crate::static_embed::StaticTable),
 }
 
 pub struct Embedder {
@@ -90,6 +94,12 @@ impl Embedder {
     /// [`Embedder::load`] on a chosen backend (Tresor's encoder runs on the
     /// CPU only).
     pub fn load_with(dir: &Path, device: &Device, backend: Backend) -> Result<Self> {
+        if crate::static_embed::is_static_dir(dir) {
+            return Self::load_static(dir, device);
+        }
+        if backend == Backend::Static {
+            return Err(LlmError::Load { path: dir.to_path_buf(), reason: "not a static embedder folder (config.json model_type `static`)".into() });
+        }
         let files = ModelFiles::open(dir)?;
         let config: BertConfig = files.config()?;
         let max_tokens = read_max_seq_length(dir).unwrap_or(256).min(config.max_position_embeddings);
@@ -104,6 +114,7 @@ impl Embedder {
             Backend::Tresor(_) if !device.is_cpu() => {
                 return Err(files.err("Tresor's embedder runs on the CPU; use TRESOR_EMBED_IMPL=candle on other devices".into()))
             }
+            Backend::Static => unreachable!("static folders return above"),
             Backend::Tresor(p) => {
                 let calibration = if p == Precision::Int8 { calibration_tokens(&tokenizer)? } else { Vec::new() };
                 Engine::Tresor(
@@ -123,10 +134,36 @@ impl Embedder {
         })
     }
 
+    /// A static embedder folder ([`crate::static_embed`]); any device (the
+    /// lookup runs on the CPU).
+    fn load_static(dir: &Path, device: &Device) -> Result<Self> {
+        let table = crate::static_embed::StaticTable::load(dir)?;
+        let files = ModelFiles { dir: dir.to_path_buf(), weights: dir.join(crate::static_embed::WEIGHTS) };
+        let mut tokenizer = files.tokenizer(table.config.max_seq_length)?;
+        tokenizer.with_padding(None);
+        Ok(Embedder {
+            backend: Backend::Static,
+            tokenizer,
+            device: device.clone(),
+            dim: table.dim(),
+            max_tokens: table.config.max_seq_length,
+            model_id: files.identity()?,
+            engine: Engine::Static(table),
+        })
+    }
+
     /// One L2-normalised vector per text, in order.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Engine::Static(table) = &self.engine {
+            // no special tokens: they have zero rows anyway
+            let enc = self
+                .tokenizer
+                .encode_batch_fast(texts.to_vec(), false)
+                .map_err(|e| LlmError::Inference(format!("embedder tokenization failed: {e}")))?;
+            return Ok(enc.iter().map(|e| table.embed_ids(e.get_ids())).collect());
         }
         let enc = self
             .tokenizer
@@ -141,7 +178,7 @@ impl Embedder {
         while start < order.len() {
             let mut end = start + 1;
             match self.engine {
-                Engine::Candle(_) => end = (start + BATCH).min(order.len()),
+                Engine::Candle(_) | Engine::Static(_) => end = (start + BATCH).min(order.len()),
                 Engine::Tresor(_) => {
                     let mut tokens = enc[order[start]].get_ids().len();
                     while end < order.len() && tokens + enc[order[end]].get_ids().len() <= BATCH_TOKENS {
@@ -166,6 +203,7 @@ impl Embedder {
                 return Ok(e.embed(&texts));
             }
             Engine::Candle(m) => m,
+            Engine::Static(t) => return Ok(enc.iter().map(|e| t.embed_ids(e.get_ids())).collect()),
         };
         let (ids, type_ids, mask) = batch_tensors(enc, &self.device)?;
         let hidden = model.forward(&ids, &type_ids, Some(&mask))?; // (b, n, h)
@@ -176,6 +214,32 @@ impl Embedder {
         let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
         let normalized = mean.broadcast_div(&norm)?;
         Ok(normalized.to_vec2::<f32>()?)
+    }
+
+    /// One normalised vector per token-id sequence (special tokens
+    /// included, as the tokenizer adds them), through the encoder itself:
+    /// what [`crate::static_embed::distill`] feeds every vocabulary token
+    /// through.
+    pub fn embed_ids(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        match &self.engine {
+            Engine::Tresor(e) => {
+                let types: Vec<Vec<u32>> = seqs.iter().map(|s| vec![0; s.len()]).collect();
+                let texts: Vec<(&[u32], &[u32])> = seqs.iter().zip(&types).map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
+                Ok(e.embed(&texts))
+            }
+            Engine::Static(t) => Ok(seqs.iter().map(|s| t.embed_ids(s)).collect()),
+            Engine::Candle(_) => Err(LlmError::Inference("embedding token ids needs Tresor's CPU encoder (not TRESOR_EMBED_IMPL=candle)".into())),
+        }
+    }
+
+    /// The tokenizer (the static tier distils its vocabulary).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The folder this embedder was loaded from is a static table.
+    pub fn is_static(&self) -> bool {
+        matches!(self.engine, Engine::Static(_))
     }
 
     /// The implementation (and precision) this embedder runs on.

@@ -20,6 +20,7 @@ pub mod model;
 pub mod qmatmul;
 pub mod rerank;
 pub mod sampling;
+pub mod static_embed;
 pub mod synthetic;
 pub mod template;
 pub mod tokenizer;

@@ -128,7 +128,9 @@ impl Catalog {
     /// `spec` is a catalogue id, or a path to a file/directory (relative to the
     /// current directory). A path that is a catalogue model's file gets that
     /// model's metadata; any other existing path is accepted with architecture
-    /// and template left to the file. `None` picks the installed model for
+    /// and template left to the file; last, a folder of that name in the
+    /// models directory (placed there by hand or by `tresor models distill`).
+    /// `None` picks the installed model for
     /// `role` (shipped default first). Missing files give an error that says
     /// how to install them (`tresor models setup` / `pull`).
     pub fn resolve(&self, spec: Option<&str>, role: Role) -> Result<ResolvedModel> {
@@ -154,6 +156,11 @@ impl Catalog {
             }
             let id = abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| spec.to_string());
             return Ok(ResolvedModel { id, role, architecture: None, path: abs, chat_template: None, context_length: None });
+        }
+        // a folder placed in the models directory by name (e.g. `tresor models distill`'s output)
+        let in_dir = self.models_dir.join(spec);
+        if !spec.contains(['/', '\\']) && in_dir.is_dir() {
+            return Ok(ResolvedModel { id: spec.to_string(), role, architecture: None, path: in_dir, chat_template: None, context_length: None });
         }
         Err(ModelsError::UnknownModel { spec: spec.to_string(), known: self.known_ids() })
     }
@@ -317,6 +324,12 @@ files = [{ path = "smol.gguf", hub_file = "smol.gguf" }]
 
         let e = c.resolve(Some("no-such-thing"), Role::ChatSmall).unwrap_err().to_string();
         assert!(e.contains("neither a model id") && e.contains("tiny-chat"), "{e}");
+
+        // A folder in the models dir by name (`tresor models distill` writes one), from any cwd.
+        fs::create_dir_all(tmp.path().join("tiny-embed-static")).unwrap();
+        let r = c.resolve(Some("tiny-embed-static"), Role::Embed).unwrap();
+        assert_eq!((r.id.as_str(), r.path.clone()), ("tiny-embed-static", tmp.path().join("tiny-embed-static")));
+        assert!(c.resolve(Some("../tiny-embed-static"), Role::Embed).is_err(), "only a plain name is looked up there");
     }
 
     #[test]

@@ -48,12 +48,17 @@ pub fn repo() -> PathBuf {
 /// that would point it elsewhere (another data dir, workspace, passphrase
 /// file, API token, device, the desktop keyring) are removed.
 pub fn tresor_with(home: &Path, passphrase: Option<&str>) -> Command {
+    tresor_in(home, passphrase, &models_dir())
+}
+
+/// [`tresor_with`] on a models directory of the test's own.
+pub fn tresor_in(home: &Path, passphrase: Option<&str>, models: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tresor"));
     c.arg("--models-dir")
-        .arg(models_dir())
+        .arg(models)
         .arg("--data-dir")
         .arg(home)
-        .env("TRESOR_MODELS", models_dir())
+        .env("TRESOR_MODELS", models)
         .env_remove("TRESOR_HOME")
         .env_remove("TRESOR_WORKSPACE")
         .env_remove("TRESOR_PASSPHRASE_FILE")
@@ -74,15 +79,21 @@ pub fn tresor_with(home: &Path, passphrase: Option<&str>) -> Command {
 pub struct Cli {
     pub home: PathBuf,
     pub passphrase: Option<String>,
+    pub models: PathBuf,
 }
 
 impl Cli {
     pub fn new(home: &Path, passphrase: Option<&str>) -> Cli {
-        Cli { home: home.to_path_buf(), passphrase: passphrase.map(str::to_string) }
+        Cli::with_models(home, passphrase, &models_dir())
+    }
+
+    /// On a models directory of the test's own.
+    pub fn with_models(home: &Path, passphrase: Option<&str>, models: &Path) -> Cli {
+        Cli { home: home.to_path_buf(), passphrase: passphrase.map(str::to_string), models: models.to_path_buf() }
     }
 
     pub fn cmd(&self) -> Command {
-        tresor_with(&self.home, self.passphrase.as_deref())
+        tresor_in(&self.home, self.passphrase.as_deref(), &self.models)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
