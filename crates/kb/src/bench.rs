@@ -357,7 +357,8 @@ fn reusable_scale(dir: &Path, n: usize, bm25_only: bool) -> Option<Kb> {
 
 fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, bm25_only: bool, budget: Option<usize>, log: &dyn Fn(&str)) -> Result<ScaleBench> {
     let dim = 384;
-    let dir = work.join(format!("scale-{n}"));
+    // v2: queries drawn from their own stream (a kept v1 corpus would not replay)
+    let dir = work.join(format!("scale-{n}-v2"));
     let reused = if keep { reusable_scale(&dir, n, bm25_only) } else { None };
     let reuse = reused.is_some();
     let mut kb = match reused {
@@ -371,6 +372,9 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, bm25_only: boo
         }
     };
     let mut synth = Synth::new(dim, n, n as u64);
+    // queries from a stream of their own: the corpus (replayed for the exact
+    // search over a kept knowledge base) must not depend on --queries
+    let corpus_rng = std::mem::replace(&mut synth.rng, rand::rngs::StdRng::seed_from_u64(n as u64 ^ 0x51ED_270B_4F1E_AC53));
     let qn = queries.max(10);
     let mut qmap = HashMap::new();
     let mut qlist = Vec::new();
@@ -382,6 +386,7 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, bm25_only: boo
         qmap.insert(t.clone(), synth.vector());
         qlist.push(t);
     }
+    synth.rng = corpus_rng;
     let emb = SyntheticEmbedder { dim, queries: qmap };
     if !reuse {
         kb.bind_embedder(&emb.model_id(), dim)?;
