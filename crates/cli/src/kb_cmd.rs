@@ -305,8 +305,7 @@ fn load_embedder(ctx: &Ctx, m: &ModelArgs) -> Result<tresor_llm::embed::Embedder
 fn kb_embedder(ctx: &Ctx, m: &ModelArgs, kb: &Kb) -> Result<tresor_llm::embed::Embedder> {
     if m.embed_model.is_none() {
         let built = kb.info()?.embedder;
-        let folder = built.as_deref().and_then(|id| id.rsplit_once('@')).map(|(name, _)| name);
-        if let Some(name) = folder.filter(|n| !n.is_empty() && *n != DEFAULT_EMBED) {
+        if let Some(name) = built.as_deref().and_then(tresor_llm::embed::model_folder).filter(|n| *n != DEFAULT_EMBED) {
             if ctx.models_dir.join(name).is_dir() {
                 return load_embedder(ctx, &ModelArgs { embed_model: Some(name.to_string()) });
             }
@@ -394,8 +393,13 @@ impl IngestProgress for Bar {
 pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     let dir = kb_dir(ctx, &args.kb)?;
     let key = crate::key_cmd::workspace_key(ctx)?;
+    // a new knowledge base is created only once its embedder has loaded
+    let fresh = if Kb::exists(&dir) { None } else { Some(load_embedder(ctx, &args.model)?) };
     let mut kb = Kb::open(&dir, &key).with_context(|| format!("opening knowledge base `{}`", args.kb))?;
-    let embedder = kb_embedder(ctx, &args.model, &kb)?;
+    let embedder = match fresh {
+        Some(e) => e,
+        None => kb_embedder(ctx, &args.model, &kb)?,
+    };
     if let Some(q) = args.quantization {
         kb.set_quantization(q.into())?;
     }
@@ -671,12 +675,12 @@ pub fn run_bench_kb(args: BenchKbArgs, ctx: &Ctx) -> Result<()> {
         .with_context(|| format!("loading the embedder from {}", embedder_path.display()))?;
     // the static tier distilled from it (`tresor models distill`), when there is one
     let static_dir = tresor_llm::static_embed::default_dir(&embedder_path);
-    let static_tier = match tresor_llm::static_embed::is_static_dir(&static_dir) && !embedder.is_static() && !args.skip_ingest {
-        true => Some(
-            tresor_llm::embed::Embedder::load(&static_dir, &device(ctx)?)
-                .with_context(|| format!("loading the static embedder from {}", static_dir.display()))?,
-        ),
-        false => None,
+    let static_tier = if tresor_llm::static_embed::is_static_dir(&static_dir) && !embedder.is_static() && !args.skip_ingest {
+        let e = tresor_llm::embed::Embedder::load(&static_dir, &device(ctx)?)
+            .with_context(|| format!("loading the static embedder from {}", static_dir.display()))?;
+        Some(e)
+    } else {
+        None
     };
     let sample = args.sample_dir.clone().unwrap_or_else(|| PathBuf::from("assets/sample-kb"));
     let mut scales = if args.scales.is_empty() { vec![10_000, 100_000] } else { args.scales.clone() };

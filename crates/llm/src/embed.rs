@@ -1,7 +1,9 @@
 //! The sentence embedder: a BERT encoder (all-MiniLM-L6-v2 by default, any
 //! BERT-layout sentence-transformers model from `tresor models pull`):
 //! mean pooling over real tokens, L2 normalisation: the same vectors
-//! sentence-transformers produces.
+//! sentence-transformers produces. A folder holding a static token table
+//! distilled from such an encoder ([`crate::static_embed`]) loads as the
+//! static tier: same tokenizer, a lookup instead of the encoder.
 //! On the CPU it runs Tresor's own encoder ([`crate::bert`]: no padding,
 //! fused row ops, reused buffers), in int8 ([`crate::i8gemm`], cosine to
 //! the f32 vectors ≥ 0.995, tested) where this CPU has a SIMD int8 kernel (AVX-512 VNNI or AVX2)
@@ -92,7 +94,8 @@ impl Embedder {
     }
 
     /// [`Embedder::load`] on a chosen backend (Tresor's encoder runs on the
-    /// CPU only).
+    /// CPU only). A static embedder folder ([`crate::static_embed`]) loads as
+    /// the static tier whatever the backend.
     pub fn load_with(dir: &Path, device: &Device, backend: Backend) -> Result<Self> {
         if crate::static_embed::is_static_dir(dir) {
             return Self::load_static(dir, device);
@@ -203,7 +206,7 @@ impl Embedder {
                 return Ok(e.embed(&texts));
             }
             Engine::Candle(m) => m,
-            Engine::Static(t) => return Ok(enc.iter().map(|e| t.embed_ids(e.get_ids())).collect()),
+            Engine::Static(_) => unreachable!("embed() answers static tables itself"),
         };
         let (ids, type_ids, mask) = batch_tensors(enc, &self.device)?;
         let hidden = model.forward(&ids, &type_ids, Some(&mask))?; // (b, n, h)
@@ -349,6 +352,12 @@ impl ModelFiles {
         let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         Ok(format!("{name}@{h:016x}"))
     }
+}
+
+/// The folder name inside an embedder's model id (`name@hash`, see
+/// [`Embedder::model_id`]): where a knowledge base's embedder is looked for.
+pub fn model_folder(model_id: &str) -> Option<&str> {
+    model_id.rsplit_once('@').map(|(name, _)| name).filter(|n| !n.is_empty())
 }
 
 /// Input ids, token type ids and attention mask of a padded batch.

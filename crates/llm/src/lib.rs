@@ -1,6 +1,7 @@
 //! Tresor's model runtimes on candle: quantized GGUF chat models with their
 //! tokenizers, chat templates and sampling (`model`, `tokenizer`,
-//! `template`, `sampling`), the sentence embedder (`embed`) and the
+//! `template`, `sampling`), the sentence embedder (`embed`, and its static
+//! tier `static_embed`) and the
 //! cross-encoder reranker (`rerank`). Each model is a module with a plain
 //! `load` / `forward` API.
 //!
