@@ -130,6 +130,8 @@ fn static_embedder_distils_ingests_and_searches() {
     }
     let e = cli.fails(&["models", "distill"]);
     assert!(e.contains("already holds a static embedder") && e.contains("--force"), "{e}");
+    let again = cli.json(&["models", "distill", "--force", "--json"]);
+    assert_eq!(again["vocab"], d["vocab"], "{again}");
 
     let out = cli.ok(&["ingest", &sample(), "--kb", "fast", "--embed-model", "all-minilm-l6-v2-static"]);
     assert!(out.contains("9 added"), "{out}");

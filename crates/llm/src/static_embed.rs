@@ -181,6 +181,11 @@ pub fn distill(
         progress(((b + 1) * BATCH).min(wanted.len()), wanted.len());
     }
     std::fs::create_dir_all(out).map_err(io(out))?;
+    // replacing one: it stops being an embedder until the new config lands
+    match std::fs::remove_file(out.join("config.json")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(out)(e)),
+        _ => {}
+    }
     let tok_src = source_dir.join("tokenizer.json");
     let tok_tmp = out.join("tokenizer.json.tmp");
     std::fs::copy(&tok_src, &tok_tmp).map_err(io(&tok_src))?;
