@@ -568,7 +568,7 @@ impl Kb {
         let info = self.info()?;
         let Some(dim) = info.dim else { return Err(KbError::NoVectors { path: self.dir.clone() }) };
         let q = Quantization::parse(&info.quantization).unwrap_or(Quantization::F16);
-        let compacted: i64 = self.meta("index_compacted_to")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let compacted = self.index_compacted_to()?;
         let mut loaded = None;
         if let Some((seq, path)) = self.latest_index_file()? {
             if seq >= compacted {
@@ -649,44 +649,30 @@ impl Kb {
         if self.index.is_none() {
             return Ok(());
         }
-        let compacted: i64 = self.meta("index_compacted_to")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let compacted = self.index_compacted_to()?;
         if compacted > self.applied_seq {
             // another process saved and compacted past us: reload
             self.index = None;
             return self.load_index();
         }
-        let p = self.db_path.clone();
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT l.seq, l.op, l.chunk_id, c.embedding FROM index_log l
-                 LEFT JOIN chunks c ON l.op = 0 AND c.id = l.chunk_id
-                 WHERE l.seq > ?1 ORDER BY l.seq",
-            )
-            .db(&p)?;
-        let mut rows = st.query([self.applied_seq]).db(&p)?;
         let idx = self.index.as_ref().expect("checked");
-        let mut last = self.applied_seq;
-        let mut changed = false;
-        while let Some(r) = rows.next().db(&p)? {
-            let seq: i64 = r.get(0).db(&p)?;
-            let op: i64 = r.get(1).db(&p)?;
-            let id: i64 = r.get(2).db(&p)?;
-            let emb: Option<Vec<u8>> = r.get(3).db(&p)?;
-            let res = match (op, emb) {
+        let dir = &self.dir;
+        let last = replay_index_log(&self.conn, &self.db_path, "c.embedding FROM index_log l LEFT JOIN chunks c ON l.op = 0 AND c.id = l.chunk_id", self.applied_seq, |op, id, r| {
+            let res = match (op, r.get::<_, Option<Vec<u8>>>(3).db(&self.db_path)?) {
                 (0, Some(b)) => idx.upsert(id as u64, &blob_to_f32s(&b)),
                 (0, None) => Ok(()), // deleted since; a later remove entry follows
                 _ => idx.remove(id as u64),
             };
-            res.map_err(|e| KbError::Index { path: self.dir.clone(), reason: e })?;
-            last = seq;
-            changed = true;
-        }
-        drop(rows);
-        drop(st);
+            res.map_err(|e| KbError::Index { path: dir.clone(), reason: e })
+        })?;
+        self.index_dirty |= last > self.applied_seq;
         self.applied_seq = last;
-        self.index_dirty |= changed;
         Ok(())
+    }
+
+    /// `meta.index_compacted_to`: index-log entries up to it are gone.
+    fn index_compacted_to(&self) -> Result<i64> {
+        Ok(self.meta("index_compacted_to")?.and_then(|s| s.parse().ok()).unwrap_or(0))
     }
 
     /// Writes the derived indexes atomically — the vector index as
@@ -819,7 +805,7 @@ impl Kb {
     /// it was built from the current full-text terms, plus log replay; else
     /// a rebuild from `chunks_fts`.
     fn load_lexical(&mut self) -> Result<()> {
-        let compacted: i64 = self.meta("index_compacted_to")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let compacted = self.index_compacted_to()?;
         let generation = self.fts_generation()?;
         if let Some((seq, path)) = self.latest_lexical_file()? {
             if seq >= compacted {
@@ -876,41 +862,24 @@ impl Kb {
     /// an added chunk come from its `chunks_fts` row).
     fn catch_up_lexical(&mut self) -> Result<()> {
         let Some(lx) = self.lexical.as_ref() else { return Ok(()) };
-        let compacted: i64 = self.meta("index_compacted_to")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let compacted = self.index_compacted_to()?;
         if compacted > self.lexical_seq || lx.generation != self.fts_generation()? {
             // another process compacted past us, or re-analysed the terms: reload
             self.lexical = None;
             return self.load_lexical();
         }
-        let p = self.db_path.clone();
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT l.seq, l.op, l.chunk_id, f.head, f.body FROM index_log l
-                 LEFT JOIN chunks_fts f ON l.op = 0 AND f.rowid = l.chunk_id
-                 WHERE l.seq > ?1 ORDER BY l.seq",
-            )
-            .db(&p)?;
-        let mut rows = st.query([self.lexical_seq]).db(&p)?;
         let lx = self.lexical.as_mut().expect("checked");
-        let mut last = self.lexical_seq;
-        let mut changed = false;
-        while let Some(r) = rows.next().db(&p)? {
-            let seq: i64 = r.get(0).db(&p)?;
-            let op: i64 = r.get(1).db(&p)?;
-            let id: i64 = r.get(2).db(&p)?;
-            match (op, r.get::<_, Option<String>>(3).db(&p)?, r.get::<_, Option<String>>(4).db(&p)?) {
+        let p = &self.db_path;
+        let last = replay_index_log(&self.conn, p, "f.head, f.body FROM index_log l LEFT JOIN chunks_fts f ON l.op = 0 AND f.rowid = l.chunk_id", self.lexical_seq, |op, id, r| {
+            match (op, r.get::<_, Option<String>>(3).db(p)?, r.get::<_, Option<String>>(4).db(p)?) {
                 (0, Some(head), Some(body)) => lx.add(id, &head, &body),
                 (0, _, _) => {} // deleted since; a later remove entry follows
                 _ => lx.remove(id),
             }
-            last = seq;
-            changed = true;
-        }
-        drop(rows);
-        drop(st);
+            Ok(())
+        })?;
+        self.lexical_dirty |= last > self.lexical_seq;
         self.lexical_seq = last;
-        self.lexical_dirty |= changed;
         Ok(())
     }
 
@@ -1274,6 +1243,29 @@ pub(crate) fn fts_terms(title: &str, heading: &str, text: &str, lang: Lang, know
     let head = crate::analyze::index_terms(&format!("{title} {heading}"), lang, &k);
     let body = crate::analyze::index_terms(text, lang, &k);
     (head, body)
+}
+
+/// Calls `apply(op, chunk_id, row)` for each index-log entry after `since`,
+/// in order; `select` is what follows `SELECT l.seq, l.op, l.chunk_id, `
+/// (the columns from index 3 on and the FROM clause over `index_log l`).
+/// Returns the last seq applied (`since` when there was none).
+fn replay_index_log(
+    conn: &Connection,
+    path: &Path,
+    select: &str,
+    since: i64,
+    mut apply: impl FnMut(i64, i64, &rusqlite::Row<'_>) -> Result<()>,
+) -> Result<i64> {
+    let sql = format!("SELECT l.seq, l.op, l.chunk_id, {select} WHERE l.seq > ?1 ORDER BY l.seq");
+    let mut st = conn.prepare_cached(&sql).db(path)?;
+    let mut rows = st.query([since]).db(path)?;
+    let mut last = since;
+    while let Some(r) = rows.next().db(path)? {
+        let seq: i64 = r.get(0).db(path)?;
+        apply(r.get(1).db(path)?, r.get(2).db(path)?, r)?;
+        last = seq;
+    }
+    Ok(last)
 }
 
 /// Metadata of a document being written.

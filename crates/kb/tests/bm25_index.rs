@@ -57,6 +57,14 @@ fn write_docs(dir: &Path, rng: &mut StdRng, files: usize) {
 
 /// Random queries compared: the index's top 20 against FTS5's, score by score
 /// (order may differ only among equal scores).
+/// `files` generated documents in `docs`, ingested into a new knowledge base at `kbdir`.
+fn ingested(docs: &Path, kbdir: &Path, rng: &mut StdRng, files: usize) -> Kb {
+    write_docs(docs, rng, files);
+    let mut kb = Kb::open(kbdir, &key()).unwrap();
+    ingest(&mut kb, &HashEmbedder::new(16), &[docs.to_path_buf()], &IngestOptions::default(), &NoProgress).unwrap();
+    kb
+}
+
 fn assert_same_as_fts5(kb: &mut Kb, rng: &mut StdRng, queries: usize) {
     let mut compared = 0;
     for _ in 0..queries {
@@ -88,13 +96,9 @@ fn assert_same_as_fts5(kb: &mut Kb, rng: &mut StdRng, queries: usize) {
 #[test]
 fn bm25_index_scores_like_fts5_through_every_change() {
     let tmp = tempfile::tempdir().unwrap();
-    let docs = tmp.path().join("docs");
+    let (docs, kbdir, emb) = (tmp.path().join("docs"), tmp.path().join("kb"), HashEmbedder::new(16));
     let mut rng = StdRng::seed_from_u64(4);
-    write_docs(&docs, &mut rng, 40);
-    let kbdir = tmp.path().join("kb");
-    let emb = HashEmbedder::new(16);
-    let mut kb = Kb::open(&kbdir, &key()).unwrap();
-    ingest(&mut kb, &emb, &[docs.clone()], &IngestOptions::default(), &NoProgress).unwrap();
+    let mut kb = ingested(&docs, &kbdir, &mut rng, 40);
     assert!(kb.chunk_count().unwrap() > 60);
     assert_same_as_fts5(&mut kb, &mut rng, 60);
     assert!(kb.check().unwrap().ok, "{:?}", kb.check().unwrap().problems);
@@ -146,13 +150,9 @@ fn bm25_index_scores_like_fts5_through_every_change() {
 #[test]
 fn writes_by_another_process_reach_a_loaded_index() {
     let tmp = tempfile::tempdir().unwrap();
-    let docs = tmp.path().join("docs");
+    let (docs, kbdir, emb) = (tmp.path().join("docs"), tmp.path().join("kb"), HashEmbedder::new(16));
     let mut rng = StdRng::seed_from_u64(11);
-    write_docs(&docs, &mut rng, 6);
-    let kbdir = tmp.path().join("kb");
-    let emb = HashEmbedder::new(16);
-    let mut writer = Kb::open(&kbdir, &key()).unwrap();
-    ingest(&mut writer, &emb, &[docs.clone()], &IngestOptions::default(), &NoProgress).unwrap();
+    let mut writer = ingested(&docs, &kbdir, &mut rng, 6);
     let mut reader = Kb::open_existing(&kbdir, &key()).unwrap();
     let before = reader.lexical().unwrap().len();
     std::fs::write(docs.join("late.md"), "# Parkplatz\n\nDer Parkplatz ist hinter dem Gebäude.\n").unwrap();
