@@ -10,6 +10,8 @@ pub enum AssistantError {
     QuestionTooLong { chars: usize, max: usize },
     #[error("invalid knowledge base name `{0}` (use letters, digits, - and _)")]
     BadKbName(String),
+    #[error("knowledge base `{0}` does not exist (ingest something into it first: tresor ingest PATH --kb {0})")]
+    NoSuchKb(String),
     #[error(transparent)]
     Kb(#[from] tresor_kb::KbError),
     /// Encryption at rest: wrong key or passphrase, a file sealed by another key.
@@ -19,6 +21,11 @@ pub enum AssistantError {
     Llm(#[from] tresor_llm::LlmError),
     #[error(transparent)]
     Models(#[from] tresor_models::ModelsError),
+    /// No installed model serves a role the engine needs.
+    #[error("finding the {role} model: {source}")]
+    NoModel { role: &'static str, source: tresor_models::ModelsError },
+    #[error("loading the {what} from {path}: {source}")]
+    ModelLoad { what: &'static str, path: PathBuf, source: tresor_llm::LlmError },
     #[error("database {path}: {source}")]
     Db { path: PathBuf, source: rusqlite::Error },
     #[error("config {path}: {reason}")]

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use tresor_guard::injection::output::Finding;
 use tresor_guard::injection::{Detector, InjectionAction, Marking, OutputAction, OutputGuard, Verdict};
+use tresor_guard::policy::Policy;
 use tresor_kb::TextEmbedder;
 
 use crate::pack::Passage;
@@ -44,6 +45,40 @@ impl Default for InjectionConfig {
             output_check: true,
         }
     }
+}
+
+/// The admin policy's `[injection] action` as the firewall's action (the
+/// one place the two meet; after the policy's own enum is merged into
+/// tresor-guard's `InjectionAction` this is the identity).
+fn policy_action(policy: &Policy) -> InjectionAction {
+    use tresor_guard::policy::InjectionAction as P;
+    match policy.injection_action {
+        P::Drop => InjectionAction::Drop,
+        P::Quarantine => InjectionAction::Quarantine,
+        P::Warn => InjectionAction::Warn,
+        P::Block => InjectionAction::Block,
+    }
+}
+
+/// What ingestion does with a chunk the detector flags: the policy's action
+/// (built-in: `quarantine`).
+pub fn ingest_action(policy: &Policy) -> InjectionAction {
+    policy_action(policy)
+}
+
+/// The `[injection]` settings in force for answers: assistant.toml's, unless a
+/// policy file (admin or user) set `[injection] action`, which then decides —
+/// `block` blocks flagged prompts, `warn` keeps flagged passages, and
+/// `drop`/`quarantine` warn on prompts and leave flagged passages out (the
+/// built-in policy's `quarantine` maps to assistant.toml's defaults).
+pub fn in_force(cfg: &InjectionConfig, policy: &Policy) -> InjectionConfig {
+    let mut c = cfg.clone();
+    if policy.origin.get("injection").is_some_and(|o| o != "built-in") {
+        let a = policy_action(policy);
+        c.prompt = if a == InjectionAction::Block { InjectionAction::Block } else { InjectionAction::Warn };
+        c.passages = if a == InjectionAction::Warn { InjectionAction::Warn } else { InjectionAction::Drop };
+    }
+    c
 }
 
 /// What the firewall did for one answer (in `trace.injection`).

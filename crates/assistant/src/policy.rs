@@ -68,6 +68,11 @@ impl PolicyGate {
         Ok(PolicyGate::new(policy, data_dir))
     }
 
+    /// The workspace name the audit log records.
+    pub fn workspace(&self) -> &str {
+        &self.workspace
+    }
+
     pub fn new(policy: Policy, data_dir: &Path) -> PolicyGate {
         PolicyGate {
             policy: Arc::new(policy),
@@ -190,6 +195,11 @@ impl Assistant {
         self.gate.workspace = name.to_string();
     }
 
+    /// The workspace name the audit log records.
+    pub fn workspace(&self) -> &str {
+        &self.gate.workspace
+    }
+
     pub fn audit_log(&self) -> &AuditLog {
         &self.gate.audit
     }
@@ -289,14 +299,6 @@ impl Assistant {
         self.audit("answer", req.actor.as_deref(), data)
     }
 
-    /// The audit entry for an ingestion through the engine (the server's uploads).
-    pub(crate) fn audit_ingest(&self, kb: &str, paths: &[PathBuf], r: &tresor_kb::IngestReport) -> Result<()> {
-        let roots: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        let counts = json!({"files": r.files, "added": r.added, "updated": r.updated, "unchanged": r.unchanged,
-            "failed": r.failed.len(), "pruned": r.pruned.len(), "chunks": r.chunks});
-        audit_kb_change(self.data_dir(), &self.gate.workspace, None, "kb.ingest", kb, &roots, counts)
-    }
-
     /// Appends one audit entry (`actor`: None = the OS user).
     pub fn audit(&self, event: &str, actor: Option<&str>, data: Value) -> Result<()> {
         let ev = Event { event: event.into(), actor: actor.map(str::to_string).unwrap_or_else(os_actor), workspace: self.gate.workspace.clone(), data };
@@ -305,7 +307,7 @@ impl Assistant {
     }
 }
 
-/// The audit entry for a knowledge-base change (ingestion, removal), for front doors that change a knowledge base without an [`Assistant`].
+/// The audit entry for a knowledge-base change ([`crate::library`] writes every one).
 pub fn audit_kb_change(data_dir: &Path, workspace: &str, actor: Option<&str>, event: &str, kb: &str, sources: &[String], counts: Value) -> Result<()> {
     let data = json!({
         "kb": kb,

@@ -61,7 +61,16 @@ pub struct Feedback {
     pub comment: Option<String>,
 }
 
+/// The engine's database file in a data dir (threads, feedback, semantic cache).
+pub const DB_FILE: &str = "assistant.sqlite";
+
 impl ThreadStore {
+    /// The thread store of a data dir (its own connection: a door may read
+    /// threads while an answer holds the engine).
+    pub fn for_data_dir(data_dir: &Path, key: &WorkspaceKey) -> Result<Self> {
+        Self::open(&data_dir.join(DB_FILE), key)
+    }
+
     pub fn open(path: &Path, key: &WorkspaceKey) -> Result<Self> {
         let conn = open_db(path, key)?;
         conn.execute_batch(
