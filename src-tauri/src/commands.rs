@@ -14,10 +14,10 @@ use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager, State};
 use tresor_assistant::store::Feedback;
 use tresor_assistant::AskRequest;
-use tresor_kb::{IngestOptions, IngestProgress, Kb};
+use tresor_kb::IngestProgress;
 use tresor_models::{Catalog, Check};
 
-use crate::host::{kb_path, Host};
+use crate::host::Host;
 use crate::settings::Settings;
 
 type Res<T> = std::result::Result<T, String>;
@@ -57,7 +57,7 @@ pub fn app_info(host: State<'_, Host>) -> AppInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
         data_dir: host.data_dir().display().to_string(),
         models_dir: host.models_dir().display().to_string(),
-        kbs: tresor_assistant::engine::kb_names(host.data_dir()),
+        kbs: tresor_assistant::library::kb_names(host.data_dir()),
     }
 }
 
@@ -110,7 +110,7 @@ pub async fn ask(app: AppHandle, request: u64, question: String, kb: Option<Stri
             // "no knowledge base" picked: the model answers alone, ungrounded
             Some(k) if k.is_empty() => None,
             Some(k) => Some(k),
-            None => tresor_assistant::engine::kb_names(host.data_dir()).into_iter().find(|k| k == "default"),
+            None => tresor_assistant::library::default_kb(host.data_dir()),
         };
         let thread = match thread {
             Some(t) => t,
@@ -207,13 +207,12 @@ pub struct KbView {
 #[tauri::command]
 pub async fn kb_list(app: AppHandle) -> Res<Vec<KbView>> {
     blocking(app, |_, host| {
-        let mut out = Vec::new();
-        for name in tresor_assistant::engine::kb_names(host.data_dir()) {
-            let kb = Kb::open_existing(&kb_path(host.data_dir(), &name)?, host.key()?).with_context(|| format!("opening knowledge base `{name}`"))?;
-            let files = kb.list()?;
-            out.push(KbView { name, documents: files.len(), chunks: kb.chunk_count()?, files });
-        }
-        Ok(out)
+        Ok(host
+            .library()?
+            .summaries()?
+            .into_iter()
+            .map(|k| KbView { name: k.name, documents: k.documents, chunks: k.chunks, files: k.files })
+            .collect())
     })
     .await
 }
@@ -236,6 +235,11 @@ struct Progress {
 }
 
 impl Progress {
+    fn new(app: &AppHandle, kb: &str) -> Progress {
+        let state = IngestEvent { kb: kb.to_string(), phase: "start", file: None, files: 0, bytes_total: 0, bytes_done: 0, chunks: 0 };
+        Progress { app: app.clone(), state: std::sync::Mutex::new(state) }
+    }
+
     fn send(&self, f: impl FnOnce(&mut IngestEvent)) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut s);
@@ -286,16 +290,8 @@ pub async fn kb_add(app: AppHandle, kb: String, paths: Vec<String>) -> Res<treso
                 bail!("{} does not exist", p.display());
             }
         }
-        let dir = kb_path(host.data_dir(), &kb)?;
-        let progress = Progress {
-            app: app.clone(),
-            state: std::sync::Mutex::new(IngestEvent { kb: kb.clone(), phase: "start", file: None, files: 0, bytes_total: 0, bytes_done: 0, chunks: 0 }),
-        };
-        host.with_engine(|a| {
-            let embedder = a.embedder_arc();
-            let mut store = Kb::open(&dir, host.key()?).with_context(|| format!("opening knowledge base `{kb}`"))?;
-            Ok(tresor_kb::ingest(&mut store, embedder.as_ref(), &paths, &IngestOptions::default(), &progress)?)
-        })
+        let progress = Progress::new(app, &kb);
+        host.with_engine(|a| Ok(a.ingest(&kb, &paths, None, &progress)?))
     })
     .await
 }
@@ -304,15 +300,8 @@ pub async fn kb_add(app: AppHandle, kb: String, paths: Vec<String>) -> Res<treso
 #[tauri::command]
 pub async fn kb_remove(app: AppHandle, kb: String) -> Res<()> {
     blocking(app, move |_, host| {
-        let dir = kb_path(host.data_dir(), &kb)?;
-        if !Kb::exists(&dir) {
-            bail!("knowledge base `{kb}` does not exist");
-        }
-        // the engine may hold the store open: drop it first, under its lock
-        host.with_engine(|_| Ok(()))?;
-        host.reset();
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-        Ok(())
+        // the engine closes the store it may hold open, then deletes it (audited)
+        host.with_engine(|a| Ok(a.remove_kb(&kb, None)?))
     })
     .await
 }
@@ -322,28 +311,8 @@ pub async fn kb_remove(app: AppHandle, kb: String) -> Res<()> {
 #[tauri::command]
 pub async fn kb_reindex(app: AppHandle, kb: String) -> Res<tresor_kb::IngestReport> {
     blocking(app, move |app, host| {
-        let dir = kb_path(host.data_dir(), &kb)?;
-        let progress = Progress {
-            app: app.clone(),
-            state: std::sync::Mutex::new(IngestEvent { kb: kb.clone(), phase: "start", file: None, files: 0, bytes_total: 0, bytes_done: 0, chunks: 0 }),
-        };
-        host.with_engine(|a| {
-            let embedder = a.embedder_arc();
-            let mut store = Kb::open_existing(&dir, host.key()?).with_context(|| format!("opening knowledge base `{kb}`"))?;
-            // the folders the documents came from (files that vanished are pruned)
-            let mut roots: Vec<PathBuf> = store.sources()?.iter().filter_map(|s| PathBuf::from(s).parent().map(|p| p.to_path_buf())).collect();
-            roots.sort();
-            roots.dedup();
-            let roots: Vec<PathBuf> = roots.iter().filter(|r| !roots.iter().any(|o| o != *r && r.starts_with(o))).cloned().collect();
-            let opts = IngestOptions { prune: true, ..IngestOptions::default() };
-            let report = tresor_kb::ingest(&mut store, embedder.as_ref(), &roots, &opts, &progress)?;
-            store.rebuild_fts()?;
-            if store.info()?.dim.is_some() {
-                store.rebuild_vectors()?;
-                store.save_index()?;
-            }
-            Ok(report)
-        })
+        let progress = Progress::new(app, &kb);
+        host.with_engine(|a| Ok(a.reindex(&kb, None, &progress)?))
     })
     .await
 }
@@ -367,7 +336,7 @@ pub struct ChunkView {
 #[tauri::command]
 pub async fn kb_source(app: AppHandle, kb: String, source: String) -> Res<SourceView> {
     blocking(app, move |_, host| {
-        let store = Kb::open_existing(&kb_path(host.data_dir(), &kb)?, host.key()?)?;
+        let store = host.library()?.open(&kb)?;
         let chunks = store
             .chunks_of(&source)?
             .into_iter()
@@ -383,7 +352,7 @@ pub async fn kb_source(app: AppHandle, kb: String, source: String) -> Res<Source
 #[tauri::command]
 pub async fn open_source(app: AppHandle, kb: String, source: String) -> Res<()> {
     blocking(app, move |app, host| {
-        let store = Kb::open_existing(&kb_path(host.data_dir(), &kb)?, host.key()?)?;
+        let store = host.library()?.open(&kb)?;
         if store.document_sha(&source)?.is_none() {
             bail!("{source} is not a document of knowledge base `{kb}`");
         }

@@ -4,9 +4,10 @@
 //! starts typing a question or on the first command that needs it, never at
 //! start-up (no model is in memory until someone asks; chat models load on
 //! the first answer) — kept behind a mutex so answers run one at a time, and
-//! a stop flag for the answer in flight. Owns no answer logic: it assembles the engine exactly as
-//! the CLI does (catalogue embedder, optional cross-encoder, catalogue chat
-//! models) and hands it to callers.
+//! a stop flag for the answer in flight. Owns no answer logic and no model
+//! choice: the engine opens itself (`Assistant::open`), exactly as for the
+//! CLI and the server, and knowledge-base changes go through its audited
+//! `Library`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -14,19 +15,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
-use tresor_assistant::{Assistant, AssistantConfig, CatalogModels};
 use tresor_assistant::store::ThreadStore;
+use tresor_assistant::{Assistant, EnginePaths, Library};
 use tresor_guard::crypto::{KeySource, WorkspaceKey};
-use tresor_kb::rerank::CrossEncoder;
-use tresor_kb::TextReranker;
-use tresor_models::{Catalog, Role};
 
 use crate::Paths;
 
-/// The embedding model used when the catalogue has no installed embed role.
-const DEFAULT_EMBED: &str = "all-minilm-l6-v2";
-/// The engine's thread/feedback database in the data dir (tresor-assistant's file).
-const ASSISTANT_DB: &str = "assistant.sqlite";
+/// The workspace the app works in (its data dir is the data root), as the audit log names it.
+const DESKTOP_WORKSPACE: &str = "default";
 
 pub struct Host {
     pub paths: Paths,
@@ -84,39 +80,19 @@ impl Host {
         *self.engine.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// The knowledge bases, changed through the engine's library (audited as the OS user).
+    pub fn library(&self) -> Result<Library<'_>> {
+        Ok(Library::new(self.data_dir(), DESKTOP_WORKSPACE, self.key()?))
+    }
+
     /// A separate connection to the thread store: the sidebar stays usable
     /// while an answer holds the engine.
     pub fn threads(&self) -> Result<ThreadStore> {
-        let path = self.data_dir().join(ASSISTANT_DB);
-        ThreadStore::open(&path, self.key()?).with_context(|| format!("opening conversations in {}", path.display()))
+        ThreadStore::for_data_dir(self.data_dir(), self.key()?).with_context(|| format!("opening conversations in {}", self.data_dir().display()))
     }
 }
 
 fn build(paths: &Paths, key: &WorkspaceKey) -> Result<Assistant> {
-    let device = tresor_llm::Device::Cpu;
-    let cfg = AssistantConfig::load(&paths.data_dir)?;
-    let embed_dir = match Catalog::load(&paths.models_dir).and_then(|c| c.resolve(None, Role::Embed)) {
-        Ok(r) => r.path,
-        Err(_) if paths.models_dir.join(DEFAULT_EMBED).join("config.json").is_file() => paths.models_dir.join(DEFAULT_EMBED),
-        Err(e) => {
-            return Err(e).with_context(|| format!("finding the embedding model in {}", paths.models_dir.display()))
-        }
-    };
-    let embedder = tresor_llm::embed::Embedder::load(&embed_dir, &device)
-        .with_context(|| format!("loading the embedder from {}", embed_dir.display()))?;
-    let reranker: Option<Arc<dyn TextReranker>> = match Catalog::load(&paths.models_dir).and_then(|c| c.resolve(None, Role::Rerank)) {
-        Ok(r) => {
-            let rr = tresor_llm::rerank::Reranker::load(&r.path, &device)
-                .with_context(|| format!("loading the reranker from {}", r.path.display()))?;
-            Some(Arc::new(CrossEncoder { inner: rr, id: r.id }))
-        }
-        Err(_) => None,
-    };
-    let models = CatalogModels { models_dir: paths.models_dir.clone(), device, context_cap: Some(4096) };
-    Ok(Assistant::new(cfg, &paths.data_dir, key, Arc::new(embedder), reranker, Box::new(models))?)
-}
-
-/// The knowledge base folder for `name` (validated by the engine's rules).
-pub fn kb_path(data_dir: &Path, name: &str) -> Result<PathBuf> {
-    Ok(tresor_assistant::engine::kb_dir(data_dir, name)?)
+    let engine = EnginePaths::new(&paths.data_dir, &paths.models_dir, DESKTOP_WORKSPACE);
+    Ok(Assistant::open(&engine, key, tresor_llm::Device::Cpu)?)
 }

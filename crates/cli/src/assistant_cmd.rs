@@ -3,21 +3,14 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use tresor_assistant::engine::{kb_dir, kb_names};
+use tresor_assistant::library::kb_names;
 use tresor_assistant::store::Feedback;
-use tresor_assistant::{eval, Answer, AskRequest, Assistant, AssistantConfig, CatalogModels};
-use tresor_kb::rerank::CrossEncoder;
-use tresor_kb::{Kb, TextReranker};
-use tresor_models::{Catalog, Role};
+use tresor_assistant::{eval, Answer, AskRequest, Assistant, AssistantConfig, EnginePaths};
 
 use crate::ctx::Ctx;
-
-const DEFAULT_EMBED: &str = "all-minilm-l6-v2";
-const DEFAULT_KB: &str = "default";
 
 #[derive(Args, Debug)]
 pub struct AskArgs {
@@ -90,46 +83,15 @@ fn device(ctx: &Ctx) -> Result<tresor_llm::Device> {
     crate::ctx::device(ctx).with_context(|| format!("device `{}`", ctx.device))
 }
 
-fn load_embedder(ctx: &Ctx) -> Result<tresor_llm::embed::Embedder> {
-    let dir = match Catalog::load(&ctx.models_dir).and_then(|c| c.resolve(None, Role::Embed)) {
-        Ok(r) => r.path,
-        Err(_) if ctx.models_dir.join(DEFAULT_EMBED).join("config.json").is_file() => ctx.models_dir.join(DEFAULT_EMBED),
-        Err(e) => return Err(e).context("finding the embedding model"),
-    };
-    tresor_llm::embed::Embedder::load(&dir, &device(ctx)?).with_context(|| format!("loading the embedder from {}", dir.display()))
-}
-
-fn load_reranker(ctx: &Ctx) -> Result<Option<Arc<dyn TextReranker>>> {
-    let Ok(r) = Catalog::load(&ctx.models_dir).and_then(|c| c.resolve(None, Role::Rerank)) else { return Ok(None) };
-    let rr = tresor_llm::rerank::Reranker::load(&r.path, &device(ctx)?)
-        .with_context(|| format!("loading the reranker from {}", r.path.display()))?;
-    Ok(Some(Arc::new(CrossEncoder { inner: rr, id: r.id })))
-}
-
 /// The engine for this data dir (encrypted with `key`) and models dir.
 pub fn build_assistant(ctx: &Ctx, data_dir: &std::path::Path, key: &tresor_guard::crypto::WorkspaceKey) -> Result<Assistant> {
-    let cfg = AssistantConfig::load(data_dir)?;
-    let embedder = load_embedder(ctx)?;
-    let reranker = load_reranker(ctx)?;
-    let models = CatalogModels { models_dir: ctx.models_dir.clone(), device: device(ctx)?, context_cap: Some(4096) };
-    let mut a = Assistant::new(cfg, data_dir, key, Arc::new(embedder), reranker, Box::new(models))?;
-    a.set_workspace(&ctx.workspace);
-    Ok(a)
+    let paths = EnginePaths::new(data_dir, &ctx.models_dir, &ctx.workspace);
+    Ok(Assistant::open(&paths, key, device(ctx)?)?)
 }
 
 /// `--kb NAME` must exist; without it, `default` when it exists, else none.
 pub fn pick_kb(ctx: &Ctx, kb: Option<&str>) -> Result<Option<String>> {
-    match kb {
-        Some(name) => {
-            let dir = kb_dir(&ctx.data_dir, name)?;
-            if !Kb::exists(&dir) {
-                bail!("knowledge base `{name}` does not exist (ingest something into it first: tresor ingest PATH --kb {name})");
-            }
-            Ok(Some(name.to_string()))
-        }
-        None if Kb::exists(&kb_dir(&ctx.data_dir, DEFAULT_KB)?) => Ok(Some(DEFAULT_KB.to_string())),
-        None => Ok(None),
-    }
+    Ok(tresor_assistant::library::pick_kb(&ctx.data_dir, kb)?)
 }
 
 pub fn print_sources(a: &Answer) {

@@ -11,12 +11,10 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use tresor_guard::injection::classifier::{self, Classifier, TrainOptions, Weights};
 use tresor_guard::injection::{rules, Detector, Verdict};
-use tresor_models::{Catalog, Role};
 
 use crate::ctx::Ctx;
 use crate::text_input::TextInput;
 
-const DEFAULT_EMBED: &str = "all-minilm-l6-v2";
 
 #[derive(Args)]
 pub struct InjectionArgs {
@@ -111,13 +109,8 @@ fn load_cases(path: &Path) -> Result<Vec<Case>> {
 }
 
 pub(crate) fn load_embedder(ctx: &Ctx) -> Result<tresor_llm::embed::Embedder> {
-    let dir = match Catalog::load(&ctx.models_dir).and_then(|c| c.resolve(None, Role::Embed)) {
-        Ok(r) => r.path,
-        Err(_) if ctx.models_dir.join(DEFAULT_EMBED).join("config.json").is_file() => ctx.models_dir.join(DEFAULT_EMBED),
-        Err(e) => return Err(e).context("finding the embedding model (tresor models setup)"),
-    };
     let device = crate::ctx::device(ctx).with_context(|| format!("device `{}`", ctx.device))?;
-    tresor_llm::embed::Embedder::load(&dir, &device).with_context(|| format!("loading the embedder from {}", dir.display()))
+    Ok(tresor_assistant::open::load_embedder(&ctx.models_dir, None, &device)?)
 }
 
 /// The embeddings of every window of every text (batched), per text.

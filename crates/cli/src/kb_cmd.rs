@@ -16,11 +16,10 @@ use tresor_kb::rerank::{CrossEncoder, SentenceMaxSim};
 use tresor_kb::retrieve::Fusion;
 use tresor_kb::{ingest, search, Filter, IngestOptions, IngestProgress, Kb, Mode, Quantization, RerankChoice, SearchOptions, TextEmbedder, TextReranker};
 
-use tresor_models::{Catalog, Role};
+use tresor_assistant::{open, Library, DEFAULT_KB};
+use tresor_guard::crypto::WorkspaceKey;
 
 use crate::ctx::Ctx;
-
-const DEFAULT_EMBED: &str = "all-minilm-l6-v2";
 
 /// `println!` that ends quietly when stdout is closed (`tresor search ... | head`).
 macro_rules! out {
@@ -110,6 +109,22 @@ pub enum KbCmd {
     Check(KbSel),
     /// Rebuild the vector index and the full-text terms from the database.
     RebuildIndex(KbSel),
+    /// List the knowledge bases of the workspace (name, documents, chunks).
+    Bases {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an empty knowledge base.
+    Create { name: String },
+    /// Delete a knowledge base's store (the original files stay).
+    Delete {
+        name: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Re-read the folders a knowledge base's documents came from (new, changed and vanished files), then rebuild its indexes.
+    Reindex(KbSel),
 }
 
 #[derive(Args, Debug)]
@@ -269,63 +284,37 @@ pub struct BenchKbArgs {
     pub model: ModelArgs,
 }
 
+/// The knowledge bases of the `--workspace`, changed through the engine's library (audited).
+fn library<'a>(ctx: &'a Ctx, key: &'a WorkspaceKey) -> Library<'a> {
+    Library::new(&ctx.data_dir, &ctx.workspace, key)
+}
+
 fn kb_dir(ctx: &Ctx, name: &str) -> Result<PathBuf> {
-    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-        bail!("invalid knowledge base name `{name}` (use letters, digits, - and _)");
-    }
-    Ok(ctx.data_dir.join("kb").join(name))
+    Ok(tresor_assistant::library::kb_dir(&ctx.data_dir, name)?)
 }
 
 fn device(ctx: &Ctx) -> Result<tresor_llm::Device> {
     crate::ctx::device(ctx).with_context(|| format!("device `{}`", ctx.device))
 }
 
-/// The embedder's folder: `spec` (catalogue id, folder under the models
-/// directory, or path), else the installed embed model.
+/// The embedder's folder: `spec`, else the installed embed model.
 pub(crate) fn embedder_dir(ctx: &Ctx, spec: Option<&str>) -> Result<PathBuf> {
-    let resolved = Catalog::load(&ctx.models_dir).and_then(|c| c.resolve(spec, Role::Embed));
-    match resolved {
-        Ok(r) => Ok(r.path),
-        // models placed by hand without the catalogue's install stamps
-        Err(_) if spec.is_none() && ctx.models_dir.join(DEFAULT_EMBED).join("config.json").is_file() => Ok(ctx.models_dir.join(DEFAULT_EMBED)),
-        Err(e) => Err(e).context("finding the embedding model"),
-    }
+    Ok(open::embedder_dir(&ctx.models_dir, spec)?)
 }
 
 /// The embedder: `--embed-model`, else the installed embed model.
 fn load_embedder(ctx: &Ctx, m: &ModelArgs) -> Result<tresor_llm::embed::Embedder> {
-    let dir = embedder_dir(ctx, m.embed_model.as_deref())?;
-    tresor_llm::embed::Embedder::load(&dir, &device(ctx)?)
-        .with_context(|| format!("loading the embedder from {}", dir.display()))
+    Ok(open::load_embedder(&ctx.models_dir, m.embed_model.as_deref(), &device(ctx)?)?)
 }
 
-/// The embedder for an existing knowledge base: `--embed-model`, else the
-/// one that built it when it is in the models directory (a knowledge base
-/// ingested with the static tier keeps using it), else the installed one.
+/// The embedder for an existing knowledge base (the one that built it, unless `--embed-model`).
 fn kb_embedder(ctx: &Ctx, m: &ModelArgs, kb: &Kb) -> Result<tresor_llm::embed::Embedder> {
-    if m.embed_model.is_none() {
-        let built = kb.info()?.embedder;
-        if let Some(name) = built.as_deref().and_then(tresor_llm::embed::model_folder).filter(|n| *n != DEFAULT_EMBED) {
-            if ctx.models_dir.join(name).is_dir() {
-                return load_embedder(ctx, &ModelArgs { embed_model: Some(name.to_string()) });
-            }
-        }
-    }
-    load_embedder(ctx, m)
+    Ok(open::kb_embedder(&ctx.models_dir, m.embed_model.as_deref(), kb, &device(ctx)?)?)
 }
 
-/// The reranker: an explicit `--rerank-model` must load; otherwise the
-/// installed rerank model, or None when there is none.
+/// The reranker: an explicit `--rerank-model` must load; otherwise the installed one, or None.
 fn load_reranker(ctx: &Ctx, spec: Option<&str>) -> Result<Option<CrossEncoder>> {
-    let resolved = Catalog::load(&ctx.models_dir).and_then(|c| c.resolve(spec, Role::Rerank));
-    let r = match resolved {
-        Ok(r) => r,
-        Err(e) if spec.is_some() => return Err(e).context("finding the reranker"),
-        Err(_) => return Ok(None),
-    };
-    let rr = tresor_llm::rerank::Reranker::load(&r.path, &device(ctx)?)
-        .with_context(|| format!("loading the reranker from {}", r.path.display()))?;
-    Ok(Some(CrossEncoder { inner: rr, id: r.id }))
+    Ok(open::load_reranker(&ctx.models_dir, spec, &device(ctx)?)?)
 }
 
 struct Bar {
@@ -395,7 +384,8 @@ pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     let key = crate::key_cmd::workspace_key(ctx)?;
     // a new knowledge base is created only once its embedder has loaded
     let fresh = if Kb::exists(&dir) { None } else { Some(load_embedder(ctx, &args.model)?) };
-    let mut kb = Kb::open(&dir, &key).with_context(|| format!("opening knowledge base `{}`", args.kb))?;
+    let lib = library(ctx, &key);
+    let mut kb = lib.open_or_create(&args.kb).with_context(|| format!("opening knowledge base `{}`", args.kb))?;
     let embedder = match fresh {
         Some(e) => e,
         None => kb_embedder(ctx, &args.model, &kb)?,
@@ -410,12 +400,9 @@ pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
         ..IngestOptions::default()
     };
     let bar = Bar::new(!args.json);
-    let report = ingest(&mut kb, &embedder, &args.paths, &opts, &bar)
+    let report = lib
+        .ingest_into(&mut kb, &args.kb, &embedder, &args.paths, &opts, &bar)
         .with_context(|| format!("ingesting into knowledge base `{}`", args.kb))?;
-    let roots: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
-    let counts = serde_json::json!({"files": report.files, "added": report.added, "updated": report.updated, "unchanged": report.unchanged,
-        "failed": report.failed.len(), "pruned": report.pruned.len(), "chunks": report.chunks, "quarantined": report.quarantined, "dropped": report.dropped});
-    tresor_assistant::policy::audit_kb_change(&ctx.data_dir, &ctx.workspace, None, "kb.ingest", &args.kb, &roots, counts).context("writing the audit log")?;
     if args.json {
         out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -460,7 +447,7 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
     let key = crate::key_cmd::workspace_key(ctx)?;
     match cmd {
         KbCmd::List(sel) => {
-            let kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?, &key)?;
+            let kb = library(ctx, &key).open(&sel.kb)?;
             let docs = kb.list()?;
             if sel.json {
                 out!("{}", serde_json::to_string_pretty(&docs)?);
@@ -472,7 +459,7 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             }
         }
         KbCmd::Stats(sel) => {
-            let kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?, &key)?;
+            let kb = library(ctx, &key).open(&sel.kb)?;
             let s = kb.stats(&sel.kb)?;
             if sel.json {
                 out!("{}", serde_json::to_string_pretty(&s)?);
@@ -487,16 +474,11 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             }
         }
         KbCmd::Remove { source, kb } => {
-            let mut k = Kb::open_existing(&kb_dir(ctx, &kb)?, &key)?;
-            k.ensure_index().ok();
-            let n = k.remove_source(&source)?;
-            k.save_index()?;
-            tresor_assistant::policy::audit_kb_change(&ctx.data_dir, &ctx.workspace, None, "kb.remove", &kb, &[source.clone()], serde_json::json!({"chunks": n}))
-                .context("writing the audit log")?;
+            let n = library(ctx, &key).remove_source(&kb, &source)?;
             out!("removed {source} ({n} chunks)");
         }
         KbCmd::Check(sel) => {
-            let mut kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?, &key)?;
+            let mut kb = library(ctx, &key).open(&sel.kb)?;
             let r = kb.check()?;
             if sel.json {
                 out!("{}", serde_json::to_string_pretty(&r)?);
@@ -512,14 +494,53 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             }
         }
         KbCmd::RebuildIndex(sel) => {
-            let mut kb = Kb::open_existing(&kb_dir(ctx, &sel.kb)?, &key)?;
-            let n = kb.rebuild_fts()?;
-            let has_vectors = kb.info()?.dim.is_some();
-            if has_vectors {
-                kb.rebuild_vectors()?;
-                kb.save_index()?;
-            }
+            let (n, has_vectors) = library(ctx, &key).rebuild_index(&sel.kb)?;
             out!("rebuilt full-text terms of {n} chunks{}", if has_vectors { " and the vector index" } else { "" });
+        }
+        KbCmd::Bases { json } => {
+            let all = library(ctx, &key).summaries()?;
+            if json {
+                let v: Vec<serde_json::Value> = all
+                    .iter()
+                    .map(|k| serde_json::json!({"name": k.name, "documents": k.documents, "chunks": k.chunks, "default": k.name == DEFAULT_KB}))
+                    .collect();
+                out!("{}", serde_json::to_string_pretty(&v)?);
+            } else if all.is_empty() {
+                out!("no knowledge bases (tresor ingest PATH --kb NAME creates one)");
+            } else {
+                for k in &all {
+                    let d = if k.name == DEFAULT_KB { "  (default)" } else { "" };
+                    out!("{:<24} {:>6} documents {:>8} chunks{d}", k.name, k.documents, k.chunks);
+                }
+            }
+        }
+        KbCmd::Create { name } => {
+            let lib = library(ctx, &key);
+            if lib.exists(&name)? {
+                bail!("knowledge base `{name}` already exists");
+            }
+            lib.open_or_create(&name)?;
+            out!("created knowledge base `{name}`");
+        }
+        KbCmd::Delete { name, yes } => {
+            if !yes {
+                bail!("deleting knowledge base `{name}` removes its store (your files stay); run again with --yes");
+            }
+            library(ctx, &key).delete(&name)?;
+            out!("deleted knowledge base `{name}` (the original files stay)");
+        }
+        KbCmd::Reindex(sel) => {
+            let lib = library(ctx, &key);
+            let kb = lib.open(&sel.kb)?;
+            let embedder = kb_embedder(ctx, &ModelArgs { embed_model: None }, &kb)?;
+            drop(kb);
+            let bar = Bar::new(!sel.json);
+            let r = lib.reindex(&sel.kb, &embedder, &bar)?;
+            if sel.json {
+                out!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                out!("{} files: {} added, {} updated, {} unchanged, {} pruned, {} failed; indexes rebuilt", r.files, r.added, r.updated, r.unchanged, r.pruned.len(), r.failed.len());
+            }
         }
     }
     Ok(())

@@ -161,11 +161,9 @@ pub fn run_tokenize(args: TokenizeArgs, ctx: &Ctx) -> Result<()> {
 }
 
 pub fn run_embed(args: EmbedArgs, ctx: &Ctx) -> Result<()> {
-    let catalog = Catalog::load(&ctx.models_dir).context("reading the model catalogue")?;
-    let resolved = catalog.resolve(args.model.as_deref(), Role::Embed)?;
     let device = crate::ctx::device(ctx)?;
-    let embedder = tresor_llm::embed::Embedder::load(&resolved.path, &device)
-        .with_context(|| format!("loading embedder `{}`", resolved.id))?;
+    // the engine's rule for which embedder serves (the same one ingest and ask use)
+    let embedder = tresor_assistant::open::load_embedder(&ctx.models_dir, args.model.as_deref(), &device)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let vectors = embedder.embed(&texts)?;
     println!("{}", serde_json::to_string(&vectors)?);

@@ -512,79 +512,26 @@ pub fn now_rfc3339() -> String {
 }
 
 fn format_time(secs: i64, millis: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-// Howard Hinnant's algorithms for the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    match jiff::Timestamp::new(secs, millis.min(999) as i32 * 1_000_000) {
+        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        // outside jiff's range (years -9999..=9999): never for a clock reading
+        Err(_) => String::from("1970-01-01T00:00:00.000Z"),
+    }
 }
 
 /// RFC 3339 (`2026-11-25T10:00:00Z`, fractions and `±HH:MM` offsets) or
-/// `YYYY-MM-DD` (midnight UTC) → milliseconds since the epoch.
+/// `YYYY-MM-DD` (midnight UTC) → milliseconds since the epoch (jiff parses;
+/// no calendar arithmetic of our own).
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
-    let date = s.get(..10)?;
-    let mut it = date.split('-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: u32 = it.next()?.parse().ok()?;
-    let d: u32 = it.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || date.as_bytes()[4] != b'-' || date.as_bytes()[7] != b'-' {
-        return None;
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Some(t.as_millisecond());
     }
-    let mut ms = days_from_civil(y, m, d) * 86_400_000;
-    let rest = &s[10..];
-    if rest.is_empty() {
-        return Some(ms);
+    if s.len() == 10 {
+        let d: jiff::civil::Date = s.parse().ok()?;
+        return d.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp().as_millisecond());
     }
-    let rest = rest.strip_prefix(['T', 't', ' '])?;
-    let (hh, mm, ss) = (rest.get(..2)?.parse::<i64>().ok()?, rest.get(3..5)?.parse::<i64>().ok()?, rest.get(6..8)?.parse::<i64>().ok()?);
-    if rest.as_bytes().get(2) != Some(&b':') || rest.as_bytes().get(5) != Some(&b':') || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    ms += (hh * 3600 + mm * 60 + ss) * 1000;
-    let mut tail = &rest[8..];
-    if let Some(frac) = tail.strip_prefix('.') {
-        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
-        if digits.is_empty() {
-            return None;
-        }
-        let padded: String = digits.chars().chain("000".chars()).take(3).collect();
-        ms += padded.parse::<i64>().ok()?;
-        tail = &frac[digits.len()..];
-    }
-    match tail {
-        "Z" | "z" => Some(ms),
-        t if (t.starts_with('+') || t.starts_with('-')) && t.len() == 6 && t.as_bytes()[3] == b':' => {
-            let sign = if t.starts_with('-') { -1 } else { 1 };
-            let oh: i64 = t[1..3].parse().ok()?;
-            let om: i64 = t[4..6].parse().ok()?;
-            Some(ms - sign * (oh * 3600 + om * 60) * 1000)
-        }
-        _ => None,
-    }
+    None
 }
 
 #[cfg(test)]
@@ -857,6 +804,8 @@ mod tests {
         assert_eq!(parse_time("2026-11-25T12:30:45+01:00"), Some(1_795_606_245_000));
         assert_eq!(parse_time("2026-11-24"), Some(1_795_478_400_000));
         assert_eq!(parse_time("2026-13-01"), None);
+        assert_eq!(parse_time("2026-11-25T11:30:45"), None, "a time without an offset is ambiguous");
+        assert_eq!(parse_time("2026-02-30"), None);
         assert_eq!(parse_time("soon"), None);
     }
 }

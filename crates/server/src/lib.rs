@@ -866,7 +866,7 @@ async fn upload(
     // encryption at rest: the knowledge base now holds the document (encrypted); the plaintext upload goes
     let rep = s
         .call(&ws, move |a| {
-            let r = a.ingest(&name, std::slice::from_ref(&path));
+            let r = a.ingest(&name, std::slice::from_ref(&path), None, &tresor_kb::NoProgress);
             let _ = std::fs::remove_file(&path);
             r
         })

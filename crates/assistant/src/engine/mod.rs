@@ -1,0 +1,439 @@
+//! The engine: [`Assistant`], which every front door calls, and the answer
+//! pipeline's entry point. `answer` runs what every route shares — input
+//! checks, the admin policy before and after, the prompt screen, then one of
+//! small talk / out of scope / general (the model alone) / grounded
+//! (`grounded.rs`, the knowledge-base stages in order), then the record
+//! (thread messages, counters, the audit entry).
+//!
+//! Owns: the engine's state (config, key, models, open knowledge bases,
+//! cache, threads, policy gate) and the order of the shared steps. Never:
+//! a stage's own logic (retrieval is tresor-kb's, packing `pack.rs`,
+//! citations `cite.rs`, policy `policy.rs`, the firewall `firewall.rs`), or
+//! a door's concerns (keys, flags, HTTP).
+
+mod answer;
+mod grounded;
+mod prompt;
+mod validate;
+#[cfg(test)]
+mod tests;
+
+pub use answer::{Answer, AskRequest, Metrics, PassageTrace, Regeneration, Source, Timings, Tokens, Trace};
+pub(crate) use answer::CachedAnswer;
+pub use prompt::{prompt_messages, prompt_messages_marked, strict_prompt_messages};
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tresor_guard::crypto::WorkspaceKey;
+use tresor_kb::lang::Lang;
+use tresor_kb::{search, IngestOptions, IngestProgress, IngestReport, Kb, SearchOptions, TextEmbedder, TextReranker};
+use tresor_llm::{ChatMessage, GenerateParams, SamplingParams};
+use tresor_models::Role;
+
+use crate::cache::{CacheStats, SemanticCache};
+use crate::config::AssistantConfig;
+use crate::error::{AssistantError, Result};
+use crate::firewall;
+pub use crate::library::{kb_dir, kb_names};
+use crate::library::Library;
+use crate::models::{ChatModel, ModelSource, ModelSpec};
+use crate::pack::Passage;
+use crate::route::{self, Intent, RouteChoice};
+use crate::store::ThreadStore;
+use crate::text::{language, normalise, MAX_QUESTION_CHARS};
+
+pub type ModelChoice = RouteChoice;
+
+pub struct Assistant {
+    cfg: AssistantConfig,
+    data_dir: PathBuf,
+    /// The data dir's key: every database and file under it is encrypted with it.
+    key: WorkspaceKey,
+    embedder: Arc<dyn TextEmbedder>,
+    reranker: Option<Arc<dyn TextReranker>>,
+    models: Box<dyn ModelSource>,
+    loaded: HashMap<ModelSpec, Box<dyn ChatModel>>,
+    kbs: HashMap<String, (Kb, String)>,
+    cache: SemanticCache,
+    threads: ThreadStore,
+    pub metrics: Metrics,
+    /// The admin policy and the audit log (`policy.rs`).
+    pub(crate) gate: crate::policy::PolicyGate,
+}
+
+/// A short hash of the knowledge base's documents (source, sha256, chunks):
+/// changes whenever a document is added, changed or removed.
+pub fn kb_version(kb: &Kb) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut docs = kb.list()?;
+    docs.sort_by(|a, b| a.source.cmp(&b.source));
+    for d in docs {
+        h.update(d.source.as_bytes());
+        h.update([0]);
+        h.update(d.sha256.as_bytes());
+        h.update(d.chunks.to_le_bytes());
+    }
+    h.update(kb.chunk_count()?.to_le_bytes());
+    Ok(hex::encode(&h.finalize()[..8]))
+}
+
+
+impl Assistant {
+    pub fn new(
+        cfg: AssistantConfig,
+        data_dir: &Path,
+        key: &WorkspaceKey,
+        embedder: Arc<dyn TextEmbedder>,
+        reranker: Option<Arc<dyn TextReranker>>,
+        models: Box<dyn ModelSource>,
+    ) -> Result<Self> {
+        cfg.validate().map_err(|reason| AssistantError::Config { path: data_dir.join("assistant.toml"), reason })?;
+        let embedder: Arc<dyn TextEmbedder> = Arc::new(crate::memo::MemoEmbedder::new(embedder, 16));
+        let db = data_dir.join(crate::store::DB_FILE);
+        Ok(Assistant {
+            cache: SemanticCache::open(&db, key)?,
+            threads: ThreadStore::open(&db, key)?,
+            cfg,
+            data_dir: data_dir.to_path_buf(),
+            key: key.clone(),
+            embedder,
+            reranker,
+            models,
+            loaded: HashMap::new(),
+            kbs: HashMap::new(),
+            metrics: Metrics::default(),
+            gate: crate::policy::PolicyGate::load(data_dir)?,
+        })
+    }
+
+    pub fn config(&self) -> &AssistantConfig {
+        &self.cfg
+    }
+    /// The `[injection]` settings in force: assistant.toml's, or the policy's action where a policy file sets one.
+    pub fn injection(&self) -> firewall::InjectionConfig {
+        firewall::in_force(&self.cfg.injection, &self.gate.policy)
+    }
+    pub fn config_mut(&mut self) -> &mut AssistantConfig {
+        &mut self.cfg
+    }
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+    /// The data dir's key (open its knowledge bases with it).
+    pub fn key(&self) -> &WorkspaceKey {
+        &self.key
+    }
+    pub fn embedder(&self) -> &dyn TextEmbedder {
+        self.embedder.as_ref()
+    }
+    pub fn threads(&self) -> &ThreadStore {
+        &self.threads
+    }
+    pub fn cache_stats(&self) -> Result<CacheStats> {
+        self.cache.stats()
+    }
+    pub fn clear_cache(&self) -> Result<usize> {
+        self.cache.clear()
+    }
+    pub fn available_models(&self) -> Vec<(String, String)> {
+        self.models.available()
+    }
+    pub fn embedder_arc(&self) -> Arc<dyn TextEmbedder> {
+        self.embedder.clone()
+    }
+
+    /// Plain retrieval (no answer): hybrid search with the engine's embedder and reranker.
+    pub fn search(&mut self, kb_name: &str, query: &str, k: usize) -> Result<tresor_kb::SearchResult> {
+        let embedder = self.embedder.clone();
+        let reranker = self.reranker.clone();
+        let (kb, _) = self.kb(kb_name)?;
+        let opts = SearchOptions { k: k.clamp(1, 100), ..SearchOptions::default() };
+        Ok(search(kb, query, Some(embedder.as_ref()), reranker.as_deref(), &opts)?)
+    }
+
+    /// This workspace's knowledge bases (list, create, ingest, re-index, remove), audited as `actor`'s.
+    pub fn library<'a>(&'a self, actor: Option<&'a str>) -> Library<'a> {
+        Library::new(&self.data_dir, self.gate.workspace(), &self.key).as_actor(actor)
+    }
+
+    /// Ingests files or folders into knowledge base `kb_name` (created when
+    /// new) with the engine's embedder; audited, screened by the policy's
+    /// injection action.
+    pub fn ingest(&mut self, kb_name: &str, paths: &[PathBuf], actor: Option<&str>, progress: &dyn IngestProgress) -> Result<IngestReport> {
+        self.kbs.remove(kb_name);
+        let embedder = self.embedder.clone();
+        self.library(actor).ingest(kb_name, embedder.as_ref(), paths, &IngestOptions::default(), progress)
+    }
+
+    /// Re-reads knowledge base `kb_name`'s folders and rebuilds its indexes (audited).
+    pub fn reindex(&mut self, kb_name: &str, actor: Option<&str>, progress: &dyn IngestProgress) -> Result<IngestReport> {
+        self.kbs.remove(kb_name);
+        let embedder = self.embedder.clone();
+        self.library(actor).reindex(kb_name, embedder.as_ref(), progress)
+    }
+
+    /// Closes and deletes knowledge base `kb_name` (its store only; audited).
+    pub fn remove_kb(&mut self, kb_name: &str, actor: Option<&str>) -> Result<()> {
+        self.kbs.remove(kb_name);
+        self.library(actor).delete(kb_name)
+    }
+
+    pub fn reranker_id(&self) -> Option<String> {
+        self.reranker.as_ref().map(|r| r.model_id())
+    }
+
+    /// The open knowledge base `name` (reopened when its version changed) and its version.
+    pub fn kb(&mut self, name: &str) -> Result<(&mut Kb, String)> {
+        let dir = crate::library::kb_dir(&self.data_dir, name)?;
+        let fresh = match self.kbs.get(name) {
+            Some((kb, v)) => kb_version(kb)? != *v,
+            None => true,
+        };
+        if fresh {
+            self.kbs.remove(name);
+            let kb = Kb::open_existing(&dir, &self.key)?;
+            let v = kb_version(&kb)?;
+            self.kbs.insert(name.to_string(), (kb, v));
+        }
+        let (kb, v) = self.kbs.get_mut(name).expect("inserted above");
+        let v = v.clone();
+        Ok((kb, v))
+    }
+
+    fn model<'a>(
+        loaded: &'a mut HashMap<ModelSpec, Box<dyn ChatModel>>,
+        source: &mut Box<dyn ModelSource>,
+        spec: &ModelSpec,
+        load_ms: &mut f64,
+    ) -> Result<&'a mut Box<dyn ChatModel>> {
+        if !loaded.contains_key(spec) {
+            let t = Instant::now();
+            let m = source.load(spec)?;
+            *load_ms = ms(t);
+            loaded.insert(spec.clone(), m);
+        }
+        Ok(loaded.get_mut(spec).expect("inserted above"))
+    }
+
+    /// Answers one question, streaming the answer text to `on_text`.
+    pub fn answer(&mut self, req: &AskRequest, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
+        let t0 = Instant::now();
+        let q = normalise(&req.question);
+        if q.is_empty() {
+            return Err(AssistantError::EmptyQuestion);
+        }
+        let chars = q.chars().count();
+        if chars > MAX_QUESTION_CHARS {
+            return Err(AssistantError::QuestionTooLong { chars, max: MAX_QUESTION_CHARS });
+        }
+        let history = match req.thread {
+            Some(t) => self.threads.history(t)?,
+            None => req.history.clone(),
+        };
+        let lang = language(&q);
+        // prompts reach logs only PII-masked (tresor-guard redact::for_log); evaluated only at debug level
+        tracing::debug!(question = %tresor_guard::redact::for_log(&q), "answering");
+        // admin policy (policy.rs): language, blocked terms and refused topics before anything
+        // runs; every streamed sentence then passes its output checks
+        let t_policy = Instant::now();
+        let pre = self.policy_precheck(&q, lang);
+        let policy_ms = ms(t_policy);
+        if pre.refusal.is_some() {
+            return self.policy_refuse(pre, &q, lang, req, t0, on_text);
+        }
+        let policy = self.gate.policy.clone();
+        let mut og = pre.output_guard(&policy, lang);
+        let outer = on_text;
+        let mut guarded = |p: &str| {
+            let e = og.push(p);
+            if !e.is_empty() {
+                outer(&e);
+            }
+        };
+        let on_text: &mut dyn FnMut(&str) = &mut guarded;
+        let intent = route::classify(&q, req.kb.is_some());
+        let t_fw = Instant::now();
+        let injection = self.injection();
+        let flagged = if injection.enabled { firewall::screen_prompt(&q, self.embedder.as_ref()).filter(|v| v.injection) } else { None };
+        let prompt_screen_ms = ms(t_fw);
+        let blocked = flagged.is_some() && injection.prompt == tresor_guard::injection::InjectionAction::Block;
+        let mut ans = if blocked {
+            let text = firewall::blocked_reply(lang == Lang::De);
+            on_text(&text);
+            let mut a = bare_answer(text, intent, lang, RouteChoice { role: "none".into(), reason: "blocked by the injection firewall".into() });
+            a.refused = true;
+            a
+        } else { match intent {
+            Intent::SmallTalk | Intent::OutOfScope => {
+                let text = if intent == Intent::SmallTalk { route::small_talk_reply(&q, lang) } else { route::out_of_scope_reply(lang) };
+                on_text(&text);
+                let mut a = bare_answer(text, intent, lang, RouteChoice { role: "none".into(), reason: format!("{} needs no model", intent.as_str()) });
+                a.refused = intent == Intent::OutOfScope;
+                a
+            }
+            Intent::General => self.general(&q, &history, req, lang, on_text)?,
+            Intent::KbQuestion => {
+                let kb = req.kb.clone().expect("KbQuestion only with a kb");
+                self.grounded(&q, &kb, &history, req, lang, t0, on_text)?
+            }
+        } };
+        if let Some(v) = flagged {
+            let t = ans.trace.injection.get_or_insert_with(Default::default);
+            t.prompt_action = Some(if blocked { "block" } else { "warn" }.into());
+            t.prompt = Some(v);
+        }
+        let tail = og.finish(ans.refused);
+        if !tail.is_empty() {
+            outer(&tail);
+        }
+        self.policy_settle(&mut ans, og, pre);
+        ans.timings.policy_ms = policy_ms;
+        ans.timings.firewall_ms += prompt_screen_ms;
+        ans.timings.total_ms = ms(t0);
+        if ans.timings.ttft_ms == 0.0 {
+            ans.timings.ttft_ms = ans.timings.total_ms;
+        }
+        ans.timings.pipeline_ms = (ans.timings.total_ms - ans.timings.generate_ms - ans.timings.load_ms + ans.timings.validate_ms).max(0.0);
+        let t_record = Instant::now();
+        if let Some(t) = req.thread {
+            self.threads.add_message(t, "user", &q, None)?;
+            let meta = serde_json::json!({
+                "sources": ans.sources, "model": ans.model, "timings": ans.timings, "tokens": ans.tokens,
+                "route": ans.route, "routing": ans.routing, "grounded": ans.grounded, "refused": ans.refused, "cache_hit": ans.cache_hit,
+            });
+            ans.message_id = Some(self.threads.add_message(t, "assistant", &ans.answer, Some(&meta))?);
+            ans.thread_id = Some(t);
+        }
+        self.metrics.answers += 1;
+        self.metrics.refused += ans.refused as u64;
+        self.metrics.grounded += ans.grounded as u64;
+        self.metrics.extractive += ans.trace.extractive as u64;
+        self.metrics.cache_hits += ans.cache_hit as u64;
+        self.metrics.ttft_ms_sum += ans.timings.ttft_ms;
+        self.metrics.total_ms_sum += ans.timings.total_ms;
+        self.audit_answer(req, &q, &ans)?;
+        // the record is part of the request's time (and of the pipeline's share), though the
+        // thread's copy of the timings was written before it was known
+        ans.timings.record_ms = ms(t_record);
+        ans.timings.total_ms += ans.timings.record_ms;
+        ans.timings.pipeline_ms += ans.timings.record_ms;
+        Ok(ans)
+    }
+
+    /// Without a knowledge base: the routed model answers with the conversation, ungrounded.
+    fn general(&mut self, q: &str, history: &[ChatMessage], req: &AskRequest, lang: Lang, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
+        let choice = route::choose_model(q, &self.cfg.routing, req.model.as_deref());
+        let spec = spec_for(&choice, req.model.as_deref());
+        let mut load_ms = 0.0;
+        let mut params = self.gen_params(self.cfg.max_answer_tokens * 2);
+        params.cancel = req.cancel.clone();
+        let model = Self::model(&mut self.loaded, &mut self.models, &spec, &mut load_ms)?;
+        let mut msgs = vec![ChatMessage::system(tresor_llm::template::DEFAULT_SYSTEM_PROMPT)];
+        // the conversation within history_tokens; older turns the model summarises (history.rs)
+        let (older, kept) = crate::history::split(history, self.cfg.history_tokens, &|s| model.count_tokens(s));
+        let mut summary = None;
+        if older.is_empty() {
+            msgs.extend(kept.iter().cloned());
+        } else {
+            let mut h = crate::history::summarise(model.as_mut(), older, self.cfg.history_summary_tokens, lang);
+            h.kept_turns = kept.len();
+            msgs.extend(crate::history::with_summary(&h.summary, kept, lang));
+            summary = Some(h);
+        }
+        msgs.push(ChatMessage::user(q));
+        let mut text = String::new();
+        let g = model.generate(&msgs, &params, &mut |piece| {
+            text.push_str(piece);
+            on_text(piece);
+            ControlFlow::Continue(())
+        })?;
+        let mut a = bare_answer(text.trim().to_string(), Intent::General, lang, choice);
+        a.model = model.id().to_string();
+        // summarising is model time: it counts in generate (and so in TTFT), not in the pipeline's share
+        let summary_ms = summary.as_ref().map_or(0.0, |h| h.ms);
+        a.timings = Timings { ttft_ms: 0.0, load_ms, prefill_ms: g.prefill_ms, generate_ms: g.total_ms + summary_ms, ..Default::default() };
+        a.timings.ttft_ms = g.ttft_ms + load_ms + summary_ms;
+        a.tokens = Tokens { prompt: g.prompt_tokens, completion: g.tokens.len() + summary.as_ref().map_or(0, |h| h.summary_tokens), context: 0 };
+        a.trace.history = summary;
+        a.trace.finish = Some(format!("{:?}", g.finish).to_lowercase());
+        Ok(a)
+    }
+
+    fn gen_params(&self, max_tokens: usize) -> GenerateParams {
+        let sampling = if self.cfg.temperature <= 0.0 {
+            SamplingParams { repeat_penalty: 1.1, ..SamplingParams::greedy() }
+        } else {
+            SamplingParams { temperature: self.cfg.temperature, ..SamplingParams::default() }
+        };
+        GenerateParams {
+            max_tokens,
+            sampling,
+            stop: ["Question:", "Frage:", "Sources:", "Quellen:", "\n\n\n"].iter().map(|s| s.to_string()).collect(),
+            cancel: None,
+        }
+    }
+
+}
+
+fn spec_for(choice: &RouteChoice, explicit: Option<&str>) -> ModelSpec {
+    match (explicit, choice.role.as_str()) {
+        (Some(m), _) => ModelSpec::Named(m.to_string()),
+        (None, "chat-premium") => ModelSpec::Role(Role::ChatPremium),
+        _ => ModelSpec::Role(Role::ChatSmall),
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn snippet(text: &str, max: usize) -> String {
+    let t = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if t.chars().count() <= max {
+        return t;
+    }
+    let mut s: String = t.chars().take(max).collect();
+    if let Some(i) = s.rfind(' ') {
+        s.truncate(i);
+    }
+    s.push('…');
+    s
+}
+
+fn passage_trace(p: &Passage, packed: bool) -> PassageTrace {
+    PassageTrace {
+        source: p.hit.source.clone(),
+        chunk_id: p.hit.chunk_id,
+        lexical: p.lexical,
+        cosine: p.cosine,
+        evidence: p.evidence,
+        tokens: p.tokens,
+        packed,
+        missing_terms: p.missing_terms.clone(),
+    }
+}
+
+fn bare_answer(text: String, intent: Intent, lang: Lang, routing: RouteChoice) -> Answer {
+    Answer {
+        answer: text,
+        sources: Vec::new(),
+        grounded: false,
+        refused: false,
+        model: "none".into(),
+        cache_hit: false,
+        route: intent.as_str().into(),
+        routing,
+        lang: lang.as_str().into(),
+        timings: Timings::default(),
+        tokens: Tokens::default(),
+        thread_id: None,
+        message_id: None,
+        trace: Trace::default(),
+    }
+}
+

@@ -1,0 +1,51 @@
+//! The prompts of a grounded answer: a short instruction, the numbered
+//! passages (spotlighted), the question; and the stricter second try.
+//!
+//! Owns: the prompt wording in German and English. Never: which passages go in (`pack.rs`).
+
+use tresor_kb::lang::Lang;
+use tresor_llm::ChatMessage;
+
+use crate::pack::{self, Passage};
+
+/// The prompt: a short instruction, the numbered passages, the question
+/// (passages spotlighted: delimited and datamarked, see tresor-guard).
+pub fn prompt_messages(question: &str, passages: &[Passage], lang: Lang) -> Vec<ChatMessage> {
+    prompt_messages_marked(question, passages, lang, Some(tresor_guard::injection::Marking::default()))
+}
+
+/// [`prompt_messages`] with a chosen spotlight marking; None: plain passages (firewall off).
+pub fn prompt_messages_marked(question: &str, passages: &[Passage], lang: Lang, marking: Option<tresor_guard::injection::Marking>) -> Vec<ChatMessage> {
+    use tresor_guard::injection::spotlight;
+    let base = match lang {
+        Lang::De => "Du beantwortest Fragen nur mit den Quellen. Antworte auf Deutsch in ein bis zwei kurzen Sätzen und übernimm die Worte der Quellen. Wenn die Quellen die Antwort nicht enthalten, sage, dass du es nicht weißt.",
+        Lang::En => "You answer questions using only the sources. Answer in one or two short sentences, reusing the words of the sources. If the sources do not contain the answer, say that you do not know.",
+    };
+    let system = match marking {
+        Some(m) => format!("{base}{}", spotlight::system_note(lang == Lang::De, m)),
+        None => base.to_string(),
+    };
+    let mut user = String::from(if lang == Lang::De { "Quellen:\n" } else { "Sources:\n" });
+    for (i, p) in passages.iter().enumerate() {
+        match marking {
+            Some(m) => user.push_str(&format!("[{}] {}\n\n", i + 1, spotlight::wrap(i + 1, &pack::label(&p.hit), p.text.trim(), m))),
+            None => user.push_str(&format!("[{}] {}\n{}\n\n", i + 1, pack::label(&p.hit), p.text.trim())),
+        }
+    }
+    user.push_str(if lang == Lang::De { "Frage: " } else { "Question: " });
+    user.push_str(question);
+    vec![ChatMessage::system(system), ChatMessage::user(user)]
+}
+
+/// The second try's prompt: only the best passage, and the instruction to answer with one of its
+/// sentences word for word (the small models' own phrasing is what failed the citation check).
+pub fn strict_prompt_messages(question: &str, passages: &[Passage], lang: Lang, marking: Option<tresor_guard::injection::Marking>) -> Vec<ChatMessage> {
+    let mut m = prompt_messages_marked(question, passages, lang, marking);
+    let strict = match lang {
+        Lang::De => "Antworte mit genau einem Satz, den du wörtlich aus der Quelle übernimmst und der die Frage beantwortet. Füge nichts hinzu.",
+        Lang::En => "Answer with exactly one sentence copied word for word from the source that answers the question. Add nothing else.",
+    };
+    m[0].content = format!("{strict} {}", m[0].content);
+    m
+}
+

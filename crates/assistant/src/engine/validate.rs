@@ -1,0 +1,139 @@
+//! Streamed sentence validation: every answer sentence the model writes is
+//! checked against the packed passages (`cite.rs`) and the injection
+//! firewall's output check as it streams; supported ones are emitted with
+//! their citation number, a run of unsupported ones stops the model.
+//!
+//! Owns: the numbering of citations in order of first use, the stop rule.
+//! Never: the support score itself (`cite.rs`).
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use tresor_kb::TextEmbedder;
+use tresor_llm::{ChatMessage, GenerateParams};
+
+use super::ms;
+use crate::cite::{self, SentenceCheck, SentenceStream};
+use crate::config::AssistantConfig;
+use crate::error::Result;
+use crate::firewall;
+use crate::models::ChatModel;
+use crate::pack::Passage;
+use crate::text::jaccard;
+
+/// Checks streamed answer sentences against the passages and emits the supported ones with their number.
+pub(super) struct Validator<'a> {
+    pub(super) question: &'a str,
+    pub(super) qvec: &'a [f32],
+    pub(super) passages: &'a [Passage],
+    pub(super) embedder: &'a dyn TextEmbedder,
+    pub(super) cfg: &'a AssistantConfig,
+    /// (sentence, passage index) of the kept sentences.
+    pub(super) kept: Vec<(String, usize)>,
+    /// Passage indices in the order of their first citation (citation n = position + 1).
+    pub(super) order: Vec<usize>,
+    pub(super) checks: Vec<SentenceCheck>,
+    /// Unsupported sentences in a row.
+    pub(super) run: usize,
+    pub(super) text: String,
+    pub(super) ms: f64,
+    /// The output check (injection firewall) and what it found.
+    pub(super) guard: Option<tresor_guard::injection::OutputGuard>,
+    pub(super) inj: firewall::InjectionTrace,
+}
+
+impl<'a> Validator<'a> {
+    pub(super) fn new(question: &'a str, qvec: &'a [f32], passages: &'a [Passage], embedder: &'a dyn TextEmbedder, cfg: &'a AssistantConfig) -> Self {
+        Validator { question, qvec, passages, embedder, cfg, kept: Vec::new(), order: Vec::new(), checks: Vec::new(), run: 0, text: String::new(), ms: 0.0, guard: None, inj: Default::default() }
+    }
+
+    /// The sentence as the output check lets it through (markers removed, exfiltration links stripped), or None.
+    pub(super) fn guarded(&mut self, s: &str) -> Option<String> {
+        let s = tresor_guard::injection::spotlight::unmark(s);
+        match &self.guard {
+            Some(g) => firewall::check_sentence(g, &s, &mut self.inj),
+            None => Some(s),
+        }
+    }
+
+    /// Generates with `model`, checking every sentence as it streams (supported ones go to
+    /// `on_text`); stops the model after `max_unsupported_run` unsupported sentences in a row.
+    pub(super) fn generate(
+        &mut self,
+        model: &mut dyn ChatModel,
+        msgs: &[ChatMessage],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<tresor_llm::Generation> {
+        let max_run = self.cfg.max_unsupported_run;
+        let mut stream = SentenceStream::default();
+        let g = model.generate(msgs, params, &mut |piece| {
+            for s in stream.push(piece) {
+                self.sentence(&s, on_text);
+            }
+            if self.run >= max_run {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        if self.run < max_run {
+            for s in stream.finish() {
+                self.sentence(&s, on_text);
+            }
+        }
+        Ok(g)
+    }
+
+    fn sentence(&mut self, s: &str, on_text: &mut dyn FnMut(&str)) {
+        let Some(s) = self.guarded(s) else {
+            self.run += 1;
+            self.checks.push(SentenceCheck {
+                text: s.to_string(),
+                passage: None,
+                lexical: 0.0,
+                cosine: 0.0,
+                support: 0.0,
+                kept: false,
+                dropped: Some("injection firewall: follows an injected instruction or reveals the system prompt".into()),
+            });
+            return;
+        };
+        let s = s.as_str();
+        let t = Instant::now();
+        let svec = if cite::needs_embedding(s, self.question, self.passages, self.cfg.lexical_weight, self.cfg.support_threshold) {
+            self.embedder.embed(&[s]).ok().and_then(|mut v| v.pop())
+        } else {
+            None
+        };
+        let mut c = cite::check(s, svec.as_deref(), Some(self.qvec), self.question, self.passages, self.cfg.lexical_weight, self.cfg.support_threshold);
+        if c.kept && self.kept.iter().any(|(k, _)| jaccard(k, &c.text) > 0.8) {
+            c.kept = false;
+            c.dropped = Some("repeats an earlier sentence".into());
+        }
+        self.ms += ms(t);
+        if c.kept {
+            self.run = 0;
+            let (text, pi) = (c.text.clone(), c.passage.unwrap_or(0));
+            self.emit(&text, pi, on_text);
+        } else {
+            self.run += 1;
+        }
+        self.checks.push(c);
+    }
+
+    pub(super) fn emit(&mut self, s: &str, pi: usize, on_text: &mut dyn FnMut(&str)) {
+        let n = match self.order.iter().position(|&x| x == pi) {
+            Some(i) => i + 1,
+            None => {
+                self.order.push(pi);
+                self.order.len()
+            }
+        };
+        let piece = format!("{}{} [{}]", if self.text.is_empty() { "" } else { " " }, s.trim(), n);
+        self.text.push_str(&piece);
+        on_text(&piece);
+        self.kept.push((s.to_string(), pi));
+    }
+}
+
