@@ -272,7 +272,7 @@ impl Assistant {
         let mut completion = g.tokens.len();
         // nothing the model wrote is supported: one more try with a stricter prompt that shows only
         // the best passage (every packed passage still counts for the citation check)
-        if v.kept.is_empty() && !self.stopped(ask.req) && cfg.regenerate && !packed.passages.is_empty() {
+        if v.kept.is_empty() && !stopped(ask.req) && cfg.regenerate && !packed.passages.is_empty() {
             let strict = strict_prompt_messages(&ask.question, &packed.passages[..1], ask.lang, packed.marking);
             if let Some(g) = v.guard.as_mut() {
                 *g = firewall::output_guard(&strict[0].content, &packed.passages, &mut rec.inj);
@@ -291,7 +291,7 @@ impl Assistant {
                 ms: ms(t_re),
             });
         }
-        let cancelled = self.stopped(ask.req);
+        let cancelled = stopped(ask.req);
         if v.kept.is_empty() && !cancelled {
             rec.trace.extractive = true;
             for (s, pi) in cite::extractive(&packed.passages, cfg.extractive_sentences) {
@@ -306,11 +306,6 @@ impl Assistant {
         rec.timings.ttft_ms = (t_gen.duration_since(ask.t0).as_secs_f64() * 1e3) + g.ttft_ms;
         rec.trace.finish = Some(format!("{:?}", g.finish).to_lowercase());
         Ok(Generated { prompt_tokens: g.prompt_tokens, completion, cancelled, model_id: model.id().to_string() })
-    }
-
-    /// The user pressed stop.
-    fn stopped(&self, req: &AskRequest) -> bool {
-        req.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Record: keeps the answer in the semantic cache (when `keep`).
@@ -335,6 +330,11 @@ impl Assistant {
         a.timings.cache_ms += ms(t);
         Ok(())
     }
+}
+
+/// The user pressed stop.
+fn stopped(req: &AskRequest) -> bool {
+    req.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// "Not in your documents", in the question's language (too little evidence, or an unknown name).
