@@ -908,7 +908,7 @@ struct Validator<'a> {
     text: String,
     ms: f64,
     /// The output check (injection firewall) and what it found.
-    guard: Option<tresor_guard::injection::OutputGuard>,
+    guard: Option<tresor_guard::injection::InjectionOutputGuard>,
     inj: firewall::InjectionTrace,
 }
 

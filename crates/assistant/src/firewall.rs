@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use tresor_guard::injection::output::Finding;
-use tresor_guard::injection::{Detector, InjectionAction, Marking, OutputAction, OutputGuard, Verdict};
+use tresor_guard::injection::{Detector, InjectionAction, InjectionOutputGuard, Marking, OutputAction, Verdict};
 use tresor_kb::TextEmbedder;
 
 use crate::pack::Passage;
@@ -126,15 +126,15 @@ pub fn screen_passages(scored: Vec<Passage>, embedder: &dyn TextEmbedder, cfg: &
 }
 
 /// The output guard for the packed passages and the system prompt.
-pub fn output_guard(system_prompt: &str, passages: &[Passage], trace: &mut InjectionTrace) -> OutputGuard {
+pub fn output_guard(system_prompt: &str, passages: &[Passage], trace: &mut InjectionTrace) -> InjectionOutputGuard {
     let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
-    let g = OutputGuard::new(system_prompt, &texts);
+    let g = InjectionOutputGuard::new(system_prompt, &texts);
     trace.payloads = g.payloads().to_vec();
     g
 }
 
 /// Checks one answer sentence: `Some(text)` to keep (possibly stripped), None to drop it.
-pub fn check_sentence(g: &OutputGuard, sentence: &str, trace: &mut InjectionTrace) -> Option<String> {
+pub fn check_sentence(g: &InjectionOutputGuard, sentence: &str, trace: &mut InjectionTrace) -> Option<String> {
     let c = g.check(sentence);
     match c.action {
         OutputAction::Pass => Some(sentence.to_string()),
