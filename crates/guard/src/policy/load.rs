@@ -4,14 +4,17 @@
 //!
 //! Owns: parsing (unknown keys are errors), what a layer may change (a user's
 //! file only unlocked items; only the admin's may lock), and errors that name
-//! `FILE:LINE` and the dotted key.
+//! `FILE:LINE` and the dotted key, located with the TOML parser's spans.
 //! Never: checks a signature itself ([`super::sign`] does) or writes a file.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::sign::{load_public_keys, sig_path, verify_signature};
 use super::{read, BlockAction, InjectionAction, Layer, Localised, Policy, PolicyError, PolicyFile, Result, Topic, TopicAction, ITEMS, LANGS};
@@ -369,6 +372,7 @@ fn merge_text(into: &mut Localised, raw: &Option<RawText>) {
 
 // ---------------------------------------------------------------- error locations
 
+/// The file being layered, for errors that name its line.
 struct Src<'a> {
     text: &'a str,
     path: &'a Path,
@@ -377,95 +381,140 @@ struct Src<'a> {
 impl Src<'_> {
     /// An error about `key` (a dotted path), located at the line that sets it.
     fn err(&self, key: &str, message: &str) -> PolicyError {
-        PolicyError::Invalid { path: self.path.to_path_buf(), line: line_of_key(self.text, key), key: key.to_string(), message: message.to_string() }
+        let line = KeySpans::of(self.text).line_of(self.text, key);
+        PolicyError::Invalid { path: self.path.to_path_buf(), line, key: key.to_string(), message: message.to_string() }
     }
 }
 
-/// The 1-based line of `key` (dotted path): the line that assigns it inside
-/// its table, else the table's header, else the parent's; 1 when not found.
-pub fn line_of_key(text: &str, key: &str) -> usize {
-    let parts: Vec<&str> = key.split('.').collect();
-    for n in (1..=parts.len()).rev() {
-        let (table, rest) = parts.split_at(n);
-        let table = table.join(".");
-        let _ = rest;
-        // as a header
-        for (i, line) in text.lines().enumerate() {
-            if header_of(line).as_deref() == Some(table.as_str()) {
-                return i + 1;
+/// Every key a TOML text writes, as (dotted path, the key's span), in the
+/// order the parser reports them. Table headers count: `[topics.x]` writes
+/// `topics` and `topics.x`, both located inside the header.
+struct KeySpans(Vec<(String, Range<usize>)>);
+
+impl KeySpans {
+    /// The keys of `text`; none when it is not valid TOML.
+    fn of(text: &str) -> KeySpans {
+        let mut out = Vec::new();
+        if let Ok(tree) = toml::from_str::<KeyTree>(text) {
+            tree.flatten("", &mut out);
+        }
+        KeySpans(out)
+    }
+
+    /// The 1-based line of `key` (dotted path): the line that writes it, else
+    /// the first line that writes a key below it, else the same for its
+    /// parent; 1 when none is written.
+    fn line_of(&self, text: &str, key: &str) -> usize {
+        let mut key = key;
+        loop {
+            let below = format!("{key}.");
+            let at = self.0.iter().find(|(k, _)| k == key).or_else(|| self.0.iter().filter(|(k, _)| k.starts_with(&below)).min_by_key(|(_, s)| s.start));
+            if let Some((_, span)) = at {
+                return line_at(text, span.start);
+            }
+            match key.rsplit_once('.') {
+                Some((parent, _)) => key = parent,
+                None => return 1,
             }
         }
-        // as a key (possibly dotted) inside its table
-        let mut current = String::new();
-        for (i, line) in text.lines().enumerate() {
-            if let Some(h) = header_of(line) {
-                current = h;
-                continue;
-            }
-            if let Some(k) = assigned_key(line) {
-                let full = if current.is_empty() { k } else { format!("{current}.{k}") };
-                if full == table || full.starts_with(&format!("{table}.")) {
-                    return i + 1;
-                }
-            }
+    }
+
+    /// The dotted key whose entry holds byte `offset` of `text`: the key
+    /// written last at or before it, or the deepest key of its line when the
+    /// offset comes first there (a table header's `[`); empty when none.
+    fn key_at(&self, text: &str, offset: usize) -> String {
+        let offset = offset.min(text.len());
+        let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+        let last = |range: Range<usize>| self.0.iter().filter(|(_, s)| range.contains(&s.start)).max_by_key(|(_, s)| s.start);
+        let before = last(0..offset + 1);
+        let at = match before {
+            Some((_, s)) if s.start >= line_start => before,
+            _ => last(line_start..line_end).or(before),
+        };
+        at.map(|(k, _)| k.clone()).unwrap_or_default()
+    }
+}
+
+/// The 1-based line that holds byte `offset` of `text`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Any TOML value, keeping only its keys and their spans (for [`KeySpans`]).
+#[derive(Default)]
+struct KeyTree(Vec<(Spanned<String>, KeyTree)>);
+
+impl KeyTree {
+    fn flatten(self, prefix: &str, out: &mut Vec<(String, Range<usize>)>) {
+        for (k, sub) in self.0 {
+            let span = k.span();
+            let path = if prefix.is_empty() { k.into_inner() } else { format!("{prefix}.{}", k.into_inner()) };
+            sub.flatten(&path, out);
+            out.push((path, span));
         }
     }
-    1
 }
 
-fn header_of(line: &str) -> Option<String> {
-    let l = line.trim();
-    let inner = l.strip_prefix("[[").and_then(|r| r.split("]]").next()).or_else(|| l.strip_prefix('[').and_then(|r| r.split(']').next()))?;
-    Some(inner.split('.').map(|p| p.trim().trim_matches('"')).collect::<Vec<_>>().join("."))
-}
-
-fn assigned_key(line: &str) -> Option<String> {
-    let l = line.trim();
-    if l.starts_with('#') || l.starts_with('[') {
-        return None;
-    }
-    let (k, _) = l.split_once('=')?;
-    let k = k.trim();
-    if k.is_empty() || k.contains(' ') && !k.contains('"') {
-        return None;
-    }
-    Some(k.split('.').map(|p| p.trim().trim_matches('"')).collect::<Vec<_>>().join("."))
-}
-
-/// The dotted key that is set on the line holding byte `offset`.
-fn key_at(text: &str, offset: usize) -> String {
-    let offset = offset.min(text.len());
-    let mut current = String::new();
-    let mut start = 0;
-    for line in text.split_inclusive('\n') {
-        let end = start + line.len();
-        if let Some(h) = header_of(line) {
-            current = h;
-            if offset < end {
-                return current;
+impl<'de> Deserialize<'de> for KeyTree {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyTree;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any TOML value")
             }
-        } else if offset < end {
-            // the key may be on an earlier line for a multi-line array: walk back
-            let before = &text[..end];
-            for l in before.lines().rev() {
-                if header_of(l).is_some() {
-                    break;
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<KeyTree, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(k) = map.next_key_seed(SpannedKey)? {
+                    let sub = map.next_value::<KeyTree>()?;
+                    // a date-time arrives as a one-entry map whose key has no span
+                    if let Some(k) = k {
+                        keys.push((k, sub));
+                    }
                 }
-                if let Some(k) = assigned_key(l) {
-                    return if current.is_empty() { k } else { format!("{current}.{k}") };
-                }
+                Ok(KeyTree(keys))
             }
-            return current;
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<KeyTree, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(KeyTree::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<KeyTree, E> {
+                Ok(KeyTree::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<KeyTree, E> {
+                Ok(KeyTree::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<KeyTree, E> {
+                Ok(KeyTree::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<KeyTree, E> {
+                Ok(KeyTree::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<KeyTree, E> {
+                Ok(KeyTree::default())
+            }
         }
-        start = end;
+        d.deserialize_any(V)
     }
-    current
 }
 
+/// A map key with its span; `None` for a key the parser made up (no span).
+struct SpannedKey;
+
+impl<'de> DeserializeSeed<'de> for SpannedKey {
+    type Value = Option<Spanned<String>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        Ok(Spanned::<String>::deserialize(d).ok())
+    }
+}
+
+/// A parse error as `FILE:LINE: key `K``: the line of the parser's span and
+/// the key written there ("(file)" when the text is not TOML at all).
 fn toml_error(text: &str, path: &Path, e: &toml::de::Error) -> PolicyError {
     let msg = e.message().trim().to_string();
     let (line, mut key) = match e.span() {
-        Some(span) => (text[..span.start.min(text.len())].matches('\n').count() + 1, key_at(text, span.start)),
+        Some(span) => (line_at(text, span.start), KeySpans::of(text).key_at(text, span.start)),
         None => (1, String::new()),
     };
     // serde names the offending field in "unknown field `x`"
