@@ -60,26 +60,24 @@ fn wrong_types_and_values_name_the_line_and_key() {
 
 #[test]
 fn error_lines_follow_the_parser_spans_for_dotted_inline_and_multi_line_entries() {
-    // a dotted key at the top level
-    let (line, key, _) = invalid(check("# c\n\nanswer.max_chars = 5\n"));
-    assert_eq!((line, key.as_str()), (3, "answer.max_chars"));
-    // a wrong element deep in a multi-line array names the array's key
-    let (line, key, _) = invalid(check("[languages]\nallowed = [\n  \"de\",\n  5,\n]\n"));
-    assert_eq!((line, key.as_str()), (4, "languages.allowed"));
-    // an inline table, a quoted table name, a date-time where a number belongs
-    let (line, key, _) = invalid(check("[detection]\n\n[answer]\nmax_chars = 10\n"));
-    assert_eq!((line, key.as_str()), (4, "answer.max_chars"));
-    let (line, key, _) = invalid(check("# c\ninjection = { action = \"explode\" }\n"));
-    assert_eq!((line, key.as_str()), (2, "injection.action"));
-    let (line, key, _) = invalid(check("[topics.\"new_one\"]\nkeywords = [\"k\"]\n"));
-    assert_eq!((line, key.as_str()), (1, "topics.new_one.reason"));
-    let (line, key, _) = invalid(check("[answer]\nmax_chars = 1979-05-27\n"));
-    assert_eq!((line, key.as_str()), (2, "answer.max_chars"));
-    // the cases the CLI test checks through `tresor policy check`
-    let (line, key, _) = invalid(check("# my policy\n[answer]\nmax_chars = 400\nmax_char = 5\n"));
-    assert_eq!((line, key.as_str()), (4, "answer.max_char"));
-    let (line, key, _) = invalid(check("[topics.medical_diagnosis]\nenabled = \"no\"\n"));
-    assert_eq!((line, key.as_str()), (2, "topics.medical_diagnosis.enabled"));
+    let cases = [
+        // a dotted key at the top level
+        ("# c\n\nanswer.max_chars = 5\n", 3, "answer.max_chars"),
+        // a wrong element deep in a multi-line array names the array's key
+        ("[languages]\nallowed = [\n  \"de\",\n  5,\n]\n", 4, "languages.allowed"),
+        ("[detection]\n\n[answer]\nmax_chars = 10\n", 4, "answer.max_chars"),
+        // an inline table, a quoted table name, a date-time where a number belongs
+        ("# c\ninjection = { action = \"explode\" }\n", 2, "injection.action"),
+        ("[topics.\"new_one\"]\nkeywords = [\"k\"]\n", 1, "topics.new_one.reason"),
+        ("[answer]\nmax_chars = 1979-05-27\n", 2, "answer.max_chars"),
+        // the cases the CLI test checks through `tresor policy check`
+        ("# my policy\n[answer]\nmax_chars = 400\nmax_char = 5\n", 4, "answer.max_char"),
+        ("[topics.medical_diagnosis]\nenabled = \"no\"\n", 2, "topics.medical_diagnosis.enabled"),
+    ];
+    for (text, want_line, want_key) in cases {
+        let (line, key, msg) = invalid(check(text));
+        assert_eq!((line, key.as_str()), (want_line, want_key), "{text:?}: {msg}");
+    }
 }
 
 #[test]
