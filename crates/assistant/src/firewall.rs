@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use tresor_guard::injection::output::Finding;
-use tresor_guard::injection::{Detector, InjectionAction, Marking, OutputAction, OutputGuard, Verdict};
+use tresor_guard::injection::{Detector, InjectionAction, InjectionOutputGuard, Marking, OutputAction, Verdict};
 use tresor_guard::policy::Policy;
 use tresor_kb::TextEmbedder;
 
@@ -47,23 +47,10 @@ impl Default for InjectionConfig {
     }
 }
 
-/// The admin policy's `[injection] action` as the firewall's action (the
-/// one place the two meet; after the policy's own enum is merged into
-/// tresor-guard's `InjectionAction` this is the identity).
-fn policy_action(policy: &Policy) -> InjectionAction {
-    use tresor_guard::policy::InjectionAction as P;
-    match policy.injection_action {
-        P::Drop => InjectionAction::Drop,
-        P::Quarantine => InjectionAction::Quarantine,
-        P::Warn => InjectionAction::Warn,
-        P::Block => InjectionAction::Block,
-    }
-}
-
 /// What ingestion does with a chunk the detector flags: the policy's action
 /// (built-in: `quarantine`).
 pub fn ingest_action(policy: &Policy) -> InjectionAction {
-    policy_action(policy)
+    policy.injection_action
 }
 
 /// The `[injection]` settings in force for answers: assistant.toml's, unless a
@@ -74,7 +61,7 @@ pub fn ingest_action(policy: &Policy) -> InjectionAction {
 pub fn in_force(cfg: &InjectionConfig, policy: &Policy) -> InjectionConfig {
     let mut c = cfg.clone();
     if policy.origin.get("injection").is_some_and(|o| o != "built-in") {
-        let a = policy_action(policy);
+        let a = policy.injection_action;
         c.prompt = if a == InjectionAction::Block { InjectionAction::Block } else { InjectionAction::Warn };
         c.passages = if a == InjectionAction::Warn { InjectionAction::Warn } else { InjectionAction::Drop };
     }
@@ -161,15 +148,15 @@ pub fn screen_passages(scored: Vec<Passage>, embedder: &dyn TextEmbedder, cfg: &
 }
 
 /// The output guard for the packed passages and the system prompt.
-pub fn output_guard(system_prompt: &str, passages: &[Passage], trace: &mut InjectionTrace) -> OutputGuard {
+pub fn output_guard(system_prompt: &str, passages: &[Passage], trace: &mut InjectionTrace) -> InjectionOutputGuard {
     let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
-    let g = OutputGuard::new(system_prompt, &texts);
+    let g = InjectionOutputGuard::new(system_prompt, &texts);
     trace.payloads = g.payloads().to_vec();
     g
 }
 
 /// Checks one answer sentence: `Some(text)` to keep (possibly stripped), None to drop it.
-pub fn check_sentence(g: &OutputGuard, sentence: &str, trace: &mut InjectionTrace) -> Option<String> {
+pub fn check_sentence(g: &InjectionOutputGuard, sentence: &str, trace: &mut InjectionTrace) -> Option<String> {
     let c = g.check(sentence);
     match c.action {
         OutputAction::Pass => Some(sentence.to_string()),

@@ -7,7 +7,7 @@
 //! `<data_dir>/policy-index.json` keyed by embedder and examples), the checks
 //! before generation (language, blocked terms, refused topics → a localised
 //! refusal that names the topic and why), settling the streamed answer after
-//! tresor-guard's [`OutputGuard`] (blocked terms, price promises, language,
+//! tresor-guard's [`PolicyOutputCheck`] (blocked terms, price promises, language,
 //! length, disclaimers), and one audit entry per answer and per knowledge-base
 //! change. The decision goes into `trace.policy`.
 //! Never: writes question or answer text to the audit log (a keyed question
@@ -21,7 +21,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tresor_guard::audit::{os_actor, AuditLog, Event};
-use tresor_guard::policy::{OutputGuard, Policy, PolicyDecision, PolicyPaths, TopicAction, TopicIndex};
+use tresor_guard::policy::{Policy, PolicyDecision, PolicyOutputCheck, PolicyPaths, TopicAction, TopicIndex};
 use tresor_kb::lang::Lang;
 use tresor_kb::TextEmbedder;
 
@@ -53,8 +53,8 @@ pub struct Precheck {
 
 impl Precheck {
     /// The sentence-level checks for this answer.
-    pub fn output_guard<'p>(&self, policy: &'p Policy, lang: Lang) -> OutputGuard<'p> {
-        let mut g = OutputGuard::new(policy, lang.as_str(), |s: &str| language(s).as_str().to_string());
+    pub fn output_guard<'p>(&self, policy: &'p Policy, lang: Lang) -> PolicyOutputCheck<'p> {
+        let mut g = PolicyOutputCheck::new(policy, lang.as_str(), |s: &str| language(s).as_str().to_string());
         g.topic_disclaimers = self.disclaimers.clone();
         g
     }
@@ -253,7 +253,7 @@ impl Assistant {
     }
 
     /// After the answer streamed through `guard`: its text, sources and refusal follow what the guard let through.
-    pub(crate) fn policy_settle(&self, ans: &mut Answer, guard: OutputGuard<'_>, pre: Precheck) {
+    pub(crate) fn policy_settle(&self, ans: &mut Answer, guard: PolicyOutputCheck<'_>, pre: Precheck) {
         let mut d = guard.decision.clone();
         d.nearest = pre.decision.nearest.clone();
         if d.topic.is_none() {

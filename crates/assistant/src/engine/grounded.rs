@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use tresor_guard::injection::{Marking, OutputGuard as InjectionGuard};
+use tresor_guard::injection::{InjectionOutputGuard, Marking};
 use tresor_kb::lang::Lang;
 use tresor_kb::{search, Hit, Kb, SearchOptions};
 use tresor_llm::{ChatMessage, GenerateParams};
@@ -71,7 +71,7 @@ pub(super) struct Packed {
     pub marking: Option<Marking>,
     pub context_tokens: usize,
     /// The injection firewall's check of every answer sentence (None: off).
-    pub guard: Option<InjectionGuard>,
+    pub guard: Option<InjectionOutputGuard>,
 }
 
 /// What the model run produced, besides the validator's sentences.

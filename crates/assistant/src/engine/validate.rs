@@ -38,7 +38,7 @@ pub(super) struct Validator<'a> {
     pub(super) text: String,
     pub(super) ms: f64,
     /// The output check (injection firewall) and what it found.
-    pub(super) guard: Option<tresor_guard::injection::OutputGuard>,
+    pub(super) guard: Option<tresor_guard::injection::InjectionOutputGuard>,
     pub(super) inj: firewall::InjectionTrace,
 }
 

@@ -16,7 +16,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use classifier::Classifier;
-pub use output::{OutputAction, OutputCheck, OutputGuard};
+pub use output::{InjectionOutputGuard, OutputAction, OutputCheck};
 pub use spotlight::Marking;
 
 #[derive(Debug, thiserror::Error)]
