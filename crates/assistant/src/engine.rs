@@ -1113,7 +1113,7 @@ mod tests {
         .unwrap();
         std::fs::write(docs.join("security.md"), "# IT security\n\nPasswords must have at least twelve characters and are never shared.\n").unwrap();
         let emb = HashEmbedder::new(256);
-        crate::eval::ingest_dir(&data, &test_key(), "default", &docs, &emb).unwrap();
+        crate::scratch::ingest_dir(&data, &test_key(), "default", &docs, &emb).unwrap();
         let f = Fixture {
             _dir: dir,
             data,
@@ -1319,7 +1319,7 @@ mod tests {
         assert_eq!(f.prompts.lock().unwrap().len(), 1);
         // change the knowledge base: the cache no longer answers
         std::fs::write(f.docs.join("new.md"), "# New\n\nThe office is closed on Fridays.\n").unwrap();
-        crate::eval::ingest_dir(&f.data, &test_key(), "default", &f.docs, &HashEmbedder::new(256)).unwrap();
+        crate::scratch::ingest_dir(&f.data, &test_key(), "default", &f.docs, &HashEmbedder::new(256)).unwrap();
         let (third, _) = ask(&mut a, "How many vacation days do full-time employees get?");
         assert!(!third.cache_hit);
         let s = a.cache_stats().unwrap();
