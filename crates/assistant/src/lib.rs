@@ -7,18 +7,16 @@
 //! aligning each answer sentence with the passage that supports it best
 //! ([`cite`]) → [`Answer`] with sources and a trace.
 //! Around it: the semantic cache ([`cache`]), threads and feedback
-//! ([`store`]), the chat-model seam ([`models`]) and the answer evaluation
-//! ([`eval`]). Front doors (CLI, HTTP, desktop) call [`Assistant`] and hold no
-//! logic of their own.
+//! ([`store`]), the chat-model seam ([`models`]) and scratch knowledge bases
+//! for tests and measurement ([`scratch`]; the answer evaluation, benchmark and
+//! attack runs live in tresor-bench). Front doors (CLI, HTTP, desktop) call
+//! [`Assistant`] and hold no logic of their own.
 
-pub mod attack;
-pub mod bench;
 pub mod cache;
 pub mod cite;
 pub mod config;
 pub mod engine;
 pub mod error;
-pub mod eval;
 pub mod firewall;
 pub mod history;
 pub mod library;
@@ -28,6 +26,7 @@ pub mod open;
 pub mod pack;
 pub mod policy;
 pub mod route;
+pub mod scratch;
 pub mod store;
 pub mod text;
 

@@ -1,16 +1,33 @@
-//! Benchmarks of Tresor's model runtimes against their peers, measured in
-//! one run with Tresor and peer alternating (A/B/A/B), because these
-//! machines drift 20–35 % within minutes: only ratios within a run mean
-//! anything.
+//! Tresor's measurements, in one crate above the engine (beside the front
+//! doors; no engine crate depends on it):
 //!
-//! Every measurement runs in a child process (Tresor's own `bench
-//! *-worker` subcommand, or the peer), so load time and peak RSS are those
-//! of a process that did nothing else. Owns measuring and reporting; never
-//! asserts a speed.
+//! - runtimes against their peers ([`llm`], [`embed`], [`process`]),
+//!   measured in one run with Tresor and peer alternating (A/B/A/B), because
+//!   these machines drift 20–35 % within minutes: only ratios within a run
+//!   mean anything. Every such measurement runs in a child process (Tresor's
+//!   own `bench *-worker` subcommand, or the peer), so load time and peak RSS
+//!   are those of a process that did nothing else;
+//! - the knowledge base's speed ([`kb`], `tresor bench kb`) and retrieval
+//!   quality ([`retrieval_eval`], `tresor eval retrieval`);
+//! - the answer engine's quality ([`answer_eval`], `tresor eval answers`),
+//!   speed ([`answers`], `tresor bench answers`) and the end-to-end prompt
+//!   injection run ([`attack`], `tresor eval injection`);
+//! - a load test of a running server ([`loadtest`], `tresor bench serve`);
+//! - PII detection scores ([`pii_eval`], `tresor eval pii`).
+//!
+//! Owns measuring and reporting; never asserts a speed or a score, and never
+//! touches a user's knowledge bases (runs use scratch folders).
 
+pub mod answer_eval;
+pub mod answers;
+pub mod attack;
 pub mod embed;
+pub mod kb;
 pub mod llm;
+pub mod loadtest;
+pub mod pii_eval;
 pub mod process;
+pub mod retrieval_eval;
 
 use serde::Serialize;
 
@@ -51,6 +68,31 @@ pub fn median(values: &[f64]) -> Option<f64> {
     Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
 }
 
+/// The value at quantile `q` (0..=1) of `sorted` (ascending): the nearest
+/// rank, `(len - 1) * q` rounded; 0 when empty.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Median and 95th percentile of a set of timings (nearest rank, [`percentile`]).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+}
+
+impl Percentiles {
+    /// Of the values in any order (zeros when there are none).
+    pub fn of(mut v: Vec<f64>) -> Percentiles {
+        v.sort_by(|a, b| a.total_cmp(b));
+        Percentiles { p50: percentile(&v, 0.5), p95: percentile(&v, 0.95) }
+    }
+}
+
 /// Ratio Tresor / peer, when both were measured.
 pub fn ratio(tresor: Option<f64>, peer: Option<f64>) -> Option<f64> {
     match (tresor, peer) {
@@ -67,6 +109,14 @@ pub fn self_peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The CPU's model name (Linux: /proc/cpuinfo), else the architecture.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
 /// The machine, for the report header.
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
@@ -77,10 +127,7 @@ pub struct Machine {
 
 impl Machine {
     pub fn probe() -> Self {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
-            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        let cpu = cpu_model();
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         #[allow(unused_mut)]
         let mut simd = Vec::new();

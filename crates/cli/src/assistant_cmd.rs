@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use tresor_assistant::library::kb_names;
 use tresor_assistant::store::Feedback;
-use tresor_assistant::{eval, Answer, AskRequest, Assistant, AssistantConfig, EnginePaths};
+use tresor_assistant::{scratch, Answer, AskRequest, Assistant, AssistantConfig, EnginePaths};
+use tresor_bench::answer_eval as eval;
 
 use crate::ctx::Ctx;
 
@@ -267,7 +268,7 @@ fn rate(assistant: &Assistant, last: &Option<Answer>, rest: &str) -> Result<()> 
 }
 
 pub fn run_eval_answers(args: EvalAnswersArgs, ctx: &Ctx) -> Result<()> {
-    let mut gold = tresor_kb::eval::load_goldset(&args.goldset)?;
+    let mut gold = tresor_bench::retrieval_eval::load_goldset(&args.goldset)?;
     if let Some(n) = args.limit {
         gold.truncate(n);
     }
@@ -279,16 +280,16 @@ pub fn run_eval_answers(args: EvalAnswersArgs, ctx: &Ctx) -> Result<()> {
             bail!("--unrelated-docs {}: not a folder", u.display());
         }
     }
-    let (_tmp, data) = eval::scratch_dir()?;
+    let (_tmp, data) = scratch::scratch_dir()?;
     // a scratch data dir, removed afterwards: a key that lives only in memory
     let mut assistant = build_assistant(ctx, &data, &tresor_guard::crypto::WorkspaceKey::ephemeral())?;
     apply_config(&mut assistant, args.config.as_ref())?;
-    let rep = eval::ingest_dir(&data, assistant.key(), "gold", &args.docs, assistant.embedder())?;
+    let rep = scratch::ingest_dir(&data, assistant.key(), "gold", &args.docs, assistant.embedder())?;
     for f in &rep.failed {
         eprintln!("failed {}: {}", f.source, f.reason);
     }
     if let Some(u) = &args.unrelated_docs {
-        eval::ingest_dir(&data, assistant.key(), "unrelated", u, assistant.embedder())?;
+        scratch::ingest_dir(&data, assistant.key(), "unrelated", u, assistant.embedder())?;
     }
     let verbose = !args.json;
     let report = eval::evaluate(&mut assistant, "gold", &gold, args.unrelated_docs.as_ref().map(|_| "unrelated"), &mut |r| {
@@ -334,7 +335,7 @@ pub struct BenchAnswersArgs {
 }
 
 pub fn run_bench_answers(args: BenchAnswersArgs, ctx: &Ctx) -> Result<()> {
-    let gold = tresor_kb::eval::load_goldset(&args.goldset)?;
+    let gold = tresor_bench::retrieval_eval::load_goldset(&args.goldset)?;
     let mut qs: Vec<String> = gold.into_iter().filter(|g| g.answerable).map(|g| g.question).collect();
     if let Some(n) = args.questions {
         qs.truncate(n);
@@ -342,12 +343,12 @@ pub fn run_bench_answers(args: BenchAnswersArgs, ctx: &Ctx) -> Result<()> {
     if !args.docs.is_dir() {
         bail!("--docs {}: not a folder", args.docs.display());
     }
-    let (_tmp, data) = eval::scratch_dir()?;
+    let (_tmp, data) = scratch::scratch_dir()?;
     let mut assistant = build_assistant(ctx, &data, &tresor_guard::crypto::WorkspaceKey::ephemeral())?;
     apply_config(&mut assistant, args.config.as_ref())?;
-    eval::ingest_dir(&data, assistant.key(), "bench", &args.docs, assistant.embedder())?;
+    scratch::ingest_dir(&data, assistant.key(), "bench", &args.docs, assistant.embedder())?;
     let verbose = !args.json;
-    let r = tresor_assistant::bench::run(&mut assistant, "bench", &qs, &args.budgets, &mut |l| {
+    let r = tresor_bench::answers::run(&mut assistant, "bench", &qs, &args.budgets, &mut |l| {
         if verbose {
             eprintln!("{l}");
         }
@@ -355,7 +356,7 @@ pub fn run_bench_answers(args: BenchAnswersArgs, ctx: &Ctx) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        print!("{}", tresor_assistant::bench::table(&r));
+        print!("{}", tresor_bench::answers::table(&r));
     }
     Ok(())
 }

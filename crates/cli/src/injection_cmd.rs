@@ -373,7 +373,7 @@ struct EvalReport {
     /// What training measured by cross-validation (from the shipped weights).
     training: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
-    attack: Option<tresor_assistant::attack::AttackReport>,
+    attack: Option<tresor_bench::attack::AttackReport>,
 }
 
 pub fn run_eval_injection(args: EvalInjectionArgs, ctx: &Ctx) -> Result<()> {
@@ -436,10 +436,10 @@ pub fn run_eval_injection(args: EvalInjectionArgs, ctx: &Ctx) -> Result<()> {
 }
 
 /// The end-to-end attack run (tresor-assistant's generated poisoned handbook) in a scratch data dir.
-fn attack_run(ctx: &Ctx, verbose: bool) -> Result<tresor_assistant::attack::AttackReport> {
-    let (_tmp, data) = tresor_assistant::eval::scratch_dir()?;
+fn attack_run(ctx: &Ctx, verbose: bool) -> Result<tresor_bench::attack::AttackReport> {
+    let (_tmp, data) = tresor_assistant::scratch::scratch_dir()?;
     let mut assistant = crate::assistant_cmd::build_assistant(ctx, &data, &tresor_guard::crypto::WorkspaceKey::ephemeral()).context("the attack run needs the chat and embedding models")?;
-    let rep = tresor_assistant::attack::run(&mut assistant, &data, &mut |on, c| {
+    let rep = tresor_bench::attack::run(&mut assistant, &data, &mut |on, c| {
         if verbose {
             eprintln!(
                 "{} {:<4} {} {}  {}",

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
-use tresor_guard::pii::eval::{self, Case, Pred, Report};
+use tresor_bench::pii_eval::{self as eval, Case, Pred, Report};
 use tresor_guard::pii::{self, PiiType};
 use tresor_guard::redact::{self, Mode};
 

@@ -112,9 +112,9 @@ pub struct BenchServeArgs {
 
 /// `tresor bench serve`: a scratch data dir with `--docs` ingested, the real
 /// `tresor serve` on an ephemeral loopback port, `--clients` streaming chat
-/// requests at once (tresor_server::loadtest), then the server is stopped.
+/// requests at once (tresor_bench::loadtest), then the server is stopped.
 pub fn run_bench_serve(args: BenchServeArgs, ctx: &Ctx) -> Result<()> {
-    let gold = tresor_kb::eval::load_goldset(&args.goldset)?;
+    let gold = tresor_bench::retrieval_eval::load_goldset(&args.goldset)?;
     let questions: Vec<String> = gold.into_iter().filter(|g| g.answerable).map(|g| g.question).collect();
     if questions.is_empty() {
         bail!("--goldset {}: no answerable questions", args.goldset.display());
@@ -125,7 +125,7 @@ pub fn run_bench_serve(args: BenchServeArgs, ctx: &Ctx) -> Result<()> {
     if args.clients == 0 {
         bail!("--clients must be at least 1");
     }
-    let (_tmp, data) = tresor_assistant::eval::scratch_dir()?;
+    let (_tmp, data) = tresor_assistant::scratch::scratch_dir()?;
     let exe = std::env::current_exe().context("locating the tresor binary")?;
     // a throw-away data dir: its key is wrapped with a random passphrase only this run knows
     let passphrase = random_hex();
@@ -162,7 +162,7 @@ pub fn run_bench_serve(args: BenchServeArgs, ctx: &Ctx) -> Result<()> {
         bail!("tresor serve did not start (it said {:?})", line.trim());
     };
     let load_before = load_average();
-    let report = tresor_server::loadtest::run(&tresor_server::loadtest::LoadTest {
+    let report = tresor_bench::loadtest::run(&tresor_bench::loadtest::LoadTest {
         addr,
         token,
         questions,
@@ -179,7 +179,7 @@ pub fn run_bench_serve(args: BenchServeArgs, ctx: &Ctx) -> Result<()> {
         v["load_average"] = serde_json::json!({"before": load_before, "after": load_after});
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", tresor_server::loadtest::table(&report));
+        print!("{}", tresor_bench::loadtest::table(&report));
         println!("\nload average (1 min) before / after: {} / {}", load_before.as_deref().unwrap_or("?"), load_after.as_deref().unwrap_or("?"));
     }
     if report.errors > 0 {

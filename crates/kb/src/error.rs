@@ -56,7 +56,8 @@ impl<T> DbCtx<T> for std::result::Result<T, rusqlite::Error> {
     }
 }
 
-pub(crate) trait IoCtx<T> {
+/// Attach a path to I/O errors (public for the measurement code in tresor-bench).
+pub trait IoCtx<T> {
     fn io(self, path: &std::path::Path) -> Result<T>;
 }
 

@@ -1,14 +1,13 @@
 //! Tresor's knowledge base, in pipeline order:
 //! [`parse`] → [`chunk`] → [`embed`] → [`store`] / [`index`] → [`retrieve`] → [`rerank`],
-//! with [`ingest`] driving the first four, and [`eval`] / [`bench`]
-//! measuring retrieval quality and speed. Storage format: docs/storage.md.
+//! with [`ingest`] driving the first four. Retrieval quality and speed are
+//! measured from outside, in tresor-bench (`retrieval_eval`, `kb`). Storage
+//! format: docs/storage.md.
 
 pub mod analyze;
-pub mod bench;
 pub mod chunk;
 pub mod embed;
 pub mod error;
-pub mod eval;
 pub mod index;
 pub mod ingest;
 pub mod lang;

@@ -16,6 +16,7 @@ mod paths;
 mod progress;
 mod pull;
 mod setup;
+#[cfg(any(test, feature = "test-support"))]
 #[doc(hidden)]
 pub mod testing;
 

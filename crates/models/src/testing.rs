@@ -1,5 +1,6 @@
 //! Test support shared by this crate's tests and the CLI's integration tests
-//! (hidden from the docs; not part of the stable API): tiny manifests, wheels,
+//! (behind the `test-support` feature, hidden from the docs; not part of the
+//! stable API, never in the production library): tiny manifests, wheels,
 //! a fake `pip`, and a local HTTP server with the hub's URL layout, so that no
 //! test ever reaches PyPI or the real hub.
 

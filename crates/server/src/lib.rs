@@ -23,7 +23,6 @@
 //! on Ctrl-C / SIGTERM, stops accepting and finishes running streams.
 
 pub mod limits;
-pub mod loadtest;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

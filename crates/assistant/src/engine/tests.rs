@@ -105,7 +105,7 @@ fn fixture() -> (Fixture, Assistant) {
     .unwrap();
     std::fs::write(docs.join("security.md"), "# IT security\n\nPasswords must have at least twelve characters and are never shared.\n").unwrap();
     let emb = HashEmbedder::new(256);
-    crate::eval::ingest_dir(&data, &test_key(), "default", &docs, &emb).unwrap();
+    crate::scratch::ingest_dir(&data, &test_key(), "default", &docs, &emb).unwrap();
     let f = Fixture {
         _dir: dir,
         data,
@@ -311,7 +311,7 @@ fn second_ask_is_a_cache_hit_until_the_kb_changes() {
     assert_eq!(f.prompts.lock().unwrap().len(), 1);
     // change the knowledge base: the cache no longer answers
     std::fs::write(f.docs.join("new.md"), "# New\n\nThe office is closed on Fridays.\n").unwrap();
-    crate::eval::ingest_dir(&f.data, &test_key(), "default", &f.docs, &HashEmbedder::new(256)).unwrap();
+    crate::scratch::ingest_dir(&f.data, &test_key(), "default", &f.docs, &HashEmbedder::new(256)).unwrap();
     let (third, _) = ask(&mut a, "How many vacation days do full-time employees get?");
     assert!(!third.cache_hit);
     let s = a.cache_stats().unwrap();
@@ -434,7 +434,7 @@ fn policy_item_blocked_terms_refuse_the_question() {
 fn policy_item_price_promises_removes_promised_prices_from_answers() {
     let (f, _) = fixture();
     std::fs::write(f.docs.join("offer.md"), "# Licences\n\nWe guarantee a special price of 99 EUR per licence for all teams.\n").unwrap();
-    crate::eval::ingest_dir(&f.data, &test_key(), "default", &f.docs, &HashEmbedder::new(256)).unwrap();
+    crate::scratch::ingest_dir(&f.data, &test_key(), "default", &f.docs, &HashEmbedder::new(256)).unwrap();
     *f.reply.lock().unwrap() = "We guarantee a special price of 99 EUR per licence for all teams.".into();
     let q = "What does a licence cost for teams?";
     let mut off = with_policy(&f, "[price_promises]\nenabled = false\n");

@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 
 pub mod address;
 pub mod checks;
-pub mod eval;
 pub mod names;
 pub mod patterns;
 pub mod person;

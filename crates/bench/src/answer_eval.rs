@@ -4,16 +4,19 @@
 //! source file), refusal rate on unanswerable questions (the gold set's own,
 //! plus — optionally — its answerable questions asked against an unrelated
 //! knowledge base), TTFT and total latency p50/p95, tokens per answer.
+//!
+//! Owns the answer metrics and their table; never touches a user's knowledge
+//! bases (the caller ingests the gold documents into a scratch data dir with
+//! [`tresor_assistant::scratch`]) and never asserts a score.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
-use tresor_kb::eval::GoldItem;
-use tresor_kb::{ingest, IngestOptions, Kb, NoProgress, TextEmbedder};
+use tresor_assistant::text::token_f1;
+use tresor_assistant::{Answer, AskRequest, Assistant, Result};
 
-use crate::engine::{kb_dir, Answer, AskRequest, Assistant};
-use crate::error::Result;
-use crate::text::token_f1;
+use crate::retrieval_eval::GoldItem;
+use crate::Percentiles;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemResult {
@@ -39,12 +42,6 @@ pub struct ItemResult {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub context_tokens: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p95: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -76,23 +73,6 @@ pub struct AnswerEvalReport {
     pub context_tokens_per_answer: f64,
     pub models: Vec<String>,
     pub items: Vec<ItemResult>,
-}
-
-/// Ingests `docs` into knowledge base `name` under `data_dir` (a scratch dir
-/// for evaluation), encrypted with `key` (the assistant's: [`Assistant::key`]).
-pub fn ingest_dir(data_dir: &Path, key: &tresor_guard::crypto::WorkspaceKey, name: &str, docs: &Path, embedder: &dyn TextEmbedder) -> Result<tresor_kb::IngestReport> {
-    let dir = kb_dir(data_dir, name)?;
-    let mut kb = Kb::open(&dir, key)?;
-    Ok(ingest(&mut kb, embedder, &[docs.to_path_buf()], &IngestOptions::default(), &NoProgress)?)
-}
-
-fn percentiles(mut v: Vec<f64>) -> Percentiles {
-    if v.is_empty() {
-        return Percentiles::default();
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Percentiles { p50: at(0.5), p95: at(0.95) }
 }
 
 fn norm(s: &str) -> String {
@@ -199,9 +179,9 @@ fn summarise(items: Vec<ItemResult>, gold: &[GoldItem]) -> AnswerEvalReport {
             let re: Vec<&ItemResult> = ans.iter().copied().filter(|i| i.regenerated).collect();
             rate(&re, &|i| !i.extractive && !i.refused)
         },
-        ttft_ms: percentiles(generated.iter().filter(|i| i.completion_tokens > 0).map(|i| i.ttft_ms).collect()),
-        total_ms: percentiles(items.iter().map(|i| i.total_ms).collect()),
-        pipeline_ms: percentiles(items.iter().map(|i| i.pipeline_ms).collect()),
+        ttft_ms: Percentiles::of(generated.iter().filter(|i| i.completion_tokens > 0).map(|i| i.ttft_ms).collect()),
+        total_ms: Percentiles::of(items.iter().map(|i| i.total_ms).collect()),
+        pipeline_ms: Percentiles::of(items.iter().map(|i| i.pipeline_ms).collect()),
         completion_tokens_per_answer: mean(&generated, &|i| i.completion_tokens as f64),
         prompt_tokens_per_answer: mean(&generated, &|i| i.prompt_tokens as f64),
         context_tokens_per_answer: mean(&generated, &|i| i.context_tokens as f64),
@@ -233,14 +213,4 @@ pub fn table(r: &AnswerEvalReport) -> String {
     row("context tokens / answer", format!("{:.1}", r.context_tokens_per_answer));
     row("models", r.models.join(", "));
     s
-}
-
-/// A scratch data dir for an evaluation run (removed when dropped).
-pub fn scratch_dir() -> Result<(tempfile::TempDir, PathBuf)> {
-    let t = tempfile::Builder::new()
-        .prefix("tresor-eval-answers-")
-        .tempdir()
-        .map_err(|source| crate::error::AssistantError::Io { path: std::env::temp_dir(), source })?;
-    let p = t.path().to_path_buf();
-    Ok((t, p))
 }

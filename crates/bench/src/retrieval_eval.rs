@@ -4,16 +4,19 @@
 //! A retrieved chunk is relevant when it comes from the question's source
 //! file and its character span overlaps an answer span or its text contains
 //! an answer (markup ignored; answers can occur more than once in a file). Reports recall@1/5/10, MRR and nDCG@10.
+//!
+//! Owns the gold-set format ([`GoldItem`], also read by [`crate::answer_eval`],
+//! `bench answers` and `bench serve`) and the retrieval metrics; never
+//! touches a user's knowledge bases ([`temp_kb_dir`]) and never asserts a score.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-
-use crate::embed::TextEmbedder;
-use crate::error::{IoCtx, KbError, Result};
-use crate::rerank::{SentenceMaxSim, TextReranker};
-use crate::retrieve::{search, Fusion, Hit, Mode, RerankChoice, SearchOptions};
-use crate::store::{Kb, StoredChunk};
+use tresor_kb::error::IoCtx;
+use tresor_kb::rerank::SentenceMaxSim;
+use tresor_kb::retrieve::Fusion;
+use tresor_kb::store::StoredChunk;
+use tresor_kb::{search, Hit, Kb, KbError, Mode, RerankChoice, Result, SearchOptions, TextEmbedder, TextReranker};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct GoldItem {

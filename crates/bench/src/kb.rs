@@ -5,6 +5,10 @@
 //! inserted through the same store and queried through the same `search`
 //! as real knowledge bases; only the embedder is replaced, by a lookup of
 //! the synthetic query vectors (said so in the report).
+//!
+//! Owns the generated corpora, the synthetic scale knowledge bases (in a
+//! scratch or `--work-dir` folder) and the report; never touches a user's
+//! knowledge bases and never asserts a speed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,15 +17,16 @@ use std::time::Instant;
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-
-use crate::chunk::Chunk;
-use crate::embed::{dot, TextEmbedder};
-use crate::error::{IoCtx, KbError, Result};
-use crate::ingest::{ingest, IngestOptions, NoProgress};
-use crate::lang::Lang;
-use crate::retrieve::{search, Mode, RerankChoice, SearchOptions};
-use crate::store::{DocMeta, Kb};
 use tresor_guard::crypto::WorkspaceKey;
+use tresor_kb::chunk::Chunk;
+use tresor_kb::embed::{dot, HashEmbedder, TextEmbedder};
+use tresor_kb::error::IoCtx;
+use tresor_kb::ingest::StageSeconds;
+use tresor_kb::lang::Lang;
+use tresor_kb::store::DocMeta;
+use tresor_kb::{ingest, search, IngestOptions, Kb, KbError, Mode, NoProgress, RerankChoice, Result, SearchOptions};
+
+use crate::percentile;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -60,7 +65,7 @@ pub struct IngestBench {
     pub mb_per_min: f64,
     pub chunks_per_s: f64,
     /// Where the time went (seconds per ingest stage).
-    pub stages: crate::ingest::StageSeconds,
+    pub stages: StageSeconds,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,10 +110,7 @@ pub struct BenchReport {
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cpu = crate::cpu_model();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
@@ -202,7 +204,7 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 /// the model: ingest throughput without the embedding model's cost.
 struct StandIn<'a> {
     real: &'a dyn TextEmbedder,
-    hash: crate::embed::HashEmbedder,
+    hash: HashEmbedder,
 }
 
 impl TextEmbedder for StandIn<'_> {
@@ -261,7 +263,7 @@ impl TextEmbedder for SyntheticEmbedder {
         self.dim
     }
     fn count_tokens(&self, text: &str) -> usize {
-        crate::analyze::words(text).count()
+        tresor_kb::analyze::words(text).count()
     }
     fn max_tokens(&self) -> usize {
         256
@@ -329,14 +331,6 @@ impl Synth {
     fn query(&mut self) -> String {
         (0..3).map(|_| self.vocab[self.rng.gen_range(50..5000)].as_str()).collect::<Vec<_>>().join(" ")
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// The key of kept scale knowledge bases: they hold synthetic data only and
@@ -585,7 +579,7 @@ pub fn run(embedder: &dyn TextEmbedder, static_tier: Option<&dyn TextEmbedder>, 
         let corpus = work.join("corpus");
         log(&format!("ingest: generating a {:.0} MB corpus (stand-in vectors)", opts.corpus_mb));
         generate_corpus(&corpus, opts.corpus_mb, 7)?;
-        let standin = StandIn { real: embedder, hash: crate::embed::HashEmbedder::new(embedder.dim()) };
+        let standin = StandIn { real: embedder, hash: HashEmbedder::new(embedder.dim()) };
         report.ingest.push(bench_ingest(&standin, &corpus, &format!("generated-{:.0}mb", opts.corpus_mb), &work)?);
         if let Some(fast) = static_tier {
             log(&format!("ingest: the same corpus with the static embedder {}", fast.model_id()));

@@ -12,10 +12,9 @@
 use std::path::Path;
 
 use serde::Serialize;
+use tresor_assistant::library::kb_dir;
+use tresor_assistant::{AskRequest, Assistant, AssistantError, Result};
 use tresor_kb::{ingest, IngestOptions, Kb, NoProgress};
-
-use crate::engine::{kb_dir, AskRequest, Assistant};
-use crate::error::{AssistantError, Result};
 
 /// One page topic: a fact, and two questions whose answer is that fact.
 struct Topic {

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::percentile;
+
 /// What one load test asks.
 #[derive(Debug, Clone)]
 pub struct LoadTest {
@@ -72,8 +74,7 @@ fn spread(mut v: Vec<f64>) -> Spread {
         return Spread::default();
     }
     v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Spread { p50: at(0.5), p95: at(0.95), max: v[v.len() - 1] }
+    Spread { p50: percentile(&v, 0.5), p95: percentile(&v, 0.95), max: v[v.len() - 1] }
 }
 
 /// Runs the clients at once (one OS thread each) and waits for all of them.

@@ -7,12 +7,15 @@
 //! ORGANIZATION, NRP, ...) are ignored, and so are predictions of types the
 //! gold set never uses. Detector-agnostic: the predictions of Presidio are
 //! scored by the same code.
+//!
+//! Owns the matching rules and the scores; never runs a detector (the caller
+//! passes the predictions) and never asserts a score.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::PiiType;
+use tresor_guard::pii::PiiType;
 
 /// One evaluation case (`cases.jsonl` line).
 #[derive(Debug, Clone, Deserialize)]

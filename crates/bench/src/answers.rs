@@ -4,12 +4,14 @@
 //! prefill dominates TTFT, so context tokens are what packing must keep
 //! small), the pipeline's own share (everything but model load, prefill
 //! and decode), and the latency of a semantic-cache hit.
+//!
+//! Owns the timing runs and their table; never asserts a timing, and leaves
+//! the assistant's configuration as it found it.
 
 use serde::Serialize;
+use tresor_assistant::{AskRequest, Assistant, Result};
 
-use crate::engine::{AskRequest, Assistant};
-use crate::error::Result;
-use crate::eval::Percentiles;
+use crate::Percentiles;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BudgetRow {
@@ -44,15 +46,6 @@ pub struct AnswerBenchReport {
     /// The first question's pipeline share (one-off work: the policy's topic-example index, the
     /// injection detector, opening the knowledge base); it is asked once before the measured runs.
     pub warmup_pipeline_ms: f64,
-}
-
-fn pct(mut v: Vec<f64>) -> Percentiles {
-    if v.is_empty() {
-        return Percentiles::default();
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Percentiles { p50: at(0.5), p95: at(0.95) }
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -122,8 +115,8 @@ pub fn run(
                 p.push(a.tokens.prompt as f64);
             }
         }
-        progress(&format!("budget {b}: ttft p50 {:.0} ms over {} answers", pct(t.clone()).p50, t.len()));
-        rows.push(BudgetRow { budget_tokens: b, ttft_ms: pct(t), context_tokens_per_answer: mean(&c), prompt_tokens_per_answer: mean(&p) });
+        progress(&format!("budget {b}: ttft p50 {:.0} ms over {} answers", Percentiles::of(t.clone()).p50, t.len()));
+        rows.push(BudgetRow { budget_tokens: b, ttft_ms: Percentiles::of(t), context_tokens_per_answer: mean(&c), prompt_tokens_per_answer: mean(&p) });
     }
     *assistant.config_mut() = base.clone();
     models.sort();
@@ -131,14 +124,14 @@ pub fn run(
     Ok(AnswerBenchReport {
         questions: questions.len(),
         default_budget_tokens: base.context_tokens,
-        ttft_ms: pct(ttft),
-        total_ms: pct(total),
-        pipeline_ms: pct(pipe),
-        retrieve_ms: pct(retr),
-        validate_ms: pct(val),
-        stages: stage_names.iter().zip(stages).map(|(n, v)| StageRow { stage: n.to_string(), ms: pct(v) }).collect(),
+        ttft_ms: Percentiles::of(ttft),
+        total_ms: Percentiles::of(total),
+        pipeline_ms: Percentiles::of(pipe),
+        retrieve_ms: Percentiles::of(retr),
+        validate_ms: Percentiles::of(val),
+        stages: stage_names.iter().zip(stages).map(|(n, v)| StageRow { stage: n.to_string(), ms: Percentiles::of(v) }).collect(),
         context_tokens_per_answer: mean(&ctx),
-        cache_hit_ms: pct(hit),
+        cache_hit_ms: Percentiles::of(hit),
         budgets: rows,
         models,
         warmup_pipeline_ms,
