@@ -6,7 +6,7 @@
 //! touches the cache layout (`(position, kv head, head dim)` rows, written by
 //! `llama::store_kv`).
 
-use crate::qmatmul::parallel_for;
+use crate::pool::parallel_for;
 
 /// One call's inputs: `t` queries (t, nh · hd) at positions
 /// `pos..pos + t` over the first `pos + t` cached keys and values
