@@ -3,8 +3,9 @@
 //! steps of Llama's and Gemma's forwards: [`parallel_for`] over item
 //! indices, [`parallel_rows`] over runs of whole rows of one output, and
 //! [`SendPtr`], the output pointer the items write their disjoint cells
-//! through. Owns how work is handed to the pool; never decides what the
-//! work is or how it is tiled (the callers cut their items).
+//! through (the BERT forward's rayon jobs use it too). Owns how work is
+//! handed to the pool; never decides what the work is or how it is tiled
+//! (the callers cut their items).
 
 /// Runs `f(i)` for every `i < items` on candle's barrier pool (inline when
 /// there is one item or the caller is already a pool worker).
@@ -43,14 +44,22 @@ pub(crate) fn parallel_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut 
 }
 
 /// An output buffer's base pointer, shared by the work items that write
-/// disjoint parts of it. Closures take `&SendPtr` rather than capture the
-/// raw field, which is neither `Send` nor `Sync`.
+/// disjoint parts of it. Closures take `&SendPtr` (or call [`SendPtr::get`])
+/// rather than capture the raw field, which is neither `Send` nor `Sync`.
+#[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub(crate) *mut f32);
 
 // SAFETY: a SendPtr only carries the address across threads; every
 // dereference is an `unsafe` block of its user's that proves the work
 // items write disjoint cells inside the buffer, and the buffer outlives
-// the pool call (the pool returns only when every item is done).
+// the parallel call (the pool, or rayon, returns only when every item is
+// done).
 unsafe impl Sync for SendPtr {}
 // SAFETY: as for Sync.
 unsafe impl Send for SendPtr {}
+
+impl SendPtr {
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
