@@ -6,7 +6,7 @@
 //! touches the cache layout (`(position, kv head, head dim)` rows, written by
 //! `llama::store_kv`).
 
-use crate::qmatmul::parallel_for;
+use crate::pool::{parallel_for, SendPtr};
 
 /// One call's inputs: `t` queries (t, nh · hd) at positions
 /// `pos..pos + t` over the first `pos + t` cached keys and values
@@ -75,7 +75,7 @@ fn attention_tiled(a: &Heads, out: &mut [f32]) {
     let group = nh / nkv;
     let kern = Kernel::for_head_dim(hd);
     let blocks = t.div_ceil(QUERY_BLOCK);
-    let out_ptr = OutPtr(out.as_mut_ptr());
+    let out_ptr = SendPtr(out.as_mut_ptr());
     parallel_for(blocks * nkv, |item| {
         let out_ptr = &out_ptr;
         let (b, g) = (item / nkv, item % nkv);
@@ -146,7 +146,7 @@ fn attention_rows(a: &Heads, out: &mut [f32]) {
     let Heads { q, k, v, t, pos, nh, nkv, hd, scale, window } = *a;
     let group = nh / nkv;
     let kern = Kernel::for_head_dim(hd);
-    let out_ptr = OutPtr(out.as_mut_ptr());
+    let out_ptr = SendPtr(out.as_mut_ptr());
     parallel_for(t * nh, |item| {
         let out_ptr = &out_ptr;
         let (i, h) = (item / nh, item % nh);
@@ -168,10 +168,6 @@ fn attention_rows(a: &Heads, out: &mut [f32]) {
         });
     });
 }
-
-struct OutPtr(*mut f32);
-unsafe impl Sync for OutPtr {}
-unsafe impl Send for OutPtr {}
 
 /// The dot/axpy kernels: AVX2 with FMA where the CPU has them and the head
 /// dimension is a multiple of 8, else portable. The tiled and per-head

@@ -26,6 +26,7 @@ use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
 
 use crate::i8gemm::{self, QActs, QWeight};
+use crate::pool::SendPtr;
 
 /// Numeric precision of the linear layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,17 +365,6 @@ fn smoothing(amax: &[f32], w: &[f32], n: usize, k: usize) -> Vec<f32> {
             1.0 / s
         })
         .collect()
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// Safety: used only for disjoint writes from the attention jobs.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 fn threads_par() -> gemm::Parallelism {

@@ -627,7 +627,7 @@ mod tests {
     ///   error 4.3 % of the logit scale (1.49 of 34.7) on one of 262144
     ///   logits, same top token; the tiny model above, same code, stays
     ///   under 2 %. Bound 6 %.
-    /// - With Tresor's kernels (Q8_0, and Q4_K/Q6_K from qmatmul.rs; their
+    /// - With Tresor's kernels (Q8_0, and Q4_K/Q6_K from qmatmul; their
     ///   own tests allow 1e-3 of the output scale per matmul against
     ///   candle's): measured 5.2 %, bound 8 %, same top token.
     /// A wrong norm, rotation, mask or head mapping is off by the scale

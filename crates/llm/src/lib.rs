@@ -18,6 +18,7 @@ pub mod gguf;
 pub mod i8gemm;
 pub mod llama;
 pub mod model;
+mod pool;
 pub mod qmatmul;
 pub mod rerank;
 pub mod sampling;

@@ -30,7 +30,8 @@ use candle_core::quantized::{ggml_file, gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
 use crate::attention::{attend, Heads};
-use crate::qmatmul::{parallel_rows, QLinear};
+use crate::pool::parallel_rows;
+use crate::qmatmul::QLinear;
 
 /// RMSNorm weights, as a tensor (candle-op path) and on the host (CPU path).
 pub(crate) struct RmsNorm {

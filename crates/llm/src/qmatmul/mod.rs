@@ -1,0 +1,459 @@
+//! Quantized matrix multiplication for the CPU paths where candle's is slow.
+//!
+//! candle 0.11 multiplies Q4_1 weights with a scalar (generic) dot product,
+//! one weight row per activation row, and its Q8_0 and K-quant kernels do
+//! one vector dot per (row, token), called per layer through a tensor round
+//! trip. [`QLinear`] replaces candle's `QMatMul` for Q4_1, Q5_0, Q8_0, Q4_K and
+//! Q6_K weights on the CPU with AVX2/FMA kernels (runtime dispatch, scalar
+//! fallback elsewhere):
+//! - activations are quantized once per call to 8-bit blocks (ggml's
+//!   rounding: 32-value blocks with an f16-rounded scale, and for Q4_1 the
+//!   scaled block sum; for the K-quants 256-value Q8_K blocks with an f32
+//!   scale and the sums of every 16 values), into a reused per-thread buffer;
+//! - decode (one activation row): four weight rows per step against the one
+//!   activation block (four independent accumulator chains), the next four
+//!   rows prefetched meanwhile (decode streams the weights from memory);
+//! - prefill: each weight block is expanded once and multiplied with eight
+//!   activation rows (four for Q4_1), the rows' block scales read side by
+//!   side so one multiply forms four scale products; work is tiled over
+//!   (weight rows × activation rows) so one tile of quantized activations
+//!   and weights stays in L2;
+//! - on aarch64 the 32-value formats use NEON (bit for bit the scalar
+//!   reference), the K-quants the scalar reference;
+//! - the tiles run on candle's persistent barrier pool (the calling thread
+//!   works too, idle workers spin briefly before parking), not a pool
+//!   spun up per op ([`crate::pool`]).
+//! The weights stay in GGUF's block layout inside the loaded `QTensor`
+//! (no copy). Every other quantization (and every non-CPU device) goes to
+//! candle's `QMatMul` unchanged; `TRESOR_QMATMUL=candle` forces candle
+//! everywhere, for A/B measurements. Owns the arithmetic of `x · Wᵀ` only;
+//! never loads files or knows about layers.
+//!
+//! One module per instruction set, one place that picks among them:
+//! - this file: the weight formats ([`Kind`]), the activation block types,
+//!   [`QLinear`] and its candle op, and the driver (quantize the
+//!   activations, cut decode and prefill into work items on the pool);
+//! - `dispatch`: the run-time CPU check (`has_avx2_fma`) and, per format
+//!   and activation block type, which kernel multiplies (the `ActBlock`
+//!   impls); the only code that reads the `avx2` flag;
+//! - `scalar`: the portable references (ggml's quantizers and dot products
+//!   in plain Rust), the fallback and the tests' ground truth;
+//! - `avx2` (x86_64, AVX2 + FMA + F16C) and `neon` (aarch64): the kernels,
+//!   each equal to the scalar reference (NEON bit for bit).
+//!
+//! The next tier (AVX-VNNI / AVX512-VNNI: `vpdpbusd` for the u8 × i8 sums
+//! that AVX2 forms with `maddubs` + `madd`) goes in a sibling module
+//! `vnni.rs` beside `avx2.rs`, its CPU check and its match arms in
+//! `dispatch` only; the driver and the formats stay as they are, except
+//! that the `avx2: bool` threaded through [`ActBlock`] becomes the detected
+//! tier. [`crate::i8gemm`] already checks for AVX512-VNNI for its own int8
+//! GEMM.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use candle_core::backend::BackendStorage;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
+
+use crate::pool::{parallel_for, SendPtr};
+use dispatch::has_avx2_fma;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod dispatch;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+mod scalar;
+#[cfg(test)]
+mod tests;
+
+/// Values per quantization block (Q4_1, Q8_0 and the activations' blocks).
+const QK: usize = 32;
+/// Values per K-quant block (Q4_K, Q6_K and their Q8_K activation blocks).
+const QK_K: usize = 256;
+/// Bytes of one GGUF Q4_1 block: f16 d, f16 m, 16 bytes of nibbles.
+const Q4_1_BYTES: usize = 20;
+/// Bytes of one GGUF Q8_0 block: f16 d, 32 signed bytes.
+const Q8_0_BYTES: usize = 34;
+/// Bytes of one GGUF Q5_0 block: f16 d, 32 high bits, 16 bytes of nibbles
+/// (value = nibble + 16·bit − 16).
+const Q5_0_BYTES: usize = 22;
+/// Bytes of one GGUF Q4_K block: f16 d, f16 dmin, 12 bytes of packed 6-bit
+/// scales and minimums (8 sub-blocks of 32), 128 bytes of nibbles.
+const Q4_K_BYTES: usize = 144;
+/// Bytes of one GGUF Q6_K block: 128 bytes of low nibbles, 64 bytes of high
+/// 2-bit pairs, 16 signed 8-bit scales (sub-blocks of 16), f16 d.
+const Q6_K_BYTES: usize = 210;
+/// Weight rows and activation rows per work item.
+const TILE_ROWS: usize = 32;
+const TILE_TOKENS: usize = 64;
+/// Weight rows per work item when there is one activation row (decode).
+const DECODE_ROWS: usize = 16;
+
+/// Weight formats with a Tresor kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Q4_1,
+    Q5_0,
+    Q8_0,
+    Q4K,
+    Q6K,
+}
+
+impl Kind {
+    fn of(dtype: GgmlDType) -> Option<Kind> {
+        match dtype {
+            GgmlDType::Q4_1 => Some(Kind::Q4_1),
+            GgmlDType::Q5_0 => Some(Kind::Q5_0),
+            GgmlDType::Q8_0 => Some(Kind::Q8_0),
+            GgmlDType::Q4K => Some(Kind::Q4K),
+            GgmlDType::Q6K => Some(Kind::Q6K),
+            _ => None,
+        }
+    }
+
+    /// Values per weight block.
+    fn block_len(self) -> usize {
+        match self {
+            Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => QK,
+            Kind::Q4K | Kind::Q6K => QK_K,
+        }
+    }
+
+    fn block_bytes(self) -> usize {
+        match self {
+            Kind::Q4_1 => Q4_1_BYTES,
+            Kind::Q5_0 => Q5_0_BYTES,
+            Kind::Q8_0 => Q8_0_BYTES,
+            Kind::Q4K => Q4_K_BYTES,
+            Kind::Q6K => Q6_K_BYTES,
+        }
+    }
+}
+
+/// A linear layer without bias over quantized weights `(n, k)`: `x · Wᵀ`.
+pub enum QLinear {
+    /// Q4_1 / Q5_0 / Q8_0 / Q4_K / Q6_K on the CPU through Tresor's kernels.
+    Own(Arc<OwnWeights>),
+    /// Everything else through candle.
+    Candle(QMatMul),
+}
+
+impl QLinear {
+    pub fn from_qtensor(t: QTensor) -> Result<Self> {
+        Self::from_arc(Arc::new(t))
+    }
+
+    pub fn from_arc(t: Arc<QTensor>) -> Result<Self> {
+        if let (Some(kind), true, false) = (Kind::of(t.dtype()), t.device().is_cpu(), forced_candle()) {
+            if let Ok((n, k)) = t.shape().dims2() {
+                if k % kind.block_len() == 0 {
+                    return Ok(QLinear::Own(Arc::new(OwnWeights { t, kind, n, k })));
+                }
+            }
+        }
+        Ok(QLinear::Candle(QMatMul::from_arc(t)?))
+    }
+
+    /// `(n, k)`: output and input features.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            QLinear::Own(w) => Ok((w.n, w.k)),
+            QLinear::Candle(QMatMul::QTensor(t)) => t.shape().dims2(),
+            QLinear::Candle(QMatMul::Tensor(t)) | QLinear::Candle(QMatMul::TensorF16(t)) => t.dims2(),
+        }
+    }
+
+    /// `out (m, n) = x (m, k) · Wᵀ` on host slices (the CPU forward path).
+    /// Weights without a Tresor kernel go through candle.
+    pub fn forward_slice(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+        let (n, k) = self.dims()?;
+        if x.len() != m * k || out.len() != m * n {
+            candle_core::bail!("qlinear: ({m}, {k}) · ({n}, {k})ᵀ got {} inputs and {} outputs", x.len(), out.len());
+        }
+        match self {
+            QLinear::Own(w) => {
+                let data = w.t.data()?;
+                matmul(w.kind, &data, n, k, x, m, out);
+            }
+            QLinear::Candle(q) => {
+                let xt = Tensor::from_slice(x, (m, k), &candle_core::Device::Cpu)?;
+                let y = q.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?;
+                out.copy_from_slice(&y);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Module for QLinear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            QLinear::Candle(m) => m.forward(x),
+            QLinear::Own(w) => x.contiguous()?.apply_op1_no_bwd(&QOp(w.clone())),
+        }
+    }
+}
+
+fn forced_candle() -> bool {
+    std::env::var("TRESOR_QMATMUL").map(|v| v.eq_ignore_ascii_case("candle")).unwrap_or(false)
+}
+
+/// Quantized weights in GGUF's own block layout, `n` rows of `k` values,
+/// read in place from the loaded tensor.
+pub struct OwnWeights {
+    t: Arc<QTensor>,
+    kind: Kind,
+    n: usize,
+    k: usize,
+}
+
+/// One quantized activation block: `x ≈ d · qs`, `s = d · Σ qs` (Q4_1 only).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct BlockQ8 {
+    d: f32,
+    s: f32,
+    qs: [i8; QK],
+}
+
+const ZERO_BLOCK: BlockQ8 = BlockQ8 { d: 0.0, s: 0.0, qs: [0; QK] };
+
+/// One Q8_K activation block (ggml's `block_q8_K`): `x ≈ d · qs` over 256
+/// values, `bsums[g]` = Σ qs of values `16g..16g+16` (the K-quants' minimum
+/// and offset terms need only these sums).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct BlockQ8K {
+    d: f32,
+    qs: [i8; QK_K],
+    bsums: [i16; QK_K / 16],
+}
+
+const ZERO_BLOCK_K: BlockQ8K = BlockQ8K { d: 0.0, qs: [0; QK_K], bsums: [0; QK_K / 16] };
+
+/// The scales of four activation rows' block `b`, side by side, so a
+/// prefill kernel multiplies one weight scale with all four at once and
+/// picks each product by an in-lane shuffle (as llama.cpp's tinyBLAS does):
+/// `d` the rows' `BlockQ8::d`, `s` their `BlockQ8::s` (Q4_1's sums).
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct Scales4 {
+    d: [f32; 4],
+    s: [f32; 4],
+}
+
+const ZERO_SCALES4: Scales4 = Scales4 { d: [0.0; 4], s: [0.0; 4] };
+
+/// Four activation rows for a prefill kernel, and their blocks' scales
+/// side by side (`d[b]` for block `b`; filled for 32-value blocks only).
+struct Quad<'a, A> {
+    rows: [&'a [A]; 4],
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the AVX2 kernels
+    d: &'a [Scales4],
+}
+
+/// An activation block type: how a row is quantized into it and which
+/// kernels multiply weight rows with it.
+trait ActBlock: Copy + Send + Sync + 'static {
+    /// Values per block.
+    const LEN: usize;
+    const ZERO: Self;
+    /// This thread's reused buffer of quantized activations.
+    fn buffer() -> &'static std::thread::LocalKey<RefCell<Vec<Self>>>;
+    fn quantize(kind: Kind, x: &[f32], out: &mut [Self]);
+    /// Whether prefill kernels read [`Quad::d`].
+    const SCALES4: bool;
+    /// The side-by-side scales of four rows' blocks, into `out` (only
+    /// where `SCALES4`).
+    fn fill_scales4(rows: &[&[Self]; 4], out: &mut [Scales4]);
+    /// One weight row with four activation rows (prefill).
+    fn dot_x4(kind: Kind, w: &[u8], xs: &Quad<Self>, avx2: bool) -> [f32; 4];
+    /// Whether [`ActBlock::dot_x8`] has a kernel for `kind`.
+    fn has_x8(_kind: Kind, _avx2: bool) -> bool {
+        false
+    }
+    /// One weight row with eight activation rows (two groups of four):
+    /// the weight block is expanded once for all eight (Q5_0's bits cost
+    /// as much as two tokens' products). Only where `has_x8`.
+    fn dot_x8(kind: Kind, w: &[u8], quads: &[Quad<Self>; 2], avx2: bool) -> [f32; 8] {
+        let (a, b) = (Self::dot_x4(kind, w, &quads[0], avx2), Self::dot_x4(kind, w, &quads[1], avx2));
+        std::array::from_fn(|i| if i < 4 { a[i] } else { b[i - 4] })
+    }
+    /// Four weight rows with one activation row (decode).
+    fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], avx2: bool) -> [f32; 4];
+}
+
+struct QOp(Arc<OwnWeights>);
+
+impl CustomOp1 for QOp {
+    fn name(&self) -> &'static str {
+        "tresor-quantized-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let w = &self.0;
+        let x = match storage {
+            CpuStorage::F32(v) => v,
+            other => candle_core::bail!("quantized matmul: f32 activations expected, got {:?}", other.dtype()),
+        };
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("quantized matmul: activations must be contiguous".into()))?;
+        let x = &x[start..end];
+        let dims = layout.shape().dims();
+        let k = *dims.last().unwrap_or(&0);
+        if k != w.k {
+            candle_core::bail!("quantized matmul: activations have {k} columns, weights {}", w.k);
+        }
+        let m = x.len() / k;
+        let mut out = vec![0f32; m * w.n];
+        let data = w.t.data()?;
+        matmul(w.kind, &data, w.n, w.k, x, m, &mut out);
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("k checked above") = w.n;
+        Ok((CpuStorage::F32(out), Shape::from(out_dims)))
+    }
+}
+
+thread_local! {
+    /// Quantized activations of the current call, reused across calls.
+    static XQ: RefCell<Vec<BlockQ8>> = const { RefCell::new(Vec::new()) };
+    static XQ_K: RefCell<Vec<BlockQ8K>> = const { RefCell::new(Vec::new()) };
+    /// Side-by-side scales of each group of four quantized rows (prefill).
+    static XQ_SCALES4: RefCell<Vec<Scales4>> = const { RefCell::new(Vec::new()) };
+}
+
+
+/// `out (m, n) = x (m, k) · Wᵀ` for weights `data` of `kind`.
+fn matmul(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    match kind {
+        Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => matmul_with::<BlockQ8>(kind, data, n, k, x, m, out),
+        Kind::Q4K | Kind::Q6K => matmul_with::<BlockQ8K>(kind, data, n, k, x, m, out),
+    }
+}
+
+fn matmul_with<A: ActBlock>(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    let nb = k / A::LEN;
+    let rb = nb * kind.block_bytes();
+    debug_assert!(data.len() >= n * rb);
+    if nb == 0 {
+        out.fill(0.0);
+        return;
+    }
+    A::buffer().with(|cell| {
+        let mut buf = cell.borrow_mut();
+        // Grown, never cleared: every block is overwritten below, and
+        // zero-filling the buffer on each call cost ~5 % of Gemma's prefill.
+        if buf.len() < m * nb {
+            buf.resize(m * nb, A::ZERO);
+        }
+        let xq = &mut buf[..m * nb];
+        if m < 8 {
+            for (dst, src) in xq.chunks_mut(nb).zip(x.chunks(k)) {
+                A::quantize(kind, src, dst);
+            }
+        } else {
+            let xq_ptr = SendPtr(xq.as_mut_ptr() as *mut f32);
+            parallel_for(m, |r| {
+                let xq_ptr = &xq_ptr;
+                // SAFETY: every activation row is written by exactly one item.
+                let dst = unsafe { std::slice::from_raw_parts_mut((xq_ptr.0 as *mut A).add(r * nb), nb) };
+                A::quantize(kind, &x[r * k..(r + 1) * k], dst);
+            });
+        }
+        let xq: &[A] = xq;
+        let row = |j: usize| &data[j * rb..(j + 1) * rb];
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let avx2 = has_avx2_fma();
+        if m == 1 {
+            let items = n.div_ceil(DECODE_ROWS);
+            parallel_for(items, |item| {
+                let out_ptr = &out_ptr;
+                let end = n.min((item + 1) * DECODE_ROWS);
+                let mut j = item * DECODE_ROWS;
+                while j < end {
+                    let count = (end - j).min(4);
+                    let rows: [&[u8]; 4] = std::array::from_fn(|i| row(j + i.min(count - 1)));
+                    let dots = A::dot_r4(kind, &rows, xq, avx2);
+                    for (i, d) in dots.iter().take(count).enumerate() {
+                        // SAFETY: each output cell belongs to exactly one work item.
+                        unsafe { *out_ptr.0.add(j + i) = *d };
+                    }
+                    j += count;
+                }
+            });
+            return;
+        }
+        prefill(kind, data, n, nb, xq, m, out);
+    });
+}
+
+/// The prefill half of [`matmul_with`]: `m` quantized activation rows
+/// `xq` (`nb` blocks each) against `n` weight rows, tiled over
+/// (weight rows × activation rows) on the pool.
+fn prefill<A: ActBlock>(kind: Kind, data: &[u8], n: usize, nb: usize, xq: &[A], m: usize, out: &mut [f32]) {
+    let rb = nb * kind.block_bytes();
+    let row = |j: usize| &data[j * rb..(j + 1) * rb];
+    // Token `t + i` of a group of four is `t + min(i, count - 1)`: a
+    // ragged last group repeats its last row.
+    let group_row = |t: usize, count: usize, i: usize| {
+        let r = t + i.min(count - 1);
+        &xq[r * nb..(r + 1) * nb]
+    };
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let avx2 = has_avx2_fma();
+    XQ_SCALES4.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let len = if A::SCALES4 { m.div_ceil(4) * nb } else { 0 };
+        if buf.len() < len {
+            buf.resize(len, ZERO_SCALES4);
+        }
+        let scales4 = &mut buf[..len];
+        for (g, out) in scales4.chunks_mut(nb).enumerate() {
+            let rows: [&[A]; 4] = std::array::from_fn(|i| group_row(4 * g, (m - 4 * g).min(4), i));
+            A::fill_scales4(&rows, out);
+        }
+        let scales4: &[Scales4] = scales4;
+        let row_tiles = n.div_ceil(TILE_ROWS);
+        let token_tiles = m.div_ceil(TILE_TOKENS);
+        parallel_for(row_tiles * token_tiles, |item| {
+            let out_ptr = &out_ptr;
+            let (rt, tt) = (item % row_tiles, item / row_tiles);
+            let rows = rt * TILE_ROWS..n.min((rt + 1) * TILE_ROWS);
+            let t_end = m.min((tt + 1) * TILE_TOKENS);
+            let mut t = tt * TILE_TOKENS;
+            let quad = |t: usize| {
+                let count = (t_end - t).min(4);
+                let d = if A::SCALES4 { &scales4[t / 4 * nb..(t / 4 + 1) * nb] } else { &[] };
+                Quad { rows: std::array::from_fn(|i| group_row(t, count, i)), d }
+            };
+            if A::has_x8(kind, avx2) {
+                while t_end - t >= 8 {
+                    let quads = [quad(t), quad(t + 4)];
+                    for j in rows.clone() {
+                        let dots = A::dot_x8(kind, row(j), &quads, avx2);
+                        for (i, d) in dots.iter().enumerate() {
+                            // SAFETY: each (token, row) cell belongs to exactly one work item.
+                            unsafe { *out_ptr.0.add((t + i) * n + j) = *d };
+                        }
+                    }
+                    t += 8;
+                }
+            }
+            while t < t_end {
+                let count = (t_end - t).min(4);
+                let quad = quad(t);
+                for j in rows.clone() {
+                    let dots = A::dot_x4(kind, row(j), &quad, avx2);
+                    for (i, d) in dots.iter().take(count).enumerate() {
+                        // SAFETY: each (token, row) cell belongs to exactly one work item.
+                        unsafe { *out_ptr.0.add((t + i) * n + j) = *d };
+                    }
+                }
+                t += count;
+            }
+        });
+    });
+}
