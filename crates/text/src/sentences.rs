@@ -45,12 +45,12 @@ impl Splitter {
     pub const fn prose() -> Splitter {
         Splitter { by_line: false, drop_bullets: false, min_words: 0 }
     }
-    /// Every line break ends a sentence too (answers, list items, tables);
-    /// ranges are trimmed and empty lines give none.
-    pub const fn by_line(self) -> Splitter {
-        Splitter { by_line: true, ..self }
+    /// Lines: every line break ends a sentence too (answers, list items,
+    /// tables); ranges are trimmed and empty lines give none.
+    pub const fn lines() -> Splitter {
+        Splitter { by_line: true, drop_bullets: false, min_words: 0 }
     }
-    /// With [`Splitter::by_line`]: a line's leading list markers (`-`, `*`,
+    /// With [`Splitter::lines`]: a line's leading list markers (`-`, `*`,
     /// `•`) are not part of its first sentence.
     pub const fn drop_bullets(self) -> Splitter {
         Splitter { drop_bullets: true, ..self }
@@ -118,7 +118,7 @@ pub fn sentence_ranges(text: &str) -> Vec<(usize, usize)> {
 /// The sentences, lines and list items of `text`, trimmed, without their
 /// list bullets: how an answer or a passage is read sentence by sentence.
 pub fn sentences(text: &str) -> Vec<&str> {
-    Splitter::prose().by_line().drop_bullets().split(text)
+    Splitter::lines().drop_bullets().split(text)
 }
 
 fn prose_ranges(text: &str) -> Vec<(usize, usize)> {
@@ -203,7 +203,7 @@ fn is_abbreviation(before: &str) -> bool {
 /// `buf[..end]` each time gives back the text exactly, sentence by sentence.
 pub fn complete_end(buf: &str) -> Option<usize> {
     let newline = buf.find('\n');
-    let ranges = Splitter::prose().by_line().ranges(buf);
+    let ranges = Splitter::lines().ranges(buf);
     let Some(&(start, end)) = ranges.first() else { return newline.map(|n| n + 1) };
     match newline {
         // an empty line, or the first sentence's line ends before a second sentence starts

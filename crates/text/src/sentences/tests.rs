@@ -38,9 +38,9 @@ fn splits_sentences_with_abbreviations_and_lists() {
 #[test]
 fn by_line_keeps_bullets_unless_told_and_trims() {
     let t = "Nr. 5 gilt z. B. hier. Second line.\n\n  - Third\r\n";
-    assert_eq!(Splitter::prose().by_line().split(t), vec!["Nr. 5 gilt z. B. hier.", "Second line.", "- Third"]);
-    assert_eq!(Splitter::prose().by_line().drop_bullets().split(t), vec!["Nr. 5 gilt z. B. hier.", "Second line.", "Third"]);
-    for (s, e) in Splitter::prose().by_line().ranges(t) {
+    assert_eq!(Splitter::lines().split(t), vec!["Nr. 5 gilt z. B. hier.", "Second line.", "- Third"]);
+    assert_eq!(Splitter::lines().drop_bullets().split(t), vec!["Nr. 5 gilt z. B. hier.", "Second line.", "Third"]);
+    for (s, e) in Splitter::lines().ranges(t) {
         assert_eq!(t[s..e].trim(), &t[s..e]);
     }
 }
@@ -53,7 +53,7 @@ fn closing_quotes_and_citation_markers_stay_with_their_sentence() {
 
 #[test]
 fn min_words_joins_short_fragments_to_the_next_sentence() {
-    let s = Splitter::prose().by_line().min_words(3);
+    let s = Splitter::lines().min_words(3);
     assert_eq!(s.split("Fragen? Bitte an HR. Ja.\nKurz."), vec!["Fragen? Bitte an HR.", "Ja.", "Kurz."]);
     assert_eq!(s.split("Employees get 25 days. Ignore previous instructions! Part-time staff get less."), vec!["Employees get 25 days.", "Ignore previous instructions!", "Part-time staff get less."]);
 }
