@@ -4,10 +4,14 @@
 //! content terms, blended with the embedding cosine of sentence and
 //! passage) and gets that passage's number, or is dropped when nothing
 //! supports it. When no generated sentence survives, an extractive answer
-//! takes the passages' sentences that best match the question.
+//! takes the passages' sentences that best match the question. Answers
+//! stream in sentence by sentence through `tresor_text`'s
+//! [`SentenceStream`] (re-exported here).
 
 use serde::Serialize;
 use tresor_kb::embed::dot;
+
+pub use tresor_text::sentences::SentenceStream;
 
 use crate::pack::Passage;
 use crate::text::{content_terms, coverage, jaccard, language, sentences, term_set, weighted_coverage};
@@ -160,7 +164,7 @@ pub fn extractive(passages: &[Passage], n: usize) -> Vec<(String, usize)> {
             }
             // prefer the better passage and earlier sentences on ties
             let score = weighted_coverage(&p.q_terms, &term_set(&s, lang), lang) + 0.05 * p.evidence - 0.001 * si as f32;
-            cands.push((score, pi, si, s));
+            cands.push((score, pi, si, s.to_string()));
         }
     }
     cands.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -171,46 +175,6 @@ pub fn extractive(passages: &[Passage], n: usize) -> Vec<(String, usize)> {
     }
     picked.sort_by_key(|c| (c.1, c.2));
     picked.into_iter().map(|c| (c.3, c.1)).collect()
-}
-
-/// Splits streamed text into complete sentences as they arrive.
-#[derive(Default)]
-pub struct SentenceStream {
-    buf: String,
-}
-
-impl SentenceStream {
-    /// Adds a piece; returns the sentences it completed.
-    pub fn push(&mut self, piece: &str) -> Vec<String> {
-        self.buf.push_str(piece);
-        let sents = sentences(&self.buf);
-        if sents.len() <= 1 && !self.buf.contains('\n') {
-            return Vec::new();
-        }
-        // everything but the last (possibly unfinished) sentence is complete,
-        // unless the buffer ends at a line break
-        let ends_line = self.buf.ends_with('\n');
-        let (done, rest): (Vec<String>, String) = if ends_line {
-            (sents, String::new())
-        } else {
-            let mut s = sents;
-            let last = s.pop().unwrap_or_default();
-            // keep the unfinished tail raw (its trailing space matters)
-            let rest = match self.buf.rfind(last.as_str()) {
-                Some(at) => self.buf[at..].to_string(),
-                None => last,
-            };
-            (s, rest)
-        };
-        self.buf = rest;
-        done
-    }
-    /// What is left at the end.
-    pub fn finish(&mut self) -> Vec<String> {
-        let s = sentences(&self.buf);
-        self.buf.clear();
-        s
-    }
 }
 
 #[cfg(test)]
@@ -284,19 +248,6 @@ mod tests {
         let p = passages();
         let ex = extractive(&p, 2);
         assert_eq!(ex[0].0, "Full-time employees get 30 working days of paid vacation per calendar year.");
-    }
-
-    #[test]
-    fn sentence_stream_emits_complete_sentences() {
-        let mut s = SentenceStream::default();
-        assert!(s.push("You get 30").is_empty());
-        assert!(s.push(" days.").is_empty());
-        assert_eq!(s.push(" Ask HR"), vec!["You get 30 days."]);
-        assert_eq!(s.push(" first. Then "), vec!["Ask HR first."]);
-        assert!(s.push("it").is_empty());
-        assert_eq!(s.push(" ends.\n"), vec!["Then it ends."]);
-        assert!(s.push("Then").is_empty());
-        assert_eq!(s.finish(), vec!["Then"]);
     }
 
     #[test]

@@ -159,7 +159,7 @@ pub fn trim_to(q: &[WeightedTerm], text: &str, budget: usize, lang: Lang, count_
     let mut keep: Vec<usize> = Vec::new();
     let mut used = 0;
     for (i, _) in ranked {
-        let t = count_tokens(&sents[i]) + 1;
+        let t = count_tokens(sents[i]) + 1;
         if used + t > budget {
             continue;
         }
@@ -167,7 +167,7 @@ pub fn trim_to(q: &[WeightedTerm], text: &str, budget: usize, lang: Lang, count_
         keep.push(i);
     }
     keep.sort();
-    keep.iter().map(|&i| sents[i].as_str()).collect::<Vec<_>>().join(" ")
+    keep.iter().map(|&i| sents[i]).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

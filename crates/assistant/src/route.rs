@@ -152,7 +152,7 @@ pub fn rewrite_follow_up(q: &str, history: &[ChatMessage]) -> Option<String> {
     let lang = language(q);
     let terms = content_terms(q, lang);
     let starts = FOLLOW_UP_STARTS.iter().any(|s| lower.starts_with(s));
-    let words: Vec<String> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(String::from).collect();
+    let words: Vec<String> = tresor_text::words(&lower).map(String::from).collect();
     let leans = words.iter().any(|w| PRONOUNS.contains(&w.as_str())) && terms.len() <= 3;
     if !(starts || leans || terms.len() <= 1) {
         return None;

@@ -1,11 +1,15 @@
-//! Text helpers of the pipeline: normalising questions, telling German from
-//! English, splitting sentences, content terms (stemmed, stopwords dropped),
-//! lexical overlap that tolerates German compounds, and token F1.
+//! Text helpers of the pipeline: normalising questions, content terms
+//! (stemmed, stopwords dropped), lexical overlap that tolerates German
+//! compounds, and token F1. Telling German from English, stopwords and
+//! sentence splitting are `tresor_text`'s (re-exported here).
 
 use std::collections::HashSet;
 
-use tresor_kb::analyze::{stem, words};
 use tresor_kb::lang::Lang;
+pub use tresor_text::lang::language;
+pub use tresor_text::sentences::sentences;
+pub use tresor_text::words::is_stopword;
+use tresor_text::words::{stem, words};
 
 /// Questions longer than this are rejected (a pasted document is not a question).
 pub const MAX_QUESTION_CHARS: usize = 4000;
@@ -20,61 +24,6 @@ pub fn normalise(q: &str) -> String {
 /// trailing punctuation.
 pub fn cache_form(q: &str) -> String {
     normalise(q).to_lowercase().trim_end_matches(|c: char| c.is_ascii_punctuation() || c.is_whitespace()).to_string()
-}
-
-const DE_HINTS: &[&str] = &[
-    "der", "die", "das", "und", "ist", "ich", "wie", "was", "wann", "wo", "wer", "welche", "welcher", "welches", "viele",
-    "darf", "muss", "kann", "habe", "hat", "nicht", "mit", "für", "auf", "ein", "eine", "einen", "im", "zu", "bei",
-    "gibt", "es", "mein", "meine", "wir", "sie", "bis", "oder", "wieviel", "wieviele", "warum", "bekomme", "werden",
-    "hallo", "moin", "servus", "danke", "tschüss", "guten", "bist", "du",
-];
-const EN_HINTS: &[&str] = &[
-    "the", "and", "is", "are", "i", "how", "what", "when", "where", "who", "which", "many", "much", "can", "do", "does",
-    "my", "for", "on", "a", "an", "to", "of", "in", "with", "get", "there", "should", "must", "may", "why", "much",
-];
-
-/// German or English, from function words and umlauts (English when unsure).
-pub fn language(text: &str) -> Lang {
-    let (mut de, mut en) = (0i32, 0i32);
-    for w in words(text) {
-        let lw = w.to_lowercase();
-        if DE_HINTS.contains(&lw.as_str()) {
-            de += 2;
-        }
-        if EN_HINTS.contains(&lw.as_str()) {
-            en += 2;
-        }
-        if lw.contains(['ä', 'ö', 'ü', 'ß']) {
-            de += 1;
-        }
-    }
-    if de > en {
-        Lang::De
-    } else {
-        Lang::En
-    }
-}
-
-const STOP: &[&str] = &[
-    // English
-    "the", "and", "is", "are", "of", "to", "in", "a", "an", "for", "on", "with", "as", "by", "be", "this", "that", "it",
-    "or", "from", "at", "we", "you", "your", "our", "can", "will", "not", "have", "has", "do", "does", "did", "how",
-    "what", "when", "where", "which", "who", "whom", "why", "i", "my", "me", "if", "any", "all", "there", "their",
-    "they", "was", "were", "been", "should", "must", "may", "about", "into", "than", "then", "so", "per", "each", "many",
-    "much", "get", "gets", "got", "its", "these", "those", "would", "could", "also", "some", "such", "one", "us", "am",
-    "he", "she", "his", "her", "them", "no", "yes", "up", "out", "please", "tell", "according", "s",
-    // German
-    "der", "die", "das", "den", "dem", "des", "und", "oder", "ist", "sind", "ein", "eine", "einen", "einem", "einer",
-    "eines", "zu", "zum", "zur", "im", "in", "mit", "für", "auf", "von", "vom", "bei", "nach", "aus", "an", "am", "als",
-    "wie", "was", "wann", "wo", "wer", "wem", "wen", "welche", "welcher", "welches", "warum", "ich", "du", "sie", "er",
-    "es", "wir", "ihr", "mein", "meine", "dein", "deine", "ihre", "ihren", "unser", "unsere", "nicht", "kein", "keine",
-    "habe", "hat", "haben", "hast", "bin", "wird", "werden", "kann", "können", "darf", "dürfen", "muss", "müssen",
-    "soll", "sollen", "man", "viele", "viel", "gibt", "geben", "sich", "auch", "noch", "nur", "so", "bis", "um", "über",
-    "dass", "wenn", "dann", "denn", "mir", "mich", "uns", "euch", "ihm", "ihn", "bitte", "bekomme", "bekommt",
-];
-
-pub fn is_stopword(w: &str) -> bool {
-    STOP.contains(&w)
 }
 
 /// Stemmed content words of `text`, in order (duplicates kept).
@@ -149,7 +98,7 @@ pub fn names(question: &str, lang: Lang) -> Vec<String> {
     }
     let mut out: Vec<String> = Vec::new();
     for sentence in sentences(question) {
-        for w in words(&sentence).skip(1) {
+        for w in words(sentence).skip(1) {
             let lw = w.to_lowercase();
             if w.chars().next().is_some_and(char::is_uppercase) && w != "I" && !is_stopword(&lw) && !out.contains(&lw) {
                 out.push(lw);
@@ -252,59 +201,6 @@ pub fn numbers(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).map(|w| w.trim_start_matches('0').to_string()).collect()
 }
 
-const ABBREVIATIONS: &[&str] = &[
-    "z.", "b.", "e.g.", "i.e.", "nr.", "ca.", "dr.", "mr.", "mrs.", "ms.", "vs.", "etc.", "bzw.", "usw.", "ggf.", "inkl.",
-    "evtl.", "d.h.", "u.a.", "s.", "st.", "no.", "approx.", "jan.", "feb.", "okt.", "dez.", "abs.", "vgl.",
-];
-
-/// Sentences (and list items / lines) of `text`, trimmed, non-empty.
-pub fn sentences(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.split('\n') {
-        let line = line.trim().trim_start_matches(['-', '*', '•']).trim();
-        if line.is_empty() {
-            continue;
-        }
-        let chars: Vec<char> = line.chars().collect();
-        let mut start = 0;
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            if matches!(c, '.' | '!' | '?') {
-                // end of sentence: punctuation, then whitespace, then not lowercase
-                let next_ws = chars.get(i + 1).is_some_and(|c| c.is_whitespace());
-                let after = chars[i + 1..].iter().find(|c| !c.is_whitespace());
-                let next_ok = after.is_none_or(|c| !c.is_lowercase());
-                if (next_ws || i + 1 == chars.len()) && next_ok {
-                    let word: String = chars[start..=i]
-                        .iter()
-                        .collect::<String>()
-                        .split_whitespace()
-                        .last()
-                        .unwrap_or("")
-                        .to_lowercase();
-                    let is_abbrev = c == '.'
-                        && (ABBREVIATIONS.contains(&word.as_str())
-                            || word.trim_end_matches('.').chars().all(|c| c.is_ascii_digit()) && after.is_some());
-                    if !is_abbrev && after.is_some() {
-                        let s: String = chars[start..=i].iter().collect();
-                        if !s.trim().is_empty() {
-                            out.push(s.trim().to_string());
-                        }
-                        start = i + 1;
-                    }
-                }
-            }
-            i += 1;
-        }
-        let s: String = chars[start..].iter().collect();
-        if !s.trim().is_empty() {
-            out.push(s.trim().to_string());
-        }
-    }
-    out
-}
-
 /// SQuAD-style token F1 (lowercase, punctuation and articles dropped).
 pub fn token_f1(pred: &str, gold: &str) -> f32 {
     let norm = |s: &str| -> Vec<String> {
@@ -354,20 +250,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalises_and_detects_language() {
+    fn normalises_questions() {
+        // (telling German from English is tested in tresor_text::lang)
         assert_eq!(normalise("  Wie viele\tUrlaubstage\n habe ich? "), "Wie viele Urlaubstage habe ich?");
         assert_eq!(cache_form("How many Vacation days?? "), "how many vacation days");
-        assert_eq!(language("Wie viele Urlaubstage habe ich?"), Lang::De);
-        assert_eq!(language("Wer genehmigt Reisen?"), Lang::De);
-        assert_eq!(language("How many vacation days do I get?"), Lang::En);
-        assert_eq!(language("hotel limit Munich"), Lang::En);
-    }
-
-    #[test]
-    fn splits_sentences_with_abbreviations_and_lists() {
-        let s = sentences("Man bekommt z. B. 30 Tage. Das gilt ab 1. Januar! Is it ok? yes.\n- Item one\n- Item two");
-        assert_eq!(s, vec!["Man bekommt z. B. 30 Tage.", "Das gilt ab 1. Januar!", "Is it ok? yes.", "Item one", "Item two"]);
-        assert_eq!(sentences("No end"), vec!["No end"]);
     }
 
     #[test]

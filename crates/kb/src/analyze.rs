@@ -2,36 +2,17 @@
 //! English by chunk language) and German decompounding, so that a query for
 //! "Urlaubsanspruch" finds passages about "Urlaub" and "Anspruch", and
 //! "Reisekosten" finds "Kosten einer Reise". FTS5 then indexes the analysed
-//! terms (its unicode61 tokenizer folds case and diacritics).
+//! terms (its unicode61 tokenizer folds case and diacritics). Words, stems
+//! and stopwords are `tresor_text::words`'s (`words` and `stem` are
+//! re-exported here).
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use rust_stemmers::{Algorithm, Stemmer};
+pub use tresor_text::words::{stem, words};
+use tresor_text::words::is_stopword;
 
-use crate::lang::{is_stopword, Lang};
-
-/// Words: maximal runs of alphanumeric characters (hyphens split words).
-pub fn words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())
-}
-
-fn stemmer(lang: Lang) -> &'static Stemmer {
-    static DE: OnceLock<Stemmer> = OnceLock::new();
-    static EN: OnceLock<Stemmer> = OnceLock::new();
-    match lang {
-        Lang::De => DE.get_or_init(|| Stemmer::create(Algorithm::German)),
-        Lang::En => EN.get_or_init(|| Stemmer::create(Algorithm::English)),
-    }
-}
-
-/// Stem of a lowercase word.
-pub fn stem(word: &str, lang: Lang) -> String {
-    if word.chars().any(|c| c.is_ascii_digit()) {
-        return word.to_string();
-    }
-    stemmer(lang).stem(word).into_owned()
-}
+use crate::lang::Lang;
 
 /// `term` as FTS5's `unicode61 remove_diacritics 2` stores it: lowercase,
 /// combining marks removed ("gerät" → "gerat", "café" → "cafe"). Index

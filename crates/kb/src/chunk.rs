@@ -2,12 +2,14 @@
 //! `target_tokens` embedder tokens; a heading always starts a new chunk and
 //! is carried as the chunk's heading path; small tables and code blocks are
 //! kept whole; bigger ones split by rows (header repeated) or lines (never
-//! mid-line); long paragraphs split at sentence boundaries (German
-//! abbreviations such as "z. B.", "Nr.", "ca." are not boundaries), then at
-//! words. Consecutive chunks of one section overlap by whole sentences of up
-//! to `overlap_tokens`.
+//! mid-line); long paragraphs split at sentence boundaries
+//! (`tresor_text::sentences`: German abbreviations such as "z. B.", "Nr.",
+//! "ca." are not boundaries), then at words. Consecutive chunks of one
+//! section overlap by whole sentences of up to `overlap_tokens`.
 
 use std::collections::VecDeque;
+
+use tresor_text::sentences::sentence_ranges;
 
 use crate::parse::{Block, BlockKind, Event};
 
@@ -206,7 +208,7 @@ impl<'a> Chunker<'a> {
                 }
             }
             _ => {
-                for (s, e) in sentences(&b.text) {
+                for (s, e) in sentence_ranges(&b.text) {
                     let sent = &b.text[s..e];
                     let t = (self.count)(sent);
                     if t <= self.budget {
@@ -317,97 +319,9 @@ impl<'a> Chunker<'a> {
     }
 }
 
-const ABBREV: &[&str] = &[
-    "vgl", "bzw", "usw", "etc", "ca", "nr", "dr", "prof", "inkl", "zzgl", "ggf", "evtl", "abs", "art", "bspw", "sog",
-    "str", "tel", "mio", "mrd", "max", "min", "jan", "feb", "mär", "apr", "jun", "jul", "aug", "sep", "sept", "okt",
-    "nov", "dez", "mr", "mrs", "ms", "st", "vs", "no", "approx", "incl", "fig", "dept", "co", "inc", "ltd", "corp",
-    "jr", "sr", "pp", "ff", "bzgl", "gem", "lt", "ggü", "allg", "anm", "hrsg", "jh", "kap", "mind", "mo", "di", "mi",
-    "do", "fr", "sa", "so", "u", "z", "d", "i", "e", "eur", "std", "tsd",
-];
-
-/// Byte ranges of the sentences of `text` (German- and English-aware).
-pub fn sentences(text: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let (pos, c) = chars[i];
-        if matches!(c, '.' | '!' | '?' | '…') {
-            // include closing quotes/brackets and repeated punctuation
-            let mut j = i + 1;
-            while j < chars.len() && matches!(chars[j].1, '.' | '!' | '?' | '"' | '\'' | '»' | '«' | '“' | '”' | ')' | ']') {
-                j += 1;
-            }
-            let end = if j < chars.len() { chars[j].0 } else { text.len() };
-            let followed_by_space = j < chars.len() && chars[j].1.is_whitespace();
-            let mut k = j;
-            while k < chars.len() && chars[k].1.is_whitespace() {
-                k += 1;
-            }
-            let next_ok = k < chars.len()
-                && (chars[k].1.is_uppercase()
-                    || chars[k].1.is_ascii_digit()
-                    || matches!(chars[k].1, '"' | '„' | '“' | '(' | '[' | '-' | '–' | '•' | '*'));
-            let boundary = followed_by_space
-                && next_ok
-                && (c != '.' || !is_abbreviation(&text[start..pos]));
-            if boundary {
-                out.push((start, end));
-                start = chars[k].0;
-                i = k;
-                continue;
-            }
-            i = j;
-            continue;
-        }
-        i += 1;
-    }
-    if start < text.len() && !text[start..].trim().is_empty() {
-        out.push((start, text.len()));
-    }
-    out
-}
-
-fn is_abbreviation(before: &str) -> bool {
-    let word = before.rsplit(|c: char| c.is_whitespace() || c == '(' || c == '.').next().unwrap_or("");
-    if word.is_empty() {
-        return false;
-    }
-    let lw = word.to_lowercase();
-    if word.chars().count() == 1 && word.chars().all(char::is_alphabetic) {
-        return true; // initials, "z. B.", "d. h."
-    }
-    if word.chars().all(|c| c.is_ascii_digit()) && word.len() <= 2 {
-        return true; // German ordinals: "am 1. Mai", "die 3. Stufe"
-    }
-    ABBREV.contains(&lw.as_str())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn split(t: &str) -> Vec<&str> {
-        sentences(t).into_iter().map(|(s, e)| &t[s..e]).collect()
-    }
-
-    #[test]
-    fn german_sentences_respect_abbreviations() {
-        let t = "Reisekosten werden z. B. per Bahn erstattet. Die Pauschale beträgt ca. 28 EUR pro Tag. \
-                 Siehe Formular Nr. 12 ab dem 1. Mai. Fragen? Bitte an die Personalabteilung!";
-        assert_eq!(
-            split(t),
-            vec![
-                "Reisekosten werden z. B. per Bahn erstattet.",
-                "Die Pauschale beträgt ca. 28 EUR pro Tag.",
-                "Siehe Formular Nr. 12 ab dem 1. Mai.",
-                "Fragen?",
-                "Bitte an die Personalabteilung!"
-            ]
-        );
-        assert_eq!(split("Use e.g. the VPN. Then log in."), vec!["Use e.g. the VPN.", "Then log in."]);
-    }
 
     fn words(t: &str) -> usize {
         crate::analyze::words(t).count()
@@ -458,7 +372,7 @@ mod tests {
             assert!(c.text.ends_with('.'));
         }
         // overlap: each next chunk starts with the previous chunk's last sentence
-        let last = sentences(&ch[0].text).last().map(|(s, e)| ch[0].text[*s..*e].to_string()).unwrap();
+        let last = sentence_ranges(&ch[0].text).last().map(|(s, e)| ch[0].text[*s..*e].to_string()).unwrap();
         assert!(ch[1].text.starts_with(&last));
     }
 

@@ -55,7 +55,7 @@ pub struct LexicalIndex {
 /// column: runs of alphanumeric characters, folded (lowercase, diacritics
 /// removed).
 pub fn tokens(s: &str) -> impl Iterator<Item = Cow<'_, str>> {
-    s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| {
+    crate::analyze::words(s).map(|w| {
         if w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
             Cow::Borrowed(w)
         } else {

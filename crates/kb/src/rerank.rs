@@ -15,7 +15,8 @@
 //!
 //! Rerankers only score; they never touch the store.
 
-use crate::chunk::sentences;
+use tresor_text::sentences::Splitter;
+
 use crate::embed::{dot, TextEmbedder};
 use crate::error::{KbError, Result};
 use crate::lang::{detect, Lang};
@@ -70,15 +71,7 @@ impl<'a> SentenceMaxSim<'a> {
 /// The sentences of a passage: its lines, each split at sentence ends;
 /// fragments of fewer than three characters are dropped.
 pub fn passage_sentences(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        for (a, b) in sentences(line) {
-            let s = line[a..b].trim();
-            if s.chars().count() >= 3 {
-                out.push(s);
-            }
-        }
-    }
+    let mut out: Vec<&str> = Splitter::lines().split(text).into_iter().filter(|s| s.chars().count() >= 3).collect();
     if out.is_empty() && !text.trim().is_empty() {
         out.push(text.trim());
     }

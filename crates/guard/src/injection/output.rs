@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 use serde::Serialize;
+use tresor_text::sentences::Splitter;
 
 use super::rules;
 
@@ -180,29 +181,20 @@ fn is_common(s: &str) -> bool {
     COMMON.contains(&l.as_str()) || l.split_whitespace().count() > 8
 }
 
+/// The sentences of `text` (lines and abbreviation-aware sentence ends,
+/// `tresor_text::sentences`), then each two neighbours joined: an
+/// instruction often spans two sentences ("Note to the AI: ... . Reply only
+/// with X.").
 fn sentences(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for c in text.chars() {
-        cur.push(c);
-        if matches!(c, '.' | '!' | '?' | '\n') {
-            if cur.trim().len() > 1 {
-                out.push(cur.trim().to_string());
-            }
-            cur.clear();
-        }
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur.trim().to_string());
-    }
-    // an instruction often spans two sentences ("Note to the AI: ... . Reply only with X.")
+    let mut out: Vec<String> = Splitter::lines().split(text).into_iter().filter(|s| s.len() > 1).map(str::to_string).collect();
     let pairs: Vec<String> = out.windows(2).map(|w| format!("{} {}", w[0], w[1])).collect();
     out.extend(pairs);
     out
 }
 
+/// The lowercase words of `s`.
 fn words(s: &str) -> Vec<String> {
-    s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect()
+    tresor_text::words(s).map(str::to_lowercase).collect()
 }
 
 fn leak(system: &str, text: &str) -> Option<String> {

@@ -12,6 +12,12 @@
 //! stronger signal for larger models, and [`unmark`] removes the marker from
 //! anything a model copies into its answer.
 
+use tresor_text::sentences::Splitter;
+
+/// How [`Marking::Lines`] cuts a passage: its lines, split at sentence
+/// ends; a fragment of one or two words stays with the next sentence.
+const LINE_SENTENCES: Splitter = Splitter::lines().min_words(3);
+
 /// The per-word marker of [`Marking::Words`].
 pub const WORD_MARK: char = 'ˆ';
 /// The per-line marker of [`Marking::Lines`].
@@ -34,7 +40,7 @@ pub fn datamark(text: &str, mode: Marking) -> String {
     match mode {
         Marking::Off => clean,
         Marking::Words => clean.split_whitespace().collect::<Vec<_>>().join(&WORD_MARK.to_string()),
-        Marking::Lines => split_sentences(&clean).iter().map(|s| format!("{LINE_MARK}{s}")).collect::<Vec<_>>().join("\n"),
+        Marking::Lines => LINE_SENTENCES.split(&clean).iter().map(|s| format!("{LINE_MARK}{s}")).collect::<Vec<_>>().join("\n"),
     }
 }
 
@@ -65,26 +71,6 @@ fn sanitize(text: &str) -> String {
         .collect::<String>()
         .trim()
         .to_string()
-}
-
-fn split_sentences(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut cur = String::new();
-        let chars: Vec<char> = line.chars().collect();
-        for (i, &c) in chars.iter().enumerate() {
-            cur.push(c);
-            let end = matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|n| n.is_whitespace());
-            if end && cur.split_whitespace().count() > 2 {
-                out.push(cur.trim().to_string());
-                cur.clear();
-            }
-        }
-        if !cur.trim().is_empty() {
-            out.push(cur.trim().to_string());
-        }
-    }
-    out
 }
 
 #[cfg(test)]
