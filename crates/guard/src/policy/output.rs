@@ -102,7 +102,7 @@ impl<'p> PolicyOutputCheck<'p> {
     pub fn push(&mut self, piece: &str) -> String {
         self.buf.push_str(piece);
         let mut emit = String::new();
-        while let Some(end) = sentence_end(&self.buf) {
+        while let Some(end) = tresor_text::sentences::complete_end(&self.buf) {
             let s: String = self.buf.drain(..end).collect();
             emit.push_str(&self.sentence(&s));
         }
@@ -198,25 +198,6 @@ impl<'p> PolicyOutputCheck<'p> {
         self.out.push_str(&s);
         s
     }
-}
-
-/// Byte index just past the first complete sentence in `buf`: a sentence
-/// end (. ! ? or newline) followed by whitespace, or a citation `[n]`, then
-/// whitespace.
-fn sentence_end(buf: &str) -> Option<usize> {
-    let b = buf.as_bytes();
-    for i in 0..b.len() {
-        let c = b[i];
-        let ends = c == b'\n' || ((c == b'.' || c == b'!' || c == b'?' || c == b']') && i + 1 < b.len() && (b[i + 1] as char).is_ascii_whitespace());
-        if ends {
-            // keep "[n]" after a full stop with its sentence
-            if c != b'\n' && c != b']' && buf[i + 1..].trim_start().starts_with('[') {
-                continue;
-            }
-            return Some(i + 1);
-        }
-    }
-    None
 }
 
 fn mask_term(s: &str, term: &str) -> String {
