@@ -9,7 +9,7 @@
 //! CLI and the server, and knowledge-base changes go through its audited
 //! `Library`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;

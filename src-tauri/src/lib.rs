@@ -7,6 +7,7 @@
 //! app's own settings file ([`settings`]) and the hand-off ticket format
 //! ([`ticket`]). Never: answer logic, retrieval, model code or HTTP — every
 //! question goes to `tresor_assistant::Assistant` in-process.
+#![forbid(unsafe_code)]
 
 pub mod commands;
 pub mod host;

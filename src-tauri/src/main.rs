@@ -3,6 +3,7 @@
 //! defaults), `--version`, and `--self-check` (prints what the installed app
 //! would run with — bundled UI, data dir, models — as JSON, without a window;
 //! exit status 1 when the UI is missing). Holds no logic of its own.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

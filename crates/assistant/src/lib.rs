@@ -11,6 +11,7 @@
 //! for tests and measurement ([`scratch`]; the answer evaluation, benchmark and
 //! attack runs live in tresor-bench). Front doors (CLI, HTTP, desktop) call
 //! [`Assistant`] and hold no logic of their own.
+#![forbid(unsafe_code)]
 
 pub mod cache;
 pub mod cite;

@@ -1,6 +1,7 @@
 //! `tresor`: the command-line front door to Tresor's engine.
 //! Parses flags, resolves paths, calls the library crates and reports their
 //! errors with context. Holds no engine logic.
+#![forbid(unsafe_code)]
 
 mod assistant_cmd;
 mod audit_cmd;

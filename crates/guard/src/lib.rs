@@ -7,6 +7,7 @@
 //! (what an admin allows) → [`audit`] (tamper-evident record of what happened).
 //! This crate never loads a model or opens a knowledge base itself: callers
 //! pass embeddings in where a check needs them.
+#![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod crypto;

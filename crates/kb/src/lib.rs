@@ -3,6 +3,7 @@
 //! with [`ingest`] driving the first four. Retrieval quality and speed are
 //! measured from outside, in tresor-bench (`retrieval_eval`, `kb`). Storage
 //! format: docs/storage.md.
+#![forbid(unsafe_code)]
 
 pub mod analyze;
 pub mod chunk;

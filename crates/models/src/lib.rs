@@ -6,6 +6,7 @@
 //! Runtimes (crates/llm) call [`Catalog::resolve`] to turn `--model ID|PATH`
 //! (or nothing, for a role's default) into the files they load.
 //! See docs/models.md for the manifest format and the behaviour of each command.
+#![forbid(unsafe_code)]
 
 mod catalog;
 mod error;
