@@ -137,3 +137,6 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down: finishing running requests");
 }
+
+#[cfg(test)]
+mod tests;
