@@ -6,7 +6,8 @@
 //! injection action the admin policy names.
 //!
 //! Owns: the knowledge-base name rule and folder (`<data_dir>/kb/<name>`),
-//! which knowledge base is the default, the audit entries `kb.create`,
+//! which knowledge base is the default, the audit entries `kb.create` (an
+//! explicit create; an ingestion into a new one says `counts.created`),
 //! `kb.ingest`, `kb.reindex`, `kb.remove`, `kb.delete`, `kb.rebuild_index`.
 //! Never: loads a model (callers pass the embedder: [`crate::open`] picks
 //! it), or keeps a knowledge base open between calls (the engine's cache of
@@ -119,15 +120,20 @@ impl<'a> Library<'a> {
         Ok(Kb::open_existing(&self.dir(name)?, self.key)?)
     }
 
-    /// Opens knowledge base `name`, creating it (audited `kb.create`) when new.
-    pub fn open_or_create(&self, name: &str) -> Result<Kb> {
+    /// Creates an empty knowledge base (audited `kb.create`); an existing one is an error.
+    pub fn create(&self, name: &str) -> Result<()> {
         let dir = self.dir(name)?;
-        let fresh = !Kb::exists(&dir);
-        let kb = Kb::open(&dir, self.key)?;
-        if fresh {
-            self.audit("kb.create", name, &[], json!({}))?;
+        if Kb::exists(&dir) {
+            return Err(AssistantError::Invalid(format!("knowledge base `{name}` already exists")));
         }
-        Ok(kb)
+        Kb::open(&dir, self.key)?;
+        self.audit("kb.create", name, &[], json!({}))
+    }
+
+    /// Opens knowledge base `name`, creating it when new (the ingestion that
+    /// follows records it: `kb.ingest` with `counts.created`).
+    pub fn open_or_create(&self, name: &str) -> Result<Kb> {
+        Ok(Kb::open(&self.dir(name)?, self.key)?)
     }
 
     /// Every knowledge base with its documents.
@@ -168,9 +174,12 @@ impl<'a> Library<'a> {
         progress: &dyn IngestProgress,
     ) -> Result<IngestReport> {
         let opts = self.screened(opts)?;
+        let created = kb.list()?.is_empty() && kb.chunk_count()? == 0;
         let report = tresor_kb::ingest(kb, embedder, paths, &opts, progress)?;
         let roots: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        self.audit("kb.ingest", name, &roots, counts(&report))?;
+        let mut c = counts(&report);
+        c["created"] = json!(created);
+        self.audit("kb.ingest", name, &roots, c)?;
         Ok(report)
     }
 
@@ -311,10 +320,13 @@ mod tests {
         assert!(lib.names().is_empty());
         assert!(matches!(lib.delete("default"), Err(AssistantError::NoSuchKb(_))));
 
+        lib.create("empty").unwrap();
+        assert!(matches!(lib.create("empty"), Err(AssistantError::Invalid(_))));
         let ev = events(&data);
         let names: Vec<&str> = ev.iter().map(|e| e["event"].as_str().unwrap()).collect();
-        assert_eq!(names, ["kb.create", "kb.ingest", "kb.reindex", "kb.remove", "kb.rebuild_index", "kb.delete"]);
-        assert!(ev.iter().all(|e| e["data"]["kb"] == "default" && e["actor"] == "token:abc"), "{ev:?}");
-        assert_eq!(ev[1]["data"]["counts"]["added"], 2);
+        assert_eq!(names, ["kb.ingest", "kb.reindex", "kb.remove", "kb.rebuild_index", "kb.delete", "kb.create"]);
+        assert_eq!(ev[0]["data"]["counts"]["created"], true);
+        assert!(ev[..5].iter().all(|e| e["data"]["kb"] == "default" && e["actor"] == "token:abc"), "{ev:?}");
+        assert_eq!(ev[0]["data"]["counts"]["added"], 2);
     }
 }

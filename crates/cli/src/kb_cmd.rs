@@ -515,11 +515,7 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             }
         }
         KbCmd::Create { name } => {
-            let lib = library(ctx, &key);
-            if lib.exists(&name)? {
-                bail!("knowledge base `{name}` already exists");
-            }
-            lib.open_or_create(&name)?;
+            library(ctx, &key).create(&name)?;
             out!("created knowledge base `{name}`");
         }
         KbCmd::Delete { name, yes } => {
