@@ -41,7 +41,7 @@ fn env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ts_rs::TS)]
 pub struct AppInfo {
     version: String,
     data_dir: String,
@@ -196,7 +196,7 @@ pub async fn handoff(app: AppHandle, thread: i64, note: String) -> Res<String> {
 
 // ---- knowledge bases ------------------------------------------------------------
 
-#[derive(Serialize)]
+#[derive(Serialize, ts_rs::TS)]
 pub struct KbView {
     name: String,
     documents: usize,
@@ -217,9 +217,10 @@ pub async fn kb_list(app: AppHandle) -> Res<Vec<KbView>> {
     .await
 }
 
-#[derive(Clone, Serialize)]
-struct IngestEvent {
+#[derive(Clone, Serialize, ts_rs::TS)]
+pub struct IngestEvent {
     kb: String,
+    #[ts(type = "'start' | 'file' | 'advance' | 'finish'")]
     phase: &'static str,
     file: Option<String>,
     files: usize,
@@ -317,14 +318,14 @@ pub async fn kb_reindex(app: AppHandle, kb: String) -> Res<tresor_kb::IngestRepo
     .await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ts_rs::TS)]
 pub struct SourceView {
     source: String,
     exists: bool,
     chunks: Vec<ChunkView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ts_rs::TS)]
 pub struct ChunkView {
     id: i64,
     heading: String,
@@ -367,7 +368,7 @@ pub async fn open_source(app: AppHandle, kb: String, source: String) -> Res<()> 
 
 // ---- models ---------------------------------------------------------------------
 
-#[derive(Serialize)]
+#[derive(Serialize, ts_rs::TS)]
 pub struct ModelView {
     id: String,
     name: Option<String>,
@@ -376,6 +377,7 @@ pub struct ModelView {
     usable: bool,
     size: Option<u64>,
     size_text: String,
+    #[ts(type = "'verified' | 'unknown' | 'mismatch' | 'missing'")]
     checksum: String,
     pullable: bool,
     hint: String,
@@ -418,8 +420,8 @@ pub async fn models_list(app: AppHandle) -> Res<Vec<ModelView>> {
     .await
 }
 
-#[derive(Clone, Serialize)]
-struct PullEvent {
+#[derive(Clone, Serialize, ts_rs::TS)]
+pub struct PullEvent {
     id: String,
     bytes: u64,
     total: Option<u64>,

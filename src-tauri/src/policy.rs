@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tresor_guard::policy::{Policy, PolicyPaths};
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ts_rs::TS)]
 pub struct PolicyView {
     /// The policy files in force, admin first (empty: the built-in defaults only).
     pub files: Vec<PolicyFileView>,
@@ -27,10 +27,11 @@ pub struct PolicyView {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ts_rs::TS)]
 pub struct PolicyFileView {
     pub path: String,
     /// "admin" or "user".
+    #[ts(type = "'admin' | 'user'")]
     pub role: String,
     /// The admin key whose signature verified (None: unsigned, or not loaded).
     pub signed_by: Option<String>,
@@ -38,7 +39,7 @@ pub struct PolicyFileView {
     pub text: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct PolicyItem {
     /// tresor-guard's item name (`answer`, `topics.legal_advice`, ...), the names `locked = [...]` uses.
     pub key: String,

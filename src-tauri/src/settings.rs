@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 
 pub const FILE: &str = "desktop.json";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Settings {
     /// "de" or "en".
+    #[ts(type = "'de' | 'en'")]
     pub lang: String,
     /// "light", "dark" or "system".
+    #[ts(type = "'light' | 'dark' | 'system'")]
     pub theme: String,
 }
 

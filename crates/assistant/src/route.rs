@@ -102,6 +102,7 @@ pub fn not_found_reply(lang: Lang) -> String {
 
 /// Which chat model answers, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RouteChoice {
     /// `chat-small`, `chat-premium`, or `explicit` (the caller named a model).
     pub role: String,

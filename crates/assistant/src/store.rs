@@ -29,6 +29,7 @@ pub struct ThreadStore {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ThreadInfo {
     pub id: i64,
     pub title: String,
@@ -39,12 +40,15 @@ pub struct ThreadInfo {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StoredMessage {
     pub id: i64,
     pub thread_id: i64,
+    #[cfg_attr(feature = "ts", ts(type = "'user' | 'assistant'"))]
     pub role: String,
     pub content: String,
     /// The answer's JSON (sources, model, timings, trace) for assistant turns.
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub meta: Option<serde_json::Value>,
     pub created: i64,
 }

@@ -70,12 +70,14 @@ pub struct NoProgress;
 impl IngestProgress for NoProgress {}
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Failure {
     pub source: String,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct IngestReport {
     pub files: usize,
     pub added: usize,
@@ -99,6 +101,7 @@ pub struct IngestReport {
 /// Seconds per ingest stage, summed over the files written (unchanged files
 /// cost their sha256 only, in `parse_chunk`).
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StageSeconds {
     /// Reading, hashing, parsing and chunking (token counting included): a
     /// file's time not spent in the stages below.

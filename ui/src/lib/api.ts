@@ -3,132 +3,39 @@
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
 
-export interface Source {
-  n: number;
-  source: string;
-  title: string;
-  heading: string;
-  page: number | null;
-  snippet: string;
-  chunk_id: number;
-}
+// The types below are generated from the Rust types by ts-rs
+// (ui/src/lib/bindings, never edited by hand): src-tauri/tests/ts_bindings.rs
+// fails when they drift; regenerate them with
+//   TRESOR_UPDATE_BINDINGS=1 cargo test -p tresor-desktop --test ts_bindings
+import type { Answer as AnswerJson } from './bindings/Answer';
+import type { StoredMessage as StoredMessageRow } from './bindings/StoredMessage';
+import type { Source } from './bindings/Source';
+import type { ThreadInfo } from './bindings/ThreadInfo';
+import type { DocInfo } from './bindings/DocInfo';
+import type { KbView } from './bindings/KbView';
+import type { Failure } from './bindings/Failure';
+import type { IngestReport } from './bindings/IngestReport';
+import type { IngestEvent } from './bindings/IngestEvent';
+import type { ModelView } from './bindings/ModelView';
+import type { PullEvent } from './bindings/PullEvent';
+import type { Settings } from './bindings/Settings';
+import type { PolicyView } from './bindings/PolicyView';
+import type { SourceView } from './bindings/SourceView';
+import type { AppInfo } from './bindings/AppInfo';
 
-export interface Answer {
-  answer: string;
-  sources: Source[];
-  grounded: boolean;
-  refused: boolean;
+export type { Source, ThreadInfo, DocInfo, KbView, Failure, IngestReport, IngestEvent, ModelView, PullEvent, Settings, PolicyView, SourceView, AppInfo };
+
+/** tresor-assistant's answer plus `stopped`, which the `ask` command adds to its JSON
+ * (the stop button cut it short: `trace.finish` is "cancelled"). */
+export interface Answer extends AnswerJson {
   stopped: boolean;
-  model: string;
-  route: string;
-  lang: string;
-  thread_id: number | null;
-  message_id: number | null;
-  timings: { ttft_ms: number; total_ms: number };
-  trace: { kb: string | null; extractive: boolean };
 }
 
-export interface ThreadInfo {
-  id: number;
-  title: string;
-  kb: string | null;
-  created: number;
-  updated: number;
-  messages: number;
-}
-
-export interface StoredMessage {
-  id: number;
-  thread_id: number;
-  role: 'user' | 'assistant';
-  content: string;
-  meta: { sources?: Source[]; refused?: boolean; route?: string } | null;
-}
-
-export interface DocInfo {
-  source: string;
-  title: string;
-  format: string;
-  chunks: number;
-  size: number;
-}
-
-export interface KbView {
-  name: string;
-  documents: number;
-  chunks: number;
-  files: DocInfo[];
-}
-
-export interface Failure {
-  source: string;
-  reason: string;
-}
-
-export interface IngestReport {
-  files: number;
-  added: number;
-  updated: number;
-  unchanged: number;
-  failed: Failure[];
-  skipped: Failure[];
-  pruned: string[];
-  chunks: number;
-  seconds: number;
-}
-
-export interface IngestEvent {
-  kb: string;
-  phase: 'start' | 'file' | 'advance' | 'finish';
-  file: string | null;
-  files: number;
-  bytes_total: number;
-  bytes_done: number;
-  chunks: number;
-}
-
-export interface ModelView {
-  id: string;
-  name: string | null;
-  role: string;
-  status: string;
-  usable: boolean;
-  size: number | null;
-  size_text: string;
-  checksum: 'verified' | 'unknown' | 'mismatch' | 'missing';
-  pullable: boolean;
-  hint: string;
-}
-
-export interface PullEvent {
-  id: string;
-  bytes: number;
-  total: number | null;
-}
-
-export interface Settings {
-  lang: 'de' | 'en';
-  theme: 'light' | 'dark' | 'system';
-}
-
-/** The policy in force as tresor-guard loads it (src-tauri/src/policy.rs). */
-export interface PolicyView {
-  files: { path: string; role: 'admin' | 'user'; signed_by: string | null; text: string }[];
-  items: { key: string; value: string; locked: boolean; origin: string }[];
-  error: string | null;
-}
-
-export interface SourceView {
-  source: string;
-  exists: boolean;
-  chunks: { id: number; heading: string; page: number | null; text: string }[];
-}
-
-export interface AppInfo {
-  version: string;
-  data_dir: string;
-  models_dir: string;
-  kbs: string[];
+/** A stored turn. Rust keeps `meta` as free JSON (serde_json::Value): for an answer it holds
+ * some of the answer's fields (tresor-assistant writes them when it records the turn); these
+ * are the ones the chat screen reads. */
+export interface StoredMessage extends Omit<StoredMessageRow, 'meta'> {
+  meta: Partial<Pick<AnswerJson, 'sources' | 'refused' | 'route'>> | null;
 }
 
 export const api = {

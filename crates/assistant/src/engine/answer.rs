@@ -34,6 +34,7 @@ pub struct AskRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Source {
     pub n: usize,
     /// The file path as ingested.
@@ -47,6 +48,7 @@ pub struct Source {
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Timings {
     /// Request start to the model's first token (cache hits and canned answers: to the answer).
     pub ttft_ms: f64,
@@ -80,6 +82,7 @@ pub struct Timings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Tokens {
     pub prompt: usize,
     pub completion: usize,
@@ -88,6 +91,7 @@ pub struct Tokens {
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PassageTrace {
     pub source: String,
     pub chunk_id: i64,
@@ -100,7 +104,11 @@ pub struct PassageTrace {
     pub missing_terms: Vec<String>,
 }
 
+// TypeScript (the `ts` feature): the deep engine traces (retrieval, packing, citation
+// checks, history, policy, firewall) are `unknown` there: the UI shows none of them, and
+// their crates stay free of ts-rs.
 #[derive(Debug, Clone, Serialize, Default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Trace {
     /// The standalone question a follow-up was rewritten into.
     pub rewritten: Option<String>,
@@ -111,33 +119,41 @@ pub struct Trace {
     /// Names in the question (capitalised words of an English question) that occur nowhere in the
     /// knowledge base: its documents cannot say anything about them, so the answer is "not found".
     pub unknown_names: Vec<String>,
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub retrieval: Option<RetrievalTrace>,
     pub passages: Vec<PassageTrace>,
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub pack: Option<PackReport>,
     /// Every answer sentence the model wrote, with its support and fate.
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub sentences: Vec<SentenceCheck>,
     /// The model's text had no supported sentence; the answer was extracted from the passages.
     pub extractive: bool,
     /// The first answer had no supported sentence, so the model answered once more with a stricter
     /// prompt and only the best passage (before any extractive fallback); `sentences` holds both tries.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub regeneration: Option<Regeneration>,
     /// The conversation did not fit `history_tokens`: its older turns were summarised (history.rs).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(type = "unknown", optional))]
     pub history: Option<crate::history::HistoryTrace>,
     pub finish: Option<String>,
     pub cache_similarity: Option<f32>,
     pub cached_question: Option<String>,
     /// What the admin policy decided (see `policy.rs`): topic, refusal, removed sentences, disclaimers.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(type = "unknown", optional))]
     pub policy: Option<tresor_guard::policy::PolicyDecision>,
     /// What the prompt-injection firewall found and did (prompt, passages, answer sentences).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(type = "unknown", optional))]
     pub injection: Option<firewall::InjectionTrace>,
 }
 
 /// The second, stricter try (see [`Trace::regeneration`]).
 #[derive(Debug, Clone, Serialize, Default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Regeneration {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
@@ -148,6 +164,7 @@ pub struct Regeneration {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Answer {
     pub answer: String,
     pub sources: Vec<Source>,

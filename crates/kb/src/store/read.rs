@@ -42,6 +42,7 @@ pub struct KbStats {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct DocInfo {
     pub source: String,
     pub title: String,
