@@ -13,26 +13,34 @@
 //! [`Assistant`] and hold no logic of their own.
 #![forbid(unsafe_code)]
 
-pub mod cache;
-pub mod cite;
-pub mod config;
-pub mod engine;
-pub mod error;
-pub mod firewall;
-pub mod history;
+mod cache;
+mod cite;
+mod config;
+mod engine;
+mod error;
+mod firewall;
+mod history;
 pub mod library;
-pub mod memo;
+mod memo;
 pub mod models;
 pub mod open;
-pub mod pack;
-pub mod policy;
-pub mod route;
+mod pack;
+mod policy;
+mod route;
 pub mod scratch;
 pub mod store;
 pub mod text;
 
+// What the doors need, curated; the pipeline's modules stay private.
+pub use cache::CacheStats;
+pub use cite::SentenceCheck;
 pub use config::AssistantConfig;
-pub use engine::{Answer, AskRequest, Assistant, ModelChoice, Source, Timings, Tokens, Trace};
+pub use engine::{prompt_messages, Answer, AskRequest, Assistant, Metrics, ModelChoice, PassageTrace, Regeneration, Source, Timings, Tokens, Trace};
+pub use firewall::{InjectionConfig, InjectionTrace};
+pub use history::HistoryTrace;
+pub use pack::{PackReport, Passage};
+pub use policy::{audit_kb_change, PolicyGate, Precheck};
+pub use route::RouteChoice;
 pub use error::{AssistantError, Result};
 pub use library::{KbSummary, Library, DEFAULT_KB};
 pub use models::{CatalogModels, ChatModel, ModelSource};

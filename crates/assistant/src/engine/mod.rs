@@ -20,7 +20,7 @@ mod tests;
 
 pub use answer::{Answer, AskRequest, Metrics, PassageTrace, Regeneration, Source, Timings, Tokens, Trace};
 pub(crate) use answer::CachedAnswer;
-pub use prompt::{prompt_messages, prompt_messages_marked, strict_prompt_messages};
+pub use prompt::prompt_messages;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -39,7 +39,6 @@ use crate::cache::{CacheStats, SemanticCache};
 use crate::config::AssistantConfig;
 use crate::error::{AssistantError, Result};
 use crate::firewall;
-pub use crate::library::{kb_dir, kb_names};
 use crate::library::Library;
 use crate::models::{ChatModel, ModelSource, ModelSpec};
 use crate::pack::Passage;
