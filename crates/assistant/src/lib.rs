@@ -30,6 +30,8 @@ mod route;
 pub mod scratch;
 pub mod store;
 pub mod text;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 // What the doors need, curated; the pipeline's modules stay private.
 pub use cache::CacheStats;

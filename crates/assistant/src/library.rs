@@ -130,10 +130,12 @@ impl<'a> Library<'a> {
         self.audit("kb.create", name, &[], json!({}))
     }
 
-    /// Opens knowledge base `name`, creating it when new (the ingestion that
-    /// follows records it: `kb.ingest` with `counts.created`).
-    pub fn open_or_create(&self, name: &str) -> Result<Kb> {
-        Ok(Kb::open(&self.dir(name)?, self.key)?)
+    /// Opens knowledge base `name`, creating it when new, and says whether it
+    /// did (the ingestion that follows records it: `kb.ingest` with `counts.created`).
+    pub fn open_or_create(&self, name: &str) -> Result<(Kb, bool)> {
+        let dir = self.dir(name)?;
+        let created = !Kb::exists(&dir);
+        Ok((Kb::open(&dir, self.key)?, created))
     }
 
     /// Every knowledge base with its documents.
@@ -158,23 +160,25 @@ impl<'a> Library<'a> {
         opts: &IngestOptions,
         progress: &dyn IngestProgress,
     ) -> Result<IngestReport> {
-        let mut kb = self.open_or_create(name)?;
-        self.ingest_into(&mut kb, name, embedder, paths, opts, progress)
+        let (mut kb, created) = self.open_or_create(name)?;
+        self.ingest_into(&mut kb, name, created, embedder, paths, opts, progress)
     }
 
     /// [`Library::ingest`] into a knowledge base the caller already opened
-    /// (to set its quantization first, or to pick the embedder that built it).
+    /// with [`Library::open_or_create`] (to set its quantization first, or to
+    /// pick the embedder that built it); `created` is what that returned.
+    #[allow(clippy::too_many_arguments)]
     pub fn ingest_into(
         &self,
         kb: &mut Kb,
         name: &str,
+        created: bool,
         embedder: &dyn TextEmbedder,
         paths: &[PathBuf],
         opts: &IngestOptions,
         progress: &dyn IngestProgress,
     ) -> Result<IngestReport> {
         let opts = self.screened(opts)?;
-        let created = kb.list()?.is_empty() && kb.chunk_count()? == 0;
         let report = tresor_kb::ingest(kb, embedder, paths, &opts, progress)?;
         let roots: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         let mut c = counts(&report);

@@ -385,7 +385,7 @@ pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     // a new knowledge base is created only once its embedder has loaded
     let fresh = if Kb::exists(&dir) { None } else { Some(load_embedder(ctx, &args.model)?) };
     let lib = library(ctx, &key);
-    let mut kb = lib.open_or_create(&args.kb).with_context(|| format!("opening knowledge base `{}`", args.kb))?;
+    let (mut kb, created) = lib.open_or_create(&args.kb).with_context(|| format!("opening knowledge base `{}`", args.kb))?;
     let embedder = match fresh {
         Some(e) => e,
         None => kb_embedder(ctx, &args.model, &kb)?,
@@ -401,7 +401,7 @@ pub fn run_ingest(args: IngestArgs, ctx: &Ctx) -> Result<()> {
     };
     let bar = Bar::new(!args.json);
     let report = lib
-        .ingest_into(&mut kb, &args.kb, &embedder, &args.paths, &opts, &bar)
+        .ingest_into(&mut kb, &args.kb, created, &embedder, &args.paths, &opts, &bar)
         .with_context(|| format!("ingesting into knowledge base `{}`", args.kb))?;
     if args.json {
         out!("{}", serde_json::to_string_pretty(&report)?);

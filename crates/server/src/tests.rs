@@ -3,7 +3,6 @@
 //! engine thread and a real [`Assistant`] whose chat model is scripted and
 //! whose embedder is the model-free hash embedder. No socket, no models.
 
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,11 +12,10 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use tresor_assistant::models::ModelSpec;
-use tresor_assistant::{Assistant, AssistantConfig, ChatModel, ModelSource};
+use tresor_assistant::testing::ScriptedModels;
+use tresor_assistant::{Assistant, AssistantConfig};
 use tresor_guard::crypto::WorkspaceKey;
 use tresor_kb::HashEmbedder;
-use tresor_llm::{ChatMessage, FinishReason, GenerateParams, Generation};
 
 use crate::state::AppState;
 use crate::{routes, ServeOptions};
@@ -25,56 +23,9 @@ use crate::{routes, ServeOptions};
 const TOKEN: &str = "test-token";
 const QUESTION: &str = "How many vacation days do full-time employees get?";
 
-/// Writes the same grounded answer to every prompt, word by word.
-struct Scripted;
-
-impl ChatModel for Scripted {
-    fn id(&self) -> &str {
-        "scripted"
-    }
-    fn count_tokens(&self, text: &str) -> usize {
-        text.split_whitespace().count()
-    }
-    fn context_length(&self) -> usize {
-        2048
-    }
-    fn generate(
-        &mut self,
-        _messages: &[ChatMessage],
-        _params: &GenerateParams,
-        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
-    ) -> tresor_assistant::Result<Generation> {
-        let reply = "Full-time employees get 30 working days of paid vacation per calendar year [1].";
-        let mut n = 0;
-        for w in reply.split_inclusive(' ') {
-            n += 1;
-            if on_text(w).is_break() {
-                break;
-            }
-        }
-        Ok(Generation {
-            text: reply.into(),
-            tokens: vec![0; n],
-            finish: FinishReason::Eos,
-            prompt_tokens: 100,
-            reused_prompt_tokens: 0,
-            prefill_ms: 1.0,
-            ttft_ms: 2.0,
-            total_ms: 3.0,
-            decode_tps: 0.0,
-        })
-    }
-}
-
-struct FakeModels;
-
-impl ModelSource for FakeModels {
-    fn load(&mut self, _: &ModelSpec) -> tresor_assistant::Result<Box<dyn ChatModel>> {
-        Ok(Box::new(Scripted))
-    }
-    fn available(&self) -> Vec<(String, String)> {
-        vec![("scripted".into(), "chat-small".into())]
-    }
+/// The same grounded answer to every prompt, word by word.
+fn models() -> ScriptedModels {
+    ScriptedModels::replying("Full-time employees get 30 working days of paid vacation per calendar year [1].")
 }
 
 fn key() -> WorkspaceKey {
@@ -97,7 +48,7 @@ fn app() -> (tempfile::TempDir, Router) {
     tresor_assistant::scratch::ingest_dir(&root, &key(), "default", &docs, &HashEmbedder::new(256)).unwrap();
     let opts = ServeOptions { root, token: TOKEN.into(), rate_limit: None, ..Default::default() };
     let build = Box::new(|_: &str, dir: &Path| {
-        Assistant::new(AssistantConfig::default(), dir, &key(), Arc::new(HashEmbedder::new(256)), None, Box::new(FakeModels)).map_err(|e| e.to_string())
+        Assistant::new(AssistantConfig::default(), dir, &key(), Arc::new(HashEmbedder::new(256)), None, Box::new(models())).map_err(|e| e.to_string())
     });
     let state = AppState::start(&opts, build).unwrap();
     (dir, routes::app(state, opts.body_limit))

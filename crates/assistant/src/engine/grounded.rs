@@ -239,10 +239,9 @@ impl Assistant {
         let spec = spec_for(&ask.choice, ask.req.model.as_deref());
         let mut params = self.gen_params(self.cfg.max_answer_tokens);
         params.cancel = ask.req.cancel.clone();
-        let cfg = self.cfg.clone();
         let model = Self::model(&mut self.loaded, &mut self.models, &spec, &mut rec.timings.load_ms)?;
         let all = scored.clone();
-        let (passages, rep) = pack::pack(scored, cfg.context_tokens, cfg.max_passages, cfg.passage_relative_evidence, &|s| model.count_tokens(s));
+        let (passages, rep) = pack::pack(scored, self.cfg.context_tokens, self.cfg.max_passages, self.cfg.passage_relative_evidence, &|s| model.count_tokens(s));
         rec.trace.passages = all
             .iter()
             .map(|p| {
@@ -252,10 +251,11 @@ impl Assistant {
             .collect();
         let context_tokens = rep.tokens;
         rec.trace.pack = Some(rep);
-        let marking = cfg.injection.enabled.then_some(cfg.injection.spotlight);
+        let inj = &self.cfg.injection;
+        let marking = inj.enabled.then_some(inj.spotlight);
         let msgs = prompt_messages_marked(&ask.question, &passages, ask.lang, marking);
         let t_fw = Instant::now();
-        let guard = (cfg.injection.enabled && cfg.injection.output_check).then(|| firewall::output_guard(&msgs[0].content, &passages, &mut rec.inj));
+        let guard = (inj.enabled && inj.output_check).then(|| firewall::output_guard(&msgs[0].content, &passages, &mut rec.inj));
         rec.timings.firewall_ms += ms(t_fw);
         Ok(Packed { spec, params, passages, msgs, marking, context_tokens, guard })
     }
@@ -264,7 +264,6 @@ impl Assistant {
     /// passages as it streams (`v`); when none is supported, one stricter try
     /// with the best passage only; when still none, the extractive fallback.
     fn generate(&mut self, ask: &Ask, rec: &mut Record, packed: &Packed, v: &mut Validator, on_text: &mut dyn FnMut(&str)) -> Result<Generated> {
-        let cfg = self.cfg.clone();
         let model = Self::model(&mut self.loaded, &mut self.models, &packed.spec, &mut rec.timings.load_ms)?;
         let t_gen = Instant::now();
         let g = v.generate(model.as_mut(), &packed.msgs, &packed.params, on_text)?;
@@ -272,7 +271,7 @@ impl Assistant {
         let mut completion = g.tokens.len();
         // nothing the model wrote is supported: one more try with a stricter prompt that shows only
         // the best passage (every packed passage still counts for the citation check)
-        if v.kept.is_empty() && !stopped(ask.req) && cfg.regenerate && !packed.passages.is_empty() {
+        if v.kept.is_empty() && !stopped(ask.req) && v.cfg.regenerate && !packed.passages.is_empty() {
             let strict = strict_prompt_messages(&ask.question, &packed.passages[..1], ask.lang, packed.marking);
             if let Some(g) = v.guard.as_mut() {
                 *g = firewall::output_guard(&strict[0].content, &packed.passages, &mut rec.inj);
@@ -294,7 +293,7 @@ impl Assistant {
         let cancelled = stopped(ask.req);
         if v.kept.is_empty() && !cancelled {
             rec.trace.extractive = true;
-            for (s, pi) in cite::extractive(&packed.passages, cfg.extractive_sentences) {
+            for (s, pi) in cite::extractive(&packed.passages, v.cfg.extractive_sentences) {
                 if let Some(s) = v.guarded(&s) {
                     v.emit(&s, pi, on_text);
                 }

@@ -4,77 +4,8 @@ use super::*;
 use crate::cite::SentenceCheck;
 use crate::models::ModelSpec;
 use std::sync::Mutex;
+use crate::testing::ScriptedModels;
 use tresor_kb::HashEmbedder;
-use tresor_llm::FinishReason;
-
-/// A chat model that writes a scripted answer and records its prompts.
-struct Scripted {
-    reply: String,
-    prompts: Arc<Mutex<Vec<String>>>,
-}
-
-impl ChatModel for Scripted {
-    fn id(&self) -> &str {
-        "scripted"
-    }
-    fn count_tokens(&self, text: &str) -> usize {
-        text.split_whitespace().count()
-    }
-    fn context_length(&self) -> usize {
-        2048
-    }
-    fn generate(
-        &mut self,
-        messages: &[ChatMessage],
-        _params: &GenerateParams,
-        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
-    ) -> Result<tresor_llm::Generation> {
-        // a reply of several parts separated by "\n---\n": one part per call, the last one repeats
-        let calls = {
-            let mut p = self.prompts.lock().unwrap();
-            p.push(messages.iter().map(|m| m.content.clone()).collect::<Vec<_>>().join("\n"));
-            p.len()
-        };
-        let parts: Vec<&str> = self.reply.split("\n---\n").collect();
-        let reply = parts[(calls - 1).min(parts.len() - 1)].to_string();
-        let mut n = 0;
-        let mut finish = FinishReason::Eos;
-        for w in reply.split_inclusive(' ') {
-            n += 1;
-            if on_text(w).is_break() {
-                finish = FinishReason::Cancelled;
-                break;
-            }
-        }
-        Ok(tresor_llm::Generation {
-            text: reply,
-            tokens: vec![0; n],
-            finish,
-            prompt_tokens: 100,
-            reused_prompt_tokens: 0,
-            prefill_ms: 1.0,
-            ttft_ms: 2.0,
-            total_ms: 3.0,
-            decode_tps: 0.0,
-        })
-    }
-}
-
-struct Source_ {
-    reply: Arc<Mutex<String>>,
-    prompts: Arc<Mutex<Vec<String>>>,
-    loads: Arc<Mutex<Vec<ModelSpec>>>,
-}
-
-impl ModelSource for Source_ {
-    fn load(&mut self, spec: &ModelSpec) -> Result<Box<dyn ChatModel>> {
-        self.loads.lock().unwrap().push(spec.clone());
-        Ok(Box::new(Scripted { reply: self.reply.lock().unwrap().clone(), prompts: self.prompts.clone() }))
-    }
-    fn available(&self) -> Vec<(String, String)> {
-        vec![("scripted".into(), "chat-small".into())]
-    }
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -114,7 +45,7 @@ fn fixture() -> (Fixture, Assistant) {
         prompts: Arc::new(Mutex::new(Vec::new())),
         loads: Arc::new(Mutex::new(Vec::new())),
     };
-    let src = Source_ { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone() };
+    let src = ScriptedModels { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone() };
     let a = Assistant::new(AssistantConfig::default(), &f.data, &test_key(), Arc::new(emb), None, Box::new(src)).unwrap();
     (f, a)
 }
@@ -365,7 +296,7 @@ fn small_talk_scope_routing_and_bad_input() {
 /// The fixture's engine under a user policy file (`<data_dir>/policy.toml`).
 fn with_policy(f: &Fixture, toml: &str) -> Assistant {
     std::fs::write(f.data.join("policy.toml"), toml).unwrap();
-    let src = Source_ { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone() };
+    let src = ScriptedModels { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone() };
     Assistant::new(AssistantConfig::default(), &f.data, &test_key(), Arc::new(HashEmbedder::new(256)), None, Box::new(src)).unwrap()
 }
 
