@@ -1,0 +1,16 @@
+//! Tresor's action layer, read top-down:
+//! [`understand`] (does the request need a tool, which one, and which
+//! arguments did the user give — EN/DE dates and times resolved against a
+//! fixed "now") → [`spec`] (the tools: names, descriptions, JSON Schemas,
+//! side-effect class, timeout, retries) → [`schema`] (arguments checked with a
+//! JSON-Schema library, never by hand) → [`actions`] (the state machine per
+//! action with idempotency keys, stored in the workspace) → [`builtin`] (the
+//! tools over the data an admin imported: prices, orders, calendar, tickets).
+//!
+//! Owns: what a tool is and what running one means. Never: generation (the
+//! engine fills free-text arguments with the model under a grammar), the
+//! admin policy's decisions (the engine asks tresor-guard), or a door's
+//! concerns (flags, HTTP).
+#![forbid(unsafe_code)]
+
+pub mod understand;

@@ -1,0 +1,2 @@
+//! Request understanding: which tool (if any) a message asks for, and the
+//! arguments it gives.
