@@ -28,6 +28,7 @@ pub mod loadtest;
 pub mod pii_eval;
 pub mod process;
 pub mod retrieval_eval;
+pub mod tools_eval;
 
 use serde::Serialize;
 

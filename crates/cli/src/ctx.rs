@@ -27,6 +27,8 @@ pub struct Ctx {
     pub workspace: String,
     /// `--passphrase-file` / `TRESOR_PASSPHRASE_FILE`: unlocks the workspace key (see key_cmd).
     pub passphrase_file: Option<PathBuf>,
+    /// `--now` / `TRESOR_NOW`: a fixed current time (tests, evals); None: the clock.
+    pub now: Option<jiff::Timestamp>,
 }
 
 /// What a command needs of the `--workspace` it was given.

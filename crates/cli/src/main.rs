@@ -20,7 +20,7 @@ mod workspace_cmd;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use ctx::Ctx;
@@ -46,6 +46,10 @@ struct Cli {
     /// File whose first line is the passphrase of the workspace key (else TRESOR_PASSPHRASE, the OS keyring, or a prompt).
     #[arg(long, global = true, env = "TRESOR_PASSPHRASE_FILE")]
     passphrase_file: Option<PathBuf>,
+    /// The current time for this run (ISO 8601 with an offset, e.g. 2026-12-07T09:30:00+01:00): relative
+    /// dates ("tomorrow at 10") resolve against it. For tests and evals; default: the clock.
+    #[arg(long, global = true, env = "TRESOR_NOW")]
+    now: Option<String>,
     /// More logging (-v info, -vv debug, -vvv trace); logs go to stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -156,6 +160,13 @@ fn run(cli: Cli) -> Result<()> {
         _ => ctx::WsNeed::Existing,
     };
     let root = cli.data_dir.unwrap_or_else(default_data_dir);
+    let now = match cli.now.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            s.parse::<jiff::Timestamp>()
+                .with_context(|| format!("--now / TRESOR_NOW `{s}`: expected ISO 8601 with an offset, e.g. 2026-12-07T09:30:00+01:00"))?,
+        ),
+        None => None,
+    };
     let ctx = Ctx {
         data_dir: root.clone(),
         root,
@@ -164,6 +175,7 @@ fn run(cli: Cli) -> Result<()> {
         threads: cli.threads,
         workspace: cli.workspace,
         passphrase_file: cli.passphrase_file,
+        now,
     }
     .in_workspace(need)?;
     match cli.command {

@@ -31,6 +31,10 @@ pub struct AskRequest {
     pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Who asks, for the audit log: an API token id (`token:…`); None: the OS user.
     pub actor: Option<String>,
+    /// "Now" for relative dates and times in tool calls ("tomorrow at 10"); None: the clock.
+    pub now: Option<jiff::Timestamp>,
+    /// Run side-effect tools without stopping at `needs_confirmation` (the user said yes up front).
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
