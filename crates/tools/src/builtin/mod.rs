@@ -1,0 +1,130 @@
+//! The built-in tools over the data an admin imported: one file per tool.
+//!
+//! Owns: what each built-in tool does with checked arguments, given "now"
+//! and the opening hours. A side-effect tool writes through the connection
+//! it is handed, so the caller decides the transaction (the action layer
+//! commits the appointment or ticket together with the action's success).
+//! Never: confirmation, idempotency or retries (`actions`), or argument
+//! extraction from text (`understand`).
+
+mod book_appointment;
+mod create_ticket;
+mod order_status;
+mod price_lookup;
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+pub use book_appointment::export_ics;
+pub(crate) use create_ticket::mask as mask_pii;
+pub use price_lookup::{match_product, ProductMatch};
+
+use crate::error::{DbCtx, Result, ToolError};
+use crate::hours::OpeningHours;
+use crate::schema;
+use crate::spec::{builtin_spec, BOOK_APPOINTMENT, CREATE_TICKET, ORDER_STATUS, PRICE_LOOKUP};
+use crate::store::ToolStore;
+
+/// What a built-in tool may know besides its arguments.
+#[derive(Debug, Clone)]
+pub struct ExecCtx {
+    /// "Now" (`--now` / `TRESOR_NOW` in tests and evals): bookings before it
+    /// are refused; tickets and appointments are stamped with it.
+    pub now: jiff::Zoned,
+    /// The engine's `[tools.hours]`.
+    pub hours: OpeningHours,
+}
+
+impl ExecCtx {
+    /// Now on this machine's clock, in the opening hours' zone, default hours.
+    pub fn now_default() -> Result<ExecCtx> {
+        let hours = OpeningHours::default();
+        let tz = crate::hours::time_zone(&hours.timezone)?;
+        Ok(ExecCtx { now: jiff::Timestamp::now().to_zoned(tz), hours })
+    }
+}
+
+/// Parses, defaults and validates `args` for the built-in tool `name`.
+pub fn checked_arguments(name: &str, args: Value) -> Result<Value> {
+    let spec = builtin_spec(name).ok_or_else(|| ToolError::UnknownTool(name.to_string()))?;
+    let mut args = schema::parse_arguments(name, args)?;
+    schema::drop_empty(&mut args);
+    schema::apply_defaults(&spec.schema, &mut args);
+    let missing = schema::missing_required(&spec.schema, &args);
+    if !missing.is_empty() {
+        return Err(ToolError::MissingArguments { tool: name.to_string(), missing });
+    }
+    schema::validate(&spec.schema, &args).map_err(|errors| ToolError::InvalidArguments { tool: name.to_string(), errors })?;
+    Ok(args)
+}
+
+/// Runs the built-in tool `name` on its own (outside the action layer: no
+/// confirmation, no idempotency). A side effect is committed before this
+/// returns `Ok`; on `Err` nothing was written.
+pub fn execute(store: &ToolStore, name: &str, args: &Value, ctx: &ExecCtx) -> Result<Value> {
+    let args = checked_arguments(name, args.clone())?;
+    let tx = store.write_tx()?;
+    let out = execute_on(&tx, store.path(), name, &args, ctx, None)?;
+    tx.commit().db(store.path())?;
+    Ok(out)
+}
+
+/// Runs `name` on `conn` (inside the caller's transaction). `args` must be
+/// checked already ([`checked_arguments`]). `action` links a created
+/// appointment or ticket to its action.
+pub(crate) fn execute_on(conn: &Connection, path: &Path, name: &str, args: &Value, ctx: &ExecCtx, action: Option<&str>) -> Result<Value> {
+    match name {
+        PRICE_LOOKUP => price_lookup::run(conn, path, args),
+        ORDER_STATUS => order_status::run(conn, path, args),
+        BOOK_APPOINTMENT => book_appointment::run(conn, path, args, ctx, action),
+        CREATE_TICKET => create_ticket::run(conn, path, args, ctx, action),
+        other => Err(ToolError::UnknownTool(other.to_string())),
+    }
+}
+
+/// The string argument `key` (present after [`checked_arguments`]).
+fn arg_str<'a>(args: &'a Value, key: &str) -> &'a str {
+    args.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The import kind a built-in tool reads (`prices`, `orders`, `calendar`),
+/// None for tools that need no import (tickets).
+pub fn data_kind(tool: &str) -> Option<&'static str> {
+    match tool {
+        PRICE_LOOKUP => Some("prices"),
+        ORDER_STATUS => Some("orders"),
+        BOOK_APPOINTMENT => Some("calendar"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use tresor_guard::crypto::WorkspaceKey;
+
+    use super::*;
+    use crate::import;
+
+    /// The key of [`dev_store`]'s stores (to open them again).
+    pub fn key() -> WorkspaceKey {
+        WorkspaceKey::from_bytes([9; 32])
+    }
+
+    /// A store with the three dev files imported.
+    pub fn dev_store() -> (tempfile::TempDir, ToolStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ToolStore::open(dir.path(), &key()).unwrap();
+        import::import_prices(&s, &import::tests::dev("prices.csv")).unwrap();
+        import::import_orders(&s, &import::tests::dev("orders.csv")).unwrap();
+        import::import_calendar(&s, &import::tests::dev("calendar.ics")).unwrap();
+        (dir, s)
+    }
+
+    pub fn ctx(now: &str) -> ExecCtx {
+        let tz = crate::hours::time_zone("Europe/Berlin").unwrap();
+        let now = now.parse::<jiff::Timestamp>().unwrap().to_zoned(tz);
+        ExecCtx { now, hours: OpeningHours::default() }
+    }
+}
