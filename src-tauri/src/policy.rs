@@ -91,7 +91,10 @@ pub fn items(p: &Policy) -> Vec<PolicyItem> {
             "blocked_terms" => format!("{} terms ({:?} in answers)", p.blocked_terms.len(), p.blocked_action).to_lowercase(),
             "price_promises" if p.price_promises => format!("removed from answers ({} promise words)", p.price_words.len()),
             "price_promises" => "not checked".to_string(),
-            "tools" => list(&p.allowed_tools),
+            "tools" => match p.tools_allowed_list() {
+                None => "all built-in tools".to_string(),
+                Some(v) => list(v),
+            },
             "answer" => format!("at most {} characters", p.max_answer_chars),
             "languages" => p.allowed_languages.join(", "),
             "injection" => format!("{:?}", p.injection_action).to_lowercase(),
@@ -102,7 +105,7 @@ pub fn items(p: &Policy) -> Vec<PolicyItem> {
             for t in &p.topics {
                 let state = if !t.enabled {
                     "disabled".to_string()
-                } else if t.unless_tool.as_ref().is_some_and(|x| p.allowed_tools.contains(x)) {
+                } else if p.lifted(&t.unless_tool) {
                     format!("lifted: tool `{}` is allowed", t.unless_tool.as_deref().unwrap_or_default())
                 } else {
                     format!("{} ({})", t.action, t.title.en)

@@ -87,7 +87,7 @@ fn show(ctx: &Ctx, json: bool) -> Result<()> {
         let item = format!("topics.{}", t.name);
         let state = if !t.enabled {
             "disabled".to_string()
-        } else if t.unless_tool.as_ref().is_some_and(|x| p.allowed_tools.contains(x)) {
+        } else if p.lifted(&t.unless_tool) {
             format!("lifted: tool `{}` is allowed", t.unless_tool.as_deref().unwrap_or_default())
         } else {
             t.action.to_string()
@@ -115,12 +115,14 @@ fn show(ctx: &Ctx, json: bool) -> Result<()> {
         lock("price_promises"),
         from("price_promises")
     );
-    println!(
-        "allowed tools: {}{}{}",
-        if p.allowed_tools.is_empty() { "none".to_string() } else { p.allowed_tools.join(", ") },
-        lock("tools"),
-        from("tools")
-    );
+    println!("allowed tools: {}{}{}", tools_summary(&p), lock("tools"), from("tools"));
+    for (name, server) in p.mcp_servers() {
+        let how = match &server.transport {
+            policy::McpTransport::Stdio { command, args, .. } => format!("stdio: {command} {}", args.join(" ")),
+            policy::McpTransport::Http { url } => format!("streamable HTTP: {url}"),
+        };
+        println!("mcp server {name}: {} (timeout {} ms){}", how.trim_end(), server.timeout().as_millis(), from(&format!("mcp.servers.{name}")));
+    }
     println!("max answer length: {} characters{}{}", p.max_answer_chars, lock("answer"), from("answer"));
     println!("languages: {}{}{}", p.allowed_languages.join(", "), lock("languages"), from("languages"));
     println!("injection action: {:?}{}{}", p.injection_action, lock("injection"), from("injection"));
@@ -179,4 +181,20 @@ fn explain(ctx: &Ctx, question: &str, json: bool) -> Result<()> {
         println!("disclaimers: {}", pre.disclaimers.join(", "));
     }
     Ok(())
+}
+
+/// `[tools]` in words: the built-in tools allowed, then denials and confirmations.
+fn tools_summary(p: &Policy) -> String {
+    let mut out = match p.tools_allowed_list() {
+        None => "all built-in tools".to_string(),
+        Some([]) => "no built-in tools".to_string(),
+        Some(list) => list.join(", "),
+    };
+    if !p.denied_tools.is_empty() {
+        out.push_str(&format!("; denied: {}", p.denied_tools.join(", ")));
+    }
+    if !p.confirm_tools.is_empty() {
+        out.push_str(&format!("; confirm: {}", p.confirm_tools.join(", ")));
+    }
+    out
 }

@@ -377,11 +377,16 @@ fn policy_item_price_promises_removes_promised_prices_from_answers() {
 
 #[test]
 fn policy_item_tools_an_allowed_tool_lifts_its_topic() {
+    // built-in tools are allowed by default: a price question goes to price_lookup, not refused
     let (f, mut plain) = fixture();
     let q = "Can you guarantee me a price for 100 licences?";
-    assert_eq!(policy_reason(&ask(&mut plain, q).0).as_deref(), Some("topic"));
-    let mut a = with_policy(&f, "[tools]\nallowed = [\"prices\"]\n");
+    assert_ne!(policy_reason(&ask(&mut plain, q).0).as_deref(), Some("topic"));
+    let mut none = with_policy(&f, "[tools]\nallowed = []\n");
+    assert_eq!(policy_reason(&ask(&mut none, q).0).as_deref(), Some("topic"));
+    let mut a = with_policy(&f, "[tools]\nallowed = [\"price_lookup\"]\n");
     assert_ne!(policy_reason(&ask(&mut a, q).0).as_deref(), Some("topic"));
+    let mut denied = with_policy(&f, "[tools]\ndenied = [\"price_lookup\"]\n");
+    assert_eq!(policy_reason(&ask(&mut denied, q).0).as_deref(), Some("topic"));
 }
 
 #[test]

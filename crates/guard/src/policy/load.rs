@@ -17,6 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::sign::{load_public_keys, sig_path, verify_signature};
+use super::tools::{check_loopback_url, check_tool_name, valid_server_name, McpServerConfig, McpTransport, MAX_MCP_TIMEOUT_MS};
 use super::{read, BlockAction, InjectionAction, Layer, Localised, Policy, PolicyError, PolicyFile, Result, Topic, TopicAction, ITEMS, LANGS};
 
 // ---------------------------------------------------------------- the file
@@ -34,6 +35,7 @@ struct RawPolicy {
     answer: Option<RawAnswer>,
     languages: Option<RawLanguages>,
     injection: Option<RawInjection>,
+    mcp: Option<RawMcp>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -101,7 +103,25 @@ struct RawPrice {
 #[serde(deny_unknown_fields)]
 struct RawTools {
     allowed: Option<Vec<String>>,
+    denied: Option<Vec<String>>,
+    confirm: Option<Vec<String>>,
     locked: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMcp {
+    servers: Option<BTreeMap<String, RawMcpServer>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMcpServer {
+    command: Option<String>,
+    args: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    url: Option<String>,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -305,9 +325,41 @@ impl Policy {
             }
         }
         if let Some(t) = &raw.tools {
-            if let Some(v) = &t.allowed {
+            if t.allowed.is_some() || t.denied.is_some() || t.confirm.is_some() {
                 touch(self, "tools")?;
-                self.allowed_tools = clean_list(v);
+            }
+            if let Some(v) = &t.allowed {
+                let v = clean_list(v);
+                for name in &v {
+                    if name.contains('.') {
+                        return Err(src.err(
+                            "tools.allowed",
+                            &format!("`{name}`: `allowed` lists built-in tools; an MCP server's tools are allowed unless `denied` names them"),
+                        ));
+                    }
+                    check_tool_name(name, false).map_err(|m| src.err("tools.allowed", &m))?;
+                }
+                self.allowed_tools = Some(v);
+            }
+            for (key, list, into) in [("tools.denied", &t.denied, &mut self.denied_tools), ("tools.confirm", &t.confirm, &mut self.confirm_tools)] {
+                if let Some(v) = list {
+                    let v = clean_list(v);
+                    for name in &v {
+                        check_tool_name(name, true).map_err(|m| src.err(key, &m))?;
+                    }
+                    *into = v;
+                }
+            }
+        }
+        if let Some(m) = &raw.mcp {
+            if layer == Layer::User {
+                return Err(src.err("mcp", "MCP servers can only be listed in the admin policy (TRESOR_POLICY or /etc/tresor/policy.toml)"));
+            }
+            for (name, rs) in m.servers.iter().flatten() {
+                let key = format!("mcp.servers.{name}");
+                let config = mcp_server(name, rs).map_err(|(k, m)| src.err(&if k.is_empty() { key.clone() } else { format!("{key}.{k}") }, &m))?;
+                self.mcp_servers.insert(name.clone(), config);
+                self.origin.insert(key, origin.clone());
             }
         }
         if let Some(a) = &raw.answer {
@@ -349,6 +401,46 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// One `[mcp.servers.NAME]` entry, checked; errors as (key below the entry, message).
+fn mcp_server(name: &str, rs: &RawMcpServer) -> std::result::Result<McpServerConfig, (String, String)> {
+    let err = |k: &str, m: String| (k.to_string(), m);
+    if !valid_server_name(name) {
+        return Err(err("", format!("`{name}` is not a server name (lowercase letters, digits, `_`, `-`)")));
+    }
+    if let Some(t) = rs.timeout_ms {
+        if t == 0 || t > MAX_MCP_TIMEOUT_MS {
+            return Err(err("timeout_ms", format!("must be between 1 and {MAX_MCP_TIMEOUT_MS} (got {t})")));
+        }
+    }
+    let transport = match (&rs.command, &rs.url) {
+        (Some(_), Some(_)) => return Err(err("url", "give `command` (stdio) or `url` (streamable HTTP), not both".into())),
+        (None, None) => return Err(err("", "needs `command` (a stdio server) or `url` (a streamable-HTTP server)".into())),
+        (Some(command), None) => {
+            let command = command.trim();
+            if command.is_empty() {
+                return Err(err("command", "must not be empty".into()));
+            }
+            let env = rs.env.clone().unwrap_or_default();
+            if let Some(bad) = env.keys().find(|k| k.is_empty() || k.contains('=') || k.contains('\0')) {
+                return Err(err("env", format!("`{bad}` is not an environment variable name")));
+            }
+            McpTransport::Stdio { command: command.to_string(), args: rs.args.clone().unwrap_or_default(), env }
+        }
+        (None, Some(url)) => {
+            if rs.args.is_some() {
+                return Err(err("args", "`args` belongs to a stdio server (`command`), not to a `url`".into()));
+            }
+            if rs.env.is_some() {
+                return Err(err("env", "`env` belongs to a stdio server (`command`), not to a `url`".into()));
+            }
+            let url = url.trim();
+            check_loopback_url(url).map_err(|m| err("url", m))?;
+            McpTransport::Http { url: url.to_string() }
+        }
+    };
+    Ok(McpServerConfig { transport, timeout_ms: rs.timeout_ms })
 }
 
 fn valid_name(s: &str) -> bool {

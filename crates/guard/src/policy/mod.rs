@@ -7,8 +7,9 @@
 //! curated names of its parts: [`load`] (parsing `policy.toml`, layering
 //! built-in defaults ← admin policy ← the user's policy, locks, errors that
 //! name file, line and key), [`sign`] (ed25519 signatures and admin keys),
-//! [`topics`] (topic detection over embeddings the caller passes in) and
-//! [`output`] (the sentence-level output check, [`PolicyOutputCheck`]).
+//! [`topics`] (topic detection over embeddings the caller passes in),
+//! [`output`] (the sentence-level output check, [`PolicyOutputCheck`]) and
+//! [`tools`] (which tools may run, which need confirmation, the MCP servers).
 //! Never: loads a model, reads a knowledge base, or records user text — a
 //! [`PolicyDecision`] holds topic names, scores and counts only.
 //! The built-in defaults are `assets/policy.example.toml`, compiled in.
@@ -16,6 +17,7 @@
 pub mod load;
 pub mod output;
 pub mod sign;
+pub mod tools;
 pub mod topics;
 
 #[cfg(test)]
@@ -31,6 +33,7 @@ use crate::injection::InjectionAction;
 pub use load::{PolicyPaths, SYSTEM_ADMIN_KEYS, SYSTEM_POLICY};
 pub use output::{is_price_promise, PolicyDecision, PolicyOutputCheck};
 pub use sign::{keygen, load_public_keys, read_public_key, read_signing_key, sig_path, sign, verify_signature, write_private};
+pub use tools::{McpServerConfig, McpTransport, DEFAULT_MCP_TIMEOUT_MS};
 pub use topics::{contains_term, cosine, TopicHit, TopicIndex};
 
 /// The shipped defaults (also the annotated example an admin copies).
@@ -134,7 +137,15 @@ pub struct Policy {
     pub price_promises: bool,
     pub price_unless_tool: Option<String>,
     pub price_words: Vec<String>,
-    pub allowed_tools: Vec<String>,
+    /// `[tools] allowed`: `None` (absent) = every built-in tool, `Some([])` = none.
+    /// Ask [`Policy::tool_allowed`] rather than reading it.
+    pub allowed_tools: Option<Vec<String>>,
+    /// `[tools] denied`: built-in names, `SERVER.tool`, `SERVER.*`.
+    pub denied_tools: Vec<String>,
+    /// `[tools] confirm`: tools that need confirmation besides those with side effects.
+    pub confirm_tools: Vec<String>,
+    /// `[mcp.servers.NAME]` (admin policy only).
+    pub mcp_servers: BTreeMap<String, McpServerConfig>,
     pub max_answer_chars: usize,
     pub allowed_languages: Vec<String>,
     pub injection_action: InjectionAction,
@@ -198,7 +209,10 @@ impl Policy {
             price_promises: false,
             price_unless_tool: None,
             price_words: Vec::new(),
-            allowed_tools: Vec::new(),
+            allowed_tools: None,
+            denied_tools: Vec::new(),
+            confirm_tools: Vec::new(),
+            mcp_servers: BTreeMap::new(),
             max_answer_chars: 2000,
             allowed_languages: LANGS.iter().map(|s| s.to_string()).collect(),
             injection_action: InjectionAction::Quarantine,
@@ -227,8 +241,8 @@ impl Policy {
     }
 
     /// A check with `unless_tool` is lifted while that tool is allowed.
-    fn lifted(&self, unless_tool: &Option<String>) -> bool {
-        unless_tool.as_ref().is_some_and(|tool| self.allowed_tools.contains(tool))
+    pub fn lifted(&self, unless_tool: &Option<String>) -> bool {
+        unless_tool.as_ref().is_some_and(|tool| self.tool_allowed(tool))
     }
 
     pub fn topic(&self, name: &str) -> Option<&Topic> {

@@ -198,12 +198,20 @@ fn topics_are_detected_by_similarity_and_keywords_and_tools_lift_them() {
         assert!(hits.is_empty(), "{q}: {hits:?}");
         assert!(nearest.is_some());
     }
-    // a price tool lifts the price-promise topic
+    // the price tool lifts the price-promise topic: refused only while price_lookup is not allowed
     let q = "Can you guarantee me a 20% discount if I order today?";
     let qv = fake_embed(&[q]).unwrap().pop().unwrap();
+    p.allowed_tools = Some(vec![]);
     assert_eq!(p.detect_topics(&idx, q, Some(&qv)).0[0].topic, "price_promise");
-    p.allowed_tools.push("prices".into());
+    p.allowed_tools = Some(vec!["order_status".into()]);
+    assert_eq!(p.detect_topics(&idx, q, Some(&qv)).0[0].topic, "price_promise");
+    p.allowed_tools = Some(vec!["price_lookup".into()]);
     assert!(p.detect_topics(&idx, q, Some(&qv)).0.iter().all(|h| h.topic != "price_promise"));
+    p.allowed_tools = None; // the default: every built-in tool
+    assert!(p.detect_topics(&idx, q, Some(&qv)).0.iter().all(|h| h.topic != "price_promise"));
+    p.denied_tools = vec!["price_lookup".into()];
+    assert_eq!(p.detect_topics(&idx, q, Some(&qv)).0[0].topic, "price_promise");
+    p.denied_tools.clear();
     // refusals are localised and name the topic and why
     let de = p.refusal("medical_diagnosis", "de");
     assert!(de.contains("medizinische Diagnose") && de.contains("Ärztin"), "{de}");
@@ -278,4 +286,145 @@ fn disclaimers_are_appended_once_in_the_question_language() {
     let mut s = g.push("Dazu habe ich nichts gefunden.");
     s.push_str(&g.finish(true));
     assert_eq!(s, "Dazu habe ich nichts gefunden.");
+}
+
+// ---------------------------------------------------------------- [tools] and [mcp]
+
+#[test]
+fn tools_allowed_is_three_state_absent_all_empty_none_list_those() {
+    let p = Policy::builtin();
+    assert_eq!(p.tools_allowed_list(), None);
+    for t in ["price_lookup", "order_status", "book_appointment", "create_ticket"] {
+        assert!(p.tool_allowed(t), "{t}");
+    }
+    let p = check("[tools]\nallowed = []\n").unwrap();
+    assert_eq!(p.tools_allowed_list(), Some(&[][..]));
+    assert!(!p.tool_allowed("price_lookup"));
+    let p = check("[tools]\nallowed = [\"price_lookup\", \" order_status \"]\n").unwrap();
+    assert_eq!(p.tools_allowed_list().unwrap(), ["price_lookup", "order_status"]);
+    assert!(p.tool_allowed("price_lookup") && p.tool_allowed("order_status"));
+    assert!(!p.tool_allowed("create_ticket"));
+    // a user layer that leaves [tools] out keeps the admin's list
+    let mut p = check("[tools]\nallowed = [\"order_status\"]\n").unwrap();
+    p.apply_toml("[answer]\nmax_chars = 300\n", Path::new("user.toml"), Layer::User).unwrap();
+    assert_eq!(p.tools_allowed_list().unwrap(), ["order_status"]);
+}
+
+#[test]
+fn tools_denied_and_confirm_name_builtins_and_mcp_tools() {
+    let p = check(
+        "[tools]\ndenied = [\"create_ticket\", \"time.convert_time\", \"crm.*\"]\nconfirm = [\"order_status\", \"time.get_current_time\"]\n\n\
+         [mcp.servers.time]\ncommand = \"mcp-server-time\"\n\n[mcp.servers.crm]\nurl = \"http://127.0.0.1:9000/mcp\"\n",
+    )
+    .unwrap();
+    assert!(!p.tool_allowed("create_ticket") && p.tool_allowed("book_appointment"));
+    assert!(p.tool_allowed("time.get_current_time"));
+    assert!(!p.tool_allowed("time.convert_time"));
+    assert!(!p.tool_allowed("crm.open_case") && p.tool_denied("crm.open_case"));
+    // a server the policy does not list has no tools
+    assert!(!p.tool_allowed("other.get_current_time"));
+    assert!(p.tool_needs_confirmation("order_status") && p.tool_needs_confirmation("time.get_current_time"));
+    assert!(!p.tool_needs_confirmation("price_lookup"));
+    // `allowed` restricts built-ins only: MCP tools stay allowed
+    let p = check("[tools]\nallowed = []\n[mcp.servers.time]\ncommand = \"x\"\n").unwrap();
+    assert!(!p.tool_allowed("price_lookup") && p.tool_allowed("time.get_current_time"));
+}
+
+#[test]
+fn tools_errors_name_the_line_and_key() {
+    let (line, key, msg) = invalid(check("[tools]\n\nallowed = [\"time.get_current_time\"]\n"));
+    assert_eq!((line, key.as_str()), (3, "tools.allowed"));
+    assert!(msg.contains("denied"), "{msg}");
+    let (line, key, msg) = invalid(check("[tools]\ndenied = [\"bad name\"]\n"));
+    assert_eq!((line, key.as_str()), (2, "tools.denied"), "{msg}");
+    let (line, key, _) = invalid(check("[tools]\nconfirm = [\"Bad.x\"]\n"));
+    assert_eq!((line, key.as_str()), (2, "tools.confirm"));
+    let (line, key, msg) = invalid(check("[tools]\nallowd = []\n"));
+    assert_eq!((line, key.as_str()), (2, "tools.allowd"), "{msg}");
+}
+
+#[test]
+fn tools_can_be_locked_by_the_admin_only() {
+    let mut p = check("[tools]\nallowed = [\"price_lookup\"]\nlocked = true\n").unwrap();
+    assert!(p.is_locked("tools"));
+    for user in ["[tools]\nallowed = [\"create_ticket\"]\n", "\n[tools]\ndenied = []\n", "[tools]\nconfirm = [\"x\"]\n"] {
+        let e = p.clone().apply_toml(user, Path::new("user.toml"), Layer::User).unwrap_err().to_string();
+        assert!(e.starts_with("user.toml:") && e.contains("locked"), "{e}");
+    }
+    let e = p.apply_toml("[tools]\nlocked = true\n", Path::new("user.toml"), Layer::User).unwrap_err().to_string();
+    assert!(e.contains("only the admin policy can lock"), "{e}");
+    // unlocked: the user's layer may change it
+    let mut p = check("[tools]\nallowed = [\"price_lookup\"]\n").unwrap();
+    p.apply_toml("[tools]\nallowed = []\n", Path::new("user.toml"), Layer::User).unwrap();
+    assert_eq!(p.tools_allowed_list(), Some(&[][..]));
+    // locked with the top-level list too
+    let p = check("locked = [\"tools\"]\n").unwrap();
+    assert!(p.clone().apply_toml("[tools]\ndenied = [\"create_ticket\"]\n", Path::new("u.toml"), Layer::User).is_err());
+}
+
+#[test]
+fn mcp_servers_stdio_and_http_entries() {
+    let p = check(
+        "[mcp.servers.time]\ncommand = \" /opt/venv/bin/mcp-server-time \"\nargs = [\"--local-timezone\", \"Europe/Berlin\"]\nenv = { TZ = \"UTC\", API_KEY = \"secret\" }\ntimeout_ms = 5000\n\n\
+         [mcp.servers.my-crm_2]\nurl = \"http://localhost:8931/mcp\"\n",
+    )
+    .unwrap();
+    let s = p.mcp_servers();
+    assert_eq!(s.keys().collect::<Vec<_>>(), ["my-crm_2", "time"]);
+    match &s["time"].transport {
+        McpTransport::Stdio { command, args, env } => {
+            assert_eq!(command, "/opt/venv/bin/mcp-server-time");
+            assert_eq!(args, &["--local-timezone", "Europe/Berlin"]);
+            assert_eq!(env["TZ"], "UTC");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s["time"].timeout(), std::time::Duration::from_millis(5000));
+    assert_eq!(s["my-crm_2"].transport, McpTransport::Http { url: "http://localhost:8931/mcp".into() });
+    assert_eq!(s["my-crm_2"].timeout(), std::time::Duration::from_millis(DEFAULT_MCP_TIMEOUT_MS));
+    // shown without the env values
+    let shown = serde_json::to_string(&p).unwrap();
+    assert!(shown.contains("\"API_KEY\":\"***\"") && !shown.contains("secret"), "{shown}");
+    assert!(shown.contains("\"transport\":\"stdio\"") && shown.contains("\"transport\":\"http\""), "{shown}");
+    // IPv4 and IPv6 loopback
+    for url in ["http://127.0.0.1:1/mcp", "https://[::1]:8443/mcp", "http://127.5.0.1/"] {
+        check(&format!("[mcp.servers.a]\nurl = \"{url}\"\n")).unwrap();
+    }
+    assert!(Policy::builtin().mcp_servers().is_empty());
+}
+
+#[test]
+fn mcp_server_errors_name_the_line_and_key() {
+    let (line, key, msg) = invalid(check("[answer]\nmax_chars = 100\n\n[mcp.servers.time]\ncommand = \"a\"\nurl = \"http://localhost/mcp\"\n"));
+    assert_eq!((line, key.as_str()), (6, "mcp.servers.time.url"));
+    assert!(msg.contains("not both"), "{msg}");
+    let (line, key, msg) = invalid(check("\n[mcp.servers.time]\ntimeout_ms = 100\n"));
+    assert_eq!((line, key.as_str()), (2, "mcp.servers.time"));
+    assert!(msg.contains("command") && msg.contains("url"), "{msg}");
+    let (line, key, msg) = invalid(check("[mcp.servers.Time]\ncommand = \"x\"\n"));
+    assert_eq!((line, key.as_str()), (1, "mcp.servers.Time"));
+    assert!(msg.contains("server name"), "{msg}");
+    let (line, key, msg) = invalid(check("[mcp.servers.web]\nurl = \"https://example.com/mcp\"\n"));
+    assert_eq!((line, key.as_str()), (2, "mcp.servers.web.url"));
+    assert!(msg.contains("network"), "{msg}");
+    let (line, key, _) = invalid(check("[mcp.servers.web]\nurl = \"ftp://localhost/\"\n"));
+    assert_eq!((line, key.as_str()), (2, "mcp.servers.web.url"));
+    let (line, key, _) = invalid(check("[mcp.servers.web]\nurl = \"http://localhost/\"\nargs = [\"x\"]\n"));
+    assert_eq!((line, key.as_str()), (3, "mcp.servers.web.args"));
+    let (line, key, _) = invalid(check("[mcp.servers.t]\ncommand = \"x\"\ntimeout_ms = 0\n"));
+    assert_eq!((line, key.as_str()), (3, "mcp.servers.t.timeout_ms"));
+    let (line, key, _) = invalid(check("[mcp.servers.t]\ncommand = \"  \"\n"));
+    assert_eq!((line, key.as_str()), (2, "mcp.servers.t.command"));
+    let (line, key, msg) = invalid(check("[mcp.servers.t]\ncommand = \"x\"\ncwd = \"/\"\n"));
+    assert_eq!((line, key.as_str()), (3, "mcp.servers.t.cwd"), "{msg}");
+    let (line, key, _) = invalid(check("[mcp]\nserver = {}\n"));
+    assert_eq!((line, key.as_str()), (2, "mcp.server"));
+}
+
+#[test]
+fn mcp_servers_come_from_the_admin_policy_only() {
+    let mut p = Policy::builtin();
+    let e = p.apply_toml("\n[mcp.servers.time]\ncommand = \"x\"\n", Path::new("user.toml"), Layer::User).unwrap_err().to_string();
+    assert!(e.starts_with("user.toml:2:") && e.contains("admin policy"), "{e}");
+    assert!(p.mcp_servers().is_empty());
 }
