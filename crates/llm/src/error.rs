@@ -50,6 +50,37 @@ pub enum LlmError {
     Sampling(String),
     #[error("inference failed: {0}")]
     Inference(String),
+    #[error("constrained decoding: {0}")]
+    Grammar(#[from] GrammarError),
+}
+
+/// Why a grammar (a JSON Schema or a Lark grammar) could not constrain a
+/// generation.
+#[derive(Debug, thiserror::Error)]
+pub enum GrammarError {
+    /// The schema is not a valid JSON Schema (wrong types of keywords, a
+    /// `$ref` that points nowhere).
+    #[error("invalid JSON Schema: {0}")]
+    InvalidSchema(String),
+    /// A valid schema that uses a keyword or format the grammar compiler does
+    /// not implement (e.g. `not`, `if`/`then`, `uniqueItems`, remote `$ref`s).
+    #[error("unsupported JSON Schema feature: {0}")]
+    UnsupportedSchema(String),
+    /// No value satisfies the schema (e.g. `minimum` above `maximum`).
+    #[error("no JSON value satisfies the schema: {0}")]
+    Unsatisfiable(String),
+    /// A Lark grammar that does not parse or compile.
+    #[error("invalid grammar: {0}")]
+    InvalidGrammar(String),
+    /// The grammar allows no next token and is not complete.
+    #[error("the grammar allows no next token and the output is not complete (no accepting path)")]
+    DeadEnd,
+    /// Generation stopped (token budget, context) before the grammar was complete.
+    #[error("generation stopped after {tokens} tokens before the output was complete (raise max_tokens)")]
+    Unfinished { tokens: usize },
+    /// A token the grammar does not allow was committed, or the matcher failed.
+    #[error("the grammar rejected the output: {0}")]
+    Rejected(String),
 }
 
 impl From<candle_core::Error> for LlmError {

@@ -1,6 +1,7 @@
 //! Tresor's model runtimes on candle: quantized GGUF chat models with their
 //! tokenizers, chat templates and sampling (`model`, `tokenizer`,
-//! `template`, `sampling`), the sentence embedder (`embed`, and its static
+//! `template`, `sampling`), grammar-constrained decoding (`constrain`,
+//! `grammar`), the sentence embedder (`embed`, and its static
 //! tier `static_embed`) and the
 //! cross-encoder reranker (`rerank`). Each model is a module with a plain
 //! `load` / `forward` API.
@@ -10,11 +11,13 @@
 
 pub mod attention;
 pub mod bert;
+pub mod constrain;
 pub mod device;
 pub mod embed;
 pub mod error;
 pub mod gemma;
 pub mod gguf;
+pub mod grammar;
 pub mod i8gemm;
 pub mod llama;
 pub mod model;
@@ -29,8 +32,10 @@ pub mod tokenizer;
 
 pub use candle_core::Device;
 pub use device::{device_from_str, set_cpu_threads};
-pub use error::{LlmError, Result};
+pub use constrain::{TokenConstraint, TokenMask};
+pub use error::{GrammarError, LlmError, Result};
+pub use grammar::{Grammar, GrammarConstraint};
 pub use model::{FinishReason, GenerateParams, Generation, LlmModel, LoadOptions};
 pub use sampling::SamplingParams;
 pub use template::{ChatMessage, ChatTemplate, Role};
-pub use tokenizer::GgufTokenizer;
+pub use tokenizer::{GgufTokenizer, TokenBytes};

@@ -7,7 +7,9 @@
 //! Generation streams text through a callback, stops on EOS, stop strings,
 //! the token budget, the context length or cancellation, and reuses the KV
 //! cache when a prompt extends the previous one (the next turn of the same
-//! conversation). Owns inference; never touches files other than the GGUF.
+//! conversation). [`LlmModel::generate_constrained`] runs the same loop under
+//! a [`TokenConstraint`] (a grammar). Owns inference; never touches files
+//! other than the GGUF.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
 use serde::Serialize;
 
+use crate::constrain::{restrict_logits, Step, TokenConstraint};
 use crate::error::{LlmError, Result};
 use crate::gguf::GgufFile;
 use crate::sampling::{Sampler, SamplingParams};
@@ -312,6 +315,34 @@ impl LlmModel {
         params: &GenerateParams,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation> {
+        self.run(prompt, params, None, on_text)
+    }
+
+    /// [`generate`](Self::generate) under `constraint`: each step samples only
+    /// among the tokens it allows (the others' logits are `-inf`), the
+    /// model's stop tokens only while it is accepting, tokens it forces run
+    /// without sampling, and generation ends when it is finished (reported
+    /// as [`FinishReason::Eos`]). Stop strings, the token budget and
+    /// cancellation still apply: a [`FinishReason::Length`] output may be
+    /// incomplete (ask the constraint's `is_accepting`).
+    pub fn generate_constrained(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        constraint: &mut dyn TokenConstraint,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        self.run(prompt, params, Some(constraint), on_text)
+    }
+
+    /// The generation loop of both.
+    fn run(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        mut constraint: Option<&mut dyn TokenConstraint>,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation> {
         let start = Instant::now();
         if prompt.is_empty() {
             return Err(LlmError::Inference("the prompt is empty".into()));
@@ -344,16 +375,38 @@ impl LlmModel {
             if params.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
                 break FinishReason::Cancelled;
             }
-            let next = sampler.sample(&mut logits, &history);
+            // The next tokens: one sampled, or (under a constraint) the ones
+            // it forces, or one sampled among those it allows.
+            let step: Vec<u32> = match constraint.as_deref_mut() {
+                None => vec![sampler.sample(&mut logits, &history)],
+                Some(c) => {
+                    let room = params.max_tokens.saturating_sub(generated.len()).min(self.context_length - history.len()).max(1);
+                    let mut forced = c.forced()?;
+                    forced.truncate(room);
+                    if !forced.is_empty() {
+                        forced
+                    } else {
+                        match restrict_logits(c, &mut logits, self.tokenizer.stop_ids().iter().copied())? {
+                            Step::Sample => vec![sampler.sample(&mut logits, &history)],
+                            Step::End => break FinishReason::Eos,
+                        }
+                    }
+                }
+            };
             if generated.is_empty() {
                 ttft_ms = ms(start);
                 decode_start = Instant::now();
             }
-            if self.tokenizer.is_stop(next) {
+            if step.len() == 1 && self.tokenizer.is_stop(step[0]) {
                 break FinishReason::Eos;
             }
-            generated.push(next);
-            history.push(next);
+            if let Some(c) = constraint.as_deref_mut() {
+                for &t in &step {
+                    c.commit(t)?;
+                }
+            }
+            generated.extend_from_slice(&step);
+            history.extend_from_slice(&step);
             let text = self.tokenizer.decode(&generated, true)?;
             let (piece, hit_stop) = stream.push(&text);
             if !piece.is_empty() && on_text(piece).is_break() {
@@ -362,14 +415,16 @@ impl LlmModel {
             if hit_stop {
                 break FinishReason::StopString;
             }
+            if constraint.as_deref().is_some_and(|c| c.is_finished()) {
+                break FinishReason::Eos;
+            }
             if generated.len() >= params.max_tokens {
                 break FinishReason::Length;
             }
             if history.len() >= self.context_length {
                 break FinishReason::ContextFull;
             }
-            let pos = history.len() - 1;
-            logits = self.forward(&[next], pos)?;
+            logits = self.forward_steps(&step, history.len() - step.len())?;
         };
         if finish != FinishReason::StopString {
             let rest = stream.finish();
@@ -389,6 +444,19 @@ impl LlmModel {
             tokens: generated,
             finish,
         })
+    }
+
+    /// Runs the tokens of one step (several when a constraint forced them)
+    /// and returns the last one's logits.
+    fn forward_steps(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
+        if tokens.len() == 1 || self.can_chunk_after_prefix() {
+            return self.forward(tokens, pos);
+        }
+        let mut logits = Vec::new();
+        for (i, &t) in tokens.iter().enumerate() {
+            logits = self.forward(&[t], pos + i)?;
+        }
+        Ok(logits)
     }
 }
 

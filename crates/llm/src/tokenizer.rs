@@ -8,10 +8,15 @@
 //! - `llama`: SentencePiece-style BPE ranked by token score, with byte
 //!   fallback (Llama 2, Mistral, Gemma).
 //!
+//! Each id's bytes ([`GgufTokenizer::token_bytes`]) come from the vocabulary
+//! itself (byte-level BPE's byte-to-unicode map; SentencePiece's `▁` and
+//! `<0xXX>` byte pieces): grammar-constrained decoding works on bytes.
+//!
 //! Owns text <-> ids only; never runs a model.
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -32,8 +37,11 @@ use crate::gguf::{value_as_u64, GgufFile};
 
 // GGUF token types (llama.cpp's llama_token_type).
 const TOKEN_TYPE_NORMAL: i64 = 1;
+const TOKEN_TYPE_UNKNOWN: i64 = 2;
 const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
+const TOKEN_TYPE_UNUSED: i64 = 5;
+const TOKEN_TYPE_BYTE: i64 = 6;
 
 const GPT2_REGEX: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -46,6 +54,16 @@ pub enum VocabKind {
     BytePairBpe,
     /// SentencePiece BPE by scores (`llama`).
     SentencePiece,
+}
+
+/// What one id stands for in generated output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenBytes {
+    /// Text: these bytes (possibly part of a UTF-8 character, e.g. a byte token).
+    Text(Vec<u8>),
+    /// A special token (control, unknown or unused): no text of its own; the
+    /// string is its name in the vocabulary (`<|im_end|>`).
+    Special(String),
 }
 
 /// A tokenizer for one GGUF model, plus the special ids generation needs.
@@ -61,6 +79,11 @@ pub struct GgufTokenizer {
     stop_ids: HashSet<u32>,
     /// Control tokens, hidden when text is shown to a person.
     control_ids: HashSet<u32>,
+    /// Each id's bytes, computed from the vocabulary at load.
+    token_bytes: Arc<[TokenBytes]>,
+    /// The grammar engine's view of this vocabulary (costly to build: made
+    /// on first use, shared by clones of this tokenizer).
+    grammar_env: Arc<OnceLock<Arc<crate::grammar::GrammarEnv>>>,
 }
 
 impl GgufTokenizer {
@@ -125,7 +148,20 @@ impl GgufTokenizer {
                 }
             }
         }
-        Ok(GgufTokenizer { inner, kind, bos_id, eos_id, add_bos, add_eos, stop_ids, control_ids })
+        let token_bytes: Arc<[TokenBytes]> =
+            tokens.iter().zip(&token_types).map(|(piece, &ty)| piece_bytes(kind, piece, ty)).collect();
+        Ok(GgufTokenizer {
+            inner,
+            kind,
+            bos_id,
+            eos_id,
+            add_bos,
+            add_eos,
+            stop_ids,
+            control_ids,
+            token_bytes,
+            grammar_env: Arc::default(),
+        })
     }
 
     /// Tokenizes like llama.cpp's `llama_tokenize(text, add_special, parse_special = true)`:
@@ -191,6 +227,63 @@ impl GgufTokenizer {
     /// The underlying `tokenizers` tokenizer.
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
+    }
+    /// What id `id` writes: its bytes, or that it is a special token. None
+    /// past the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> Option<&TokenBytes> {
+        self.token_bytes.get(id as usize)
+    }
+    /// Number of entries in the GGUF vocabulary (ids `0..n`).
+    pub fn vocab_len(&self) -> usize {
+        self.token_bytes.len()
+    }
+    pub(crate) fn grammar_env_slot(&self) -> &OnceLock<Arc<crate::grammar::GrammarEnv>> {
+        &self.grammar_env
+    }
+}
+
+/// The bytes one vocabulary piece stands for. Control, unknown and unused
+/// pieces are special. Byte-level BPE pieces are spelt in GPT-2's
+/// byte-to-unicode alphabet (a user-defined piece may be plain text: a
+/// character outside that alphabet stands for itself); SentencePiece pieces
+/// write spaces as `▁`, and `<0xXX>` byte pieces are one raw byte.
+fn piece_bytes(kind: VocabKind, piece: &str, ty: i64) -> TokenBytes {
+    match ty {
+        TOKEN_TYPE_CONTROL | TOKEN_TYPE_UNKNOWN | TOKEN_TYPE_UNUSED => return TokenBytes::Special(piece.to_string()),
+        TOKEN_TYPE_BYTE => {
+            if let Some(b) = piece.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                return TokenBytes::Text(vec![b]);
+            }
+        }
+        _ => {}
+    }
+    match kind {
+        VocabKind::BytePairBpe => {
+            let mut out = Vec::with_capacity(piece.len());
+            for c in piece.chars() {
+                match unicode_to_byte(c) {
+                    Some(b) => out.push(b),
+                    None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                }
+            }
+            TokenBytes::Text(out)
+        }
+        VocabKind::SentencePiece => TokenBytes::Text(piece.replace('\u{2581}', " ").into_bytes()),
+    }
+}
+
+/// GPT-2's byte-to-unicode map, inverted: the byte a character of a
+/// byte-level BPE piece stands for (printable Latin-1 bytes are themselves,
+/// the other 68 bytes are U+0100.. in byte order).
+fn unicode_to_byte(c: char) -> Option<u8> {
+    let cp = c as u32;
+    match cp {
+        33..=126 | 161..=172 | 174..=255 => Some(cp as u8),
+        // the non-printable bytes in order: 0..=32, 127..=160, 173
+        256..=288 => Some((cp - 256) as u8),
+        289..=322 => Some((cp - 289 + 127) as u8),
+        323 => Some(173),
+        _ => None,
     }
 }
 
