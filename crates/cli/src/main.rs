@@ -16,6 +16,7 @@ mod pii_cmd;
 mod policy_cmd;
 mod serve_cmd;
 mod text_input;
+mod tools_cmd;
 mod workspace_cmd;
 
 use std::path::PathBuf;
@@ -102,6 +103,9 @@ enum Command {
     /// Workspaces (teams or tenants) and their API tokens: list, create, remove, token create|list|revoke.
     #[command(subcommand)]
     Workspace(workspace_cmd::WorkspaceCmd),
+    /// Tools the assistant can call: import their data (prices, orders, calendar), list them, show appointments and tickets.
+    #[command(subcommand)]
+    Tools(tools_cmd::ToolsCmd),
 }
 
 #[derive(Subcommand)]
@@ -156,6 +160,7 @@ fn run(cli: Cli) -> Result<()> {
     // the workspace's data dir: `ingest` creates a missing workspace, `workspace ...` names its own
     let need = match &cli.command {
         Command::Ingest(_) => ctx::WsNeed::Create,
+        Command::Tools(cmd) if tools_cmd::creates_data(cmd) => ctx::WsNeed::Create,
         Command::Workspace(_) => ctx::WsNeed::Name,
         _ => ctx::WsNeed::Existing,
     };
@@ -201,6 +206,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => audit_cmd::run(cmd, &ctx),
         Command::Key(cmd) => key_cmd::run(cmd, &ctx),
         Command::Workspace(cmd) => workspace_cmd::run(cmd, &ctx),
+        Command::Tools(cmd) => tools_cmd::run(cmd, &ctx),
     }
 }
 

@@ -218,6 +218,16 @@ mod tests {
     }
 
     #[test]
+    fn every_builtin_schema_is_a_valid_closed_2020_12_schema() {
+        for s in builtins() {
+            jsonschema::draft202012::meta::validate(&s.schema).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            assert_eq!(s.schema["additionalProperties"], false, "{}", s.name);
+            assert_eq!(s.schema["type"], "object", "{}", s.name);
+            assert!(!s.description_en.is_empty() && !s.description_de.is_empty());
+        }
+    }
+
+    #[test]
     fn mcp_source_round_trips() {
         let mut s = builtins().remove(0);
         s.source = ToolSource::Mcp("time".into());
