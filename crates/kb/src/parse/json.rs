@@ -13,7 +13,13 @@ use super::{Block, BlockKind, Event, ParseError, Sink};
 fn flatten(v: &Value, path: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
-            for (k, x) in m {
+            // Keys sorted, as they were when serde_json's maps were always
+            // sorted: with llguidance in the build (its `preserve_order`
+            // feature) maps keep file order, and records must not change.
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            for k in keys {
+                let x = &m[k];
                 let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 flatten(x, &p, out);
             }
@@ -170,7 +176,7 @@ mod tests {
         })
         .unwrap();
         let Event::Block(b) = &v[0] else { panic!() };
-        assert_eq!(b.text, "a.de: 10 EUR\na.tags: x, y\nq: Preis?"); // keys sorted (serde_json without preserve_order)
+        assert_eq!(b.text, "a.de: 10 EUR\na.tags: x, y\nq: Preis?"); // keys sorted, whatever serde_json's map order
         let mut bad = |_e: Event| Ok(());
         assert!(matches!(parse_lines(&b"{\"a\":1}\n{oops\n"[..], &mut bad), Err(ParseError::Corrupt { .. })));
     }

@@ -165,6 +165,22 @@ fn schemas_the_compiler_cannot_handle_are_typed_errors() {
     let trig = grammar_error(Grammar::triggered_json("<t>", &json!({"type": "object", "if": {}}), ""));
     assert!(matches!(trig, GrammarError::UnsupportedSchema(_)), "{trig}");
     assert!(Grammar::triggered_json("", &json!({}), "").is_err());
+    // regexes llguidance cannot compile, odd shapes: an error or a grammar, never a panic
+    for odd in [
+        json!({"type": "string", "pattern": "(?<=a)b"}),
+        json!({"type": "string", "pattern": "("}),
+        json!({"type": "object", "properties": {"a": {"$ref": "#"}}}),
+        json!({"anyOf": []}),
+        json!({"type": ["string", "null"], "maxLength": -1}),
+        json!({"$ref": "https://example.com/schema.json"}),
+    ] {
+        let _ = Grammar::json_schema(&odd);
+    }
+    assert!(Grammar::json_schema(&json!({"$ref": "https://example.com/schema.json"})).is_err(), "no remote references");
+    // oneOf: where the branches cannot overlap it is compiled, otherwise refused
+    Grammar::json_schema(&json!({"oneOf": [{"type": "string"}, {"type": "integer"}]})).unwrap();
+    let overlap = grammar_error(Grammar::json_schema(&json!({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]})));
+    assert!(matches!(overlap, GrammarError::UnsupportedSchema(_)), "{overlap}");
     // local references work without remote resolution
     Grammar::json_schema(&json!({"$defs": {"d": {"type": "string"}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/d"}}})).unwrap();
 }
