@@ -50,6 +50,8 @@ pub struct AssistantConfig {
     pub routing: RoutingConfig,
     /// The prompt-injection firewall (`[injection]`, see `firewall.rs`).
     pub injection: crate::firewall::InjectionConfig,
+    /// Tools and actions (`[tools]`, see `act/`): opening hours, how the model fills arguments.
+    pub tools: crate::act::ToolsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +107,7 @@ impl Default for AssistantConfig {
             cache: CacheConfig::default(),
             routing: RoutingConfig::default(),
             injection: crate::firewall::InjectionConfig::default(),
+            tools: crate::act::ToolsConfig::default(),
         }
     }
 }

@@ -42,8 +42,15 @@ pub enum AssistantError {
     Goldset { path: PathBuf, line: usize, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// The model cannot do what was asked (e.g. a scripted or remote model
+    /// without grammar-constrained decoding).
+    #[error("model `{model}` does not support {what}")]
+    Unsupported { model: String, what: &'static str },
     #[error("policy: {0}")]
     Policy(#[from] tresor_guard::policy::PolicyError),
+    /// A tool, its data or an action (tresor-tools).
+    #[error(transparent)]
+    Tool(#[from] tresor_tools::error::ToolError),
     #[error("audit log: {0}")]
     Audit(#[from] tresor_guard::audit::AuditError),
 }

@@ -13,6 +13,7 @@
 //! [`Assistant`] and hold no logic of their own.
 #![forbid(unsafe_code)]
 
+mod act;
 mod cache;
 mod cite;
 mod config;
@@ -30,10 +31,14 @@ mod route;
 pub mod scratch;
 pub mod store;
 pub mod text;
+pub mod tools_data;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
 // What the doors need, curated; the pipeline's modules stay private.
+pub use act::{ActionReport, FillMode, ToolsConfig};
+pub use tresor_tools::actions::{Action, Outcome as ActionOutcome, Status as ActionStatus};
+pub use tresor_tools::spec::ToolSpec;
 pub use cache::CacheStats;
 pub use cite::SentenceCheck;
 pub use config::AssistantConfig;

@@ -236,6 +236,7 @@ impl Assistant {
             tokens: Tokens::default(),
             thread_id: None,
             message_id: None,
+            actions: Vec::new(),
             trace: Trace { policy: Some(pre.decision), ..Default::default() },
         };
         if let Some(t) = req.thread {
@@ -305,6 +306,13 @@ impl Assistant {
         self.gate.audit.append(&ev).map_err(AssistantError::from)?;
         Ok(())
     }
+}
+
+/// One audit entry for a change outside an answer (tool data imports), as `actor` (None: the OS user).
+pub fn audit_event(data_dir: &Path, workspace: &str, actor: Option<&str>, event: &str, data: Value) -> Result<()> {
+    let ev = Event { event: event.into(), actor: actor.map(str::to_string).unwrap_or_else(os_actor), workspace: workspace.into(), data };
+    AuditLog::for_data_dir(data_dir).append(&ev)?;
+    Ok(())
 }
 
 /// The audit entry for a knowledge-base change ([`crate::library`] writes every one).

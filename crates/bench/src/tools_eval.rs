@@ -243,20 +243,20 @@ fn metrics<'a>(rs: impl Iterator<Item = &'a CaseResult> + Clone) -> Metrics {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ToolsEvalReport {
-    /// "on" or "off": whether the model filled arguments under the JSON-Schema grammar.
+    /// Whether the model filled arguments under the JSON-Schema grammar: "on", "off (free)", "off (extractor only)".
     pub grammar: String,
     pub all: Metrics,
     pub by_lang: BTreeMap<String, Metrics>,
     pub items: Vec<CaseResult>,
 }
 
-pub fn summarise(grammar: bool, items: Vec<CaseResult>) -> ToolsEvalReport {
+pub fn summarise(grammar: &str, items: Vec<CaseResult>) -> ToolsEvalReport {
     let mut by_lang = BTreeMap::new();
     let langs: std::collections::BTreeSet<String> = items.iter().map(|r| r.lang.clone()).collect();
     for l in langs {
         by_lang.insert(l.clone(), metrics(items.iter().filter(|r| r.lang == l)));
     }
-    ToolsEvalReport { grammar: if grammar { "on" } else { "off" }.into(), all: metrics(items.iter()), by_lang, items }
+    ToolsEvalReport { grammar: grammar.into(), all: metrics(items.iter()), by_lang, items }
 }
 
 /// The table: one row per metric, columns all / per language.
@@ -325,7 +325,7 @@ mod tests {
         assert!(none.selection_ok && none.json_valid.is_none());
         let garbage = score(&c, &json!({"answer": "x"}), &|_, _, _| true);
         assert!(!garbage.selection_ok);
-        let rep = summarise(true, vec![called, none, garbage]);
+        let rep = summarise("on", vec![called, none, garbage]);
         assert_eq!(rep.all.false_tool_calls, Rate { rate: Some(1.0 / 3.0), k: 1, n: 3 });
         assert!(table(&rep).contains("false tool calls"));
     }
@@ -339,4 +339,37 @@ mod tests {
         let bad = json!({"answer": "?", "actions": [{"tool": "order_status", "status": "failed", "arguments": {}, "missing": []}]});
         assert_eq!(score(&c, &bad, &|_, _, _| true).missing_ok, Some(false));
     }
+}
+
+/// Asks every case (with its `now`, no cache, answering from `kb` when given)
+/// and scores the answer; `progress` hears about each result.
+pub fn evaluate(
+    assistant: &mut tresor_assistant::Assistant,
+    cases: &[ToolCase],
+    kb: Option<&str>,
+    progress: &mut dyn FnMut(&CaseResult),
+) -> Result<Vec<CaseResult>, String> {
+    let specs = assistant.tools().map_err(|e| format!("tools: {e}"))?;
+    let validate = |tool: &str, args: &Value, missing: &[String]| -> bool {
+        let Some(spec) = specs.iter().find(|s| s.name == tool) else { return false };
+        let mut schema = spec.schema.clone();
+        if let Some(Value::Array(req)) = schema.get_mut("required") {
+            req.retain(|r| r.as_str().is_some_and(|r| !missing.iter().any(|m| m == r)));
+        }
+        tresor_tools::schema::validate(&schema, args).is_ok()
+    };
+    let mut out = Vec::new();
+    for c in cases {
+        let now: jiff::Timestamp = c.now.parse().map_err(|e| format!("case {}: now `{}`: {e}", c.id, c.now))?;
+        let req = tresor_assistant::AskRequest { question: c.message.clone(), kb: kb.map(str::to_string), no_cache: true, now: Some(now), ..Default::default() };
+        let answer = match assistant.answer(&req, &mut |_| {}) {
+            Ok(a) => serde_json::to_value(&a).map_err(|e| e.to_string())?,
+            // an error is an answer without actions: it scores as wrong, the run goes on
+            Err(e) => serde_json::json!({ "answer": format!("error: {e}") }),
+        };
+        let r = score(c, &answer, &validate);
+        progress(&r);
+        out.push(r);
+    }
+    Ok(out)
 }

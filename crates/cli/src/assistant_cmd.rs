@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use tresor_assistant::library::kb_names;
 use tresor_assistant::store::Feedback;
-use tresor_assistant::{scratch, Answer, AskRequest, Assistant, AssistantConfig, EnginePaths};
+use tresor_assistant::{scratch, ActionStatus, Answer, AskRequest, Assistant, AssistantConfig, EnginePaths};
 use tresor_bench::answer_eval as eval;
 
 use crate::ctx::Ctx;
@@ -35,6 +35,9 @@ pub struct AskArgs {
     /// Print the pipeline trace (passages, evidence, sentence support) to stderr.
     #[arg(long)]
     pub trace: bool,
+    /// Run side-effect tools (booking, tickets) without stopping for confirmation.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Args, Debug)]
@@ -125,7 +128,16 @@ pub fn run_ask(args: AskArgs, ctx: &Ctx) -> Result<()> {
         eprintln!("note: no knowledge base (ingest documents with `tresor ingest PATH`); the model answers on its own, without sources");
     }
     let mut assistant = build_assistant(ctx, &ctx.data_dir, &crate::key_cmd::workspace_key(ctx)?)?;
-    let req = AskRequest { question: args.question, kb, thread: args.thread, model: args.model, no_cache: args.no_cache, ..Default::default() };
+    let req = AskRequest {
+        question: args.question,
+        kb,
+        thread: args.thread,
+        model: args.model,
+        no_cache: args.no_cache,
+        now: ctx.now,
+        yes: args.yes,
+        ..Default::default()
+    };
     let stdout = std::io::stdout();
     let json = args.json;
     let ans = assistant.answer(&req, &mut |piece| {
@@ -143,6 +155,9 @@ pub fn run_ask(args: AskArgs, ctx: &Ctx) -> Result<()> {
     } else {
         println!();
         print_sources(&ans);
+        for act in ans.actions.iter().filter(|x| x.status == ActionStatus::NeedsConfirmation) {
+            eprintln!("confirm with: tresor actions confirm {}   (or: tresor actions decline {})", act.id, act.id);
+        }
         eprintln!("({})", footer(&ans));
     }
     Ok(())
@@ -233,7 +248,7 @@ pub fn run_chat(args: ChatArgs, ctx: &Ctx) -> Result<()> {
                 t
             }
         };
-        let req = AskRequest { question: line.to_string(), kb: kb.clone(), thread: Some(t), model: model.clone(), ..Default::default() };
+        let req = AskRequest { question: line.to_string(), kb: kb.clone(), thread: Some(t), model: model.clone(), now: ctx.now, ..Default::default() };
         let res = assistant.answer(&req, &mut |piece| {
             print!("{piece}");
             let _ = std::io::stdout().flush();
@@ -246,6 +261,18 @@ pub fn run_chat(args: ChatArgs, ctx: &Ctx) -> Result<()> {
                     println!("  {}", cited.join("  "));
                 }
                 eprintln!("  ({})", footer(&a));
+                // a proposed side effect runs only on the user's yes
+                for act in a.actions.iter().filter(|x| x.status == ActionStatus::NeedsConfirmation) {
+                    print!("  run {} with {}? [y/N] ", act.tool, act.arguments);
+                    std::io::stdout().flush()?;
+                    let answer = lines.next().transpose()?.unwrap_or_default();
+                    let yes = matches!(answer.trim().to_lowercase().as_str(), "y" | "yes" | "j" | "ja");
+                    let r = if yes { assistant.confirm_action(&act.id, ctx.now, None) } else { assistant.decline_action(&act.id, None) };
+                    match r {
+                        Ok(r) => println!("{}", r.message),
+                        Err(e) => println!("error: {e:#}"),
+                    }
+                }
                 last = Some(a);
             }
             Err(e) => println!("error: {e:#}"),

@@ -3,6 +3,7 @@
 //! errors with context. Holds no engine logic.
 #![forbid(unsafe_code)]
 
+mod actions_cmd;
 mod assistant_cmd;
 mod audit_cmd;
 mod bench_cmd;
@@ -81,6 +82,9 @@ enum Command {
     Search(kb_cmd::SearchArgs),
     /// Answer a question from a knowledge base, with cited sources (streams; --json for one object).
     Ask(assistant_cmd::AskArgs),
+    /// Confirm, decline or show a tool action (`actions[].id` of `tresor ask --json`).
+    #[command(subcommand)]
+    Actions(actions_cmd::ActionsCmd),
     /// Interactive conversation with history (/sources /new /kb /model /rate).
     Chat(assistant_cmd::ChatArgs),
     /// Local HTTP API: OpenAI-compatible /v1 and native /api endpoints (bearer token, loopback by default).
@@ -123,6 +127,8 @@ enum GuardCmd {
 enum EvalCmd {
     /// Recall@1/5/10, MRR and nDCG@10 per search mode on a gold set.
     Retrieval(kb_cmd::EvalRetrievalArgs),
+    /// Tool calls on cases (shared/eval/tools_dev format): selection, arguments, false calls, JSON validity, task success.
+    Tools(actions_cmd::EvalToolsArgs),
     /// Answer quality on a gold set: token F1, citation precision, refusal rate, latency, tokens.
     Answers(assistant_cmd::EvalAnswersArgs),
     /// PII detection per type (precision/recall), Tresor and Presidio on the same cases.
@@ -195,6 +201,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(EvalCmd::Retrieval(args)) => kb_cmd::run_eval_retrieval(args, &ctx),
         Command::Eval(EvalCmd::Answers(args)) => assistant_cmd::run_eval_answers(args, &ctx),
         Command::Ask(args) => assistant_cmd::run_ask(args, &ctx),
+        Command::Actions(cmd) => actions_cmd::run(cmd, &ctx),
+        Command::Eval(EvalCmd::Tools(args)) => actions_cmd::run_eval_tools(args, &ctx),
         Command::Chat(args) => assistant_cmd::run_chat(args, &ctx),
         Command::Serve(args) => serve_cmd::run_serve(args, &ctx),
         Command::Eval(EvalCmd::Pii(args)) => pii_cmd::run_eval_pii(args, &ctx),

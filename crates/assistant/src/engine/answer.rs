@@ -188,6 +188,14 @@ pub struct Answer {
     pub tokens: Tokens,
     pub thread_id: Option<i64>,
     pub message_id: Option<i64>,
+    /// Tool calls of this turn (`[]` when the message needed none): `{id, tool, arguments,
+    /// status, result, error, missing}`, status needs_input | needs_confirmation | succeeded |
+    /// failed | declined | timed_out.
+    #[cfg_attr(
+        feature = "ts",
+        ts(type = "Array<{ id: string, tool: string, arguments: Record<string, unknown>, status: 'needs_input' | 'needs_confirmation' | 'succeeded' | 'failed' | 'declined' | 'timed_out', result: unknown, error: string | null, missing: Array<string> }>")
+    )]
+    pub actions: Vec<tresor_tools::actions::Action>,
     pub trace: Trace,
 }
 

@@ -202,6 +202,7 @@ impl Assistant {
             tokens: Tokens { prompt: 0, completion: 0, context: 0 },
             thread_id: None,
             message_id: None,
+            actions: Vec::new(),
             trace: std::mem::take(&mut rec.trace),
         }))
     }
@@ -394,6 +395,7 @@ fn validate(ask: &Ask, mut rec: Record, packed: &Packed, mut v: Validator, g: Ge
         tokens: Tokens { prompt: g.prompt_tokens, completion: g.completion, context: packed.context_tokens },
         thread_id: None,
         message_id: None,
+        actions: Vec::new(),
         trace: rec.trace,
     }
 }

@@ -63,6 +63,8 @@ pub struct Assistant {
     pub metrics: Metrics,
     /// The admin policy and the audit log (`policy.rs`).
     pub(crate) gate: crate::policy::PolicyGate,
+    /// Tools and actions (`act/`).
+    pub(crate) tools: crate::act::ToolLayer,
 }
 
 /// A short hash of the knowledge base's documents (source, sha256, chunks):
@@ -107,6 +109,7 @@ impl Assistant {
             kbs: HashMap::new(),
             metrics: Metrics::default(),
             gate: crate::policy::PolicyGate::load(data_dir)?,
+            tools: Default::default(),
         })
     }
 
@@ -219,6 +222,12 @@ impl Assistant {
         Ok(loaded.get_mut(spec).expect("inserted above"))
     }
 
+    /// The chat model that fills tool arguments (chat-small: the shipped default).
+    pub(crate) fn tool_model(&mut self) -> Result<&mut Box<dyn ChatModel>> {
+        let mut load_ms = 0.0;
+        Self::model(&mut self.loaded, &mut self.models, &ModelSpec::Role(Role::ChatSmall), &mut load_ms)
+    }
+
     /// Answers one question, streaming the answer text to `on_text`.
     pub fn answer(&mut self, req: &AskRequest, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
         let t0 = Instant::now();
@@ -242,7 +251,10 @@ impl Assistant {
         let t_policy = Instant::now();
         let pre = self.policy_precheck(&q, lang);
         let policy_ms = ms(t_policy);
-        if pre.refusal.is_some() {
+        // a refused topic may be what a tool answers (a price question goes to price_lookup,
+        // never refused as a "price promise" before the tool ran); language and blocked terms stand
+        let topic_refusal = pre.refusal.is_some() && pre.decision.reason.as_deref() == Some("topic");
+        if pre.refusal.is_some() && !topic_refusal {
             return self.policy_refuse(pre, &q, lang, req, t0, on_text);
         }
         let policy = self.gate.policy.clone();
@@ -261,7 +273,24 @@ impl Assistant {
         let flagged = if injection.enabled { firewall::screen_prompt(&q, self.embedder.as_ref()).filter(|v| v.injection) } else { None };
         let prompt_screen_ms = ms(t_fw);
         let blocked = flagged.is_some() && injection.prompt == tresor_guard::injection::InjectionAction::Block;
-        let mut ans = if blocked {
+        // tools (act/): only the user's own message is routed to a tool, never retrieved text
+        let conversation = crate::act::conversation_key(req);
+        let turn = if blocked { None } else { self.tool_turn(&q, lang, req, &conversation)? };
+        if turn.is_none() && topic_refusal {
+            drop(og);
+            return self.policy_refuse(pre, &q, lang, req, t0, outer);
+        }
+        let mut ans = if let Some(t) = turn {
+            on_text(&t.text);
+            let role = if t.model_ms > 0.0 { "chat-small" } else { "none" };
+            let mut a = bare_answer(t.text, intent, lang, RouteChoice { role: role.into(), reason: t.reason });
+            a.route = "tool".into();
+            a.grounded = t.ran.is_some();
+            a.sources = t.sources;
+            a.actions = t.actions;
+            a.timings.generate_ms = t.model_ms;
+            a
+        } else if blocked {
             let text = firewall::blocked_reply(lang == Lang::De);
             on_text(&text);
             let mut a = bare_answer(text, intent, lang, RouteChoice { role: "none".into(), reason: "blocked by the injection firewall".into() });
@@ -304,6 +333,7 @@ impl Assistant {
             let meta = serde_json::json!({
                 "sources": ans.sources, "model": ans.model, "timings": ans.timings, "tokens": ans.tokens,
                 "route": ans.route, "routing": ans.routing, "grounded": ans.grounded, "refused": ans.refused, "cache_hit": ans.cache_hit,
+                "actions": ans.actions,
             });
             ans.message_id = Some(self.threads.add_message(t, "assistant", &ans.answer, Some(&meta))?);
             ans.thread_id = Some(t);
@@ -432,6 +462,7 @@ fn bare_answer(text: String, intent: Intent, lang: Lang, routing: RouteChoice) -
         tokens: Tokens::default(),
         thread_id: None,
         message_id: None,
+        actions: Vec::new(),
         trace: Trace::default(),
     }
 }
