@@ -12,6 +12,7 @@ mod injection_cmd;
 mod kb_cmd;
 mod key_cmd;
 mod llm_cmd;
+mod mcp_cmd;
 mod models_cmd;
 mod pii_cmd;
 mod policy_cmd;
@@ -98,6 +99,9 @@ enum Command {
     /// Show or check the admin policy.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCmd),
+    /// Model Context Protocol: the admin policy's MCP servers and their tools; Tresor as an MCP server (stdio).
+    #[command(subcommand)]
+    Mcp(mcp_cmd::McpCmd),
     /// Verify or export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCmd),
@@ -211,6 +215,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Guard(GuardCmd::Injection(args)) => injection_cmd::run_injection(args, &ctx),
         Command::Guard(GuardCmd::TrainInjection(args)) => injection_cmd::run_train_injection(args, &ctx),
         Command::Policy(cmd) => policy_cmd::run(cmd, &ctx),
+        Command::Mcp(cmd) => mcp_cmd::run(cmd, &ctx),
         Command::Audit(cmd) => audit_cmd::run(cmd, &ctx),
         Command::Key(cmd) => key_cmd::run(cmd, &ctx),
         Command::Workspace(cmd) => workspace_cmd::run(cmd, &ctx),
