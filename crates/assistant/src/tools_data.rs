@@ -17,6 +17,8 @@ use tresor_tools::store::ToolStore;
 
 use crate::error::{AssistantError, Result};
 
+pub use crate::act::tools_in_force;
+
 /// The kinds `tresor tools import KIND FILE` knows.
 pub const KINDS: &[&str] = &["prices", "orders", "calendar"];
 

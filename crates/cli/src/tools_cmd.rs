@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
-use tresor_tools::{builtins, export_ics, import, ToolStore};
+use tresor_assistant::tools_data;
+use tresor_tools::{export_ics, ToolStore};
 
 use crate::ctx::Ctx;
 
@@ -62,13 +63,14 @@ fn open_store(ctx: &Ctx) -> Result<ToolStore> {
 pub fn run(cmd: ToolsCmd, ctx: &Ctx) -> Result<()> {
     match cmd {
         ToolsCmd::Import { kind, file, json } => {
-            let store = open_store(ctx)?;
-            let report = match kind {
-                ImportKind::Prices => import::import_prices(&store, &file),
-                ImportKind::Orders => import::import_orders(&store, &file),
-                ImportKind::Calendar => import::import_calendar(&store, &file),
-            }
-            .context("nothing was imported")?;
+            let key = crate::key_cmd::workspace_key(ctx)?;
+            let kind = match kind {
+                ImportKind::Prices => "prices",
+                ImportKind::Orders => "orders",
+                ImportKind::Calendar => "calendar",
+            };
+            // through the engine's door: audited (tools.import), validated by tresor-tools
+            let report = tools_data::import(&ctx.data_dir, &key, &ctx.workspace, None, kind, &file).context("nothing was imported")?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -76,10 +78,17 @@ pub fn run(cmd: ToolsCmd, ctx: &Ctx) -> Result<()> {
             }
         }
         ToolsCmd::List { json } => {
-            let tools = builtins();
+            let key = crate::key_cmd::workspace_key(ctx)?;
+            let (tools, unreachable) = tools_data::tools_in_force(&ctx.data_dir, &key)?;
+            for (server, why) in &unreachable {
+                eprintln!("warning: MCP server `{server}` is not available: {why}");
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&tools)?);
             } else {
+                if tools.is_empty() {
+                    println!("no tools in force (import data with `tresor tools import prices|orders|calendar FILE`, or list MCP servers in the admin policy)");
+                }
                 for t in &tools {
                     let class = if t.is_read_only() { "read-only" } else { "side effect" };
                     println!("{:<18} {:<12} {:<8} {}", t.name, class, t.source.to_string(), t.description_en);

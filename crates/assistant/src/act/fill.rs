@@ -63,6 +63,11 @@ fn writable(spec: &ToolSpec, field: &str, extracted: &Map<String, Value>) -> boo
 /// The tool's schema narrowed to what this message allows (see the module doc);
 /// None when it admits exactly one object (nothing for the model to choose).
 pub(crate) fn narrowed_schema(spec: &ToolSpec, extracted: &Map<String, Value>) -> Option<Value> {
+    if !spec.is_builtin() {
+        // an MCP tool: the router gives no arguments, the model writes them all under the
+        // server's own schema (and a side effect still waits for the user's yes)
+        return Some(spec.schema.clone());
+    }
     let props = spec.schema.get("properties").and_then(Value::as_object)?;
     let mut out = Map::new();
     let mut free = false;

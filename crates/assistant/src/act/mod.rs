@@ -17,6 +17,7 @@
 //! value the user did not give (it stays `missing`).
 
 mod fill;
+mod mcp;
 pub(crate) mod reply;
 #[cfg(test)]
 mod tests;
@@ -86,6 +87,26 @@ pub(crate) struct ToolTurn {
 #[derive(Default)]
 pub(crate) struct ToolLayer {
     store: Option<ToolStore>,
+    mcp: mcp::McpTools,
+}
+
+/// What running an action may use: the built-ins' context, and the MCP servers for external tools.
+struct EngineExec<'a> {
+    ctx: ExecCtx,
+    specs: &'a [ToolSpec],
+    mcp: &'a mcp::McpTools,
+}
+
+impl Executor for EngineExec<'_> {
+    fn ctx(&self) -> &ExecCtx {
+        &self.ctx
+    }
+    fn spec(&self, tool: &str) -> Option<ToolSpec> {
+        self.specs.iter().find(|s| s.name == tool).cloned().or_else(|| tresor_tools::spec::builtin_spec(tool))
+    }
+    fn call_external(&self, spec: &ToolSpec, args: &Value, timeout: std::time::Duration) -> tresor_tools::error::Result<Value> {
+        self.mcp.call(spec, args, timeout)
+    }
 }
 
 /// The conversation key actions are idempotent within.
@@ -122,22 +143,28 @@ impl Assistant {
         Ok(self.tools.store.as_ref())
     }
 
+    /// The tool store, created when missing (an MCP action needs one to be recorded in).
+    fn tool_store_or_create(&mut self) -> Result<&ToolStore> {
+        if self.tools.store.is_none() {
+            self.tools.store = Some(ToolStore::open(self.data_dir(), self.key()).map_err(tool_err)?);
+        }
+        Ok(self.tools.store.as_ref().expect("opened above"))
+    }
+
     /// The tools in force: built-ins whose data is imported (tickets need none, once any
-    /// tool data exists) and that the admin policy allows.
+    /// tool data exists) and that the admin policy allows, then the tools of the policy's
+    /// MCP servers (`SERVER.tool`) that it does not deny.
     pub fn tools(&mut self) -> Result<Vec<ToolSpec>> {
         let policy = self.gate.policy.clone();
-        let Some(store) = self.tool_store()? else { return Ok(Vec::new()) };
-        let mut out = Vec::new();
-        for spec in builtins() {
-            let has_data = match tresor_tools::builtin::data_kind(&spec.name) {
-                Some(kind) => store.has_data(kind).map_err(tool_err)?,
-                None => true,
-            };
-            if has_data && policy.tool_allowed(&spec.name) {
-                out.push(spec);
-            }
-        }
-        Ok(out)
+        self.tool_store()?;
+        in_force(&policy, self.tools.store.as_ref(), &mut self.tools.mcp)
+    }
+
+    /// MCP servers of the policy that could not be reached, with the reason.
+    pub fn mcp_failures(&mut self) -> Vec<(String, String)> {
+        let policy = self.gate.policy.clone();
+        self.tools.mcp.ensure(&policy);
+        self.tools.mcp.failures()
     }
 
     /// "Now" for this request, in the opening hours' time zone.
@@ -157,7 +184,7 @@ impl Assistant {
         }
         let now = self.tools_now(req.now)?;
         let cards: Vec<ToolCard> = specs.iter().map(card).collect();
-        let store = self.tool_store()?.expect("tools() found a store");
+        let store = self.tool_store_or_create()?;
         // a message that answers the question for a missing argument fills the pending action
         let pending = store.list(conversation).map_err(tool_err)?.into_iter().rev().find(|a| a.status == Status::NeedsInput);
         let u = understand::understand(q, &now, &cards);
@@ -167,8 +194,8 @@ impl Assistant {
             if !more.is_empty() && !new_tool {
                 let spec = specs.iter().find(|s| s.name == p.tool).cloned();
                 if let Some(spec) = spec {
-                    let filled = self.tool_store()?.expect("open").fill(&p.id, &spec, Value::Object(more)).map_err(tool_err)?;
-                    return self.settle(filled.action, &spec, lang, req, now, "the message filled a pending action's missing arguments".into(), 0.0).map(Some);
+                    let filled = self.tool_store_or_create()?.fill(&p.id, &spec, Value::Object(more)).map_err(tool_err)?;
+                    return self.settle(filled.action, &spec, &specs, lang, req, now, "the message filled a pending action's missing arguments".into(), 0.0).map(Some);
                 }
             }
         }
@@ -178,24 +205,28 @@ impl Assistant {
         let args = fill::arguments(self, &spec, q, lang, &u.arguments)?;
         let model_ms = if args.model_ran { t.elapsed().as_secs_f64() * 1e3 } else { 0.0 };
         let reason = format!("tool router: {} ({})", tool, u.route.reason);
-        let store = self.tool_store()?.expect("open");
+        let store = self.tool_store_or_create()?;
         let proposed = match args.value {
             Ok(v) => store.propose(conversation, &spec, v).map_err(tool_err)?.action,
             // the model's unconstrained output did not parse (free mode only): a failed
             // action that is never stored, since nothing can run from it
             Err(e) => malformed(conversation, &spec, e),
         };
-        self.settle(proposed, &spec, lang, req, now, reason, model_ms).map(Some)
+        self.settle(proposed, &spec, &specs, lang, req, now, reason, model_ms).map(Some)
     }
 
     /// Runs a read-only action at once (or a side effect the user said yes to up front),
     /// and words the answer.
-    fn settle(&mut self, action: Action, spec: &ToolSpec, lang: Lang, req: &AskRequest, now: jiff::Zoned, reason: String, model_ms: f64) -> Result<ToolTurn> {
+    #[allow(clippy::too_many_arguments)]
+    fn settle(&mut self, action: Action, spec: &ToolSpec, specs: &[ToolSpec], lang: Lang, req: &AskRequest, now: jiff::Zoned, reason: String, model_ms: f64) -> Result<ToolTurn> {
         let mut action = action;
         self.audit_action("tool.propose", &action, req.actor.as_deref())?;
-        if action.status == Status::NeedsConfirmation && (spec.is_read_only() || req.yes) {
-            let exec = ExecCtx { now, hours: self.config().tools.hours.clone() };
-            let done = self.tool_store()?.expect("open").confirm(&action.id, &exec as &dyn Executor).map_err(tool_err)?;
+        // read-only tools run at once unless the admin's `[tools] confirm` names them
+        let at_once = spec.is_read_only() && !self.gate.policy.tool_needs_confirmation(&spec.name);
+        if action.status == Status::NeedsConfirmation && (at_once || req.yes) {
+            let exec = EngineExec { ctx: ExecCtx { now, hours: self.config().tools.hours.clone() }, specs, mcp: &self.tools.mcp };
+            let store = self.tools.store.as_ref().expect("the action was proposed in it");
+            let done = store.confirm(&action.id, &exec as &dyn Executor).map_err(tool_err)?;
             action = done.action;
             self.audit_action("tool.run", &action, req.actor.as_deref())?;
         }
@@ -205,8 +236,14 @@ impl Assistant {
     /// Confirms action `id` and runs it (at most once ever: a second confirm runs nothing and says so).
     pub fn confirm_action(&mut self, id: &str, now: Option<jiff::Timestamp>, actor: Option<&str>) -> Result<ActionReport> {
         let now = self.tools_now(now)?;
-        let exec = ExecCtx { now, hours: self.config().tools.hours.clone() };
-        let store = self.tool_store()?.ok_or_else(|| tool_err(tresor_tools::error::ToolError::NoSuchAction(id.to_string())))?;
+        if self.tool_store()?.is_none() {
+            return Err(tool_err(tresor_tools::error::ToolError::NoSuchAction(id.to_string())));
+        }
+        // an MCP action needs its server: the specs connect the policy's servers
+        let pending = self.tool_store()?.expect("checked").get(id).map_err(tool_err)?;
+        let specs = if tresor_mcp::split_qualified(&pending.tool).is_some() { self.tools()? } else { Vec::new() };
+        let exec = EngineExec { ctx: ExecCtx { now, hours: self.config().tools.hours.clone() }, specs: &specs, mcp: &self.tools.mcp };
+        let store = self.tools.store.as_ref().expect("checked");
         let done = store.confirm(id, &exec as &dyn Executor).map_err(tool_err)?;
         if done.outcome == Outcome::Executed {
             self.audit_action("tool.run", &done.action, actor)?;
@@ -268,6 +305,39 @@ fn malformed(conversation: &str, spec: &ToolSpec, error: String) -> Action {
         created: 0,
         updated: 0,
     }
+}
+
+/// The tools in force under `policy` (see [`Assistant::tools`]).
+fn in_force(policy: &tresor_guard::policy::Policy, store: Option<&ToolStore>, mcp: &mut mcp::McpTools) -> Result<Vec<ToolSpec>> {
+    let mut out = Vec::new();
+    if let Some(store) = store {
+        for spec in builtins() {
+            let has_data = match tresor_tools::builtin::data_kind(&spec.name) {
+                Some(kind) => store.has_data(kind).map_err(tool_err)?,
+                None => true,
+            };
+            if has_data && policy.tool_allowed(&spec.name) {
+                out.push(spec);
+            }
+        }
+    }
+    if !policy.mcp_servers().is_empty() {
+        mcp.ensure(policy);
+        out.extend(mcp.specs(policy));
+    }
+    Ok(out)
+}
+
+/// The tools in force in `data_dir` without building the engine (no model is loaded):
+/// what `tresor tools list` prints; MCP servers that could not be reached come back
+/// with the reason.
+pub fn tools_in_force(data_dir: &std::path::Path, key: &tresor_guard::crypto::WorkspaceKey) -> Result<(Vec<ToolSpec>, Vec<(String, String)>)> {
+    let policy = crate::policy::PolicyGate::load(data_dir)?.policy;
+    let path = data_dir.join(tresor_tools::store::DB_FILE);
+    let store = if path.exists() { Some(ToolStore::open(data_dir, key).map_err(tool_err)?) } else { None };
+    let mut mcp = mcp::McpTools::default();
+    let specs = in_force(&policy, store.as_ref(), &mut mcp)?;
+    Ok((specs, mcp.failures()))
 }
 
 fn lang_of_action(a: &Action) -> Lang {
