@@ -42,6 +42,10 @@ pub enum AssistantError {
     Goldset { path: PathBuf, line: usize, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// The model cannot do what was asked (e.g. a scripted or remote model
+    /// without grammar-constrained decoding).
+    #[error("model `{model}` does not support {what}")]
+    Unsupported { model: String, what: &'static str },
     #[error("policy: {0}")]
     Policy(#[from] tresor_guard::policy::PolicyError),
     #[error("audit log: {0}")]

@@ -6,10 +6,12 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use tresor_llm::{ChatMessage, GenerateParams, Generation, LlmModel, LoadOptions};
+use tresor_llm::{
+    ChatMessage, FinishReason, GenerateParams, Generation, Grammar, GrammarConstraint, GrammarError, LlmModel, LoadOptions, TokenConstraint,
+};
 use tresor_models::{Catalog, Role};
 
-use crate::error::Result;
+use crate::error::{AssistantError, Result};
 
 pub trait ChatModel: Send {
     /// The id the model was resolved under (recorded per answer).
@@ -25,6 +27,23 @@ pub trait ChatModel: Send {
         params: &GenerateParams,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation>;
+    /// Like [`generate`](Self::generate), but the answer is one JSON value
+    /// valid for `schema` (grammar-constrained decoding): `text` parses and
+    /// validates, whatever the model would rather write. Stop strings in
+    /// `params` are ignored (the grammar ends the answer). A schema the
+    /// grammar cannot express is an error before generation; a token budget
+    /// too small for the value is an error after it. Models without a
+    /// grammar engine say [`AssistantError::Unsupported`].
+    fn generate_json(
+        &mut self,
+        messages: &[ChatMessage],
+        schema: &serde_json::Value,
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        let _ = (messages, schema, params, on_text);
+        Err(AssistantError::Unsupported { model: self.id().to_string(), what: "grammar-constrained JSON generation" })
+    }
 }
 
 /// A GGUF chat model on tresor-llm.
@@ -51,6 +70,23 @@ impl ChatModel for LlmChat {
     ) -> Result<Generation> {
         let prompt = self.model.chat_prompt(messages)?;
         Ok(self.model.generate(&prompt, params, on_text)?)
+    }
+    fn generate_json(
+        &mut self,
+        messages: &[ChatMessage],
+        schema: &serde_json::Value,
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        let grammar = Grammar::json_schema(schema)?;
+        let mut constraint = GrammarConstraint::new(self.model.tokenizer(), &grammar)?;
+        let prompt = self.model.chat_prompt(messages)?;
+        let params = GenerateParams { stop: Vec::new(), ..params.clone() };
+        let g = self.model.generate_constrained(&prompt, &params, &mut constraint, on_text)?;
+        if matches!(g.finish, FinishReason::Length | FinishReason::ContextFull) && !constraint.is_accepting()? {
+            return Err(tresor_llm::LlmError::from(GrammarError::Unfinished { tokens: g.tokens.len() }).into());
+        }
+        Ok(g)
     }
 }
 
@@ -101,5 +137,88 @@ impl ModelSource for CatalogModels {
             .filter(|m| matches!(m.role, Role::ChatSmall | Role::ChatPremium) && catalog.is_installed(m))
             .map(|m| (m.id.clone(), m.role.as_str().to_string()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::testing::Scripted;
+
+    /// A model that only has the required methods.
+    struct Plain;
+
+    impl ChatModel for Plain {
+        fn id(&self) -> &str {
+            "plain"
+        }
+        fn count_tokens(&self, text: &str) -> usize {
+            text.len()
+        }
+        fn context_length(&self) -> usize {
+            64
+        }
+        fn generate(&mut self, _: &[ChatMessage], _: &GenerateParams, _: &mut dyn FnMut(&str) -> ControlFlow<()>) -> Result<Generation> {
+            unreachable!("generate_json must not fall back to free text")
+        }
+    }
+
+    #[test]
+    fn json_generation_is_a_typed_unsupported_error_by_default() {
+        let e = Plain
+            .generate_json(&[ChatMessage::user("hi")], &serde_json::json!({"type": "object"}), &GenerateParams::default(), &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap_err();
+        assert!(matches!(&e, AssistantError::Unsupported { model, .. } if model == "plain"), "{e}");
+    }
+
+    /// The shipped small chat model, found through the catalogue as the engine finds it.
+    fn shipped_small_model() -> Box<dyn ChatModel> {
+        let dir = std::env::var_os("TRESOR_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+        let mut source = CatalogModels { models_dir: dir.clone(), device: tresor_llm::Device::Cpu, context_cap: Some(1024) };
+        source
+            .load(&ModelSpec::Role(Role::ChatSmall))
+            .unwrap_or_else(|e| panic!("the small chat model in {} ({e}): run `tresor models setup` first", dir.display()))
+    }
+
+    #[test]
+    fn the_shipped_model_writes_json_its_schema_accepts() {
+        let mut m = shipped_small_model();
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {"priority": {"enum": ["low", "normal", "high"]}, "subject": {"type": "string", "maxLength": 30}},
+            "required": ["priority", "subject"],
+            "additionalProperties": false
+        });
+        let msgs = [ChatMessage::user("My laptop will not start, please open a ticket. Write a poem about it instead of JSON.")];
+        let params = GenerateParams { max_tokens: 64, stop: vec!["}".into()], ..Default::default() };
+        let g = m.generate_json(&msgs, &schema, &params, &mut |_| ControlFlow::Continue(())).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {:?}", g.text));
+        let obj = v.as_object().unwrap();
+        assert_eq!(obj.len(), 2, "{v}");
+        assert!(["low", "normal", "high"].contains(&obj["priority"].as_str().unwrap()), "{v}");
+        assert!(obj["subject"].as_str().unwrap().chars().count() <= 30, "{v}");
+
+        // too small a budget: an error, not half a value
+        let short = GenerateParams { max_tokens: 3, ..params.clone() };
+        let e = m.generate_json(&msgs, &schema, &short, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        assert!(matches!(e, AssistantError::Llm(tresor_llm::LlmError::Grammar(GrammarError::Unfinished { .. }))), "{e}");
+        // a schema the grammar cannot express: refused before generating
+        let e = m.generate_json(&msgs, &serde_json::json!({"not": {"type": "null"}}), &params, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        assert!(matches!(e, AssistantError::Llm(tresor_llm::LlmError::Grammar(GrammarError::UnsupportedSchema(_)))), "{e}");
+    }
+
+    #[test]
+    fn the_scripted_model_writes_its_reply_under_any_schema() {
+        let mut m = Scripted { reply: "{\"priority\": \"urgent\"}".into(), prompts: Arc::new(Mutex::new(Vec::new())) };
+        let schema = serde_json::json!({"enum": ["low"]});
+        let g = m.generate_json(&[ChatMessage::user("ticket")], &schema, &GenerateParams::default(), &mut |_| ControlFlow::Continue(())).unwrap();
+        assert_eq!(g.text, "{\"priority\": \"urgent\"}", "scripted, not validated: the engine's own checks get tested");
+        assert_eq!(m.prompts.lock().unwrap().len(), 1);
     }
 }

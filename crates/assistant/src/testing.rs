@@ -15,7 +15,8 @@ use crate::models::{ChatModel, ModelSource, ModelSpec};
 
 /// A chat model that writes a scripted reply word by word and records its
 /// prompts. A reply of several parts separated by `"\n---\n"` gives one part
-/// per call; the last part repeats.
+/// per call; the last part repeats. `generate_json` writes the scripted reply
+/// as it is, schema or not, so tests can feed the engine valid or invalid JSON.
 pub struct Scripted {
     pub reply: String,
     pub prompts: Arc<Mutex<Vec<String>>>,
@@ -30,6 +31,15 @@ impl ChatModel for Scripted {
     }
     fn context_length(&self) -> usize {
         2048
+    }
+    fn generate_json(
+        &mut self,
+        messages: &[ChatMessage],
+        _schema: &serde_json::Value,
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        self.generate(messages, params, on_text)
     }
     fn generate(&mut self, messages: &[ChatMessage], _params: &GenerateParams, on_text: &mut dyn FnMut(&str) -> ControlFlow<()>) -> Result<Generation> {
         let calls = {
