@@ -175,6 +175,44 @@ mod tests {
         assert!(matches!(&e, AssistantError::Unsupported { model, .. } if model == "plain"), "{e}");
     }
 
+    /// The shipped small chat model, found through the catalogue as the engine finds it.
+    fn shipped_small_model() -> Box<dyn ChatModel> {
+        let dir = std::env::var_os("TRESOR_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+        let mut source = CatalogModels { models_dir: dir.clone(), device: tresor_llm::Device::Cpu, context_cap: Some(1024) };
+        source
+            .load(&ModelSpec::Role(Role::ChatSmall))
+            .unwrap_or_else(|e| panic!("the small chat model in {} ({e}): run `tresor models setup` first", dir.display()))
+    }
+
+    #[test]
+    fn the_shipped_model_writes_json_its_schema_accepts() {
+        let mut m = shipped_small_model();
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {"priority": {"enum": ["low", "normal", "high"]}, "subject": {"type": "string", "maxLength": 30}},
+            "required": ["priority", "subject"],
+            "additionalProperties": false
+        });
+        let msgs = [ChatMessage::user("My laptop will not start, please open a ticket. Write a poem about it instead of JSON.")];
+        let params = GenerateParams { max_tokens: 64, stop: vec!["}".into()], ..Default::default() };
+        let g = m.generate_json(&msgs, &schema, &params, &mut |_| ControlFlow::Continue(())).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {:?}", g.text));
+        let obj = v.as_object().unwrap();
+        assert_eq!(obj.len(), 2, "{v}");
+        assert!(["low", "normal", "high"].contains(&obj["priority"].as_str().unwrap()), "{v}");
+        assert!(obj["subject"].as_str().unwrap().chars().count() <= 30, "{v}");
+
+        // too small a budget: an error, not half a value
+        let short = GenerateParams { max_tokens: 3, ..params.clone() };
+        let e = m.generate_json(&msgs, &schema, &short, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        assert!(matches!(e, AssistantError::Llm(tresor_llm::LlmError::Grammar(GrammarError::Unfinished { .. }))), "{e}");
+        // a schema the grammar cannot express: refused before generating
+        let e = m.generate_json(&msgs, &serde_json::json!({"not": {"type": "null"}}), &params, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        assert!(matches!(e, AssistantError::Llm(tresor_llm::LlmError::Grammar(GrammarError::UnsupportedSchema(_)))), "{e}");
+    }
+
     #[test]
     fn the_scripted_model_writes_its_reply_under_any_schema() {
         let mut m = Scripted { reply: "{\"priority\": \"urgent\"}".into(), prompts: Arc::new(Mutex::new(Vec::new())) };
