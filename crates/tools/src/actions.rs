@@ -545,6 +545,18 @@ impl ToolStore {
         Ok(Confirmed { action: done, outcome: Outcome::Executed })
     }
 
+    /// The engine's usual step: [`ToolStore::propose`], then run it at once
+    /// when that is allowed — a read-only tool always, a side-effect tool
+    /// only with `confirmed` (`--yes`, or the user already said yes).
+    /// Otherwise the action stays `needs_confirmation` / `needs_input`.
+    pub fn propose_and_run(&self, conversation: &str, spec: &ToolSpec, arguments: Value, confirmed: bool, exec: &dyn Executor) -> Result<Action> {
+        let p = self.propose(conversation, spec, arguments)?;
+        if p.action.status == Status::NeedsConfirmation && (spec.is_read_only() || confirmed) {
+            return Ok(self.confirm(&p.action.id, exec)?.action);
+        }
+        Ok(p.action)
+    }
+
     /// Declines an action that has not run (`needs_input`,
     /// `needs_confirmation`). Declining a declined action is a no-op.
     pub fn decline(&self, id: &str) -> Result<Action> {
