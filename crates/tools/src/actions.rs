@@ -271,6 +271,9 @@ struct Checked {
 fn check(spec: &ToolSpec, raw: Value) -> Result<Checked> {
     let mut args = schema::parse_arguments(&spec.name, raw)?;
     schema::drop_empty(&mut args);
+    if spec.is_builtin() {
+        builtin::normalise_arguments(&spec.name, &mut args);
+    }
     schema::apply_defaults(&spec.schema, &mut args);
     let missing = schema::missing_required(&spec.schema, &args);
     // what was given must be valid; the missing fields are exempt from `required`

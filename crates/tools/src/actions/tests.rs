@@ -326,3 +326,18 @@ fn propose_and_run_runs_read_only_tools_and_stops_side_effects_for_confirmation(
     assert_eq!((a2.id, a2.status), (a.id, Status::Succeeded));
     assert_eq!(s.appointments().unwrap().len(), 1);
 }
+
+#[test]
+fn unambiguous_spellings_are_normalised_before_the_schema_check() {
+    let (_d, s) = dev_store();
+    let p = s.propose("t", &booking(), json!({"date": " 2026-12-08", "time": "9:30:00", "duration_minutes": "45"})).unwrap();
+    assert_eq!(p.action.status, Status::NeedsConfirmation, "{:?}", p.action.error);
+    assert_eq!(p.action.arguments, json!({"date": "2026-12-08", "time": "09:30", "duration_minutes": 45}));
+    // the same request spelled differently is the same action
+    let q = s.propose("t", &booking(), json!({"date": "2026-12-08", "time": "09:30", "duration_minutes": 45.0})).unwrap();
+    assert!(q.existing);
+    let t = s.propose("t", &builtin_spec(CREATE_TICKET).unwrap(), json!({"subject": "a", "description": "b", "priority": " High"})).unwrap();
+    assert_eq!(t.action.arguments["priority"], "high");
+    let bad = s.propose("t", &booking(), json!({"date": "2026-12-08", "time": "9.30", "duration_minutes": "lots"})).unwrap();
+    assert_eq!(bad.action.status, Status::Failed);
+}

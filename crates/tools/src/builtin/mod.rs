@@ -46,11 +46,55 @@ impl ExecCtx {
     }
 }
 
+/// Writes the built-in tools' arguments in their schema's form where the
+/// meaning is unambiguous: `time` `9:30` / `09:30:00` → `09:30`,
+/// `duration_minutes` `"60"` or `60.0` → `60`, `priority` ` High ` → `high`,
+/// strings trimmed. Anything else is left for the schema to reject.
+pub fn normalise_arguments(tool: &str, args: &mut Value) {
+    let Value::Object(m) = args else { return };
+    for v in m.values_mut() {
+        if let Value::String(s) = v {
+            let t = s.trim();
+            if t.len() != s.len() {
+                *s = t.to_string();
+            }
+        }
+    }
+    match tool {
+        BOOK_APPOINTMENT => {
+            if let Some(Value::String(t)) = m.get_mut("time") {
+                let parts: Vec<&str> = t.split(':').collect();
+                let ok = |p: &str, max: usize| !p.is_empty() && p.len() <= max && p.bytes().all(|b| b.is_ascii_digit());
+                if (parts.len() == 2 || (parts.len() == 3 && parts[2] == "00")) && ok(parts[0], 2) && parts[1].len() == 2 && ok(parts[1], 2) {
+                    *t = format!("{:0>2}:{}", parts[0], parts[1]);
+                }
+            }
+            if let Some(d) = m.get_mut("duration_minutes") {
+                let n = match d {
+                    Value::String(s) => s.trim().parse::<i64>().ok(),
+                    Value::Number(n) if n.as_i64().is_none() => n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e6).map(|f| f as i64),
+                    _ => None,
+                };
+                if let Some(n) = n {
+                    *d = Value::from(n);
+                }
+            }
+        }
+        CREATE_TICKET => {
+            if let Some(Value::String(p)) = m.get_mut("priority") {
+                *p = p.to_lowercase();
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Parses, defaults and validates `args` for the built-in tool `name`.
 pub fn checked_arguments(name: &str, args: Value) -> Result<Value> {
     let spec = builtin_spec(name).ok_or_else(|| ToolError::UnknownTool(name.to_string()))?;
     let mut args = schema::parse_arguments(name, args)?;
     schema::drop_empty(&mut args);
+    normalise_arguments(name, &mut args);
     schema::apply_defaults(&spec.schema, &mut args);
     let missing = schema::missing_required(&spec.schema, &args);
     if !missing.is_empty() {
