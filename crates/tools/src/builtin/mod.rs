@@ -144,6 +144,41 @@ pub fn data_kind(tool: &str) -> Option<&'static str> {
     }
 }
 
+/// The built-in tools whose data has been imported (`create_ticket` needs
+/// none): what the engine offers when the policy names no `[tools] allowed`.
+pub fn available(store: &ToolStore) -> Result<Vec<crate::spec::ToolSpec>> {
+    let mut out = Vec::new();
+    for spec in crate::spec::builtins() {
+        let ready = match data_kind(&spec.name) {
+            Some(kind) => store.has_data(kind)?,
+            None => true,
+        };
+        if ready {
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tool_is_available_once_its_data_is_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ToolStore::open(dir.path(), &testutil::key()).unwrap();
+        let names = |s: &ToolStore| available(s).unwrap().into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert_eq!(names(&s), ["create_ticket"]);
+        crate::import::import_orders(&s, &crate::import::tests::dev("orders.csv")).unwrap();
+        assert_eq!(names(&s), ["order_status", "create_ticket"]);
+        let e = execute(&s, "price_lookup", &serde_json::json!({"product": "x"}), &testutil::ctx("2026-12-07T08:30:00Z")).unwrap_err();
+        assert!(e.to_string().contains("tresor tools import prices"), "{e}");
+        let (_d, full) = testutil::dev_store();
+        assert_eq!(names(&full).len(), 4);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     use tresor_guard::crypto::WorkspaceKey;
