@@ -271,6 +271,9 @@ struct Checked {
 fn check(spec: &ToolSpec, raw: Value) -> Result<Checked> {
     let mut args = schema::parse_arguments(&spec.name, raw)?;
     schema::drop_empty(&mut args);
+    if spec.is_builtin() {
+        builtin::normalise_arguments(&spec.name, &mut args);
+    }
     schema::apply_defaults(&spec.schema, &mut args);
     let missing = schema::missing_required(&spec.schema, &args);
     // what was given must be valid; the missing fields are exempt from `required`
@@ -543,6 +546,18 @@ impl ToolStore {
         let done = load(&tx, &self.path, &action.id)?;
         tx.commit().db(&self.path)?;
         Ok(Confirmed { action: done, outcome: Outcome::Executed })
+    }
+
+    /// The engine's usual step: [`ToolStore::propose`], then run it at once
+    /// when that is allowed — a read-only tool always, a side-effect tool
+    /// only with `confirmed` (`--yes`, or the user already said yes).
+    /// Otherwise the action stays `needs_confirmation` / `needs_input`.
+    pub fn propose_and_run(&self, conversation: &str, spec: &ToolSpec, arguments: Value, confirmed: bool, exec: &dyn Executor) -> Result<Action> {
+        let p = self.propose(conversation, spec, arguments)?;
+        if p.action.status == Status::NeedsConfirmation && (spec.is_read_only() || confirmed) {
+            return Ok(self.confirm(&p.action.id, exec)?.action);
+        }
+        Ok(p.action)
     }
 
     /// Declines an action that has not run (`needs_input`,

@@ -27,7 +27,7 @@ pub mod store;
 pub mod understand;
 
 pub use actions::{Action, AuditFields, Confirmed, Executor, Outcome, Proposed, Status};
-pub use builtin::{execute, export_ics, ExecCtx};
+pub use builtin::{available, execute, export_ics, ExecCtx};
 pub use error::ToolError;
 pub use hours::{OpeningHours, Slot};
 pub use import::{import_calendar, import_orders, import_prices, ImportReport};

@@ -305,3 +305,39 @@ fn a_ticket_action_keeps_masked_arguments_once_done() {
     assert_eq!(stored.args_hash, p.action.args_hash, "the hash is of what was proposed");
     assert_eq!(s.tickets().unwrap()[0].priority, "high");
 }
+
+#[test]
+fn propose_and_run_runs_read_only_tools_and_stops_side_effects_for_confirmation() {
+    let (_d, s) = dev_store();
+    let c = ctx(NOW);
+    let price = builtin_spec(PRICE_LOOKUP).unwrap();
+    let a = s.propose_and_run("t", &price, json!({"product": "USV 1500 VA"}), false, &c).unwrap();
+    assert_eq!(a.status, Status::Succeeded);
+    assert_eq!(a.result.unwrap()["price"], "429.00");
+    let order = builtin_spec(crate::spec::ORDER_STATUS).unwrap();
+    let a = s.propose_and_run("t", &order, json!({}), false, &c).unwrap();
+    assert_eq!((a.status, a.missing), (Status::NeedsInput, vec!["order_id".to_string()]));
+    let a = s.propose_and_run("t", &booking(), json!({"date": "2026-12-08", "time": "11:00"}), false, &c).unwrap();
+    assert_eq!(a.status, Status::NeedsConfirmation);
+    assert!(s.appointments().unwrap().is_empty());
+    let a = s.propose_and_run("t", &booking(), json!({"date": "2026-12-08", "time": "11:00"}), true, &c).unwrap();
+    assert_eq!(a.status, Status::Succeeded, "--yes: the same action, now run");
+    let a2 = s.propose_and_run("t", &booking(), json!({"date": "2026-12-08", "time": "11:00"}), true, &c).unwrap();
+    assert_eq!((a2.id, a2.status), (a.id, Status::Succeeded));
+    assert_eq!(s.appointments().unwrap().len(), 1);
+}
+
+#[test]
+fn unambiguous_spellings_are_normalised_before_the_schema_check() {
+    let (_d, s) = dev_store();
+    let p = s.propose("t", &booking(), json!({"date": " 2026-12-08", "time": "9:30:00", "duration_minutes": "45"})).unwrap();
+    assert_eq!(p.action.status, Status::NeedsConfirmation, "{:?}", p.action.error);
+    assert_eq!(p.action.arguments, json!({"date": "2026-12-08", "time": "09:30", "duration_minutes": 45}));
+    // the same request spelled differently is the same action
+    let q = s.propose("t", &booking(), json!({"date": "2026-12-08", "time": "09:30", "duration_minutes": 45.0})).unwrap();
+    assert!(q.existing);
+    let t = s.propose("t", &builtin_spec(CREATE_TICKET).unwrap(), json!({"subject": "a", "description": "b", "priority": " High"})).unwrap();
+    assert_eq!(t.action.arguments["priority"], "high");
+    let bad = s.propose("t", &booking(), json!({"date": "2026-12-08", "time": "9.30", "duration_minutes": "lots"})).unwrap();
+    assert_eq!(bad.action.status, Status::Failed);
+}

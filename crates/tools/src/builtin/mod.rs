@@ -46,11 +46,55 @@ impl ExecCtx {
     }
 }
 
+/// Writes the built-in tools' arguments in their schema's form where the
+/// meaning is unambiguous: `time` `9:30` / `09:30:00` → `09:30`,
+/// `duration_minutes` `"60"` or `60.0` → `60`, `priority` ` High ` → `high`,
+/// strings trimmed. Anything else is left for the schema to reject.
+pub fn normalise_arguments(tool: &str, args: &mut Value) {
+    let Value::Object(m) = args else { return };
+    for v in m.values_mut() {
+        if let Value::String(s) = v {
+            let t = s.trim();
+            if t.len() != s.len() {
+                *s = t.to_string();
+            }
+        }
+    }
+    match tool {
+        BOOK_APPOINTMENT => {
+            if let Some(Value::String(t)) = m.get_mut("time") {
+                let parts: Vec<&str> = t.split(':').collect();
+                let ok = |p: &str, max: usize| !p.is_empty() && p.len() <= max && p.bytes().all(|b| b.is_ascii_digit());
+                if (parts.len() == 2 || (parts.len() == 3 && parts[2] == "00")) && ok(parts[0], 2) && parts[1].len() == 2 && ok(parts[1], 2) {
+                    *t = format!("{:0>2}:{}", parts[0], parts[1]);
+                }
+            }
+            if let Some(d) = m.get_mut("duration_minutes") {
+                let n = match d {
+                    Value::String(s) => s.trim().parse::<i64>().ok(),
+                    Value::Number(n) if n.as_i64().is_none() => n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e6).map(|f| f as i64),
+                    _ => None,
+                };
+                if let Some(n) = n {
+                    *d = Value::from(n);
+                }
+            }
+        }
+        CREATE_TICKET => {
+            if let Some(Value::String(p)) = m.get_mut("priority") {
+                *p = p.to_lowercase();
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Parses, defaults and validates `args` for the built-in tool `name`.
 pub fn checked_arguments(name: &str, args: Value) -> Result<Value> {
     let spec = builtin_spec(name).ok_or_else(|| ToolError::UnknownTool(name.to_string()))?;
     let mut args = schema::parse_arguments(name, args)?;
     schema::drop_empty(&mut args);
+    normalise_arguments(name, &mut args);
     schema::apply_defaults(&spec.schema, &mut args);
     let missing = schema::missing_required(&spec.schema, &args);
     if !missing.is_empty() {
@@ -97,6 +141,41 @@ pub fn data_kind(tool: &str) -> Option<&'static str> {
         ORDER_STATUS => Some("orders"),
         BOOK_APPOINTMENT => Some("calendar"),
         _ => None,
+    }
+}
+
+/// The built-in tools whose data has been imported (`create_ticket` needs
+/// none): what the engine offers when the policy names no `[tools] allowed`.
+pub fn available(store: &ToolStore) -> Result<Vec<crate::spec::ToolSpec>> {
+    let mut out = Vec::new();
+    for spec in crate::spec::builtins() {
+        let ready = match data_kind(&spec.name) {
+            Some(kind) => store.has_data(kind)?,
+            None => true,
+        };
+        if ready {
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tool_is_available_once_its_data_is_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ToolStore::open(dir.path(), &testutil::key()).unwrap();
+        let names = |s: &ToolStore| available(s).unwrap().into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert_eq!(names(&s), ["create_ticket"]);
+        crate::import::import_orders(&s, &crate::import::tests::dev("orders.csv")).unwrap();
+        assert_eq!(names(&s), ["order_status", "create_ticket"]);
+        let e = execute(&s, "price_lookup", &serde_json::json!({"product": "x"}), &testutil::ctx("2026-12-07T08:30:00Z")).unwrap_err();
+        assert!(e.to_string().contains("tresor tools import prices"), "{e}");
+        let (_d, full) = testutil::dev_store();
+        assert_eq!(names(&full).len(), 4);
     }
 }
 

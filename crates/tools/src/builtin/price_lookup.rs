@@ -41,7 +41,11 @@ const EXTRA_STOPWORDS: &[&str] = &[
     "ihnen", "sie", "mir", "uns", "sagen", "nennen", "konnen", "konnten", "koennen", "koennten", "bitte", "artikel",
     "artikelnummer", "produkt", "der", "die", "das", "den", "dem", "des", "ein", "eine", "einen", "einem", "einer", "fur",
     "fuer", "mit", "with", "at", "to", "in", "on", "and", "und", "oder", "or", "da", "mal", "gerne", "eigentlich", "currently",
-    "aktuell", "derzeit", "jetzt", "now", "per", "je", "lizenz", "lizenzen", "licence", "license", "licenses", "licences",
+    "aktuell", "derzeit", "jetzt", "now", "per", "je", "angebot", "quote", "offer", "gern", "hatte", "mochte", "mochten",
+    "would", "interested", "interessiert", "interessieren", "brauche", "brauchen", "wissen", "info", "information", "about",
+    "uber", "zum", "zur", "vom", "von", "unser", "unsere", "euer", "eure", "ihr", "ihre", "current", "aktuelle", "aktuellen",
+    "kaufen", "bestellen", "listenpreis", "list", "kostenpunkt", "bitte", "nochmal", "again", "genau", "exactly", "one",
+    "einmal", "stuck", "piece", "unit", "looking", "suche", "suchen", "hi", "hallo", "hello", "lizenz", "lizenzen", "licence", "license", "licenses", "licences",
 ];
 
 /// Groups of words that name the same thing in English and German
@@ -290,6 +294,7 @@ pub fn match_product(rows: &[PriceRow], query: &str) -> Vec<ProductMatch> {
         }
         let (mut q_hit, mut q_all) = (0.0f32, 0.0f32);
         let mut strong = false;
+        let mut code_hit = false;
         let mut used = vec![0.0f32; doc.words.len()];
         for qw in &q {
             let (mut best, mut at) = (0.0f32, None);
@@ -312,6 +317,9 @@ pub fn match_product(rows: &[PriceRow], query: &str) -> Vec<ProductMatch> {
             if let Some(i) = at {
                 used[i] = used[i].max(best);
                 strong |= best >= 0.8;
+                // a model code (letters and digits, e.g. fw200) named exactly is decisive
+                let w = &doc.words[i];
+                code_hit |= best == 1.0 && w.chars().any(|c| c.is_ascii_digit()) && w.chars().any(char::is_alphabetic) && w.len() >= 3;
             }
         }
         if !strong {
@@ -325,7 +333,10 @@ pub fn match_product(rows: &[PriceRow], query: &str) -> Vec<ProductMatch> {
         }
         let q_cov = if q_all > 0.0 { q_hit / q_all } else { 0.0 };
         let p_cov = if p_all > 0.0 { p_hit / p_all } else { 0.0 };
-        let score = 0.5 * q_cov + 0.5 * p_cov;
+        let mut score = 0.5 * q_cov + 0.5 * p_cov;
+        if code_hit {
+            score = score.max(0.6 + 0.2 * p_cov);
+        }
         if score > 0.0 {
             out.push(ProductMatch { row: row.clone(), score });
         }
@@ -426,9 +437,32 @@ mod tests {
             ("Acess Point AP-6", "HW-AP-6"),
             ("backup client", "SW-BAK-CL"),
             ("mobile device management", "SW-MDM-1"),
+            ("Ich hätte gern ein Angebot für die FW-200", "HW-FW-200"),
+            ("I would like a quote for the 27 inch monitor", "HW-MON-27"),
+            ("Wie viel kostet ein Switch?", "HW-SW-24"),
         ] {
             assert_eq!(sku(&s, q), want, "{q:?}");
         }
+    }
+
+    #[test]
+    fn every_dev_price_message_finds_its_product_even_as_a_whole_sentence() {
+        let (_d, s) = dev_store();
+        let rows = s.prices().unwrap();
+        let cases = std::fs::read_to_string(crate::import::tests::dev("cases.jsonl")).unwrap();
+        let mut n = 0;
+        for line in cases.lines().filter(|l| !l.trim().is_empty()) {
+            let case: Value = serde_json::from_str(line).unwrap();
+            if case["kind"] != "price" {
+                continue;
+            }
+            n += 1;
+            let msg = case["message"].as_str().unwrap();
+            let best = match_product(&rows, msg).into_iter().next().unwrap_or_else(|| panic!("{msg:?}: nothing"));
+            assert_eq!(best.row.sku, case["expect"]["result"]["sku"].as_str().unwrap(), "{msg:?}");
+            assert!(best.score >= THRESHOLD, "{msg:?}: {}", best.score);
+        }
+        assert_eq!(n, 12);
     }
 
     #[test]
