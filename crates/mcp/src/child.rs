@@ -9,6 +9,7 @@
 //! Never: speaks MCP itself (rmcp does, over the pipes this hands out).
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -50,12 +51,7 @@ pub(crate) type SharedDiag = Arc<Mutex<Diag>>;
 pub(crate) fn spawn(command: &str, args: &[String], env: &BTreeMap<String, String>, diag: &SharedDiag) -> std::io::Result<(Child, WatchedStdout, ChildStdin)> {
     let mut cmd = Command::new(command);
     cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    for (k, _) in std::env::vars_os() {
-        if k.to_str().is_some_and(|k| k.starts_with("TRESOR_")) {
-            cmd.env_remove(&k);
-        }
-    }
-    cmd.envs(env);
+    cmd.env_clear().envs(child_env(std::env::vars_os(), env));
     #[cfg(unix)]
     cmd.process_group(0); // a Ctrl-C at the terminal reaches Tresor, which then ends the server
     let mut child = cmd.spawn()?;
@@ -82,6 +78,15 @@ pub(crate) fn spawn(command: &str, args: &[String], env: &BTreeMap<String, Strin
         });
     }
     Ok((child, WatchedStdout { inner: stdout, line: Vec::new(), diag: diag.clone() }, stdin))
+}
+
+/// A server's environment: `parent`'s without Tresor's own `TRESOR_*`
+/// variables (a passphrase never reaches a server), then the policy's `env`.
+fn child_env(parent: impl Iterator<Item = (OsString, OsString)>, env: &BTreeMap<String, String>) -> Vec<(OsString, OsString)> {
+    let mut out: Vec<(OsString, OsString)> = parent.filter(|(k, _)| !k.to_str().is_some_and(|k| k.starts_with("TRESOR_"))).collect();
+    out.retain(|(k, _)| !k.to_str().is_some_and(|k| env.contains_key(k)));
+    out.extend(env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+    out
 }
 
 /// The server's stdout as rmcp reads it. A line that is not JSON (MCP's stdio
@@ -147,19 +152,29 @@ mod tests {
     }
 
     #[test]
-    fn tresor_variables_stay_home_and_stderr_is_kept() {
-        // a variable of Tresor's own (as TRESOR_PASSPHRASE would be) is not inherited; the policy's env is passed
-        std::env::set_var("TRESOR_MCP_CHILD_TEST", "leaked");
+    fn tresor_variables_stay_home_the_policy_env_is_passed() {
+        let parent = [("PATH", "/bin"), ("TRESOR_PASSPHRASE", "secret"), ("TRESOR_HOME", "/data"), ("LANG", "C"), ("TZ", "UTC")]
+            .into_iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let env = BTreeMap::from([("TZ".to_string(), "Europe/Berlin".to_string()), ("API_KEY".to_string(), "k".to_string())]);
+        let mut got: Vec<(String, String)> = child_env(parent, &env).into_iter().map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap())).collect();
+        got.sort();
+        let want = [("API_KEY", "k"), ("LANG", "C"), ("PATH", "/bin"), ("TZ", "Europe/Berlin")];
+        assert_eq!(got, want.map(|(k, v)| (k.to_string(), v.to_string())));
+    }
+
+    #[test]
+    fn the_policy_env_reaches_the_server_and_its_stderr_is_kept() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let diag = SharedDiag::default();
             let env = BTreeMap::from([("MCP_TEST_VAR".to_string(), "given".to_string())]);
-            let script = "echo \"{\\\"p\\\":\\\"${TRESOR_MCP_CHILD_TEST:-none}\\\",\\\"v\\\":\\\"$MCP_TEST_VAR\\\"}\"; echo oops >&2";
+            let script = "echo \"{\\\"v\\\":\\\"$MCP_TEST_VAR\\\"}\"; echo oops >&2";
             let (mut child, mut out, _) = spawn("sh", &["-c".into(), script.into()], &env, &diag).unwrap();
             let mut s = String::new();
             out.read_to_string(&mut s).await.unwrap();
             child.wait().await.unwrap();
-            assert_eq!(s.trim(), "{\"p\":\"none\",\"v\":\"given\"}");
+            assert_eq!(s.trim(), "{\"v\":\"given\"}");
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             assert_eq!(diag.lock().unwrap().stderr_tail(), "oops");
         });

@@ -76,3 +76,24 @@ impl McpError {
         matches!(self, McpError::Timeout { .. })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_can_live_in_the_engine_on_its_own_thread() {
+        fn send<T: Send>() {}
+        send::<McpClient>();
+        send::<McpError>();
+    }
+
+    #[test]
+    fn qualified_names_split_at_the_first_dot() {
+        assert_eq!(qualified_name("time", "get_current_time"), "time.get_current_time");
+        assert_eq!(split_qualified("time.get_current_time"), Some(("time", "get_current_time")));
+        assert_eq!(split_qualified("files.read.v2"), Some(("files", "read.v2")));
+        assert_eq!(split_qualified("price_lookup"), None);
+        assert_eq!(split_qualified(".x"), None);
+    }
+}

@@ -195,6 +195,18 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Whether something on `port` answers an HTTP request.
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(s, "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 ")
+}
+
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
@@ -211,7 +223,8 @@ fn a_python_sdk_server_over_streamable_http() {
     let port = free_port();
     let _server = KillOnDrop(Command::new(bin.join("python")).arg(&script).args(["http", &port.to_string()]).stderr(std::process::Stdio::null()).spawn().unwrap());
     let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // up when it answers HTTP (a listening socket alone is not enough: uvicorn accepts before its app starts)
+    while !answers_http(port) {
         assert!(t.elapsed() < START, "the HTTP server did not come up on port {port}");
         std::thread::sleep(Duration::from_millis(100));
     }
