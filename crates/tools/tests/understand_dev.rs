@@ -21,6 +21,10 @@ struct Tally {
     false_calls: usize,
     missing_cases: usize,
     missing_ok: usize,
+    /// the highest router score of a message that needs no tool
+    worst_none: f32,
+    /// the lowest router score of a correct tool call
+    weakest_call: f32,
 }
 
 impl Tally {
@@ -33,6 +37,8 @@ impl Tally {
         self.false_calls += o.false_calls;
         self.missing_cases += o.missing_cases;
         self.missing_ok += o.missing_ok;
+        self.worst_none = self.worst_none.max(o.worst_none);
+        self.weakest_call = self.weakest_call.min(o.weakest_call);
     }
     fn rate(a: usize, b: usize) -> f64 {
         if b == 0 {
@@ -89,7 +95,7 @@ fn run(path: &Path) -> (BTreeMap<String, Tally>, Vec<String>) {
         let expect = &case["expect"];
         let want = expect["tool"].as_str();
         let got = understand(message, &now, &cards);
-        let t = per.entry(lang).or_default();
+        let t = per.entry(lang).or_insert(Tally { weakest_call: f32::INFINITY, ..Tally::default() });
         t.cases += 1;
         let selected = got.tool.as_deref() == want;
         if selected {
@@ -97,7 +103,11 @@ fn run(path: &Path) -> (BTreeMap<String, Tally>, Vec<String>) {
         } else {
             failures.push(format!("{id} selection: want {want:?} got {:?} ({}) | {message}", got.tool, got.route.reason));
         }
+        if selected && want.is_some() {
+            t.weakest_call = t.weakest_call.min(got.route.score);
+        }
         if want.is_none() {
+            t.worst_none = t.worst_none.max(got.route.score);
             t.none_cases += 1;
             if got.tool.is_some() {
                 t.false_calls += 1;
@@ -133,13 +143,14 @@ fn run(path: &Path) -> (BTreeMap<String, Tally>, Vec<String>) {
 }
 
 fn table(name: &str, per: &BTreeMap<String, Tally>) -> Tally {
-    let mut all = Tally::default();
+    let mut all = Tally { weakest_call: f32::INFINITY, ..Tally::default() };
     println!("\n{name}\n| lang | cases | selection | arguments | false calls | missing asked |\n|---|---|---|---|---|---|");
     for (lang, t) in per {
         all.add(t);
         row(lang, t);
     }
     row("all", &all);
+    println!("router scores: highest of a no-tool message {:.2}, lowest of a right call {:.2}", all.worst_none, all.weakest_call);
     all
 }
 

@@ -95,7 +95,8 @@ static ABOUT: LazyLock<Regex> = LazyLock::new(|| {
       | can\s+i\b | may\s+i\b | am\s+i\b | should\s+i\b | must\s+i\b | do\s+i\b
       | explain\b | tell\s+me\s+about\b | what\s+do\s+(?:i|we|you)\b
       | wie\s+(?:funktioniert|funktionieren|lange?|viele|oft|läuft|geht|muss|müssen|soll|sollte|kann|können|ist\s+(?:der\s+ablauf|das\s+vorgehen|die\s+regel))\b
-      | wie\s+\w+\s+(?:ich|man|wir)\b
+      | wie\s+\w+\s+(?:ich|man|wir)\b | wie\s+(?:schnell|früh|bald|genau|sicher|hoch|groß|gut)\b
+      | how\s+(?:fast|quickly|soon|big|high|good|safe|secure)\b
       | was\s+(?:ist|sind|bedeutet|heißt|passiert|muss|mache|tue|macht)\b
       | welche[rsnm]?\b | wer\b | warum\b | wieso\b | weshalb\b | wohin\b | woher\b
       | wo\s+(?:melde|finde|kann|bekomme|muss|soll|steht|gibt)\b
@@ -235,7 +236,7 @@ fn builtin_scores(text: &str, c: &Cues) -> Vec<(&'static str, f32, &'static str)
         (if appt { 0.2 } else { 0.0 }, "a question about appointments")
     } else if appt && (verb || c.request) {
         (0.95, "appointment noun with a request")
-    } else if appt && c.has_when && (APPT_NOUN.find(text).is_some_and(|m| m.start() == 0) || AVAILABLE.is_match(text)) {
+    } else if appt && c.has_when && (APPT_NOUN.find(text).is_some_and(|m| m.start() == 0) || AVAILABLE.is_match(text) || AVAILABLE_YOU.is_match(text)) {
         (0.9, "appointment noun with a date or time")
     } else if appt && c.has_when {
         (0.5, "appointment noun with a date or time, but no request")

@@ -107,3 +107,76 @@ fn similarity_callback_adds_evidence() {
     let low = |_q: &str, texts: &[&str]| texts.iter().map(|_| 0.5f32).collect::<Vec<_>>();
     assert_eq!(route_with(text, Lang::En, &cards, Some(&low)).tool, None);
 }
+
+#[test]
+fn more_messages_that_need_no_tool() {
+    let mut bad = Vec::new();
+    for text in [
+        // documents: policies, processes, facts
+        "Sind die Preise inklusive Mehrwertsteuer?",
+        "Do your prices include VAT?",
+        "What is the notice period for cancelling the support contract?",
+        "Wie lange dauert die Lieferung normalerweise?",
+        "How long does shipping usually take?",
+        "Was muss ich bei einer Reklamation beachten?",
+        "Who pays for the return shipping?",
+        "Wer übernimmt die Kosten für die Bahncard?",
+        "Wann ist die Hotline erreichbar?",
+        "Is there a fee for express delivery?",
+        "How do I reset my VPN password?",
+        "Welche Daten darf ich auf einem USB-Stick speichern?",
+        "Where can I find the travel expense form?",
+        "What happens if my order arrives damaged?",
+        "Kann ich eine Bestellung stornieren?",
+        "How are support tickets prioritised?",
+        "Wie schnell wird ein Ticket mit hoher Priorität bearbeitet?",
+        "Do you offer on-site appointments?",
+        "I have a meeting tomorrow at 10, what should I prepare?",
+        // small talk and general
+        "Hello!",
+        "Danke dir, bis morgen!",
+        "You're great, thanks a lot",
+        "Wie geht's?",
+        "Tell me a joke about printers",
+        "Translate 'order confirmation' into German",
+        "Schreib eine E-Mail an den Kunden, dass sich die Lieferung verzögert.",
+        "Fasse mir das Meeting von gestern zusammen.",
+        "What is 15% of 240?",
+        "Wie viel Speicher braucht Windows 11?",
+    ] {
+        let d = route(text, tresor_text::language(text), &builtin_cards());
+        if d.tool.is_some() {
+            bad.push(format!("{text}: {d:?}"));
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn more_requests_that_need_a_tool() {
+    let mut bad = Vec::new();
+    let cases = [
+        ("What do you charge for on-site installation?", PRICE_LOOKUP),
+        ("Kosten für das Dock DS-4?", PRICE_LOOKUP),
+        ("How much for two licences of Office Pro?", PRICE_LOOKUP),
+        ("Lieferstatus ZX-48213?", ORDER_STATUS),
+        ("When will ZX-48213 arrive?", ORDER_STATUS),
+        ("Track order 7781234", ORDER_STATUS),
+        ("Wurde meine Bestellung schon verschickt?", ORDER_STATUS),
+        ("Hätten Sie Donnerstag um 14 Uhr Zeit für ein Gespräch?", BOOK_APPOINTMENT),
+        ("Is a slot free on Friday at 10?", BOOK_APPOINTMENT),
+        ("Reserve 30 minutes with support tomorrow at 9", BOOK_APPOINTMENT),
+        ("Bitte Termin: Freitag 10 Uhr", BOOK_APPOINTMENT),
+        ("Log an incident: mail server down", CREATE_TICKET),
+        ("Bitte melden Sie eine Störung: Das WLAN im Lager ist weg.", CREATE_TICKET),
+        ("Open a new case: the badge reader rejects all cards", CREATE_TICKET),
+        ("Ticket: monitor flickers, low priority", CREATE_TICKET),
+    ];
+    for (text, want) in cases {
+        let d = route(text, tresor_text::language(text), &builtin_cards());
+        if d.tool.as_deref() != Some(want) {
+            bad.push(format!("{text}: {d:?}"));
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
