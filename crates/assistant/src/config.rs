@@ -50,6 +50,8 @@ pub struct AssistantConfig {
     pub routing: RoutingConfig,
     /// The prompt-injection firewall (`[injection]`, see `firewall.rs`).
     pub injection: crate::firewall::InjectionConfig,
+    /// Events and KPIs (`[telemetry]`: retention, question text opt-in, variant, cost table; docs/events.md).
+    pub telemetry: tresor_telemetry::TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +107,7 @@ impl Default for AssistantConfig {
             cache: CacheConfig::default(),
             routing: RoutingConfig::default(),
             injection: crate::firewall::InjectionConfig::default(),
+            telemetry: tresor_telemetry::TelemetryConfig::default(),
         }
     }
 }
@@ -161,7 +164,7 @@ impl AssistantConfig {
         if self.max_passages == 0 || self.retrieve_k == 0 || self.context_tokens < 32 || self.max_answer_tokens == 0 {
             return Err("retrieve_k, max_passages and max_answer_tokens must be at least 1, context_tokens at least 32".into());
         }
-        Ok(())
+        self.telemetry.validate()
     }
 }
 

@@ -44,6 +44,8 @@ pub enum AssistantError {
     Invalid(String),
     #[error("policy: {0}")]
     Policy(#[from] tresor_guard::policy::PolicyError),
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] tresor_telemetry::TelemetryError),
     #[error("audit log: {0}")]
     Audit(#[from] tresor_guard::audit::AuditError),
 }

@@ -29,6 +29,7 @@ mod policy;
 mod route;
 pub mod scratch;
 pub mod store;
+mod telemetry;
 pub mod text;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -48,3 +49,5 @@ pub use library::{KbSummary, Library, DEFAULT_KB};
 pub use models::{CatalogModels, ChatModel, ModelSource};
 pub use open::EnginePaths;
 pub use route::Intent;
+// the measurement layer the facade records into (events, KPIs, dashboard data)
+pub use tresor_telemetry;

@@ -403,5 +403,34 @@ pub fn gaps(events: &[StoredEvent], limit: usize) -> Vec<Gap> {
     out
 }
 
+/// What `tresor kpi --json` and `GET /api/kpi` answer: the KPIs of the window at the top level, the groups
+/// of `--by` and the top content gaps.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    /// The window, Unix ms (null: open).
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    #[serde(flatten)]
+    pub kpis: Kpis,
+    /// `day`, `week`, `kb`, `model` or `variant` when grouped.
+    pub by: Option<String>,
+    pub groups: Vec<Group>,
+    pub gaps: Vec<Gap>,
+}
+
+/// The report over `events` (already read for `window`).
+pub fn report(events: &[StoredEvent], window: &crate::store::Window, by: Option<GroupBy>, cost: &CostTable) -> Report {
+    Report {
+        schema_version: crate::event::SCHEMA_VERSION,
+        since: window.since,
+        until: window.until,
+        kpis: compute(events, cost),
+        by: by.map(|b| format!("{b:?}").to_lowercase()),
+        groups: by.map(|b| compute_by(events, b, cost)).unwrap_or_default(),
+        gaps: gaps(events, 10),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,7 @@ pub use config::TelemetryConfig;
 pub use cost::{CloudPrice, CostTable};
 pub use dashboard::{dashboard, DashboardData};
 pub use event::{Event, EventKind, Feedback, Message, Outcome, StoredEvent, ToolAction, SCHEMA_VERSION};
-pub use kpi::{compute, compute_by, GroupBy, Kpis};
+pub use kpi::{compute, compute_by, report, Gap, GroupBy, Kpis, Report};
 pub use simulate::{simulate, Scenario, Simulation};
 pub use store::{EventStore, Window, EVENTS_FILE};
 

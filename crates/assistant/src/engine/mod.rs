@@ -96,7 +96,7 @@ impl Assistant {
         let db = data_dir.join(crate::store::DB_FILE);
         Ok(Assistant {
             cache: SemanticCache::open(&db, key)?,
-            threads: ThreadStore::open(&db, key)?,
+            threads: Self::open_threads(&db, key, &cfg.telemetry)?,
             cfg,
             data_dir: data_dir.to_path_buf(),
             key: key.clone(),
@@ -108,6 +108,15 @@ impl Assistant {
             metrics: Metrics::default(),
             gate: crate::policy::PolicyGate::load(data_dir)?,
         })
+    }
+
+    /// The thread store with the events beside it; events past the retention are purged here.
+    fn open_threads(db: &Path, key: &WorkspaceKey, telemetry: &tresor_telemetry::TelemetryConfig) -> Result<ThreadStore> {
+        let threads = ThreadStore::open_with(db, key, telemetry)?;
+        if let Some(ev) = threads.events() {
+            ev.purge_older_than(telemetry.retention_days)?;
+        }
+        Ok(threads)
     }
 
     pub fn config(&self) -> &AssistantConfig {
@@ -321,6 +330,8 @@ impl Assistant {
         ans.timings.record_ms = ms(t_record);
         ans.timings.total_ms += ans.timings.record_ms;
         ans.timings.pipeline_ms += ans.timings.record_ms;
+        // telemetry (tresor-telemetry): the message event, with the final timings
+        self.record_answer_events(req, &q, &ans);
         Ok(ans)
     }
 
