@@ -282,8 +282,8 @@ async fn kpi_reflects_answers_feedback_and_handoffs_through_the_api() {
     }
     let fb = json!({"message_id": ids[0].1, "thumbs": 1, "csat": 5});
     assert_eq!(call_json(&app, post_json("/api/feedback", &fb)).await.0, StatusCode::CREATED);
-    let (status, v) = call_json(&app, post_json("/api/handoff", &json!({"conversation_id": ids[1].0, "reason": "needs a human"}))).await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let (status, _, body) = call(&app, post_json("/api/handoff", &json!({"conversation_id": ids[1].0, "reason": "needs a human"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, v) = call_json(&app, post_json("/api/handoff", &json!({"conversation_id": 999}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
     let (status, k) = call_json(&app, get("/api/kpi?by=day")).await;
