@@ -52,8 +52,18 @@ pub fn export(events: &[StoredEvent], format: Format, out: &Path) -> Result<usiz
         Format::Jsonl => {
             let mut w = BufWriter::new(tmp.as_file());
             for r in &rows {
-                serde_json::to_writer(&mut w, r).map_err(|e| TelemetryError::Invalid(e.to_string()))?;
-                w.write_all(b"\n").map_err(io)?;
+                // the columns in the documented order (a serde_json map would sort them)
+                let mut line = String::from("{");
+                for (i, c) in COLUMNS.iter().enumerate() {
+                    if i > 0 {
+                        line.push(',');
+                    }
+                    line.push_str(&Value::String(c.name.to_string()).to_string());
+                    line.push(':');
+                    line.push_str(&r.get(c.name).unwrap_or(&Value::Null).to_string());
+                }
+                line.push_str("}\n");
+                w.write_all(line.as_bytes()).map_err(io)?;
             }
             w.flush().map_err(io)?;
         }
@@ -189,6 +199,7 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[2]["csat"], 2);
         assert_eq!(lines[0]["channel"], "local");
+        assert!(text.starts_with("{\"event_id\":1,\"schema_version\":1,\"ts_ms\":1001,\"event_type\":"), "{text}");
         // no temporary file left beside it
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
