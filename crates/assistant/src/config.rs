@@ -52,6 +52,8 @@ pub struct AssistantConfig {
     pub injection: crate::firewall::InjectionConfig,
     /// Tools and actions (`[tools]`, see `act/`): opening hours, how the model fills arguments.
     pub tools: crate::act::ToolsConfig,
+    /// Events and KPIs (`[telemetry]`: retention, question text opt-in, variant, cost table; docs/events.md).
+    pub telemetry: tresor_telemetry::TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +110,7 @@ impl Default for AssistantConfig {
             routing: RoutingConfig::default(),
             injection: crate::firewall::InjectionConfig::default(),
             tools: crate::act::ToolsConfig::default(),
+            telemetry: tresor_telemetry::TelemetryConfig::default(),
         }
     }
 }
@@ -164,7 +167,7 @@ impl AssistantConfig {
         if self.max_passages == 0 || self.retrieve_k == 0 || self.context_tokens < 32 || self.max_answer_tokens == 0 {
             return Err("retrieve_k, max_passages and max_answer_tokens must be at least 1, context_tokens at least 32".into());
         }
-        Ok(())
+        self.telemetry.validate()
     }
 }
 

@@ -51,6 +51,8 @@ pub enum AssistantError {
     /// A tool, its data or an action (tresor-tools).
     #[error(transparent)]
     Tool(#[from] tresor_tools::error::ToolError),
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] tresor_telemetry::TelemetryError),
     #[error("audit log: {0}")]
     Audit(#[from] tresor_guard::audit::AuditError),
 }

@@ -30,6 +30,7 @@ mod policy;
 mod route;
 pub mod scratch;
 pub mod store;
+mod telemetry;
 pub mod text;
 pub mod tools_data;
 #[cfg(any(test, feature = "test-support"))]
@@ -53,3 +54,5 @@ pub use library::{KbSummary, Library, DEFAULT_KB};
 pub use models::{CatalogModels, ChatModel, ModelSource};
 pub use open::EnginePaths;
 pub use route::Intent;
+// the measurement layer the facade records into (events, KPIs, dashboard data)
+pub use tresor_telemetry;

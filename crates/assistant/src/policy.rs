@@ -250,6 +250,7 @@ impl Assistant {
         self.metrics.ttft_ms_sum += total;
         self.metrics.total_ms_sum += total;
         self.audit_answer(req, q, &ans)?;
+        self.record_answer_events(req, q, &ans);
         Ok(ans)
     }
 

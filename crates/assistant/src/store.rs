@@ -1,6 +1,9 @@
 //! Conversations and feedback in SQLite (`assistant.sqlite` in the data
 //! dir): threads with a title, their messages with sources, model and
-//! timings, and per-answer thumbs up/down plus a CSAT score 1–5.
+//! timings, and per-answer thumbs up/down plus a CSAT score 1–5. Feedback
+//! and deleted threads are also recorded as telemetry events (`events.sqlite`
+//! beside it, tresor-telemetry), so every door that rates an answer — the
+//! desktop's own thread store included — feeds the KPIs.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +29,8 @@ pub(crate) fn open_db(path: &Path, key: &WorkspaceKey) -> Result<Connection> {
 pub struct ThreadStore {
     conn: Connection,
     path: PathBuf,
+    /// The workspace's events (None: `[telemetry] enabled = false`).
+    events: Option<tresor_telemetry::EventStore>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,7 +80,15 @@ impl ThreadStore {
         Self::open(&data_dir.join(DB_FILE), key)
     }
 
+    /// Opens `path`, and the events beside it per the data dir's `assistant.toml` `[telemetry]`.
     pub fn open(path: &Path, key: &WorkspaceKey) -> Result<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let cfg = crate::config::AssistantConfig::load(dir)?;
+        Self::open_with(path, key, &cfg.telemetry)
+    }
+
+    /// Opens `path` with these telemetry settings (the engine passes its own).
+    pub fn open_with(path: &Path, key: &WorkspaceKey, telemetry: &tresor_telemetry::TelemetryConfig) -> Result<Self> {
         let conn = open_db(path, key)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS threads (
@@ -105,7 +118,29 @@ impl ThreadStore {
             );",
         )
         .db(path)?;
-        Ok(ThreadStore { conn, path: path.to_path_buf() })
+        let events = match telemetry.enabled {
+            true => Some(tresor_telemetry::EventStore::open(path.parent().unwrap_or(Path::new(".")), key)?),
+            false => None,
+        };
+        Ok(ThreadStore { conn, path: path.to_path_buf(), events })
+    }
+
+    /// Records a conversation-level event (handoff, resolution, end) for thread `id`, which must exist.
+    pub fn record_conversation_event(&self, id: i64, kind: tresor_telemetry::EventKind) -> Result<()> {
+        let kb = self.thread(id)?.kb;
+        let ev = self.events.as_ref().ok_or_else(|| AssistantError::Invalid("telemetry is off in this workspace ([telemetry] enabled = false in assistant.toml)".into()))?;
+        ev.record(&tresor_telemetry::Event::now(Some(id), None, kb, kind))?;
+        Ok(())
+    }
+
+    /// Conversation `id` was handed to a human (`reason` is PII-masked).
+    pub fn handoff(&self, id: i64, reason: Option<&str>) -> Result<()> {
+        self.record_conversation_event(id, tresor_telemetry::EventKind::Handoff { reason: reason.map(tresor_guard::redact::for_log) })
+    }
+
+    /// The workspace's event store (None when telemetry is off).
+    pub fn events(&self) -> Option<&tresor_telemetry::EventStore> {
+        self.events.as_ref()
     }
 
     pub fn create_thread(&self, title: &str, kb: Option<&str>) -> Result<i64> {
@@ -145,9 +180,14 @@ impl ThreadStore {
     }
 
     pub fn delete_thread(&self, id: i64) -> Result<()> {
+        let kb = self.thread(id)?.kb;
         let n = self.conn.execute("DELETE FROM threads WHERE id = ?1", params![id]).db(&self.path)?;
         if n == 0 {
             return Err(AssistantError::NoSuchThread(id));
+        }
+        if let Some(ev) = &self.events {
+            let kind = tresor_telemetry::EventKind::ConversationEnded { reason: Some("deleted".into()) };
+            ev.record(&tresor_telemetry::Event::now(Some(id), None, kb, kind))?;
         }
         Ok(())
     }
@@ -240,14 +280,23 @@ impl ThreadStore {
         let Some(thread_id) = thread_id else {
             return Err(AssistantError::BadFeedback("name the answer (message_id) or the thread (thread_id)".into()));
         };
-        self.thread(thread_id)?;
+        let kb = self.thread(thread_id)?.kb;
         self.conn
             .execute(
                 "INSERT INTO feedback(thread_id, message_id, thumbs, csat, comment, created) VALUES (?1, ?2, ?3, ?4, ?5, strftime('%s','now'))",
                 params![thread_id, f.message_id, f.thumbs, f.csat, f.comment],
             )
             .db(&self.path)?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.conn.last_insert_rowid();
+        if let Some(ev) = &self.events {
+            let kind = tresor_telemetry::EventKind::Feedback(tresor_telemetry::Feedback {
+                thumbs: f.thumbs,
+                csat: f.csat,
+                comment: f.comment.as_deref().map(tresor_guard::redact::for_log),
+            });
+            ev.record(&tresor_telemetry::Event::now(Some(thread_id), f.message_id, kb, kind))?;
+        }
+        Ok(id)
     }
 
     /// (thumbs up, thumbs down, mean CSAT) over all feedback.
@@ -303,6 +352,11 @@ mod tests {
         s.add_feedback(&Feedback { message_id: Some(a), thumbs: Some(1), csat: Some(5), ..Default::default() }).unwrap();
         s.add_feedback(&Feedback { thread_id: Some(t), thumbs: Some(-1), ..Default::default() }).unwrap();
         assert_eq!(s.feedback_summary().unwrap(), (1, 1, Some(5.0)));
+        // each feedback is also a telemetry event of its thread
+        let ev = s.events().unwrap().events(&Default::default()).unwrap();
+        assert_eq!(ev.len(), 2);
+        assert!(ev.iter().all(|e| e.event.conversation_id == Some(t) && e.event.kind.name() == "feedback"));
+        assert_eq!(ev[0].event.message_id, Some(a));
         assert!(matches!(s.add_feedback(&Feedback { message_id: Some(a), csat: Some(9), ..Default::default() }), Err(AssistantError::BadFeedback(_))));
         assert!(matches!(s.add_feedback(&Feedback { message_id: Some(999), thumbs: Some(1), ..Default::default() }), Err(AssistantError::NoSuchMessage(999))));
         assert!(matches!(s.add_message(42, "user", "x", None), Err(AssistantError::NoSuchThread(42))));

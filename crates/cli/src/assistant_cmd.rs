@@ -29,9 +29,10 @@ pub struct AskArgs {
     /// Neither read nor write the semantic cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Continue a stored conversation (see `tresor chat`).
-    #[arg(long)]
-    pub thread: Option<i64>,
+    /// Continue a stored conversation (its `conversation_id`; see `tresor chat`). Without it the question starts a
+    /// conversation of its own.
+    #[arg(long = "conversation", alias = "thread")]
+    pub conversation: Option<i64>,
     /// Print the pipeline trace (passages, evidence, sentence support) to stderr.
     #[arg(long)]
     pub trace: bool,
@@ -48,8 +49,8 @@ pub struct ChatArgs {
     /// A chat model id or GGUF path instead of the routed one.
     #[arg(long)]
     pub model: Option<String>,
-    /// Continue a stored thread.
-    #[arg(long)]
+    /// Continue a stored conversation (thread).
+    #[arg(long, alias = "conversation")]
     pub thread: Option<i64>,
 }
 
@@ -128,30 +129,42 @@ pub fn run_ask(args: AskArgs, ctx: &Ctx) -> Result<()> {
         eprintln!("note: no knowledge base (ingest documents with `tresor ingest PATH`); the model answers on its own, without sources");
     }
     let mut assistant = build_assistant(ctx, &ctx.data_dir, &crate::key_cmd::workspace_key(ctx)?)?;
-    let req = AskRequest {
-        question: args.question,
-        kb,
-        thread: args.thread,
-        model: args.model,
-        no_cache: args.no_cache,
-        now: ctx.now,
-        yes: args.yes,
-        ..Default::default()
+    // a one-off question is a conversation of one message: it gets a thread, so feedback and handoffs can name it
+    let thread = match args.conversation {
+        Some(t) => {
+            assistant.threads().thread(t)?;
+            t
+        }
+        None => assistant.threads().create_thread(args.question.trim(), kb.as_deref())?,
     };
+    let req = AskRequest { question: args.question, kb, thread: Some(thread), model: args.model, no_cache: args.no_cache, now: ctx.now, yes: args.yes, ..Default::default() };
     let stdout = std::io::stdout();
     let json = args.json;
-    let ans = assistant.answer(&req, &mut |piece| {
+    let res = assistant.answer(&req, &mut |piece| {
         if !json {
             let mut out = stdout.lock();
             let _ = out.write_all(piece.as_bytes());
             let _ = out.flush();
         }
-    })?;
+    });
+    let ans = match res {
+        Ok(a) => a,
+        Err(e) => {
+            if args.conversation.is_none() {
+                // the question was never answered: its new conversation goes again
+                let _ = assistant.threads().delete_thread(thread);
+            }
+            return Err(e.into());
+        }
+    };
     if args.trace {
         eprintln!("{}", serde_json::to_string_pretty(&ans.trace)?);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&ans)?);
+        // `conversation_id` (the thread) and `message_id` are the contract for `tresor feedback` / `tresor handoff`
+        let mut v = serde_json::to_value(&ans)?;
+        v["conversation_id"] = serde_json::json!(ans.thread_id);
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!();
         print_sources(&ans);
@@ -290,7 +303,7 @@ fn rate(assistant: &Assistant, last: &Option<Answer>, rest: &str) -> Result<()> 
         "down" | "-" | "-1" | "👎" => f.thumbs = Some(-1),
         n => f.csat = Some(n.parse().map_err(|_| anyhow::anyhow!("usage: /rate up|down|1-5 [comment]"))?),
     }
-    assistant.threads().add_feedback(&f)?;
+    assistant.feedback(&f)?;
     Ok(())
 }
 

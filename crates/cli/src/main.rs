@@ -8,8 +8,10 @@ mod assistant_cmd;
 mod audit_cmd;
 mod bench_cmd;
 mod ctx;
+mod events_cmd;
 mod injection_cmd;
 mod kb_cmd;
+mod kpi_cmd;
 mod key_cmd;
 mod llm_cmd;
 mod mcp_cmd;
@@ -114,6 +116,17 @@ enum Command {
     /// Tools the assistant can call: import their data (prices, orders, calendar), list them, show appointments and tickets.
     #[command(subcommand)]
     Tools(tools_cmd::ToolsCmd),
+    /// KPIs from the recorded events: containment, CSAT, latency, cost, content gaps (docs/kpi.md).
+    Kpi(kpi_cmd::KpiArgs),
+    /// The recorded events: export (parquet, jsonl) or purge.
+    #[command(subcommand)]
+    Events(events_cmd::EventsCmd),
+    /// Rate an answer: thumbs up/down, CSAT 1-5, a comment.
+    Feedback(events_cmd::FeedbackArgs),
+    /// Record that a conversation was handed to a human.
+    Handoff(events_cmd::HandoffArgs),
+    /// What monthly cost and latency become if volume, containment, cache hits or the model mix change (from the measured events).
+    Simulate(kpi_cmd::SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -220,6 +233,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Key(cmd) => key_cmd::run(cmd, &ctx),
         Command::Workspace(cmd) => workspace_cmd::run(cmd, &ctx),
         Command::Tools(cmd) => tools_cmd::run(cmd, &ctx),
+        Command::Kpi(args) => kpi_cmd::run_kpi(args, &ctx),
+        Command::Events(cmd) => events_cmd::run(cmd, &ctx),
+        Command::Feedback(args) => events_cmd::run_feedback(args, &ctx),
+        Command::Handoff(args) => events_cmd::run_handoff(args, &ctx),
+        Command::Simulate(args) => kpi_cmd::run_simulate(args, &ctx),
     }
 }
 

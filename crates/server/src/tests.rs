@@ -267,6 +267,51 @@ async fn threads_are_created_read_answered_rated_and_deleted() {
 }
 
 #[tokio::test]
+async fn kpi_reflects_answers_feedback_and_handoffs_through_the_api() {
+    let (_d, app) = app();
+    let (status, v) = call_json(&app, get("/api/kpi")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((v["conversations"].as_u64(), v["messages"].as_u64()), (Some(0), Some(0)));
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (_, t) = call_json(&app, post_json("/api/threads", &json!({"title": "Leave"}))).await;
+        let id = t["id"].as_i64().unwrap();
+        let (status, a) = call_json(&app, post_json(&format!("/api/threads/{id}/messages"), &json!({"content": QUESTION}))).await;
+        assert_eq!(status, StatusCode::OK, "{a}");
+        ids.push((id, a["message_id"].as_i64().unwrap()));
+    }
+    let fb = json!({"message_id": ids[0].1, "thumbs": 1, "csat": 5});
+    assert_eq!(call_json(&app, post_json("/api/feedback", &fb)).await.0, StatusCode::CREATED);
+    let (status, _, body) = call(&app, post_json("/api/handoff", &json!({"conversation_id": ids[1].0, "reason": "needs a human"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, v) = call_json(&app, post_json("/api/handoff", &json!({"conversation_id": 999}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (status, k) = call_json(&app, get("/api/kpi?by=day")).await;
+    assert_eq!(status, StatusCode::OK, "{k}");
+    assert_eq!((k["conversations"].as_u64(), k["messages"].as_u64()), (Some(2), Some(2)), "{k}");
+    assert_eq!(k["containment_rate"], 0.5);
+    assert_eq!(k["escalation_rate"], 0.5);
+    assert_eq!(k["csat"], json!({"count": 1, "mean": 5.0, "satisfied_share": 1.0}));
+    assert_eq!(k["cache_hit_rate"], 0.5, "the second thread's same question is a cache hit");
+    assert_eq!(k["groups"].as_array().unwrap().len(), 1);
+    for f in ["refusal_rate", "tool_error_rate", "cost_per_resolved"] {
+        assert!(k[f].is_number(), "{f}: {k}");
+    }
+    assert!(k["ttft_ms"]["p95"].as_f64().unwrap() >= k["ttft_ms"]["p50"].as_f64().unwrap());
+    assert!(k["tokens"]["per_conversation"].as_f64().unwrap() > 0.0);
+    let (status, v) = call_json(&app, get("/api/kpi?since=yesterday")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, v) = call_json(&app, get("/api/kpi?by=month")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, d) = call_json(&app, get("/api/kpi/dashboard?since=7d")).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["kpis"]["conversations"], 2);
+    assert_eq!(d["previous"]["conversations"], 0);
+    assert_eq!(d["series"].as_array().unwrap().len(), 1);
+    assert_eq!(d["stages"].as_array().unwrap().len(), 8);
+}
+
+#[tokio::test]
 async fn answers_and_uploads_are_audited_as_the_token_never_the_os_user() {
     let (d, app) = app();
     let body = json!({"model": "tresor", "messages": [{"role": "user", "content": QUESTION}]});

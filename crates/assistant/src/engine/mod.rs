@@ -98,7 +98,7 @@ impl Assistant {
         let db = data_dir.join(crate::store::DB_FILE);
         Ok(Assistant {
             cache: SemanticCache::open(&db, key)?,
-            threads: ThreadStore::open(&db, key)?,
+            threads: Self::open_threads(&db, key, &cfg.telemetry)?,
             cfg,
             data_dir: data_dir.to_path_buf(),
             key: key.clone(),
@@ -111,6 +111,15 @@ impl Assistant {
             gate: crate::policy::PolicyGate::load(data_dir)?,
             tools: Default::default(),
         })
+    }
+
+    /// The thread store with the events beside it; events past the retention are purged here.
+    fn open_threads(db: &Path, key: &WorkspaceKey, telemetry: &tresor_telemetry::TelemetryConfig) -> Result<ThreadStore> {
+        let threads = ThreadStore::open_with(db, key, telemetry)?;
+        if let Some(ev) = threads.events() {
+            ev.purge_older_than(telemetry.retention_days)?;
+        }
+        Ok(threads)
     }
 
     pub fn config(&self) -> &AssistantConfig {
@@ -351,6 +360,8 @@ impl Assistant {
         ans.timings.record_ms = ms(t_record);
         ans.timings.total_ms += ans.timings.record_ms;
         ans.timings.pipeline_ms += ans.timings.record_ms;
+        // telemetry (tresor-telemetry): the message event, with the final timings
+        self.record_answer_events(req, &q, &ans);
         Ok(ans)
     }
 

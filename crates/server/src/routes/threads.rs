@@ -87,6 +87,6 @@ async fn thread_message(State(s): State<AppState>, ws: Ws, Path(id): Path<i64>, 
 }
 
 async fn feedback(State(s): State<AppState>, ws: Ws, ApiJson(f): ApiJson<Feedback>) -> ApiResult<(StatusCode, Json<Created>)> {
-    let id = s.call(&ws, move |a| a.threads().add_feedback(&f)).await??;
+    let id = s.call(&ws, move |a| a.feedback(&f)).await??;
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
