@@ -76,8 +76,6 @@ pub(crate) struct ToolTurn {
     pub sources: Vec<Source>,
     /// The tool that answered (its result is the cited source), if any ran.
     pub ran: Option<String>,
-    /// A price the turn looked up: `(product, sku, price)`.
-    pub looked_up_price: Option<(String, String, String)>,
     pub reason: String,
     pub model_ms: f64,
 }
@@ -160,6 +158,22 @@ impl Assistant {
         in_force(&policy, self.tools.store.as_ref(), &mut self.tools.mcp)
     }
 
+    /// The imported price list's products and SKUs (lower case): a sentence that names one
+    /// with an amount of money states a price, which only `price_lookup` may give.
+    pub(crate) fn price_catalogue(&mut self) -> Result<Vec<String>> {
+        let Some(store) = self.tool_store()? else { return Ok(Vec::new()) };
+        let rows = store.prices().map_err(tool_err)?;
+        let mut terms: Vec<String> = Vec::new();
+        for r in rows {
+            for t in [r.sku.to_lowercase(), r.product.to_lowercase()] {
+                if t.chars().count() >= 3 {
+                    terms.push(t);
+                }
+            }
+        }
+        Ok(terms)
+    }
+
     /// MCP servers of the policy that could not be reached, with the reason.
     pub fn mcp_failures(&mut self) -> Vec<(String, String)> {
         let policy = self.gate.policy.clone();
@@ -226,7 +240,9 @@ impl Assistant {
         if action.status == Status::NeedsConfirmation && (at_once || req.yes) {
             let exec = EngineExec { ctx: ExecCtx { now, hours: self.config().tools.hours.clone() }, specs, mcp: &self.tools.mcp };
             let store = self.tools.store.as_ref().expect("the action was proposed in it");
+            let t = Instant::now();
             let done = store.confirm(&action.id, &exec as &dyn Executor).map_err(tool_err)?;
+            self.record_tool_run(&done.action, t);
             action = done.action;
             self.audit_action("tool.run", &action, req.actor.as_deref())?;
         }
@@ -244,8 +260,10 @@ impl Assistant {
         let specs = if tresor_mcp::split_qualified(&pending.tool).is_some() { self.tools()? } else { Vec::new() };
         let exec = EngineExec { ctx: ExecCtx { now, hours: self.config().tools.hours.clone() }, specs: &specs, mcp: &self.tools.mcp };
         let store = self.tools.store.as_ref().expect("checked");
+        let t = Instant::now();
         let done = store.confirm(id, &exec as &dyn Executor).map_err(tool_err)?;
         if done.outcome == Outcome::Executed {
+            self.record_tool_run(&done.action, t);
             self.audit_action("tool.run", &done.action, actor)?;
         }
         let lang = lang_of_action(&done.action);
@@ -279,6 +297,23 @@ impl Assistant {
     pub fn action(&mut self, id: &str) -> Result<Action> {
         let store = self.tool_store()?.ok_or_else(|| tool_err(tresor_tools::error::ToolError::NoSuchAction(id.to_string())))?;
         store.get(id).map_err(tool_err)
+    }
+
+    /// The tool-action event for the KPIs (tool error rate, latency per tool). A failed
+    /// write is logged, not fatal: the action has already run.
+    fn record_tool_run(&self, action: &Action, started: Instant) {
+        let status = match action.status {
+            Status::Succeeded => "ok",
+            Status::TimedOut => "timeout",
+            _ => "error",
+        };
+        let error_class = (status != "ok")
+            .then(|| action.result.as_ref().and_then(|r| r.get("code")).and_then(Value::as_str).unwrap_or("failed").to_string());
+        let conversation = action.conversation.strip_prefix("thread:").and_then(|t| t.parse::<i64>().ok());
+        let ev = tresor_telemetry::ToolAction { tool: action.tool.clone(), status: status.into(), latency_ms: started.elapsed().as_secs_f64() * 1e3, error_class };
+        if let Err(e) = self.record_tool_action(conversation, None, &ev) {
+            tracing::warn!("telemetry: recording the tool action failed: {e}");
+        }
     }
 
     fn audit_action(&self, event: &str, action: &Action, actor: Option<&str>) -> Result<()> {
@@ -362,17 +397,12 @@ fn turn_for(action: Action, spec: &ToolSpec, lang: Lang, reason: String, model_m
     let null = Value::Null;
     let mut sources = Vec::new();
     let mut ran = None;
-    let mut looked_up_price = None;
     let text = match action.status {
         Status::NeedsInput => reply::ask_missing(&action.tool, &action.arguments, &action.missing, lang),
         Status::NeedsConfirmation => reply::propose(&action.tool, &action.arguments, lang),
         Status::Succeeded => {
             let r = action.result.as_ref().unwrap_or(&null);
             ran = Some(action.tool.clone());
-            if action.tool == tresor_tools::spec::PRICE_LOOKUP {
-                let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                looked_up_price = Some((s("product"), s("sku"), s("price")));
-            }
             sources.push(Source {
                 n: 1,
                 source: format!("tool:{}", action.tool),
@@ -386,5 +416,5 @@ fn turn_for(action: Action, spec: &ToolSpec, lang: Lang, reason: String, model_m
         }
         s => reply::outcome(&action.tool, s.as_str(), action.error.as_deref(), lang),
     };
-    ToolTurn { text, actions: vec![action], sources, ran, looked_up_price, reason, model_ms }
+    ToolTurn { text, actions: vec![action], sources, ran, reason, model_ms }
 }

@@ -4,7 +4,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
 use tresor_guard::crypto::WorkspaceKey;
 use tresor_kb::HashEmbedder;
 

@@ -268,6 +268,13 @@ impl Assistant {
         }
         let policy = self.gate.policy.clone();
         let mut og = pre.output_guard(&policy, lang);
+        // "no price outside the defined APIs": with a price list imported, a sentence that names
+        // one of its products with an amount is a price only price_lookup may state (a tool turn
+        // words the tool's own result and bypasses this check below)
+        let catalogue = self.price_catalogue()?;
+        if !catalogue.is_empty() {
+            og.unverified_price = Some(Box::new(move |lower: &str| catalogue.iter().any(|t| lower.contains(t.as_str()))));
+        }
         let outer = on_text;
         let mut guarded = |p: &str| {
             let e = og.push(p);
@@ -290,7 +297,8 @@ impl Assistant {
             return self.policy_refuse(pre, &q, lang, req, t0, outer);
         }
         let mut ans = if let Some(t) = turn {
-            on_text(&t.text);
+            // the tool's result in the engine's own words: not a model's claim to check
+            outer(&t.text);
             let role = if t.model_ms > 0.0 { "chat-small" } else { "none" };
             let mut a = bare_answer(t.text, intent, lang, RouteChoice { role: role.into(), reason: t.reason });
             a.route = "tool".into();

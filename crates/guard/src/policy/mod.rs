@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::injection::InjectionAction;
 pub use load::{PolicyPaths, SYSTEM_ADMIN_KEYS, SYSTEM_POLICY};
-pub use output::{is_price_promise, PolicyDecision, PolicyOutputCheck};
+pub use output::{is_price_promise, states_money, PolicyDecision, PolicyOutputCheck};
 pub use sign::{keygen, load_public_keys, read_public_key, read_signing_key, sig_path, sign, verify_signature, write_private};
 pub use tools::{McpServerConfig, McpTransport, DEFAULT_MCP_TIMEOUT_MS};
 pub use topics::{contains_term, cosine, TopicHit, TopicIndex};

@@ -75,6 +75,9 @@ pub struct PolicyOutputCheck<'p> {
     pub decision: PolicyDecision,
     /// Topic disclaimers to add at the end.
     pub topic_disclaimers: Vec<String>,
+    /// "No price outside the defined APIs": a sentence this returns true for states a price
+    /// that did not come from the price tool in this turn; it is removed (counted as a price promise).
+    pub unverified_price: Option<Box<dyn Fn(&str) -> bool + 'p>>,
 }
 
 impl<'p> PolicyOutputCheck<'p> {
@@ -90,6 +93,7 @@ impl<'p> PolicyOutputCheck<'p> {
             seen_text: false,
             decision: PolicyDecision::allow(),
             topic_disclaimers: Vec::new(),
+            unverified_price: None,
         }
     }
 
@@ -170,7 +174,8 @@ impl<'p> PolicyOutputCheck<'p> {
                 }
             }
         }
-        if p.price_check_active() && is_price_promise(&lower, &p.price_words) {
+        let unverified = self.unverified_price.as_ref().is_some_and(|f| states_money(&lower) && f(&lower));
+        if unverified || (p.price_check_active() && is_price_promise(&lower, &p.price_words)) {
             self.decision.price_promises += 1;
             return String::new();
         }
@@ -221,6 +226,14 @@ fn mask_term(s: &str, term: &str) -> String {
     }
     out.push_str(&s[from..]);
     out
+}
+
+/// A sentence that names an amount of money (a currency sign or code next to a number).
+pub fn states_money(lower: &str) -> bool {
+    static MONEY: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    MONEY
+        .get_or_init(|| regex::Regex::new(r"(?i)([€$£]\s?\d)|(\d[\d.,]*\s?(€|\$|£|eur\b|euro\b|usd\b|dollars?\b|chf\b|gbp\b))").expect("valid regex"))
+        .is_match(lower)
 }
 
 /// A sentence that names an amount of money together with a promise word.
