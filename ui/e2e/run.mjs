@@ -4,8 +4,9 @@
 //   node e2e/run.mjs --app BINARY --out DIR --folder DIR --tools-dev DIR [--driver http://127.0.0.1:4444]
 // The app runs on the data dir and models dir in TRESOR_HOME / TRESOR_MODELS
 // (scripts/e2e ingests a copy of assets/sample-kb into its knowledge base
-// `default`, and imports --tools-dev's prices, orders and calendar with
-// `tresor tools import`; TRESOR_NOW fixes "now" for the booking). Optional:
+// `default`; TRESOR_NOW fixes "now" for the booking); the test imports
+// --tools-dev's prices, orders and calendar through the app's import command
+// (the one behind the Tools screen's file dialogs). Optional:
 //   --drop-folder DIR   dropped onto the window (Tauri's drag-drop event, see below)
 //   --dialog-folder DIR added through the command behind the folder dialog
 //   --hub-port PORT     HF_ENDPOINT's port: nothing listens at first (offline),
@@ -105,6 +106,12 @@ try {
   await s.waitFor('[data-testid="kb-select"] option[value="default"]');
   await shot('01-chat');
 
+  step('tools: import the price list, orders and calendar (the command behind the Tools screen\'s file dialogs)');
+  for (const [kind, file] of [['prices', 'prices.csv'], ['orders', 'orders.csv'], ['calendar', 'calendar.ics']]) {
+    const r = await invoke('import_tool_data', { kind, path: `${args['tools-dev']}/${file}` });
+    check(r.ok && r.ok.kind === kind && r.ok.rows > 0 && r.ok.replaced === 0, `${kind} imported: ${JSON.stringify(r)}`);
+  }
+
   step('ask a question: the answer streams and cites the sample knowledge base');
   await s.type('[data-testid="question"]', 'How many vacation days do full-time employees get?');
   await s.click('[data-testid="send"]');
@@ -183,8 +190,7 @@ try {
   await s.waitFor('[data-testid="not-found"]', { timeout: 600000, what: 'the not-found state' });
   await shot('04-not-in-documents');
 
-  // scripts/e2e imported the tools_dev data with `tresor tools import` and fixed TRESOR_NOW
-  // to Monday 2026-12-07 09:30 (Berlin): "tomorrow at 10:30" is Tuesday, a free slot
+  // the tools_dev data is imported (above); scripts/e2e fixed TRESOR_NOW to Monday 2026-12-07 09:30 (Berlin): "tomorrow at 10:30" is Tuesday, a free slot
   step('tools: a booking is proposed on a confirmation card with its arguments');
   await s.click('[data-testid="new-thread"]');
   await s.type('[data-testid="question"]', 'Please book an appointment tomorrow at 10:30');
@@ -217,6 +223,17 @@ try {
   check(again.ok && again.ok.outcome === 'already_done', `a second approval runs nothing and says so: ${JSON.stringify(again)}`);
   const stillOne = await invoke('tool_records', {});
   check(stillOne.ok.appointments.length === 1, 'still one appointment');
+
+  step('tools: decline runs nothing');
+  await s.click('[data-testid="new-thread"]');
+  await s.type('[data-testid="question"]', 'Please book an appointment tomorrow at 11:30');
+  await s.click('[data-testid="send"]');
+  await s.waitFor('[data-testid="action-card"][data-status="needs_confirmation"]', { timeout: 600000, what: 'the second confirmation card' });
+  await s.click('[data-testid="action-decline"]');
+  await s.waitFor('[data-testid="action-card"][data-status="declined"]', { timeout: 120000, what: 'the declined card' });
+  const declined = await s.text(await s.find('[data-testid="action-outcome"]'));
+  console.log(`  declined: ${declined}`);
+  check((await invoke('tool_records', {})).ok.appointments.length === 1, 'nothing booked on decline');
 
   step('tools: a read-only tool runs at once and its result is the cited source');
   await s.click('[data-testid="new-thread"]');

@@ -44,7 +44,7 @@ describe('the confirmation card', () => {
 
   it('shows a result compactly', () => {
     expect(resultRows(null, 'en')).toEqual([]);
-    expect(resultRows({ order_id: 'NL-1', status: 'shipped' }, 'en').map((r) => `${r.label}=${r.value}`)).toEqual(['Order number=NL-1', 'status=shipped']);
+    expect(resultRows({ order_id: 'NL-1', status: 'shipped' }, 'en').map((r) => `${r.label}=${r.value}`)).toEqual(['Order number=NL-1', 'Status=shipped']);
     expect(resultRows('plain text', 'de')).toEqual([{ field: 'result', label: 'Ergebnis', value: 'plain text' }]);
   });
 });

@@ -25,6 +25,15 @@ const FIELD_LABELS: Record<string, Record<Lang, string>> = {
   subject: { en: 'Subject', de: 'Betreff' },
   description: { en: 'Description', de: 'Beschreibung' },
   priority: { en: 'Priority', de: 'Priorität' },
+  // result fields
+  status: { en: 'Status', de: 'Status' },
+  updated_at: { en: 'Last updated', de: 'Zuletzt aktualisiert' },
+  sku: { en: 'SKU', de: 'Artikelnummer' },
+  price: { en: 'Price', de: 'Preis' },
+  currency: { en: 'Currency', de: 'Währung' },
+  appointment_id: { en: 'Appointment number', de: 'Terminnummer' },
+  ticket_id: { en: 'Ticket number', de: 'Ticketnummer' },
+  customer: { en: 'Customer', de: 'Kunde' },
 };
 
 const PRIORITY: Record<string, Record<Lang, string>> = {
