@@ -198,6 +198,13 @@ pub async fn decline_action(app: AppHandle, id: String) -> Res<ActionReportView>
     blocking(app, move |_, host| report_view(host.with_engine(|a| Ok(a.decline_action(&id, None)?))?)).await
 }
 
+/// Action `id` as it stands now (a stored conversation's card shows its current state:
+/// approved or declined since the answer).
+#[tauri::command]
+pub async fn get_action(app: AppHandle, id: String) -> Res<serde_json::Value> {
+    blocking(app, move |_, host| Ok(serde_json::to_value(host.with_engine(|a| Ok(a.action(&id)?))?)?)).await
+}
+
 /// A tool in force, for the tools screen.
 #[derive(Serialize, ts_rs::TS)]
 pub struct ToolView {

@@ -128,6 +128,7 @@ pub fn run(paths: Paths, ctx: tauri::Context<tauri::Wry>) -> Result<()> {
             commands::policy_view,
             commands::confirm_action,
             commands::decline_action,
+            commands::get_action,
             commands::list_tools,
             commands::import_tool_data,
             commands::tool_records,

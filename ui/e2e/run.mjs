@@ -235,6 +235,17 @@ try {
   console.log(`  declined: ${declined}`);
   check((await invoke('tool_records', {})).ok.appointments.length === 1, 'nothing booked on decline');
 
+  step('tools: a stored conversation shows its action as it is now');
+  for (const t of await s.findAll('[data-testid="thread"]')) {
+    if ((await s.text(t)).includes('10:30')) {
+      await s.cmd('POST', `/element/${t}/click`, {});
+      break;
+    }
+  }
+  await s.waitFor('[data-testid="msg-user"]', { pred: (t) => /10:30/.test(t), what: 'the booking thread reopened' });
+  await s.waitFor('[data-testid="action-card"][data-status="succeeded"]', { what: 'the stored card, approved since' });
+  check((await s.findAll('[data-testid="action-approve"]')).length === 0, 'no approve button on the reopened, approved card');
+
   step('tools: a read-only tool runs at once and its result is the cited source');
   await s.click('[data-testid="new-thread"]');
   await s.type('[data-testid="question"]', 'What is the status of order NL-10232?');

@@ -39,7 +39,7 @@ export interface Answer extends AnswerJson {
  * some of the answer's fields (tresor-assistant writes them when it records the turn); these
  * are the ones the chat screen reads. */
 export interface StoredMessage extends Omit<StoredMessageRow, 'meta'> {
-  meta: Partial<Pick<AnswerJson, 'sources' | 'refused' | 'route'>> | null;
+  meta: Partial<Pick<AnswerJson, 'sources' | 'refused' | 'route' | 'actions'>> | null;
 }
 
 export const api = {
@@ -76,6 +76,8 @@ export const api = {
   /** The user's yes / no to an action the answer proposed (runs at most once). */
   confirmAction: (id: string) => invoke<ActionReportView>('confirm_action', { id }),
   declineAction: (id: string) => invoke<ActionReportView>('decline_action', { id }),
+  /** An action as it stands now (`Answer['actions'][number]`). */
+  action: (id: string) => invoke<AnswerJson['actions'][number]>('get_action', { id }),
   tools: () => invoke<ToolView[]>('list_tools'),
   /** kind: prices | orders | calendar; path absolute. */
   importToolData: (kind: 'prices' | 'orders' | 'calendar', path: string) => invoke<ToolImportView>('import_tool_data', { kind, path }),
