@@ -121,7 +121,7 @@ pub async fn ask(app: AppHandle, request: u64, question: String, kb: Option<Stri
         };
         let cancel = Arc::new(AtomicBool::new(false));
         *host.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(cancel.clone());
-        let req = AskRequest { question, kb, thread: Some(thread), cancel: Some(cancel), ..Default::default() };
+        let req = AskRequest { question, kb, thread: Some(thread), cancel: Some(cancel), now: now_from_env()?, ..Default::default() };
         let answer = host.with_engine(|a| {
             Ok(a.answer(&req, &mut |text| {
                 let _ = app.emit("tresor://token", Token { request, text });
@@ -146,6 +146,144 @@ pub fn stop_answer(host: State<'_, Host>) -> bool {
         }
         None => false,
     }
+}
+
+/// "Now" for relative dates in tool calls ("tomorrow at 10:30"): `TRESOR_NOW` when set
+/// (ISO 8601 with an offset, as the CLI's `--now` / `TRESOR_NOW`), else None (the clock).
+pub fn now_from_env() -> Result<Option<jiff::Timestamp>> {
+    parse_now(env("TRESOR_NOW").as_deref())
+}
+
+fn parse_now(v: Option<&str>) -> Result<Option<jiff::Timestamp>> {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => Ok(Some(
+            s.parse::<jiff::Timestamp>()
+                .map_err(|e| anyhow!("TRESOR_NOW `{s}`: expected ISO 8601 with an offset, e.g. 2026-12-07T09:30:00+01:00 ({e})"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+// ---- tools and actions ------------------------------------------------------------
+
+/// What confirming or declining an action did: the action as it stands now, "executed" |
+/// "already_done" | "in_progress", and the sentence to show.
+#[derive(Serialize, ts_rs::TS)]
+pub struct ActionReportView {
+    #[ts(type = "{ id: string, tool: string, arguments: Record<string, unknown>, status: 'needs_input' | 'needs_confirmation' | 'succeeded' | 'failed' | 'declined' | 'timed_out', result: unknown, error: string | null, missing: Array<string> }")]
+    action: serde_json::Value,
+    #[ts(type = "'executed' | 'already_done' | 'in_progress'")]
+    outcome: String,
+    message: String,
+}
+
+fn report_view(r: tresor_assistant::ActionReport) -> Result<ActionReportView> {
+    let outcome = serde_json::to_value(r.outcome)?.as_str().unwrap_or_default().to_string();
+    Ok(ActionReportView { action: serde_json::to_value(&r.action)?, outcome, message: r.message })
+}
+
+/// The user approved action `id` (the confirmation card's button): runs it, at most once ever.
+#[tauri::command]
+pub async fn confirm_action(app: AppHandle, id: String) -> Res<ActionReportView> {
+    blocking(app, move |_, host| {
+        let now = now_from_env()?;
+        report_view(host.with_engine(|a| Ok(a.confirm_action(&id, now, None)?))?)
+    })
+    .await
+}
+
+/// The user declined action `id`: nothing runs.
+#[tauri::command]
+pub async fn decline_action(app: AppHandle, id: String) -> Res<ActionReportView> {
+    blocking(app, move |_, host| report_view(host.with_engine(|a| Ok(a.decline_action(&id, None)?))?)).await
+}
+
+/// Action `id` as it stands now (a stored conversation's card shows its current state:
+/// approved or declined since the answer).
+#[tauri::command]
+pub async fn get_action(app: AppHandle, id: String) -> Res<serde_json::Value> {
+    blocking(app, move |_, host| Ok(serde_json::to_value(host.with_engine(|a| Ok(a.action(&id)?))?)?)).await
+}
+
+/// A tool in force, for the tools screen.
+#[derive(Serialize, ts_rs::TS)]
+pub struct ToolView {
+    name: String,
+    description: String,
+    description_de: String,
+    /// The arguments' JSON Schema.
+    #[ts(type = "Record<string, unknown>")]
+    schema: serde_json::Value,
+    #[ts(type = "'read_only' | 'side_effect'")]
+    side_effect: String,
+    /// "builtin" or "mcp:SERVER".
+    source: String,
+}
+
+/// The tools in force (built-ins whose data is imported and the policy allows, MCP tools).
+#[tauri::command]
+pub async fn list_tools(app: AppHandle) -> Res<Vec<ToolView>> {
+    blocking(app, |_, host| {
+        let specs = host.with_engine(|a| Ok(a.tools()?))?;
+        specs
+            .into_iter()
+            .map(|s| {
+                let v = serde_json::to_value(&s)?;
+                Ok(ToolView {
+                    name: s.name,
+                    description: s.description_en,
+                    description_de: s.description_de,
+                    schema: s.schema,
+                    side_effect: v["side_effect"].as_str().unwrap_or_default().to_string(),
+                    source: s.source.to_string(),
+                })
+            })
+            .collect()
+    })
+    .await
+}
+
+/// What a tool data import did: rows imported and rows it replaced.
+#[derive(Serialize, ts_rs::TS)]
+pub struct ToolImportView {
+    #[ts(type = "'prices' | 'orders' | 'calendar'")]
+    kind: String,
+    file: String,
+    rows: usize,
+    replaced: usize,
+}
+
+/// Imports a tool data file (kind prices | orders | calendar) into the app's tool store,
+/// audited as the OS user's (`tools.import`), like knowledge-base changes.
+#[tauri::command]
+pub async fn import_tool_data(app: AppHandle, kind: String, path: String) -> Res<ToolImportView> {
+    blocking(app, move |_, host| {
+        let path = PathBuf::from(path.trim());
+        if !path.is_absolute() {
+            bail!("{} is not an absolute path", path.display());
+        }
+        let r = tresor_assistant::tools_data::import(host.data_dir(), host.key()?, crate::host::DESKTOP_WORKSPACE, None, &kind, &path)?;
+        Ok(ToolImportView { kind: r.kind, file: r.file, rows: r.rows, replaced: r.replaced })
+    })
+    .await
+}
+
+/// What the tools booked and opened: appointments and tickets (the tools screen's lists).
+#[derive(Serialize, ts_rs::TS)]
+pub struct ToolRecords {
+    #[ts(type = "Array<{ appointment_id: string, action_id: string | null, date: string, time: string, duration_minutes: number, topic: string | null, start: string, end: string, created: string }>")]
+    appointments: Vec<tresor_tools::store::Appointment>,
+    #[ts(type = "Array<{ ticket_id: string, action_id: string | null, subject: string, description: string, priority: string, created: string }>")]
+    tickets: Vec<tresor_tools::store::Ticket>,
+}
+
+#[tauri::command]
+pub async fn tool_records(app: AppHandle) -> Res<ToolRecords> {
+    blocking(app, |_, host| {
+        let store = tresor_tools::store::ToolStore::open(host.data_dir(), host.key()?)?;
+        Ok(ToolRecords { appointments: store.appointments()?, tickets: store.tickets()? })
+    })
+    .await
 }
 
 // ---- threads and feedback ----------------------------------------------------
@@ -474,6 +612,16 @@ pub fn is_offline(msg: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tresor_now_parses_like_the_cli() {
+        assert_eq!(super::parse_now(None).unwrap(), None);
+        assert_eq!(super::parse_now(Some("  ")).unwrap(), None);
+        let t = super::parse_now(Some("2026-12-07T09:30:00+01:00")).unwrap().unwrap();
+        assert_eq!(t.to_string(), "2026-12-07T08:30:00Z");
+        let e = super::parse_now(Some("tomorrow")).unwrap_err().to_string();
+        assert!(e.contains("TRESOR_NOW `tomorrow`"), "{e}");
+    }
+
     #[test]
     fn only_an_unreachable_hub_is_offline() {
         let unreachable = tresor_models::ModelsError::HubOffline {

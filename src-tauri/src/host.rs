@@ -22,7 +22,7 @@ use tresor_guard::crypto::{KeySource, WorkspaceKey};
 use crate::Paths;
 
 /// The workspace the app works in (its data dir is the data root), as the audit log names it.
-const DESKTOP_WORKSPACE: &str = "default";
+pub const DESKTOP_WORKSPACE: &str = "default";
 
 pub struct Host {
     pub paths: Paths,

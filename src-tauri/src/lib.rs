@@ -126,6 +126,12 @@ pub fn run(paths: Paths, ctx: tauri::Context<tauri::Wry>) -> Result<()> {
             commands::settings_get,
             commands::settings_set,
             commands::policy_view,
+            commands::confirm_action,
+            commands::decline_action,
+            commands::get_action,
+            commands::list_tools,
+            commands::import_tool_data,
+            commands::tool_records,
         ])
         .run(ctx)?;
     Ok(())

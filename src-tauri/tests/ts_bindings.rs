@@ -43,6 +43,10 @@ fn export_all(dir: &Path) {
         tresor_desktop::commands::PullEvent,
         tresor_desktop::settings::Settings,
         tresor_desktop::policy::PolicyView,
+        tresor_desktop::commands::ActionReportView,
+        tresor_desktop::commands::ToolView,
+        tresor_desktop::commands::ToolRecords,
+        tresor_desktop::commands::ToolImportView,
     );
 }
 

@@ -22,8 +22,12 @@ import type { Settings } from './bindings/Settings';
 import type { PolicyView } from './bindings/PolicyView';
 import type { SourceView } from './bindings/SourceView';
 import type { AppInfo } from './bindings/AppInfo';
+import type { ActionReportView } from './bindings/ActionReportView';
+import type { ToolView } from './bindings/ToolView';
+import type { ToolRecords } from './bindings/ToolRecords';
+import type { ToolImportView } from './bindings/ToolImportView';
 
-export type { Source, ThreadInfo, DocInfo, KbView, Failure, IngestReport, IngestEvent, ModelView, PullEvent, Settings, PolicyView, SourceView, AppInfo };
+export type { Source, ThreadInfo, DocInfo, KbView, Failure, IngestReport, IngestEvent, ModelView, PullEvent, Settings, PolicyView, SourceView, AppInfo, ActionReportView, ToolView, ToolRecords, ToolImportView };
 
 /** tresor-assistant's answer plus `stopped`, which the `ask` command adds to its JSON
  * (the stop button cut it short: `trace.finish` is "cancelled"). */
@@ -35,7 +39,7 @@ export interface Answer extends AnswerJson {
  * some of the answer's fields (tresor-assistant writes them when it records the turn); these
  * are the ones the chat screen reads. */
 export interface StoredMessage extends Omit<StoredMessageRow, 'meta'> {
-  meta: Partial<Pick<AnswerJson, 'sources' | 'refused' | 'route'>> | null;
+  meta: Partial<Pick<AnswerJson, 'sources' | 'refused' | 'route' | 'actions'>> | null;
 }
 
 export const api = {
@@ -69,6 +73,15 @@ export const api = {
   settings: () => invoke<Settings>('settings_get'),
   saveSettings: (settings: Settings) => invoke<Settings>('settings_set', { settings }),
   policy: () => invoke<PolicyView>('policy_view'),
+  /** The user's yes / no to an action the answer proposed (runs at most once). */
+  confirmAction: (id: string) => invoke<ActionReportView>('confirm_action', { id }),
+  declineAction: (id: string) => invoke<ActionReportView>('decline_action', { id }),
+  /** An action as it stands now (`Answer['actions'][number]`). */
+  action: (id: string) => invoke<AnswerJson['actions'][number]>('get_action', { id }),
+  tools: () => invoke<ToolView[]>('list_tools'),
+  /** kind: prices | orders | calendar; path absolute. */
+  importToolData: (kind: 'prices' | 'orders' | 'calendar', path: string) => invoke<ToolImportView>('import_tool_data', { kind, path }),
+  toolRecords: () => invoke<ToolRecords>('tool_records'),
 };
 
 export function onToken(f: (e: { request: number; text: string }) => void): Promise<UnlistenFn> {

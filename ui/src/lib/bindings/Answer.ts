@@ -25,4 +25,10 @@ route: string,
 /**
  * Which model role was chosen and why.
  */
-routing: RouteChoice, lang: string, timings: Timings, tokens: Tokens, thread_id: number | null, message_id: number | null, trace: Trace, };
+routing: RouteChoice, lang: string, timings: Timings, tokens: Tokens, thread_id: number | null, message_id: number | null, 
+/**
+ * Tool calls of this turn (`[]` when the message needed none): `{id, tool, arguments,
+ * status, result, error, missing}`, status needs_input | needs_confirmation | succeeded |
+ * failed | declined | timed_out.
+ */
+actions: Array<{ id: string, tool: string, arguments: Record<string, unknown>, status: 'needs_input' | 'needs_confirmation' | 'succeeded' | 'failed' | 'declined' | 'timed_out', result: unknown, error: string | null, missing: Array<string> }>, trace: Trace, };
