@@ -164,3 +164,16 @@ fn the_model_writes_only_what_the_grammar_leaves_open() {
     assert_eq!(ans.actions[0].status, ActionStatus::Failed);
     assert!(ans.actions[0].error.as_deref().unwrap().contains("JSON"), "{:?}", ans.actions[0]);
 }
+
+#[test]
+fn a_price_the_tool_did_not_give_is_withheld() {
+    // a general answer (no tool, no knowledge base) in which the model names a catalogue price
+    let (_d, mut a) = engine_with(None, "A firewall protects the network of small offices against attacks from the internet. The Firewall Appliance FW-200 costs 999.00 EUR.");
+    let ans = ask(&mut a, "Tell me something nice about network security for small offices", None);
+    assert!(ans.actions.is_empty());
+    assert!(!ans.answer.contains("999"), "{}", ans.answer);
+    assert!(ans.answer.contains("small offices"), "the other sentence stays: {}", ans.answer);
+    // the tool's own words keep theirs
+    let ans = ask(&mut a, "How much is the FW-200 firewall appliance?", None);
+    assert!(ans.answer.contains("1,290.00 EUR"), "{}", ans.answer);
+}
