@@ -17,6 +17,7 @@
 //! value the user did not give (it stays `missing`).
 
 mod fill;
+pub mod functions;
 pub(crate) mod reply;
 #[cfg(test)]
 mod tests;
