@@ -171,6 +171,28 @@ fn call_id() -> String {
     format!("call_{}", &hex::encode(h)[..24])
 }
 
+/// The schema the model writes under: the client's, with every object that lists its
+/// `properties` and says nothing of others closed to them (`additionalProperties: false`).
+/// Whatever it allows the client's schema allows; a small model no longer copies the
+/// schema's own keys (`type`, `properties`) into the arguments.
+fn closed(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    fn walk(v: &mut Value) {
+        let Value::Object(m) = v else { return };
+        if m.contains_key("properties") && !m.contains_key("additionalProperties") && !m.contains_key("patternProperties") {
+            m.insert("additionalProperties".into(), Value::Bool(false));
+        }
+        if let Some(Value::Object(props)) = m.get_mut("properties") {
+            props.values_mut().for_each(walk);
+        }
+        if let Some(items) = m.get_mut("items") {
+            walk(items);
+        }
+    }
+    walk(&mut s);
+    s
+}
+
 /// The prompt for a function's arguments: the function and its schema, the conversation, the request.
 fn argument_prompt(f: &FunctionDef, history: &[ChatMessage], q: &str) -> Vec<ChatMessage> {
     let desc = if f.description.trim().is_empty() { String::new() } else { format!(" ({})", f.description.trim()) };
@@ -274,7 +296,7 @@ impl Assistant {
         let msgs = argument_prompt(f, &history, q);
         let params = GenerateParams { max_tokens: 384, sampling: SamplingParams::greedy(), stop: Vec::new(), cancel: req.ask.cancel.clone() };
         let (_, _, model) = self.answer_model(q, req.ask.model.as_deref())?;
-        let g = model.generate_json(&msgs, &f.parameters, &params, &mut |_| ControlFlow::Continue(()))?;
+        let g = model.generate_json(&msgs, &closed(&f.parameters), &params, &mut |_| ControlFlow::Continue(()))?;
         let model_id = model.id().to_string();
         // the grammar guarantees a valid object; a model without one (or a grammar subset the
         // validator reads differently) is caught here, and nothing invalid reaches the client
@@ -399,6 +421,17 @@ mod tests {
         let e = check_functions(&[weather()], &ToolChoice::Named("nope".into())).unwrap_err().to_string();
         assert!(e.contains("\"nope\"") && e.contains("get_weather"), "{e}");
         assert!(check_functions(&[], &ToolChoice::Required).is_err());
+    }
+
+    #[test]
+    fn the_model_writes_under_a_closed_copy_of_the_schema() {
+        let c = closed(&json!({"type": "object", "properties": {"a": {"type": "object", "properties": {"b": {"type": "string"}}},
+            "l": {"type": "array", "items": {"type": "object", "properties": {"x": {"type": "integer"}}}}}}));
+        assert_eq!(c["additionalProperties"], false);
+        assert_eq!(c["properties"]["a"]["additionalProperties"], false);
+        assert_eq!(c["properties"]["l"]["items"]["additionalProperties"], false);
+        let open = json!({"type": "object", "properties": {}, "additionalProperties": {"type": "string"}});
+        assert_eq!(closed(&open), open, "a schema that says what other keys may be is left as it is");
     }
 
     #[test]
