@@ -510,3 +510,18 @@ async fn built_in_actions_are_listed_confirmed_once_declined_and_audited() {
     assert_eq!(runs[0]["actor"], actor.as_str());
     assert!(log.iter().any(|e| e["event"] == "tool.decline" && e["actor"] == actor.as_str()), "{log:?}");
 }
+
+#[tokio::test]
+async fn required_with_several_functions_and_no_router_cue_lets_the_model_pick_under_a_grammar() {
+    // first the pick (the name under a grammar of the names), then the arguments
+    let (_d, app) = app_with(ScriptedModels::replying("{\"name\": \"get_time\"}\n---\n{\"zone\": \"Europe/Paris\"}"), false);
+    let time = json!({"type": "function", "function": {"name": "get_time", "description": "Current time in a time zone",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}});
+    let body = json!({"messages": [{"role": "user", "content": "xyzzy"}], "tools": [weather_tool(), time], "tool_choice": "required"});
+    let (status, v) = call_json(&app, post_json("/v1/chat/completions", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_time", "{v}");
+    assert_eq!(serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(), json!({"zone": "Europe/Paris"}));
+    assert!(v["tresor"]["reason"].as_str().unwrap().contains("the model picked it"), "{v}");
+}
