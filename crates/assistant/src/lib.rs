@@ -37,6 +37,7 @@ pub mod tools_data;
 pub mod testing;
 
 // What the doors need, curated; the pipeline's modules stay private.
+pub use act::functions::{FunctionCall, FunctionDef, FunctionOutcome, FunctionRequest, ToolChoice, ToolResult};
 pub use act::{ActionReport, FillMode, ToolsConfig};
 pub use tresor_tools::actions::{Action, Outcome as ActionOutcome, Status as ActionStatus};
 pub use tresor_tools::spec::ToolSpec;

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use tresor_assistant::AssistantError;
+use tresor_tools::error::ToolError;
 
 use crate::limits::{RateLimit, TooLarge};
 
@@ -53,6 +54,10 @@ impl ApiError {
     /// 404 `not_found`.
     pub(crate) fn not_found(m: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", m)
+    }
+    /// 409 `conflict`: the resource's state does not allow it.
+    pub(crate) fn conflict(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "invalid_request_error", "conflict", m)
     }
     /// 401 `invalid_api_key` (answered with `WWW-Authenticate: Bearer`).
     pub(crate) fn unauthorized() -> Self {
@@ -125,6 +130,8 @@ impl From<AssistantError> for ApiError {
             E::EmptyQuestion | E::BadKbName(_) | E::BadFeedback(_) | E::Invalid(_) => ApiError::bad_request(e.to_string()),
             E::NoSuchThread(_) | E::NoSuchMessage(_) | E::NoSuchKb(_) | E::Kb(tresor_kb::KbError::NoSuchKb(_)) => ApiError::not_found(e.to_string()),
             E::Models(_) => ApiError::not_found(e.to_string()),
+            E::Tool(ToolError::NoSuchAction(_)) => ApiError::not_found(e.to_string()),
+            E::Tool(ToolError::InvalidTransition { .. }) => ApiError::conflict(e.to_string()),
             _ => ApiError::internal(e.to_string()),
         }
     }

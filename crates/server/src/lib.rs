@@ -2,9 +2,11 @@
 //!
 //! - OpenAI-compatible: `GET /v1/models`, `POST /v1/chat/completions` (SSE
 //!   streaming and not; the answer's sources in a top-level `sources` field,
-//!   on the last chunk when streaming), `POST /v1/embeddings`.
+//!   on the last chunk when streaming, and the built-in tools' `actions`;
+//!   function calling with `tools` / `tool_choice`), `POST /v1/embeddings`.
 //! - Native: `/api/health`, `/api/metrics` (Prometheus text), `/api/kb`
-//!   (list, upload + ingest, search), `/api/threads`, `/api/feedback`.
+//!   (list, upload + ingest, search), `/api/threads`, `/api/feedback`,
+//!   `/api/tools`, `/api/actions/{id}` (read, confirm, decline).
 //!
 //! Workspaces: the server serves every workspace of the data root
 //! (tresor_guard::workspace). A bearer token belongs to exactly one
@@ -25,7 +27,7 @@
 //! Modules: `auth` (tokens, workspace selection), `state` (the engine
 //! thread and its queue), `error` ([`ApiError`] and its JSON body) and
 //! `routes` (a router per resource: OpenAI-compatible, knowledge bases,
-//! threads, health and metrics).
+//! threads, actions, health and metrics).
 
 mod auth;
 mod error;

@@ -35,6 +35,12 @@ fn key() -> WorkspaceKey {
 /// The API over a data root whose default workspace has a `default`
 /// knowledge base with one document. Keep the TempDir alive while testing.
 fn app() -> (tempfile::TempDir, Router) {
+    app_with(models(), false)
+}
+
+/// [`app`] with the scripted model `m` and, when `tools`, the built-in tools' data imported
+/// (prices, orders; tickets need none).
+fn app_with(m: ScriptedModels, tools: bool) -> (tempfile::TempDir, Router) {
     let dir = tempfile::tempdir().unwrap();
     let docs = dir.path().join("docs");
     std::fs::create_dir_all(&docs).unwrap();
@@ -46,9 +52,16 @@ fn app() -> (tempfile::TempDir, Router) {
     .unwrap();
     let root = dir.path().join("data");
     tresor_assistant::scratch::ingest_dir(&root, &key(), "default", &docs, &HashEmbedder::new(256)).unwrap();
+    if tools {
+        let files = dir.path().join("tools");
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::write(files.join("prices.csv"), "sku,product,price,currency\nHW-FW-200,Firewall Appliance FW-200,1290.00,EUR\n").unwrap();
+        std::fs::write(files.join("orders.csv"), "order_id,customer,status,updated_at\nNL-10234,Hafenlogistik Nord AG,shipped,2026-12-03\n").unwrap();
+        assert_eq!(tresor_assistant::tools_data::import_folder(&root, &key(), &files).unwrap(), 2);
+    }
     let opts = ServeOptions { root, token: TOKEN.into(), rate_limit: None, ..Default::default() };
-    let build = Box::new(|_: &str, dir: &Path| {
-        Assistant::new(AssistantConfig::default(), dir, &key(), Arc::new(HashEmbedder::new(256)), None, Box::new(models())).map_err(|e| e.to_string())
+    let build = Box::new(move |_: &str, dir: &Path| {
+        Assistant::new(AssistantConfig::default(), dir, &key(), Arc::new(HashEmbedder::new(256)), None, Box::new(m.clone())).map_err(|e| e.to_string())
     });
     let state = AppState::start(&opts, build).unwrap();
     (dir, routes::app(state, opts.body_limit))
@@ -329,4 +342,231 @@ async fn answers_and_uploads_are_audited_as_the_token_never_the_os_user() {
     assert_eq!(events[1..], [("answer", actor.as_str()), ("kb.ingest", actor.as_str())], "{log:?}");
     assert_ne!(events[0].1, actor.as_str());
     assert!(!log.iter().any(|e| e.to_string().contains(TOKEN)), "the token itself is never logged");
+}
+
+// ---------------------------------------------------------------- function calling and actions
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {
+        "name": "get_weather", "description": "Get the current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}}, "required": ["city", "unit"]}}})
+}
+
+/// First the arguments (the scripted generate_json writes them as they are), then the answer text.
+fn weather_models() -> ScriptedModels {
+    ScriptedModels::replying("{\"city\": \"Paris\", \"unit\": \"c\"}\n---\nIt is 21 degrees and sunny in Paris [1].")
+}
+
+fn assert_weather_call(v: &Value) -> String {
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    assert_eq!(choice["message"]["role"], "assistant");
+    assert_eq!(choice["message"]["content"], Value::Null, "{v}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert!(call["id"].as_str().unwrap().starts_with("call_"), "{v}");
+    assert_eq!((&call["type"], &call["function"]["name"]), (&json!("function"), &json!("get_weather")));
+    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().expect("arguments is a JSON string")).unwrap();
+    assert_eq!(args, json!({"city": "Paris", "unit": "c"}));
+    call["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn required_and_named_tool_choices_give_a_tool_call_with_json_arguments() {
+    let (d, app) = app_with(ScriptedModels::replying("{\"city\": \"Paris\", \"unit\": \"c\"}"), false);
+    for choice in [json!("required"), json!({"type": "function", "function": {"name": "get_weather"}})] {
+        let body = json!({"model": "tresor", "messages": [{"role": "user", "content": "Weather in Paris in celsius, please"}], "tools": [weather_tool()], "tool_choice": choice});
+        let (status, v) = call_json(&app, post_json("/v1/chat/completions", &body)).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["object"], "chat.completion");
+        assert_weather_call(&v);
+        assert_eq!((&v["sources"], &v["actions"]), (&json!([]), &json!([])), "{v}");
+        assert!(v["usage"]["total_tokens"].is_u64() && v["tresor"]["route"] == "function_call", "{v}");
+    }
+    // audited as the token, with the function and the arguments' hash, never their values
+    let log = tresor_guard::audit::AuditLog::for_data_dir(&d.path().join("data")).entries(None).unwrap();
+    let calls: Vec<&Value> = log.iter().filter(|e| e["event"] == "function.call").collect();
+    assert_eq!(calls.len(), 2, "{log:?}");
+    assert_eq!(calls[0]["actor"], tresor_guard::audit::token_actor(TOKEN).as_str());
+    assert!(calls[0].to_string().contains("get_weather") && !calls[0].to_string().contains("Paris"), "{}", calls[0]);
+}
+
+#[tokio::test]
+async fn auto_routes_over_the_clients_functions_and_answers_normally_without_a_match() {
+    let (_d, app) = app_with(weather_models(), false);
+    let body = json!({"messages": [{"role": "user", "content": "Get the weather for Paris, please"}], "tools": [weather_tool()]});
+    let (status, v) = call_json(&app, post_json("/v1/chat/completions", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_weather_call(&v);
+    assert!(v["tresor"]["reason"].as_str().unwrap().starts_with("router:"), "{v}");
+    // a question the functions do not fit: the normal, grounded answer
+    let (_d2, app) = self::app();
+    let body = json!({"messages": [{"role": "user", "content": QUESTION}], "tools": [weather_tool()], "tool_choice": "auto"});
+    let (status, v) = call_json(&app, post_json("/v1/chat/completions", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("30 working days"), "{v}");
+    assert!(v["sources"][0]["source"].as_str().unwrap().ends_with("vacation.md"), "{v}");
+    assert_eq!(v["actions"], json!([]));
+    // "none": the functions are ignored even for a matching request
+    let body = json!({"messages": [{"role": "user", "content": "Get the weather for Paris, please"}], "tools": [weather_tool()], "tool_choice": "none"});
+    let (status, v) = call_json(&app, post_json("/v1/chat/completions", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+}
+
+#[tokio::test]
+async fn a_streamed_tool_call_comes_in_openai_deltas_then_tool_calls_then_done() {
+    let (_d, app) = app_with(weather_models(), false);
+    let body = json!({"stream": true, "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [weather_tool()], "tool_choice": "required"});
+    let (status, _, text) = call(&app, post_json("/v1/chat/completions", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let data: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{text}");
+    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    assert!(chunks.len() >= 3, "{text}");
+    let first = &chunks[0]["choices"][0]["delta"];
+    assert_eq!(first["role"], "assistant");
+    let tc = &first["tool_calls"][0];
+    assert_eq!((&tc["index"], &tc["type"], &tc["function"]["name"]), (&json!(0), &json!("function"), &json!("get_weather")), "{text}");
+    assert!(tc["id"].as_str().unwrap().starts_with("call_"));
+    let args: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()).collect();
+    assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"city": "Paris", "unit": "c"}));
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "tool_calls", "{last}");
+    assert!(chunks[..chunks.len() - 1].iter().all(|c| c["choices"][0]["finish_reason"].is_null()));
+    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk" && c["id"] == chunks[0]["id"]));
+}
+
+#[tokio::test]
+async fn a_tool_message_continues_the_conversation_and_is_the_cited_source() {
+    let (_d, app) = app_with(weather_models(), false);
+    let q = json!({"role": "user", "content": "What's the weather in Paris?"});
+    let body = json!({"messages": [q], "tools": [weather_tool()], "tool_choice": "required"});
+    let (_, v) = call_json(&app, post_json("/v1/chat/completions", &body)).await;
+    let id = assert_weather_call(&v);
+    let msgs = json!([q, v["choices"][0]["message"], {"role": "tool", "tool_call_id": id, "content": "{\"temperature\": 21, \"sky\": \"sunny\"}"}]);
+    for stream in [false, true] {
+        let body = json!({"messages": msgs, "tools": [weather_tool()], "stream": stream});
+        let (status, _, text) = call(&app, post_json("/v1/chat/completions", &body)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let v: Value = if stream {
+            let data: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+            assert_eq!(data.last(), Some(&"[DONE]"));
+            serde_json::from_str(data[data.len() - 2]).unwrap()
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+        assert_eq!(v["sources"][0]["source"], "tool:get_weather", "{v}");
+        assert_eq!(v["sources"][0]["n"], 1);
+        assert!(v["sources"][0]["snippet"].as_str().unwrap().contains("21"), "{v}");
+        assert_eq!(v["tresor"]["route"], "tool_result", "{v}");
+        if !stream {
+            let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+            assert!(content.contains("21") && content.contains("[1]"), "{content}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_tools_and_choices_are_400_never_500() {
+    let (_d, app) = app_with(weather_models(), false);
+    let user = json!([{"role": "user", "content": "Weather in Paris?"}]);
+    let uncompilable = json!({"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 5, "maximum": 1}}, "required": ["n"]}}});
+    let cases = [
+        (json!({"messages": user, "tools": {"type": "function"}}), "`tools` must be an array"),
+        (json!({"messages": user, "tools": [{"type": "retrieval"}]}), "tools[0].type must be \"function\""),
+        (json!({"messages": user, "tools": [{"type": "function", "function": {"description": "x"}}]}), "tools[0].function.name must be a string"),
+        (json!({"messages": user, "tools": [{"type": "function", "function": {"name": "f", "parameters": "object"}}]}), "must be a JSON Schema object"),
+        (json!({"messages": user, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]}), "must describe a JSON object"),
+        (json!({"messages": user, "tools": [{"type": "function", "function": {"name": "no spaces"}}]}), "is invalid"),
+        (json!({"messages": user, "tools": [uncompilable], "tool_choice": "required"}), "constrained decoding"),
+        (json!({"messages": user, "tools": [weather_tool()], "tool_choice": {"type": "function", "function": {"name": "nope"}}}), "\"nope\", which is not in tools"),
+        (json!({"messages": user, "tools": [weather_tool()], "tool_choice": "sometimes"}), "tool_choice \"sometimes\" is not one of"),
+        (json!({"messages": user, "tools": [weather_tool()], "tool_choice": {"function": "x"}}), "tool_choice must be"),
+        (json!({"messages": user, "tool_choice": "required"}), "needs at least one function"),
+        (json!({"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "21"}]}), "no tool_call_id"),
+    ];
+    for (body, want) in cases {
+        let (status, v) = call_json(&app, post_json("/v1/chat/completions", &body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_request", "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(want), "{body}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn built_in_actions_are_listed_confirmed_once_declined_and_audited() {
+    let (d, app) = app_with(ScriptedModels::replying("{\"subject\": \"Printer broken\"}"), true);
+    let (status, v) = call_json(&app, get("/api/tools")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let names: Vec<&str> = v["data"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"order_status") && names.contains(&"create_ticket") && !names.contains(&"book_appointment"), "no calendar imported: {names:?}");
+    assert_eq!(v["data"][0]["schema"]["type"], "object", "{v}");
+    // a read-only tool runs at once; its action is in the OpenAI answer's extras
+    let body = json!({"messages": [{"role": "user", "content": "Where is my order NL-10234?"}]});
+    let (status, v) = call_json(&app, post_json("/v1/chat/completions", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((&v["actions"][0]["tool"], &v["actions"][0]["status"]), (&json!("order_status"), &json!("succeeded")), "{v}");
+    assert_eq!(v["sources"][0]["source"], "tool:order_status");
+    // a side effect waits for confirmation (the native thread endpoint returns the actions too)
+    let (_, t) = call_json(&app, post_json("/api/threads", &json!({"title": "Printer"}))).await;
+    let path = format!("/api/threads/{}/messages", t["id"]);
+    let (status, a) = call_json(&app, post_json(&path, &json!({"content": "Please open a ticket: the printer on floor 2 is broken"}))).await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    let act = &a["actions"][0];
+    assert_eq!((&act["tool"], &act["status"]), (&json!("create_ticket"), &json!("needs_confirmation")), "{a}");
+    let id = act["id"].as_str().unwrap().to_string();
+    let (status, v) = call_json(&app, get(&format!("/api/actions/{id}"))).await;
+    assert_eq!((status, &v["status"]), (StatusCode::OK, &json!("needs_confirmation")), "{v}");
+    let confirm = format!("/api/actions/{id}/confirm");
+    let (status, v) = call_json(&app, send(Method::POST, &confirm, String::new())).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((&v["outcome"], &v["action"]["status"]), (&json!("executed"), &json!("succeeded")), "{v}");
+    assert!(v["action"]["result"]["ticket_id"].is_string(), "{v}");
+    let (status, v) = call_json(&app, post_json(&confirm, &json!({"now": "2026-12-07T09:30:00+01:00"}))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["outcome"], "already_done", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("nothing was executed"), "{v}");
+    // declining what has run is a conflict; unknown ids are 404; a bad `now` is 400
+    let (status, v) = call_json(&app, send(Method::POST, &format!("/api/actions/{id}/decline"), String::new())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "conflict");
+    for (m, p) in [(Method::GET, "/api/actions/act_nope".to_string()), (Method::POST, "/api/actions/act_nope/confirm".into()), (Method::POST, "/api/actions/act_nope/decline".into())] {
+        let (status, v) = call_json(&app, send(m, &p, String::new())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{p}: {v}");
+    }
+    for bad in [json!({"now": "tomorrow"}), json!({"when": "x"})] {
+        let (status, v) = call_json(&app, post_json(&confirm, &bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+    // a second ticket, declined: nothing runs, and it cannot be confirmed into running afterwards
+    let (_, a) = call_json(&app, post_json(&path, &json!({"content": "Please open a ticket: the coffee machine on floor 3 leaks water"}))).await;
+    let id2 = a["actions"][0]["id"].as_str().unwrap().to_string();
+    let (status, v) = call_json(&app, send(Method::POST, &format!("/api/actions/{id2}/decline"), String::new())).await;
+    assert_eq!((status, &v["action"]["status"]), (StatusCode::OK, &json!("declined")), "{v}");
+    let (_, v) = call_json(&app, send(Method::POST, &format!("/api/actions/{id2}/confirm"), String::new())).await;
+    assert_ne!(v["action"]["status"], "succeeded", "{v}");
+    // the run and the decline are audited as the token
+    let log = tresor_guard::audit::AuditLog::for_data_dir(&d.path().join("data")).entries(None).unwrap();
+    let actor = tresor_guard::audit::token_actor(TOKEN);
+    let runs: Vec<&Value> = log.iter().filter(|e| e["event"] == "tool.run" && e["data"]["tool"] == "create_ticket").collect();
+    assert_eq!(runs.len(), 1, "confirming twice runs once: {log:?}");
+    assert_eq!(runs[0]["actor"], actor.as_str());
+    assert!(log.iter().any(|e| e["event"] == "tool.decline" && e["actor"] == actor.as_str()), "{log:?}");
+}
+
+#[tokio::test]
+async fn required_with_several_functions_and_no_router_cue_lets_the_model_pick_under_a_grammar() {
+    // first the pick (the name under a grammar of the names), then the arguments
+    let (_d, app) = app_with(ScriptedModels::replying("{\"name\": \"get_time\"}\n---\n{\"zone\": \"Europe/Paris\"}"), false);
+    let time = json!({"type": "function", "function": {"name": "get_time", "description": "Current time in a time zone",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}});
+    let body = json!({"messages": [{"role": "user", "content": "xyzzy"}], "tools": [weather_tool(), time], "tool_choice": "required"});
+    let (status, v) = call_json(&app, post_json("/v1/chat/completions", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_time", "{v}");
+    assert_eq!(serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(), json!({"zone": "Europe/Paris"}));
+    assert!(v["tresor"]["reason"].as_str().unwrap().contains("the model picked it"), "{v}");
 }

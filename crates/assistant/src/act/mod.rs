@@ -18,6 +18,7 @@
 
 mod fill;
 mod mcp;
+pub mod functions;
 pub(crate) mod reply;
 #[cfg(test)]
 mod tests;

@@ -237,6 +237,15 @@ impl Assistant {
         Self::model(&mut self.loaded, &mut self.models, &ModelSpec::Role(Role::ChatSmall), &mut load_ms)
     }
 
+    /// The chat model that answers `q` (the routed role, or `explicit`), with the choice and its load time.
+    pub(crate) fn answer_model(&mut self, q: &str, explicit: Option<&str>) -> Result<(RouteChoice, f64, &mut Box<dyn ChatModel>)> {
+        let choice = route::choose_model(q, &self.cfg.routing, explicit);
+        let spec = spec_for(&choice, explicit);
+        let mut load_ms = 0.0;
+        let model = Self::model(&mut self.loaded, &mut self.models, &spec, &mut load_ms)?;
+        Ok((choice, load_ms, model))
+    }
+
     /// Answers one question, streaming the answer text to `on_text`.
     pub fn answer(&mut self, req: &AskRequest, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
         let t0 = Instant::now();
@@ -412,7 +421,7 @@ impl Assistant {
         Ok(a)
     }
 
-    fn gen_params(&self, max_tokens: usize) -> GenerateParams {
+    pub(crate) fn gen_params(&self, max_tokens: usize) -> GenerateParams {
         let sampling = if self.cfg.temperature <= 0.0 {
             SamplingParams { repeat_penalty: 1.1, ..SamplingParams::greedy() }
         } else {
@@ -466,7 +475,7 @@ fn passage_trace(p: &Passage, packed: bool) -> PassageTrace {
     }
 }
 
-fn bare_answer(text: String, intent: Intent, lang: Lang, routing: RouteChoice) -> Answer {
+pub(crate) fn bare_answer(text: String, intent: Intent, lang: Lang, routing: RouteChoice) -> Answer {
     Answer {
         answer: text,
         sources: Vec::new(),

@@ -1,10 +1,11 @@
 //! The HTTP surface: one router per resource ([`openai`], [`kb`],
-//! [`threads`], [`health`], [`kpi`]) merged in [`app`] under the token check and the
+//! [`threads`], [`actions`], [`health`], [`kpi`]) merged in [`app`] under the token check and the
 //! body limit, and the extractors the handlers share ([`ApiJson`],
 //! [`ApiQuery`]: their rejections answer with the API's JSON error). Owns
 //! the route table; never does engine work itself (handlers go through
 //! [`AppState`]).
 
+pub(crate) mod actions;
 pub(crate) mod health;
 pub(crate) mod kb;
 pub(crate) mod kpi;
@@ -32,6 +33,7 @@ pub(crate) fn app(state: AppState, body_limit: usize) -> Router {
         .merge(kb::router(state.upload_limit))
         .merge(threads::router())
         .merge(kpi::router())
+        .merge(actions::router())
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

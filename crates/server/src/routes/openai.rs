@@ -1,7 +1,11 @@
 //! The OpenAI-compatible endpoints: `GET /v1/models`, `POST
 //! /v1/chat/completions` (SSE streaming and not; the answer's sources in a
 //! top-level `sources` field, on the last chunk when streaming, and Tresor's
-//! answer metadata in `tresor`) and `POST /v1/embeddings`. Owns the
+//! answer metadata in `tresor`; the built-in tools' `actions` next to
+//! `sources`; OpenAI function calling with `tools` / `tool_choice`, the
+//! calls as `tool_calls` and `tool` messages continuing the conversation,
+//! decided by the engine's `Assistant::function_call`) and `POST
+//! /v1/embeddings`. Owns the
 //! translation between OpenAI's request/response shapes and the engine's
 //! [`AskRequest`] / [`Answer`]; never changes a field name OpenAI clients
 //! read.
@@ -17,7 +21,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tresor_assistant::{Answer, AskRequest, ModelChoice, Source, Timings};
+use tresor_assistant::{Action, Answer, AskRequest, FunctionCall, FunctionDef, FunctionOutcome, FunctionRequest, ModelChoice, Source, Timings, ToolChoice, ToolResult};
 use tresor_llm::ChatMessage;
 
 use super::kb::pick_kb;
@@ -74,6 +78,13 @@ struct ChatBody {
     /// Tresor extension: skip the semantic cache.
     #[serde(default)]
     no_cache: bool,
+    /// The client's functions: `[{"type": "function", "function": {name, description, parameters}}]`
+    /// (checked in [`functions`] for a clear error).
+    #[serde(default)]
+    tools: Option<Value>,
+    /// "none" | "auto" | "required" | `{"type": "function", "function": {"name": N}}`.
+    #[serde(default)]
+    tool_choice: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +93,14 @@ struct ChatMsg {
     /// A string, or an array of parts whose `text`s count.
     #[serde(default)]
     content: Value,
+    /// A `tool` message: the call it answers.
+    #[serde(default)]
+    tool_call_id: Option<String>,
+    /// An assistant message's calls: `[{id, type, function: {name, arguments}}]`.
+    #[serde(default)]
+    tool_calls: Option<Value>,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 /// `chat.completion`: the whole answer at once.
@@ -94,6 +113,8 @@ struct ChatCompletion<'a> {
     choices: [Choice<'a>; 1],
     usage: Usage,
     sources: &'a [Source],
+    /// The engine's actions of built-in tools (`[]` when none ran).
+    actions: &'a [Action],
     tresor: TresorMeta<'a>,
 }
 
@@ -121,6 +142,8 @@ struct ChatChunk<'a> {
     choices: [ChunkChoice; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
     sources: Option<&'a [Source]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actions: Option<&'a [Action]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -244,7 +267,7 @@ fn ask_request(s: &AppState, ws: &Ws, body: ChatBody, models: &[(String, String)
         .iter()
         .filter_map(|m| match m.role.as_str() {
             "user" => Some(ChatMessage::user(content_text(&m.content))),
-            "assistant" => Some(ChatMessage::assistant(content_text(&m.content))),
+            "assistant" if !content_text(&m.content).trim().is_empty() => Some(ChatMessage::assistant(content_text(&m.content))),
             _ => None,
         })
         .collect();
@@ -266,10 +289,83 @@ fn ask_request(s: &AppState, ws: &Ws, body: ChatBody, models: &[(String, String)
     Ok((AskRequest { question, kb, history, model, no_cache: body.no_cache, actor: Some(ws.actor.to_string()), ..Default::default() }, requested))
 }
 
+/// The client's functions, choice and tool results of a chat body, when
+/// function calling is asked for (`tools`, a `tool_choice` other than
+/// none/auto, or `tool` messages after the last user message); None: a plain
+/// answer. Malformed shapes are 400 with what is wrong; the engine checks
+/// the rest (names, schemas, the named function).
+fn functions(body: &ChatBody) -> ApiResult<Option<(Vec<FunctionDef>, ToolChoice, Vec<ToolResult>)>> {
+    let bad = |m: String| Err(ApiError::bad_request(m));
+    let mut defs = Vec::new();
+    match &body.tools {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(tools)) => {
+            for (i, t) in tools.iter().enumerate() {
+                if t.get("type").and_then(Value::as_str) != Some("function") {
+                    return bad(format!("tools[{i}].type must be \"function\" (the only kind of tool supported)"));
+                }
+                let Some(f) = t.get("function").filter(|f| f.is_object()) else {
+                    return bad(format!("tools[{i}].function must be an object with a `name`"));
+                };
+                let Some(name) = f.get("name").and_then(Value::as_str) else {
+                    return bad(format!("tools[{i}].function.name must be a string"));
+                };
+                let description = match f.get("description") {
+                    None | Some(Value::Null) => String::new(),
+                    Some(Value::String(d)) => d.clone(),
+                    Some(_) => return bad(format!("tools[{i}].function.description must be a string")),
+                };
+                let parameters = match f.get("parameters") {
+                    None | Some(Value::Null) => serde_json::json!({"type": "object", "properties": {}}),
+                    Some(p) => p.clone(),
+                };
+                defs.push(FunctionDef { name: name.to_string(), description, parameters });
+            }
+        }
+        Some(_) => return bad("`tools` must be an array of {\"type\": \"function\", \"function\": {...}}".into()),
+    }
+    let choice = match &body.tool_choice {
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(Value::String(c)) => match c.as_str() {
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            other => return bad(format!("tool_choice {other:?} is not one of \"none\", \"auto\", \"required\" or {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}")),
+        },
+        Some(v) => match v.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+            Some(n) if v.get("type").and_then(Value::as_str) == Some("function") => ToolChoice::Named(n.to_string()),
+            _ => return bad("tool_choice must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}".into()),
+        },
+    };
+    // the tool results of this turn: `tool` messages after the last user message, named by the call they answer
+    let last_user = body.messages.iter().rposition(|m| m.role == "user");
+    let after = last_user.map_or(0, |i| i + 1);
+    let mut results = Vec::new();
+    for (i, m) in body.messages.iter().enumerate().skip(after) {
+        if m.role != "tool" {
+            continue;
+        }
+        let Some(id) = m.tool_call_id.clone() else {
+            return bad(format!("messages[{i}] has role \"tool\" but no tool_call_id"));
+        };
+        let name = body.messages[..i]
+            .iter()
+            .filter_map(|a| a.tool_calls.as_ref().and_then(Value::as_array))
+            .flatten()
+            .find(|c| c.get("id").and_then(Value::as_str) == Some(id.as_str()))
+            .and_then(|c| c.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).map(str::to_string))
+            .or_else(|| m.name.clone())
+            .unwrap_or_else(|| "function".into());
+        results.push(ToolResult { call_id: id, name, content: content_text(&m.content) });
+    }
+    let wanted = !defs.is_empty() || !results.is_empty() || matches!(choice, ToolChoice::Required | ToolChoice::Named(_));
+    Ok(wanted.then_some((defs, choice, results)))
+}
+
 /// What the engine thread tells a streaming answer.
 enum Ev {
     Text(String),
-    Done(Box<Result<Answer, ApiError>>),
+    Done(Box<Result<FunctionOutcome, ApiError>>),
 }
 
 /// The id, creation time and model name every chunk of one answer repeats.
@@ -289,15 +385,63 @@ impl ChunkHead {
             model: &self.model,
             choices: [ChunkChoice { index: 0, delta, finish_reason: finish }],
             sources: None,
+            actions: None,
             usage: None,
             tresor: None,
         }
     }
 
-    /// The last chunk: `finish_reason: stop` with the answer's sources, usage and metadata.
+    /// The last chunk: `finish_reason: stop` with the answer's sources, actions, usage and metadata.
     fn last<'a>(&'a self, a: &'a Answer) -> ChatChunk<'a> {
-        ChatChunk { sources: Some(&a.sources), usage: Some(Usage::of(a)), tresor: Some(TresorMeta::of(a)), ..self.chunk(Delta::default(), Some("stop")) }
+        ChatChunk { sources: Some(&a.sources), actions: Some(&a.actions), usage: Some(Usage::of(a)), tresor: Some(TresorMeta::of(a)), ..self.chunk(Delta::default(), Some("stop")) }
     }
+
+    /// A function call as OpenAI streams it: the call's id and name (with the role), the
+    /// arguments in pieces, then `finish_reason: tool_calls` with usage and Tresor's extras.
+    fn call_chunks(&self, c: &FunctionCall) -> Vec<Value> {
+        let head = |delta: Value, finish: Value| {
+            serde_json::json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        };
+        let mut out = vec![head(
+            serde_json::json!({"role": "assistant", "content": null,
+                "tool_calls": [{"index": 0, "id": c.id, "type": "function", "function": {"name": c.name, "arguments": ""}}]}),
+            Value::Null,
+        )];
+        let chars: Vec<char> = c.arguments.chars().collect();
+        for piece in chars.chunks(24) {
+            let piece: String = piece.iter().collect();
+            out.push(head(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), Value::Null));
+        }
+        let mut last = head(serde_json::json!({}), "tool_calls".into());
+        let extra = call_extras(c);
+        for (k, v) in extra.as_object().expect("an object") {
+            last[k] = v.clone();
+        }
+        out.push(last);
+        out
+    }
+
+    /// `chat.completion` with one function call.
+    fn call_completion(&self, c: &FunctionCall) -> Value {
+        let mut v = serde_json::json!({"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                "tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}]},
+                "finish_reason": "tool_calls"}]});
+        for (k, x) in call_extras(c).as_object().expect("an object") {
+            v[k] = x.clone();
+        }
+        v
+    }
+}
+
+/// Usage and Tresor's extras of a function call (no sources, no actions: nothing ran).
+fn call_extras(c: &FunctionCall) -> Value {
+    serde_json::json!({
+        "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "total_tokens": c.prompt_tokens + c.completion_tokens},
+        "sources": [], "actions": [],
+        "tresor": {"route": "function_call", "reason": c.reason, "model": c.model, "timings": {"total_ms": c.total_ms}},
+    })
 }
 
 /// One SSE `data:` event holding `v` as JSON.
@@ -305,33 +449,50 @@ fn event(v: &impl Serialize) -> Event {
     Event::default().data(serde_json::to_string(v).expect("API bodies serialise"))
 }
 
+/// The whole answer at once.
+fn completion(head: ChunkHead, a: &Answer) -> Response {
+    let done = ChatCompletion {
+        id: head.id,
+        object: "chat.completion",
+        created: head.created,
+        model: head.model,
+        choices: [Choice { index: 0, message: AssistantMessage { role: "assistant", content: &a.answer }, finish_reason: "stop" }],
+        usage: Usage::of(a),
+        sources: &a.sources,
+        actions: &a.actions,
+        tresor: TresorMeta::of(a),
+    };
+    Json(done).into_response()
+}
+
 async fn chat_completions(State(s): State<AppState>, ws: Ws, ApiJson(body): ApiJson<ChatBody>) -> ApiResult<Response> {
+    let fns = functions(&body)?;
     let permit = s.permit(&ws)?;
     let models = s.call(&ws, |a| a.available_models()).await?;
     let stream = body.stream;
     let (req, model) = ask_request(&s, &ws, body, &models)?;
-    if req.question.trim().is_empty() {
+    if req.question.trim().is_empty() && fns.as_ref().is_none_or(|(_, _, r)| r.is_empty()) {
         return Err(ApiError::bad_request("the last user message is empty"));
     }
+    // the engine's job: a plain answer, or a turn with the client's functions
+    let run = move |a: &mut tresor_assistant::Assistant, on_text: &mut dyn FnMut(&str)| -> tresor_assistant::Result<FunctionOutcome> {
+        match fns {
+            Some((functions, choice, results)) => a.function_call(&FunctionRequest { ask: req, functions, choice, results }, on_text),
+            None => a.answer(&req, on_text).map(|x| FunctionOutcome::Answer(Box::new(x))),
+        }
+    };
     let head = ChunkHead { id: format!("chatcmpl-{}", hex::encode(rand::random::<[u8; 12]>())), created: now(), model };
     if !stream {
-        let a = s.call(&ws, move |a| a.answer(&req, &mut |_| {})).await?;
+        let a = s.call(&ws, move |a| run(a, &mut |_| {})).await?;
         drop(permit);
         let a = a.map_err(|e| {
             ws.counters.errors.fetch_add(1, Ordering::Relaxed);
             ApiError::from(e)
         })?;
-        let done = ChatCompletion {
-            id: head.id,
-            object: "chat.completion",
-            created: head.created,
-            model: head.model,
-            choices: [Choice { index: 0, message: AssistantMessage { role: "assistant", content: &a.answer }, finish_reason: "stop" }],
-            usage: Usage::of(&a),
-            sources: &a.sources,
-            tresor: TresorMeta::of(&a),
-        };
-        return Ok(Json(done).into_response());
+        return Ok(match a {
+            FunctionOutcome::Answer(a) => completion(head, &a),
+            FunctionOutcome::Call(c) => Json(head.call_completion(&c)).into_response(),
+        });
     }
     let (tx, rx) = mpsc::unbounded_channel::<Ev>();
     let tx2 = tx.clone();
@@ -340,11 +501,10 @@ async fn chat_completions(State(s): State<AppState>, ws: Ws, ApiJson(body): ApiJ
         &ws,
         Box::new(move |a| {
             let r = match a {
-                Ok(a) => a
-                    .answer(&req, &mut |piece| {
-                        let _ = tx.send(Ev::Text(piece.to_string()));
-                    })
-                    .map_err(ApiError::from),
+                Ok(a) => run(a, &mut |piece| {
+                    let _ = tx.send(Ev::Text(piece.to_string()));
+                })
+                .map_err(ApiError::from),
                 Err(e) => Err(not_opened(e)),
             };
             if r.is_err() {
@@ -354,23 +514,36 @@ async fn chat_completions(State(s): State<AppState>, ws: Ws, ApiJson(body): ApiJ
             drop(permit);
         }),
     )?;
-    let first = event(&head.chunk(Delta { role: Some("assistant"), content: Some(String::new()) }, None));
-    // (events not yet sent, the engine's channel until the answer is done)
-    let init: (Vec<Event>, Option<mpsc::UnboundedReceiver<Ev>>) = (vec![first], Some(rx));
-    let events = futures_util::stream::unfold(init, move |(mut pending, mut rx)| {
+    // the role chunk goes first, once the engine says whether text or a function call follows
+    // (events not yet sent, whether the role chunk went out, the engine's channel until done)
+    let init: (Vec<Event>, bool, Option<mpsc::UnboundedReceiver<Ev>>) = (Vec::new(), false, Some(rx));
+    let events = futures_util::stream::unfold(init, move |(mut pending, mut started, mut rx)| {
         let head = head.clone();
         async move {
             loop {
                 if !pending.is_empty() {
                     let e = pending.remove(0);
-                    return Some((Ok::<Event, std::convert::Infallible>(e), (pending, rx)));
+                    return Some((Ok::<Event, std::convert::Infallible>(e), (pending, started, rx)));
                 }
                 let r = rx.as_mut()?;
+                let role = |started: &mut bool, pending: &mut Vec<Event>| {
+                    if !*started {
+                        pending.push(event(&head.chunk(Delta { role: Some("assistant"), content: Some(String::new()) }, None)));
+                        *started = true;
+                    }
+                };
                 match r.recv().await {
-                    Some(Ev::Text(t)) => pending.push(event(&head.chunk(Delta { role: None, content: Some(t) }, None))),
+                    Some(Ev::Text(t)) => {
+                        role(&mut started, &mut pending);
+                        pending.push(event(&head.chunk(Delta { role: None, content: Some(t) }, None)));
+                    }
                     Some(Ev::Done(r)) => {
                         match *r {
-                            Ok(a) => pending.push(event(&head.last(&a))),
+                            Ok(FunctionOutcome::Answer(a)) => {
+                                role(&mut started, &mut pending);
+                                pending.push(event(&head.last(&a)));
+                            }
+                            Ok(FunctionOutcome::Call(c)) => pending.extend(head.call_chunks(&c).iter().map(event)),
                             Err(e) => pending.push(event(&e.body())),
                         }
                         pending.push(Event::default().data("[DONE]"));
