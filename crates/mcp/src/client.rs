@@ -96,6 +96,12 @@ impl McpClient {
             McpTransport::Http { url } => {
                 let http = {
                     let _guard = client.rt.enter();
+                    {
+                        // a workspace build may unify reqwest with the desktop updater's
+                        // `rustls-no-provider`: then building any client needs a crypto provider
+                        // (an http:// loopback URL never uses it); installing one twice is harmless
+                        let _ = rustls::crypto::ring::default_provider().install_default();
+                    }
                     reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build()
                 };
                 let http = http.map_err(|e| McpError::Start { server: name.to_string(), detail: format!("no HTTP client: {e}") })?;
