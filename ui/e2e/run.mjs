@@ -190,98 +190,91 @@ try {
   await s.waitFor('[data-testid="not-found"]', { timeout: 600000, what: 'the not-found state' });
   await shot('04-not-in-documents');
 
-  // KNOWN FAILURE, gated: these steps pass on the desktop branch (wt-desk) but after merging the
-  // measurement and MCP branches the booking card does not appear in the app (the CLI and the
-  // engine's tests propose the same booking on the same data dir). Open in #16; TRESOR_E2E_TOOLS=1 runs them.
-  if (process.env.TRESOR_E2E_TOOLS === '1') {
-    // the tools_dev data is imported (above); scripts/e2e fixed TRESOR_NOW to Monday 2026-12-07 09:30 (Berlin): "tomorrow at 10:30" is Tuesday, a free slot
-    step('tools: a booking is proposed on a confirmation card with its arguments');
-    await s.click('[data-testid="new-thread"]');
-    await s.type('[data-testid="question"]', 'Please book an appointment tomorrow at 10:30');
-    await s.click('[data-testid="send"]');
-    const card = await s.waitFor('[data-testid="action-card"][data-tool="book_appointment"]', { timeout: 600000, what: 'the confirmation card' });
-    const cardText = await s.text(card);
-    console.log(`  card: ${cardText.replace(/\s+/g, ' ')}`);
-    check(/Waiting for your confirmation/.test(cardText), 'the card waits for confirmation');
-    check(/Date\s*2026-12-08/.test(cardText) && /Time\s*10:30/.test(cardText), 'the card shows the date and time as arguments');
-    check((await s.findAll('[data-testid="appointments"]')).length === 0, 'nothing is booked before the approval');
-    const approve = await s.find('[data-testid="action-approve"]');
-    check((await s.exec('return arguments[0].getAttribute("aria-label");', [el(approve)])) === 'Approve: Book an appointment', 'the approve button has an accessible name');
-    await shot('14-action-card');
+  // the tools_dev data is imported (above); scripts/e2e fixed TRESOR_NOW to Monday 2026-12-07 09:30 (Berlin): "tomorrow at 10:30" is Tuesday, a free slot
+  step('tools: a booking is proposed on a confirmation card with its arguments');
+  await s.click('[data-testid="new-thread"]');
+  await s.type('[data-testid="question"]', 'Please book an appointment tomorrow at 10:30');
+  await s.click('[data-testid="send"]');
+  const card = await s.waitFor('[data-testid="action-card"][data-tool="book_appointment"]', { timeout: 600000, what: 'the confirmation card' });
+  const cardText = await s.text(card);
+  console.log(`  card: ${cardText.replace(/\s+/g, ' ')}`);
+  check(/Waiting for your confirmation/.test(cardText), 'the card waits for confirmation');
+  check(/Date\s*2026-12-08/.test(cardText) && /Time\s*10:30/.test(cardText), 'the card shows the date and time as arguments');
+  check((await s.findAll('[data-testid="appointments"]')).length === 0, 'nothing is booked before the approval');
+  const approve = await s.find('[data-testid="action-approve"]');
+  check((await s.exec('return arguments[0].getAttribute("aria-label");', [el(approve)])) === 'Approve: Book an appointment', 'the approve button has an accessible name');
+  await shot('14-action-card');
 
-    step('tools: approve books it once; the card shows the outcome');
-    await s.click('[data-testid="action-approve"]');
-    const outcome = await s.waitFor('[data-testid="action-outcome"]', { timeout: 120000, what: 'the outcome' });
-    const outcomeText = await s.text(outcome);
-    console.log(`  outcome: ${outcomeText}`);
-    check(/booked/.test(outcomeText) && /2026-12-08/.test(outcomeText) && /10:30/.test(outcomeText), 'the outcome says booked, with the date and time');
-    await s.waitFor('[data-testid="action-card"][data-status="succeeded"]', { what: 'the card in its succeeded state' });
-    check((await s.findAll('[data-testid="action-approve"]')).length === 0, 'no approve button once done');
-    const cards = await s.exec('return document.querySelectorAll(\'[data-testid="action-card"]\').length;');
-    check(cards === 1, `one card (${cards})`);
-    await shot('15-action-booked');
-    const records = await invoke('tool_records', {});
-    check(records.ok && records.ok.appointments.length === 1 && records.ok.appointments[0].date === '2026-12-08' && records.ok.appointments[0].time === '10:30',
-      `one appointment booked: ${JSON.stringify(records)}`);
-    const again = await invoke('confirm_action', { id: records.ok.appointments[0].action_id });
-    check(again.ok && again.ok.outcome === 'already_done', `a second approval runs nothing and says so: ${JSON.stringify(again)}`);
-    const stillOne = await invoke('tool_records', {});
-    check(stillOne.ok.appointments.length === 1, 'still one appointment');
+  step('tools: approve books it once; the card shows the outcome');
+  await s.click('[data-testid="action-approve"]');
+  const outcome = await s.waitFor('[data-testid="action-outcome"]', { timeout: 120000, what: 'the outcome' });
+  const outcomeText = await s.text(outcome);
+  console.log(`  outcome: ${outcomeText}`);
+  check(/booked/.test(outcomeText) && /2026-12-08/.test(outcomeText) && /10:30/.test(outcomeText), 'the outcome says booked, with the date and time');
+  await s.waitFor('[data-testid="action-card"][data-status="succeeded"]', { what: 'the card in its succeeded state' });
+  check((await s.findAll('[data-testid="action-approve"]')).length === 0, 'no approve button once done');
+  const cards = await s.exec('return document.querySelectorAll(\'[data-testid="action-card"]\').length;');
+  check(cards === 1, `one card (${cards})`);
+  await shot('15-action-booked');
+  const records = await invoke('tool_records', {});
+  check(records.ok && records.ok.appointments.length === 1 && records.ok.appointments[0].date === '2026-12-08' && records.ok.appointments[0].time === '10:30',
+    `one appointment booked: ${JSON.stringify(records)}`);
+  const again = await invoke('confirm_action', { id: records.ok.appointments[0].action_id });
+  check(again.ok && again.ok.outcome === 'already_done', `a second approval runs nothing and says so: ${JSON.stringify(again)}`);
+  const stillOne = await invoke('tool_records', {});
+  check(stillOne.ok.appointments.length === 1, 'still one appointment');
 
-    step('tools: decline runs nothing');
-    await s.click('[data-testid="new-thread"]');
-    await s.type('[data-testid="question"]', 'Please book an appointment tomorrow at 11:30');
-    await s.click('[data-testid="send"]');
-    await s.waitFor('[data-testid="action-card"][data-status="needs_confirmation"]', { timeout: 600000, what: 'the second confirmation card' });
-    await s.click('[data-testid="action-decline"]');
-    await s.waitFor('[data-testid="action-card"][data-status="declined"]', { timeout: 120000, what: 'the declined card' });
-    const declined = await s.text(await s.find('[data-testid="action-outcome"]'));
-    console.log(`  declined: ${declined}`);
-    check((await invoke('tool_records', {})).ok.appointments.length === 1, 'nothing booked on decline');
+  step('tools: decline runs nothing');
+  await s.click('[data-testid="new-thread"]');
+  await s.type('[data-testid="question"]', 'Please book an appointment tomorrow at 11:30');
+  await s.click('[data-testid="send"]');
+  await s.waitFor('[data-testid="action-card"][data-status="needs_confirmation"]', { timeout: 600000, what: 'the second confirmation card' });
+  await s.click('[data-testid="action-decline"]');
+  await s.waitFor('[data-testid="action-card"][data-status="declined"]', { timeout: 120000, what: 'the declined card' });
+  const declined = await s.text(await s.find('[data-testid="action-outcome"]'));
+  console.log(`  declined: ${declined}`);
+  check((await invoke('tool_records', {})).ok.appointments.length === 1, 'nothing booked on decline');
 
-    step('tools: a stored conversation shows its action as it is now');
-    for (const t of await s.findAll('[data-testid="thread"]')) {
-      if ((await s.text(t)).includes('10:30')) {
-        await s.cmd('POST', `/element/${t}/click`, {});
-        break;
-      }
+  step('tools: a stored conversation shows its action as it is now');
+  for (const t of await s.findAll('[data-testid="thread"]')) {
+    if ((await s.text(t)).includes('10:30')) {
+      await s.cmd('POST', `/element/${t}/click`, {});
+      break;
     }
-    await s.waitFor('[data-testid="msg-user"]', { pred: (t) => /10:30/.test(t), what: 'the booking thread reopened' });
-    await s.waitFor('[data-testid="action-card"][data-status="succeeded"]', { what: 'the stored card, approved since' });
-    check((await s.findAll('[data-testid="action-approve"]')).length === 0, 'no approve button on the reopened, approved card');
-
-    step('tools: a read-only tool runs at once and its result is the cited source');
-    await s.click('[data-testid="new-thread"]');
-    await s.type('[data-testid="question"]', 'What is the status of order NL-10232?');
-    await s.click('[data-testid="send"]');
-    await s.waitFor('[data-testid="action-card"][data-tool="order_status"][data-status="succeeded"]', { timeout: 600000, what: 'the order status action' });
-    await s.waitFor('[data-testid="msg-assistant"][data-done="true"] [data-testid="answer"]', { pred: (t) => /shipped/.test(t), what: 'the answer with the status' });
-    await s.click('[data-testid="source-chip"]');
-    const toolResult = await s.waitFor('[data-testid="tool-source"] [data-testid="tool-result"]', { what: 'the tool result in the sources panel' });
-    check(/NL-10232/.test(await s.text(toolResult)) && /shipped/.test(await s.text(toolResult)), 'the panel shows the tool result');
-    check((await s.findAll('[data-testid="open-file"]')).length === 0, 'no "open file" for a tool source');
-    await shot('16-tool-source');
-    await s.click('[aria-label="Close sources"]');
-
-    step('tools screen: the four tools in force, the booked appointment');
-    await s.click('[data-testid="nav-tools"]');
-    await s.waitFor('[data-testid="appointments"]', { pred: (t) => /2026-12-08/.test(t) && /10:30/.test(t), what: 'the booked appointment' });
-    const tools = await s.exec('return [...document.querySelectorAll(\'[data-testid="tool-card"]\')].map((c) => c.dataset.tool).sort();');
-    check(JSON.stringify(tools) === JSON.stringify(['book_appointment', 'create_ticket', 'order_status', 'price_lookup']), `the four built-in tools: ${tools}`);
-    await s.waitFor('[data-testid="tool-card"][data-tool="book_appointment"] [data-testid="tool-effect"]', { pred: (t) => /side effect/.test(t), what: 'booking marked as a side effect' });
-    await s.waitFor('[data-testid="tool-card"][data-tool="price_lookup"] [data-testid="tool-effect"]', { pred: (t) => /read-only/.test(t), what: 'price lookup marked read-only' });
-    await shot('17-tools');
-    // the native file dialog cannot be driven over WebDriver: the command behind it, and its errors
-    const imported = await invoke('import_tool_data', { kind: 'prices', path: args['tools-dev'] + '/prices.csv' });
-    check(imported.ok && imported.ok.rows > 0 && imported.ok.replaced === imported.ok.rows, `prices re-imported: ${JSON.stringify(imported)}`);
-    const badKind = await invoke('import_tool_data', { kind: 'stock', path: args['tools-dev'] + '/prices.csv' });
-    check(badKind.error && /unknown tool data/.test(badKind.error), `an unknown kind is refused: ${JSON.stringify(badKind)}`);
-    const wrongFile = await invoke('import_tool_data', { kind: 'orders', path: args['tools-dev'] + '/calendar.ics' });
-    check(wrongFile.error && /calendar\.ics/.test(wrongFile.error), `a wrong file is a clear error naming it: ${JSON.stringify(wrongFile)}`);
-    await s.click('[data-testid="nav-chat"]');
-  } else {
-    step('tools: confirmation card, approve/decline, tool source, Tools screen: NOT RUN (known failure after the merge, TRESOR_E2E_TOOLS=1 runs them)');
   }
+  await s.waitFor('[data-testid="msg-user"]', { pred: (t) => /10:30/.test(t), what: 'the booking thread reopened' });
+  await s.waitFor('[data-testid="action-card"][data-status="succeeded"]', { what: 'the stored card, approved since' });
+  check((await s.findAll('[data-testid="action-approve"]')).length === 0, 'no approve button on the reopened, approved card');
+
+  step('tools: a read-only tool runs at once and its result is the cited source');
+  await s.click('[data-testid="new-thread"]');
+  await s.type('[data-testid="question"]', 'What is the status of order NL-10232?');
+  await s.click('[data-testid="send"]');
+  await s.waitFor('[data-testid="action-card"][data-tool="order_status"][data-status="succeeded"]', { timeout: 600000, what: 'the order status action' });
+  await s.waitFor('[data-testid="msg-assistant"][data-done="true"] [data-testid="answer"]', { pred: (t) => /shipped/.test(t), what: 'the answer with the status' });
+  await s.click('[data-testid="source-chip"]');
+  const toolResult = await s.waitFor('[data-testid="tool-source"] [data-testid="tool-result"]', { what: 'the tool result in the sources panel' });
+  check(/NL-10232/.test(await s.text(toolResult)) && /shipped/.test(await s.text(toolResult)), 'the panel shows the tool result');
+  check((await s.findAll('[data-testid="open-file"]')).length === 0, 'no "open file" for a tool source');
+  await shot('16-tool-source');
+  await s.click('[aria-label="Close sources"]');
+
+  step('tools screen: the four tools in force, the booked appointment');
+  await s.click('[data-testid="nav-tools"]');
+  await s.waitFor('[data-testid="appointments"]', { pred: (t) => /2026-12-08/.test(t) && /10:30/.test(t), what: 'the booked appointment' });
+  const tools = await s.exec('return [...document.querySelectorAll(\'[data-testid="tool-card"]\')].map((c) => c.dataset.tool).sort();');
+  check(JSON.stringify(tools) === JSON.stringify(['book_appointment', 'create_ticket', 'order_status', 'price_lookup']), `the four built-in tools: ${tools}`);
+  await s.waitFor('[data-testid="tool-card"][data-tool="book_appointment"] [data-testid="tool-effect"]', { pred: (t) => /side effect/.test(t), what: 'booking marked as a side effect' });
+  await s.waitFor('[data-testid="tool-card"][data-tool="price_lookup"] [data-testid="tool-effect"]', { pred: (t) => /read-only/.test(t), what: 'price lookup marked read-only' });
+  await shot('17-tools');
+  // the native file dialog cannot be driven over WebDriver: the command behind it, and its errors
+  const imported = await invoke('import_tool_data', { kind: 'prices', path: args['tools-dev'] + '/prices.csv' });
+  check(imported.ok && imported.ok.rows > 0 && imported.ok.replaced === imported.ok.rows, `prices re-imported: ${JSON.stringify(imported)}`);
+  const badKind = await invoke('import_tool_data', { kind: 'stock', path: args['tools-dev'] + '/prices.csv' });
+  check(badKind.error && /unknown tool data/.test(badKind.error), `an unknown kind is refused: ${JSON.stringify(badKind)}`);
+  const wrongFile = await invoke('import_tool_data', { kind: 'orders', path: args['tools-dev'] + '/calendar.ics' });
+  check(wrongFile.error && /calendar\.ics/.test(wrongFile.error), `a wrong file is a clear error naming it: ${JSON.stringify(wrongFile)}`);
+  await s.click('[data-testid="nav-chat"]');
 
   step('knowledge bases: add a folder, see the per-file report');
   await s.click('[data-testid="nav-knowledge"]');
