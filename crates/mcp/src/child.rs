@@ -27,6 +27,9 @@ const JUNK_QUOTE: usize = 120;
 #[derive(Debug, Default)]
 pub(crate) struct Diag {
     stderr: String,
+    /// The server's stderr reached its end (it exited or closed it): after an
+    /// exit, error messages wait for this so they quote all of it.
+    stderr_closed: bool,
     junk: Option<String>,
 }
 
@@ -34,6 +37,11 @@ impl Diag {
     /// The first stdout line that was not JSON, quoted.
     pub(crate) fn junk(&self) -> Option<String> {
         self.junk.clone()
+    }
+
+    /// Whether the reader has seen the end of the server's stderr.
+    pub(crate) fn stderr_closed(&self) -> bool {
+        self.stderr_closed
     }
 
     /// The end of the server's stderr, trimmed ("" when it wrote none).
@@ -75,6 +83,7 @@ pub(crate) fn spawn(command: &str, args: &[String], env: &BTreeMap<String, Strin
                     d.stderr.drain(..cut);
                 }
             }
+            diag.lock().unwrap_or_else(|e| e.into_inner()).stderr_closed = true;
         });
     }
     Ok((child, WatchedStdout { inner: stdout, line: Vec::new(), diag: diag.clone() }, stdin))

@@ -277,7 +277,15 @@ impl McpClient {
         let child = self.child.as_mut()?;
         let status = self.rt.block_on(async { tokio::time::timeout(Duration::from_millis(500), child.wait()).await });
         match status {
-            Ok(Ok(s)) => Some(s.to_string()),
+            Ok(Ok(s)) => {
+                // The exit can be seen before the stderr reader has drained the
+                // pipe; wait a moment for it so the message quotes the cause.
+                let until = std::time::Instant::now() + Duration::from_millis(500);
+                while !self.diag.lock().unwrap_or_else(|e| e.into_inner()).stderr_closed() && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Some(s.to_string())
+            }
             _ => None,
         }
     }
