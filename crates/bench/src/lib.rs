@@ -13,7 +13,8 @@
 //!   speed ([`answers`], `tresor bench answers`) and the end-to-end prompt
 //!   injection run ([`attack`], `tresor eval injection`);
 //! - a load test of a running server ([`loadtest`], `tresor bench serve`);
-//! - PII detection scores ([`pii_eval`], `tresor eval pii`).
+//! - PII detection scores ([`pii_eval`], `tresor eval pii`);
+//! - the KPIs against a scripted replay through the real binary ([`traffic`], `tresor bench traffic`).
 //!
 //! Owns measuring and reporting; never asserts a speed or a score, and never
 //! touches a user's knowledge bases (runs use scratch folders).
@@ -29,6 +30,7 @@ pub mod pii_eval;
 pub mod process;
 pub mod retrieval_eval;
 pub mod tools_eval;
+pub mod traffic;
 
 use serde::Serialize;
 

@@ -22,6 +22,8 @@ pub enum BenchCmd {
     Answers(crate::assistant_cmd::BenchAnswersArgs),
     /// Server: N streaming chat clients at once against a scratch `tresor serve` on loopback (errors, TTFT, total).
     Serve(crate::serve_cmd::BenchServeArgs),
+    /// KPIs: replays a scripted mix of conversations through this binary and checks `tresor kpi --json` against the script.
+    Traffic(crate::kpi_cmd::BenchTrafficArgs),
     /// (internal) One Tresor LLM measurement in a fresh process.
     #[command(hide = true)]
     LlmWorker {
@@ -100,6 +102,7 @@ pub fn run(cmd: BenchCmd, ctx: &Ctx) -> Result<()> {
         BenchCmd::Kb(args) => crate::kb_cmd::run_bench_kb(args, ctx),
         BenchCmd::Answers(args) => crate::assistant_cmd::run_bench_answers(args, ctx),
         BenchCmd::Serve(args) => crate::serve_cmd::run_bench_serve(args, ctx),
+        BenchCmd::Traffic(args) => crate::kpi_cmd::run_bench_traffic(args, ctx),
     }
 }
 

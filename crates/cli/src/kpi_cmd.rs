@@ -204,3 +204,56 @@ pub fn run_simulate(args: SimulateArgs, ctx: &Ctx) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct BenchTrafficArgs {
+    /// Documents of the scratch knowledge base (default: the sample data, assets/sample-kb).
+    #[arg(long)]
+    pub docs: Option<std::path::PathBuf>,
+    /// Keep the scratch data dir here (must be empty or absent) instead of a temporary one.
+    #[arg(long)]
+    pub keep: Option<std::path::PathBuf>,
+    /// The run's clock (tool dates resolve against it).
+    #[arg(long, default_value = "2026-12-07T09:30:00+01:00")]
+    pub at: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tresor bench traffic`: the scripted replay of tresor_bench::traffic through
+/// this very binary on a scratch data dir; exits non-zero when a KPI differs.
+pub fn run_bench_traffic(args: BenchTrafficArgs, ctx: &Ctx) -> Result<()> {
+    let (_tmp, scratch) = tresor_bench::retrieval_eval::temp_kb_dir()?;
+    let data_dir = args.keep.clone().unwrap_or_else(|| scratch.join("data"));
+    let docs = args.docs.clone().unwrap_or_else(tresor_bench::traffic::default_docs);
+    if !docs.is_dir() {
+        bail!("--docs {}: not a folder", docs.display());
+    }
+    let o = tresor_bench::traffic::TrafficOptions {
+        tresor: std::env::current_exe().context("this binary's path")?,
+        docs,
+        data_dir,
+        models_dir: ctx.models_dir.clone(),
+        now: args.at.clone(),
+    };
+    let quiet = args.json;
+    let report = tresor_bench::traffic::run(&o, &mut |m| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} conversations, {} answers replayed through {}", report.conversations, report.asks, o.tresor.display());
+        for t in &report.turns {
+            println!("  {t}");
+        }
+        print!("{}", tresor_bench::traffic::table(&report));
+    }
+    if !report.ok {
+        let bad: Vec<&str> = report.rows.iter().filter(|r| !r.ok).map(|r| r.kpi.as_str()).collect();
+        bail!("tresor kpi differs from the script in: {}", bad.join(", "));
+    }
+    Ok(())
+}

@@ -134,3 +134,25 @@ fn ask_feedback_handoff_kpi_export_and_simulate() {
     let purge = cli.ok(&["events", "purge", "--older-than-days", "1"]);
     assert!(purge.starts_with("0 event"), "{purge}");
 }
+
+/// `tresor bench traffic` replays its scripted mix through this binary on the shipped
+/// models and finds `tresor kpi --json` equal to the script's own arithmetic; the mix
+/// really contains tool runs that succeed and fail, refusals and answers.
+#[test]
+fn bench_traffic_replays_its_script_and_the_kpis_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::with_models(dir.path(), Some("unused"), &common::models_dir_with_embedder());
+    let keep = dir.path().join("replay");
+    let r = cli.json(&["bench", "traffic", "--json", "--keep", keep.to_str().unwrap()]);
+    let bad: Vec<&serde_json::Value> = r["rows"].as_array().unwrap().iter().filter(|x| x["ok"] != true).collect();
+    assert!(bad.is_empty() && r["ok"] == true, "KPIs differ: {bad:#?}");
+    let turns = r["turns"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>().join("\n");
+    for want in ["price_lookup:succeeded", "order_status:failed", "book_appointment:succeeded", " refused", " answered"] {
+        assert!(turns.contains(want), "the replay lacks `{want}`:\n{turns}");
+    }
+    assert_eq!(r["kpi"]["escalated"], 2, "{r:#}");
+    assert!(keep.join("events.sqlite").exists() || std::fs::read_dir(&keep).unwrap().count() > 0);
+    // a used data dir is refused, nothing in it is touched
+    let e = cli.fails(&["bench", "traffic", "--keep", keep.to_str().unwrap()]);
+    assert!(e.contains("is not empty"), "{e}");
+}
