@@ -88,6 +88,28 @@ pub struct EvalReport {
     pub modes: Vec<ModeMetrics>,
 }
 
+impl EvalReport {
+    /// The report as a telemetry `eval_run` event (`tresor eval retrieval --record`):
+    /// hybrid+rerank is the production setting; the lift is its recall@1 over hybrid's.
+    pub fn eval_run(&self) -> tresor_assistant::tresor_telemetry::EvalRun {
+        let mode = |m: &str| self.modes.iter().find(|x| x.mode == m);
+        let (prod, plain) = (mode("hybrid+rerank").or_else(|| mode("hybrid")), mode("hybrid"));
+        let dataset = Path::new(&self.goldset).file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| self.goldset.clone());
+        tresor_assistant::tresor_telemetry::EvalRun {
+            eval: "retrieval".into(),
+            dataset,
+            cases: self.questions as u64,
+            recall_at_1: prod.map_or(0.0, |m| m.recall_at_1),
+            recall_at_5: prod.map_or(0.0, |m| m.recall_at_5),
+            mrr: prod.map_or(0.0, |m| m.mrr),
+            rerank_lift: match (mode("hybrid+rerank"), plain) {
+                (Some(r), Some(h)) => Some(r.recall_at_1 - h.recall_at_1),
+                _ => None,
+            },
+        }
+    }
+}
+
 fn normalize(s: &str) -> String {
     s.chars()
         .filter(|c| !matches!(c, '*' | '_' | '[' | ']' | '`' | '#'))

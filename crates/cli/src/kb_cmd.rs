@@ -218,6 +218,13 @@ pub struct EvalRetrievalArgs {
     pub model: ModelArgs,
     #[arg(long, value_name = "ID|PATH")]
     pub rerank_model: Option<String>,
+    /// Also record the result as an `eval_run` event in the workspace's events, for
+    /// `tresor kpi` / the dashboard (recall and rerank lift next to the traffic).
+    #[arg(long)]
+    pub record: bool,
+    /// The knowledge base the recorded run speaks for (default: `default`).
+    #[arg(long, requires = "record")]
+    pub record_kb: Option<String>,
     /// Target chunk size in embedder tokens.
     #[arg(long, default_value_t = 256)]
     pub chunk_tokens: usize,
@@ -655,6 +662,15 @@ pub fn run_eval_retrieval(args: EvalRetrievalArgs, ctx: &Ctx) -> Result<()> {
         reranker.as_ref().map(|r| r as &dyn TextReranker),
         &base,
     )?;
+    if args.record {
+        let (store, _) = crate::kpi_cmd::open_events(ctx)?;
+        let kb = args.record_kb.clone().unwrap_or_else(|| "default".into());
+        let kind = tresor_assistant::tresor_telemetry::EventKind::EvalRun(report.eval_run());
+        let id = store.record(&tresor_assistant::tresor_telemetry::Event::now(None, None, Some(kb), kind)).context("recording the eval run")?;
+        if !args.json {
+            eprintln!("recorded as event {id} in {}", store.path().display());
+        }
+    }
     for w in &args.sweep_w_vector {
         for lambda in [1.0f32, 0.9] {
             let opts = SearchOptions { w_vector: *w, mmr_lambda: lambda, ..base.clone() };

@@ -110,6 +110,20 @@ pub fn run_kpi(args: KpiArgs, ctx: &Ctx) -> Result<()> {
     for cl in &k.cost.cloud {
         println!("  at {} prices     {:.6} {} / conversation", cl.name, cl.per_conversation, cl.currency);
     }
+    match &k.retrieval {
+        Some(q) => println!(
+            "retrieval            recall@1 {:.3}, recall@5 {:.3}, MRR {:.3}, rerank lift {} ({} on {}, {} questions; {} run(s))",
+            q.recall_at_1,
+            q.recall_at_5,
+            q.mrr,
+            q.rerank_lift.map_or("–".into(), |l| format!("{l:+.3}")),
+            q.kb.as_deref().unwrap_or("–"),
+            q.dataset,
+            q.cases,
+            q.runs
+        ),
+        None => println!("retrieval            – (record one: tresor eval retrieval --record ...)"),
+    }
     if !r.groups.is_empty() {
         println!("\n{:<14} {:>6} {:>6} {:>12} {:>9} {:>9} {:>10}", r.by.as_deref().unwrap_or(""), "conv", "msgs", "containment", "refusal", "CSAT", "TTFT p95");
         for g in &r.groups {

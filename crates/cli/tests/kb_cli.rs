@@ -286,10 +286,7 @@ fn killed_ingest_leaves_a_consistent_kb_and_reingest_equals_a_clean_one() {
 #[test]
 fn eval_retrieval_on_the_dev_goldset() {
     let gold = repo().join("../shared/eval/rag_goldset_dev");
-    if !gold.join("goldset.jsonl").exists() {
-        eprintln!("skipped: {} not present", gold.display());
-        return;
-    }
+    assert!(gold.join("goldset.jsonl").exists(), "the dev gold set is missing: {} (../shared beside the repo)", gold.display());
     let home = tempfile::tempdir().unwrap();
     let r = cli(home.path()).json(&[
             "eval",
@@ -298,6 +295,9 @@ fn eval_retrieval_on_the_dev_goldset() {
             gold.join("goldset.jsonl").to_str().unwrap(),
             "--docs",
             gold.join("docs").to_str().unwrap(),
+            "--record",
+            "--record-kb",
+            "handbook",
             "--json",
         ],
     );
@@ -327,6 +327,14 @@ fn eval_retrieval_on_the_dev_goldset() {
     assert!(r["reranker"].as_str().unwrap().starts_with("sentence-maxsim:"), "{r}");
     assert!(r["rerank_note"].as_str().unwrap().contains("no cross-encoder installed"), "{r}");
     assert!(get("hybrid+rerank", "mrr") >= get("hybrid", "mrr"), "{r}");
+    // --record: the run is an eval_run event, and tresor kpi carries its recall and the rerank lift
+    let k = cli(home.path()).json(&["kpi", "--json"]);
+    let rq = &k["retrieval"];
+    assert_eq!((rq["runs"].as_u64(), rq["kb"].as_str(), rq["dataset"].as_str(), rq["cases"].as_u64()), (Some(1), Some("handbook"), Some("goldset.jsonl"), Some(45)), "{k:#}");
+    assert_eq!(rq["recall_at_1"].as_f64(), Some(get("hybrid+rerank", "recall_at_1")), "{k:#}");
+    let lift = get("hybrid+rerank", "recall_at_1") - get("hybrid", "recall_at_1");
+    assert!((rq["rerank_lift"].as_f64().unwrap() - lift).abs() < 1e-12, "{k:#}");
+    assert_eq!(k["conversations"], 0, "an eval run is no conversation");
 }
 
 #[test]

@@ -49,6 +49,27 @@ pub enum EventKind {
     Handoff { reason: Option<String> },
     /// An explicit outcome for the conversation (the latest one counts).
     Resolution { outcome: Outcome },
+    /// A quality measurement of a knowledge base (`tresor eval retrieval --record`).
+    EvalRun(EvalRun),
+}
+
+/// One recorded eval run: retrieval quality on a gold set, so the KPIs carry
+/// recall and the reranker's lift next to the live traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct EvalRun {
+    /// Which eval: `retrieval`.
+    pub eval: String,
+    /// The gold set's file name (no path).
+    pub dataset: String,
+    /// Questions scored.
+    pub cases: u64,
+    /// Recall@1 of the production setting (hybrid + rerank).
+    pub recall_at_1: f64,
+    pub recall_at_5: f64,
+    pub mrr: f64,
+    /// Recall@1 with the reranker minus recall@1 without it (hybrid), in points of 1.
+    pub rerank_lift: Option<f64>,
 }
 
 /// One answer, as the engine's record step saw it.
@@ -197,6 +218,7 @@ impl EventKind {
             EventKind::Feedback(_) => "feedback",
             EventKind::Handoff { .. } => "handoff",
             EventKind::Resolution { .. } => "resolution",
+            EventKind::EvalRun(_) => "eval_run",
         }
     }
 }
@@ -245,7 +267,7 @@ pub const COLUMNS: &[Column] = {
         col("event_id", Int64, "id"),
         col("schema_version", Int32, "version"),
         col("ts_ms", Int64, "Unix ms, UTC"),
-        col("event_type", Utf8, "conversation_started|conversation_ended|message|tool_action|feedback|handoff|resolution"),
+        col("event_type", Utf8, "conversation_started|conversation_ended|message|tool_action|feedback|handoff|resolution|eval_run"),
         col("conversation_id", Int64, "id"),
         col("message_id", Int64, "id"),
         col("kb", Utf8, "name"),
@@ -286,6 +308,13 @@ pub const COLUMNS: &[Column] = {
         col("comment", Utf8, "PII-masked text"),
         col("reason", Utf8, "text (handoff, conversation_ended)"),
         col("outcome", Utf8, "resolved|escalated|abandoned"),
+        col("eval", Utf8, "retrieval"),
+        col("dataset", Utf8, "gold set file name"),
+        col("cases", Int64, "count"),
+        col("recall_at_1", Double, "0-1"),
+        col("recall_at_5", Double, "0-1"),
+        col("mrr", Double, "0-1"),
+        col("rerank_lift", Double, "recall@1 difference"),
     ]
 };
 
@@ -318,6 +347,7 @@ mod tests {
             EventKind::Feedback(Feedback { thumbs: Some(1), csat: Some(4), comment: Some("ok".into()) }),
             EventKind::Handoff { reason: Some("r".into()) },
             EventKind::Resolution { outcome: Outcome::Resolved },
+            EventKind::EvalRun(EvalRun { eval: "retrieval".into(), dataset: "g.jsonl".into(), cases: 3, recall_at_1: 0.5, recall_at_5: 1.0, mrr: 0.7, rerank_lift: Some(0.1) }),
         ];
         for k in kinds {
             let e = StoredEvent { event_id: 1, schema_version: SCHEMA_VERSION, event: Event { ts_ms: 5, conversation_id: Some(2), message_id: Some(3), kb: Some("kb".into()), kind: k } };

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 
 use crate::cost::CostTable;
-use crate::event::{Feedback, Message, Outcome, StoredEvent, ToolAction};
+use crate::event::{EvalRun, Feedback, Message, Outcome, StoredEvent, ToolAction};
 use crate::event::EventKind;
 
 /// `p50` and `p95` (nearest rank) of a distribution, ms; 0 when empty.
@@ -103,6 +103,47 @@ pub struct Kpis {
     pub cost_per_conversation: f64,
     /// Local cost / resolved conversations (null when none resolved).
     pub cost_per_resolved: Option<f64>,
+    /// Retrieval quality from the latest recorded eval run in the window (null when none; not per group).
+    pub retrieval: Option<RetrievalKpi>,
+}
+
+/// Retrieval recall and rerank lift, from `eval_run` events (docs/kpi.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetrievalKpi {
+    /// Eval runs recorded in the window.
+    pub runs: u64,
+    /// The latest run's time, gold set and figures.
+    pub ts_ms: i64,
+    pub kb: Option<String>,
+    pub dataset: String,
+    pub cases: u64,
+    pub recall_at_1: f64,
+    pub recall_at_5: f64,
+    pub mrr: f64,
+    pub rerank_lift: Option<f64>,
+}
+
+/// The latest `retrieval` eval run of `events` and how many there were.
+pub fn retrieval(events: &[StoredEvent]) -> Option<RetrievalKpi> {
+    let runs: Vec<(&StoredEvent, &EvalRun)> = events
+        .iter()
+        .filter_map(|e| match &e.event.kind {
+            EventKind::EvalRun(r) if r.eval == "retrieval" => Some((e, r)),
+            _ => None,
+        })
+        .collect();
+    let (e, r) = runs.iter().max_by_key(|(e, _)| (e.event.ts_ms, e.event_id))?;
+    Some(RetrievalKpi {
+        runs: runs.len() as u64,
+        ts_ms: e.event.ts_ms,
+        kb: e.event.kb.clone(),
+        dataset: r.dataset.clone(),
+        cases: r.cases,
+        recall_at_1: r.recall_at_1,
+        recall_at_5: r.recall_at_5,
+        mrr: r.mrr,
+        rerank_lift: r.rerank_lift,
+    })
 }
 
 /// One answered message of a conversation.
@@ -215,7 +256,7 @@ fn rate(n: u64, d: u64) -> f64 {
 pub fn compute(events: &[StoredEvent], cost: &CostTable) -> Kpis {
     let (convs, loose) = conversations(events);
     let refs: Vec<&Conversation> = convs.iter().collect();
-    kpis_of(&refs, &loose, cost)
+    Kpis { retrieval: retrieval(events), ..kpis_of(&refs, &loose, cost) }
 }
 
 /// The KPIs of `convs` (plus tool actions outside any conversation).
@@ -290,6 +331,7 @@ pub fn kpis_of(convs: &[&Conversation], loose_tools: &[ToolAction], cost: &CostT
         cost: CostKpis { currency: cost.currency.clone(), energy_kwh: cost.energy_kwh(busy), total: local, per_conversation: per(local, n), per_resolved: per_resolved(local), cloud },
         cost_per_conversation: per(local, n),
         cost_per_resolved: per_resolved(local),
+        retrieval: None,
     }
 }
 

@@ -29,8 +29,8 @@ pub mod time;
 pub use config::TelemetryConfig;
 pub use cost::{CloudPrice, CostTable};
 pub use dashboard::{dashboard, DashboardData};
-pub use event::{Event, EventKind, Feedback, Message, Outcome, StoredEvent, ToolAction, SCHEMA_VERSION};
-pub use kpi::{compute, compute_by, report, Gap, GroupBy, Kpis, Report};
+pub use event::{EvalRun, Event, EventKind, Feedback, Message, Outcome, StoredEvent, ToolAction, SCHEMA_VERSION};
+pub use kpi::{compute, compute_by, report, Gap, GroupBy, Kpis, Report, RetrievalKpi};
 pub use simulate::{simulate, Scenario, Simulation};
 pub use store::{EventStore, Window, EVENTS_FILE};
 

@@ -86,3 +86,20 @@ fn an_empty_window_has_zero_rates_and_no_cost_per_resolution() {
     assert_eq!(k.cost_per_resolved, None);
     assert_eq!(k.csat.mean, None);
 }
+
+#[test]
+fn retrieval_comes_from_the_latest_eval_run_and_counts_no_conversation() {
+    let run = |r1: f64, lift: Option<f64>| EventKind::EvalRun(crate::event::EvalRun { eval: "retrieval".into(), dataset: "gold.jsonl".into(), cases: 40, recall_at_1: r1, recall_at_5: 0.95, mrr: 0.8, rerank_lift: lift });
+    let mut l = Log(Vec::new());
+    assert_eq!(compute(&l.0, &CostTable::default()).retrieval, None);
+    l.push(5_000, None, None, run(0.70, Some(0.05)));
+    l.push(9_000, None, None, run(0.75, Some(0.10)));
+    l.push(7_000, None, None, run(0.60, None));
+    l.msg(10_000, 1, 11, "q1", false, 1000.0, false);
+    let k = compute(&l.0, &CostTable::default());
+    let r = k.retrieval.expect("an eval run in the window");
+    assert_eq!((r.runs, r.ts_ms, r.recall_at_1, r.rerank_lift), (3, 9_000, 0.75, Some(0.10)));
+    assert_eq!((k.conversations, k.messages), (1, 1), "an eval run is no conversation");
+    // groups carry no retrieval figure (an eval run belongs to no conversation)
+    assert!(compute_by(&l.0, GroupBy::Day, &CostTable::default()).iter().all(|g| g.kpis.retrieval.is_none()));
+}
