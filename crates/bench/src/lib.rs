@@ -13,7 +13,11 @@
 //!   speed ([`answers`], `tresor bench answers`) and the end-to-end prompt
 //!   injection run ([`attack`], `tresor eval injection`);
 //! - a load test of a running server ([`loadtest`], `tresor bench serve`);
-//! - PII detection scores ([`pii_eval`], `tresor eval pii`).
+//! - PII detection scores ([`pii_eval`], `tresor eval pii`);
+//! - the regression gate over all of them ([`eval_suite`] on [`suite_runs`],
+//!   `tresor eval suite`), the admins' gold sets ([`goldset`]) and the
+//!   LLM-as-judge with heuristics beside it ([`judge`], its labelled set from
+//!   a RAG gold set: [`judge_set`]).
 //!
 //! Owns measuring and reporting; never asserts a speed or a score, and never
 //! touches a user's knowledge bases (runs use scratch folders).
@@ -22,12 +26,17 @@ pub mod answer_eval;
 pub mod answers;
 pub mod attack;
 pub mod embed;
+pub mod eval_suite;
+pub mod goldset;
+pub mod judge;
+pub mod judge_set;
 pub mod kb;
 pub mod llm;
 pub mod loadtest;
 pub mod pii_eval;
 pub mod process;
 pub mod retrieval_eval;
+pub mod suite_runs;
 pub mod tools_eval;
 
 use serde::Serialize;
