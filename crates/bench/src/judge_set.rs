@@ -197,7 +197,14 @@ pub fn build(goldset: &Path, heldout_share: f64) -> Result<Vec<JudgeItem>, Strin
             lang: r.lang.clone(),
         };
         if !r.answerable {
-            let invented = sentences.get(i % sentences.len().max(1)).map(|s| s.1.clone()).unwrap_or_else(|| "It is 42.".into());
+            let invented = sentences
+                .iter()
+                .cycle()
+                .skip(i)
+                .take(sentences.len())
+                .find(|(_, s)| s.split_whitespace().count() >= 6 && !s.starts_with('#'))
+                .map(|s| s.1.clone())
+                .unwrap_or_else(|| "It is 42 days, as the handbook says.".into());
             out.push(base(tresor_text_refusal(r.lang.as_deref()), Vec::new(), "faithful", None, "refusal"));
             out.push(base(invented, Vec::new(), "unfaithful", Some("invented"), "invented"));
             continue;
@@ -219,7 +226,8 @@ pub fn build(goldset: &Path, heldout_share: f64) -> Result<Vec<JudgeItem>, Strin
         if let Some(s) = corrupt_negation(&good) {
             options.push(("negation", s));
         }
-        if let Some((_, s)) = sentences.iter().cycle().skip(i + 7).take(sentences.len()).find(|(src, s)| *src != source && !context.contains(s.as_str())) {
+        let prose = |s: &str| s.split_whitespace().count() >= 6 && !s.starts_with('#') && !s.starts_with('|');
+        if let Some((_, s)) = sentences.iter().cycle().skip(i + 7).take(sentences.len()).find(|(src, s)| *src != source && prose(s) && !context.contains(s.as_str())) {
             options.push(("foreign", s.clone()));
         }
         out.push(base(good, passages.clone(), "faithful", None, "ok"));
