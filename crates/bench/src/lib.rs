@@ -14,7 +14,11 @@
 //!   injection run ([`attack`], `tresor eval injection`);
 //! - a load test of a running server ([`loadtest`], `tresor bench serve`);
 //! - PII detection scores ([`pii_eval`], `tresor eval pii`);
-//! - the KPIs against a scripted replay through the real binary ([`traffic`], `tresor bench traffic`).
+//! - the KPIs against a scripted replay through the real binary ([`traffic`], `tresor bench traffic`);
+//! - the regression gate over all of them ([`eval_suite`] on [`suite_runs`],
+//!   `tresor eval suite`), the admins' gold sets ([`goldset`]) and the
+//!   LLM-as-judge with heuristics beside it ([`judge`], its labelled set from
+//!   a RAG gold set: [`judge_set`]).
 //!
 //! Owns measuring and reporting; never asserts a speed or a score, and never
 //! touches a user's knowledge bases (runs use scratch folders).
@@ -23,12 +27,17 @@ pub mod answer_eval;
 pub mod answers;
 pub mod attack;
 pub mod embed;
+pub mod eval_suite;
+pub mod goldset;
+pub mod judge;
+pub mod judge_set;
 pub mod kb;
 pub mod llm;
 pub mod loadtest;
 pub mod pii_eval;
 pub mod process;
 pub mod retrieval_eval;
+pub mod suite_runs;
 pub mod tools_eval;
 pub mod traffic;
 

@@ -8,6 +8,7 @@ mod assistant_cmd;
 mod audit_cmd;
 mod bench_cmd;
 mod ctx;
+mod eval_cmd;
 mod events_cmd;
 mod injection_cmd;
 mod kb_cmd;
@@ -92,7 +93,7 @@ enum Command {
     Chat(assistant_cmd::ChatArgs),
     /// Local HTTP API: OpenAI-compatible /v1 and native /api endpoints (bearer token, loopback by default).
     Serve(serve_cmd::ServeArgs),
-    /// Evaluate retrieval quality on a gold set.
+    /// Evaluations: retrieval, answers, tools, PII, injection; the regression gate (suite), gold sets, the judge.
     #[command(subcommand)]
     Eval(EvalCmd),
     /// Guard checks on a text: PII spans, prompt injection.
@@ -152,6 +153,15 @@ enum EvalCmd {
     Pii(pii_cmd::EvalPiiArgs),
     /// Injection detection (TPR/FPR) and an end-to-end attack run.
     Injection(injection_cmd::EvalInjectionArgs),
+    /// The regression gate: run the evals of a config, compare every metric with the baseline, exit 2 on a regression.
+    Suite(eval_cmd::SuiteArgs),
+    /// Gold sets from your own documents: add, import, list; candidates from positively rated answers.
+    #[command(subcommand)]
+    Goldset(eval_cmd::GoldsetCmd),
+    /// LLM-as-judge with heuristics: faithfulness and relevance verdicts, kappa against gold labels.
+    Judge(eval_cmd::JudgeArgs),
+    /// Build the judge's labelled set (faithful and corrupted answers) from a RAG gold set.
+    JudgeSet(eval_cmd::JudgeSetArgs),
 }
 
 fn main() {
@@ -224,6 +234,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve_cmd::run_serve(args, &ctx),
         Command::Eval(EvalCmd::Pii(args)) => pii_cmd::run_eval_pii(args, &ctx),
         Command::Eval(EvalCmd::Injection(args)) => injection_cmd::run_eval_injection(args, &ctx),
+        Command::Eval(EvalCmd::Suite(args)) => eval_cmd::run_suite(args, &ctx),
+        Command::Eval(EvalCmd::Goldset(cmd)) => eval_cmd::run_goldset(cmd, &ctx),
+        Command::Eval(EvalCmd::Judge(args)) => eval_cmd::run_judge(args, &ctx),
+        Command::Eval(EvalCmd::JudgeSet(args)) => eval_cmd::run_judge_set(args, &ctx),
         Command::Guard(GuardCmd::Pii(args)) => pii_cmd::run_pii(args, &ctx),
         Command::Guard(GuardCmd::Injection(args)) => injection_cmd::run_injection(args, &ctx),
         Command::Guard(GuardCmd::TrainInjection(args)) => injection_cmd::run_train_injection(args, &ctx),
