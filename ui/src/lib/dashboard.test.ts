@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Tile } from './bindings/Tile';
 import type { SeriesPoint } from './bindings/SeriesPoint';
-import { barWidth, bucketSeconds, dayLabel, chartSummary, columns, formatDelta, formatValue, money, since, sliderRange, tileSummary } from './dashboard';
+import { barWidth, bucketSeconds, dayLabel, dayRange, daySplits, chartSummary, columns, formatDelta, formatValue, money, since, sliderRange, tileSummary } from './dashboard';
 
 const tile = (over: Partial<Tile>): Tile => ({ key: 'containment_rate', unit: 'rate', value: 0.8, previous: 0.6, delta: 0.2, trend: 'up', good: true, ...over });
 
@@ -53,6 +53,16 @@ describe('dashboard helpers', () => {
     expect(text).toBe('Containment (2 days with data, 2026-12-05 to 2026-12-06): containment from 50 % to 100 %, latest 100 %.');
     expect(chartSummary('CSAT', [point('2026-12-06')], [{ label: 'mean CSAT', field: 'csat_mean' }], String, 'de')).toContain('mean CSAT: keine Daten');
     expect(chartSummary('Volume', [], [], String, 'en')).toBe('Volume: no data');
+  });
+
+  it('spans day charts over whole days and labels at most eight days', () => {
+    expect(dayRange([86400])).toEqual([43200, 129600]);
+    expect(dayRange([86400, 3 * 86400])).toEqual([43200, 3 * 86400 + 43200]);
+    expect(daySplits([1, 2, 3])).toEqual([1, 2, 3]);
+    const ninety = Array.from({ length: 90 }, (_, i) => i);
+    const ticks = daySplits(ninety);
+    expect(ticks.length).toBeLessThanOrEqual(8);
+    expect(ticks[ticks.length - 1]).toBe(89);
   });
 
   it('sizes the volume slider around the measured volume', () => {

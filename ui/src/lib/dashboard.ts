@@ -147,3 +147,15 @@ export function sliderRange(measured: number): { max: number; step: number; digi
   const value = Number((Math.round(measured / step) * step).toFixed(digits));
   return { max: Number(max.toFixed(digits)), step, digits, value };
 }
+
+/** A day chart's x range: half a day around the first and last bucket (one day of data still spans a day). */
+export function dayRange(xs: number[]): [number, number] {
+  if (xs.length === 0) return [0, 86400];
+  return [Math.min(...xs) - 43200, Math.max(...xs) + 43200];
+}
+
+/** The buckets that get a tick label: every one up to `max`, else every k-th from the last back. */
+export function daySplits(xs: number[], max = 8): number[] {
+  const k = Math.max(1, Math.ceil(xs.length / max));
+  return xs.filter((_, i) => (xs.length - 1 - i) % k === 0);
+}
