@@ -4,15 +4,17 @@
 //! blocking thread, never on the UI's event loop. Never: answer, retrieval or
 //! model logic of its own.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Emitter, Manager, State};
 use tresor_assistant::store::Feedback;
+use tresor_assistant::tresor_telemetry::{self, DashboardData, Scenario, Simulation, Window};
 use tresor_assistant::AskRequest;
 use tresor_kb::IngestProgress;
 use tresor_models::{Catalog, Check};
@@ -327,7 +329,62 @@ pub async fn handoff(app: AppHandle, thread: i64, note: String) -> Res<String> {
         let info = store.thread(thread)?;
         let msgs = store.messages(thread)?;
         let text = crate::ticket::render(&info, &msgs, &note, crate::ticket::REDACTION);
-        Ok(crate::ticket::write(host.data_dir(), thread, &text)?.display().to_string())
+        let path = crate::ticket::write(host.data_dir(), thread, &text)?;
+        // the `handoff` event the KPIs count (escalation, containment), as `tresor handoff` records it
+        if store.events().is_some() {
+            store.handoff(thread, Some(note.trim()).filter(|n| !n.is_empty()))?;
+        }
+        Ok(path.display().to_string())
+    })
+    .await
+}
+
+// ---- dashboard ------------------------------------------------------------------
+
+/// The last `since` (`7d`, `30d`, `90d`: the forms `tresor kpi --since` takes) up to now.
+fn window_since(since: &str) -> Result<Window> {
+    Ok(Window { since: Some(tresor_telemetry::time::parse_time(since)?), until: None })
+}
+
+/// Everything the dashboard screen shows over the last `since`: the engine's dashboard data (tiles with their
+/// trend against the window before, daily series, stage latency, content gaps, tool errors).
+#[tauri::command]
+pub async fn dashboard(app: AppHandle, since: String) -> Res<DashboardData> {
+    blocking(app, move |_, host| {
+        let w = window_since(&since)?;
+        host.with_engine(|a| Ok(a.dashboard(w)?))
+    })
+    .await
+}
+
+/// The simulator's sliders; null keeps the measured value (`tresor simulate`'s flags).
+#[derive(Debug, Deserialize, ts_rs::TS)]
+pub struct ScenarioInput {
+    /// Conversations per day.
+    volume_per_day: Option<f64>,
+    /// Added to the measured containment rate (−0.1: ten points less).
+    containment_delta: f64,
+    /// 0–1.
+    cache_hit_rate: Option<f64>,
+    /// Share of each model among the answers that are not cache hits.
+    model_mix: Option<BTreeMap<String, f64>>,
+}
+
+/// The cost simulator over the events of the last `since`: measured baseline, the scenario, every assumption.
+#[tauri::command]
+pub async fn simulate(app: AppHandle, since: String, scenario: ScenarioInput) -> Res<Simulation> {
+    blocking(app, move |_, host| {
+        let w = window_since(&since)?;
+        if scenario.volume_per_day.is_some_and(|v| !(v >= 0.0 && v.is_finite())) {
+            bail!("the volume must be a number of conversations per day, 0 or more");
+        }
+        let scenario = Scenario {
+            volume_per_day: scenario.volume_per_day,
+            containment_delta: scenario.containment_delta,
+            cache_hit_rate: scenario.cache_hit_rate,
+            model_mix: scenario.model_mix.map(|m| m.into_iter().collect()),
+        };
+        host.with_engine(|a| Ok(a.simulate(&w, &scenario)?))
     })
     .await
 }

@@ -132,6 +132,8 @@ pub fn run(paths: Paths, ctx: tauri::Context<tauri::Wry>) -> Result<()> {
             commands::list_tools,
             commands::import_tool_data,
             commands::tool_records,
+            commands::dashboard,
+            commands::simulate,
         ])
         .run(ctx)?;
     Ok(())

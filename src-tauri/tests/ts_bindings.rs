@@ -47,6 +47,9 @@ fn export_all(dir: &Path) {
         tresor_desktop::commands::ToolView,
         tresor_desktop::commands::ToolRecords,
         tresor_desktop::commands::ToolImportView,
+        tresor_desktop::commands::ScenarioInput,
+        tresor_assistant::tresor_telemetry::DashboardData,
+        tresor_assistant::tresor_telemetry::Simulation,
     );
 }
 

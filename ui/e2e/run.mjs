@@ -13,9 +13,12 @@
 //                       then the test serves a slow stand-in hub there (progress)
 //   --opener-log FILE   where the stand-in `xdg-open` scripts/e2e puts first on
 //                       the app's PATH writes what "open file" asked it to open
+//   --tresor BINARY     the `tresor` CLI: the dashboard's tiles are checked against
+//                       `tresor kpi --json` on the same data dir (TRESOR_HOME)
 // What cannot be driven over WebDriver is simulated as close to the real path
 // as possible, and said so at each step.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { Session, sleep } from './webdriver.mjs';
@@ -105,6 +108,12 @@ try {
   await s.waitFor('[data-testid="nav-knowledge"]', { pred: (t) => t.includes('Knowledge'), what: 'English navigation' });
   await s.waitFor('[data-testid="kb-select"] option[value="default"]');
   await shot('01-chat');
+
+  step('dashboard: empty before the first question');
+  await s.click('[data-testid="nav-dashboard"]');
+  await s.waitFor('[data-testid="dashboard-empty"]', { what: 'the empty dashboard' });
+  check((await s.findAll('[data-testid="kpi-tile"]')).length === 0, 'no tiles without events');
+  await s.click('[data-testid="nav-chat"]');
 
   step('tools: import the price list, orders and calendar (the command behind the Tools screen\'s file dialogs)');
   for (const [kind, file] of [['prices', 'prices.csv'], ['orders', 'orders.csv'], ['calendar', 'calendar.ics']]) {
@@ -381,6 +390,82 @@ try {
     }
   }
 
+  step('dashboard: a handoff through the app is recorded');
+  await s.click('[data-testid="nav-chat"]');
+  let parking = null;
+  for (const t of await s.findAll('[data-testid="thread"]')) if ((await s.text(t)).includes('parking')) parking = t;
+  check(parking, 'the "not in your documents" thread is in the sidebar');
+  await s.cmd('POST', `/element/${parking}/click`, {});
+  await s.waitFor('[data-testid="not-found"]', { what: 'the refused answer reopened' });
+  await s.click('[data-testid="handoff"]');
+  await s.waitFor('.toast', { pred: (t) => /tickets/.test(t), what: 'the hand-off ticket' });
+
+  step('dashboard: tiles show what `tresor kpi --json` says on the same data dir');
+  await s.click('[data-testid="nav-dashboard"]');
+  await s.waitFor('[data-testid="dashboard"][data-window="7"] [data-testid="kpi-tile"]', { what: 'the KPI tiles' });
+  const tiles = await s.exec(`return [...document.querySelectorAll('[data-testid="kpi-tile"]')].map((t) => ({
+    key: t.dataset.key, value: t.dataset.value, trend: t.dataset.trend, text: t.querySelector('[data-testid="kpi-value"]').textContent.trim(),
+    label: t.querySelector('.sr-only').textContent.trim() }));`);
+  check(tiles.length >= 10, `the tiles: ${tiles.length}`);
+  if (args.tresor) {
+    const kpi = JSON.parse(execFileSync(args.tresor, ['kpi', '--json', '--since', '7d'], { encoding: 'utf8' }));
+    const at = (o, key) => key.split('.').reduce((v, k) => (v == null ? v : v[k]), o);
+    for (const tile of tiles) {
+      const want = at(kpi, tile.key);
+      check(want !== undefined, `tresor kpi --json has ${tile.key}`);
+      const got = tile.value === '' ? null : Number(tile.value);
+      check(want === null ? got === null : Math.abs(got - want) <= 1e-9 * Math.max(1, Math.abs(want)), `tile ${tile.key}: ${got} = kpi ${want}`);
+    }
+    const byKey = Object.fromEntries(tiles.map((t) => [t.key, t]));
+    check(byKey.conversations.text === String(kpi.conversations), `the conversations tile reads ${kpi.conversations}: ${byKey.conversations.text}`);
+    check(byKey.containment_rate.text === `${(kpi.containment_rate * 100).toFixed(1)} %`, `the containment tile reads ${kpi.containment_rate}: ${byKey.containment_rate.text}`);
+    check(kpi.conversations >= 5 && kpi.escalation_rate > 0 && kpi.csat.count >= 1, `asks, the handoff and the CSAT are counted: ${JSON.stringify({ c: kpi.conversations, e: kpi.escalation_rate, csat: kpi.csat })}`);
+    console.log(`  tiles = tresor kpi --json: ${tiles.map((t) => `${t.key} ${t.text}`).join(', ')}`);
+  }
+  check(/^Containment: .*\./.test(tiles.find((t) => t.key === 'containment_rate').label), 'a tile reads as a sentence to a screen reader');
+  const charts = await s.exec('return [...document.querySelectorAll(\'[data-testid="chart-canvas"]\')].map((c) => c.getAttribute("aria-label"));');
+  check(charts.length === 4 && charts.every((c) => /days? with data/.test(c)), `four charts with a text summary: ${JSON.stringify(charts)}`);
+  check((await s.findAll('[data-testid="chart-canvas"] canvas')).length === 4, 'the charts are drawn');
+  check((await s.findAll('[data-testid="stages"] tbody tr')).length >= 5, 'per-stage latency rows');
+  await s.waitFor('[data-testid="gaps"] [data-testid="gap"]', { what: 'a content gap (the refused parking question)' });
+  await s.waitFor('[data-testid="tool-errors"] tr[data-tool="book_appointment"]', { what: 'the booking tool in the tool table' });
+  await shot('19-dashboard');
+
+  step('dashboard: a simulator slider changes the engine\'s simulation');
+  const total0 = Number(await s.exec('return arguments[0].dataset.value;', [el(await s.waitFor('[data-testid="sim-total"]', { what: 'the simulation' }))]));
+  const slider = await s.find('[data-testid="sim-volume"]');
+  await s.exec('arguments[0].scrollIntoView({ block: "center" });', [el(slider)]);
+  const [v0, max] = await s.exec('return [arguments[0].value, arguments[0].max];', [el(slider)]);
+  // WebDriver's "send keys" to a range input sets its value and fires input/change, as moving it does:
+  // to its maximum (four times the measured volume or more)
+  await s.cmd('POST', `/element/${slider}/value`, { text: String(max) });
+  if ((await s.exec('return arguments[0].value;', [el(slider)])) === v0) {
+    // a driver without that branch of the spec: the keyboard, as a user moves a focused slider (End = maximum)
+    await s.exec('arguments[0].focus();', [el(slider)]);
+    await s.cmd('POST', '/actions', { actions: [{ type: 'key', id: 'keyboard', actions: [{ type: 'keyDown', value: '\uE010' }, { type: 'keyUp', value: '\uE010' }] }] }).catch((e) => console.log(`  (key actions: ${e.message})`));
+    await s.cmd('DELETE', '/actions').catch(() => {});
+    if ((await s.exec('return arguments[0].value;', [el(slider)])) !== v0) console.log('  (moved with the End key)');
+  }
+  if ((await s.exec('return arguments[0].value;', [el(slider)])) === v0) {
+    // neither: the same value and event through the DOM
+    console.log('  (the driver did not move the range input: set through the DOM)');
+    await s.exec('arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event("input", { bubbles: true }));', [el(slider), String(max)]);
+  }
+  let total1 = total0;
+  const end = Date.now() + 30000;
+  while (total1 === total0 && Date.now() < end) {
+    await sleep(200);
+    total1 = Number(await s.exec('return document.querySelector(\'[data-testid="sim-total"]\').dataset.value;'));
+  }
+  check(total1 > total0, `more volume costs more per month: ${total0} -> ${total1}`);
+  console.log(`  simulated monthly cost ${total0} -> ${total1} at volume ${await s.exec('return document.querySelector(\'[data-testid="sim-volume"]\').value;')}`);
+  await shot('20-dashboard-simulator');
+
+  step('dashboard: the window selector');
+  await s.click('[data-testid="window-30"]');
+  await s.waitFor('[data-testid="dashboard"][data-window="30"] [data-testid="kpi-tiles"]', { what: 'the 30-day window' });
+  await s.waitFor('[data-testid="window-30"][aria-pressed="true"]');
+
   step('settings: switch the language to German');
   await s.click('[data-testid="nav-settings"]');
   await s.waitFor('[data-testid="policy"] li.locked', { what: 'a locked policy item' });
@@ -405,6 +490,14 @@ try {
   await s.waitFor('h1', { pred: (t) => t === 'Werkzeuge', what: 'German tools screen' });
   await s.waitFor('[data-testid="tool-card"][data-tool="book_appointment"]', { pred: (t) => /Termin buchen/.test(t), what: 'German tool names' });
   await shot('18-tools-dark-de');
+
+  step('dashboard in German and dark');
+  await s.click('[data-testid="nav-dashboard"]');
+  await s.waitFor('h1', { pred: (t) => t === 'Kennzahlen', what: 'German dashboard title' });
+  await s.waitFor('[data-testid="kpi-tile"][data-key="conversations"]', { pred: (t) => /Gespräche/.test(t), what: 'German tile names' });
+  await s.waitFor('[data-testid="sim-total"]', { pred: (t) => /EUR/.test(t), what: 'the simulator in German' });
+  check(await s.exec('return document.documentElement.dataset.theme;') === 'dark', 'dark theme');
+  await shot('21-dashboard-dark-de');
 } catch (e) {
   failed = e;
   try {

@@ -2,8 +2,8 @@
 //! message event of every answer (written by the record step of `answer`
 //! and of a policy refusal), and the facade methods the doors call for what
 //! happens after an answer — feedback, a handoff to a human, an explicit
-//! resolution, the end of a conversation, a tool call — plus the KPIs and
-//! the dashboard data over the workspace's events.
+//! resolution, the end of a conversation, a tool call — plus the KPIs, the
+//! dashboard data and the cost simulator over the workspace's events.
 //!
 //! Owns: turning an [`Answer`] into a [`Message`] event and the facade
 //! methods. Never: a KPI formula or the event schema (tresor-telemetry's),
@@ -139,6 +139,12 @@ impl Assistant {
     /// Everything the dashboard screen shows over `window` (tiles, series, stages, gaps, tool errors).
     pub fn dashboard(&self, window: Window) -> Result<tresor_telemetry::DashboardData> {
         Ok(tresor_telemetry::dashboard(self.event_store()?, window, &self.config().telemetry.cost)?)
+    }
+
+    /// The cost simulator (`tresor simulate`) measured over the events in `window`, with this workspace's cost table.
+    pub fn simulate(&self, window: &Window, scenario: &tresor_telemetry::Scenario) -> Result<tresor_telemetry::Simulation> {
+        let events = self.event_store()?.events(window)?;
+        Ok(tresor_telemetry::simulate(&events, scenario, &self.config().telemetry.cost)?)
     }
 }
 

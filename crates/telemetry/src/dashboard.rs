@@ -3,7 +3,8 @@
 //! trend arrows), daily time series (volume, containment, CSAT, latency,
 //! cost), per-stage latency, the top content gaps and tool errors.
 //!
-//! Owns: the shape of that data. Never: a formula (kpi.rs) or a chart.
+//! Owns: the shape of that data, which KPIs are tiles and which way is
+//! better for each. Never: a formula (kpi.rs) or a chart.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ use crate::store::{EventStore, Window};
 use crate::Result;
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SeriesPoint {
     /// The UTC day, `2026-12-06`.
     pub bucket: String,
@@ -24,13 +26,17 @@ pub struct SeriesPoint {
     pub containment_rate: f64,
     pub refusal_rate: f64,
     pub csat_mean: Option<f64>,
+    /// CSAT scores given that day.
+    pub csat_count: u64,
     pub ttft_p50_ms: f64,
     pub ttft_p95_ms: f64,
+    pub total_p50_ms: f64,
     pub total_p95_ms: f64,
     pub cost: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StageLatency {
     pub stage: &'static str,
     pub mean_ms: f64,
@@ -39,6 +45,7 @@ pub struct StageLatency {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ToolStats {
     pub tool: String,
     pub actions: u64,
@@ -49,12 +56,95 @@ pub struct ToolStats {
     pub classes: BTreeMap<String, u64>,
 }
 
+/// One KPI tile: its value in this window and in the one before, and which way it moved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Tile {
+    /// The KPI's path in `tresor kpi --json` (`containment_rate`, `csat.mean`, `ttft_ms.p95`).
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
+    pub key: &'static str,
+    /// `count`, `rate` (0–1), `ms`, `score` (CSAT 1–5), `tokens` or `money` (the cost table's currency).
+    #[cfg_attr(feature = "ts", ts(type = "'count' | 'rate' | 'ms' | 'score' | 'tokens' | 'money'"))]
+    pub unit: &'static str,
+    /// This window's value (null where the KPI is: no CSAT score, nothing resolved).
+    pub value: Option<f64>,
+    /// The previous window's (null when there is none, or it had nothing to measure this KPI on).
+    pub previous: Option<f64>,
+    /// value − previous.
+    pub delta: Option<f64>,
+    /// `up`, `down`, `flat` (|delta| < 1e-9) or `none` (no delta).
+    #[cfg_attr(feature = "ts", ts(type = "'up' | 'down' | 'flat' | 'none'"))]
+    pub trend: &'static str,
+    /// Whether the move is an improvement (null for flat, none, or a KPI without a better direction: volume).
+    pub good: Option<bool>,
+}
+
+/// The tiles: (key, unit, whether higher is better).
+const TILES: [(&str, &str, Option<bool>); 12] = [
+    ("conversations", "count", None),
+    ("containment_rate", "rate", Some(true)),
+    ("fcr_rate", "rate", Some(true)),
+    ("escalation_rate", "rate", Some(false)),
+    ("refusal_rate", "rate", Some(false)),
+    ("csat.mean", "score", Some(true)),
+    ("ttft_ms.p50", "ms", Some(false)),
+    ("ttft_ms.p95", "ms", Some(false)),
+    ("cache_hit_rate", "rate", Some(true)),
+    ("tokens.per_conversation", "tokens", Some(false)),
+    ("tool_error_rate", "rate", Some(false)),
+    ("cost_per_resolved", "money", Some(false)),
+];
+
+/// The tiles of `kpis` against `previous`. A value is read from the KPIs' JSON by its key, so a
+/// tile shows exactly what `tresor kpi --json` prints.
+pub fn tiles(kpis: &Kpis, previous: Option<&Kpis>) -> Vec<Tile> {
+    let json = |k: &Kpis| serde_json::to_value(k).unwrap_or_default();
+    let get = |v: &serde_json::Value, key: &str| v.pointer(&format!("/{}", key.replace('.', "/"))).and_then(serde_json::Value::as_f64);
+    let now = json(kpis);
+    let before = previous.map(|p| (json(p), p));
+    TILES
+        .iter()
+        .map(|&(key, unit, higher_better)| {
+            let value = get(&now, key);
+            // a previous window with nothing to measure on has no value to compare with (its rates read 0)
+            let previous = before.as_ref().and_then(|(v, p)| {
+                let measured = match key {
+                    "conversations" => true,
+                    "tool_error_rate" => p.tool_actions > 0,
+                    _ => p.conversations > 0,
+                };
+                if measured {
+                    get(v, key)
+                } else {
+                    None
+                }
+            });
+            let delta = value.zip(previous).map(|(a, b)| a - b);
+            let trend = match delta {
+                None => "none",
+                Some(d) if d.abs() < 1e-9 => "flat",
+                Some(d) if d > 0.0 => "up",
+                Some(_) => "down",
+            };
+            let good = match (trend, higher_better) {
+                ("up", Some(h)) => Some(h),
+                ("down", Some(h)) => Some(!h),
+                _ => None,
+            };
+            Tile { key, unit, value, previous, delta, trend, good }
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct DashboardData {
     pub window: Window,
     pub kpis: Kpis,
     /// The KPIs of the window of the same length just before (null when the window has no start).
     pub previous: Option<Kpis>,
+    /// The KPI tiles with their trend against `previous`.
+    pub tiles: Vec<Tile>,
     pub series: Vec<SeriesPoint>,
     pub stages: Vec<StageLatency>,
     pub gaps: Vec<Gap>,
@@ -79,8 +169,10 @@ pub fn dashboard(store: &EventStore, window: Window, cost: &CostTable) -> Result
             containment_rate: g.kpis.containment_rate,
             refusal_rate: g.kpis.refusal_rate,
             csat_mean: g.kpis.csat.mean,
+            csat_count: g.kpis.csat.count,
             ttft_p50_ms: g.kpis.ttft_ms.p50,
             ttft_p95_ms: g.kpis.ttft_ms.p95,
+            total_p50_ms: g.kpis.total_ms.p50,
             total_p95_ms: g.kpis.total_ms.p95,
             cost: g.kpis.cost.total,
         })
@@ -118,5 +210,45 @@ pub fn dashboard(store: &EventStore, window: Window, cost: &CostTable) -> Result
             classes,
         })
         .collect();
-    Ok(DashboardData { window, kpis: kpi::compute(&events, cost), previous, series, stages, gaps: kpi::gaps(&events, 10), tool_errors })
+    let kpis = kpi::compute(&events, cost);
+    let tiles = tiles(&kpis, previous.as_ref());
+    Ok(DashboardData { window, kpis, previous, tiles, series, stages, gaps: kpi::gaps(&events, 10), tool_errors })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tile<'a>(t: &'a [Tile], key: &str) -> &'a Tile {
+        t.iter().find(|x| x.key == key).unwrap_or_else(|| panic!("no tile {key}"))
+    }
+
+    #[test]
+    fn tiles_read_the_kpis_json_and_say_which_way_is_better() {
+        let mut now = Kpis { conversations: 10, containment_rate: 0.8, escalation_rate: 0.2, cost_per_resolved: Some(0.5), ..Default::default() };
+        now.csat.mean = Some(4.5);
+        now.ttft_ms.p95 = 900.0;
+        let mut before = Kpis { conversations: 5, containment_rate: 0.6, escalation_rate: 0.2, ..Default::default() };
+        before.ttft_ms.p95 = 1200.0;
+        let t = tiles(&now, Some(&before));
+        assert_eq!(t.len(), TILES.len());
+        let c = tile(&t, "containment_rate");
+        assert_eq!((c.value, c.previous, c.trend, c.good), (Some(0.8), Some(0.6), "up", Some(true)));
+        assert!((c.delta.unwrap() - 0.2).abs() < 1e-12);
+        let l = tile(&t, "ttft_ms.p95");
+        assert_eq!((l.unit, l.value, l.trend, l.good), ("ms", Some(900.0), "down", Some(true)), "lower latency is better");
+        let e = tile(&t, "escalation_rate");
+        assert_eq!((e.trend, e.good), ("flat", None));
+        let v = tile(&t, "conversations");
+        assert_eq!((v.value, v.trend, v.good), (Some(10.0), "up", None), "volume has no better direction");
+        let s = tile(&t, "csat.mean");
+        assert_eq!((s.value, s.previous, s.trend), (Some(4.5), None, "none"), "no CSAT before: no trend");
+        assert_eq!(tile(&t, "cost_per_resolved").previous, None);
+        // no previous window (open start), or one without conversations: no trend but the volume's
+        assert!(tiles(&now, None).iter().all(|x| x.trend == "none" && x.previous.is_none()));
+        let empty = tiles(&now, Some(&Kpis::default()));
+        assert_eq!(tile(&empty, "conversations").previous, Some(0.0));
+        assert_eq!(tile(&empty, "containment_rate").trend, "none");
+        assert_eq!(tile(&empty, "tool_error_rate").previous, None);
+    }
 }

@@ -17,12 +17,14 @@ use crate::event::EventKind;
 
 /// `p50` and `p95` (nearest rank) of a distribution, ms; 0 when empty.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Percentiles {
     pub p50: f64,
     pub p95: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Csat {
     /// CSAT scores given.
     pub count: u64,
@@ -33,6 +35,7 @@ pub struct Csat {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TokenKpis {
     #[serde(rename = "in")]
     pub tokens_in: u64,
@@ -45,6 +48,7 @@ pub struct TokenKpis {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CloudCost {
     pub name: String,
     pub currency: String,
@@ -54,6 +58,7 @@ pub struct CloudCost {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CostKpis {
     pub currency: String,
     /// Energy of the answers' busy time, kWh.
@@ -68,6 +73,7 @@ pub struct CostKpis {
 
 /// Every KPI over one set of conversations (docs/kpi.md).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Kpis {
     pub conversations: u64,
     pub messages: u64,
@@ -109,6 +115,7 @@ pub struct Kpis {
 
 /// Retrieval recall and rerank lift, from `eval_run` events (docs/kpi.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RetrievalKpi {
     /// Eval runs recorded in the window.
     pub runs: u64,
@@ -392,6 +399,7 @@ pub fn compute_by(events: &[StoredEvent], by: GroupBy, cost: &CostTable) -> Vec<
 
 /// A cluster of questions the documents did not answer well.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Gap {
     pub topic_id: String,
     /// Messages refused or rated negatively in this topic.

@@ -28,7 +28,7 @@ pub mod time;
 
 pub use config::TelemetryConfig;
 pub use cost::{CloudPrice, CostTable};
-pub use dashboard::{dashboard, DashboardData};
+pub use dashboard::{dashboard, DashboardData, Tile};
 pub use event::{EvalRun, Event, EventKind, Feedback, Message, Outcome, StoredEvent, ToolAction, SCHEMA_VERSION};
 pub use kpi::{compute, compute_by, report, Gap, GroupBy, Kpis, Report, RetrievalKpi};
 pub use simulate::{simulate, Scenario, Simulation};

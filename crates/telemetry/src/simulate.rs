@@ -34,7 +34,10 @@ pub struct Scenario {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(rename = "SimulatedOutcome"))]
 pub struct Outcome {
+    pub volume_per_day: f64,
     pub conversations_per_month: f64,
     pub messages_per_month: f64,
     pub containment_rate: f64,
@@ -54,6 +57,7 @@ pub struct Outcome {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Simulation {
     pub currency: String,
     /// With the measured values.
@@ -191,6 +195,7 @@ pub fn simulate(events: &[StoredEvent], scenario: &Scenario, cost: &CostTable) -
         let handoff_cost = handoffs * cost.handoff_cost;
         let total = inference + handoff_cost;
         Ok(Outcome {
+            volume_per_day: volume,
             conversations_per_month: conv,
             messages_per_month: msgs,
             containment_rate: containment,

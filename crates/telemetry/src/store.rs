@@ -20,6 +20,7 @@ pub const EVENTS_FILE: &str = "events.sqlite";
 
 /// A time window: `since <= ts_ms < until` (either end open when None).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Window {
     pub since: Option<i64>,
     pub until: Option<i64>,

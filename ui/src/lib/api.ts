@@ -26,8 +26,12 @@ import type { ActionReportView } from './bindings/ActionReportView';
 import type { ToolView } from './bindings/ToolView';
 import type { ToolRecords } from './bindings/ToolRecords';
 import type { ToolImportView } from './bindings/ToolImportView';
+import type { DashboardData } from './bindings/DashboardData';
+import type { Simulation } from './bindings/Simulation';
+import type { ScenarioInput } from './bindings/ScenarioInput';
 
 export type { Source, ThreadInfo, DocInfo, KbView, Failure, IngestReport, IngestEvent, ModelView, PullEvent, Settings, PolicyView, SourceView, AppInfo, ActionReportView, ToolView, ToolRecords, ToolImportView };
+export type { DashboardData, Simulation, ScenarioInput };
 
 /** tresor-assistant's answer plus `stopped`, which the `ask` command adds to its JSON
  * (the stop button cut it short: `trace.finish` is "cancelled"). */
@@ -82,6 +86,10 @@ export const api = {
   /** kind: prices | orders | calendar; path absolute. */
   importToolData: (kind: 'prices' | 'orders' | 'calendar', path: string) => invoke<ToolImportView>('import_tool_data', { kind, path }),
   toolRecords: () => invoke<ToolRecords>('tool_records'),
+  /** The engine's dashboard data over the last `since` (`7d`, `30d`, `90d`). */
+  dashboard: (since: string) => invoke<DashboardData>('dashboard', { since }),
+  /** The engine's cost simulator, measured over the last `since`. */
+  simulate: (since: string, scenario: ScenarioInput) => invoke<Simulation>('simulate', { since, scenario }),
 };
 
 export function onToken(f: (e: { request: number; text: string }) => void): Promise<UnlistenFn> {

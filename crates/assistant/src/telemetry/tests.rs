@@ -149,6 +149,15 @@ fn replayed_traffic_gives_the_kpis_of_its_script() {
     let gaps = tresor_telemetry::kpi::gaps(&events, 10);
     assert_eq!(gaps[0].count, 2, "{gaps:?}");
     assert_eq!(gaps[0].questions, 1);
+    // the desktop's dashboard and simulator (the facade): the tiles show the same KPIs, the simulator measures the same events
+    let d = a.dashboard(Window::default()).unwrap();
+    assert_eq!(d.kpis.conversations, 6);
+    for t in &d.tiles {
+        assert_eq!(t.value, k.pointer(&format!("/{}", t.key.replace('.', "/"))).and_then(|v| v.as_f64()), "tile {}", t.key);
+    }
+    let sim = a.simulate(&Window::default(), &tresor_telemetry::Scenario { volume_per_day: Some(100.0), ..Default::default() }).unwrap();
+    assert_eq!(sim.scenario.conversations_per_month, 3000.0);
+    assert!(close(sim.baseline.containment_rate, num("/containment_rate")));
 }
 
 #[test]
