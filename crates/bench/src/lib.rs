@@ -13,11 +13,14 @@
 //!   speed ([`answers`], `tresor bench answers`) and the end-to-end prompt
 //!   injection run ([`attack`], `tresor eval injection`);
 //! - a load test of a running server ([`loadtest`], `tresor bench serve`);
-//! - PII detection scores ([`pii_eval`], `tresor eval pii`).
+//! - PII detection scores ([`pii_eval`], `tresor eval pii`);
+//! - the red team against the full pipeline ([`redteam`], `tresor redteam`) and the simulated
+//!   A/B test and canary rollback on scripted traffic ([`ab`], `tresor bench ab`).
 //!
 //! Owns measuring and reporting; never asserts a speed or a score, and never
 //! touches a user's knowledge bases (runs use scratch folders).
 
+pub mod ab;
 pub mod answer_eval;
 pub mod answers;
 pub mod attack;
@@ -27,6 +30,7 @@ pub mod llm;
 pub mod loadtest;
 pub mod pii_eval;
 pub mod process;
+pub mod redteam;
 pub mod retrieval_eval;
 pub mod tools_eval;
 
