@@ -3,7 +3,7 @@
 //! (layered over the admin policy), its prompts — and its name becomes the
 //! answer's `variant` and the events' variant; after the answer the
 //! workspace's own settings are back. The store is re-read when its file
-//! changes, so a running server follows `tresor release` commands.
+//! changes (a hash of its bytes), so a running server follows `tresor release` commands.
 //!
 //! Owns: the swap and its undo, the conversation key, the cache rule during
 //! an experiment (the semantic cache is off for both arms while a canary
@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -30,7 +29,7 @@ pub const CONTROL_LABEL: &str = "default";
 #[derive(Default)]
 pub(crate) struct EngineReleases {
     set: Option<ReleaseSet>,
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Option<[u8; 32]>,
     gates: HashMap<String, PolicyGate>,
 }
 
@@ -42,9 +41,11 @@ pub struct Variant {
     saved_gate: Option<(String, PolicyGate)>,
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+/// The store file's fingerprint: a hash of its sealed bytes (None: no file). Reading a few KiB per
+/// answer is nothing next to a model run, and unlike a modification time it never misses a change.
+fn stamp(path: &Path) -> Option<[u8; 32]> {
+    let bytes = std::fs::read(path).ok()?;
+    Sha256::digest(&bytes).as_slice().try_into().ok()
 }
 
 /// The conversation an answer belongs to: its thread, else its first user turn (a client that keeps
