@@ -27,6 +27,7 @@ pub mod models;
 pub mod open;
 mod pack;
 mod policy;
+pub mod release;
 mod route;
 pub mod scratch;
 pub mod store;

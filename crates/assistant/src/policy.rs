@@ -73,6 +73,12 @@ impl PolicyGate {
         &self.workspace
     }
 
+    /// The same gate, recording `name` as the workspace (a release's policy gate).
+    pub(crate) fn with_workspace(mut self, name: &str) -> PolicyGate {
+        self.workspace = name.to_string();
+        self
+    }
+
     pub fn new(policy: Policy, data_dir: &Path) -> PolicyGate {
         PolicyGate {
             policy: Arc::new(policy),
@@ -238,6 +244,7 @@ impl Assistant {
             message_id: None,
             actions: Vec::new(),
             trace: Trace { policy: Some(pre.decision), ..Default::default() },
+            variant: String::new(),
         };
         if let Some(t) = req.thread {
             self.threads().add_message(t, "user", q, None)?;

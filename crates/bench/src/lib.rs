@@ -18,11 +18,14 @@
 //! - the regression gate over all of them ([`eval_suite`] on [`suite_runs`],
 //!   `tresor eval suite`), the admins' gold sets ([`goldset`]) and the
 //!   LLM-as-judge with heuristics beside it ([`judge`], its labelled set from
-//!   a RAG gold set: [`judge_set`]).
+//!   a RAG gold set: [`judge_set`]);
+//! - the red team against the full pipeline ([`redteam`], `tresor redteam`) and the simulated
+//!   A/B test and canary rollback on scripted traffic ([`ab`], `tresor bench ab`).
 //!
 //! Owns measuring and reporting; never asserts a speed or a score, and never
 //! touches a user's knowledge bases (runs use scratch folders).
 
+pub mod ab;
 pub mod answer_eval;
 pub mod answers;
 pub mod attack;
@@ -36,6 +39,7 @@ pub mod llm;
 pub mod loadtest;
 pub mod pii_eval;
 pub mod process;
+pub mod redteam;
 pub mod retrieval_eval;
 pub mod suite_runs;
 pub mod tools_eval;

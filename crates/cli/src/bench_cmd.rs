@@ -24,6 +24,8 @@ pub enum BenchCmd {
     Serve(crate::serve_cmd::BenchServeArgs),
     /// KPIs: replays a scripted mix of conversations through this binary and checks `tresor kpi --json` against the script.
     Traffic(crate::kpi_cmd::BenchTrafficArgs),
+    /// A simulated experiment on scripted traffic: an A/B test with a known better candidate, an A/A test, and a worse canary that must roll back.
+    Ab(BenchAbArgs),
     /// (internal) One Tresor LLM measurement in a fresh process.
     #[command(hide = true)]
     LlmWorker {
@@ -103,7 +105,37 @@ pub fn run(cmd: BenchCmd, ctx: &Ctx) -> Result<()> {
         BenchCmd::Answers(args) => crate::assistant_cmd::run_bench_answers(args, ctx),
         BenchCmd::Serve(args) => crate::serve_cmd::run_bench_serve(args, ctx),
         BenchCmd::Traffic(args) => crate::kpi_cmd::run_bench_traffic(args, ctx),
+        BenchCmd::Ab(args) => run_ab(args),
     }
+}
+
+#[derive(Args)]
+pub struct BenchAbArgs {
+    /// Seed of the scripted traffic (the runs are reproducible).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_ab(args: BenchAbArgs) -> Result<()> {
+    let (_tmp, dir) = tresor_assistant::scratch::scratch_dir().context("scratch folder")?;
+    let r = tresor_bench::ab::run(&dir, args.seed)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    for (title, run) in [("A/B: candidate better (scripted)", &r.ab), ("A/A: same rates (must find nothing)", &r.aa)] {
+        println!("== {title}: {} conversations, candidate share {:.0}%, seed {}", run.conversations, run.share * 100.0, r.seed);
+        println!("{}", crate::release_cmd::format_comparison(&run.comparison));
+    }
+    let c = &r.canary;
+    println!("== canary of a worse release (true refusal {:.2} vs {:.2}); steps {:?}, min {} conversations, refusal margin {}", c.candidate_spec.refusal, c.control_spec.refusal, c.config.steps, c.config.min_conversations, c.config.max_refusal_increase);
+    for (n, s) in &c.steps {
+        println!("  after {n:>5} conversations: {}", serde_json::to_string(s)?);
+    }
+    println!("  rolled back: {}  reason: {}", c.rolled_back, c.reason.as_deref().unwrap_or("-"));
+    Ok(())
 }
 
 fn run_llm(args: BenchLlmArgs, ctx: &Ctx) -> Result<()> {

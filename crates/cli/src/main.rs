@@ -19,6 +19,8 @@ mod mcp_cmd;
 mod models_cmd;
 mod pii_cmd;
 mod policy_cmd;
+mod redteam_cmd;
+mod release_cmd;
 mod serve_cmd;
 mod text_input;
 mod tools_cmd;
@@ -128,6 +130,11 @@ enum Command {
     Handoff(events_cmd::HandoffArgs),
     /// What monthly cost and latency become if volume, containment, cache hits or the model mix change (from the measured events).
     Simulate(kpi_cmd::SimulateArgs),
+    /// Versioned releases of prompts, policy and config: create, list, show, diff, canary, promote, rollback, compare (docs/releases.md).
+    #[command(subcommand)]
+    Release(release_cmd::ReleaseCmd),
+    /// Attack the full pipeline (hostile documents and tool data in a scratch knowledge base): attack success per category.
+    Redteam(redteam_cmd::RedteamArgs),
 }
 
 #[derive(Subcommand)]
@@ -252,6 +259,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Feedback(args) => events_cmd::run_feedback(args, &ctx),
         Command::Handoff(args) => events_cmd::run_handoff(args, &ctx),
         Command::Simulate(args) => kpi_cmd::run_simulate(args, &ctx),
+        Command::Release(cmd) => release_cmd::run(cmd, &ctx),
+        Command::Redteam(args) => redteam_cmd::run(args, &ctx),
     }
 }
 

@@ -197,6 +197,9 @@ pub struct Answer {
     )]
     pub actions: Vec<tresor_tools::actions::Action>,
     pub trace: Trace,
+    /// The release that answered (`tresor release`), else the workspace's `[telemetry] variant` label.
+    #[serde(default)]
+    pub variant: String,
 }
 
 /// What the cache keeps of an answer.

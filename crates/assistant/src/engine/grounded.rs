@@ -204,6 +204,7 @@ impl Assistant {
             message_id: None,
             actions: Vec::new(),
             trace: std::mem::take(&mut rec.trace),
+            variant: String::new(),
         }))
     }
 
@@ -254,7 +255,8 @@ impl Assistant {
         rec.trace.pack = Some(rep);
         let inj = &self.cfg.injection;
         let marking = inj.enabled.then_some(inj.spotlight);
-        let msgs = prompt_messages_marked(&ask.question, &passages, ask.lang, marking);
+        let mut msgs = prompt_messages_marked(&ask.question, &passages, ask.lang, marking);
+        super::prompt::apply_release(&mut msgs, self.prompt_override.as_ref(), ask.lang);
         let t_fw = Instant::now();
         let guard = (inj.enabled && inj.output_check).then(|| firewall::output_guard(&msgs[0].content, &passages, &mut rec.inj));
         rec.timings.firewall_ms += ms(t_fw);
@@ -273,7 +275,8 @@ impl Assistant {
         // nothing the model wrote is supported: one more try with a stricter prompt that shows only
         // the best passage (every packed passage still counts for the citation check)
         if v.kept.is_empty() && !stopped(ask.req) && v.cfg.regenerate && !packed.passages.is_empty() {
-            let strict = strict_prompt_messages(&ask.question, &packed.passages[..1], ask.lang, packed.marking);
+            let mut strict = strict_prompt_messages(&ask.question, &packed.passages[..1], ask.lang, packed.marking);
+            super::prompt::apply_release(&mut strict, self.prompt_override.as_ref(), ask.lang);
             if let Some(g) = v.guard.as_mut() {
                 *g = firewall::output_guard(&strict[0].content, &packed.passages, &mut rec.inj);
             }
@@ -397,5 +400,6 @@ fn validate(ask: &Ask, mut rec: Record, packed: &Packed, mut v: Validator, g: Ge
         message_id: None,
         actions: Vec::new(),
         trace: rec.trace,
+        variant: String::new(),
     }
 }

@@ -65,6 +65,10 @@ pub struct Assistant {
     pub(crate) gate: crate::policy::PolicyGate,
     /// Tools and actions (`act/`).
     pub(crate) tools: crate::act::ToolLayer,
+    /// The release store as last read, and its policy gates (`release/apply.rs`).
+    pub(crate) releases: crate::release::EngineReleases,
+    /// The grounded/general instructions of the release answering now (None: the built-in prompts).
+    pub(crate) prompt_override: Option<crate::release::PromptSet>,
 }
 
 /// A short hash of the knowledge base's documents (source, sha256, chunks):
@@ -110,6 +114,8 @@ impl Assistant {
             metrics: Metrics::default(),
             gate: crate::policy::PolicyGate::load(data_dir)?,
             tools: Default::default(),
+            releases: Default::default(),
+            prompt_override: None,
         })
     }
 
@@ -246,8 +252,18 @@ impl Assistant {
         Ok((choice, load_ms, model))
     }
 
-    /// Answers one question, streaming the answer text to `on_text`.
+    /// Answers one question, streaming the answer text to `on_text`, with the settings of the
+    /// release that serves its conversation (`release/`; `Answer::variant` names it).
     pub fn answer(&mut self, req: &AskRequest, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
+        let mut v = self.enter_variant(req)?;
+        let r = self.answer_with(req, on_text);
+        self.leave_variant(&mut v);
+        let mut ans = r?;
+        ans.variant = v.name;
+        Ok(ans)
+    }
+
+    fn answer_with(&mut self, req: &AskRequest, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
         let t0 = Instant::now();
         let q = normalise(&req.question);
         if q.is_empty() {
@@ -390,7 +406,8 @@ impl Assistant {
         let mut params = self.gen_params(self.cfg.max_answer_tokens * 2);
         params.cancel = req.cancel.clone();
         let model = Self::model(&mut self.loaded, &mut self.models, &spec, &mut load_ms)?;
-        let mut msgs = vec![ChatMessage::system(tresor_llm::template::DEFAULT_SYSTEM_PROMPT)];
+        let system = self.prompt_override.as_ref().and_then(|p| p.general.as_deref()).unwrap_or(tresor_llm::template::DEFAULT_SYSTEM_PROMPT);
+        let mut msgs = vec![ChatMessage::system(system)];
         // the conversation within history_tokens; older turns the model summarises (history.rs)
         let (older, kept) = crate::history::split(history, self.cfg.history_tokens, &|s| model.count_tokens(s));
         let mut summary = None;
@@ -492,6 +509,7 @@ pub(crate) fn bare_answer(text: String, intent: Intent, lang: Lang, routing: Rou
         message_id: None,
         actions: Vec::new(),
         trace: Trace::default(),
+        variant: String::new(),
     }
 }
 

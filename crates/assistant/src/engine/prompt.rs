@@ -17,10 +17,7 @@ pub fn prompt_messages(question: &str, passages: &[Passage], lang: Lang) -> Vec<
 /// [`prompt_messages`] with a chosen spotlight marking; None: plain passages (firewall off).
 pub fn prompt_messages_marked(question: &str, passages: &[Passage], lang: Lang, marking: Option<tresor_guard::injection::Marking>) -> Vec<ChatMessage> {
     use tresor_guard::injection::spotlight;
-    let base = match lang {
-        Lang::De => "Du beantwortest Fragen nur mit den Quellen. Antworte auf Deutsch in ein bis zwei kurzen Sätzen und übernimm die Worte der Quellen. Wenn die Quellen die Antwort nicht enthalten, sage, dass du es nicht weißt.",
-        Lang::En => "You answer questions using only the sources. Answer in one or two short sentences, reusing the words of the sources. If the sources do not contain the answer, say that you do not know.",
-    };
+    let base = base_instruction(lang);
     let system = match marking {
         Some(m) => format!("{base}{}", spotlight::system_note(lang == Lang::De, m)),
         None => base.to_string(),
@@ -35,6 +32,21 @@ pub fn prompt_messages_marked(question: &str, passages: &[Passage], lang: Lang, 
     user.push_str(if lang == Lang::De { "Frage: " } else { "Question: " });
     user.push_str(question);
     vec![ChatMessage::system(system), ChatMessage::user(user)]
+}
+
+/// The built-in instruction of a grounded answer.
+fn base_instruction(lang: Lang) -> &'static str {
+    match lang {
+        Lang::De => "Du beantwortest Fragen nur mit den Quellen. Antworte auf Deutsch in ein bis zwei kurzen Sätzen und übernimm die Worte der Quellen. Wenn die Quellen die Antwort nicht enthalten, sage, dass du es nicht weißt.",
+        Lang::En => "You answer questions using only the sources. Answer in one or two short sentences, reusing the words of the sources. If the sources do not contain the answer, say that you do not know.",
+    }
+}
+
+/// A release's instruction in place of the built-in one (the spotlighting note and the passages stay).
+pub(crate) fn apply_release(msgs: &mut [ChatMessage], prompt: Option<&crate::release::PromptSet>, lang: Lang) {
+    if let (Some(custom), Some(first)) = (crate::release::instruction(prompt, lang == Lang::De), msgs.first_mut()) {
+        first.content = first.content.replacen(base_instruction(lang), custom, 1);
+    }
 }
 
 /// The second try's prompt: only the best passage, and the instruction to answer with one of its

@@ -31,4 +31,8 @@ routing: RouteChoice, lang: string, timings: Timings, tokens: Tokens, thread_id:
  * status, result, error, missing}`, status needs_input | needs_confirmation | succeeded |
  * failed | declined | timed_out.
  */
-actions: Array<{ id: string, tool: string, arguments: Record<string, unknown>, status: 'needs_input' | 'needs_confirmation' | 'succeeded' | 'failed' | 'declined' | 'timed_out', result: unknown, error: string | null, missing: Array<string> }>, trace: Trace, };
+actions: Array<{ id: string, tool: string, arguments: Record<string, unknown>, status: 'needs_input' | 'needs_confirmation' | 'succeeded' | 'failed' | 'declined' | 'timed_out', result: unknown, error: string | null, missing: Array<string> }>, trace: Trace, 
+/**
+ * The release that answered (`tresor release`), else the workspace's `[telemetry] variant` label.
+ */
+variant: string, };
