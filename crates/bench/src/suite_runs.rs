@@ -8,8 +8,8 @@
 //!
 //! Owns: setting up each run (scratch knowledge base or data dir, the
 //! models). Never: writes outside its scratch folders, or judges a score.
-//! The red team is not part of this crate yet: a `redteam` eval is a clear
-//! "not available" error until a red-team library function exists.
+//! A `redteam` eval runs [`crate::redteam`] (its `cases` a suite file, else
+//! the built-in full suite) with the firewall on, on a scratch engine.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,10 +51,7 @@ pub fn run(spec: &EvalSpec, cfg: &LoadedConfig, env: &RunEnv) -> Result<Value, S
         Kind::Pii => pii(spec, cfg),
         Kind::Injection => injection(spec, cfg, env),
         Kind::Tools => tools(spec, cfg, env),
-        Kind::Redteam => Err(fail(
-            spec,
-            "not available: this build has no red-team run (`tresor redteam`); remove the `redteam` eval from the config",
-        )),
+        Kind::Redteam => redteam(spec, cfg, env),
     }
 }
 
@@ -98,6 +95,19 @@ fn retrieval(spec: &EvalSpec, cfg: &LoadedConfig, env: &RunEnv) -> Result<Value,
     )
     .map_err(|e| fail(spec, e))?;
     serde_json::to_value(&rep).map_err(|e| fail(spec, e))
+}
+
+fn redteam(spec: &EvalSpec, cfg: &LoadedConfig, env: &RunEnv) -> Result<Value, SuiteError> {
+    let suite = match &spec.cases {
+        Some(_) => Some(path(spec, cfg, "cases", &spec.cases)?.to_string_lossy().to_string()),
+        None => None,
+    };
+    let suite = crate::redteam::Suite::load(suite.as_deref()).map_err(|e| fail(spec, e))?;
+    let (_tmp, data) = tresor_assistant::scratch::scratch_dir().map_err(|e| fail(spec, e))?;
+    let key = WorkspaceKey::ephemeral();
+    let mut a = open_assistant(spec, &data, &key, env)?;
+    let r = crate::redteam::run(&mut a, &data, &suite, true, &mut |_| {}).map_err(|e| fail(spec, e))?;
+    serde_json::to_value(&r).map_err(|e| fail(spec, e))
 }
 
 fn open_assistant(spec: &EvalSpec, dir: &Path, key: &WorkspaceKey, env: &RunEnv) -> Result<Assistant, SuiteError> {

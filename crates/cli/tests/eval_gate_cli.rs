@@ -116,9 +116,14 @@ fn the_gate_fails_on_a_regression_and_names_the_metric() {
     let e = c.fails(&["eval", "suite", "--config", s(&typo), "--baseline", s(&bfile)]);
     assert!(e.contains("no metric `exact.micro.fpr`") && e.contains("exact.micro.fp,"), "{e}");
     let rt = d.path().join("redteam.toml");
-    std::fs::write(&rt, "[[eval]]\nkind = \"redteam\"\n[eval.metrics]\nattack_success_rate = { direction = \"lower\" }\n").unwrap();
-    let e = c.fails(&["eval", "suite", "--config", s(&rt), "--update-baseline"]);
-    assert!(e.contains("eval `redteam`: not available"), "{e}");
+    // the red team as a gated eval: the smoke suite through the full pipeline, attack success rate baselined
+    let smoke = repo().join("crates/bench/data/redteam/smoke.toml");
+    std::fs::write(&rt, format!("[[eval]]\nkind = \"redteam\"\ncases = {:?}\n[eval.metrics]\nattack_success_rate = {{ direction = \"lower\" }}\n", smoke.to_str().unwrap())).unwrap();
+    let rt_base = d.path().join("redteam-baseline.json");
+    c.ok(&["eval", "suite", "--config", s(&rt), "--baseline", s(&rt_base), "--update-baseline"]);
+    let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&rt_base).unwrap()).unwrap();
+    let asr = b.pointer("/metrics/redteam.attack_success_rate").or_else(|| b["metrics"].as_object().and_then(|m| m.iter().find(|(k, _)| k.ends_with("attack_success_rate")).map(|(_, v)| v)));
+    assert!(asr.and_then(|v| v.as_f64()).is_some_and(|x| (0.0..=1.0).contains(&x)), "{b:#}");
 }
 
 #[test]
