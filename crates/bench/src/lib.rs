@@ -13,7 +13,9 @@
 //!   speed ([`answers`], `tresor bench answers`) and the end-to-end prompt
 //!   injection run ([`attack`], `tresor eval injection`);
 //! - a load test of a running server ([`loadtest`], `tresor bench serve`);
-//! - PII detection scores ([`pii_eval`], `tresor eval pii`).
+//! - PII detection scores ([`pii_eval`], `tresor eval pii`);
+//! - the web widget in headless Chromium against the API ([`widget`],
+//!   `tresor bench widget`; its WebDriver client also drives the widget e2e test).
 //!
 //! Owns measuring and reporting; never asserts a speed or a score, and never
 //! touches a user's knowledge bases (runs use scratch folders).
@@ -29,6 +31,7 @@ pub mod pii_eval;
 pub mod process;
 pub mod retrieval_eval;
 pub mod tools_eval;
+pub mod widget;
 
 use serde::Serialize;
 

@@ -22,6 +22,8 @@ pub enum BenchCmd {
     Answers(crate::assistant_cmd::BenchAnswersArgs),
     /// Server: N streaming chat clients at once against a scratch `tresor serve` on loopback (errors, TTFT, total).
     Serve(crate::serve_cmd::BenchServeArgs),
+    /// Web widget: first-answer latency of the widget in headless Chromium vs the API, alternating (scratch server).
+    Widget(crate::widget_cmd::BenchWidgetArgs),
     /// (internal) One Tresor LLM measurement in a fresh process.
     #[command(hide = true)]
     LlmWorker {
@@ -100,6 +102,7 @@ pub fn run(cmd: BenchCmd, ctx: &Ctx) -> Result<()> {
         BenchCmd::Kb(args) => crate::kb_cmd::run_bench_kb(args, ctx),
         BenchCmd::Answers(args) => crate::assistant_cmd::run_bench_answers(args, ctx),
         BenchCmd::Serve(args) => crate::serve_cmd::run_bench_serve(args, ctx),
+        BenchCmd::Widget(args) => crate::widget_cmd::run_bench_widget(args, ctx),
     }
 }
 
