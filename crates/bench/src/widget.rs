@@ -38,19 +38,40 @@ pub type Result<T> = std::result::Result<T, BrowserError>;
 /// One HTTP/1.1 request with a JSON body over a fresh connection; (status, body).
 fn http_json(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    s.set_read_timeout(Some(Duration::from_secs(900)))?;
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
         payload.len()
     );
     s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").ok_or_else(|| BrowserError::Driver(format!("bad HTTP answer: {text}")))?;
+    // read by Content-Length (chromedriver keeps the connection open whatever we ask)
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
     let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    let lower = head.to_ascii_lowercase();
+    let len = lower.lines().find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()));
+    let body = match len {
+        Some(n) => {
+            let mut b = vec![0; n];
+            r.read_exact(&mut b)?;
+            String::from_utf8_lossy(&b).to_string()
+        }
+        None => {
+            let mut b = Vec::new();
+            r.read_to_end(&mut b)?;
+            let t = String::from_utf8_lossy(&b).to_string();
+            if lower.contains("transfer-encoding: chunked") { dechunk(&t) } else { t }
+        }
+    };
     let v = if body.trim().is_empty() { Value::Null } else { serde_json::from_str(&body).map_err(|e| BrowserError::Driver(format!("{e}: {body}")))? };
     Ok((status, v))
 }
@@ -136,11 +157,16 @@ impl Browser {
         if let Some(bin) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].iter().find(|p| Path::new(p).is_file()) {
             caps["goog:chromeOptions"]["binary"] = json!(bin);
         }
-        let (st, v) = http_json(addr, "POST", "/session", Some(&json!({"capabilities": {"alwaysMatch": caps}})))?;
-        let session = v["value"]["sessionId"].as_str().map(str::to_string);
-        let Some(session) = session.filter(|_| st == 200) else {
-            let _ = driver.kill();
-            return Err(BrowserError::Driver(format!("new session: {st} {v}")));
+        let session = match http_json(addr, "POST", "/session", Some(&json!({"capabilities": {"alwaysMatch": caps}}))) {
+            Ok((200, v)) if v["value"]["sessionId"].is_string() => v["value"]["sessionId"].as_str().unwrap_or_default().to_string(),
+            other => {
+                let _ = driver.kill();
+                let _ = driver.wait();
+                return Err(match other {
+                    Err(e) => e,
+                    Ok((st, v)) => BrowserError::Driver(format!("new session: {st} {v}")),
+                });
+            }
         };
         Ok(Browser { driver, addr, session })
     }

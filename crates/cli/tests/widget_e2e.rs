@@ -25,7 +25,7 @@ const API_TOKEN: &str = "widget-e2e-api-token-0123456789abcdef";
 const PASS: &str = "widget-e2e-passphrase";
 const QUESTION: &str = "How many vacation days do full-time employees get?";
 const SECOND: &str = "When must I report sick to my manager?";
-const NOT_IN_DOCS: &str = "How much does the company pay towards a gym membership?";
+const NOT_IN_DOCS: &str = "How tall is the Eiffel Tower?";
 
 /// One HTTP/1.1 request with an Origin; (status, body).
 fn http(addr: &str, method: &str, path: &str, auth: &str, origin: Option<&str>, body: &str) -> (u16, String) {
