@@ -176,7 +176,7 @@ fn the_widget_answers_cites_refuses_hands_off_and_asks_for_a_rating_in_chromium(
     assert_eq!(r["refused"], json!(false), "{r}");
     assert!(!r["answer"].as_str().unwrap_or_default().is_empty(), "{r}");
     // the same objects as `tresor ask --json`'s sources: the same fields, the same cited file
-    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<std::collections::BTreeSet<_>>();
     let cli_src = &cli_answer["sources"][0];
     let sources = r["sources"].as_array().unwrap();
     assert!(!sources.is_empty(), "{r}");
