@@ -118,7 +118,8 @@ fn the_widget_answers_cites_refuses_hands_off_and_asks_for_a_rating_in_chromium(
     let _server = Kill(child);
     let tresor = format!("http://{addr}");
     page.set(embed_page(&tresor, "handbook", &token, "en"), strict_csp(&tresor));
-    other.set(embed_page(&tresor, "handbook", &token, "en"), strict_csp(&tresor));
+    // the other page is German (data-lang="de")
+    other.set(embed_page(&tresor, "handbook", &token, "de"), strict_csp(&tresor));
 
     // a request from a page not on the token's list: 403 before anything is done
     let (st, body) = http(&addr, "POST", "/api/widget/threads", &token, Some(&other.origin()), "{}");
@@ -230,4 +231,6 @@ fn the_widget_answers_cites_refuses_hands_off_and_asks_for_a_rating_in_chromium(
     assert!(r.get("error").is_some(), "a non-allowed origin got an answer: {r}");
     let none = b.execute(&format!("{R} return [r.querySelectorAll('[data-tresor-role=answer]').length, r.querySelectorAll('[data-tresor-role=error]').length];"), json!([])).unwrap();
     assert_eq!(none, json!([0, 1]));
+    let de = b.execute(&format!("{R} return [r.querySelector('[data-tresor-role=error]').textContent, r.querySelector('.person').textContent, r.querySelector('.bubble').getAttribute('aria-label')];"), json!([])).unwrap();
+    assert_eq!(de, json!(["Das hat leider nicht geklappt.", "Mitarbeiter sprechen", "Dokumenten-Assistent öffnen"]), "German from data-lang");
 }
