@@ -20,7 +20,9 @@
 //!   LLM-as-judge with heuristics beside it ([`judge`], its labelled set from
 //!   a RAG gold set: [`judge_set`]);
 //! - the red team against the full pipeline ([`redteam`], `tresor redteam`) and the simulated
-//!   A/B test and canary rollback on scripted traffic ([`ab`], `tresor bench ab`).
+//!   A/B test and canary rollback on scripted traffic ([`ab`], `tresor bench ab`);
+//! - the web widget in headless Chromium against the API ([`widget`],
+//!   `tresor bench widget`; its WebDriver client also drives the widget e2e test).
 //!
 //! Owns measuring and reporting; never asserts a speed or a score, and never
 //! touches a user's knowledge bases (runs use scratch folders).
@@ -44,6 +46,7 @@ pub mod retrieval_eval;
 pub mod suite_runs;
 pub mod tools_eval;
 pub mod traffic;
+pub mod widget;
 
 use serde::Serialize;
 

@@ -26,6 +26,8 @@ pub enum BenchCmd {
     Traffic(crate::kpi_cmd::BenchTrafficArgs),
     /// A simulated experiment on scripted traffic: an A/B test with a known better candidate, an A/A test, and a worse canary that must roll back.
     Ab(BenchAbArgs),
+    /// Web widget: first-answer latency of the widget in headless Chromium vs the API, alternating (scratch server).
+    Widget(crate::widget_cmd::BenchWidgetArgs),
     /// (internal) One Tresor LLM measurement in a fresh process.
     #[command(hide = true)]
     LlmWorker {
@@ -106,6 +108,7 @@ pub fn run(cmd: BenchCmd, ctx: &Ctx) -> Result<()> {
         BenchCmd::Serve(args) => crate::serve_cmd::run_bench_serve(args, ctx),
         BenchCmd::Traffic(args) => crate::kpi_cmd::run_bench_traffic(args, ctx),
         BenchCmd::Ab(args) => run_ab(args),
+        BenchCmd::Widget(args) => crate::widget_cmd::run_bench_widget(args, ctx),
     }
 }
 

@@ -24,6 +24,7 @@ mod release_cmd;
 mod serve_cmd;
 mod text_input;
 mod tools_cmd;
+mod widget_cmd;
 mod workspace_cmd;
 
 use std::path::PathBuf;
@@ -116,6 +117,9 @@ enum Command {
     /// Workspaces (teams or tenants) and their API tokens: list, create, remove, token create|list|revoke.
     #[command(subcommand)]
     Workspace(workspace_cmd::WorkspaceCmd),
+    /// The embeddable web widget: its publishable tokens (`tresor serve` hosts /widget.js).
+    #[command(subcommand)]
+    Widget(widget_cmd::WidgetCmd),
     /// Tools the assistant can call: import their data (prices, orders, calendar), list them, show appointments and tickets.
     #[command(subcommand)]
     Tools(tools_cmd::ToolsCmd),
@@ -253,6 +257,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => audit_cmd::run(cmd, &ctx),
         Command::Key(cmd) => key_cmd::run(cmd, &ctx),
         Command::Workspace(cmd) => workspace_cmd::run(cmd, &ctx),
+        Command::Widget(cmd) => widget_cmd::run(cmd, &ctx),
         Command::Tools(cmd) => tools_cmd::run(cmd, &ctx),
         Command::Kpi(args) => kpi_cmd::run_kpi(args, &ctx),
         Command::Events(cmd) => events_cmd::run(cmd, &ctx),

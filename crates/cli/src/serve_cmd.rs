@@ -189,7 +189,7 @@ pub fn run_bench_serve(args: BenchServeArgs, ctx: &Ctx) -> Result<()> {
 }
 
 /// 128 random bits as hex (std's per-process random hash keys; enough for a throw-away secret).
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     use std::hash::{BuildHasher, Hasher};
     (0..2)
         .map(|i| {
@@ -201,6 +201,6 @@ fn random_hex() -> String {
 }
 
 /// The 1-minute load average (Linux), to say how busy the machine was.
-fn load_average() -> Option<String> {
+pub(crate) fn load_average() -> Option<String> {
     std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next().map(str::to_string))
 }

@@ -15,4 +15,5 @@ pub mod injection;
 pub mod pii;
 pub mod policy;
 pub mod redact;
+pub mod widget;
 pub mod workspace;

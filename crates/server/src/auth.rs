@@ -83,6 +83,10 @@ impl Tokens {
         Ok(Tokens { workspaces, extra, index: RwLock::new(index), checked: Mutex::new(Instant::now()) })
     }
 
+    pub fn workspaces(&self) -> &Workspaces {
+        &self.workspaces
+    }
+
     fn lookup(&self, token: &str) -> Option<TokenMatch> {
         {
             let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
@@ -121,7 +125,8 @@ fn bearer(req: &Request) -> Option<&str> {
 /// otherwise) and stays within the token's rate limit (429); the request
 /// then carries its workspace ([`Ws`]) for the handlers.
 pub(crate) async fn require_token(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    if req.uri().path() == OPEN_PATH {
+    // the open path; or a widget token's request, already checked and scoped by crate::widget::gate
+    if req.uri().path() == OPEN_PATH || req.extensions().get::<Ws>().is_some() {
         return next.run(req).await;
     }
     let Some((m, dir)) = bearer(&req).and_then(|t| s.tokens.workspace(t)) else {

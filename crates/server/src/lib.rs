@@ -24,7 +24,12 @@
 //! a JSON error body. The server binds loopback unless told otherwise and,
 //! on Ctrl-C / SIGTERM, stops accepting and finishes running streams.
 //!
-//! Modules: `auth` (tokens, workspace selection), `state` (the engine
+//! Widget: `GET /widget.js` (public) and widget tokens (their own kind: one
+//! workspace and knowledge base, ask-only, an origin allow-list with CORS for
+//! those origins only, per-token and per-visitor limits, a daily cap) are the
+//! `widget` module's, a gate in front of the token check.
+//!
+//! Modules: `auth` (tokens, workspace selection), `widget` (the web widget's assets and gate), `state` (the engine
 //! thread and its queue), `error` ([`ApiError`] and its JSON body) and
 //! `routes` (a router per resource: OpenAI-compatible, knowledge bases,
 //! threads, actions, health and metrics).
@@ -34,6 +39,7 @@ mod error;
 pub mod limits;
 mod routes;
 mod state;
+mod widget;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -100,6 +106,8 @@ impl Default for ServeOptions {
 /// engine thread: `opts.workspace`'s at start (so a broken set-up fails
 /// now), the others on their first request.
 pub fn serve(opts: ServeOptions, build: BuildAssistant, on_ready: Box<dyn FnOnce(SocketAddr) + Send>) -> Result<(), ServeError> {
+    // a widget token file the server cannot read stops it here, as an API token file does
+    tresor_guard::widget::WidgetTokenIndex::load(&tresor_guard::workspace::Workspaces::new(opts.root.clone()))?;
     let state = AppState::start(&opts, build)?;
     let app = routes::app(state, opts.body_limit);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -112,7 +120,8 @@ pub fn serve(opts: ServeOptions, build: BuildAssistant, on_ready: Box<dyn FnOnce
             tokio::net::TcpListener::bind(opts.addr).await.map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
         let local = listener.local_addr().map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
         on_ready(local);
-        axum::serve(listener, app)
+        // the peer address is the widget's per-visitor rate-limit key
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|source| ServeError::Bind { addr: local, source })

@@ -20,7 +20,7 @@ use tresor_kb::HashEmbedder;
 use crate::state::AppState;
 use crate::{routes, ServeOptions};
 
-const TOKEN: &str = "test-token";
+pub(crate) const TOKEN: &str = "test-token";
 const QUESTION: &str = "How many vacation days do full-time employees get?";
 
 /// The same grounded answer to every prompt, word by word.
@@ -34,7 +34,7 @@ fn key() -> WorkspaceKey {
 
 /// The API over a data root whose default workspace has a `default`
 /// knowledge base with one document. Keep the TempDir alive while testing.
-fn app() -> (tempfile::TempDir, Router) {
+pub(crate) fn app() -> (tempfile::TempDir, Router) {
     app_with(models(), false)
 }
 
@@ -86,14 +86,14 @@ fn send(method: Method, path: &str, body: String) -> Request<Body> {
 }
 
 /// Status, headers and the whole body as text.
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+pub(crate) async fn call(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
     let r = app.clone().oneshot(req).await.unwrap();
     let (parts, body) = r.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
     (parts.status, parts.headers, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
-async fn call_json(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
+pub(crate) async fn call_json(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
     let (status, _, body) = call(app, req).await;
     (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")))
 }
@@ -569,4 +569,19 @@ async fn required_with_several_functions_and_no_router_cue_lets_the_model_pick_u
     assert_eq!(call["function"]["name"], "get_time", "{v}");
     assert_eq!(serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(), json!({"zone": "Europe/Paris"}));
     assert!(v["tresor"]["reason"].as_str().unwrap().contains("the model picked it"), "{v}");
+}
+
+/// A POST of `body` to `/api/threads` with the API token (for the widget's tests).
+pub(crate) fn tests_post(body: &Value) -> Request<Body> {
+    post_json("/api/threads", body)
+}
+
+/// A POST of `body` to `path` with the API token.
+pub(crate) fn tests_post_path(path: &str, body: &Value) -> Request<Body> {
+    post_json(path, body)
+}
+
+/// A GET of `path` with the API token.
+pub(crate) fn tests_get(path: &str) -> Request<Body> {
+    get(path)
 }

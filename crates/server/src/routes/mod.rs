@@ -25,8 +25,11 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The whole API over a running engine: every resource's router, the token
-/// check in front of all of them (unknown paths included) and the JSON body limit.
+/// check in front of all of them (unknown paths included), the widget's gate
+/// in front of that (its assets, CORS and widget-token scope: [`crate::widget`])
+/// and the JSON body limit.
 pub(crate) fn app(state: AppState, body_limit: usize) -> Router {
+    let widget = crate::widget::Widget::new(state.tokens.workspaces().clone(), body_limit);
     Router::new()
         .merge(openai::router())
         .merge(health::router())
@@ -34,7 +37,9 @@ pub(crate) fn app(state: AppState, body_limit: usize) -> Router {
         .merge(threads::router())
         .merge(kpi::router())
         .merge(actions::router())
+        .merge(crate::widget::routes::router())
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state((state.clone(), widget), crate::widget::gate))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -78,6 +78,11 @@ struct ChatBody {
     /// Tresor extension: skip the semantic cache.
     #[serde(default)]
     no_cache: bool,
+    /// Tresor extension: a stored conversation (`/api/threads`): its turns are
+    /// the history (`messages` before the last user message are ignored) and
+    /// this turn is saved to it, so feedback and handoffs can name it.
+    #[serde(default)]
+    thread: Option<i64>,
     /// The client's functions: `[{"type": "function", "function": {name, description, parameters}}]`
     /// (checked in [`functions`] for a clear error).
     #[serde(default)]
@@ -286,7 +291,7 @@ fn ask_request(s: &AppState, ws: &Ws, body: ChatBody, models: &[(String, String)
         }
     };
     let kb = pick_kb(&ws.dir, body.kb)?;
-    Ok((AskRequest { question, kb, history, model, no_cache: body.no_cache, actor: Some(ws.actor.to_string()), ..Default::default() }, requested))
+    Ok((AskRequest { question, kb, history, thread: body.thread, model, no_cache: body.no_cache, actor: Some(ws.actor.to_string()), ..Default::default() }, requested))
 }
 
 /// The client's functions, choice and tool results of a chat body, when
