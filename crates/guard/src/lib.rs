@@ -14,5 +14,6 @@ pub mod crypto;
 pub mod injection;
 pub mod pii;
 pub mod policy;
+pub mod private;
 pub mod redact;
 pub mod workspace;

@@ -24,21 +24,31 @@
 //! a JSON error body. The server binds loopback unless told otherwise and,
 //! on Ctrl-C / SIGTERM, stops accepting and finishes running streams.
 //!
+//! Robustness (issue #19): one worker thread per workspace, each job under
+//! `catch_unwind` (a panic fails one request; `/api/health` says `degraded`
+//! while a workspace cannot be reopened); a queue per workspace; a stream
+//! whose client goes away cancels its generation; `Host` / `Origin` checked
+//! against DNS rebinding ([`origin`]); failed authentications limited per
+//! client IP; tokens of fewer than [`MIN_TOKEN_CHARS`] characters refused;
+//! error bodies carry no absolute path ([`ApiError`] redacts them).
+//!
 //! Modules: `auth` (tokens, workspace selection), `state` (the engine
 //! thread and its queue), `error` ([`ApiError`] and its JSON body) and
 //! `routes` (a router per resource: OpenAI-compatible, knowledge bases,
 //! threads, actions, health and metrics).
 
+mod audit;
 mod auth;
 mod error;
 pub mod limits;
+pub mod origin;
 mod routes;
 mod state;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use auth::api_token;
+pub use auth::{api_token, MIN_TOKEN_CHARS};
 pub use error::ApiError;
 pub use state::BuildAssistant;
 
@@ -53,6 +63,8 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("the engine failed to start: {0}")]
     Engine(String),
+    #[error("the API token has {chars} characters; at least {min} are required (a short token can be guessed: omit --token to have one generated)")]
+    WeakToken { chars: usize, min: usize },
     #[error("workspaces: {0}")]
     Workspace(#[from] tresor_guard::workspace::WorkspaceError),
 }
@@ -75,6 +87,9 @@ pub struct ServeOptions {
     pub rate_limit: Option<RateLimit>,
     /// Prompt caps in characters.
     pub prompt_limits: PromptLimits,
+    /// Host names besides localhost and the bound address that may appear in
+    /// `Host` / `Origin` (`--allow-host`; [`origin`]).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Default `--rate-limit`: 120 requests a minute per token, all at once at most.
@@ -92,6 +107,7 @@ impl Default for ServeOptions {
             upload_limit: 64 << 20,
             rate_limit: Some(RateLimit::per_minute(120)),
             prompt_limits: PromptLimits::default(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -101,6 +117,7 @@ impl Default for ServeOptions {
 /// now), the others on their first request.
 pub fn serve(opts: ServeOptions, build: BuildAssistant, on_ready: Box<dyn FnOnce(SocketAddr) + Send>) -> Result<(), ServeError> {
     let state = AppState::start(&opts, build)?;
+    let hosts = state.hosts.clone();
     let app = routes::app(state, opts.body_limit);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -111,8 +128,9 @@ pub fn serve(opts: ServeOptions, build: BuildAssistant, on_ready: Box<dyn FnOnce
         let listener =
             tokio::net::TcpListener::bind(opts.addr).await.map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
         let local = listener.local_addr().map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
+        hosts.set_bound(local);
         on_ready(local);
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|source| ServeError::Bind { addr: local, source })

@@ -25,7 +25,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The whole API over a running engine: every resource's router, the token
-/// check in front of all of them (unknown paths included) and the JSON body limit.
+/// check in front of all of them (unknown paths included), then the audit
+/// entry of the request ([`crate::audit`]), and the JSON body limit.
 pub(crate) fn app(state: AppState, body_limit: usize) -> Router {
     Router::new()
         .merge(openai::router())
@@ -34,6 +35,7 @@ pub(crate) fn app(state: AppState, body_limit: usize) -> Router {
         .merge(threads::router())
         .merge(kpi::router())
         .merge(actions::router())
+        .layer(middleware::from_fn_with_state(state.clone(), crate::audit::audit_request))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
