@@ -177,8 +177,8 @@ fn convert_all(data_dir: &Path, from: &WorkspaceKey, to: &WorkspaceKey, report: 
 /// already under the pending key goes back to the current one, then the
 /// pending key is dropped. Same lock as [`rotate`].
 pub fn abort_rotation(data_dir: &Path, source: &KeySource) -> Result<RotateReport> {
-    let _lock = exclusive(data_dir)?;
     let (kf, _kek, old, pending) = keyfile::unlock(data_dir, source)?;
+    let _lock = exclusive(data_dir)?;
     let Some(new) = pending else { return Err(CryptoError::NothingToAbort { dir: data_dir.to_path_buf() }) };
     let mut report = RotateReport {
         old_key_id: new.id(),
@@ -199,8 +199,9 @@ pub fn abort_rotation(data_dir: &Path, source: &KeySource) -> Result<RotateRepor
 /// finishes an interrupted rotation. `new_source` with a passphrase also
 /// changes the passphrase (the old one no longer opens the key file).
 pub fn rotate(data_dir: &Path, source: &KeySource, new_source: Option<&KeySource>) -> Result<RotateReport> {
-    let _lock = exclusive(data_dir)?;
+    // the passphrase first: a wrong one changes no byte (not even the lock file)
     let (kf, kek, old, pending) = keyfile::unlock(data_dir, source)?;
+    let _lock = exclusive(data_dir)?;
     let resumed = pending.is_some();
     let new = match pending {
         Some(k) => k,
