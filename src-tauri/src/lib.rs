@@ -81,7 +81,11 @@ pub fn context() -> tauri::Context<tauri::Wry> {
 
 /// Opens the main window and runs until it is closed.
 pub fn run(paths: Paths, ctx: tauri::Context<tauri::Wry>) -> Result<()> {
-    std::fs::create_dir_all(&paths.data_dir)?;
+    // nothing readable by other local users (issue #19 §4): files 0600 and folders 0700 from creation
+    tresor_guard::private::restrict_umask();
+    tresor_guard::private::secure_root(&paths.data_dir)?;
+    // the workspace is in use while the app runs: `tresor key rotate` refuses meanwhile
+    let _in_use = tresor_guard::crypto::hold_in_use(&paths.data_dir)?;
     let host = host::Host::new(paths);
     tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())

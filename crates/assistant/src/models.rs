@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn the_scripted_model_writes_its_reply_under_any_schema() {
-        let mut m = Scripted { reply: "{\"priority\": \"urgent\"}".into(), prompts: Arc::new(Mutex::new(Vec::new())) };
+        let mut m = Scripted { reply: "{\"priority\": \"urgent\"}".into(), prompts: Arc::new(Mutex::new(Vec::new())), word_delay: Default::default(), words: Default::default() };
         let schema = serde_json::json!({"enum": ["low"]});
         let g = m.generate_json(&[ChatMessage::user("ticket")], &schema, &GenerateParams::default(), &mut |_| ControlFlow::Continue(())).unwrap();
         assert_eq!(g.text, "{\"priority\": \"urgent\"}", "scripted, not validated: the engine's own checks get tested");

@@ -20,6 +20,10 @@ use crate::models::{ChatModel, ModelSource, ModelSpec};
 pub struct Scripted {
     pub reply: String,
     pub prompts: Arc<Mutex<Vec<String>>>,
+    /// Pause before each word (a slow model, for cancellation tests).
+    pub word_delay: std::time::Duration,
+    /// Words written so far, over all calls.
+    pub words: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ChatModel for Scripted {
@@ -41,7 +45,7 @@ impl ChatModel for Scripted {
     ) -> Result<Generation> {
         self.generate(messages, params, on_text)
     }
-    fn generate(&mut self, messages: &[ChatMessage], _params: &GenerateParams, on_text: &mut dyn FnMut(&str) -> ControlFlow<()>) -> Result<Generation> {
+    fn generate(&mut self, messages: &[ChatMessage], params: &GenerateParams, on_text: &mut dyn FnMut(&str) -> ControlFlow<()>) -> Result<Generation> {
         let calls = {
             let mut p = self.prompts.lock().unwrap();
             p.push(messages.iter().map(|m| m.content.clone()).collect::<Vec<_>>().join("\n"));
@@ -52,7 +56,16 @@ impl ChatModel for Scripted {
         let mut n = 0;
         let mut finish = FinishReason::Eos;
         for w in reply.split_inclusive(' ') {
+            // like the real models: a raised cancel flag stops generation
+            if params.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                finish = FinishReason::Cancelled;
+                break;
+            }
+            if !self.word_delay.is_zero() {
+                std::thread::sleep(self.word_delay);
+            }
             n += 1;
+            self.words.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if on_text(w).is_break() {
                 finish = FinishReason::Cancelled;
                 break;
@@ -78,6 +91,10 @@ pub struct ScriptedModels {
     pub reply: Arc<Mutex<String>>,
     pub prompts: Arc<Mutex<Vec<String>>>,
     pub loads: Arc<Mutex<Vec<ModelSpec>>>,
+    /// The models' [`Scripted::word_delay`].
+    pub word_delay: Arc<Mutex<std::time::Duration>>,
+    /// Words written by every model handed out.
+    pub words: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ScriptedModels {
@@ -92,7 +109,12 @@ impl ScriptedModels {
 impl ModelSource for ScriptedModels {
     fn load(&mut self, spec: &ModelSpec) -> Result<Box<dyn ChatModel>> {
         self.loads.lock().unwrap().push(spec.clone());
-        Ok(Box::new(Scripted { reply: self.reply.lock().unwrap().clone(), prompts: self.prompts.clone() }))
+        Ok(Box::new(Scripted {
+            reply: self.reply.lock().unwrap().clone(),
+            prompts: self.prompts.clone(),
+            word_delay: *self.word_delay.lock().unwrap(),
+            words: self.words.clone(),
+        }))
     }
     fn available(&self) -> Vec<(String, String)> {
         vec![("scripted".into(), "chat-small".into())]

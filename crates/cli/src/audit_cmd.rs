@@ -1,4 +1,4 @@
-//! `tresor audit verify | export`: front door to tresor-guard's hash-chained audit log.
+//! `tresor audit verify | repair | export`: front door to tresor-guard's hash-chained audit log.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,6 +23,13 @@ pub enum AuditCmd {
         /// log no longer holds it (rolled back or rewritten).
         #[arg(long)]
         expect_head: Option<String>,
+    },
+    /// Cut a torn last line (a write cut off by a crash or a full disk) that `verify` reports,
+    /// keeping the cut bytes in audit/torn-*; whole entries are never changed. Appends refuse a
+    /// torn log until this runs.
+    Repair {
+        #[arg(long)]
+        json: bool,
     },
     /// Print audit entries as JSON lines.
     Export {
@@ -59,6 +66,31 @@ pub fn run(cmd: AuditCmd, ctx: &Ctx) -> Result<()> {
             }
             if !rep.ok {
                 bail!("audit log {} is damaged: {}", log.dir().display(), rep.problem.unwrap_or_default());
+            }
+            Ok(())
+        }
+        AuditCmd::Repair { json } => {
+            let cut = log.repair().with_context(|| format!("repairing {}", log.dir().display()))?;
+            let rep = log.verify(None).with_context(|| format!("verifying {}", log.dir().display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"repaired": cut, "verify": rep}))?);
+            } else {
+                if cut.is_empty() {
+                    println!("nothing to repair: no torn last line");
+                }
+                for c in &cut {
+                    println!("cut {} torn bytes from {} (kept in {})", c.cut_bytes, c.file.display(), c.kept_in.display());
+                }
+            }
+            if !rep.ok {
+                bail!(
+                    "audit log {} is still damaged: {} (repair only cuts a torn last line; it never rewrites entries)",
+                    log.dir().display(),
+                    rep.problem.unwrap_or_default()
+                );
+            }
+            if !json {
+                println!("audit log OK: {} entries, {} signed checkpoints", rep.entries, rep.checkpoints);
             }
             Ok(())
         }

@@ -32,6 +32,10 @@ pub struct RotateArgs {
     /// Also change the passphrase: read the new one from this file (or set TRESOR_NEW_PASSPHRASE).
     #[arg(long)]
     pub new_passphrase_file: Option<PathBuf>,
+    /// Undo an interrupted rotation instead of finishing it: files already under the new key go
+    /// back to the current one and the pending key is dropped.
+    #[arg(long, conflicts_with = "new_passphrase_file")]
+    pub abort: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -123,6 +127,15 @@ pub fn run(cmd: KeyCmd, ctx: &Ctx) -> Result<()> {
                 bail!("workspace `{}` ({}) has no key yet: nothing to rotate", ctx.workspace, dir.display());
             }
             let src = key_source(ctx)?;
+            if args.abort {
+                let r = crypto::abort_rotation(dir, &src).with_context(|| format!("aborting the key rotation of workspace `{}`", ctx.workspace))?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                } else {
+                    println!("rotation aborted: {} database(s) and {} file(s) back under key {}", r.databases, r.files, r.new_key_id);
+                }
+                return Ok(());
+            }
             let new = new_source(args.new_passphrase_file.as_deref(), false)?;
             let r = crypto::rotate(dir, &src, new.as_ref()).with_context(|| format!("rotating the key of workspace `{}`", ctx.workspace))?;
             if args.json {

@@ -209,6 +209,12 @@ fn run(cli: Cli) -> Result<()> {
         _ => ctx::WsNeed::Existing,
     };
     let root = cli.data_dir.unwrap_or_else(default_data_dir);
+    // nothing readable by other local users: every file this process (SQLite included) creates is
+    // 0600 and every folder 0700 from creation, and an existing data root is tightened to 0700
+    tresor_guard::private::restrict_umask();
+    if root.is_dir() {
+        tresor_guard::private::secure_root(&root).with_context(|| format!("making {} private (0700)", root.display()))?;
+    }
     let now = match cli.now.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => Some(
             s.parse::<jiff::Timestamp>()

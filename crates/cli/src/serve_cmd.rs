@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// Most characters of all messages of one chat request together; 413 above it.
     #[arg(long, default_value_t = PromptLimits::default().max_messages_chars)]
     pub max_messages_chars: usize,
+    /// A host name (besides localhost and the bound address) that browsers may use for this server in `Host` / `Origin`; others get 403 (DNS-rebinding defence). Repeat for several.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
 }
 
 /// `--rate-limit`: a limit, or none for `off`.
@@ -65,6 +68,7 @@ pub fn run_serve(args: ServeArgs, ctx: &Ctx) -> Result<()> {
         upload_limit: args.upload_limit,
         rate_limit: args.rate_limit.0,
         prompt_limits: PromptLimits { max_prompt_chars: args.max_prompt_chars, max_messages_chars: args.max_messages_chars },
+        allowed_hosts: args.allow_hosts,
     };
     let token_file = ctx.data_dir.join("api-token");
     let base = ctx.clone();

@@ -99,6 +99,25 @@ fn search_hits(home: &Path, pass: &str, query: &str) -> usize {
     hits.len()
 }
 
+/// Nothing under the data dir is readable by other local users: files 0600 (no group or other
+/// bits) and folders 0700, whatever the umask the tests run under.
+fn assert_owner_only(home: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fn walk(p: &Path) {
+            let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", p.display());
+            if p.is_dir() {
+                for e in std::fs::read_dir(p).unwrap() {
+                    walk(&e.unwrap().path());
+                }
+            }
+        }
+        walk(home);
+    }
+}
+
 fn ingested_home() -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let home = t.path().join("data");
@@ -125,6 +144,15 @@ fn no_file_under_the_data_dir_holds_a_marker_in_plaintext() {
     ok(&run(&home, Some(PASS), &["kb", "check"]), "kb check");
     ok(&run(&home, Some(PASS), &["kb", "rebuild-index"]), "kb rebuild-index");
     assert_no_plaintext(&home);
+    assert_owner_only(&home);
+    // a torn last audit line (a crash mid-append): verify names it, the explicit repair cuts it
+    let log = home.join("audit").join("log.jsonl");
+    let before = std::fs::read(&log).unwrap();
+    std::fs::OpenOptions::new().append(true).open(&log).and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"actor\":\"user:x\",\"da")).unwrap();
+    assert!(!run(&home, Some(PASS), &["audit", "verify"]).status.success());
+    let out = ok(&run(&home, Some(PASS), &["audit", "repair"]), "audit repair");
+    assert!(out.contains("cut 21 torn bytes") && out.contains("audit log OK"), "{out}");
+    assert_eq!(std::fs::read(&log).unwrap(), before);
     // the documents themselves (outside the data dir) do hold the markers: the check can fail
     let docs = snapshot(&t.path().join("docs"));
     assert!(docs.values().any(|b| b.windows(13).any(|w| w == b"Vexillumqortz")));

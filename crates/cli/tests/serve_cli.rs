@@ -11,7 +11,7 @@ mod common;
 
 use common::repo;
 
-const TOKEN: &str = "test-token-123";
+const TOKEN: &str = "test-token-123-0123456789abcdef0123";
 
 struct Server {
     child: Child,

@@ -11,7 +11,7 @@ mod common;
 
 use common::repo;
 
-const TOKEN: &str = "tools-token-456";
+const TOKEN: &str = "tools-token-456-0123456789abcdef0123";
 
 struct Server {
     child: Child,

@@ -249,13 +249,13 @@ Vacation days are requested in the QUOKKAMARK portal.\n",
     cli(&data).ok(&["--workspace", "beta", "ingest", db.to_str().unwrap(), "--kb", "handbook"]);
     let ta = new_token(&data, "acme");
     let tb = new_token(&data, "beta");
-    let srv = start(&data, &["--token", "legacy-default-token"]);
+    let srv = start(&data, &["--token", "legacy-default-token-0123456789abcdef"]);
     let a = srv.addr.as_str();
 
     // tokens: each works, a wrong one does not
     assert_eq!(get(a, "/v1/models", &ta).status, 200);
     assert_eq!(get(a, "/v1/models", &tb).status, 200);
-    assert_eq!(get(a, "/v1/models", "legacy-default-token").status, 200);
+    assert_eq!(get(a, "/v1/models", "legacy-default-token-0123456789abcdef").status, 200);
     assert_eq!(get(a, "/v1/models", &format!("{ta}0")).status, 401);
     assert_eq!(http(a, "GET", "/api/kb", None, None).status, 401);
 
@@ -263,14 +263,14 @@ Vacation days are requested in the QUOKKAMARK portal.\n",
     let kb_a = get(a, "/api/kb", &ta);
     assert_eq!(kb_a.json()["data"][0]["name"], "handbook", "{}", kb_a.body);
     assert_eq!(kb_a.json()["data"].as_array().unwrap().len(), 1);
-    assert_eq!(get(a, "/api/kb", "legacy-default-token").json()["data"], json!([]));
+    assert_eq!(get(a, "/api/kb", "legacy-default-token-0123456789abcdef").json()["data"], json!([]));
     let sa = get(a, "/api/kb/handbook/search?q=vacation%20days&k=5", &ta);
     assert_eq!(sa.status, 200, "{}", sa.body);
     assert!(sa.body.contains("vacation-policy.md") && !sa.body.contains("beta-leave") && !sa.body.contains("QUOKKAMARK"), "{}", sa.body);
     let sb = get(a, "/api/kb/handbook/search?q=vacation%20days&k=5", &tb);
     assert!(sb.body.contains("beta-leave.md") && !sb.body.contains("vacation-policy"), "{}", sb.body);
     // the default workspace's token reaches neither
-    assert_eq!(get(a, "/api/kb/handbook/search?q=vacation", "legacy-default-token").status, 404);
+    assert_eq!(get(a, "/api/kb/handbook/search?q=vacation", "legacy-default-token-0123456789abcdef").status, 404);
 
     // the same question in both: each answers from its own documents
     let q = "How many vacation days do full-time employees get?";
@@ -344,6 +344,9 @@ Vacation days are requested in the QUOKKAMARK portal.\n",
     assert_eq!(status, 401, "a revoked token still works");
     // a token created while the server runs works right away (after the reload)
     let tb2 = new_token(&data, "beta");
+    // the server re-reads token files at most once a second; polling with a token it does not know
+    // yet would count as failed authentications (10 per client IP, then 429)
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let mut status = 401;
     for _ in 0..50 {
         status = get(a, "/api/kb", &tb2).status;

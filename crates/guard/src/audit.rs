@@ -78,6 +78,15 @@ pub struct AuditLog {
     dir: PathBuf,
 }
 
+/// One torn tail [`AuditLog::repair`] cut.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repaired {
+    pub file: PathBuf,
+    pub cut_bytes: u64,
+    /// Where the cut bytes are kept.
+    pub kept_in: PathBuf,
+}
+
 /// What `append` wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct Appended {
@@ -148,9 +157,9 @@ impl AuditLog {
 
     /// Appends one entry and a signed checkpoint over it, under the file lock.
     pub fn append(&self, ev: &Event) -> Result<Appended> {
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        crate::private::create_dir_private(&self.dir).map_err(io(&self.dir))?;
         let lock_path = self.dir.join(LOCK_FILE);
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        let lock = crate::private::open_private(OpenOptions::new().create(true).truncate(false).write(true), &lock_path).map_err(io(&lock_path))?;
         lock.lock().map_err(io(&lock_path))?;
         let r = self.append_locked(ev);
         let _ = lock.unlock();
@@ -160,7 +169,7 @@ impl AuditLog {
     fn append_locked(&self, ev: &Event) -> Result<Appended> {
         let sk = self.signing_key()?;
         let log_path = self.log_path();
-        let mut log = OpenOptions::new().create(true).read(true).append(true).open(&log_path).map_err(io(&log_path))?;
+        let mut log = crate::private::open_private(OpenOptions::new().create(true).read(true).append(true), &log_path).map_err(io(&log_path))?;
         let (seq, prev) = match last_line(&mut log, &log_path)? {
             None => {
                 // a first entry pins the checkpoint key
@@ -195,7 +204,7 @@ impl AuditLog {
         log.write_all(line.as_bytes()).and_then(|_| log.sync_data()).map_err(io(&log_path))?;
 
         let cp_path = self.checkpoints_path();
-        let mut cp = OpenOptions::new().create(true).append(true).open(&cp_path).map_err(io(&cp_path))?;
+        let mut cp = crate::private::open_private(OpenOptions::new().create(true).append(true), &cp_path).map_err(io(&cp_path))?;
         let sig = sk.sign(checkpoint_message(seq, &hash).as_bytes());
         let mut c = Map::new();
         c.insert("seq".into(), seq.into());
@@ -205,6 +214,50 @@ impl AuditLog {
         cl.push('\n');
         cp.write_all(cl.as_bytes()).and_then(|_| cp.sync_data()).map_err(io(&cp_path))?;
         Ok(Appended { seq, hash })
+    }
+
+    /// `tresor audit repair`: cuts a torn last line (a write cut off by a
+    /// crash or a full disk) from the log and from the checkpoints, under the
+    /// append lock. The cut bytes are kept in `audit/torn-<unix secs>-<file>`
+    /// (mode 0600) as evidence; whole entries are never touched, so a log
+    /// that was tampered with stays as it is and `verify` still names it.
+    /// Returns what was cut (empty: nothing to repair).
+    pub fn repair(&self) -> Result<Vec<Repaired>> {
+        if !self.dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let lock_path = self.dir.join(LOCK_FILE);
+        let lock = crate::private::open_private(OpenOptions::new().create(true).truncate(false).write(true), &lock_path).map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        let mut out = Vec::new();
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut r = Ok(());
+        for (path, name) in [(self.log_path(), LOG_FILE), (self.checkpoints_path(), CHECKPOINTS_FILE)] {
+            match self.cut_torn(&path, &self.dir.join(format!("torn-{stamp}-{name}"))) {
+                Ok(Some(rep)) => out.push(rep),
+                Ok(None) => {}
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
+        let _ = lock.unlock();
+        r.map(|()| out)
+    }
+
+    fn cut_torn(&self, path: &Path, keep: &Path) -> Result<Option<Repaired>> {
+        let Some(bytes) = read_opt(path)? else { return Ok(None) };
+        if bytes.is_empty() || bytes.ends_with(b"\n") {
+            return Ok(None);
+        }
+        let keep_from = bytes.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+        let torn = &bytes[keep_from..];
+        let mut f = crate::private::open_private(OpenOptions::new().create_new(true).write(true), keep).map_err(io(keep))?;
+        f.write_all(torn).and_then(|_| f.sync_all()).map_err(io(keep))?;
+        let log = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+        log.set_len(keep_from as u64).and_then(|_| log.sync_all()).map_err(io(path))?;
+        Ok(Some(Repaired { file: path.to_path_buf(), cut_bytes: torn.len() as u64, kept_in: keep.to_path_buf() }))
     }
 
     /// Every entry as parsed JSON (for export); `since`: RFC 3339 or YYYY-MM-DD.
@@ -566,6 +619,37 @@ mod tests {
         let r = log.verify(None).unwrap();
         assert!(!r.ok, "verify passed: {r:?}");
         (r.first_bad.unwrap(), r.problem.unwrap())
+    }
+
+    #[test]
+    fn a_torn_last_line_is_refused_then_cut_by_repair_never_concatenated() {
+        let (_d, log) = log_with(3);
+        let good = std::fs::read(log.log_path()).unwrap();
+        // a crash mid-write: half of a fourth entry, no newline
+        let mut torn = good.clone();
+        torn.extend_from_slice(b"{\"actor\":\"user:test\",\"data\":{\"qu");
+        std::fs::write(log.log_path(), &torn).unwrap();
+        let (seq, problem) = bad(&log);
+        assert_eq!(seq, 4);
+        assert!(problem.contains("incomplete"), "{problem}");
+        let ev = Event { event: "answer".into(), actor: "user:test".into(), workspace: "default".into(), data: json!({}) };
+        assert!(matches!(log.append(&ev), Err(AuditError::Damaged { .. })), "nothing is chained onto a torn line");
+        assert_eq!(std::fs::read(log.log_path()).unwrap(), torn, "the refused append wrote nothing");
+        // the explicit repair cuts the tail, keeps it as evidence, and the log verifies again
+        let cut = log.repair().unwrap();
+        assert_eq!(cut.len(), 1);
+        assert_eq!(std::fs::read(log.log_path()).unwrap(), good);
+        assert_eq!(std::fs::read(&cut[0].kept_in).unwrap(), &torn[good.len()..]);
+        assert!(log.verify(None).unwrap().ok);
+        log.append(&ev).unwrap();
+        assert_eq!(log.verify(None).unwrap().entries, 4);
+        // a second repair finds nothing; a tampered (not torn) log is left as it is
+        assert!(log.repair().unwrap().is_empty());
+        let mut l = lines(&log);
+        l[1] = l[1].replace("user:test", "user:evil");
+        write_lines(&log, &l);
+        assert!(log.repair().unwrap().is_empty());
+        assert_eq!(bad(&log).0, 2);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod injection;
 pub mod pii;
 pub mod policy;
+pub mod private;
 pub mod redact;
 pub mod widget;
 pub mod workspace;

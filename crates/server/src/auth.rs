@@ -6,12 +6,13 @@
 //! stores or logs a plain token beyond the serving workspace's own
 //! `api-token` file (the index and the rate limiter key on hashes).
 
+use std::net::SocketAddr;
 use std::path::Path as FsPath;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -32,12 +33,16 @@ const OPEN_PATH: &str = "/api/health";
 /// token and whether it was generated now.
 pub fn api_token(data_dir: &FsPath, explicit: Option<&str>) -> Result<(String, bool), ServeError> {
     if let Some(t) = explicit.map(str::trim).filter(|t| !t.is_empty()) {
+        check_token_length(t)?;
         return Ok((t.to_string(), false));
     }
     let path = data_dir.join(TOKEN_FILE);
     let io = |source| ServeError::Io { path: path.clone(), source };
     match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_string(), false)),
+        Ok(t) if !t.trim().is_empty() => {
+            check_token_length(t.trim())?;
+            return Ok((t.trim().to_string(), false));
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
@@ -62,6 +67,19 @@ pub fn api_token(data_dir: &FsPath, explicit: Option<&str>) -> Result<(String, b
     Ok((token, true))
 }
 
+/// Fewest characters of an API token (`--token`, TRESOR_API_TOKEN, the
+/// `api-token` file): a shorter one can be guessed.
+pub const MIN_TOKEN_CHARS: usize = 32;
+
+/// A token shorter than [`MIN_TOKEN_CHARS`] is refused.
+pub(crate) fn check_token_length(t: &str) -> Result<(), ServeError> {
+    let n = t.chars().count();
+    if n < MIN_TOKEN_CHARS {
+        return Err(ServeError::WeakToken { chars: n, min: MIN_TOKEN_CHARS });
+    }
+    Ok(())
+}
+
 /// Token → workspace, re-read when a token file or the set of workspaces
 /// changes (checked at most once a second), so new tokens work and revoked
 /// ones stop working while the server runs.
@@ -77,6 +95,7 @@ impl Tokens {
     pub fn load(workspaces: Workspaces, workspace: &str, token: &str) -> Result<Tokens, ServeError> {
         let mut extra = Vec::new();
         if !token.is_empty() {
+            check_token_length(token)?;
             extra.push((workspace.to_string(), token.to_string()));
         }
         let index = TokenIndex::load(&workspaces, &extra)?;
@@ -121,16 +140,35 @@ fn bearer(req: &Request) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Middleware: every path but `/api/health` needs a valid bearer token (401
-/// otherwise) and stays within the token's rate limit (429); the request
-/// then carries its workspace ([`Ws`]) for the handlers.
+/// The client's IP as the rate limit of failed authentications keys it
+/// (`-` when the server runs without connection info, as in-process tests do).
+fn client_ip(req: &Request) -> String {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// Middleware: every request passes the `Host` / `Origin` check (403,
+/// [`crate::origin`]); every path but `/api/health` needs a valid bearer
+/// token (401 otherwise; a client IP with too many failed tries gets 429
+/// for every request until its bucket refills) and stays within the
+/// token's rate limit (429); the request then carries its workspace
+/// ([`Ws`]) for the handlers.
 pub(crate) async fn require_token(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Err(refused) = s.hosts.check(&req) {
+        tracing::warn!("refused: {refused}");
+        return ApiError::forbidden(refused.to_string()).into_response();
+    }
     // the open path; or a widget token's request, already checked and scoped by crate::widget::gate
     if req.uri().path() == OPEN_PATH || req.extensions().get::<Ws>().is_some() {
         return next.run(req).await;
     }
+    let ip = client_ip(&req);
+    if let Some(wait) = s.auth_failures.blocked(&ip, Instant::now()) {
+        s.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return ApiError::too_many_failures(wait).into_response();
+    }
     let Some((m, dir)) = bearer(&req).and_then(|t| s.tokens.workspace(t)) else {
         s.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let _ = s.auth_failures.check(&ip, Instant::now());
         return ApiError::unauthorized().into_response();
     };
     let counters = s.counters(&m.workspace);

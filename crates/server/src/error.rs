@@ -44,8 +44,34 @@ struct ErrorDetail<'a> {
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
+    /// Every message passes [`redact`]: no absolute path leaves the server.
     pub(crate) fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, kind, code, message: message.into(), retry_after: None }
+        ApiError { status, kind, code, message: redact(&message.into()), retry_after: None }
+    }
+    /// 503 `audit_unavailable`: the request could not be audited, so it does not run.
+    pub(crate) fn audit_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "audit_unavailable",
+            "the audit log cannot be written, so nothing is answered (the server log says why; `tresor audit verify`, then `tresor audit repair` for a torn last line)",
+        )
+    }
+    /// 403 `forbidden` (a refused `Host` / `Origin`).
+    pub(crate) fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "invalid_request_error", "forbidden", m)
+    }
+    /// 429 `too_many_failed_authentications`: this client guessed wrong too often.
+    pub(crate) fn too_many_failures(wait: Duration) -> Self {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "too_many_failed_authentications",
+            format!("too many requests with a missing or wrong token from this address; retry in {secs} s"),
+        );
+        e.retry_after = Some(secs);
+        e
     }
     /// 400 `invalid_request`.
     pub(crate) fn bad_request(m: impl Into<String>) -> Self {
@@ -104,6 +130,10 @@ impl ApiError {
     pub(crate) fn internal(m: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal", m)
     }
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
     pub(crate) fn body(&self) -> ErrorBody<'_> {
         ErrorBody { error: ErrorDetail { message: &self.message, kind: self.kind, code: self.code } }
     }
@@ -132,9 +162,49 @@ impl From<AssistantError> for ApiError {
             E::Models(_) => ApiError::not_found(e.to_string()),
             E::Tool(ToolError::NoSuchAction(_)) => ApiError::not_found(e.to_string()),
             E::Tool(ToolError::InvalidTransition { .. }) => ApiError::conflict(e.to_string()),
-            _ => ApiError::internal(e.to_string()),
+            // the detail (paths, key store, SQLite) is for the server log, not the client
+            _ => {
+                tracing::error!("engine error: {e}");
+                ApiError::internal("the engine failed on this request (the server log has the details)")
+            }
         }
     }
+}
+
+/// `message` with every absolute file path cut to its last component
+/// (`/home/u/.tresor/workspaces/acme/kb/x.sqlite` → `…/x.sqlite`): error bodies
+/// never show the data root, a user name or another workspace's name.
+/// API paths (`/api/…`, `/v1/…`) stay.
+pub(crate) fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let chars: Vec<char> = message.chars().collect();
+    let mut i = 0;
+    let stop = |c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '`' | ',' | ';' | ')' | ']' | '}' | '>');
+    while i < chars.len() {
+        let c = chars[i];
+        let prev_ok = i == 0 || stop(chars[i - 1]) || matches!(chars[i - 1], '(' | '[' | '{' | '<' | '=' | ':');
+        let unix = c == '/';
+        let windows = c.is_ascii_alphabetic() && chars.get(i + 1) == Some(&':') && matches!(chars.get(i + 2), Some('\\') | Some('/'));
+        if prev_ok && (unix || windows) {
+            let mut j = i;
+            while j < chars.len() && !stop(chars[j]) && !(chars[j] == ':' && chars.get(j + 1).is_none_or(|c| c.is_whitespace())) {
+                j += 1;
+            }
+            let path: String = chars[i..j].iter().collect();
+            let seps = path.matches(['/', '\\']).count();
+            let api = path.starts_with("/api/") || path.starts_with("/v1/");
+            if (seps >= 2 || windows) && !api {
+                let last = path.rsplit(['/', '\\']).find(|p| !p.is_empty()).unwrap_or("");
+                out.push_str("…/");
+                out.push_str(last);
+                i = j;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
 }
 
 impl From<JsonRejection> for ApiError {

@@ -29,14 +29,24 @@
 //! those origins only, per-token and per-visitor limits, a daily cap) are the
 //! `widget` module's, a gate in front of the token check.
 //!
-//! Modules: `auth` (tokens, workspace selection), `widget` (the web widget's assets and gate), `state` (the engine
+//! Robustness (issue #19): one worker thread per workspace, each job under
+//! `catch_unwind` (a panic fails one request; `/api/health` says `degraded`
+//! while a workspace cannot be reopened); a queue per workspace; a stream
+//! whose client goes away cancels its generation; `Host` / `Origin` checked
+//! against DNS rebinding ([`origin`]); failed authentications limited per
+//! client IP; tokens of fewer than [`MIN_TOKEN_CHARS`] characters refused;
+//! error bodies carry no absolute path ([`ApiError`] redacts them).
+//!
+//! Modules: `auth` (tokens, workspace selection), `widget` (the web widget's assets and gate), `origin` (Host/Origin), `audit` (every request audited first), `state` (the engine
 //! thread and its queue), `error` ([`ApiError`] and its JSON body) and
 //! `routes` (a router per resource: OpenAI-compatible, knowledge bases,
 //! threads, actions, health and metrics).
 
+mod audit;
 mod auth;
 mod error;
 pub mod limits;
+pub mod origin;
 mod routes;
 mod state;
 mod widget;
@@ -44,7 +54,7 @@ mod widget;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use auth::api_token;
+pub use auth::{api_token, MIN_TOKEN_CHARS};
 pub use error::ApiError;
 pub use state::BuildAssistant;
 
@@ -59,6 +69,8 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("the engine failed to start: {0}")]
     Engine(String),
+    #[error("the API token has {chars} characters; at least {min} are required (a short token can be guessed: omit --token to have one generated)")]
+    WeakToken { chars: usize, min: usize },
     #[error("workspaces: {0}")]
     Workspace(#[from] tresor_guard::workspace::WorkspaceError),
 }
@@ -81,6 +93,9 @@ pub struct ServeOptions {
     pub rate_limit: Option<RateLimit>,
     /// Prompt caps in characters.
     pub prompt_limits: PromptLimits,
+    /// Host names besides localhost and the bound address that may appear in
+    /// `Host` / `Origin` (`--allow-host`; [`origin`]).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Default `--rate-limit`: 120 requests a minute per token, all at once at most.
@@ -98,6 +113,7 @@ impl Default for ServeOptions {
             upload_limit: 64 << 20,
             rate_limit: Some(RateLimit::per_minute(120)),
             prompt_limits: PromptLimits::default(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -109,6 +125,7 @@ pub fn serve(opts: ServeOptions, build: BuildAssistant, on_ready: Box<dyn FnOnce
     // a widget token file the server cannot read stops it here, as an API token file does
     tresor_guard::widget::WidgetTokenIndex::load(&tresor_guard::workspace::Workspaces::new(opts.root.clone()))?;
     let state = AppState::start(&opts, build)?;
+    let hosts = state.hosts.clone();
     let app = routes::app(state, opts.body_limit);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -119,6 +136,7 @@ pub fn serve(opts: ServeOptions, build: BuildAssistant, on_ready: Box<dyn FnOnce
         let listener =
             tokio::net::TcpListener::bind(opts.addr).await.map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
         let local = listener.local_addr().map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
+        hosts.set_bound(local);
         on_ready(local);
         // the peer address is the widget's per-visitor rate-limit key
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

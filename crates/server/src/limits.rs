@@ -63,6 +63,16 @@ impl RateLimiter {
         self.limit
     }
 
+    /// How long until `key`'s bucket holds a request again, when it is empty
+    /// now (takes nothing).
+    pub fn blocked(&self, key: &str, now: Instant) -> Option<Duration> {
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = buckets.get(key)?;
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        let tokens = (b.tokens + elapsed * self.limit.per_second).min(self.limit.burst as f64);
+        (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / self.limit.per_second))
+    }
+
     /// Takes one request from `key`'s bucket at `now`; when it is empty,
     /// how long until one is available.
     pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
@@ -80,6 +90,11 @@ impl RateLimiter {
         }
     }
 }
+
+/// Failed authentications allowed per client IP: 10 at once, then one every
+/// 6 seconds; past that every request from the IP is 429 until the bucket
+/// refills (a right token too, so guessing learns nothing while blocked).
+pub const AUTH_FAILURES: RateLimit = RateLimit { burst: 10, per_second: 1.0 / 6.0 };
 
 /// Input size caps for prompts (characters, not bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

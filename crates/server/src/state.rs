@@ -1,14 +1,24 @@
-//! The server's shared state and its engine: one thread owns every
-//! workspace's [`Assistant`] (opened on its first job) and runs jobs in
-//! order; handlers reach it through [`AppState::call`] / [`AppState::send`]
-//! after taking a slot in the bounded queue ([`AppState::permit`]). Owns the
-//! queue, the per-workspace counters and the engine thread; never runs a job
-//! of one workspace with another workspace's assistant, and never touches an
-//! assistant off the engine thread.
+//! The server's shared state and its engines: one worker thread per
+//! workspace owns that workspace's [`Assistant`] (opened on its first job)
+//! and runs its jobs in order; handlers reach it through [`AppState::call`] /
+//! [`AppState::send`] after taking a slot in the workspace's bounded queue
+//! ([`AppState::permit`]). Owns the queues, the per-workspace counters, the
+//! workers and their supervision ([`EngineHealth`]).
+//!
+//! Isolation: a job runs under `catch_unwind`; a panic fails that request
+//! only (its caller gets a 500), the workspace's assistant is dropped (a
+//! poisoned lock or a half-written state goes with it) and reopened at once
+//! on the same worker, and `/api/health` says `degraded` while a reopen
+//! fails. Fairness: workspaces never share a worker or a queue, so one
+//! workspace's long generation or large ingest cannot starve another's.
+//!
+//! Never: runs a job of one workspace with another workspace's assistant, or
+//! touches an assistant off its worker thread.
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -21,13 +31,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::limits::{PromptLimits, RateLimiter};
 use crate::{ServeError, ServeOptions};
 
-/// A job for the engine thread: the workspace it runs in and what to do with
-/// that workspace's assistant (or with the error that kept it from opening).
-type Job = (Ws, Work);
-/// What a job does with its workspace's assistant.
+/// A job for a workspace's worker: what to do with that workspace's
+/// assistant (or with the error that kept it from opening).
 pub(crate) type Work = Box<dyn FnOnce(Result<&mut Assistant, String>) + Send>;
 
-/// Opens a workspace's assistant: (name, data dir) → engine. Runs on the engine thread.
+/// Opens a workspace's assistant: (name, data dir) → engine. Runs on the workspace's worker.
 pub type BuildAssistant = Box<dyn FnMut(&str, &FsPath) -> Result<Assistant, String> + Send>;
 
 /// Counters of one workspace (what its own `/api/metrics` shows).
@@ -50,13 +58,58 @@ pub(crate) struct Ws {
     pub actor: Arc<str>,
 }
 
+/// What `/api/health` reports of the engines (numbers only: it is served
+/// without a token, so it never names a workspace).
+#[derive(Default)]
+pub(crate) struct EngineHealth {
+    /// Jobs that panicked (each failed its own request only).
+    pub panics: AtomicU64,
+    /// Workspaces whose assistant is down: it failed to open or to reopen
+    /// after a panic (the next job tries again).
+    pub down: Mutex<std::collections::HashSet<Arc<str>>>,
+    /// Worker threads that ended while their workspace was still served (a bug: never expected).
+    pub lost_workers: AtomicU64,
+    pub workers: AtomicU64,
+}
+
+impl EngineHealth {
+    /// `ok`, or `degraded` while a workspace's assistant is down or a worker was lost.
+    pub fn status(&self) -> &'static str {
+        let down = !self.down.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        if down || self.lost_workers.load(Ordering::Relaxed) > 0 {
+            "degraded"
+        } else {
+            "ok"
+        }
+    }
+    fn set_down(&self, ws: &Arc<str>, down: bool) {
+        let mut d = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        if down {
+            d.insert(ws.clone());
+        } else {
+            d.remove(ws);
+        }
+    }
+}
+
+/// The workers, one per workspace, started on the workspace's first job.
+struct Engines {
+    build: Arc<Mutex<BuildAssistant>>,
+    workers: Mutex<HashMap<Arc<str>, std::sync::mpsc::Sender<Work>>>,
+    health: Arc<EngineHealth>,
+}
+
 #[derive(Clone)]
 pub(crate) struct AppState {
-    jobs: std::sync::mpsc::Sender<Job>,
-    queue: Arc<Semaphore>,
+    engines: Arc<Engines>,
     max_queue: usize,
+    queues: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     pub tokens: Arc<Tokens>,
     pub limiter: Option<Arc<RateLimiter>>,
+    /// Failed authentications per client IP (brute-forcing a token).
+    pub auth_failures: Arc<RateLimiter>,
+    /// Which `Host` / `Origin` may reach the API (DNS rebinding).
+    pub hosts: Arc<crate::origin::HostPolicy>,
     pub prompt_limits: PromptLimits,
     pub upload_limit: usize,
     pub started: Instant,
@@ -65,7 +118,7 @@ pub(crate) struct AppState {
     counters: Arc<Mutex<HashMap<String, Arc<Counters>>>>,
 }
 
-/// A slot in the engine queue, counted in its workspace's in-flight gauge.
+/// A slot in a workspace's engine queue, counted in its in-flight gauge.
 pub(crate) struct Permit {
     _slot: OwnedSemaphorePermit,
     counters: Arc<Counters>,
@@ -78,20 +131,39 @@ impl Drop for Permit {
 }
 
 impl AppState {
-    /// Starts the engine thread and opens `opts.workspace`'s assistant on it
-    /// (so a broken set-up fails now); the other workspaces open on their
-    /// first request.
+    /// Opens `opts.workspace`'s assistant on its worker (so a broken set-up
+    /// fails now); the other workspaces open on their first request.
     pub fn start(opts: &ServeOptions, build: BuildAssistant) -> Result<AppState, ServeError> {
         let workspaces = Workspaces::new(opts.root.clone());
         let first_dir = workspaces.open(&opts.workspace)?;
+        if let Ok(list) = workspaces.list() {
+            for w in list {
+                if let Ok(dir) = workspaces.open(&w.name) {
+                    sweep_uploads(&dir);
+                }
+            }
+        }
         let tokens = Tokens::load(workspaces, &opts.workspace, &opts.token)?;
-        let jobs = spawn_engine(opts.workspace.clone(), first_dir, build)?;
+        let engines = Arc::new(Engines { build: Arc::new(Mutex::new(build)), workers: Mutex::new(HashMap::new()), health: Arc::default() });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        engines
+            .send(
+                &opts.workspace.as_str().into(),
+                &first_dir,
+                Box::new(move |a| {
+                    let _ = ready_tx.send(a.map(|_| ()));
+                }),
+            )
+            .map_err(ServeError::Engine)?;
+        ready_rx.recv().map_err(|e| ServeError::Engine(e.to_string()))?.map_err(ServeError::Engine)?;
         Ok(AppState {
-            jobs,
-            queue: Arc::new(Semaphore::new(opts.max_queue.max(1))),
+            engines,
             max_queue: opts.max_queue.max(1),
+            queues: Arc::default(),
             tokens: Arc::new(tokens),
             limiter: opts.rate_limit.map(|l| Arc::new(RateLimiter::new(l))),
+            auth_failures: Arc::new(RateLimiter::new(crate::limits::AUTH_FAILURES)),
+            hosts: Arc::new(crate::origin::HostPolicy::new(opts.addr, &opts.allowed_hosts)),
             prompt_limits: opts.prompt_limits,
             upload_limit: opts.upload_limit,
             started: Instant::now(),
@@ -100,9 +172,22 @@ impl AppState {
         })
     }
 
-    /// A slot in the engine queue for `ws`, or 429 when the queue is full.
+    /// The engines' health (for `/api/health`).
+    pub fn health(&self) -> &EngineHealth {
+        &self.engines.health
+    }
+
+    /// A slot in `ws`'s own engine queue, or 429 when it is full (another
+    /// workspace's full queue never blocks this one).
     pub fn permit(&self, ws: &Ws) -> ApiResult<Permit> {
-        let slot = self.queue.clone().try_acquire_owned().map_err(|_| {
+        let queue = self
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(ws.name.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.max_queue)))
+            .clone();
+        let slot = queue.try_acquire_owned().map_err(|_| {
             ws.counters.rejected.fetch_add(1, Ordering::Relaxed);
             ApiError::busy(self.max_queue)
         })?;
@@ -114,12 +199,13 @@ impl AppState {
         self.counters.lock().unwrap_or_else(|p| p.into_inner()).entry(workspace.to_string()).or_default().clone()
     }
 
-    /// Sends a job to the engine thread, to run with `ws`'s assistant.
+    /// Sends a job to `ws`'s worker, to run with `ws`'s assistant.
     pub fn send(&self, ws: &Ws, job: Work) -> ApiResult<()> {
-        self.jobs.send((ws.clone(), job)).map_err(|_| ApiError::internal("the engine has stopped"))
+        self.engines.send(&ws.name, &ws.dir, job).map_err(ApiError::internal)
     }
 
-    /// Runs `f` with `ws`'s assistant on the engine thread and waits for its result.
+    /// Runs `f` with `ws`'s assistant on its worker and waits for its result
+    /// (a panic in `f` is a 500 for this request only).
     pub async fn call<T: Send + 'static>(&self, ws: &Ws, f: impl FnOnce(&mut Assistant) -> T + Send + 'static) -> ApiResult<T> {
         let (tx, rx) = oneshot::channel();
         self.send(
@@ -128,51 +214,118 @@ impl AppState {
                 let _ = tx.send(a.map(f));
             }),
         )?;
-        rx.await.map_err(|_| ApiError::internal("the engine dropped the request"))?.map_err(not_opened)
+        rx.await.map_err(|_| ApiError::internal("the request failed inside the engine (see the server log); the engine keeps serving"))?.map_err(not_opened)
+    }
+}
+
+/// Removes what a crash left of plaintext uploads (`uploads/` of a
+/// workspace): an upload lives only between its arrival and its ingest.
+pub(crate) fn sweep_uploads(dir: &FsPath) {
+    let up = dir.join("uploads");
+    if up.is_dir() {
+        match std::fs::remove_dir_all(&up) {
+            Ok(()) => tracing::info!("removed left-over uploads in {}", up.display()),
+            Err(e) => tracing::warn!("could not remove left-over uploads in {}: {e}", up.display()),
+        }
     }
 }
 
 /// The error of a job whose workspace's assistant could not be opened.
 pub(crate) fn not_opened(e: String) -> ApiError {
-    ApiError::internal(format!("the workspace could not be opened: {e}"))
+    tracing::error!("a workspace could not be opened: {e}");
+    ApiError::internal("the workspace could not be opened (see the server log)")
 }
 
-/// Spawns the engine thread, opens `first` on it and waits until that is
-/// done. The thread ends when every sender of the returned channel is gone.
-fn spawn_engine(first: String, first_dir: PathBuf, mut build: BuildAssistant) -> Result<std::sync::mpsc::Sender<Job>, ServeError> {
-    let (jobs, rx) = std::sync::mpsc::channel::<Job>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+impl Engines {
+    /// Queues `job` on the worker of `name` (started now when it has none,
+    /// or when its thread is gone).
+    fn send(&self, name: &Arc<str>, dir: &FsPath, job: Work) -> Result<(), String> {
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let job = match workers.get(name) {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return Ok(()),
+                Err(std::sync::mpsc::SendError(job)) => {
+                    self.health.lost_workers.fetch_add(1, Ordering::Relaxed);
+                    job
+                }
+            },
+            None => job,
+        };
+        let tx = spawn_worker(name.clone(), dir.to_path_buf(), self.build.clone(), self.health.clone())?;
+        tx.send(job).map_err(|_| "the engine worker stopped at once".to_string())?;
+        workers.insert(name.clone(), tx);
+        Ok(())
+    }
+}
+
+/// Opens `name`'s assistant with `build`; a panic in `build` is an error.
+fn open(build: &Mutex<BuildAssistant>, name: &str, dir: &FsPath) -> Result<Assistant, String> {
+    let mut b = build.lock().unwrap_or_else(|p| p.into_inner());
+    match catch_unwind(AssertUnwindSafe(|| (*b)(name, dir))) {
+        Ok(r) => r,
+        Err(p) => Err(format!("opening the workspace panicked: {}", panic_text(&*p))),
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "(no message)".into())
+}
+
+/// A workspace's worker: opens its assistant on the first job, runs every
+/// job under `catch_unwind`, and after a panic drops the assistant and
+/// reopens it at once (down in [`EngineHealth`] until that works).
+fn spawn_worker(name: Arc<str>, dir: PathBuf, build: Arc<Mutex<BuildAssistant>>, health: Arc<EngineHealth>) -> Result<std::sync::mpsc::Sender<Work>, String> {
+    let (tx, rx) = std::sync::mpsc::channel::<Work>();
+    let h = health.clone();
     std::thread::Builder::new()
-        .name("tresor-engine".into())
+        .name(format!("tresor-engine-{name}"))
         .spawn(move || {
-            let mut open: HashMap<Arc<str>, Assistant> = HashMap::new();
-            match build(&first, &first_dir) {
-                Ok(a) => {
-                    open.insert(first.as_str().into(), a);
-                    let _ = ready_tx.send(Ok(()));
-                }
+            h.workers.fetch_add(1, Ordering::Relaxed);
+            // while this worker lives the workspace is in use: `tresor key rotate` refuses
+            let _in_use = match tresor_guard::crypto::hold_in_use(&dir) {
+                Ok(l) => Some(l),
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
+                    tracing::warn!(workspace = %name, "cannot mark the workspace in use: {e}");
+                    None
                 }
-            }
-            while let Ok((ws, job)) = rx.recv() {
-                if !open.contains_key(&ws.name) {
-                    match build(&ws.name, &ws.dir) {
+            };
+            let mut assistant: Option<Assistant> = None;
+            let ensure = |assistant: &mut Option<Assistant>| -> Result<(), String> {
+                if assistant.is_none() {
+                    match open(&build, &name, &dir) {
                         Ok(a) => {
-                            tracing::info!(workspace = %ws.name, "opened workspace");
-                            open.insert(ws.name.clone(), a);
+                            tracing::info!(workspace = %name, "opened workspace");
+                            *assistant = Some(a);
+                            h.set_down(&name, false);
                         }
                         Err(e) => {
-                            job(Err(e));
-                            continue;
+                            h.set_down(&name, true);
+                            return Err(e);
                         }
                     }
                 }
-                job(Ok(open.get_mut(&ws.name).expect("opened above")));
+                Ok(())
+            };
+            while let Ok(job) = rx.recv() {
+                if let Err(e) = ensure(&mut assistant) {
+                    let _ = catch_unwind(AssertUnwindSafe(|| job(Err(e))));
+                    continue;
+                }
+                let a = assistant.as_mut().expect("opened above");
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| job(Ok(a)))) {
+                    tracing::error!(workspace = %name, "a request panicked in the engine: {}; reopening the workspace", panic_text(&*p));
+                    let old = assistant.take();
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(old)));
+                    h.set_down(&name, true);
+                    if let Err(e) = ensure(&mut assistant) {
+                        tracing::error!(workspace = %name, "reopening after a panic failed: {e}");
+                    }
+                    // counted once the workspace's state (reopened or down) is known
+                    h.panics.fetch_add(1, Ordering::Relaxed);
+                }
             }
+            h.workers.fetch_sub(1, Ordering::Relaxed);
         })
-        .map_err(|e| ServeError::Engine(e.to_string()))?;
-    ready_rx.recv().map_err(|e| ServeError::Engine(e.to_string()))?.map_err(ServeError::Engine)?;
-    Ok(jobs)
+        .map_err(|e| format!("cannot start an engine worker: {e}"))?;
+    Ok(tx)
 }

@@ -20,7 +20,7 @@ use tresor_kb::HashEmbedder;
 use crate::state::AppState;
 use crate::{routes, ServeOptions};
 
-pub(crate) const TOKEN: &str = "test-token";
+pub(crate) const TOKEN: &str = "test-token-0123456789abcdef0123456789";
 const QUESTION: &str = "How many vacation days do full-time employees get?";
 
 /// The same grounded answer to every prompt, word by word.
@@ -41,6 +41,18 @@ pub(crate) fn app() -> (tempfile::TempDir, Router) {
 /// [`app`] with the scripted model `m` and, when `tools`, the built-in tools' data imported
 /// (prices, orders; tickets need none).
 fn app_with(m: ScriptedModels, tools: bool) -> (tempfile::TempDir, Router) {
+    let (d, state) = state_with(m, tools, |_| Ok(()));
+    (d, routes::app(state, ServeOptions::default().body_limit))
+}
+
+/// The engine state under [`app_with`]; `gate` runs before each workspace
+/// opens (an error there fails the open, as a broken set-up would).
+fn state_with(m: ScriptedModels, tools: bool, gate: impl Fn(&Path) -> Result<(), String> + Send + 'static) -> (tempfile::TempDir, AppState) {
+    state_cfg(m, tools, gate, AssistantConfig::default())
+}
+
+/// [`state_with`] under the engine configuration `cfg`.
+fn state_cfg(m: ScriptedModels, tools: bool, gate: impl Fn(&Path) -> Result<(), String> + Send + 'static, cfg: AssistantConfig) -> (tempfile::TempDir, AppState) {
     let dir = tempfile::tempdir().unwrap();
     let docs = dir.path().join("docs");
     std::fs::create_dir_all(&docs).unwrap();
@@ -61,10 +73,11 @@ fn app_with(m: ScriptedModels, tools: bool) -> (tempfile::TempDir, Router) {
     }
     let opts = ServeOptions { root, token: TOKEN.into(), rate_limit: None, ..Default::default() };
     let build = Box::new(move |_: &str, dir: &Path| {
-        Assistant::new(AssistantConfig::default(), dir, &key(), Arc::new(HashEmbedder::new(256)), None, Box::new(m.clone())).map_err(|e| e.to_string())
+        gate(dir)?;
+        Assistant::new(cfg.clone(), dir, &key(), Arc::new(HashEmbedder::new(256)), None, Box::new(m.clone())).map_err(|e| e.to_string())
     });
     let state = AppState::start(&opts, build).unwrap();
-    (dir, routes::app(state, opts.body_limit))
+    (dir, state)
 }
 
 fn get(path: &str) -> Request<Body> {
@@ -97,6 +110,8 @@ pub(crate) async fn call_json(app: &Router, req: Request<Body>) -> (StatusCode, 
     let (status, _, body) = call(app, req).await;
     (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")))
 }
+
+mod robust;
 
 #[tokio::test]
 async fn health_needs_no_token() {
@@ -339,7 +354,14 @@ async fn answers_and_uploads_are_audited_as_the_token_never_the_os_user() {
     // entry 1: the fixture's own ingest (the OS user); then the API's answer and upload
     let actor = tresor_guard::audit::token_actor(TOKEN);
     let events: Vec<(&str, &str)> = log.iter().map(|e| (e["event"].as_str().unwrap(), e["actor"].as_str().unwrap())).collect();
-    assert_eq!(events[1..], [("answer", actor.as_str()), ("kb.ingest", actor.as_str())], "{log:?}");
+    // every API action is audited before it runs (api.request), then the engine's own entry follows
+    assert_eq!(
+        events[1..],
+        [("api.request", actor.as_str()), ("answer", actor.as_str()), ("api.request", actor.as_str()), ("kb.ingest", actor.as_str())],
+        "{log:?}"
+    );
+    assert_eq!(log[1]["data"], json!({"method": "POST", "route": "/v1/chat/completions"}));
+    assert_eq!(log[3]["data"], json!({"method": "POST", "route": "/api/kb/{}/documents"}));
     assert_ne!(events[0].1, actor.as_str());
     assert!(!log.iter().any(|e| e.to_string().contains(TOKEN)), "the token itself is never logged");
 }

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub use keyfile::{KeyStatus, KEY_FILE};
-pub use rotate::{change_passphrase, rotate, RotateReport};
+pub use rotate::{abort_rotation, change_passphrase, hold_in_use, rotate, InUse, RotateReport, IN_USE_FILE};
 
 /// What the key file of `data_dir` says (no passphrase needed).
 pub fn key_status(data_dir: &Path) -> Result<KeyStatus> {
@@ -85,6 +85,18 @@ pub enum CryptoError {
         "a key rotation of {dir} was interrupted: run `tresor key rotate` again to finish it (with the same passphrase)"
     )]
     RotationInterrupted { dir: PathBuf },
+    #[error(
+        "the workspace {dir} is in use (a running `tresor serve`, the desktop app or another `tresor key` holds it); \
+         stop it and run the command again — nothing was changed"
+    )]
+    InUse { dir: PathBuf },
+    #[error(
+        "database {path} could not be checkpointed (its write-ahead log is busy: another process has it open); \
+         stop it and run `tresor key rotate` again — this file was not converted"
+    )]
+    CheckpointBusy { path: PathBuf },
+    #[error("no key rotation of {dir} is in progress: nothing to abort")]
+    NothingToAbort { dir: PathBuf },
     #[error("passphrase: {0}")]
     Passphrase(String),
     #[error("database {path}: {source}")]
@@ -369,7 +381,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let tmp = dir.join(format!("{name}.tmp-{}", std::process::id()));
     let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = crate::private::open_private(std::fs::OpenOptions::new().write(true).create(true).truncate(true), &tmp)?;
         f.write_all(bytes)?;
         f.sync_all()
     })();

@@ -10,9 +10,16 @@
 //! point leaves every file readable by the old or the new key, both in the
 //! key file; running `tresor key rotate` again finishes the job.
 //!
-//! Rotation needs exclusive use of the data dir (no `tresor serve` or other
-//! process on it). Nested data dirs (other workspaces: folders with their
-//! own key file) are skipped.
+//! Rotation needs exclusive use of the data dir: it takes an exclusive lock
+//! on `<data_dir>/in-use.lock` and refuses ([`CryptoError::InUse`]) while a
+//! `tresor serve` worker or the desktop app holds its shared lock
+//! ([`hold_in_use`]). Every database's WAL checkpoint is checked (a busy one
+//! stops the rotation before its WAL is touched). Left-over temp files of an
+//! interrupted conversion (`*.rekey-*`, `*.tmp-<pid>`) are removed, never
+//! converted. [`abort_rotation`] (`tresor key rotate --abort`) goes back:
+//! files already under the new key are converted back to the old one and
+//! the pending key is dropped. Nested data dirs (other workspaces: folders
+//! with their own key file) are skipped.
 
 use std::path::{Path, PathBuf};
 
@@ -91,11 +98,110 @@ fn classify(p: &Path, old: &WorkspaceKey, new: &WorkspaceKey) -> Result<(Kind, b
     Ok((Kind::Other, false))
 }
 
+/// The lock file whose shared lock marks a workspace in use.
+pub const IN_USE_FILE: &str = "in-use.lock";
+
+/// A held lock on a workspace's [`IN_USE_FILE`] (released when dropped).
+#[derive(Debug)]
+pub struct InUse(#[allow(dead_code)] std::fs::File);
+
+fn in_use_file(data_dir: &Path) -> Result<std::fs::File> {
+    let p = data_dir.join(IN_USE_FILE);
+    crate::private::open_private(std::fs::OpenOptions::new().create(true).truncate(false).write(true), &p).io(&p)
+}
+
+/// Marks `data_dir` in use for as long as the returned value lives (a shared
+/// lock: several servers and apps may hold it; a rotation may not start).
+pub fn hold_in_use(data_dir: &Path) -> Result<InUse> {
+    let f = in_use_file(data_dir)?;
+    f.lock_shared().io(&data_dir.join(IN_USE_FILE))?;
+    Ok(InUse(f))
+}
+
+/// The exclusive lock a rotation holds, or [`CryptoError::InUse`].
+fn exclusive(data_dir: &Path) -> Result<InUse> {
+    let f = in_use_file(data_dir)?;
+    match f.try_lock() {
+        Ok(()) => Ok(InUse(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CryptoError::InUse { dir: data_dir.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(CryptoError::Io { path: data_dir.join(IN_USE_FILE), source: e }),
+    }
+}
+
+/// A temp file of an interrupted conversion: `*.rekey-*` (databases) or
+/// `*.tmp-<pid>` (atomic writes); removed, never converted.
+fn leftover(name: &str) -> bool {
+    name.contains(".rekey-") || name.rsplit_once(".tmp-").is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Converts every file of `data_dir` from key `from` to key `to` (files
+/// already under `to` are counted in `already_done`).
+fn convert_all(data_dir: &Path, from: &WorkspaceKey, to: &WorkspaceKey, report: &mut RotateReport) -> Result<()> {
+    let mut all = Vec::new();
+    files(data_dir, data_dir, &mut all)?;
+    all.sort();
+    for p in all {
+        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        if leftover(&name) {
+            let _ = std::fs::remove_file(&p); // left by an interrupted conversion
+            continue;
+        }
+        if skip(&p) || name == IN_USE_FILE {
+            continue;
+        }
+        let (kind, done) = classify(&p, from, to)?;
+        match kind {
+            Kind::Sealed if done => report.already_done += 1,
+            Kind::Sealed => {
+                let plain = zeroize::Zeroizing::new(from.read_file(&p)?);
+                write_atomic(&p, &to.seal(&plain, b""))?;
+                report.files += 1;
+            }
+            Kind::Database if done => report.already_done += 1,
+            Kind::Database => {
+                let f = if sqlite::is_plaintext(&p) { None } else { Some(from) };
+                sqlite::reencrypt(&p, f, to)?;
+                report.databases += 1;
+            }
+            Kind::Other => report.not_encrypted.push(p),
+        }
+        #[cfg(test)]
+        if STOP_AFTER.with(|s| s.get()) == Some(report.databases + report.files) {
+            return Err(CryptoError::Passphrase("test: simulated crash".into()));
+        }
+    }
+    Ok(())
+}
+
+/// `tresor key rotate --abort`: undoes an interrupted rotation — every file
+/// already under the pending key goes back to the current one, then the
+/// pending key is dropped. Same lock as [`rotate`].
+pub fn abort_rotation(data_dir: &Path, source: &KeySource) -> Result<RotateReport> {
+    let (kf, _kek, old, pending) = keyfile::unlock(data_dir, source)?;
+    let _lock = exclusive(data_dir)?;
+    let Some(new) = pending else { return Err(CryptoError::NothingToAbort { dir: data_dir.to_path_buf() }) };
+    let mut report = RotateReport {
+        old_key_id: new.id(),
+        new_key_id: old.id(),
+        resumed: true,
+        databases: 0,
+        files: 0,
+        already_done: 0,
+        not_encrypted: Vec::new(),
+        protection: protection(&kf.kek),
+    };
+    convert_all(data_dir, &new, &old, &mut report)?;
+    keyfile::write(data_dir, &KeyFile { pending: None, ..kf })?;
+    Ok(report)
+}
+
 /// Rotates the data key of `data_dir` (unlocked through `source`), or
 /// finishes an interrupted rotation. `new_source` with a passphrase also
 /// changes the passphrase (the old one no longer opens the key file).
 pub fn rotate(data_dir: &Path, source: &KeySource, new_source: Option<&KeySource>) -> Result<RotateReport> {
+    // the passphrase first: a wrong one changes no byte (not even the lock file)
     let (kf, kek, old, pending) = keyfile::unlock(data_dir, source)?;
+    let _lock = exclusive(data_dir)?;
     let resumed = pending.is_some();
     let new = match pending {
         Some(k) => k,
@@ -117,39 +223,7 @@ pub fn rotate(data_dir: &Path, source: &KeySource, new_source: Option<&KeySource
         not_encrypted: Vec::new(),
         protection: String::new(),
     };
-    let mut all = Vec::new();
-    files(data_dir, data_dir, &mut all)?;
-    all.sort();
-    for p in all {
-        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        if name.contains(".rekey-") {
-            let _ = std::fs::remove_file(&p); // left by an interrupted conversion
-            continue;
-        }
-        if skip(&p) {
-            continue;
-        }
-        let (kind, done) = classify(&p, &old, &new)?;
-        match kind {
-            Kind::Sealed if done => report.already_done += 1,
-            Kind::Sealed => {
-                let plain = zeroize::Zeroizing::new(old.read_file(&p)?);
-                write_atomic(&p, &new.seal(&plain, b""))?;
-                report.files += 1;
-            }
-            Kind::Database if done => report.already_done += 1,
-            Kind::Database => {
-                let from = if sqlite::is_plaintext(&p) { None } else { Some(&old) };
-                sqlite::reencrypt(&p, from, &new)?;
-                report.databases += 1;
-            }
-            Kind::Other => report.not_encrypted.push(p),
-        }
-        #[cfg(test)]
-        if STOP_AFTER.with(|s| s.get()) == Some(report.databases + report.files) {
-            return Err(CryptoError::Passphrase("test: simulated crash".into()));
-        }
-    }
+    convert_all(data_dir, &old, &new, &mut report)?;
     // the new key file: new KEK if asked, otherwise the current one
     let (kek_meta, new_kek) = match new_source {
         Some(ns) => keyfile::new_kek(data_dir, ns)?,
@@ -246,6 +320,94 @@ mod tests {
         assert_eq!(k2.read_file(&d.join("sub/v.bin")).unwrap(), b"vectors");
         assert!(k.read_file(&d.join("sub/v.bin")).is_err());
         assert_eq!(other.read_file(&d.join("workspaces/other/x.bin")).unwrap(), b"theirs");
+    }
+
+    fn seeded(d: &Path, src: &KeySource) -> WorkspaceKey {
+        let k = WorkspaceKey::open(d, src).unwrap();
+        for name in ["a.sqlite", "sub/b.sqlite"] {
+            let c = k.open_db(&d.join(name)).unwrap();
+            c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES ('secret');").unwrap();
+        }
+        k.write_file(&d.join("sub/v.bin"), b"vectors").unwrap();
+        k
+    }
+
+    #[test]
+    fn a_workspace_in_use_refuses_rotation_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src = KeySource::passphrase("pw");
+        let k = seeded(d, &src);
+        let held = hold_in_use(d).unwrap();
+        let _second = hold_in_use(d).unwrap(); // several servers / apps may share it
+        assert!(matches!(rotate(d, &src, None), Err(CryptoError::InUse { .. })));
+        assert!(matches!(abort_rotation(d, &src), Err(CryptoError::InUse { .. })));
+        assert!(!keyfile::status(d).unwrap().rotation_pending, "nothing staged");
+        assert_eq!(WorkspaceKey::open(d, &src).unwrap().id(), k.id());
+        drop(held);
+        drop(_second);
+        rotate(d, &src, None).unwrap();
+    }
+
+    #[test]
+    fn a_leftover_partial_temp_file_is_removed_not_converted() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src = KeySource::passphrase("pw");
+        let k = seeded(d, &src);
+        // a kill -9 inside write_atomic / reencrypt: half a sealed file, half a database
+        let sealed = std::fs::read(d.join("sub/v.bin")).unwrap();
+        std::fs::write(d.join("sub/v.bin.tmp-4242"), &sealed[..sealed.len() / 2]).unwrap();
+        std::fs::write(d.join("a.sqlite.rekey-4242"), b"SQLite format 3\0 half").unwrap();
+        let r = rotate(d, &src, None).unwrap();
+        assert_eq!(r.databases + r.files, 3, "{r:?}");
+        assert!(!d.join("sub/v.bin.tmp-4242").exists() && !d.join("a.sqlite.rekey-4242").exists());
+        let k2 = WorkspaceKey::open(d, &src).unwrap();
+        assert_ne!(k2.id(), k.id());
+        assert_eq!(k2.read_file(&d.join("sub/v.bin")).unwrap(), b"vectors");
+    }
+
+    #[test]
+    fn a_busy_wal_stops_the_rotation_before_its_wal_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src = KeySource::passphrase("pw");
+        let k = seeded(d, &src);
+        // another connection holds a read transaction: a TRUNCATE checkpoint cannot finish
+        let other = k.open_db(&d.join("a.sqlite")).unwrap();
+        other.execute_batch("PRAGMA journal_mode=WAL; INSERT INTO t VALUES ('only in the wal');").unwrap();
+        other.execute_batch("BEGIN; SELECT count(*) FROM t;").unwrap();
+        let e = rotate(d, &src, None).unwrap_err();
+        assert!(matches!(e, CryptoError::CheckpointBusy { .. }), "{e}");
+        other.execute_batch("COMMIT").unwrap();
+        drop(other);
+        // the rotation resumes and nothing the WAL held is lost
+        rotate(d, &src, None).unwrap();
+        let k2 = WorkspaceKey::open(d, &src).unwrap();
+        let n: i64 = k2.open_db(&d.join("a.sqlite")).unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn abort_goes_back_to_the_old_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src = KeySource::passphrase("pw");
+        let k = seeded(d, &src);
+        assert!(matches!(abort_rotation(d, &src), Err(CryptoError::NothingToAbort { .. })));
+        STOP_AFTER.with(|s| s.set(Some(2)));
+        assert!(rotate(d, &src, None).is_err());
+        STOP_AFTER.with(|s| s.set(None));
+        assert!(matches!(WorkspaceKey::open(d, &src), Err(CryptoError::RotationInterrupted { .. })));
+        let r = abort_rotation(d, &src).unwrap();
+        assert_eq!(r.databases + r.files, 2, "the two converted files went back: {r:?}");
+        let k2 = WorkspaceKey::open(d, &src).unwrap();
+        assert_eq!(k2.id(), k.id());
+        for name in ["a.sqlite", "sub/b.sqlite"] {
+            let x: String = k.open_db(&d.join(name)).unwrap().query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+            assert_eq!(x, "secret");
+        }
+        assert_eq!(k.read_file(&d.join("sub/v.bin")).unwrap(), b"vectors");
     }
 
     #[test]

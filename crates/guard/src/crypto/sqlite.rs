@@ -145,7 +145,13 @@ pub(crate) fn reencrypt(path: &Path, from: Option<&WorkspaceKey>, to: &Workspace
         if !probe(&conn, path)? {
             return Err(CryptoError::WrongKey { path: path.to_path_buf() });
         }
-        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        // the WAL must be empty before its files are removed below: a busy or partial checkpoint
+        // (another process holds the database) would lose what only the WAL holds
+        let (busy, log, done): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_err(path))?;
+        if busy != 0 || (log >= 0 && done < log) {
+            return Err(CryptoError::CheckpointBusy { path: path.to_path_buf() });
+        }
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err(path))?;
         let tmp_s = tmp.to_str().ok_or_else(|| CryptoError::Io {
             path: tmp.clone(),

@@ -22,13 +22,33 @@ pub(crate) fn router() -> Router<AppState> {
 
 #[derive(Serialize)]
 struct Health {
+    /// `ok`, or `degraded` while a workspace's engine is down (failed to
+    /// open, or to reopen after a panic) or a worker was lost.
     status: &'static str,
     version: &'static str,
     uptime_s: u64,
+    engine: EngineInfo,
+}
+
+/// Numbers only: health is served without a token, so it names no workspace.
+#[derive(Serialize)]
+struct EngineInfo {
+    /// Worker threads running (one per opened workspace).
+    workers: u64,
+    /// Requests that panicked in the engine since start (each failed alone).
+    panics: u64,
+    /// Workspaces whose engine is down now.
+    down: usize,
 }
 
 async fn health(State(s): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION"), uptime_s: s.started.elapsed().as_secs() })
+    let h = s.health();
+    let engine = EngineInfo {
+        workers: h.workers.load(Ordering::Relaxed),
+        panics: h.panics.load(Ordering::Relaxed),
+        down: h.down.lock().unwrap_or_else(|p| p.into_inner()).len(),
+    };
+    Json(Health { status: h.status(), version: env!("CARGO_PKG_VERSION"), uptime_s: s.started.elapsed().as_secs(), engine })
 }
 
 /// This workspace's numbers only (plus the server-wide count of requests

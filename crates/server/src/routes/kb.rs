@@ -116,17 +116,48 @@ async fn upload(
     }
     let _permit = s.permit(&ws)?;
     let dir = ws.dir.join("uploads").join(&name);
-    std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
     let path = dir.join(&file);
-    std::fs::write(&path, &body).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    // off the async workers: a 64 MB write must not stall other workspaces' requests
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || write_upload(&dir, &p, &body))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| {
+            tracing::error!("saving an upload to {}: {e}", path.display());
+            ApiError::internal(format!("could not save the uploaded document: {}", e.kind()))
+        })?;
     // encryption at rest: the knowledge base now holds the document (encrypted); the plaintext upload goes
     let actor = ws.actor.clone();
+    let path2 = path.clone();
     let rep = s
         .call(&ws, move |a| {
             let r = a.ingest(&name, std::slice::from_ref(&path), Some(&actor), &tresor_kb::NoProgress);
             let _ = std::fs::remove_file(&path);
             r
         })
-        .await??;
-    Ok(Json(rep))
+        .await;
+    if rep.is_err() {
+        // the job never ran (or panicked before its clean-up): no plaintext stays behind
+        let _ = std::fs::remove_file(&path2);
+    }
+    Ok(Json(rep??))
+}
+
+/// Writes an upload with mode 0600 from creation (the plaintext lives only
+/// until its ingest; a crash in between leaves it for the server's start-up
+/// sweep, [`crate::state::sweep_uploads`]).
+fn write_upload(dir: &FsPath, path: &FsPath, body: &[u8]) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)?;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    use std::io::Write;
+    let mut f = o.open(path)?;
+    f.write_all(body)?;
+    f.sync_all()
 }

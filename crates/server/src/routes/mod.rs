@@ -25,11 +25,16 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The whole API over a running engine: every resource's router, the token
-/// check in front of all of them (unknown paths included), the widget's gate
-/// in front of that (its assets, CORS and widget-token scope: [`crate::widget`])
-/// and the JSON body limit.
+/// check in front of all of them (unknown paths included), then the audit
+/// entry of the request ([`crate::audit`]), the widget's gate in front of the
+/// token check (its assets, CORS and widget-token scope: [`crate::widget`];
+/// its requests pass the `Origin` check through a hook, the `Host` check
+/// never) and the JSON body limit.
 pub(crate) fn app(state: AppState, body_limit: usize) -> Router {
     let widget = crate::widget::Widget::new(state.tokens.workspaces().clone(), body_limit);
+    // a request the widget gate let in carries its workspace already: its Origin was
+    // checked against that widget token's own list (the Host check still applies)
+    state.hosts.add_origin_hook(std::sync::Arc::new(|_origin, req| req.extensions().get::<crate::state::Ws>().is_some()));
     Router::new()
         .merge(openai::router())
         .merge(health::router())
@@ -38,6 +43,7 @@ pub(crate) fn app(state: AppState, body_limit: usize) -> Router {
         .merge(kpi::router())
         .merge(actions::router())
         .merge(crate::widget::routes::router())
+        .layer(middleware::from_fn_with_state(state.clone(), crate::audit::audit_request))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state((state.clone(), widget), crate::widget::gate))
         .layer(DefaultBodyLimit::max(body_limit))

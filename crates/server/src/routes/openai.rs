@@ -10,7 +10,8 @@
 //! [`AskRequest`] / [`Answer`]; never changes a field name OpenAI clients
 //! read.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -475,7 +476,10 @@ async fn chat_completions(State(s): State<AppState>, ws: Ws, ApiJson(body): ApiJ
     let permit = s.permit(&ws)?;
     let models = s.call(&ws, |a| a.available_models()).await?;
     let stream = body.stream;
-    let (req, model) = ask_request(&s, &ws, body, &models)?;
+    let (mut req, model) = ask_request(&s, &ws, body, &models)?;
+    // set when the client goes away (the stream is dropped): the engine stops generating
+    let cancel = Arc::new(AtomicBool::new(false));
+    req.cancel = Some(cancel.clone());
     if req.question.trim().is_empty() && fns.as_ref().is_none_or(|(_, _, r)| r.is_empty()) {
         return Err(ApiError::bad_request("the last user message is empty"));
     }
@@ -488,6 +492,8 @@ async fn chat_completions(State(s): State<AppState>, ws: Ws, ApiJson(body): ApiJ
     };
     let head = ChunkHead { id: format!("chatcmpl-{}", hex::encode(rand::random::<[u8; 12]>())), created: now(), model };
     if !stream {
+        // the client hanging up drops this future, and the guard stops the generation
+        let _guard = CancelOnDrop(cancel);
         let a = s.call(&ws, move |a| run(a, &mut |_| {})).await?;
         drop(permit);
         let a = a.map_err(|e| {
@@ -501,13 +507,16 @@ async fn chat_completions(State(s): State<AppState>, ws: Ws, ApiJson(body): ApiJ
     }
     let (tx, rx) = mpsc::unbounded_channel::<Ev>();
     let tx2 = tx.clone();
+    let gone = cancel.clone();
     let counters = ws.counters.clone();
     s.send(
         &ws,
         Box::new(move |a| {
             let r = match a {
                 Ok(a) => run(a, &mut |piece| {
-                    let _ = tx.send(Ev::Text(piece.to_string()));
+                    if tx.send(Ev::Text(piece.to_string())).is_err() {
+                        gone.store(true, Ordering::Relaxed);
+                    }
                 })
                 .map_err(ApiError::from),
                 Err(e) => Err(not_opened(e)),
@@ -521,14 +530,14 @@ async fn chat_completions(State(s): State<AppState>, ws: Ws, ApiJson(body): ApiJ
     )?;
     // the role chunk goes first, once the engine says whether text or a function call follows
     // (events not yet sent, whether the role chunk went out, the engine's channel until done)
-    let init: (Vec<Event>, bool, Option<mpsc::UnboundedReceiver<Ev>>) = (Vec::new(), false, Some(rx));
-    let events = futures_util::stream::unfold(init, move |(mut pending, mut started, mut rx)| {
+    let init: (Vec<Event>, bool, Option<mpsc::UnboundedReceiver<Ev>>, CancelOnDrop) = (Vec::new(), false, Some(rx), CancelOnDrop(cancel));
+    let events = futures_util::stream::unfold(init, move |(mut pending, mut started, mut rx, guard)| {
         let head = head.clone();
         async move {
             loop {
                 if !pending.is_empty() {
                     let e = pending.remove(0);
-                    return Some((Ok::<Event, std::convert::Infallible>(e), (pending, started, rx)));
+                    return Some((Ok::<Event, std::convert::Infallible>(e), (pending, started, rx, guard)));
                 }
                 let r = rx.as_mut()?;
                 let role = |started: &mut bool, pending: &mut Vec<Event>| {
@@ -560,6 +569,17 @@ async fn chat_completions(State(s): State<AppState>, ws: Ws, ApiJson(body): ApiJ
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Raises the cancel flag of a generation when dropped: the stream that
+/// holds it is dropped when its client disconnects (or when it has ended,
+/// when the flag no longer matters).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 async fn embeddings(State(s): State<AppState>, ws: Ws, ApiJson(body): ApiJson<EmbedBody>) -> ApiResult<Json<EmbeddingList>> {
