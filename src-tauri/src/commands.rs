@@ -315,26 +315,25 @@ pub async fn thread_delete(app: AppHandle, id: i64) -> Res<()> {
     blocking(app, move |_, host| Ok(host.threads()?.delete_thread(id)?)).await
 }
 
-/// Thumbs (+1/-1) on an answer, or a CSAT score (1-5) on a thread.
-#[tauri::command]
-pub async fn feedback(app: AppHandle, feedback: Feedback) -> Res<i64> {
-    blocking(app, move |_, host| Ok(host.threads()?.add_feedback(&feedback)?)).await
+/// The engine's handoff desk for this data dir (no model is loaded).
+fn desk(host: &Host) -> Result<tresor_assistant::HandoffDesk> {
+    Ok(tresor_assistant::HandoffDesk::open(host.data_dir(), host.key()?)?)
 }
 
-/// Exports the thread as a ticket file (personal data masked); returns its path.
+/// Thumbs (+1/-1) on an answer, or a CSAT score (1-5) on a thread (once per thread): the engine's
+/// `feedback`, the same call as the CLI's and the API's; `offer_handoff` after a negative rating.
 #[tauri::command]
-pub async fn handoff(app: AppHandle, thread: i64, note: String) -> Res<String> {
+pub async fn feedback(app: AppHandle, feedback: Feedback) -> Res<tresor_assistant::FeedbackOutcome> {
+    blocking(app, move |_, host| Ok(desk(host)?.desk().feedback(&feedback)?)).await
+}
+
+/// Hands the thread to a human: the engine makes the ticket (personal data masked) and delivers it
+/// to the configured target (docs/handoff.md); the receipt's `message` says what happens next.
+#[tauri::command]
+pub async fn handoff(app: AppHandle, thread: i64, note: String) -> Res<tresor_assistant::HandoffReceipt> {
     blocking(app, move |_, host| {
-        let store = host.threads()?;
-        let info = store.thread(thread)?;
-        let msgs = store.messages(thread)?;
-        let text = crate::ticket::render(&info, &msgs, &note, crate::ticket::REDACTION);
-        let path = crate::ticket::write(host.data_dir(), thread, &text)?;
-        // the `handoff` event the KPIs count (escalation, containment), as `tresor handoff` records it
-        if store.events().is_some() {
-            store.handoff(thread, Some(note.trim()).filter(|n| !n.is_empty()))?;
-        }
-        Ok(path.display().to_string())
+        let req = tresor_assistant::HandoffRequest { conversation_id: Some(thread), reason: Some(note), ..Default::default() };
+        Ok(desk(host)?.desk().create(&req)?)
     })
     .await
 }
@@ -387,6 +386,12 @@ pub async fn simulate(app: AppHandle, since: String, scenario: ScenarioInput) ->
         host.with_engine(|a| Ok(a.simulate(&w, &scenario)?))
     })
     .await
+}
+
+/// The user closed the conversation (`reason` closed) or it sat idle (`idle`): whether to ask for CSAT now.
+#[tauri::command]
+pub async fn conversation_end(app: AppHandle, thread: i64, reason: Option<String>) -> Res<tresor_assistant::EndOutcome> {
+    blocking(app, move |_, host| Ok(desk(host)?.desk().end(thread, reason.as_deref().unwrap_or("closed"))?)).await
 }
 
 // ---- knowledge bases ------------------------------------------------------------

@@ -4,8 +4,8 @@
 //! model-pull progress as `tresor://ingest` and `tresor://pull` events.
 //!
 //! Owns: window and plugin set-up, the engine's lifetime ([`host`]), the
-//! app's own settings file ([`settings`]) and the hand-off ticket format
-//! ([`ticket`]). Never: answer logic, retrieval, model code or HTTP — every
+//! app's own settings file ([`settings`]). Hand-offs are the engine's
+//! (`tresor_assistant::handoff`, docs/handoff.md). Never: answer logic, retrieval, model code or HTTP — every
 //! question goes to `tresor_assistant::Assistant` in-process.
 #![forbid(unsafe_code)]
 
@@ -13,7 +13,6 @@ pub mod commands;
 pub mod host;
 pub mod policy;
 pub mod settings;
-pub mod ticket;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -119,6 +118,7 @@ pub fn run(paths: Paths, ctx: tauri::Context<tauri::Wry>) -> Result<()> {
             commands::thread_delete,
             commands::feedback,
             commands::handoff,
+            commands::conversation_end,
             commands::kb_list,
             commands::kb_add,
             commands::kb_remove,

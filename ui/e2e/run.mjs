@@ -169,9 +169,11 @@ try {
   }
   await s.click('[aria-label="Close sources"]');
 
-  step('feedback: thumbs up and CSAT');
+  step('feedback: thumbs up; ending the conversation asks for CSAT (once)');
   await s.click('[data-testid="thumbs-up"]');
   await s.waitFor('[data-testid="thumbs-up"][aria-pressed="true"]');
+  await s.click('[data-testid="end-conversation"]');
+  await s.waitFor('[data-testid="csat"]', { what: 'the CSAT question at the end of the conversation' });
   await s.click('[data-testid="csat"] button:nth-of-type(5)');
   await s.waitFor('[data-testid="csat"] button[aria-pressed="true"]');
 

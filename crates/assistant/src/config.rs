@@ -54,6 +54,8 @@ pub struct AssistantConfig {
     pub tools: crate::act::ToolsConfig,
     /// Events and KPIs (`[telemetry]`: retention, question text opt-in, variant, cost table; docs/events.md).
     pub telemetry: tresor_telemetry::TelemetryConfig,
+    /// Human handoff and CSAT (`[handoff]`, see `handoff/`, docs/handoff.md): target, redaction, offer and idle rules.
+    pub handoff: crate::handoff::HandoffConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +113,7 @@ impl Default for AssistantConfig {
             injection: crate::firewall::InjectionConfig::default(),
             tools: crate::act::ToolsConfig::default(),
             telemetry: tresor_telemetry::TelemetryConfig::default(),
+            handoff: crate::handoff::HandoffConfig::default(),
         }
     }
 }
@@ -167,6 +170,7 @@ impl AssistantConfig {
         if self.max_passages == 0 || self.retrieve_k == 0 || self.context_tokens < 32 || self.max_answer_tokens == 0 {
             return Err("retrieve_k, max_passages and max_answer_tokens must be at least 1, context_tokens at least 32".into());
         }
+        self.handoff.validate()?;
         self.telemetry.validate()
     }
 }

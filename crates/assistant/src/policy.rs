@@ -243,9 +243,13 @@ impl Assistant {
             thread_id: None,
             message_id: None,
             actions: Vec::new(),
+            offer_handoff: false,
+            ask_csat: false,
+            handoff: None,
             trace: Trace { policy: Some(pre.decision), ..Default::default() },
             variant: String::new(),
         };
+        ans.offer_handoff = self.desk().offer_after(req.thread, true)?;
         if let Some(t) = req.thread {
             self.threads().add_message(t, "user", q, None)?;
             let meta = json!({ "route": ans.route, "refused": true, "policy": ans.trace.policy });

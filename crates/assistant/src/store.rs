@@ -281,6 +281,17 @@ impl ThreadStore {
             return Err(AssistantError::BadFeedback("name the answer (message_id) or the thread (thread_id)".into()));
         };
         let kb = self.thread(thread_id)?.kb;
+        // CSAT is asked once per conversation: a second score is refused (thumbs and comments are not)
+        if f.csat.is_some() {
+            let rated: Option<i64> = self
+                .conn
+                .query_row("SELECT 1 FROM feedback WHERE thread_id = ?1 AND csat IS NOT NULL LIMIT 1", params![thread_id], |r| r.get(0))
+                .optional()
+                .db(&self.path)?;
+            if rated.is_some() {
+                return Err(AssistantError::BadFeedback(format!("conversation {thread_id} has already been rated (CSAT is given once per conversation)")));
+            }
+        }
         self.conn
             .execute(
                 "INSERT INTO feedback(thread_id, message_id, thumbs, csat, comment, created) VALUES (?1, ?2, ?3, ?4, ?5, strftime('%s','now'))",
@@ -297,6 +308,14 @@ impl ThreadStore {
             ev.record(&tresor_telemetry::Event::now(Some(thread_id), f.message_id, kb, kind))?;
         }
         Ok(id)
+    }
+
+    /// The thread of answer `message_id` (None: no such answer).
+    pub fn thread_of_message(&self, message_id: i64) -> Result<Option<i64>> {
+        self.conn
+            .query_row("SELECT thread_id FROM messages WHERE id = ?1", params![message_id], |r| r.get(0))
+            .optional()
+            .db(&self.path)
     }
 
     /// (thumbs up, thumbs down, mean CSAT) over all feedback.

@@ -1,9 +1,9 @@
 //! The engine's side of the measurement layer (tresor-telemetry): the
 //! message event of every answer (written by the record step of `answer`
 //! and of a policy refusal), and the facade methods the doors call for what
-//! happens after an answer — feedback, a handoff to a human, an explicit
-//! resolution, the end of a conversation, a tool call — plus the KPIs, the
-//! dashboard data and the cost simulator over the workspace's events.
+//! happens after an answer — an explicit resolution, a tool call (feedback,
+//! handoffs and the end of a conversation are `handoff/`'s) — plus the KPIs,
+//! the dashboard data and the cost simulator over the workspace's events.
 //!
 //! Owns: turning an [`Answer`] into a [`Message`] event and the facade
 //! methods. Never: a KPI formula or the event schema (tresor-telemetry's),
@@ -14,7 +14,6 @@ use tresor_telemetry::{Event, EventKind, EventStore, Message, Outcome, ToolActio
 
 use crate::engine::{Answer, AskRequest, Assistant};
 use crate::error::{AssistantError, Result};
-use crate::store::Feedback;
 
 /// `api` for a request with an API token's actor, else `local` (CLI, desktop).
 fn channel(req: &AskRequest) -> &'static str {
@@ -98,25 +97,9 @@ impl Assistant {
         Ok(())
     }
 
-    /// Thumbs / CSAT / comment on an answer (`message_id`) or a conversation (`thread_id`): stored with the
-    /// thread and recorded as a `feedback` event. Returns the feedback's id.
-    pub fn feedback(&self, f: &Feedback) -> Result<i64> {
-        self.threads().add_feedback(f)
-    }
-
-    /// Conversation `conversation_id` was handed to a human (`reason` is PII-masked).
-    pub fn handoff(&self, conversation_id: i64, reason: Option<&str>) -> Result<()> {
-        self.threads().handoff(conversation_id, reason)
-    }
-
     /// An explicit outcome for conversation `conversation_id` (the latest counts; see docs/kpi.md).
     pub fn resolve(&self, conversation_id: i64, outcome: Outcome) -> Result<()> {
         self.threads().record_conversation_event(conversation_id, EventKind::Resolution { outcome })
-    }
-
-    /// A door closed conversation `conversation_id`.
-    pub fn end_conversation(&self, conversation_id: i64, reason: Option<&str>) -> Result<()> {
-        self.threads().record_conversation_event(conversation_id, EventKind::ConversationEnded { reason: reason.map(tresor_guard::redact::for_log) })
     }
 
     /// One tool call of the action layer (the tools layer calls this for every call, allowed or not).

@@ -177,7 +177,7 @@ pub fn run_ask(args: AskArgs, ctx: &Ctx) -> Result<()> {
 }
 
 const CHAT_HELP: &str = "commands: /sources (sources of the last answer), /new (new conversation), /kb [NAME] (list or switch knowledge bases), \
-/model [ID|auto] (show or pick the chat model), /rate up|down|1-5 [comment] (rate the last answer), /help, /quit";
+/model [ID|auto] (show or pick the chat model), /rate up|down|1-5 [comment] (rate the last answer), /human [reason] (hand the conversation to a person), /help, /quit";
 
 pub fn run_chat(args: ChatArgs, ctx: &Ctx) -> Result<()> {
     let mut kb = pick_kb(ctx, args.kb.as_deref())?;
@@ -211,6 +211,13 @@ pub fn run_chat(args: ChatArgs, ctx: &Ctx) -> Result<()> {
             let (name, rest) = cmd.split_once(' ').map(|(a, b)| (a, b.trim())).unwrap_or((cmd, ""));
             match name {
                 "quit" | "exit" | "q" => break,
+                "human" | "handoff" => match thread {
+                    Some(t) => match assistant.handoff(t, (!rest.is_empty()).then_some(rest)) {
+                        Ok(r) => print_receipt(&r),
+                        Err(e) => println!("error: {e:#}"),
+                    },
+                    None => println!("(no conversation yet)"),
+                },
                 "help" => println!("{CHAT_HELP}"),
                 "sources" => match &last {
                     Some(a) if !a.sources.is_empty() => print_sources(a),
@@ -246,7 +253,12 @@ pub fn run_chat(args: ChatArgs, ctx: &Ctx) -> Result<()> {
                     println!("(model: {rest})");
                 }
                 "rate" => match rate(&assistant, &last, rest) {
-                    Ok(()) => println!("(thanks for the feedback)"),
+                    Ok(out) => {
+                        println!("(thanks for the feedback)");
+                        if let Some(offer) = out.offer {
+                            println!("  {offer}   (/human)");
+                        }
+                    }
                     Err(e) => println!("error: {e:#}"),
                 },
                 _ => println!("unknown command /{name}; {CHAT_HELP}"),
@@ -286,15 +298,69 @@ pub fn run_chat(args: ChatArgs, ctx: &Ctx) -> Result<()> {
                         Err(e) => println!("error: {e:#}"),
                     }
                 }
+                if let Some(r) = &a.handoff {
+                    print_receipt(r);
+                }
+                if a.offer_handoff {
+                    println!("  {}", tresor_assistant::handoff::offer_text(&a.lang));
+                }
+                if a.ask_csat {
+                    // "thanks, bye": the answer asked the question; the next line is the rating
+                    csat_prompt(&assistant, &mut lines, t, None)?;
+                    thread = None;
+                }
                 last = Some(a);
             }
             Err(e) => println!("error: {e:#}"),
         }
     }
+    // Ctrl-D or /quit: the conversation ends here; the engine decides whether to ask for CSAT
+    if let Some(t) = thread {
+        match assistant.end_conversation(t, Some("closed")) {
+            Ok(end) if end.ask_csat => csat_prompt(&assistant, &mut lines, t, end.question.as_deref())?,
+            Ok(_) => {}
+            Err(e) => eprintln!("error: {e:#}"),
+        }
+    }
     Ok(())
 }
 
-fn rate(assistant: &Assistant, last: &Option<Answer>, rest: &str) -> Result<()> {
+/// Where the ticket went and what happens next.
+fn print_receipt(r: &tresor_assistant::HandoffReceipt) {
+    match (&r.delivered_to, &r.error) {
+        (Some(to), _) => println!("  (ticket {} → {to})", r.ticket_id),
+        (_, Some(e)) => println!("  (ticket {} not delivered: {e}; it stays in the outbox: tresor handoff --retry)", r.ticket_id),
+        _ => println!("  (ticket {} kept in the local outbox)", r.ticket_id),
+    }
+}
+
+/// Asks for a 1-5 rating (and an optional comment) once; an empty line or the end of input skips it.
+fn csat_prompt(assistant: &Assistant, lines: &mut dyn Iterator<Item = std::io::Result<String>>, thread: i64, question: Option<&str>) -> Result<()> {
+    if let Some(q) = question {
+        println!("{q}");
+    }
+    print!("  rating 1-5 [comment] (Enter to skip): ");
+    std::io::stdout().flush()?;
+    let Some(line) = lines.next().transpose()? else {
+        println!();
+        return Ok(());
+    };
+    let line = line.trim();
+    if line.is_empty() {
+        return Ok(());
+    }
+    let (n, comment) = line.split_once(' ').map(|(a, b)| (a, Some(b.trim().to_string()))).unwrap_or((line, None));
+    match n.parse::<u8>() {
+        Ok(c) => match assistant.feedback(&Feedback { thread_id: Some(thread), csat: Some(c), comment, ..Default::default() }) {
+            Ok(_) => println!("  (thanks for the rating)"),
+            Err(e) => println!("error: {e:#}"),
+        },
+        Err(_) => println!("  (not a rating 1-5; skipped)"),
+    }
+    Ok(())
+}
+
+fn rate(assistant: &Assistant, last: &Option<Answer>, rest: &str) -> Result<tresor_assistant::FeedbackOutcome> {
     let Some(a) = last else { bail!("no answer to rate yet") };
     let (what, comment) = rest.split_once(' ').map(|(a, b)| (a, Some(b.trim().to_string()))).unwrap_or((rest, None));
     let mut f = Feedback { message_id: a.message_id, thread_id: a.thread_id, comment, ..Default::default() };
@@ -303,8 +369,7 @@ fn rate(assistant: &Assistant, last: &Option<Answer>, rest: &str) -> Result<()> 
         "down" | "-" | "-1" | "👎" => f.thumbs = Some(-1),
         n => f.csat = Some(n.parse().map_err(|_| anyhow::anyhow!("usage: /rate up|down|1-5 [comment]"))?),
     }
-    assistant.feedback(&f)?;
-    Ok(())
+    Ok(assistant.feedback(&f)?)
 }
 
 pub fn run_eval_answers(args: EvalAnswersArgs, ctx: &Ctx) -> Result<()> {

@@ -310,8 +310,24 @@ async fn kpi_reflects_answers_feedback_and_handoffs_through_the_api() {
     }
     let fb = json!({"message_id": ids[0].1, "thumbs": 1, "csat": 5});
     assert_eq!(call_json(&app, post_json("/api/feedback", &fb)).await.0, StatusCode::CREATED);
-    let (status, _, body) = call(&app, post_json("/api/handoff", &json!({"conversation_id": ids[1].0, "reason": "needs a human"}))).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // CSAT once per conversation: a second score is refused, and the end says not to ask again
+    let (status, v) = call_json(&app, post_json("/api/feedback", &json!({"thread_id": ids[0].0, "csat": 2}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, v) = call_json(&app, post_json(&format!("/api/conversations/{}/end", ids[0].0), &json!({"reason": "closed"}))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((v["ended"].as_bool(), v["ask_csat"].as_bool()), (Some(true), Some(false)), "{v}");
+    let (status, v) = call_json(&app, post_json("/api/handoff", &json!({"conversation_id": ids[1].0, "reason": "needs a human"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    // the receipt: the default folder target under the data dir, the ticket with the conversation
+    assert_eq!((v["status"].as_str(), v["target"].as_str()), (Some("delivered"), Some("folder")), "{v}");
+    assert!(v["ticket_id"].as_str().unwrap().starts_with("T-") && v["message"].as_str().unwrap().contains("colleague"), "{v}");
+    assert_eq!(v["ticket"]["conversation_id"], ids[1].0);
+    assert_eq!(v["ticket"]["messages"].as_array().unwrap().len(), 2, "{v}");
+    assert!(std::path::Path::new(v["delivered_to"].as_str().unwrap()).exists(), "{v}");
+    let (status, v) = call_json(&app, post_json(&format!("/api/conversations/{}/end", ids[1].0), &json!({}))).await;
+    assert_eq!((status, v["ask_csat"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+    let (status, v) = call_json(&app, post_json("/api/conversations/999/end", &json!({}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
     let (status, v) = call_json(&app, post_json("/api/handoff", &json!({"conversation_id": 999}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
     let (status, k) = call_json(&app, get("/api/kpi?by=day")).await;

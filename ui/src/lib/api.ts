@@ -25,6 +25,11 @@ import type { AppInfo } from './bindings/AppInfo';
 import type { ActionReportView } from './bindings/ActionReportView';
 import type { ToolView } from './bindings/ToolView';
 import type { ToolRecords } from './bindings/ToolRecords';
+import type { HandoffReceipt } from './bindings/HandoffReceipt';
+
+/** The engine's answers to a rating and to the end of a conversation (docs/handoff.md). */
+export type FeedbackOutcome = { id: number; offer_handoff: boolean; offer: string | null };
+export type EndOutcome = { conversation_id: number; ended: boolean; ask_csat: boolean; question: string | null };
 import type { ToolImportView } from './bindings/ToolImportView';
 import type { DashboardData } from './bindings/DashboardData';
 import type { Simulation } from './bindings/Simulation';
@@ -63,9 +68,10 @@ export const api = {
   renameThread: (id: number, title: string) => invoke<void>('thread_rename', { id, title }),
   deleteThread: (id: number) => invoke<void>('thread_delete', { id }),
   thumbs: (messageId: number, thumbs: 1 | -1) =>
-    invoke<number>('feedback', { feedback: { message_id: messageId, thumbs } }),
-  csat: (threadId: number, csat: number) => invoke<number>('feedback', { feedback: { thread_id: threadId, csat } }),
-  handoff: (thread: number, note: string) => invoke<string>('handoff', { thread, note }),
+    invoke<FeedbackOutcome>('feedback', { feedback: { message_id: messageId, thumbs } }),
+  csat: (threadId: number, csat: number) => invoke<FeedbackOutcome>('feedback', { feedback: { thread_id: threadId, csat } }),
+  handoff: (thread: number, note: string) => invoke<HandoffReceipt>('handoff', { thread, note }),
+  endConversation: (thread: number, reason = 'closed') => invoke<EndOutcome>('conversation_end', { thread, reason }),
   kbs: () => invoke<KbView[]>('kb_list'),
   kbAdd: (kb: string, paths: string[]) => invoke<IngestReport>('kb_add', { kb, paths }),
   kbRemove: (kb: string) => invoke<void>('kb_remove', { kb }),

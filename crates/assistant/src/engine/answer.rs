@@ -196,6 +196,13 @@ pub struct Answer {
         ts(type = "Array<{ id: string, tool: string, arguments: Record<string, unknown>, status: 'needs_input' | 'needs_confirmation' | 'succeeded' | 'failed' | 'declined' | 'timed_out', result: unknown, error: string | null, missing: Array<string> }>")
     )]
     pub actions: Vec<tresor_tools::actions::Action>,
+    /// Offer the user a human: the assistant refused for the second time in this conversation
+    /// (`[handoff] offer_after_refusals`). The offer's text: `tresor_assistant::handoff::offer_text`.
+    pub offer_handoff: bool,
+    /// The conversation ended with this message ("thanks, bye"): ask for a 1-5 rating now (once per conversation).
+    pub ask_csat: bool,
+    /// The user asked for a human: the ticket and what happens next (route `handoff`).
+    pub handoff: Option<crate::handoff::HandoffReceipt>,
     pub trace: Trace,
     /// The release that answered (`tresor release`), else the workspace's `[telemetry] variant` label.
     #[serde(default)]

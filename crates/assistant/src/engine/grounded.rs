@@ -203,6 +203,9 @@ impl Assistant {
             thread_id: None,
             message_id: None,
             actions: Vec::new(),
+            offer_handoff: false,
+            ask_csat: false,
+            handoff: None,
             trace: std::mem::take(&mut rec.trace),
             variant: String::new(),
         }))
@@ -399,6 +402,9 @@ fn validate(ask: &Ask, mut rec: Record, packed: &Packed, mut v: Validator, g: Ge
         thread_id: None,
         message_id: None,
         actions: Vec::new(),
+        offer_handoff: false,
+        ask_csat: false,
+        handoff: None,
         trace: rec.trace,
         variant: String::new(),
     }

@@ -60,6 +60,8 @@ pub struct Assistant {
     kbs: HashMap<String, (Kb, String)>,
     cache: SemanticCache,
     threads: ThreadStore,
+    /// The handoff outbox and conversation ends (`handoff/`), in the same database.
+    pub(crate) handoffs: crate::handoff::HandoffStore,
     pub metrics: Metrics,
     /// The admin policy and the audit log (`policy.rs`).
     pub(crate) gate: crate::policy::PolicyGate,
@@ -103,6 +105,8 @@ impl Assistant {
         Ok(Assistant {
             cache: SemanticCache::open(&db, key)?,
             threads: Self::open_threads(&db, key, &cfg.telemetry)?,
+            // after the threads: its conversation table refers to theirs
+            handoffs: crate::handoff::HandoffStore::open(&db, key)?,
             cfg,
             data_dir: data_dir.to_path_buf(),
             key: key.clone(),
@@ -150,6 +154,19 @@ impl Assistant {
     }
     pub fn threads(&self) -> &ThreadStore {
         &self.threads
+    }
+    /// Handoffs and conversation ends over this engine's threads, settings, policy and audit log.
+    pub fn desk(&self) -> crate::handoff::Desk<'_> {
+        crate::handoff::Desk {
+            threads: &self.threads,
+            store: &self.handoffs,
+            cfg: &self.cfg.handoff,
+            policy: &self.gate.policy,
+            audit: self.audit_log(),
+            workspace: self.workspace(),
+            data_dir: &self.data_dir,
+            key: &self.key,
+        }
     }
     pub fn cache_stats(&self) -> Result<CacheStats> {
         self.cache.stats()
@@ -280,6 +297,10 @@ impl Assistant {
         let lang = language(&q);
         // prompts reach logs only PII-masked (tresor-guard redact::for_log); evaluated only at debug level
         tracing::debug!(question = %tresor_guard::redact::for_log(&q), "answering");
+        // a request for a human or a closing message, before anything else runs (handoff/)
+        if let Some(ans) = self.handoff_turns(&q, lang, req, on_text)? {
+            return self.record_turn(req, &q, ans, t0);
+        }
         // admin policy (policy.rs): language, blocked terms and refused topics before anything
         // runs; every streamed sentence then passes its output checks
         let t_policy = Instant::now();
@@ -369,13 +390,26 @@ impl Assistant {
             ans.timings.ttft_ms = ans.timings.total_ms;
         }
         ans.timings.pipeline_ms = (ans.timings.total_ms - ans.timings.generate_ms - ans.timings.load_ms + ans.timings.validate_ms).max(0.0);
+        ans.offer_handoff = self.desk().offer_after(req.thread, ans.refused)?;
+        self.record_turn(req, &q, ans, t0)
+    }
+
+    /// The record step every turn ends with: the thread's messages, counters, the audit entry, the events.
+    fn record_turn(&mut self, req: &AskRequest, q: &str, mut ans: Answer, t0: Instant) -> Result<Answer> {
+        if ans.timings.total_ms == 0.0 {
+            ans.timings.total_ms = ms(t0);
+            ans.timings.ttft_ms = ans.timings.total_ms;
+            ans.timings.pipeline_ms = ans.timings.total_ms;
+        }
+        let q = q.to_string();
         let t_record = Instant::now();
         if let Some(t) = req.thread {
             self.threads.add_message(t, "user", &q, None)?;
             let meta = serde_json::json!({
                 "sources": ans.sources, "model": ans.model, "timings": ans.timings, "tokens": ans.tokens,
                 "route": ans.route, "routing": ans.routing, "grounded": ans.grounded, "refused": ans.refused, "cache_hit": ans.cache_hit,
-                "actions": ans.actions,
+                "actions": ans.actions, "offer_handoff": ans.offer_handoff, "ask_csat": ans.ask_csat,
+                "ticket_id": ans.handoff.as_ref().map(|h| h.ticket_id.clone()),
             });
             ans.message_id = Some(self.threads.add_message(t, "assistant", &ans.answer, Some(&meta))?);
             ans.thread_id = Some(t);
@@ -508,6 +542,9 @@ pub(crate) fn bare_answer(text: String, intent: Intent, lang: Lang, routing: Rou
         thread_id: None,
         message_id: None,
         actions: Vec::new(),
+        offer_handoff: false,
+        ask_csat: false,
+        handoff: None,
         trace: Trace::default(),
         variant: String::new(),
     }

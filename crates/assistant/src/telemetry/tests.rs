@@ -180,13 +180,14 @@ fn question_text_is_kept_only_when_opted_in_and_then_masked() {
 }
 
 #[test]
-fn telemetry_off_records_nothing_and_handoff_says_why() {
+fn telemetry_off_records_nothing_and_handoff_still_delivers() {
     let mut cfg = AssistantConfig::default();
     cfg.telemetry.enabled = false;
     let (_dir, mut a) = engine(cfg);
     let t = a.threads().create_thread("t", Some("default")).unwrap();
     a.answer(&AskRequest { question: VACATION.into(), kb: Some("default".into()), thread: Some(t), ..Default::default() }, &mut |_| {}).unwrap();
     assert!(a.events().is_none());
-    let e = a.handoff(t, None).unwrap_err().to_string();
-    assert!(e.contains("telemetry is off"), "{e}");
+    // a person who asks for a human gets one whether or not the workspace measures itself
+    let r = a.handoff(t, None).unwrap();
+    assert_eq!(r.status, "delivered", "{r:?}");
 }

@@ -36,6 +36,7 @@ struct RawPolicy {
     languages: Option<RawLanguages>,
     injection: Option<RawInjection>,
     mcp: Option<RawMcp>,
+    handoff: Option<super::HandoffPolicy>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -361,6 +362,14 @@ impl Policy {
                 self.mcp_servers.insert(name.clone(), config);
                 self.origin.insert(key, origin.clone());
             }
+        }
+        if let Some(h) = &raw.handoff {
+            if layer == Layer::User {
+                return Err(src.err("handoff", "the handoff target can only be set in the admin policy (TRESOR_POLICY or /etc/tresor/policy.toml); a workspace sets its own in assistant.toml [handoff]"));
+            }
+            h.check().map_err(|(k, m)| src.err(&format!("handoff.{k}"), &m))?;
+            self.handoff = h.clone();
+            self.origin.insert("handoff".into(), origin.clone());
         }
         if let Some(a) = &raw.answer {
             if let Some(n) = a.max_chars {

@@ -14,6 +14,7 @@
 //! [`PolicyDecision`] holds topic names, scores and counts only.
 //! The built-in defaults are `assets/policy.example.toml`, compiled in.
 
+pub mod handoff;
 pub mod load;
 pub mod output;
 pub mod sign;
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::injection::InjectionAction;
+pub use handoff::{HandoffPolicy, HANDOFF_REDACT, HANDOFF_TARGETS};
 pub use load::{PolicyPaths, SYSTEM_ADMIN_KEYS, SYSTEM_POLICY};
 pub use output::{is_price_promise, states_money, PolicyDecision, PolicyOutputCheck};
 pub use sign::{keygen, load_public_keys, read_public_key, read_signing_key, sig_path, sign, verify_signature, write_private};
@@ -146,6 +148,8 @@ pub struct Policy {
     pub confirm_tools: Vec<String>,
     /// `[mcp.servers.NAME]` (admin policy only).
     pub mcp_servers: BTreeMap<String, McpServerConfig>,
+    /// `[handoff]` (admin policy only): the handoff target and the HTTP endpoints it may use.
+    pub handoff: HandoffPolicy,
     pub max_answer_chars: usize,
     pub allowed_languages: Vec<String>,
     pub injection_action: InjectionAction,
@@ -213,6 +217,7 @@ impl Policy {
             denied_tools: Vec::new(),
             confirm_tools: Vec::new(),
             mcp_servers: BTreeMap::new(),
+            handoff: HandoffPolicy::default(),
             max_answer_chars: 2000,
             allowed_languages: LANGS.iter().map(|s| s.to_string()).collect(),
             injection_action: InjectionAction::Quarantine,

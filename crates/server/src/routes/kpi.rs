@@ -1,8 +1,10 @@
 //! The measurement endpoints: `GET /api/kpi` (`?since=&until=&by=`: the
 //! same report as `tresor kpi --json`), `GET /api/kpi/dashboard` (everything
-//! the dashboard screen shows) and `POST /api/handoff` (a conversation was
-//! handed to a human). Owns their HTTP shapes; the KPIs are
-//! tresor-telemetry's, read through the engine.
+//! the dashboard screen shows) and `POST /api/handoff` (a conversation is
+//! handed to a human: the engine delivers the ticket to the configured target
+//! and the response is its receipt, ticket included). Owns their HTTP shapes;
+//! the KPIs are tresor-telemetry's, the handoff tresor-assistant's, read
+//! through the engine.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -59,9 +61,21 @@ struct Handoff {
     conversation_id: i64,
     #[serde(default)]
     reason: Option<String>,
+    /// door (a button; default) | offer (the user accepted the assistant's offer) | user_request
+    #[serde(default)]
+    trigger: Option<String>,
 }
 
-async fn handoff(State(s): State<AppState>, ws: Ws, ApiJson(h): ApiJson<Handoff>) -> ApiResult<StatusCode> {
-    s.call(&ws, move |a| a.handoff(h.conversation_id, h.reason.as_deref())).await??;
-    Ok(StatusCode::CREATED)
+/// 201 with the receipt (`ticket_id`, `status` delivered | queued | kept, `target`, `delivered_to`,
+/// `error`, `message` for the user, `ticket`); a queued ticket is still 201: it waits in the outbox.
+async fn handoff(State(s): State<AppState>, ws: Ws, ApiJson(h): ApiJson<Handoff>) -> ApiResult<(StatusCode, Json<tresor_assistant::HandoffReceipt>)> {
+    if let Some(t) = &h.trigger {
+        if !["door", "offer", "user_request"].contains(&t.as_str()) {
+            return Err(ApiError::bad_request(format!("trigger must be door, offer or user_request, not {t:?}")));
+        }
+    }
+    let actor = ws.actor.to_string();
+    let req = tresor_assistant::HandoffRequest { conversation_id: Some(h.conversation_id), reason: h.reason, trigger: h.trigger, actor: Some(actor), ..Default::default() };
+    let r = s.call(&ws, move |a| a.handoff_with(&req)).await??;
+    Ok((StatusCode::CREATED, Json(r)))
 }

@@ -1,8 +1,10 @@
 //! The conversation endpoints: `/api/threads` (list, create),
 //! `/api/threads/{id}` (read with its messages, delete),
 //! `POST /api/threads/{id}/messages` (ask within the thread, which keeps the
-//! history and the thread's knowledge base) and `POST /api/feedback`
-//! (thumbs / CSAT on an answer or a thread). Owns the HTTP shapes of
+//! history and the thread's knowledge base), `POST /api/conversations/{id}/end`
+//! (a door closed the conversation: whether to ask for CSAT now) and
+//! `POST /api/feedback` (thumbs / CSAT / comment on an answer or a thread;
+//! `offer_handoff` when negative). Owns the HTTP shapes of
 //! threads; never stores anything itself (the assistant's thread store does).
 
 use axum::extract::{Path, State};
@@ -23,6 +25,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/threads", get(list_threads).post(create_thread))
         .route("/api/threads/{id}", get(get_thread).delete(delete_thread))
         .route("/api/threads/{id}/messages", post(thread_message))
+        .route("/api/conversations/{id}/end", post(end_conversation))
         .route("/api/feedback", post(feedback))
 }
 
@@ -43,12 +46,6 @@ struct ThreadDetail {
 #[derive(Deserialize)]
 struct ThreadMessage {
     content: String,
-}
-
-/// `{"id": N}` of something created.
-#[derive(Serialize)]
-struct Created {
-    id: i64,
 }
 
 async fn list_threads(State(s): State<AppState>, ws: Ws) -> ApiResult<Json<DataList<ThreadInfo>>> {
@@ -86,7 +83,31 @@ async fn thread_message(State(s): State<AppState>, ws: Ws, Path(id): Path<i64>, 
     Ok(Json(a))
 }
 
-async fn feedback(State(s): State<AppState>, ws: Ws, ApiJson(f): ApiJson<Feedback>) -> ApiResult<(StatusCode, Json<Created>)> {
-    let id = s.call(&ws, move |a| a.feedback(&f)).await??;
-    Ok((StatusCode::CREATED, Json(Created { id })))
+/// `{id, offer_handoff, offer}`: the feedback's id, and the offer of a human after a negative rating.
+async fn feedback(State(s): State<AppState>, ws: Ws, ApiJson(f): ApiJson<Feedback>) -> ApiResult<(StatusCode, Json<tresor_assistant::FeedbackOutcome>)> {
+    let out = s.call(&ws, move |a| a.feedback(&f)).await??;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+#[derive(Deserialize, Default)]
+struct EndBody {
+    /// closed (default) | idle (ends it only past `[handoff] idle_timeout_secs`) | another word for the events
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `{conversation_id, ended, ask_csat, question}`: CSAT is asked once per conversation.
+async fn end_conversation(State(s): State<AppState>, ws: Ws, Path(id): Path<i64>, body: axum::body::Bytes) -> ApiResult<Json<tresor_assistant::EndOutcome>> {
+    // the body is optional: none means "closed"
+    let b: EndBody = if body.iter().all(u8::is_ascii_whitespace) {
+        EndBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let reason = b.reason;
+    if reason.as_deref().is_some_and(|r| r.is_empty() || r.len() > 40 || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
+        return Err(ApiError::bad_request("reason: a short word (closed, idle, ...)"));
+    }
+    let out = s.call(&ws, move |a| a.end_conversation(id, reason.as_deref())).await??;
+    Ok(Json(out))
 }
