@@ -35,7 +35,7 @@ fn engine_with(policy: Option<&str>, reply: &str) -> (tempfile::TempDir, Assista
     if let Some(p) = policy {
         std::fs::write(data.join("policy.toml"), p).unwrap();
     }
-    let src = ScriptedModels { reply: Arc::new(Mutex::new(reply.into())), prompts: Default::default(), loads: Default::default() };
+    let src = ScriptedModels { reply: Arc::new(Mutex::new(reply.into())), ..Default::default() };
     let a = Assistant::new(AssistantConfig::default(), &data, &key(), Arc::new(HashEmbedder::new(64)), None, Box::new(src)).unwrap();
     (dir, a)
 }
@@ -140,7 +140,7 @@ fn the_policy_restricts_the_tools() {
 #[test]
 fn without_imported_data_there_are_no_tools_and_nothing_is_created() {
     let dir = tempfile::tempdir().unwrap();
-    let src = ScriptedModels { reply: Default::default(), prompts: Default::default(), loads: Default::default() };
+    let src = ScriptedModels::default();
     let mut a = Assistant::new(AssistantConfig::default(), dir.path(), &key(), Arc::new(HashEmbedder::new(64)), None, Box::new(src)).unwrap();
     assert!(a.tools().unwrap().is_empty());
     let ans = ask(&mut a, "Where is my order NL-10234?", None);

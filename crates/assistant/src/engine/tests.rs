@@ -45,7 +45,7 @@ fn fixture() -> (Fixture, Assistant) {
         prompts: Arc::new(Mutex::new(Vec::new())),
         loads: Arc::new(Mutex::new(Vec::new())),
     };
-    let src = ScriptedModels { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone() };
+    let src = ScriptedModels { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone(), ..Default::default() };
     let a = Assistant::new(AssistantConfig::default(), &f.data, &test_key(), Arc::new(emb), None, Box::new(src)).unwrap();
     (f, a)
 }
@@ -296,7 +296,7 @@ fn small_talk_scope_routing_and_bad_input() {
 /// The fixture's engine under a user policy file (`<data_dir>/policy.toml`).
 fn with_policy(f: &Fixture, toml: &str) -> Assistant {
     std::fs::write(f.data.join("policy.toml"), toml).unwrap();
-    let src = ScriptedModels { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone() };
+    let src = ScriptedModels { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone(), ..Default::default() };
     Assistant::new(AssistantConfig::default(), &f.data, &test_key(), Arc::new(HashEmbedder::new(256)), None, Box::new(src)).unwrap()
 }
 
