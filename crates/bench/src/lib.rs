@@ -13,7 +13,8 @@
 //!   speed ([`answers`], `tresor bench answers`) and the end-to-end prompt
 //!   injection run ([`attack`], `tresor eval injection`);
 //! - a load test of a running server ([`loadtest`], `tresor bench serve`);
-//! - PII detection scores ([`pii_eval`], `tresor eval pii`).
+//! - PII detection scores ([`pii_eval`], `tresor eval pii`);
+//! - hostile documents at full size ([`hostile`], `tresor bench hostile`).
 //!
 //! Owns measuring and reporting; never asserts a speed or a score, and never
 //! touches a user's knowledge bases (runs use scratch folders).
@@ -22,6 +23,7 @@ pub mod answer_eval;
 pub mod answers;
 pub mod attack;
 pub mod embed;
+pub mod hostile;
 pub mod kb;
 pub mod llm;
 pub mod loadtest;

@@ -22,6 +22,9 @@ pub enum BenchCmd {
     Answers(crate::assistant_cmd::BenchAnswersArgs),
     /// Server: N streaming chat clients at once against a scratch `tresor serve` on loopback (errors, TTFT, total).
     Serve(crate::serve_cmd::BenchServeArgs),
+    /// Hostile documents (issue 19): writes them at full size and ingests each,
+    /// timed, read or refused. Run under `ulimit -v 4000000` (README, Reliability).
+    Hostile(BenchHostileArgs),
     /// (internal) One Tresor LLM measurement in a fresh process.
     #[command(hide = true)]
     LlmWorker {
@@ -64,6 +67,18 @@ pub struct BenchLlmArgs {
 }
 
 #[derive(Args)]
+pub struct BenchHostileArgs {
+    /// Where the files and scratch knowledge bases go (kept; default: a temporary folder, removed).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The small sizes the tests use, instead of the full ones.
+    #[arg(long)]
+    small: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 pub struct BenchEmbedArgs {
     #[arg(long)]
     model: Option<String>,
@@ -100,7 +115,31 @@ pub fn run(cmd: BenchCmd, ctx: &Ctx) -> Result<()> {
         BenchCmd::Kb(args) => crate::kb_cmd::run_bench_kb(args, ctx),
         BenchCmd::Answers(args) => crate::assistant_cmd::run_bench_answers(args, ctx),
         BenchCmd::Serve(args) => crate::serve_cmd::run_bench_serve(args, ctx),
+        BenchCmd::Hostile(args) => run_hostile(args),
     }
+}
+
+fn run_hostile(args: BenchHostileArgs) -> Result<()> {
+    let scale = if args.small { tresor_kb::hostile::Scale::Small } else { tresor_kb::hostile::Scale::Full };
+    let dir = match &args.out {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("tresor-hostile-{}", std::process::id())),
+    };
+    let r = tresor_bench::hostile::run(&dir, scale).with_context(|| format!("hostile bench in {}", dir.display()));
+    if args.out.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let r = r?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", tresor_bench::hostile::table(&r));
+    }
+    if let Some(d) = &args.out {
+        std::fs::write(d.join("hostile.json"), serde_json::to_string_pretty(&r)?)?;
+        std::fs::write(d.join("hostile.md"), tresor_bench::hostile::table(&r))?;
+    }
+    Ok(())
 }
 
 fn run_llm(args: BenchLlmArgs, ctx: &Ctx) -> Result<()> {
