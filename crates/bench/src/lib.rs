@@ -22,7 +22,8 @@
 //! - the red team against the full pipeline ([`redteam`], `tresor redteam`) and the simulated
 //!   A/B test and canary rollback on scripted traffic ([`ab`], `tresor bench ab`);
 //! - the web widget in headless Chromium against the API ([`widget`],
-//!   `tresor bench widget`; its WebDriver client also drives the widget e2e test).
+//!   `tresor bench widget`; its WebDriver client also drives the widget e2e test);
+//! - hostile documents at full size ([`hostile`], `tresor bench hostile`).
 //!
 //! Owns measuring and reporting; never asserts a speed or a score, and never
 //! touches a user's knowledge bases (runs use scratch folders).
@@ -36,6 +37,7 @@ pub mod eval_suite;
 pub mod goldset;
 pub mod judge;
 pub mod judge_set;
+pub mod hostile;
 pub mod kb;
 pub mod llm;
 pub mod loadtest;

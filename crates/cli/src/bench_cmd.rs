@@ -28,6 +28,9 @@ pub enum BenchCmd {
     Ab(BenchAbArgs),
     /// Web widget: first-answer latency of the widget in headless Chromium vs the API, alternating (scratch server).
     Widget(crate::widget_cmd::BenchWidgetArgs),
+    /// Hostile documents (issue 19): writes them at full size and ingests each,
+    /// timed, read or refused. Run under `ulimit -v 4000000` (README, Reliability).
+    Hostile(BenchHostileArgs),
     /// (internal) One Tresor LLM measurement in a fresh process.
     #[command(hide = true)]
     LlmWorker {
@@ -65,6 +68,18 @@ pub struct BenchLlmArgs {
     #[arg(long)]
     no_peer: bool,
     /// One JSON object (an array when several models/threads are measured).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct BenchHostileArgs {
+    /// Where the files and scratch knowledge bases go (kept; default: a temporary folder, removed).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The small sizes the tests use, instead of the full ones.
+    #[arg(long)]
+    small: bool,
     #[arg(long)]
     json: bool,
 }
@@ -109,6 +124,7 @@ pub fn run(cmd: BenchCmd, ctx: &Ctx) -> Result<()> {
         BenchCmd::Traffic(args) => crate::kpi_cmd::run_bench_traffic(args, ctx),
         BenchCmd::Ab(args) => run_ab(args),
         BenchCmd::Widget(args) => crate::widget_cmd::run_bench_widget(args, ctx),
+        BenchCmd::Hostile(args) => run_hostile(args),
     }
 }
 
@@ -138,6 +154,29 @@ fn run_ab(args: BenchAbArgs) -> Result<()> {
         println!("  after {n:>5} conversations: {}", serde_json::to_string(s)?);
     }
     println!("  rolled back: {}  reason: {}", c.rolled_back, c.reason.as_deref().unwrap_or("-"));
+    Ok(())
+}
+
+fn run_hostile(args: BenchHostileArgs) -> Result<()> {
+    let scale = if args.small { tresor_kb::hostile::Scale::Small } else { tresor_kb::hostile::Scale::Full };
+    let dir = match &args.out {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("tresor-hostile-{}", std::process::id())),
+    };
+    let r = tresor_bench::hostile::run(&dir, scale).with_context(|| format!("hostile bench in {}", dir.display()));
+    if args.out.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let r = r?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", tresor_bench::hostile::table(&r));
+    }
+    if let Some(d) = &args.out {
+        std::fs::write(d.join("hostile.json"), serde_json::to_string_pretty(&r)?)?;
+        std::fs::write(d.join("hostile.md"), tresor_bench::hostile::table(&r))?;
+    }
     Ok(())
 }
 

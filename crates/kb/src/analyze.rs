@@ -6,7 +6,7 @@
 //! and stopwords are `tresor_text::words`'s (`words` and `stem` are
 //! re-exported here).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 pub use tresor_text::words::{stem, words};
@@ -51,15 +51,25 @@ fn lexicon() -> &'static HashSet<String> {
 const LINKERS: &[&str] = &["s", "es", "n", "en", "e", "er", "ens"];
 const MIN_PART: usize = 3;
 
+/// The longest word [`split_compound`] tries to split, in characters. The
+/// longest German compounds in real use have ~60 letters
+/// ("Rindfleischetikettierungsüberwachungsaufgabenübertragungsgesetz": 63);
+/// a longer "word" is a hostile or garbled input and is indexed whole. Together
+/// with the memoised search below this bounds the work per word (it runs at
+/// ingest and on every search query).
+pub const MAX_COMPOUND_CHARS: usize = 64;
+
 /// Splits a lowercase German compound into parts whose stems `known`
 /// accepts (or the built-in lexicon holds), trying Fugen elements
-/// (-s-, -es-, -n-, -en-, -e-, -er-) between parts. `None` if no split.
+/// (-s-, -es-, -n-, -en-, -e-, -er-) between parts. `None` if no split, or
+/// if the word is longer than [`MAX_COMPOUND_CHARS`].
 pub fn split_compound(word: &str, known: &dyn Fn(&str) -> bool) -> Option<Vec<String>> {
-    let chars: Vec<char> = word.chars().collect();
-    if chars.len() < 2 * MIN_PART + 1 || chars.iter().any(|c| !c.is_alphabetic()) {
+    let chars: Vec<char> = word.chars().take(MAX_COMPOUND_CHARS + 1).collect();
+    if chars.len() < 2 * MIN_PART + 1 || chars.len() > MAX_COMPOUND_CHARS || chars.iter().any(|c| !c.is_alphabetic()) {
         return None;
     }
-    split_rec(&chars, known, 0).or_else(|| split_tail(&chars, known))
+    let mut s = Splitter { chars: &chars, known, head: HashMap::new(), tail: HashMap::new(), rec: HashMap::new() };
+    s.rec(0, 0).or_else(|| split_tail(&chars, known))
 }
 
 /// Fallback: a known final part (the compound's head noun, which carries
@@ -78,15 +88,26 @@ fn is_known(part: &str, known: &dyn Fn(&str) -> bool) -> bool {
     s.chars().count() >= MIN_PART && (lexicon().contains(&s) || known(&s))
 }
 
-fn split_rec(chars: &[char], known: &dyn Fn(&str) -> bool, depth: usize) -> Option<Vec<String>> {
-    if depth > 3 {
-        return None;
-    }
-    let n = chars.len();
-    // Prefer the longest head that is a known word.
-    for i in (MIN_PART..=n.saturating_sub(MIN_PART)).rev() {
-        let head: String = chars[..i].iter().collect();
-        let tail = &chars[i..];
+/// The depth-first search for a split (longest known head first, at most
+/// five parts), memoised: each head span, each tail and each (position,
+/// depth) is judged once, so a word of n letters costs O(n²) stems instead
+/// of the O(n⁵) of the plain recursion (a 200-letter word of known prefixes
+/// took minutes).
+struct Splitter<'a> {
+    chars: &'a [char],
+    known: &'a dyn Fn(&str) -> bool,
+    head: HashMap<(usize, usize), Option<String>>,
+    tail: HashMap<usize, bool>,
+    rec: HashMap<(usize, usize), Option<Vec<String>>>,
+}
+
+impl Splitter<'_> {
+    /// The known form of `chars[i..j]` (itself, or without a linker).
+    fn head(&mut self, i: usize, j: usize) -> Option<String> {
+        if let Some(h) = self.head.get(&(i, j)) {
+            return h.clone();
+        }
+        let head: String = self.chars[i..j].iter().collect();
         let mut heads = vec![head.clone()];
         for l in LINKERS {
             if let Some(h) = head.strip_suffix(l) {
@@ -95,18 +116,47 @@ fn split_rec(chars: &[char], known: &dyn Fn(&str) -> bool, depth: usize) -> Opti
                 }
             }
         }
-        let Some(h) = heads.into_iter().find(|h| is_known(h, known)) else { continue };
-        let tail_s: String = tail.iter().collect();
-        if is_known(&tail_s, known) {
-            return Some(vec![h, tail_s]);
-        }
-        if let Some(mut rest) = split_rec(tail, known, depth + 1) {
-            let mut v = vec![h];
-            v.append(&mut rest);
-            return Some(v);
-        }
+        let found = heads.into_iter().find(|h| is_known(h, self.known));
+        self.head.insert((i, j), found.clone());
+        found
     }
-    None
+
+    fn tail_known(&mut self, j: usize) -> bool {
+        if let Some(&k) = self.tail.get(&j) {
+            return k;
+        }
+        let t: String = self.chars[j..].iter().collect();
+        let k = is_known(&t, self.known);
+        self.tail.insert(j, k);
+        k
+    }
+
+    fn rec(&mut self, i: usize, depth: usize) -> Option<Vec<String>> {
+        if depth > 3 {
+            return None;
+        }
+        if let Some(r) = self.rec.get(&(i, depth)) {
+            return r.clone();
+        }
+        let n = self.chars.len();
+        let mut found = None;
+        // Prefer the longest head that is a known word.
+        for j in ((i + MIN_PART)..=n.saturating_sub(MIN_PART)).rev() {
+            let Some(h) = self.head(i, j) else { continue };
+            if self.tail_known(j) {
+                found = Some(vec![h, self.chars[j..].iter().collect()]);
+                break;
+            }
+            if let Some(mut rest) = self.rec(j, depth + 1) {
+                let mut v = vec![h];
+                v.append(&mut rest);
+                found = Some(v);
+                break;
+            }
+        }
+        self.rec.insert((i, depth), found.clone());
+        found
+    }
 }
 
 /// The terms FTS5 indexes for a passage in language `lang`: each word's
@@ -215,6 +265,30 @@ mod tests {
         let q_en = query_terms("how many vacation days is an employee entitled to", &none);
         assert!(q_en.iter().filter(|t| idx_en.split(' ').any(|i| i == *t)).count() >= 3);
         assert!(!q_en.contains(&"the".to_string()));
+    }
+
+    /// Issue 19: a 200+-letter word of known prefixes with no split made the
+    /// plain recursion explore ~n⁵ heads (minutes at 200 letters; it runs on
+    /// search queries too). Failed (ran for minutes) before the memoised search.
+    #[test]
+    fn hostile_long_compounds_end_quickly() {
+        let none = |_: &str| false;
+        let t = std::time::Instant::now();
+        // 60 letters of known prefixes and an unknown end: the worst case under the cap
+        let w = format!("{}q", "reise".repeat(12));
+        assert_eq!(split_compound(&w, &none).map(|v| v.len()).unwrap_or(0) <= 5, true);
+        let w = format!("{}qq", "urlaubs".repeat(8));
+        let _ = split_compound(&w, &none);
+        // 200+ letters: indexed whole
+        let long = "reise".repeat(41);
+        assert_eq!(split_compound(&long, &none), None);
+        let q = query_terms(&format!("{long} {}", "kosten".repeat(40)), &none);
+        assert!(!q.is_empty());
+        let idx = index_terms(&long, Lang::De, &none);
+        assert!(!idx.is_empty());
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        // the memo keeps the answers of the plain search
+        assert_eq!(split_compound("reisekostenabrechnung", &none).unwrap().len(), 3);
     }
 
     #[test]

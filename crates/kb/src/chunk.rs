@@ -48,6 +48,29 @@ pub fn embedding_text(title: &str, heading: &str, text: &str) -> String {
     }
 }
 
+/// Byte offsets of a text to char offsets, walking forward from the last
+/// answer (restarting from the front only when asked for an earlier byte).
+struct CharCursor<'t> {
+    text: &'t str,
+    at: std::cell::Cell<(usize, usize)>,
+}
+
+impl<'t> CharCursor<'t> {
+    fn new(text: &'t str) -> Self {
+        CharCursor { text, at: std::cell::Cell::new((0, 0)) }
+    }
+
+    fn chars_to(&self, byte: usize) -> usize {
+        let (mut b, mut c) = self.at.get();
+        if byte < b {
+            (b, c) = (0, 0);
+        }
+        c += self.text[b..byte].chars().count();
+        self.at.set((byte, c));
+        c
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Piece {
     text: String,
@@ -171,7 +194,11 @@ impl<'a> Chunker<'a> {
         if tokens <= self.budget {
             return vec![piece(b.text.clone(), tokens, b.start, b.end)];
         }
-        let at = |byte: usize| (b.start + b.text[..byte].chars().count()).min(b.end);
+        // pieces come in text order: byte → char offsets by a forward cursor, so a
+        // block of n chars costs O(n) here, not O(n) per piece (quadratic on a
+        // 20 MB paragraph or a JSON array of millions of scalars)
+        let cursor = CharCursor::new(&b.text);
+        let at = |byte: usize| (b.start + cursor.chars_to(byte)).min(b.end);
         let mut out = Vec::new();
         match b.kind {
             BlockKind::Code | BlockKind::Table => {
@@ -388,6 +415,28 @@ mod tests {
         assert!(ch.iter().all(|c| c.text.starts_with("Produkt | Preis\n")));
         let rows: usize = ch.iter().map(|c| c.text.lines().count() - 1).sum();
         assert_eq!(rows, 60);
+    }
+
+    /// Issue 19: one 8 MB paragraph (a 20 MB one-paragraph Markdown file, a
+    /// JSON array of millions of scalars flattened into one record) was
+    /// quadratic: every piece recounted the characters before it. Failed
+    /// (minutes) before the forward cursor; the spans must stay exact.
+    #[test]
+    fn huge_paragraph_chunks_in_linear_time_with_exact_spans() {
+        let text: String = (0..800_000).map(|i| format!("{i}, ")).collect::<String>() + "Ende.";
+        let n = text.chars().count();
+        let count = |t: &str| t.len() / 4 + 1;
+        let t0 = std::time::Instant::now();
+        let mut c = Chunker::new(ChunkConfig { target_tokens: 256, overlap_tokens: 0 }, &count, 10_000, "Doc");
+        c.push(Event::Block(Block { kind: BlockKind::Record, text: text.clone(), page: None, start: 0, end: n }));
+        c.finish();
+        let ch: Vec<Chunk> = c.take_ready().collect();
+        assert!(t0.elapsed() < std::time::Duration::from_secs(20), "{:?}", t0.elapsed());
+        assert!(ch.len() > 1000);
+        for k in [0, ch.len() / 2, ch.len() - 1] {
+            let span: String = text.chars().skip(ch[k].start).take(ch[k].end - ch[k].start).collect();
+            assert_eq!(span.trim(), ch[k].text, "chunk {k}");
+        }
     }
 
     #[test]

@@ -389,6 +389,9 @@ fn ingest_file(
     let replaced = tx.replaced;
     let mut sample = String::new();
     let mut doc_lang: Option<Lang> = None;
+    // detection runs once on the full sample: a document without a language
+    // (millions of JSON numbers) re-ran it on 8 KB for every block (minutes)
+    let mut sampled = false;
     let mut vocab: HashSet<String> = HashSet::new();
     let mut lang_counts = [0usize; 2];
     let mut failure: Option<KbError> = None;
@@ -470,13 +473,14 @@ fn ingest_file(
     let mut consumed: u64 = 0;
     let res = parse_file(&c.path, format, &opts.limits, &mut |ev: Event| {
         if let Event::Block(b) = &ev {
-            if doc_lang.is_none() {
+            if doc_lang.is_none() && !sampled {
                 if sample.len() < 8192 {
                     sample.push_str(&b.text);
                     sample.push('\n');
                 }
                 if sample.len() >= 8192 {
                     doc_lang = detect(&sample);
+                    sampled = true;
                 }
             }
             let n = b.text.len() as u64;

@@ -8,6 +8,7 @@
 pub mod analyze;
 pub mod chunk;
 pub mod embed;
+pub mod hostile;
 pub mod error;
 mod index;
 pub mod ingest;

@@ -166,6 +166,9 @@ impl GemmaWeights {
         let n_kv_head = md("attention.head_count_kv")?.to_u32()? as usize;
         let n_layer = md("block_count")?.to_u32()? as usize;
         let n_embd = md("embedding_length")?.to_u32()? as usize;
+        if n_head == 0 || n_kv_head == 0 || n_layer == 0 || n_layer > ct.tensor_infos.len() {
+            candle_core::bail!("unsupported Gemma 3 shape: {n_head} heads, {n_kv_head} kv heads, {n_layer} blocks for {} tensors", ct.tensor_infos.len());
+        }
         let head_dim = md("attention.key_length")?.to_u32()? as usize;
         let value_dim = md("attention.value_length").and_then(|v| v.to_u32()).map(|v| v as usize).unwrap_or(head_dim);
         let eps = md("attention.layer_norm_rms_epsilon")?.to_f32()? as f64;

@@ -48,7 +48,12 @@ impl GgufFile {
                 .seek(SeekFrom::Start(0))
                 .map_err(|source| LlmError::Io { path: path.to_path_buf(), source })?;
         }
-        let content = Content::read(&mut reader).map_err(|e| {
+        // candle's reader bounds counts and strings by the file size; a panic
+        // inside it (an alignment of 0 divides by zero) is still only a bad file
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(&mut reader))).map_err(|_| {
+            LlmError::InvalidGguf { path: path.to_path_buf(), reason: "header/metadata unreadable (the reader panicked); the file is corrupt".into() }
+        })?;
+        let content = read.map_err(|e| {
             let msg = e.to_string();
             match msg.strip_prefix("unknown dtype for tensor ") {
                 Some(code) => LlmError::UnsupportedQuantization {
@@ -72,7 +77,15 @@ impl GgufFile {
             return Err(LlmError::InvalidGguf { path: self.path.clone(), reason: "it contains no tensors".into() });
         }
         for (name, info) in &self.content.tensor_infos {
-            let elems = info.shape.elem_count();
+            // element counts multiply in u64 with overflow checked: a header
+            // whose dims overflow must not wrap into a small, "valid" size
+            let elems = info.shape.dims().iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).filter(|&e| e <= self.file_size.saturating_mul(64));
+            let Some(elems) = elems.map(|e| e as usize) else {
+                return Err(LlmError::InvalidGguf {
+                    path: self.path.clone(),
+                    reason: format!("tensor `{name}` declares dims {:?}: more elements than the file can hold", info.shape.dims()),
+                });
+            };
             let block = info.ggml_dtype.block_size();
             if elems % block != 0 {
                 return Err(LlmError::InvalidGguf {
@@ -87,7 +100,7 @@ impl GgufFile {
                     dtype: format!("{:?}", info.ggml_dtype),
                 });
             }
-            let bytes = (elems / block * info.ggml_dtype.type_size()) as u64;
+            let bytes = ((elems / block) as u64).saturating_mul(info.ggml_dtype.type_size() as u64);
             let end = self.content.tensor_data_offset.saturating_add(info.offset).saturating_add(bytes);
             if end > self.file_size {
                 return Err(LlmError::TruncatedGguf {

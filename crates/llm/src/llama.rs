@@ -214,6 +214,14 @@ impl LlamaWeights {
         let n_kv_head = md("attention.head_count_kv")?.to_u32()? as usize;
         let n_layer = md("block_count")?.to_u32()? as usize;
         let n_embd = md("embedding_length")?.to_u32()? as usize;
+        // a hostile or corrupt header must be an error, never a division by
+        // zero or a layer vector sized by a 4-billion block count
+        if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || n_embd == 0 || n_embd % n_head != 0 {
+            candle_core::bail!("unsupported attention shape: {n_head} heads, {n_kv_head} kv heads, embedding length {n_embd}");
+        }
+        if n_layer == 0 || n_layer > ct.tensor_infos.len() {
+            candle_core::bail!("block_count {n_layer} does not match the {} tensors in the file", ct.tensor_infos.len());
+        }
         let head_dim = n_embd / n_head;
         let rope_dim = md("rope.dimension_count").and_then(|v| v.to_u32()).map(|v| v as usize).unwrap_or(head_dim);
         let eps = md("attention.layer_norm_rms_epsilon")?.to_f32()? as f64;

@@ -223,9 +223,16 @@ impl LlmModel {
     }
 
     /// Prompt ids for a conversation, rendered with the chat template and
-    /// ending where the assistant's answer starts.
+    /// ending where the assistant's answer starts. Every message's content is
+    /// untrusted text (documents, tool results, the user): control tokens it
+    /// spells are neutralised first, so only the template's own markers
+    /// become control ids (issue 19 §3).
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
-        let text = self.template.render(messages, true);
+        let safe: Vec<ChatMessage> = messages
+            .iter()
+            .map(|m| Ok(ChatMessage { role: m.role, content: self.tokenizer.neutralize(&m.content)? }))
+            .collect::<Result<_>>()?;
+        let text = self.template.render(&safe, true);
         let mut ids = self.tokenizer.encode(&text, false)?;
         if let Some(bos) = self.tokenizer.bos_id().filter(|_| self.tokenizer.adds_bos()) {
             if ids.first() != Some(&bos) {

@@ -2,6 +2,11 @@
 //! was trained on. ChatML, Llama 3, Mistral `[INST]` and Gemma, chosen by name
 //! (the manifest) or recognised from the GGUF's `tokenizer.chat_template`.
 //! Special tokens are written as text; the tokenizer parses them back.
+//! Only the template writes them: a message's content that spells a turn
+//! marker (a document forging `<|im_end|>\n<|im_start|>system`) has it
+//! broken by a word joiner ([`escape_markers`]), so it stays text; the
+//! model's other control tokens are neutralised by
+//! `GgufTokenizer::neutralize` before rendering (`LlmModel::chat_prompt`).
 //! Owns rendering only; never tokenizes.
 
 use serde::{Deserialize, Serialize};
@@ -101,9 +106,25 @@ impl ChatTemplate {
         }
     }
 
+    /// The strings this template writes around content (its turn markers).
+    pub fn markers(&self) -> &'static [&'static str] {
+        match self {
+            ChatTemplate::ChatMl { .. } => &["<|im_start|>", "<|im_end|>"],
+            ChatTemplate::Llama3 => &["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+            ChatTemplate::Mistral => &["[INST]", "[/INST]", "<s>", "</s>"],
+            ChatTemplate::Gemma => &["<bos>", "<start_of_turn>", "<end_of_turn>"],
+        }
+    }
+
     /// Renders `messages`; with `add_generation_prompt` the text ends where
-    /// the assistant's answer begins.
+    /// the assistant's answer begins. The template's own markers inside a
+    /// message's content are escaped: only the template starts or ends a turn.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> String {
+        let escaped: Vec<ChatMessage> = messages
+            .iter()
+            .map(|m| ChatMessage { role: m.role, content: escape_markers(&m.content, self.markers()).into_owned() })
+            .collect();
+        let messages = escaped.as_slice();
         let mut out = String::new();
         match self {
             ChatTemplate::ChatMl { default_system } => {
@@ -185,6 +206,27 @@ impl ChatTemplate {
             ChatTemplate::Gemma => "<end_of_turn>",
         }
     }
+}
+
+/// The joiner put inside a marker spelt in untrusted text: invisible,
+/// zero-width, and no vocabulary's control token contains it.
+pub const MARKER_BREAK: char = '\u{2060}';
+
+/// `text` with each occurrence of a `markers` string broken after its first
+/// character by [`MARKER_BREAK`], so no tokenizer reads it as the marker.
+/// Borrowed (unchanged) when no marker occurs: the common case costs a scan.
+pub fn escape_markers<'a, S: AsRef<str>>(text: &'a str, markers: &[S]) -> std::borrow::Cow<'a, str> {
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for m in markers {
+        let m = m.as_ref();
+        let Some(first) = m.chars().next() else { continue };
+        if m.chars().count() < 2 || !out.contains(m) {
+            continue;
+        }
+        let broken = format!("{first}{MARKER_BREAK}{}", &m[first.len_utf8()..]);
+        out = std::borrow::Cow::Owned(out.replace(m, &broken));
+    }
+    out
 }
 
 fn split_system(messages: &[ChatMessage]) -> (Option<&str>, &[ChatMessage]) {

@@ -183,6 +183,43 @@ impl GgufTokenizer {
         Ok(ids)
     }
 
+    /// `text` with every control token it spells (`<|im_start|>`,
+    /// `<start_of_turn>`, `<|eot_id|>`, … whatever this vocabulary marks as
+    /// control) broken by a word joiner, so that encoding it never yields a
+    /// control id: untrusted text (documents, tool results, user messages)
+    /// goes through this before the chat template adds the real markers.
+    /// Unchanged (and cheap: one tokenization) when it spells none.
+    /// User-defined tokens are left alone, as llama.cpp's parse_special=false does.
+    pub fn neutralize(&self, text: &str) -> Result<String> {
+        let mut out = text.to_string();
+        // a marker broken once cannot re-form; a few rounds cover markers inside markers
+        for _ in 0..4 {
+            let enc = self
+                .inner
+                .encode_fast(out.as_str(), false)
+                .map_err(|e| LlmError::Inference(format!("tokenization failed: {e}")))?;
+            let mut found: Vec<String> = enc
+                .get_ids()
+                .iter()
+                .filter(|id| self.control_ids.contains(id))
+                .filter_map(|&id| self.inner.id_to_token(id))
+                .filter(|t| t.chars().count() >= 2)
+                .collect();
+            if found.is_empty() {
+                return Ok(out);
+            }
+            found.sort();
+            found.dedup();
+            out = crate::template::escape_markers(&out, &found).into_owned();
+        }
+        Ok(out)
+    }
+
+    /// Whether `id` is a control token (BOS, EOS, turn markers).
+    pub fn is_control(&self, id: u32) -> bool {
+        self.control_ids.contains(&id)
+    }
+
     /// Text of `ids`; with `skip_control` control tokens (BOS, end-of-turn
     /// markers) are left out, as a person should see it.
     pub fn decode(&self, ids: &[u32], skip_control: bool) -> Result<String> {

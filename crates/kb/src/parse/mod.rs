@@ -104,10 +104,13 @@ pub enum ParseError {
     EncryptedPdf,
     #[error("corrupt or unreadable {format}: {reason}")]
     Corrupt { format: &'static str, reason: String },
-    #[error("rejected as a possible zip bomb: {0}")]
+    #[error("rejected as a possible zip bomb: {0} (limits: TRESOR_MAX_DOCX_PART, TRESOR_MAX_DOCX_TOTAL, TRESOR_MAX_DOCX_RATIO)")]
     ZipBomb(String),
-    #[error("{format} file of {size} bytes is larger than the {limit} byte limit for this format")]
+    #[error("{format} file of {size} bytes is larger than the {limit} byte limit for this format (raise it with the environment variable TRESOR_MAX_WHOLE_FILE=BYTES)")]
     TooLarge { format: &'static str, size: u64, limit: u64 },
+    /// A hostile-input limit ([`Limits`]): the file is refused, the rest of an ingest goes on.
+    #[error("{what}: over the limit of {limit} {unit} (raise it with the environment variable {var})")]
+    OverLimit { what: String, limit: u64, unit: &'static str, var: &'static str },
     #[error("unsupported file type (supported: md, txt, html, pdf, docx, csv, tsv, json, jsonl)")]
     Unsupported,
     #[error("read error: {0}")]
@@ -117,21 +120,78 @@ pub enum ParseError {
     Sink(String),
 }
 
-/// Size caps for the formats that are read whole or decompressed.
+/// Size caps for the formats that are read whole or decompressed: the
+/// defences against hostile documents (docs/security.md). `Limits::default()`
+/// is [`Limits::BUILTIN`] with each field overridable by its environment
+/// variable (bytes), so every door (CLI, server, desktop) honours the same
+/// setting, and a refusal names the variable that changes it.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// HTML, PDF, JSON (not JSONL) files larger than this are refused.
+    /// HTML, PDF, JSON (not JSONL) files larger than this are refused (`TRESOR_MAX_WHOLE_FILE`).
     pub max_whole_file: u64,
-    /// DOCX: the largest uncompressed size of one part, and of all parts.
+    /// DOCX: the largest uncompressed size of one part, and of all parts
+    /// (`TRESOR_MAX_DOCX_PART`, `TRESOR_MAX_DOCX_TOTAL`).
     pub max_docx_part: u64,
     pub max_docx_total: u64,
     /// DOCX: the largest uncompressed/compressed ratio of a part.
     pub max_docx_ratio: u64,
+    /// PDF: what all Flate streams of one document may inflate to together,
+    /// filter chains followed (`TRESOR_MAX_PDF_INFLATED`).
+    pub max_pdf_inflated: u64,
+    /// Markdown: the longest stretch without a blank line (one paragraph, an
+    /// unclosed code fence) parsed as one piece; longer ones are cut at a line
+    /// (`TRESOR_MAX_MARKDOWN_SEGMENT`).
+    pub max_markdown_segment: u64,
+    /// The largest single block (a paragraph, a CSV row, a JSON record, a
+    /// code block) in bytes; a file with a bigger one is refused
+    /// (`TRESOR_MAX_BLOCK`). A real paragraph is a few KB; a 64 MB CSV field
+    /// is an attack or an export gone wrong, and would take an hour to embed.
+    pub max_block: u64,
+    /// HTML: the deepest element nesting parsed (`TRESOR_MAX_HTML_DEPTH`);
+    /// html5ever's tree builder is quadratic in it.
+    pub max_html_depth: u64,
+}
+
+impl Limits {
+    pub const BUILTIN: Limits = Limits {
+        max_whole_file: 256 << 20,
+        max_docx_part: 64 << 20,
+        max_docx_total: 256 << 20,
+        max_docx_ratio: 200,
+        max_pdf_inflated: 256 << 20,
+        max_markdown_segment: 4 << 20,
+        max_block: 8 << 20,
+        max_html_depth: 4096,
+    };
+
+    /// The built-in limits with each `TRESOR_MAX_*` variable that is set (a
+    /// byte count) taking its place; an unreadable value is ignored with a warning.
+    pub fn from_env() -> Limits {
+        let mut l = Limits::BUILTIN;
+        for (var, field) in [
+            ("TRESOR_MAX_WHOLE_FILE", &mut l.max_whole_file),
+            ("TRESOR_MAX_DOCX_PART", &mut l.max_docx_part),
+            ("TRESOR_MAX_DOCX_TOTAL", &mut l.max_docx_total),
+            ("TRESOR_MAX_DOCX_RATIO", &mut l.max_docx_ratio),
+            ("TRESOR_MAX_PDF_INFLATED", &mut l.max_pdf_inflated),
+            ("TRESOR_MAX_MARKDOWN_SEGMENT", &mut l.max_markdown_segment),
+            ("TRESOR_MAX_BLOCK", &mut l.max_block),
+            ("TRESOR_MAX_HTML_DEPTH", &mut l.max_html_depth),
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                match v.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => *field = n,
+                    _ => tracing::warn!("{var}={v:?} is not a positive byte count; keeping {}", *field),
+                }
+            }
+        }
+        l
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_whole_file: 256 << 20, max_docx_part: 64 << 20, max_docx_total: 256 << 20, max_docx_ratio: 200 }
+        Limits::from_env()
     }
 }
 
@@ -150,6 +210,9 @@ pub fn parse_file(path: &Path, format: Format, limits: &Limits, sink: &mut Sink<
             if b.text.trim().is_empty() {
                 return Ok(());
             }
+            if b.text.len() as u64 > limits.max_block {
+                return Err(over_block(b.text.len(), limits));
+            }
             emitted += 1;
         }
         sink(ev)
@@ -161,22 +224,32 @@ pub fn parse_file(path: &Path, format: Format, limits: &Limits, sink: &mut Sink<
         Ok(std::fs::read(path)?)
     };
     match format {
-        Format::Markdown => markdown::parse(std::fs::File::open(path)?, &mut counting)?,
+        Format::Markdown => markdown::parse(std::fs::File::open(path)?, limits, &mut counting)?,
         Format::Text => text::parse_plain(std::fs::File::open(path)?, &mut counting)?,
         Format::Csv => {
             let tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
-            table::parse(path, tsv, &mut counting)?
+            table::parse(path, tsv, limits, &mut counting)?
         }
         Format::Jsonl => json::parse_lines(std::fs::File::open(path)?, &mut counting)?,
         Format::Json => json::parse_whole(&whole("JSON")?, &mut counting)?,
-        Format::Html => html::parse(&whole("HTML")?, &mut counting)?,
-        Format::Pdf => pdf::parse(&whole("PDF")?, &mut counting)?,
+        Format::Html => html::parse(&whole("HTML")?, limits.max_html_depth as usize, &mut counting)?,
+        Format::Pdf => pdf::parse(&whole("PDF")?, limits, &mut counting)?,
         Format::Docx => docx::parse(path, limits, &mut counting)?,
     }
     if emitted == 0 {
         return Err(ParseError::NoText);
     }
     Ok(())
+}
+
+/// The refusal of a block over [`Limits::max_block`].
+pub(crate) fn over_block(bytes: usize, limits: &Limits) -> ParseError {
+    ParseError::OverLimit {
+        what: format!("one paragraph or record of {bytes} bytes without a break"),
+        limit: limits.max_block,
+        unit: "bytes",
+        var: "TRESOR_MAX_BLOCK",
+    }
 }
 
 /// Parses a whole file into memory (tests and small files).

@@ -1,16 +1,28 @@
 //! PDF text layer via pdf-extract, page by page (page numbers kept).
 //! Encrypted PDFs are refused up front; a parser panic on a malformed file
-//! is caught and reported as a corrupt file.
+//! is caught and reported as a corrupt file. Before pdf-extract sees the
+//! file, every Flate stream is inflated once into nothing (filter chains
+//! followed) and the total is held to [`Limits::max_pdf_inflated`]: lopdf
+//! inflates without a limit, so a 1 MB file of chained FlateDecode streams
+//! would otherwise grow to gigabytes in memory.
 
-use super::{squash, Block, BlockKind, Event, ParseError, Sink};
+use std::io::Read;
 
-pub(crate) fn parse(bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), ParseError> {
+use flate2::read::ZlibDecoder;
+
+use super::{squash, Block, BlockKind, Event, Limits, ParseError, Sink};
+
+/// More Flate filters in one stream's chain than any producer writes.
+const MAX_FILTER_CHAIN: usize = 4;
+
+pub(crate) fn parse(bytes: &[u8], limits: &Limits, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     if !bytes.starts_with(b"%PDF-") {
         return Err(ParseError::Corrupt { format: "PDF", reason: "missing %PDF- header".into() });
     }
     if is_encrypted(bytes) {
         return Err(ParseError::EncryptedPdf);
     }
+    check_inflation(bytes, limits.max_pdf_inflated)?;
     let owned = bytes.to_vec();
     let pages = std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem_by_pages(&owned))
         .map_err(|p| {
@@ -95,6 +107,83 @@ fn blocks_of_page(page: &str) -> Vec<(BlockKind, String)> {
     out
 }
 
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+}
+
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+struct Counter(u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Inflates every FlateDecode stream of the file into a counter (chained
+/// filters decoded in turn) and refuses the file once the total passes
+/// `limit`. A stream that does not inflate cleanly counts what it gave;
+/// pdf-extract judges it later.
+fn check_inflation(bytes: &[u8], limit: u64) -> Result<(), ParseError> {
+    let mut total: u64 = 0;
+    let mut at = 0usize;
+    while let Some(i) = find(bytes, b"stream", at) {
+        at = i + 6;
+        if i >= 3 && &bytes[i - 3..i] == b"end" {
+            continue;
+        }
+        // the stream's dictionary: back to the object's `obj` keyword (bounded)
+        let dict_from = i.saturating_sub(64 << 10);
+        let dict = &bytes[dict_from..i];
+        let dict = rfind(dict, b"obj").map(|o| &dict[o..]).unwrap_or(dict);
+        let chain = dict.windows(12).filter(|w| w == b"/FlateDecode").count();
+        if chain == 0 {
+            continue;
+        }
+        if chain > MAX_FILTER_CHAIN {
+            return Err(ParseError::Corrupt {
+                format: "PDF",
+                reason: format!("a stream chains {chain} FlateDecode filters (at most {MAX_FILTER_CHAIN} are read)"),
+            });
+        }
+        let mut d = at;
+        if bytes.get(d) == Some(&b'\r') {
+            d += 1;
+        }
+        if bytes.get(d) == Some(&b'\n') {
+            d += 1;
+        }
+        let end = find(bytes, b"endstream", d).unwrap_or(bytes.len());
+        let data = &bytes[d..end];
+        let mut r: Box<dyn Read + '_> = Box::new(ZlibDecoder::new(data));
+        for _ in 1..chain {
+            r = Box::new(ZlibDecoder::new(r));
+        }
+        let room = limit - total;
+        // a stream that turns corrupt late still counts what it inflated
+        let mut counter = Counter(0);
+        let _ = std::io::copy(&mut r.take(room + 1), &mut counter);
+        total += counter.0;
+        if total > limit {
+            return Err(ParseError::OverLimit {
+                what: "PDF streams inflate past the limit for one document (a decompression bomb?)".into(),
+                limit,
+                unit: "bytes",
+                var: "TRESOR_MAX_PDF_INFLATED",
+            });
+        }
+        at = end.max(at);
+    }
+    Ok(())
+}
+
 /// The trailer (or a cross-reference stream) names an /Encrypt dictionary.
 fn is_encrypted(bytes: &[u8]) -> bool {
     let tail = &bytes[bytes.len().saturating_sub(64 << 10)..];
@@ -117,11 +206,58 @@ mod tests {
     #[test]
     fn rejects_garbage_and_encrypted() {
         let mut sink = |_e: Event| Ok(());
-        assert!(matches!(parse(b"hello", &mut sink), Err(ParseError::Corrupt { .. })));
+        let l = Limits::BUILTIN;
+        assert!(matches!(parse(b"hello", &l, &mut sink), Err(ParseError::Corrupt { .. })));
         assert!(matches!(
-            parse(b"%PDF-1.4\ntrailer << /Encrypt 5 0 R /Root 1 0 R >>\n%%EOF", &mut sink),
+            parse(b"%PDF-1.4\ntrailer << /Encrypt 5 0 R /Root 1 0 R >>\n%%EOF", &l, &mut sink),
             Err(ParseError::EncryptedPdf)
         ));
-        assert!(matches!(parse(b"%PDF-1.4\n1 0 obj << /Type /Catalog", &mut sink), Err(ParseError::Corrupt { .. })));
+        assert!(matches!(parse(b"%PDF-1.4\n1 0 obj << /Type /Catalog", &l, &mut sink), Err(ParseError::Corrupt { .. })));
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// A PDF whose page content is a doubly FlateDecoded stream of `inflated` bytes.
+    pub(crate) fn chained_flate_pdf(inflated: usize) -> Vec<u8> {
+        let mut inner = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        {
+            use std::io::Write;
+            let line = b"BT /F1 12 Tf 72 712 Td (Bombe) Tj ET\n";
+            let mut left = inflated;
+            while left > 0 {
+                let n = left.min(line.len());
+                inner.write_all(&line[..n]).unwrap();
+                left -= n;
+            }
+        }
+        let once = inner.finish().unwrap();
+        let twice = zlib(&once);
+        let mut pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >> endobj\n".to_vec();
+        pdf.extend_from_slice(format!("4 0 obj << /Length {} /Filter [/FlateDecode /FlateDecode] >>\nstream\n", twice.len()).as_bytes());
+        pdf.extend_from_slice(&twice);
+        pdf.extend_from_slice(b"\nendstream\nendobj\ntrailer << /Root 1 0 R >>\n%%EOF\n");
+        pdf
+    }
+
+    /// Issue 19: chained FlateDecode streams inflating to gigabytes; lopdf
+    /// inflates without a limit. Failed before the check (pdf-extract inflated
+    /// the whole stream: 64 MB here, gigabytes in `bench hostile`).
+    #[test]
+    fn chained_flate_bomb_is_refused_with_the_limit_named() {
+        let pdf = chained_flate_pdf(64 << 20);
+        assert!(pdf.len() < 200 << 10, "{}", pdf.len());
+        let l = Limits { max_pdf_inflated: 16 << 20, ..Limits::BUILTIN };
+        let t0 = std::time::Instant::now();
+        let err = parse(&pdf, &l, &mut |_e| Ok(())).unwrap_err();
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+        let msg = err.to_string();
+        assert!(msg.contains("TRESOR_MAX_PDF_INFLATED") && msg.contains(&(16u64 << 20).to_string()), "{msg}");
+        // under the limit the same file is read
+        assert!(check_inflation(&chained_flate_pdf(1 << 20), 16 << 20).is_ok());
     }
 }

@@ -8,11 +8,15 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::{Block, BlockKind, Event, ParseError, Sink};
+use super::{over_block, Block, BlockKind, Event, Limits, ParseError, Sink};
 
-pub(crate) fn parse(path: &Path, tsv: bool, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+/// How much of the first line the delimiter sniffing reads.
+const SNIFF: u64 = 64 << 10;
+
+pub(crate) fn parse(path: &Path, tsv: bool, limits: &Limits, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let first = {
-        let mut rd = BufReader::new(std::fs::File::open(path)?);
+        // bounded: a file without a newline is not read whole to sniff
+        let mut rd = BufReader::new(std::fs::File::open(path)?.take(SNIFF));
         let mut raw = Vec::new();
         rd.read_until(b'\n', &mut raw)?;
         String::from_utf8_lossy(&raw).into_owned()
@@ -33,6 +37,11 @@ pub(crate) fn parse(path: &Path, tsv: bool, sink: &mut Sink<'_>) -> Result<(), P
         let more = rd.read_byte_record(&mut rec).map_err(csv_err)?;
         if !more {
             break;
+        }
+        // a header or row over the block limit (a 64 MB field, 100 MB without a newline)
+        let row_bytes = (rd.position().byte() as usize).saturating_sub(start_byte);
+        if row_bytes as u64 > limits.max_block {
+            return Err(over_block(row_bytes, limits));
         }
         let mut fields = Vec::with_capacity(rec.len());
         for f in rec.iter() {
@@ -138,7 +147,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.csv");
         std::fs::write(&p, content).unwrap();
-        blocks(|sink| parse(&p, false, sink))
+        blocks(|sink| parse(&p, false, &Limits::BUILTIN, sink))
     }
 
     #[test]
