@@ -2,6 +2,7 @@
 import type { CostKpis } from "./CostKpis";
 import type { Csat } from "./Csat";
 import type { Percentiles } from "./Percentiles";
+import type { RetrievalKpi } from "./RetrievalKpi";
 import type { TokenKpis } from "./TokenKpis";
 
 /**
@@ -35,4 +36,8 @@ cost_per_conversation: number,
 /**
  * Local cost / resolved conversations (null when none resolved).
  */
-cost_per_resolved: number | null, };
+cost_per_resolved: number | null, 
+/**
+ * Retrieval quality from the latest recorded eval run in the window (null when none; not per group).
+ */
+retrieval: RetrievalKpi | null, };
