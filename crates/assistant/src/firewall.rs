@@ -171,6 +171,57 @@ pub fn check_sentence(g: &InjectionOutputGuard, sentence: &str, trace: &mut Inje
     }
 }
 
+/// A tool turn's words are the engine's own, but the values it quotes come
+/// from a tool's result — untrusted data (an order's status, an MCP server's
+/// answer). Every string value of the results that carries an instruction
+/// (the detector's rules, or a payload such an instruction asks for) or a URL
+/// is withheld from the text; what remains passes the output guard's link
+/// and image filter like an answer's sentence. Returns the text to show.
+pub fn guard_tool_text(text: &str, results: &[&serde_json::Value], german: bool, trace: &mut InjectionTrace) -> String {
+    let mut values = Vec::new();
+    for r in results {
+        string_leaves(r, &mut values);
+    }
+    let det = detector();
+    let mut out = text.to_string();
+    for v in &values {
+        let flagged = det.is_some_and(|d| d.detect_rules_only(v).injection)
+            || !tresor_guard::injection::output::injected_payloads(v).is_empty()
+            || v.contains("://")
+            || v.to_lowercase().contains("www.");
+        if flagged && out.contains(v.as_str()) {
+            let withheld = if german { "[zurückgehalten: der Wert des Werkzeugs enthielt Anweisungen oder einen Link]" } else { "[withheld: the tool's value carried instructions or a link]" };
+            trace.output.push(OutputFinding {
+                sentence: v.chars().take(200).collect(),
+                action: "strip".into(),
+                findings: vec![Finding { kind: "tool_result_injection".into(), detail: "a tool result value carried instructions or a link; withheld".into() }],
+            });
+            out = out.replace(v.as_str(), withheld);
+        }
+    }
+    let texts: Vec<&str> = values.iter().map(String::as_str).collect();
+    let g = InjectionOutputGuard::new("", &texts);
+    match check_sentence(&g, &out, trace) {
+        Some(t) => t,
+        None => {
+            if german {
+                "Das Ergebnis des Werkzeugs enthielt Anweisungen an den Assistenten und wird nicht angezeigt.".into()
+            } else {
+                "The tool's result carried instructions to the assistant and is not shown.".into()
+            }
+        }
+    }
+}
+
+fn string_leaves(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) if !s.trim().is_empty() => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| string_leaves(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| string_leaves(x, out)),
+        _ => {}
+    }
+}
+
 /// The localised refusal for a blocked prompt.
 pub fn blocked_reply(german: bool) -> String {
     if german {

@@ -30,6 +30,7 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use tresor_guard::crypto::WorkspaceKey;
+use tresor_guard::injection::InjectionOutputGuard;
 use tresor_kb::lang::Lang;
 use tresor_kb::{search, IngestOptions, IngestProgress, IngestReport, Kb, SearchOptions, TextEmbedder, TextReranker};
 use tresor_llm::{ChatMessage, GenerateParams, SamplingParams};
@@ -342,8 +343,14 @@ impl Assistant {
             drop(og);
             return self.policy_refuse(pre, &q, lang, req, t0, outer);
         }
-        let mut ans = if let Some(t) = turn {
-            // the tool's result in the engine's own words: not a model's claim to check
+        let mut tool_trace = firewall::InjectionTrace::default();
+        let mut ans = if let Some(mut t) = turn {
+            // the tool's result in the engine's own words: not a model's claim to check — but the
+            // values it quotes are the tool's (untrusted) data: screened before anything is shown
+            if injection.enabled {
+                let results: Vec<&serde_json::Value> = t.actions.iter().filter_map(|a| a.result.as_ref()).collect();
+                t.text = firewall::guard_tool_text(&t.text, &results, lang == Lang::De, &mut tool_trace);
+            }
             outer(&t.text);
             let role = if t.model_ms > 0.0 { "chat-small" } else { "none" };
             let mut a = bare_answer(t.text, intent, lang, RouteChoice { role: role.into(), reason: t.reason });
@@ -373,6 +380,9 @@ impl Assistant {
                 self.grounded(&q, &kb, &history, req, lang, t0, on_text)?
             }
         } };
+        if !tool_trace.output.is_empty() {
+            ans.trace.injection.get_or_insert_with(Default::default).output.extend(tool_trace.output);
+        }
         if let Some(v) = flagged {
             let t = ans.trace.injection.get_or_insert_with(Default::default);
             t.prompt_action = Some(if blocked { "block" } else { "warn" }.into());
@@ -454,13 +464,62 @@ impl Assistant {
             summary = Some(h);
         }
         msgs.push(ChatMessage::user(q));
-        let mut text = String::new();
+        // No passages to cite here, so no validation — but the output guard still stands between
+        // the model and the user: text is shown a sentence at a time, after the system-prompt leak
+        // and link/image checks; a leaking sentence stops the generation (red team: jailbreaks
+        // made the model echo its instructions on this route).
+        let guard = InjectionOutputGuard::new(system, &[]);
+        let mut inj = firewall::InjectionTrace::default();
+        let (mut shown, mut buf, mut leaked) = (String::new(), String::new(), false);
+        let show = |s: &str, shown: &mut String, on_text: &mut dyn FnMut(&str)| {
+            shown.push_str(s);
+            on_text(s);
+        };
         let g = model.generate(&msgs, &params, &mut |piece| {
-            text.push_str(piece);
-            on_text(piece);
+            buf.push_str(piece);
+            while let Some(end) = tresor_text::sentences::complete_end(&buf) {
+                let done: String = buf.drain(..end).collect();
+                // a leak spans sentences ("You are … . Answer … ."): judged with the text just shown
+                let tail: String = shown.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
+                if guard.check(&format!("{tail}{done}")).findings.iter().any(|f| f.kind == "system_prompt_leak") {
+                    leaked = true;
+                    return ControlFlow::Break(());
+                }
+                match firewall::check_sentence(&guard, &done, &mut inj) {
+                    Some(t) if t == done => show(&t, &mut shown, on_text),
+                    Some(t) => show(&format!("{t} "), &mut shown, on_text),
+                    None => {
+                        leaked = true;
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
             ControlFlow::Continue(())
         })?;
-        let mut a = bare_answer(text.trim().to_string(), Intent::General, lang, choice);
+        if !leaked && !buf.trim().is_empty() {
+            let tail: String = shown.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
+            leaked = guard.check(&format!("{tail}{buf}")).findings.iter().any(|f| f.kind == "system_prompt_leak");
+        }
+        if !leaked && !buf.trim().is_empty() {
+            match firewall::check_sentence(&guard, &buf, &mut inj) {
+                Some(t) => show(&t, &mut shown, on_text),
+                None => leaked = true,
+            }
+        }
+        if leaked {
+            inj.output.push(firewall::OutputFinding {
+                sentence: String::new(),
+                action: "refuse".into(),
+                findings: vec![tresor_guard::injection::output::Finding { kind: "system_prompt_leak".into(), detail: "the model began repeating its instructions; generation stopped".into() }],
+            });
+            let note = if lang == Lang::De { "Meine Anweisungen gebe ich nicht weiter." } else { "I don't share my instructions." };
+            let sep = if shown.trim().is_empty() { "" } else { "\n\n" };
+            show(&format!("{sep}{note}"), &mut shown, on_text);
+        }
+        let mut a = bare_answer(shown.trim().to_string(), Intent::General, lang, choice);
+        if !inj.output.is_empty() {
+            a.trace.injection = Some(inj);
+        }
         a.model = model.id().to_string();
         // summarising is model time: it counts in generate (and so in TTFT), not in the pipeline's share
         let summary_ms = summary.as_ref().map_or(0.0, |h| h.ms);
