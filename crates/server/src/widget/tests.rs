@@ -85,8 +85,13 @@ async fn cors_only_for_allowed_origins_and_widget_paths() {
         assert_eq!(st, StatusCode::FORBIDDEN, "{origin} {path}");
         assert!(h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
     }
-    // an API token's answers never carry CORS headers, whatever the Origin
+    // an API token's answers never carry CORS headers, whatever the Origin: from a widget's page it is
+    // refused outright (the DNS-rebinding Origin check; a widget origin passes only with a widget token)
     let req = Request::get("/api/kb").header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).header(header::ORIGIN, PAGE).body(Body::empty()).unwrap();
+    let (st, h, _) = call(&app, req).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    let req = Request::get("/api/kb").header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).body(Body::empty()).unwrap();
     let (st, h, _) = call(&app, req).await;
     assert_eq!(st, StatusCode::OK);
     assert!(h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
