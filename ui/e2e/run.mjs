@@ -400,7 +400,7 @@ try {
   await s.cmd('POST', `/element/${parking}/click`, {});
   await s.waitFor('[data-testid="not-found"]', { what: 'the refused answer reopened' });
   await s.click('[data-testid="handoff"]');
-  await s.waitFor('.toast', { pred: (t) => /tickets/.test(t), what: 'the hand-off ticket' });
+  await s.waitFor('.toast', { pred: (t) => /ticket/i.test(t), what: 'the hand-off ticket' });
 
   step('dashboard: tiles show what `tresor kpi --json` says on the same data dir');
   await s.click('[data-testid="nav-dashboard"]');
