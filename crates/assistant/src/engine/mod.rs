@@ -446,6 +446,9 @@ impl Assistant {
     fn general(&mut self, q: &str, history: &[ChatMessage], req: &AskRequest, lang: Lang, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
         let choice = route::choose_model(q, &self.cfg.routing, req.model.as_deref());
         let spec = spec_for(&choice, req.model.as_deref());
+        // the output guard below is part of the injection firewall: `[injection] enabled = false`
+        // streams the model's text as it comes
+        let guarded = self.injection().enabled;
         let mut load_ms = 0.0;
         let mut params = self.gen_params(self.cfg.max_answer_tokens * 2);
         params.cancel = req.cancel.clone();
@@ -476,6 +479,10 @@ impl Assistant {
             on_text(s);
         };
         let g = model.generate(&msgs, &params, &mut |piece| {
+            if !guarded {
+                show(piece, &mut shown, on_text);
+                return ControlFlow::Continue(());
+            }
             buf.push_str(piece);
             while let Some(end) = tresor_text::sentences::complete_end(&buf) {
                 let done: String = buf.drain(..end).collect();
