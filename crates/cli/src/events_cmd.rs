@@ -84,6 +84,9 @@ pub fn run(cmd: EventsCmd, ctx: &Ctx) -> Result<()> {
             let format: Format = a.format.parse().map_err(anyhow::Error::msg)?;
             let w = window(a.since.as_deref(), a.until.as_deref())?;
             let n = export(&store.events(&w)?, format, &a.out).with_context(|| format!("exporting to {}", a.out.display()))?;
+            if store.skipped_unknown() > 0 {
+                eprintln!("note: {} event(s) of a kind this Tresor does not know (written by a newer version) were not exported", store.skipped_unknown());
+            }
             eprintln!("{n} event(s) written to {}", a.out.display());
         }
         EventsCmd::Purge(a) => {

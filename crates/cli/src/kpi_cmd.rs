@@ -83,6 +83,9 @@ pub fn run_kpi(args: KpiArgs, ctx: &Ctx) -> Result<()> {
     }
     let by = args.by.as_deref().map(|b| b.parse::<GroupBy>().map_err(anyhow::Error::msg)).transpose()?;
     let events = store.events(&w)?;
+    if store.skipped_unknown() > 0 {
+        eprintln!("note: {} event(s) of a kind this Tresor does not know (written by a newer version) were skipped", store.skipped_unknown());
+    }
     let r = tel::report(&events, &w, by, cost);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

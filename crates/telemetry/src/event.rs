@@ -208,6 +208,10 @@ impl std::str::FromStr for Outcome {
 }
 
 impl EventKind {
+    /// Every `event_type` this Tresor writes and reads ([`EventKind::name`]'s values).
+    pub const NAMES: &'static [&'static str] =
+        &["conversation_started", "conversation_ended", "message", "tool_action", "feedback", "handoff", "resolution", "eval_run"];
+
     /// The `event_type` name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -349,7 +353,9 @@ mod tests {
             EventKind::Resolution { outcome: Outcome::Resolved },
             EventKind::EvalRun(EvalRun { eval: "retrieval".into(), dataset: "g.jsonl".into(), cases: 3, recall_at_1: 0.5, recall_at_5: 1.0, mrr: 0.7, rerank_lift: Some(0.1) }),
         ];
+        assert_eq!(kinds.len(), EventKind::NAMES.len(), "a kind is missing from this test or from EventKind::NAMES");
         for k in kinds {
+            assert!(EventKind::NAMES.contains(&k.name()), "EventKind::NAMES lacks {}", k.name());
             let e = StoredEvent { event_id: 1, schema_version: SCHEMA_VERSION, event: Event { ts_ms: 5, conversation_id: Some(2), message_id: Some(3), kb: Some("kb".into()), kind: k } };
             let v = serde_json::to_value(&e).unwrap();
             for key in v.as_object().unwrap().keys() {

@@ -36,6 +36,9 @@ pub struct EventStore {
     conn: Connection,
     path: PathBuf,
     keys: QuestionKeys,
+    /// Events of a kind this Tresor does not know (a newer one added it without a schema bump),
+    /// skipped by [`EventStore::events`] since this store was opened.
+    skipped_unknown: std::cell::Cell<u64>,
 }
 
 trait Ctx<T> {
@@ -76,7 +79,7 @@ impl EventStore {
             CREATE INDEX IF NOT EXISTS events_conversation ON events(conversation_id);",
         )
         .db(path)?;
-        Ok(EventStore { conn, path: path.to_path_buf(), keys: QuestionKeys::new(key) })
+        Ok(EventStore { conn, path: path.to_path_buf(), keys: QuestionKeys::new(key), skipped_unknown: std::cell::Cell::new(0) })
     }
 
     pub fn path(&self) -> &Path {
@@ -105,25 +108,43 @@ impl EventStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, schema_version, ts_ms, conversation_id, message_id, kb, data FROM events
+                "SELECT id, schema_version, ts_ms, conversation_id, message_id, kb, data, event_type FROM events
                  WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id",
             )
             .db(&self.path)?;
         let rows = stmt
             .query_map(params![w.since.unwrap_or(i64::MIN), w.until.unwrap_or(i64::MAX)], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get::<_, String>(6)?))
+                Ok((
+                    (r.get::<_, i64>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
+                    (r.get::<_, String>(6)?, r.get::<_, String>(7)?),
+                ))
             })
             .db(&self.path)?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, v, ts_ms, conversation_id, message_id, kb, data) = row.db(&self.path)?;
+            let ((id, v, ts_ms, conversation_id, message_id, kb), (data, event_type)) = row.db(&self.path)?;
             if v > SCHEMA_VERSION {
                 return Err(self.corrupt(id, format!("written with schema version {v}; this Tresor reads up to {SCHEMA_VERSION}")));
             }
-            let kind: EventKind = serde_json::from_str(&data).map_err(|e| self.corrupt(id, format!("unreadable event: {e}")))?;
+            let kind: EventKind = match serde_json::from_str(&data) {
+                Ok(kind) => kind,
+                // A kind added later without a schema bump (adding a kind keeps the version):
+                // skipped and counted, never misread and never a reason to refuse the others.
+                Err(_) if !EventKind::NAMES.contains(&event_type.as_str()) => {
+                    self.skipped_unknown.set(self.skipped_unknown.get() + 1);
+                    continue;
+                }
+                Err(e) => return Err(self.corrupt(id, format!("unreadable event: {e}"))),
+            };
             out.push(StoredEvent { event_id: id, schema_version: v, event: Event { ts_ms, conversation_id, message_id, kb, kind } });
         }
         Ok(out)
+    }
+
+    /// How many events of an unknown kind [`EventStore::events`] has skipped since this store was
+    /// opened (written by a newer Tresor; the doors report the count).
+    pub fn skipped_unknown(&self) -> u64 {
+        self.skipped_unknown.get()
     }
 
     fn corrupt(&self, id: i64, reason: String) -> TelemetryError {
@@ -209,5 +230,23 @@ mod tests {
         s.conn.execute("INSERT INTO events(schema_version, ts_ms, event_type, data) VALUES (1, 5, 'message', '{oops')", []).unwrap();
         let e = s.events(&Window::default()).unwrap_err().to_string();
         assert!(e.contains("event 1") && e.contains("unreadable"), "{e}");
+    }
+
+    #[test]
+    fn a_kind_from_a_newer_tresor_is_skipped_and_counted_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = WorkspaceKey::from_bytes([3; 32]);
+        let s = EventStore::open(dir.path(), &key).unwrap();
+        s.record(&Event { ts_ms: 4, conversation_id: Some(1), message_id: None, kb: None, kind: EventKind::ConversationStarted { channel: "local".into() } }).unwrap();
+        // same schema version, a kind this build has never heard of
+        s.conn
+            .execute("INSERT INTO events(schema_version, ts_ms, event_type, data) VALUES (1, 5, 'survey_sent', '{\"event_type\":\"survey_sent\",\"to\":3}')", [])
+            .unwrap();
+        let evs = s.events(&Window::default()).unwrap();
+        assert_eq!(evs.len(), 1, "the known event is still read");
+        assert_eq!(s.skipped_unknown(), 1);
+        // a known kind that does not parse is still corruption, not skipped
+        s.conn.execute("INSERT INTO events(schema_version, ts_ms, event_type, data) VALUES (1, 6, 'feedback', '{\"event_type\":\"feedback\",\"thumbs\":\"x\"}')", []).unwrap();
+        assert!(s.events(&Window::default()).unwrap_err().to_string().contains("unreadable"));
     }
 }
