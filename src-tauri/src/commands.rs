@@ -394,6 +394,13 @@ pub async fn conversation_end(app: AppHandle, thread: i64, reason: Option<String
     blocking(app, move |_, host| Ok(desk(host)?.desk().end(thread, reason.as_deref().unwrap_or("closed"))?)).await
 }
 
+/// The engine's idle timeout (`[handoff] idle_timeout_secs` of the data dir's assistant.toml, 0: off):
+/// the chat screen's idle timer (ui/src/lib/idle.ts) ends a conversation as `idle` after it.
+#[tauri::command]
+pub async fn idle_timeout(app: AppHandle) -> Res<u64> {
+    blocking(app, move |_, host| Ok(tresor_assistant::AssistantConfig::load(host.data_dir())?.handoff.idle_timeout_secs)).await
+}
+
 // ---- knowledge bases ------------------------------------------------------------
 
 #[derive(Serialize, ts_rs::TS)]

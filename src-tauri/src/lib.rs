@@ -119,6 +119,7 @@ pub fn run(paths: Paths, ctx: tauri::Context<tauri::Wry>) -> Result<()> {
             commands::feedback,
             commands::handoff,
             commands::conversation_end,
+            commands::idle_timeout,
             commands::kb_list,
             commands::kb_add,
             commands::kb_remove,

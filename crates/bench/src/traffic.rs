@@ -11,7 +11,6 @@
 //! Never reads the events table or calls the KPI code (that is what it checks).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -92,17 +91,20 @@ const PRICES: &str = "sku,product,price,currency\nNV-100,Nordlicht Vault Starter
 const CALENDAR: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//tresor//bench traffic//EN\r\nBEGIN:VEVENT\r\nUID:busy-1@tresor\r\nDTSTAMP:20261201T000000Z\r\nDTSTART:20261208T140000Z\r\nDTEND:20261208T150000Z\r\nSUMMARY:busy\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
 const ORDERS: &str = "order_id,customer,status,updated_at\nA-1001,Muster GmbH,shipped,2026-12-03\nA-1002,Beispiel AG,processing,2026-12-05\n";
 
-struct Run<'a> {
-    o: &'a TrafficOptions,
+struct Run {
+    t: crate::process::ScratchTresor,
 }
 
-impl Run<'_> {
+impl Run {
+    fn new(o: &TrafficOptions) -> Run {
+        let mut t = crate::process::ScratchTresor::new(&o.tresor, &o.data_dir, &o.models_dir);
+        t.passphrase = "bench-traffic-passphrase".into();
+        t.env.push(("TRESOR_NOW".into(), o.now.clone()));
+        Run { t }
+    }
+
     fn tresor(&self, what: &str, args: &[&str]) -> Result<String> {
-        let mut cmd = Command::new(&self.o.tresor);
-        cmd.args(args).env("TRESOR_HOME", &self.o.data_dir).env("TRESOR_MODELS", &self.o.models_dir).env("TRESOR_NOW", &self.o.now).env("TRESOR_PASSPHRASE", "bench-traffic-passphrase");
-        cmd.env_remove("TRESOR_WORKSPACE").env_remove("TRESOR_PASSPHRASE_FILE").env_remove("TRESOR_POLICY");
-        let run = crate::process::run(what, &mut cmd)?;
-        Ok(run.stdout)
+        self.t.run(what, args)
     }
 
     fn json(&self, what: &str, args: &[&str]) -> Result<Value> {
@@ -146,7 +148,7 @@ pub fn run(o: &TrafficOptions, progress: &mut dyn FnMut(&str)) -> Result<Traffic
     }
     let io = |e: std::io::Error| BenchError::Output { what: "bench traffic".into(), reason: e.to_string() };
     std::fs::create_dir_all(&o.data_dir).map_err(io)?;
-    let r = Run { o };
+    let r = Run::new(o);
     let docs = o.docs.to_string_lossy().to_string();
     progress(&format!("ingesting {docs}"));
     r.tresor("tresor ingest", &["ingest", &docs])?;

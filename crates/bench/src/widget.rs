@@ -330,22 +330,79 @@ pub fn embed_page(tresor_origin: &str, kb: &str, token: &str, lang: &str) -> Str
     )
 }
 
-/// One timed answer.
-#[derive(Debug, Clone, Serialize)]
+/// One timed answer, each in a fresh conversation.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Timed {
     pub path: &'static str,
     pub question: String,
-    /// Request start to the first streamed text, ms.
+    /// Round number (0-based); the warm-up is not a round.
+    pub round: usize,
+    /// Whether this path asked first in its pair.
+    pub first_in_pair: bool,
+    /// Request start (the conversation is opened inside the window on both
+    /// paths) to the first non-empty answer text the client holds, ms.
     pub first_text_ms: f64,
     /// Request start to the end of the stream, ms.
     pub total_ms: f64,
+    /// The engine's own figures from the answer's last chunk (`tresor`, `usage`):
+    /// equal cache conditions show as similar prefill and prompt tokens on both paths.
+    pub prefill_ms: f64,
+    pub prompt_tokens: u64,
+    pub cache_hit: bool,
+    pub refused: bool,
 }
 
-/// The API path: one streamed `/v1/chat/completions` over raw HTTP with an
-/// API token (no cache), timed to the first content delta and to `[DONE]`.
-pub fn time_api(addr: SocketAddr, token: &str, kb: &str, question: &str) -> std::result::Result<Timed, String> {
-    let body = json!({"model": "tresor", "stream": true, "no_cache": true, "kb": kb, "messages": [{"role": "user", "content": question}]}).to_string();
-    let t0 = Instant::now();
+/// What the last chunk of a streamed answer says about how it came about.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub prefill_ms: f64,
+    pub generate_ms: f64,
+    pub prompt_tokens: u64,
+    pub cache_hit: bool,
+    pub refused: bool,
+}
+
+impl Meta {
+    /// From the `tresor` object and `usage` of the last chunk.
+    pub fn of(tresor: &Value, usage: &Value) -> Meta {
+        Meta {
+            prefill_ms: tresor["timings"]["prefill_ms"].as_f64().unwrap_or(0.0),
+            generate_ms: tresor["timings"]["generate_ms"].as_f64().unwrap_or(0.0),
+            prompt_tokens: usage["prompt_tokens"].as_u64().unwrap_or(0),
+            cache_hit: tresor["cache_hit"].as_bool().unwrap_or(false),
+            refused: tresor["refused"].as_bool().unwrap_or(false),
+        }
+    }
+
+    /// Whether the chat model ran (a refusal or a canned reply leaves its KV cache as it was).
+    pub fn ran_model(&self) -> bool {
+        self.generate_ms > 0.0 && self.prompt_tokens > 0
+    }
+}
+
+/// One request with an API token over a fresh connection: (status, body) —
+/// for small JSON answers (Content-Length or chunked).
+fn api_json(addr: SocketAddr, token: &str, path: &str, body: &Value) -> std::result::Result<(u16, Value), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+    let payload = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
+}
+
+/// Streams one answer in conversation `thread` from `t0` on: (first text, total, meta).
+fn stream_api(addr: SocketAddr, token: &str, kb: &str, thread: Option<i64>, question: &str, t0: Instant) -> std::result::Result<(Duration, Duration, Meta), String> {
+    let body = json!({"model": "tresor", "stream": true, "no_cache": true, "kb": kb, "thread": thread, "messages": [{"role": "user", "content": question}]}).to_string();
     let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     let req = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -355,46 +412,116 @@ pub fn time_api(addr: SocketAddr, token: &str, kb: &str, question: &str) -> std:
     let mut r = BufReader::new(s);
     let mut line = String::new();
     let mut first = None;
+    let mut meta = Meta::default();
     loop {
         line.clear();
         if r.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
             return Err("the stream ended without [DONE]".into());
         }
-        if first.is_none() && line.starts_with("data: {") && line.contains("\"content\":\"") && !line.contains("\"content\":\"\"") {
+        let Some(data) = line.trim_end().strip_prefix("data: ") else { continue };
+        if data == "[DONE]" {
+            break;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
+        if first.is_none() && v["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
             first = Some(t0.elapsed());
         }
-        if line.starts_with("data: [DONE]") {
-            break;
+        if v["tresor"].is_object() {
+            meta = Meta::of(&v["tresor"], &v["usage"]);
         }
     }
     let total = t0.elapsed();
-    Ok(Timed { path: "api", question: question.into(), first_text_ms: ms(first.unwrap_or(total)), total_ms: ms(total) })
+    Ok((first.unwrap_or(total), total, meta))
 }
 
-/// The script that times one `TresorWidget.ask` in the page: to the first
-/// text in the new answer element and to the promise's resolution.
+/// The API path, a fresh conversation each time: `POST /api/threads` then a
+/// streamed `/v1/chat/completions` in it (no semantic cache), timed from
+/// before opening the conversation — as the widget opens its own inside
+/// `ask()` — to the first content delta and to `[DONE]`.
+pub fn time_api(addr: SocketAddr, token: &str, kb: &str, question: &str) -> std::result::Result<Timed, String> {
+    let t0 = Instant::now();
+    let (st, v) = api_json(addr, token, "/api/threads", &json!({"title": "bench widget", "kb": kb}))?;
+    let thread = v["id"].as_i64().ok_or_else(|| format!("opening a conversation: {st} {v}"))?;
+    let (first, total, m) = stream_api(addr, token, kb, Some(thread), question, t0)?;
+    Ok(Timed {
+        path: "api",
+        question: question.into(),
+        first_text_ms: ms(first),
+        total_ms: ms(total),
+        prefill_ms: m.prefill_ms,
+        prompt_tokens: m.prompt_tokens,
+        cache_hit: m.cache_hit,
+        refused: m.refused,
+        ..Timed::default()
+    })
+}
+
+/// The lead-in of the flush question (see [`flush`]).
+pub const FLUSH_LEAD: &str = "In one sentence: ";
+
+/// An unmeasured answer before every measured one, on the API without a
+/// conversation: the chat model reuses the KV cache of the prefix a prompt
+/// shares with the previous one, so the second path to ask a question got
+/// the first path's prefill for free (one token) and answered in a few ms.
+/// After a flush both paths find the same cache: the flush's prompt. Its
+/// question is the measured one with [`FLUSH_LEAD`] (same passages, so it
+/// is answered, not refused, whenever the question is). The meta says
+/// whether the model ran.
+pub fn flush(addr: SocketAddr, token: &str, kb: &str, question: &str) -> std::result::Result<Meta, String> {
+    stream_api(addr, token, kb, None, &format!("{FLUSH_LEAD}{question}"), Instant::now()).map(|(_, _, m)| m)
+}
+
+/// The script that times one `TresorWidget.ask` in a freshly loaded page: to
+/// the first text in the new answer element and to the promise's resolution;
+/// with the answer's `tresor` metadata (which `ask()` passes on).
 pub const TIME_WIDGET_JS: &str = r#"
 const [q, done] = arguments;
 const root = document.getElementById('tresor-widget').shadowRoot;
 const before = root.querySelectorAll('[data-tresor-role=answer]').length;
-const t0 = performance.now();
-let first = null;
+let first = null, t0 = 0;
 const mo = new MutationObserver(() => {
   const a = root.querySelectorAll('[data-tresor-role=answer]')[before];
   if (first === null && a && a.querySelector('.text') && a.querySelector('.text').textContent.length > 0) first = performance.now() - t0;
 });
 mo.observe(root, {subtree: true, childList: true, characterData: true});
-window.TresorWidget.ask(q).then(r => { mo.disconnect(); const total = performance.now() - t0; done({ok: true, first: first === null ? total : first, total, refused: r.refused}); },
+t0 = performance.now();
+window.TresorWidget.ask(q).then(r => { mo.disconnect(); const total = performance.now() - t0; done({ok: true, first: first === null ? total : first, total, refused: r.refused, tresor: r.tresor || null, usage: r.usage || null}); },
                                 e => { mo.disconnect(); done({ok: false, error: String(e && e.message || e), status: e && e.status}); });
 "#;
 
-/// The widget path: `TresorWidget.ask` in the browser (a page that already embeds the widget).
-pub fn time_widget(b: &Browser, question: &str) -> std::result::Result<Timed, String> {
+/// Loads `url` (the embedding page) afresh and waits for `window.TresorWidget`:
+/// a new widget with no conversation yet.
+pub fn fresh_page(b: &Browser, url: &str) -> std::result::Result<(), String> {
+    b.goto(url).map_err(|e| e.to_string())?;
+    let ready = b
+        .execute_async("const done = arguments[0]; const t = () => window.TresorWidget ? done(true) : setTimeout(t, 20); t();", json!([]), Duration::from_secs(20))
+        .map_err(|e| e.to_string())?;
+    if ready != json!(true) {
+        return Err("the widget did not load on the test page".into());
+    }
+    Ok(())
+}
+
+/// The widget path: `TresorWidget.ask` in a page loaded afresh (so a new
+/// conversation, opened inside the timed window).
+pub fn time_widget(b: &Browser, page_url: &str, question: &str) -> std::result::Result<Timed, String> {
+    fresh_page(b, page_url)?;
     let v = b.execute_async(TIME_WIDGET_JS, json!([question]), Duration::from_secs(600)).map_err(|e| e.to_string())?;
     if v["ok"] != json!(true) {
         return Err(format!("the widget failed: {v}"));
     }
-    Ok(Timed { path: "widget", question: question.into(), first_text_ms: v["first"].as_f64().unwrap_or(0.0), total_ms: v["total"].as_f64().unwrap_or(0.0) })
+    let m = Meta::of(&v["tresor"], &v["usage"]);
+    Ok(Timed {
+        path: "widget",
+        question: question.into(),
+        first_text_ms: v["first"].as_f64().unwrap_or(0.0),
+        total_ms: v["total"].as_f64().unwrap_or(0.0),
+        prefill_ms: m.prefill_ms,
+        prompt_tokens: m.prompt_tokens,
+        cache_hit: m.cache_hit,
+        refused: v["refused"].as_bool().unwrap_or(false),
+        ..Timed::default()
+    })
 }
 
 fn ms(d: Duration) -> f64 {
@@ -411,55 +538,172 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
+/// Nearest-rank percentile (`p` in 0..=1; 0 when empty).
+fn nearest_rank(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+/// p50 / p95 of one path and one measure.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Spread {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+}
+
+impl Spread {
+    fn of(v: Vec<f64>) -> Spread {
+        Spread { p50_ms: median(v.clone()), p95_ms: nearest_rank(v, 0.95) }
+    }
+}
+
+/// Where and how the comparison ran.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Conditions {
+    pub cpu: String,
+    pub device: String,
+    pub threads: Option<usize>,
+    pub load_average_before: Option<String>,
+    pub load_average_after: Option<String>,
+    /// Every measured answer ran after a flush that ran the model (see [`flush`]).
+    pub flushes_ran_model: bool,
+    pub semantic_cache: &'static str,
+}
+
 /// The comparison `tresor bench widget` prints.
 #[derive(Debug, Serialize)]
 pub struct WidgetBench {
     pub runs: Vec<Timed>,
-    pub api_first_text_p50_ms: f64,
-    pub widget_first_text_p50_ms: f64,
-    pub api_total_p50_ms: f64,
-    pub widget_total_p50_ms: f64,
+    pub api_first_text: Spread,
+    pub widget_first_text: Spread,
+    pub api_total: Spread,
+    pub widget_total: Spread,
+    /// widget p50 / API p50 of the first text (1.0: the same).
+    pub first_text_ratio: f64,
     /// widget p50 − API p50 of the first text, ms.
     pub first_text_overhead_ms: f64,
+    /// Measured answers that came from a cache (must be 0 for a fair comparison).
+    pub cache_hits: usize,
+    pub conditions: Conditions,
 }
 
 impl WidgetBench {
-    pub fn of(runs: Vec<Timed>) -> WidgetBench {
-        let pick = |p: &str, f: fn(&Timed) -> f64| median(runs.iter().filter(|t| t.path == p).map(f).collect());
+    pub fn of(runs: Vec<Timed>, conditions: Conditions) -> WidgetBench {
+        let pick = |p: &str, f: fn(&Timed) -> f64| Spread::of(runs.iter().filter(|t| t.path == p).map(f).collect());
         let (a1, w1) = (pick("api", |t| t.first_text_ms), pick("widget", |t| t.first_text_ms));
         let (a2, w2) = (pick("api", |t| t.total_ms), pick("widget", |t| t.total_ms));
-        WidgetBench { api_first_text_p50_ms: a1, widget_first_text_p50_ms: w1, api_total_p50_ms: a2, widget_total_p50_ms: w2, first_text_overhead_ms: ((w1 - a1) * 100.0).round() / 100.0, runs }
+        let ratio = if a1.p50_ms > 0.0 { (w1.p50_ms / a1.p50_ms * 1000.0).round() / 1000.0 } else { 0.0 };
+        WidgetBench {
+            first_text_overhead_ms: ((w1.p50_ms - a1.p50_ms) * 100.0).round() / 100.0,
+            first_text_ratio: ratio,
+            cache_hits: runs.iter().filter(|t| t.cache_hit).count(),
+            api_first_text: a1,
+            widget_first_text: w1,
+            api_total: a2,
+            widget_total: w2,
+            runs,
+            conditions,
+        }
     }
 
     pub fn table(&self) -> String {
-        let mut s = String::from("path     question                                      first text ms   total ms\n");
+        let mut s = String::from("round path    1st question                                     first text ms   total ms  prefill ms  prompt tok\n");
+        // `*` in the 1st column: that path asked first in its pair
         for t in &self.runs {
             let q: String = t.question.chars().take(44).collect();
-            s.push_str(&format!("{:<8} {:<45} {:>13.1} {:>10.1}\n", t.path, q, t.first_text_ms, t.total_ms));
+            s.push_str(&format!(
+                "{:>5} {:<7} {:<3} {:<45} {:>10.1} {:>10.1} {:>11.1} {:>11}\n",
+                t.round,
+                t.path,
+                if t.first_in_pair { "*" } else { "" },
+                q,
+                t.first_text_ms,
+                t.total_ms,
+                t.prefill_ms,
+                t.prompt_tokens
+            ));
         }
         s.push_str(&format!(
-            "\np50 first text: api {:.1} ms, widget {:.1} ms (widget − api: {:+.1} ms)\np50 total:      api {:.1} ms, widget {:.1} ms\n",
-            self.api_first_text_p50_ms, self.widget_first_text_p50_ms, self.first_text_overhead_ms, self.api_total_p50_ms, self.widget_total_p50_ms
+            "\nfirst text p50 / p95: api {:.1} / {:.1} ms, widget {:.1} / {:.1} ms (widget/api p50 ratio {:.3}, widget − api {:+.1} ms)\ntotal p50 / p95:      api {:.1} / {:.1} ms, widget {:.1} / {:.1} ms\n",
+            self.api_first_text.p50_ms,
+            self.api_first_text.p95_ms,
+            self.widget_first_text.p50_ms,
+            self.widget_first_text.p95_ms,
+            self.first_text_ratio,
+            self.first_text_overhead_ms,
+            self.api_total.p50_ms,
+            self.api_total.p95_ms,
+            self.widget_total.p50_ms,
+            self.widget_total.p95_ms
+        ));
+        let c = &self.conditions;
+        s.push_str(&format!(
+            "conditions: a fresh conversation per answer on both paths; semantic cache {}; a model-running flush before every answer ({}); cache hits among measured answers: {}\ncpu: {}; device {}; threads {}; load average (1 min) before / after: {} / {}\n",
+            c.semantic_cache,
+            if c.flushes_ran_model { "all ran the model" } else { "SOME DID NOT RUN THE MODEL: the comparison may be unequal" },
+            self.cache_hits,
+            c.cpu,
+            c.device,
+            c.threads.map(|t| t.to_string()).unwrap_or_else(|| "default".into()),
+            c.load_average_before.as_deref().unwrap_or("?"),
+            c.load_average_after.as_deref().unwrap_or("?")
         ));
         s
     }
+}
+
+/// Which path asks first for question `q` of round `round`: it alternates
+/// every pair and every round (with an even number of questions a plain
+/// per-pair alternation would give each question the same order every round).
+pub fn api_first(round: usize, q: usize) -> bool {
+    (round + q) % 2 == 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn timed(path: &'static str, first: f64, total: f64) -> Timed {
+        Timed { path, question: "q".into(), first_text_ms: first, total_ms: total, ..Timed::default() }
+    }
+
     #[test]
-    fn chunked_bodies_and_medians() {
+    fn chunked_bodies_percentiles_and_the_ratio() {
         assert_eq!(dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        let b = WidgetBench::of(vec![
-            Timed { path: "api", question: "q".into(), first_text_ms: 100.0, total_ms: 900.0 },
-            Timed { path: "widget", question: "q".into(), first_text_ms: 112.5, total_ms: 905.0 },
-        ]);
-        assert_eq!(b.first_text_overhead_ms, 12.5);
-        assert!(b.table().contains("+12.5 ms"));
+        let mut runs: Vec<Timed> = (1..=20).map(|i| timed("api", 100.0 + i as f64, 900.0)).collect();
+        runs.extend((1..=20).map(|i| timed("widget", 110.0 + i as f64, 905.0)));
+        runs[3].cache_hit = true;
+        let b = WidgetBench::of(runs, Conditions { cpu: "test cpu".into(), flushes_ran_model: true, ..Conditions::default() });
+        assert_eq!(b.api_first_text, Spread { p50_ms: 110.5, p95_ms: 119.0 });
+        assert_eq!(b.widget_first_text, Spread { p50_ms: 120.5, p95_ms: 129.0 });
+        assert_eq!(b.first_text_overhead_ms, 10.0);
+        assert_eq!(b.first_text_ratio, 1.09);
+        assert_eq!(b.cache_hits, 1);
+        let t = b.table();
+        assert!(t.contains("ratio 1.090") && t.contains("+10.0 ms") && t.contains("test cpu") && t.contains("cache hits among measured answers: 1"), "{t}");
+    }
+
+    #[test]
+    fn the_order_alternates_per_pair_and_per_round() {
+        // two questions, two rounds: each question is asked API-first once and widget-first once
+        assert!(api_first(0, 0) && !api_first(0, 1));
+        assert!(!api_first(1, 0) && api_first(1, 1));
+        // one question: the order flips every round
+        assert_ne!(api_first(0, 0), api_first(1, 0));
+    }
+
+    #[test]
+    fn the_meta_says_whether_the_model_ran() {
+        let ran = Meta::of(&json!({"timings": {"prefill_ms": 12.0, "generate_ms": 80.0}, "cache_hit": false, "refused": false}), &json!({"prompt_tokens": 300}));
+        assert!(ran.ran_model() && ran.prompt_tokens == 300 && ran.prefill_ms == 12.0);
+        let refused = Meta::of(&json!({"timings": {"prefill_ms": 0.0, "generate_ms": 0.0}, "refused": true}), &json!({"prompt_tokens": 0}));
+        assert!(!refused.ran_model() && refused.refused);
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod text_input;
 mod tools_cmd;
 mod widget_cmd;
 mod workspace_cmd;
+mod ws_lock;
 
 use std::path::PathBuf;
 
@@ -188,6 +189,43 @@ fn main() {
     }
 }
 
+/// Which commands hold the workspace's in-use lock (see ws_lock).
+fn workspace_use(cmd: &Command) -> ws_lock::Use {
+    use ws_lock::Use;
+    match cmd {
+        Command::Ingest(_)
+        | Command::Kb(_)
+        | Command::Search(_)
+        | Command::Ask(_)
+        | Command::Actions(_)
+        | Command::Chat(_)
+        | Command::Policy(_)
+        | Command::Mcp(_)
+        | Command::Audit(_)
+        | Command::Widget(_)
+        | Command::Tools(_)
+        | Command::Kpi(_)
+        | Command::Events(_)
+        | Command::Feedback(_)
+        | Command::Handoff(_)
+        | Command::Simulate(_)
+        | Command::Release(_) => Use::Data,
+        // models and scratch dirs only; a server that locks each workspace it opens;
+        // workspaces and keys managed by their own commands (a rotation locks exclusively)
+        Command::Generate(_)
+        | Command::Tokenize(_)
+        | Command::Embed(_)
+        | Command::Models(_)
+        | Command::Bench(_)
+        | Command::Serve(_)
+        | Command::Eval(_)
+        | Command::Guard(_)
+        | Command::Key(_)
+        | Command::Workspace(_)
+        | Command::Redteam(_) => Use::None,
+    }
+}
+
 fn init_tracing(verbose: u8) {
     let level = match verbose {
         0 => "warn",
@@ -233,6 +271,8 @@ fn run(cli: Cli) -> Result<()> {
         now,
     }
     .in_workspace(need)?;
+    // the shared lock serve and the app hold: a key rotation refuses while this command runs
+    let _in_use = ws_lock::hold(&ctx.data_dir, workspace_use(&cli.command))?;
     match cli.command {
         Command::Generate(args) => llm_cmd::run_generate(args, &ctx),
         Command::Tokenize(args) => llm_cmd::run_tokenize(args, &ctx),

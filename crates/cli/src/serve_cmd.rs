@@ -2,10 +2,8 @@
 //! the data dir and the models. Flags in, one call into tresor-server.
 //! `tresor bench serve`: the bounded load test against a scratch server.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -130,41 +128,12 @@ pub fn run_bench_serve(args: BenchServeArgs, ctx: &Ctx) -> Result<()> {
         bail!("--clients must be at least 1");
     }
     let (_tmp, data) = tresor_assistant::scratch::scratch_dir()?;
-    let exe = std::env::current_exe().context("locating the tresor binary")?;
-    // a throw-away data dir: its key is wrapped with a random passphrase only this run knows
-    let passphrase = random_hex();
+    let t = scratch_tresor(ctx, &data)?;
     let token = random_hex();
-    let tresor = || {
-        let mut c = Command::new(&exe);
-        c.arg("--data-dir").arg(&data).arg("--models-dir").arg(&ctx.models_dir).arg("--device").arg(&ctx.device);
-        if let Some(t) = ctx.threads {
-            c.arg("--threads").arg(t.to_string());
-        }
-        for v in ["TRESOR_HOME", "TRESOR_WORKSPACE", "TRESOR_API_TOKEN", "TRESOR_PASSPHRASE_FILE"] {
-            c.env_remove(v);
-        }
-        c.env("TRESOR_PASSPHRASE", &passphrase);
-        c
-    };
-    let out = tresor().arg("ingest").arg(&args.docs).output().context("running tresor ingest")?;
-    if !out.status.success() {
-        bail!("ingesting {} failed: {}", args.docs.display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    let mut child = tresor()
-        .args(["serve", "--addr", "127.0.0.1:0", "--rate-limit", "off", "--token", &token])
-        .args(["--max-queue", &(args.clients + 1).to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting tresor serve")?;
-    let mut line = String::new();
-    let _ = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
-    let addr = line.trim().strip_prefix("listening on http://").and_then(|a| a.parse::<SocketAddr>().ok());
-    let Some(addr) = addr else {
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!("tresor serve did not start (it said {:?})", line.trim());
-    };
+    t.run("tresor ingest", &["ingest", &args.docs.to_string_lossy()])?;
+    let max_queue = (args.clients + 1).to_string();
+    let server = t.serve(&["--rate-limit", "off", "--token", &token, "--max-queue", &max_queue])?;
+    let addr = server.addr;
     let load_before = load_average();
     let report = tresor_bench::loadtest::run(&tresor_bench::loadtest::LoadTest {
         addr,
@@ -176,8 +145,7 @@ pub fn run_bench_serve(args: BenchServeArgs, ctx: &Ctx) -> Result<()> {
     });
     let load_after = load_average();
     // every client has finished or given up: nothing is left to drain
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     if args.json {
         let mut v = serde_json::to_value(&report)?;
         v["load_average"] = serde_json::json!({"before": load_before, "after": load_after});
@@ -192,19 +160,14 @@ pub fn run_bench_serve(args: BenchServeArgs, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// 128 random bits as hex (std's per-process random hash keys; enough for a throw-away secret).
-pub(crate) fn random_hex() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    (0..2)
-        .map(|i| {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u32(i);
-            format!("{:016x}", h.finish())
-        })
-        .collect()
+/// The scratch `tresor` of a bench (tresor-bench's one helper): this
+/// binary on `data` with the CLI's models, device and threads.
+pub(crate) fn scratch_tresor(ctx: &Ctx, data: &std::path::Path) -> Result<tresor_bench::process::ScratchTresor> {
+    let exe = std::env::current_exe().context("locating the tresor binary")?;
+    let mut t = tresor_bench::process::ScratchTresor::new(exe, data, &ctx.models_dir);
+    t.device = Some(ctx.device.clone());
+    t.threads = ctx.threads;
+    Ok(t)
 }
 
-/// The 1-minute load average (Linux), to say how busy the machine was.
-pub(crate) fn load_average() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next().map(str::to_string))
-}
+pub(crate) use tresor_bench::process::{load_average, random_hex};

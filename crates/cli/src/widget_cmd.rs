@@ -134,7 +134,7 @@ pub struct BenchWidgetArgs {
     /// A question to ask (repeatable); each run asks each one through both paths.
     #[arg(long = "question", required = true)]
     pub questions: Vec<String>,
-    /// Rounds over the questions (the order API/widget alternates every answer).
+    /// Rounds over the questions (which path asks first alternates per pair and per round).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     #[arg(long)]
@@ -142,14 +142,15 @@ pub struct BenchWidgetArgs {
 }
 
 /// `tresor bench widget`: a scratch data dir with `--docs` ingested and the
-/// semantic cache off (every answer runs the model), the real `tresor serve`
-/// on loopback, a widget token for a loopback test page under the strict
-/// CSP, headless Chromium on that page; then each question through the API
-/// (raw HTTP, streamed) and through `TresorWidget.ask` in the browser,
-/// alternating which goes first, after one warm-up answer each.
+/// semantic cache off, the real `tresor serve` on loopback, a widget token
+/// for a loopback test page under the strict CSP, headless Chromium; then
+/// each question through the API (raw HTTP, streamed) and through
+/// `TresorWidget.ask` in the browser, both in a fresh conversation each
+/// time, alternating which goes first (per pair and per round), each after
+/// the same unmeasured flush answer (the chat model's KV prefix reuse would
+/// otherwise hand the second path the first one's prefill), after one
+/// discarded warm-up answer per path. See tresor_bench::widget.
 pub fn run_bench_widget(args: BenchWidgetArgs, ctx: &Ctx) -> Result<()> {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     use tresor_bench::widget as w;
 
     if !args.docs.is_dir() {
@@ -160,86 +161,64 @@ pub fn run_bench_widget(args: BenchWidgetArgs, ctx: &Ctx) -> Result<()> {
     }
     let (_tmp, data) = tresor_assistant::scratch::scratch_dir()?;
     std::fs::write(data.join("assistant.toml"), "[cache]\nenabled = false\n").context("writing the scratch assistant.toml")?;
-    let exe = std::env::current_exe().context("locating the tresor binary")?;
-    let passphrase = crate::serve_cmd::random_hex();
+    let t = crate::serve_cmd::scratch_tresor(ctx, &data)?;
     let api_token = crate::serve_cmd::random_hex();
-    let tresor = || {
-        let mut c = Command::new(&exe);
-        c.arg("--data-dir").arg(&data).arg("--models-dir").arg(&ctx.models_dir).arg("--device").arg(&ctx.device);
-        if let Some(t) = ctx.threads {
-            c.arg("--threads").arg(t.to_string());
-        }
-        for v in ["TRESOR_HOME", "TRESOR_WORKSPACE", "TRESOR_API_TOKEN", "TRESOR_PASSPHRASE_FILE"] {
-            c.env_remove(v);
-        }
-        c.env("TRESOR_PASSPHRASE", &passphrase);
-        c
-    };
-    let out = tresor().arg("ingest").arg(&args.docs).output().context("running tresor ingest")?;
-    if !out.status.success() {
-        bail!("ingesting {} failed: {}", args.docs.display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
+    t.run("tresor ingest", &["ingest", &args.docs.to_string_lossy()])?;
     let page = w::PageServer::start()?;
-    let out = tresor()
-        .args(["widget", "token", "create", "--kb", "default", "--origin", &page.origin(), "--rate", "100000/min", "--visitor-rate", "100000/min", "--json"])
-        .output()
-        .context("creating the widget token")?;
-    if !out.status.success() {
-        bail!("tresor widget token create failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    let widget_token = serde_json::from_slice::<serde_json::Value>(&out.stdout)?["token"].as_str().unwrap_or_default().to_string();
-    let mut child = tresor()
-        .args(["serve", "--addr", "127.0.0.1:0", "--rate-limit", "off", "--token", &api_token])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting tresor serve")?;
-    let mut line = String::new();
-    let _ = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
-    let addr = line.trim().strip_prefix("listening on http://").and_then(|a| a.parse::<std::net::SocketAddr>().ok());
-    let result = (|| -> Result<w::WidgetBench> {
-        let addr = addr.with_context(|| format!("tresor serve did not start (it said {:?})", line.trim()))?;
-        let origin = format!("http://{addr}");
-        page.set(w::embed_page(&origin, "default", &widget_token, "en"), w::strict_csp(&origin));
-        let b = w::Browser::start(1100, 800)?;
-        b.goto(&page.origin())?;
-        let ready = b.execute_async("const done = arguments[0]; const t = () => window.TresorWidget ? done(true) : setTimeout(t, 20); t();", serde_json::json!([]), std::time::Duration::from_secs(20))?;
-        if ready != serde_json::json!(true) {
-            bail!("the widget did not load on the test page");
-        }
-        // warm-up: the model loads on the first answer, on either path
-        let warm = &args.questions[0];
-        w::time_api(addr, &api_token, "default", warm).map_err(anyhow::Error::msg)?;
-        w::time_widget(&b, warm).map_err(anyhow::Error::msg)?;
-        let mut runs = Vec::new();
-        let mut i = 0usize;
-        for _ in 0..args.runs {
-            for q in &args.questions {
-                let api = || w::time_api(addr, &api_token, "default", q).map_err(anyhow::Error::msg);
-                let wid = || w::time_widget(&b, q).map_err(anyhow::Error::msg);
-                if i % 2 == 0 {
-                    runs.push(api()?);
-                    runs.push(wid()?);
-                } else {
-                    runs.push(wid()?);
-                    runs.push(api()?);
-                }
-                i += 1;
+    let out = t.run(
+        "tresor widget token create",
+        &["widget", "token", "create", "--kb", "default", "--origin", &page.origin(), "--rate", "100000/min", "--visitor-rate", "100000/min", "--json"],
+    )?;
+    let widget_token = serde_json::from_str::<serde_json::Value>(&out)?["token"].as_str().unwrap_or_default().to_string();
+    let server = t.serve(&["--rate-limit", "off", "--token", &api_token])?;
+    let addr = server.addr;
+    let origin = format!("http://{addr}");
+    page.set(w::embed_page(&origin, "default", &widget_token, "en"), w::strict_csp(&origin));
+    let url = page.origin();
+    let b = w::Browser::start(1100, 800)?;
+    let load_before = crate::serve_cmd::load_average();
+    let e = anyhow::Error::msg;
+    let mut flushes_ran_model = true;
+    let mut flushed = |q: &str| -> Result<()> {
+        let m = w::flush(addr, &api_token, "default", q).map_err(e)?;
+        flushes_ran_model &= m.ran_model();
+        Ok(())
+    };
+    // warm-up, discarded: the model loads on the first answer, the browser warms its connection
+    let warm = &args.questions[0];
+    flushed(warm)?;
+    w::time_api(addr, &api_token, "default", warm).map_err(e)?;
+    flushed(warm)?;
+    w::time_widget(&b, &url, warm).map_err(e)?;
+    let mut runs = Vec::new();
+    for round in 0..args.runs {
+        for (qi, q) in args.questions.iter().enumerate() {
+            let api_first = w::api_first(round, qi);
+            for path in if api_first { ["api", "widget"] } else { ["widget", "api"] } {
+                flushed(q)?;
+                let mut r = if path == "api" { w::time_api(addr, &api_token, "default", q) } else { w::time_widget(&b, &url, q) }.map_err(e)?;
+                r.round = round;
+                r.first_in_pair = (path == "api") == api_first;
+                runs.push(r);
             }
         }
-        Ok(w::WidgetBench::of(runs))
-    })();
-    let _ = child.kill();
-    let _ = child.wait();
-    let report = result?;
-    let load = crate::serve_cmd::load_average();
+    }
+    drop(b);
+    drop(server);
+    let conditions = w::Conditions {
+        cpu: tresor_bench::process::cpu_description(),
+        device: ctx.device.clone(),
+        threads: ctx.threads,
+        load_average_before: load_before,
+        load_average_after: crate::serve_cmd::load_average(),
+        flushes_ran_model,
+        semantic_cache: "off ([cache] enabled = false)",
+    };
+    let report = w::WidgetBench::of(runs, conditions);
     if args.json {
-        let mut v = serde_json::to_value(&report)?;
-        v["load_average"] = json!(load);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
-        println!("load average (1 min) after: {}", load.as_deref().unwrap_or("?"));
     }
     Ok(())
 }

@@ -240,3 +240,47 @@ fn key_rotate_makes_the_old_passphrase_and_key_useless_and_keeps_the_data() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot be opened with this workspace's key"), "{err}");
 }
+
+/// Whether some process holds `lock` (shared or exclusive); takes and drops it otherwise.
+fn held(lock: &Path) -> bool {
+    let Ok(f) = std::fs::OpenOptions::new().write(true).open(lock) else { return false };
+    matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// Issue 19 §4: `tresor key rotate` refused only while `serve` or the app ran;
+/// a plain `tresor ingest` (or `kb remove`, `ask` ...) took no lock, so a
+/// rotation could re-encrypt the stores under its feet. The ingest is
+/// stopped (SIGSTOP) while it holds the workspace, so the check is no race.
+#[test]
+fn key_rotate_refuses_while_a_plain_ingest_runs() {
+    let (t, home) = ingested_home();
+    let more = t.path().join("more");
+    write_docs(&more);
+    let mut ingest = common::tresor_with(&home, Some(PASS))
+        .args(["ingest", more.to_str().unwrap(), "--kb", "second"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = home.join("in-use.lock");
+    let t0 = std::time::Instant::now();
+    while !held(&lock) {
+        assert!(ingest.try_wait().unwrap().is_none(), "the ingest ended before it was seen holding the workspace");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let pid = ingest.id().to_string();
+    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    signal("-STOP");
+    let out = run(&home, Some(PASS), &["key", "rotate"]);
+    signal("-CONT");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && err.contains("is in use"), "key rotate during an ingest: {err}");
+    let done = ingest.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    // the ingest finished unharmed, and with nothing running the rotation goes ahead
+    assert!(!held(&lock));
+    ok(&run(&home, Some(PASS), &["key", "rotate"]), "key rotate after the ingest");
+    ok(&run(&home, Some(PASS), &["kb", "check", "--kb", "second"]), "kb check");
+}

@@ -6,7 +6,9 @@
 //! is driven like a person would (click, type, Enter, Tab, Esc) and through
 //! its contract (`window.TresorWidget.ask`): a streamed answer with a
 //! citation, the passage opened, a refusal, a handoff, a CSAT rating; a page
-//! on another origin gets no answer. Screenshots go to the target dir, or to
+//! on another origin gets no answer; and, after a restart with a 2-second
+//! `[handoff] idle_timeout_secs`, a conversation left alone ends as `idle`
+//! and shows the rating without a click. Screenshots go to the target dir, or to
 //! docs/screenshots with TRESOR_UPDATE_SCREENSHOTS=1.
 
 use std::io::{Read, Write};
@@ -115,7 +117,7 @@ fn the_widget_answers_cites_refuses_hands_off_and_asks_for_a_rating_in_chromium(
             let _ = self.0.wait();
         }
     }
-    let _server = Kill(child);
+    let mut server = Kill(child);
     let tresor = format!("http://{addr}");
     page.set(embed_page(&tresor, "handbook", &token, "en"), strict_csp(&tresor));
     // the other page is German (data-lang="de")
@@ -233,4 +235,34 @@ fn the_widget_answers_cites_refuses_hands_off_and_asks_for_a_rating_in_chromium(
     assert_eq!(none, json!([0, 1]));
     let de = b.execute(&format!("{R} return [r.querySelector('[data-tresor-role=error]').textContent, r.querySelector('.person').textContent, r.querySelector('.bubble').getAttribute('aria-label')];"), json!([])).unwrap();
     assert_eq!(de, json!(["Das hat leider nicht geklappt.", "Mitarbeiter sprechen", "Dokumenten-Assistent öffnen"]), "German from data-lang");
+
+    // idle: the engine's timeout reaches the widget, which ends the conversation by itself
+    drop(server);
+    std::fs::write(home.path().join("assistant.toml"), "[handoff]\nidle_timeout_secs = 2\n").unwrap();
+    let mut serve = common::tresor_with(home.path(), Some(PASS));
+    serve.args(["serve", "--addr", &addr, "--token", API_TOKEN]);
+    let (child, addr2) = common::spawn_server(serve);
+    server = Kill(child);
+    assert_eq!(addr2, addr, "restarted on the same address (the pages embed it)");
+    b.goto(&page.origin()).unwrap();
+    wait_for(&b, "return !!window.TresorWidget;", "the widget to load again", 20);
+    let r = b
+        .execute_async("window.TresorWidget.ask(arguments[0]).then(arguments[1], e => arguments[1]({error: String(e)}));", json!([NOT_IN_DOCS]), Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(r["refused"], json!(true), "{r}");
+    let t_answered = Instant::now();
+    // no click, no key: the rating prompt appears once the engine's 2 s have passed
+    wait_for(&b, &format!("{R} const c = r.querySelector('[data-tresor-role=csat]'); return c && !c.hidden && !r.getElementById('tw-panel').hidden;"), "the idle rating prompt", 15);
+    assert!(t_answered.elapsed() >= Duration::from_secs(2), "the rating came before the idle timeout");
+    drop(server);
+    let events = home.path().join("events.jsonl");
+    let (ok, _, err) = cli(&["events", "export", "--format", "jsonl", "--out", events.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let ended: Vec<Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event_type"] == "conversation_ended")
+        .collect();
+    assert!(ended.iter().any(|e| e.to_string().contains("\"idle\"")), "no conversation ended as idle: {ended:?}");
 }

@@ -72,6 +72,8 @@ export const api = {
   csat: (threadId: number, csat: number) => invoke<FeedbackOutcome>('feedback', { feedback: { thread_id: threadId, csat } }),
   handoff: (thread: number, note: string) => invoke<HandoffReceipt>('handoff', { thread, note }),
   endConversation: (thread: number, reason = 'closed') => invoke<EndOutcome>('conversation_end', { thread, reason }),
+  /** The engine's idle timeout in seconds (`[handoff] idle_timeout_secs`; 0: off): lib/idle.ts counts it. */
+  idleTimeout: () => invoke<number>('idle_timeout'),
   kbs: () => invoke<KbView[]>('kb_list'),
   kbAdd: (kb: string, paths: string[]) => invoke<IngestReport>('kb_add', { kb, paths }),
   kbRemove: (kb: string) => invoke<void>('kb_remove', { kb }),

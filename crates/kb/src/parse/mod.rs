@@ -150,6 +150,17 @@ pub struct Limits {
     /// HTML: the deepest element nesting parsed (`TRESOR_MAX_HTML_DEPTH`);
     /// html5ever's tree builder is quadratic in it.
     pub max_html_depth: u64,
+    /// PDF: the most pages read (`TRESOR_MAX_PDF_PAGES`; pdf-extract's page
+    /// walk is quadratic in them). See `pdf_budget.rs`.
+    pub max_pdf_pages: u64,
+    /// PDF: the decoded page content interpreted, counted every time a stream
+    /// or form XObject is drawn (`TRESOR_MAX_PDF_WORK`, bytes).
+    pub max_pdf_work: u64,
+    /// PDF: content operators interpreted, counted per draw (`TRESOR_MAX_PDF_OPERATORS`).
+    pub max_pdf_operators: u64,
+    /// PDF: form XObjects nested in one another (`TRESOR_MAX_PDF_FORM_DEPTH`);
+    /// a form that draws itself is over any depth.
+    pub max_pdf_form_depth: u64,
 }
 
 impl Limits {
@@ -162,6 +173,10 @@ impl Limits {
         max_markdown_segment: 4 << 20,
         max_block: 8 << 20,
         max_html_depth: 4096,
+        max_pdf_pages: 5_000,
+        max_pdf_work: 256 << 20,
+        max_pdf_operators: 20_000_000,
+        max_pdf_form_depth: 32,
     };
 
     /// The built-in limits with each `TRESOR_MAX_*` variable that is set (a
@@ -177,6 +192,10 @@ impl Limits {
             ("TRESOR_MAX_MARKDOWN_SEGMENT", &mut l.max_markdown_segment),
             ("TRESOR_MAX_BLOCK", &mut l.max_block),
             ("TRESOR_MAX_HTML_DEPTH", &mut l.max_html_depth),
+            ("TRESOR_MAX_PDF_PAGES", &mut l.max_pdf_pages),
+            ("TRESOR_MAX_PDF_WORK", &mut l.max_pdf_work),
+            ("TRESOR_MAX_PDF_OPERATORS", &mut l.max_pdf_operators),
+            ("TRESOR_MAX_PDF_FORM_DEPTH", &mut l.max_pdf_form_depth),
         ] {
             if let Ok(v) = std::env::var(var) {
                 match v.trim().parse::<u64>() {

@@ -4,13 +4,19 @@
 //! file, every Flate stream is inflated once into nothing (filter chains
 //! followed) and the total is held to [`Limits::max_pdf_inflated`]: lopdf
 //! inflates without a limit, so a 1 MB file of chained FlateDecode streams
-//! would otherwise grow to gigabytes in memory.
+//! would otherwise grow to gigabytes in memory. Then the work pdf-extract
+//! would do (pages, content drawn again and again, form XObjects drawing
+//! themselves) is added up and bounded ([`pdf_budget`]), so no file hangs
+//! the parser or overflows its stack.
 
 use std::io::Read;
 
 use flate2::read::ZlibDecoder;
 
 use super::{squash, Block, BlockKind, Event, Limits, ParseError, Sink};
+
+#[path = "pdf_budget.rs"]
+mod pdf_budget;
 
 /// More Flate filters in one stream's chain than any producer writes.
 const MAX_FILTER_CHAIN: usize = 4;
@@ -23,6 +29,7 @@ pub(crate) fn parse(bytes: &[u8], limits: &Limits, sink: &mut Sink<'_>) -> Resul
         return Err(ParseError::EncryptedPdf);
     }
     check_inflation(bytes, limits.max_pdf_inflated)?;
+    pdf_budget::check(bytes, limits)?;
     let owned = bytes.to_vec();
     let pages = std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem_by_pages(&owned))
         .map_err(|p| {
@@ -259,5 +266,32 @@ mod tests {
         assert!(msg.contains("TRESOR_MAX_PDF_INFLATED") && msg.contains(&(16u64 << 20).to_string()), "{msg}");
         // under the limit the same file is read
         assert!(check_inflation(&chained_flate_pdf(1 << 20), 16 << 20).is_ok());
+    }
+
+    /// Issue 19: a form XObject that draws itself made pdf-extract recurse
+    /// until the stack overflowed (the test binary aborted); pages sharing one
+    /// content stream were decoded once per page. Both end with a clear error.
+    #[test]
+    fn self_drawing_forms_and_shared_streams_end_with_the_limit_named() {
+        let l = Limits::BUILTIN;
+        let t0 = std::time::Instant::now();
+        let msg = parse(&pdf_budget::tests::self_drawing_form_pdf(), &l, &mut |_e| Ok(())).unwrap_err().to_string();
+        assert!(msg.contains("draws itself") && msg.contains("TRESOR_MAX_PDF_FORM_DEPTH"), "{msg}");
+        // 2,000 pages drawing one 64 KB stream: 128 MB of content from a file of ~250 KB
+        let pdf = pdf_budget::tests::shared_stream_pdf(2_000, 6_000);
+        assert!(pdf.len() < 400 << 10, "{}", pdf.len());
+        let msg = parse(&pdf, &Limits { max_pdf_work: 32 << 20, ..l.clone() }, &mut |_e| Ok(())).unwrap_err().to_string();
+        assert!(msg.contains("TRESOR_MAX_PDF_WORK"), "{msg}");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(20), "{:?}", t0.elapsed());
+        // a normal file still reads, page by page
+        let mut pages = Vec::new();
+        parse(&pdf_budget::tests::shared_stream_pdf(2, 3), &l, &mut |e| {
+            if let Event::Block(b) = e {
+                pages.push(b.page);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(pages.contains(&Some(1)) && pages.contains(&Some(2)), "{pages:?}");
     }
 }

@@ -7,8 +7,8 @@
 //! 1. answers CORS preflights ([`cors`]) for origins some widget token allows;
 //! 2. looks the token up (401 when unknown) and requires the request's
 //!    `Origin` to be on the token's list exactly (403 otherwise, no CORS);
-//! 3. lets through only the ask-side routes ([`WIDGET_ROUTES`]: answer, open a
-//!    conversation, hand off, rate), 403 for everything else (uploads,
+//! 3. lets through only the ask-side routes ([`WIDGET_ROUTES`]: answer, open
+//!    and end a conversation, hand off, rate), 403 for everything else (uploads,
 //!    knowledge bases, threads, KPIs, tools, metrics ...);
 //! 4. applies the token's limits: requests per minute for the token and per
 //!    visitor (the peer's IP address), answers per UTC day (429);
@@ -56,6 +56,7 @@ pub(crate) use token::WidgetTokens;
 pub(crate) const WIDGET_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/chat/completions"),
     ("POST", routes::THREADS_PATH),
+    ("POST", routes::END_PATH),
     ("POST", "/api/handoff"),
     ("POST", "/api/feedback"),
 ];
@@ -255,7 +256,7 @@ fn pin_body(w: &Widget, workspace: &str, rec: &WidgetTokenRecord, path: &str, by
             v.insert("kb".into(), Value::String(rec.kb.clone()));
             v.remove("no_cache");
         }
-        "/api/handoff" => {
+        "/api/handoff" | routes::END_PATH => {
             if !owned(v.get("conversation_id").and_then(Value::as_i64)) {
                 return Err(not_yours());
             }

@@ -1,9 +1,13 @@
 //! The widget's own routes: the public assets (`GET /widget.js`, the script
 //! with its stylesheet built in; `GET /widget/widget.css`, the same
 //! stylesheet for browsers without constructable stylesheets), compiled into
-//! the binary, and `POST /api/widget/threads`, which opens a conversation in
-//! the widget token's knowledge base and remembers it as the token's. Owns
-//! these routes' shapes; never serves anything from disk or a CDN.
+//! the binary; `POST /api/widget/threads`, which opens a conversation in
+//! the widget token's knowledge base, remembers it as the token's and tells
+//! the widget the engine's idle timeout (`[handoff] idle_timeout_secs`, so
+//! the widget's idle timer and the engine's rule are one number); and `POST
+//! /api/widget/end`, where the widget ends its conversation (`closed` or
+//! `idle`, the engine's `end_conversation`) and learns whether to ask for
+//! CSAT. Owns these routes' shapes; never serves anything from disk or a CDN.
 
 use std::sync::{Arc, OnceLock};
 
@@ -12,14 +16,17 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Widget, WidgetScope};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::ApiJson;
 use crate::state::{AppState, Ws};
 
 /// Where the widget opens its conversation.
 pub(crate) const THREADS_PATH: &str = "/api/widget/threads";
+/// Where the widget ends it.
+pub(crate) const END_PATH: &str = "/api/widget/end";
 
 const JS: &str = include_str!("assets/widget.js");
 const CSS: &str = include_str!("assets/widget.css");
@@ -53,13 +60,23 @@ pub(crate) fn asset(method: &Method, path: &str) -> Option<Response> {
 }
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route(THREADS_PATH, post(open_conversation))
+    Router::new().route(THREADS_PATH, post(open_conversation)).route(END_PATH, post(end_conversation))
 }
 
 #[derive(Serialize)]
 struct Opened {
     id: i64,
     kb: String,
+    /// The engine's idle timeout: the widget ends the conversation as `idle` after this long without
+    /// activity (0: never by time).
+    idle_timeout_secs: u64,
+}
+
+/// `{conversation_id, reason}`; the gate has checked that the token opened the conversation.
+#[derive(Deserialize)]
+struct End {
+    conversation_id: i64,
+    reason: String,
 }
 
 async fn open_conversation(
@@ -73,7 +90,28 @@ async fn open_conversation(
     };
     let kb = scope.kb.to_string();
     let kb2 = kb.clone();
-    let id = s.call(&ws, move |a| a.threads().create_thread("Widget conversation", Some(&kb2))).await??;
+    let (id, idle_timeout_secs) = s
+        .call(&ws, move |a| a.threads().create_thread("Widget conversation", Some(&kb2)).map(|id| (id, a.config().handoff.idle_timeout_secs)))
+        .await??;
     widget.own(&scope, &ws.name, id);
-    Ok((StatusCode::CREATED, Json(Opened { id, kb })))
+    Ok((StatusCode::CREATED, Json(Opened { id, kb, idle_timeout_secs })))
+}
+
+/// Ends the widget's conversation: `closed` (the visitor closed the widget) or `idle` (the
+/// widget's idle timer; the engine ends it only past its idle timeout). The engine's
+/// `{conversation_id, ended, ask_csat, question}`: CSAT is asked once per conversation.
+async fn end_conversation(
+    State(s): State<AppState>,
+    ws: Ws,
+    scope: Option<Extension<WidgetScope>>,
+    ApiJson(b): ApiJson<End>,
+) -> ApiResult<Json<tresor_assistant::EndOutcome>> {
+    if scope.is_none() {
+        return Err(super::forbidden("widget_token_required", "this route is the widget's: call it with a widget token"));
+    }
+    if !matches!(b.reason.as_str(), "closed" | "idle") {
+        return Err(ApiError::bad_request("reason: closed or idle"));
+    }
+    let out = s.call(&ws, move |a| a.end_conversation(b.conversation_id, Some(&b.reason))).await??;
+    Ok(Json(out))
 }

@@ -45,6 +45,8 @@ async fn open_conversation(app: &Router, token: &str) -> i64 {
     let (st, v) = call_json(app, widget(Method::POST, "/api/widget/threads", token, Some(PAGE), Some(json!({})))).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert_eq!(v["kb"], "default");
+    // the engine's idle timeout, so the widget's idle timer uses the engine's number
+    assert_eq!(v["idle_timeout_secs"], 900, "{v}");
     v["id"].as_i64().unwrap()
 }
 
@@ -157,12 +159,26 @@ async fn a_widget_token_works_only_from_its_origins_and_only_asks() {
     assert_eq!(v["thread"]["kb"], "default");
     let (st, _, body) = call(&app, widget(Method::POST, "/api/handoff", &token, Some(PAGE), Some(json!({"conversation_id": id, "reason": "asked for a person"})))).await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
+    // ending: only its own conversation, only closed | idle; idle before the timeout ends nothing
+    let end = |id: i64, reason: &str| widget(Method::POST, "/api/widget/end", &token, Some(PAGE), Some(json!({"conversation_id": id, "reason": reason})));
+    let (st, _, _) = call(&app, end(foreign, "closed")).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, _) = call(&app, end(id, "deleted")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, v) = call_json(&app, end(id, "idle")).await;
+    assert_eq!((st, &v["ended"], &v["ask_csat"]), (StatusCode::OK, &json!(false), &json!(false)), "{v}");
+    let (st, v) = call_json(&app, end(id, "closed")).await;
+    assert_eq!((st, &v["ended"], &v["ask_csat"]), (StatusCode::OK, &json!(true), &json!(true)), "{v}");
+    let (st, v) = call_json(&app, end(id, "closed")).await;
+    assert_eq!((st, &v["ask_csat"]), (StatusCode::OK, &json!(false)), "once: {v}");
     let (st, _, body) = call(&app, widget(Method::POST, "/api/feedback", &token, Some(PAGE), Some(json!({"thread_id": id, "csat": 4})))).await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     let (st, _, _) = call(&app, widget(Method::POST, "/api/feedback", &token, Some(PAGE), Some(json!({"message_id": 1, "thread_id": id, "csat": 4})))).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    // the widget's own route is not for API tokens
+    // the widget's own routes are not for API tokens
     let (st, _, _) = call(&app, crate::tests::tests_post_path("/api/widget/threads", &json!({}))).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, _) = call(&app, crate::tests::tests_post_path("/api/widget/end", &json!({"conversation_id": id, "reason": "closed"}))).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // a revoked token stops working
     let root = _d.path().join("data");

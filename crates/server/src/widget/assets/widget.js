@@ -9,14 +9,18 @@
  * streams answers from /v1/chat/completions (SSE) inside a conversation it
  * opens with POST /api/widget/threads, shows citation chips that open the
  * cited passage, says "not in your documents" on a refusal, offers a person
- * (POST /api/handoff) and asks for a 1-5 rating when it is closed
- * (POST /api/feedback). Strict-CSP safe: no inline scripts or style
+ * (POST /api/handoff) and asks for a 1-5 rating (POST /api/feedback) once:
+ * when it is closed, or when the conversation has been idle for the engine's
+ * idle timeout (given when the conversation opens; the widget then ends it
+ * with POST /api/widget/end {reason: "idle"} and shows the rating without a
+ * click). Strict-CSP safe: no inline scripts or style
  * attributes, no HTML parsed from strings, no data: URLs, no frames; its styles are a
  * constructed stylesheet (or a <link> to /widget/widget.css).
  *
  * Contract for automated checks (window.TresorWidget):
  *   open(), close(), ask(text) -> Promise<{answer, sources, refused}> (resolves
- *   when streaming has finished; sources as `tresor ask --json`), handoff(reason),
+ *   when streaming has finished; sources as `tresor ask --json`; also `tresor`
+ *   and `usage`, the answer's metadata from the API's last chunk), handoff(reason),
  *   rate(n, comment). Elements: [data-tresor-role="answer"], "citation",
  *   "passage", "refusal", "handoff", "csat", "csat-option", "error".
  */
@@ -109,6 +113,8 @@
   var rated = false;         // the rating was asked for (once per conversation)
   var refusals = 0, offered = false;
   var queue = Promise.resolve();
+  var idleSecs = 0;          // the engine's idle timeout (from opening the conversation); 0: off
+  var idleTimer = null;
 
   function isOpen() { return !panel.hidden; }
 
@@ -132,8 +138,31 @@
   /** Closing asks for the rating once (when something was answered); closing again really closes. */
   function close() {
     if (!isOpen()) return;
-    if (answered && !rated && csatBox.hidden) { showCsat(); return; }
+    if (answered && !rated && csatBox.hidden) { endConversation("closed"); showCsat(); return; }
     hide();
+  }
+
+  // ------------------------------------------------------------ idle timeout
+  function disarmIdle() { if (idleTimer !== null) { clearTimeout(idleTimer); idleTimer = null; } }
+  /** (Re)starts the idle timer: after the engine's timeout without activity the conversation ends. */
+  function armIdle() {
+    disarmIdle();
+    if (!conversation || !idleSecs || !answered || rated) return;
+    // a second more than the engine's rule, which counts whole seconds since the last message
+    idleTimer = setTimeout(onIdle, idleSecs * 1000 + 1000);
+  }
+  function onIdle() {
+    idleTimer = null;
+    endConversation("idle").then(function (v) {
+      if (v && v.ask_csat && !rated) { open(); showCsat(); }
+      else if (v && !v.ended && !rated) armIdle();   // not idle yet by the engine's clock
+    });
+  }
+  /** POST /api/widget/end; resolves with the engine's {ended, ask_csat} (null on failure). */
+  function endConversation(reason) {
+    if (!conversation) return Promise.resolve(null);
+    return conversation.then(function (id) { return post("/api/widget/end", { conversation_id: id, reason: reason }); })
+      .catch(function () { return null; });
   }
 
   function focusables() {
@@ -166,6 +195,7 @@
     input.value = "";
     ask(q).catch(function () {});
   });
+  input.addEventListener("input", function () { if (idleTimer !== null) armIdle(); });
   input.addEventListener("keydown", function (ev) {
     if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); form.requestSubmit ? form.requestSubmit() : form.dispatchEvent(new Event("submit")); }
   });
@@ -193,12 +223,13 @@
   }
   function ensureConversation() {
     if (!conversation) {
-      conversation = post("/api/widget/threads", {}).then(function (v) { return v.id; });
+      conversation = post("/api/widget/threads", {}).then(function (v) { idleSecs = Number(v.idle_timeout_secs) || 0; return v.id; });
       conversation.catch(function () { conversation = null; });
     }
     return conversation;
   }
   function newConversation() {
+    disarmIdle();
     conversation = null; answered = false; rated = false; refusals = 0; offered = false;
   }
 
@@ -272,7 +303,7 @@
     msg.appendChild(body);
     log.appendChild(msg);
     scroll();
-    var answer = "", sources = [], refused = false;
+    var answer = "", sources = [], refused = false, meta = null, usage = null;
     return fetch(base + "/v1/chat/completions", {
       method: "POST", mode: "cors", credentials: "omit", headers: headers(),
       body: JSON.stringify({ model: "tresor", stream: true, kb: cfg.kb, thread: id, messages: [{ role: "user", content: text }] })
@@ -294,7 +325,8 @@
           scroll();
         }
         if (v.sources) sources = v.sources;
-        if (v.tresor) refused = !!v.tresor.refused;
+        if (v.tresor) { refused = !!v.tresor.refused; meta = v.tresor; }
+        if (v.usage) usage = v.usage;
       }
       function pump() {
         return reader.read().then(function (c) {
@@ -322,8 +354,9 @@
       }
       renderSources(msg, sources);
       answered = true;
+      armIdle();
       scroll();
-      return { answer: answer, sources: sources, refused: refused };
+      return { answer: answer, sources: sources, refused: refused, tresor: meta, usage: usage };
     }, function (e) {
       msg.remove();
       throw e;
@@ -333,6 +366,7 @@
   /** Asks `text` in the widget's conversation; resolves when the answer has finished streaming. */
   function ask(text) {
     open();
+    disarmIdle();
     var run = function () {
       say("user", text);
       sendBtn.disabled = true;
@@ -380,6 +414,7 @@
 
   function showCsat() {
     rated = true;
+    disarmIdle();
     while (csatBox.firstChild) csatBox.firstChild.remove();
     var chosen = 0;
     var scale = el("div", { class: "scale" });
