@@ -9,6 +9,7 @@
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
+use tresor_guard::injection::neutralise::neutralise;
 use tresor_guard::injection::output::Finding;
 use tresor_guard::injection::{Detector, InjectionAction, InjectionOutputGuard, Marking, OutputAction, Verdict};
 use tresor_guard::policy::Policy;
@@ -89,8 +90,11 @@ pub struct FlaggedPassage {
     pub source: String,
     pub score: f32,
     pub reasons: Vec<String>,
-    /// `drop` (left out of the prompt) or `warn` (kept).
+    /// `drop` (left out of the prompt), `cut` (kept without its injected
+    /// sentences, listed in `cut`) or `warn` (kept).
     pub action: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cut: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,26 +127,38 @@ pub fn screen_prompt(q: &str, embedder: &dyn TextEmbedder) -> Option<Verdict> {
 }
 
 /// Screens retrieved passages (their stored embeddings feed the classifier);
-/// flagged ones are recorded and, unless the policy says `warn`, removed.
+/// flagged ones are recorded and, unless the policy says `warn`, kept without
+/// their injected sentences when those can be cut, otherwise removed.
 pub fn screen_passages(scored: Vec<Passage>, embedder: &dyn TextEmbedder, cfg: &InjectionConfig, trace: &mut InjectionTrace) -> Vec<Passage> {
     let Some(det) = detector() else { return scored };
     let use_clf = det.embed_model() == embedder.model_id();
     let keep_flagged = cfg.passages == InjectionAction::Warn;
     scored
         .into_iter()
-        .filter(|p| {
+        .filter_map(|mut p| {
             let v = if use_clf { det.detect_one(&p.text, &p.embedding).ok() } else { None }.unwrap_or_else(|| det.detect_rules_only(&p.text));
             if !v.injection {
-                return true;
+                return Some(p);
             }
+            // the passage's own facts stay: its injected sentences are cut (issue #18)
+            let repaired = if keep_flagged { None } else { neutralise(&p.text).filter(|n| n.text.split_whitespace().count() >= 3) };
+            let action = if keep_flagged { "warn" } else if repaired.is_some() { "cut" } else { "drop" };
             trace.passages.push(FlaggedPassage {
                 chunk_id: p.hit.chunk_id,
                 source: p.hit.source.clone(),
                 score: v.score,
                 reasons: v.reasons,
-                action: if keep_flagged { "warn" } else { "drop" }.into(),
+                action: action.into(),
+                cut: repaired.as_ref().map(|n| n.cut.clone()).unwrap_or_default(),
             });
-            keep_flagged
+            match repaired {
+                Some(n) => {
+                    p.text = n.text;
+                    Some(p)
+                }
+                None if keep_flagged => Some(p),
+                None => None,
+            }
         })
         .collect()
 }

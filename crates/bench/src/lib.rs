@@ -38,6 +38,7 @@ pub mod goldset;
 pub mod judge;
 pub mod judge_set;
 pub mod hostile;
+pub mod indirect;
 pub mod kb;
 pub mod llm;
 pub mod loadtest;

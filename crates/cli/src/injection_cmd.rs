@@ -27,9 +27,19 @@ pub struct InjectionArgs {
 
 #[derive(Args)]
 pub struct EvalInjectionArgs {
-    /// JSONL cases: {id, text, label: "injection"|"benign"}.
+    /// JSONL cases: {id, text, label: "injection"|"benign", source?, subtype?}. Repeat for
+    /// several held-out splits; each is reported on its own, named by --split or its file.
+    #[arg(long, required = true)]
+    pub cases: Vec<PathBuf>,
+    /// Names for the --cases files, in order (default: parent folder/file stem).
     #[arg(long)]
-    pub cases: PathBuf,
+    pub split: Vec<String>,
+    /// Gate: exit non-zero when a split's TPR is below this (a split without injections is not gated on TPR).
+    #[arg(long)]
+    pub min_tpr: Option<f64>,
+    /// Gate: exit non-zero when a split's FPR is above this.
+    #[arg(long)]
+    pub max_fpr: Option<f64>,
     #[arg(long)]
     pub json: bool,
     /// Skip the end-to-end attack run (detection rates only).
@@ -48,7 +58,8 @@ pub struct TrainInjectionArgs {
     /// Folds of the stratified cross-validation.
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
-    /// The operating threshold keeps the cross-validated false-positive rate at or below this.
+    /// The operating threshold keeps the false-positive rate at or below this, on the
+    /// leave-one-source-out scores (each source scored by a model that never saw it).
     #[arg(long, default_value_t = 0.03)]
     pub max_fpr: f64,
     /// Words per scoring window (long texts: the maximum over windows counts).
@@ -74,6 +85,9 @@ struct Case {
     label: String,
     #[serde(default)]
     subtype: String,
+    /// Where the case comes from (a package's data file): the unit of leave-one-source-out.
+    #[serde(default)]
+    source: String,
 }
 
 impl Case {
@@ -85,6 +99,13 @@ impl Case {
             self.label.clone()
         } else {
             self.subtype.clone()
+        }
+    }
+    fn source(&self) -> String {
+        if self.source.is_empty() {
+            self.group()
+        } else {
+            self.source.clone()
         }
     }
 }
@@ -300,33 +321,48 @@ pub fn run_train_injection(args: TrainInjectionArgs, ctx: &Ctx) -> Result<()> {
         eprintln!("fold {}/{} done", f + 1, args.folds);
     }
     let y: Vec<bool> = data.iter().map(|(c, _)| c.positive()).collect();
-    let threshold = classifier::pick_threshold(&oof, &y, args.max_fpr);
-    let (cv_tpr, cv_fpr) = classifier::rates(&oof, &y, threshold);
     let refs: Vec<&Case> = data.iter().map(|(c, _)| *c).collect();
-    let cv_groups = per_group(&refs, &oof, threshold);
 
-    // leave-one-group-out: each source family scored by a model that never saw it
-    let groups: Vec<String> = {
-        let mut g: Vec<String> = refs.iter().map(|c| c.group()).collect();
+    // leave-one-source-out: each source scored by a model that never saw it —
+    // what predicts unseen data (a new jailbreak collection, a new kind of benign prompt)
+    let sources: Vec<String> = {
+        let mut g: Vec<String> = refs.iter().map(|c| c.source()).collect();
         g.sort();
         g.dedup();
         g
     };
-    let mut logo = BTreeMap::new();
-    for g in &groups {
-        let train: Vec<_> = data.iter().filter(|(c, _)| &c.group() != g).copied().collect();
+    let mut loso = vec![f32::NAN; data.len()];
+    for s in &sources {
+        let train: Vec<_> = data.iter().filter(|(c, _)| &c.source() != s).copied().collect();
         if train.iter().all(|(c, _)| c.positive()) || train.iter().all(|(c, _)| !c.positive()) {
             continue;
         }
         let det = fit(&proto, &train, &opts);
-        let held: Vec<_> = data.iter().filter(|(c, _)| &c.group() == g).collect();
-        let mut flagged = 0;
-        for (c, e) in &held {
-            flagged += (det.raw_score(&c.text, e)? >= threshold) as usize;
+        for (i, (c, e)) in data.iter().enumerate().filter(|(_, (c, _))| &c.source() == s) {
+            loso[i] = det.raw_score(&c.text, e)?;
         }
-        logo.insert(g.clone(), Rates { n: held.len(), flagged, rate: flagged as f64 / held.len().max(1) as f64 });
-        eprintln!("held out {g}: {flagged}/{} flagged", held.len());
+        eprintln!("held out {s}");
     }
+    let scored: Vec<usize> = (0..data.len()).filter(|&i| !loso[i].is_nan()).collect();
+    let loso_s: Vec<f32> = scored.iter().map(|&i| loso[i]).collect();
+    let loso_y: Vec<bool> = scored.iter().map(|&i| y[i]).collect();
+    // the threshold: on the leave-one-source-out scores (cross-validation within
+    // sources picked thresholds that flagged a fifth of unseen benign prompts)
+    let threshold = classifier::pick_threshold(&loso_s, &loso_y, args.max_fpr);
+    let (loso_tpr, loso_fpr) = classifier::rates(&loso_s, &loso_y, threshold);
+    let mut per_source: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for s in &sources {
+        let idx: Vec<usize> = scored.iter().copied().filter(|&i| &refs[i].source() == s).collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let flagged = idx.iter().filter(|&&i| loso[i] >= threshold).count();
+        let pos = idx.iter().filter(|&&i| y[i]).count();
+        let kind = if pos == idx.len() { "tpr" } else if pos == 0 { "fpr" } else { "flag_rate" };
+        per_source.insert(s.clone(), serde_json::json!({"n": idx.len(), "flagged": flagged, kind: flagged as f64 / idx.len() as f64}));
+    }
+    let (cv_tpr, cv_fpr) = classifier::rates(&oof, &y, threshold);
+    let cv_groups = per_group(&refs, &oof, threshold);
 
     // the shipped model: all cases
     let det = fit(&proto, &data, &opts);
@@ -344,8 +380,10 @@ pub fn run_train_injection(args: TrainInjectionArgs, ctx: &Ctx) -> Result<()> {
         "folds": args.folds,
         "max_fpr": args.max_fpr,
         "epochs": args.epochs, "learning_rate": args.learning_rate, "l2": args.l2,
-        "cv": {"tpr": cv_tpr, "fpr": cv_fpr, "per_subtype": cv_groups},
-        "leave_one_subtype_out": logo,
+        "threshold_chosen_on": "loso",
+        "loso": {"tpr": loso_tpr, "fpr": loso_fpr, "per_source": per_source,
+                 "note": "leave-one-source-out on the training corpus; the threshold was chosen on these scores"},
+        "cv": {"tpr": cv_tpr, "fpr": cv_fpr, "per_subtype": cv_groups, "note": "stratified k-fold within sources (optimistic)"},
         "train_set": {"tpr": tr_tpr, "fpr": tr_fpr},
     });
     proto.threshold = threshold;
@@ -359,8 +397,22 @@ pub fn run_train_injection(args: TrainInjectionArgs, ctx: &Ctx) -> Result<()> {
 
 // ---- evaluation -----------------------------------------------------------
 
+#[derive(Serialize, Clone)]
+struct SplitReport {
+    /// Where the cases come from (the file) and what it is to the shipped weights.
+    file: String,
+    cases: usize,
+    positives: usize,
+    negatives: usize,
+    tpr: f64,
+    fpr: f64,
+    per_subtype: BTreeMap<String, Rates>,
+    per_source: BTreeMap<String, Rates>,
+}
+
 #[derive(Serialize)]
 struct EvalReport {
+    /// The first split's figures at the top level (the eval suite's gated metrics).
     cases: usize,
     positives: usize,
     negatives: usize,
@@ -370,57 +422,152 @@ struct EvalReport {
     tpr: f64,
     fpr: f64,
     per_subtype: BTreeMap<String, Rates>,
-    /// What training measured by cross-validation (from the shipped weights).
+    /// Every split by name (held out: none of them is training data).
+    splits: BTreeMap<String, SplitReport>,
+    /// Leave-one-source-out on the training corpus (from the shipped weights).
+    loso: serde_json::Value,
+    /// What training measured (from the shipped weights).
     training: serde_json::Value,
+    /// Gate failures (`--min-tpr` / `--max-fpr`), empty when it passed or no gate was asked.
+    gate_failures: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attack: Option<tresor_bench::attack::AttackReport>,
 }
 
-pub fn run_eval_injection(args: EvalInjectionArgs, ctx: &Ctx) -> Result<()> {
-    let cases = load_cases(&args.cases)?;
-    let (det, emb) = detector_and_embedder(ctx)?;
-    let mut scores = Vec::with_capacity(cases.len());
+fn split_name(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    match path.parent().and_then(|p| p.file_name()) {
+        Some(d) => format!("{}/{stem}", d.to_string_lossy()),
+        None => stem,
+    }
+}
+
+fn eval_split(det: &Detector, emb: Option<&tresor_llm::embed::Embedder>, path: &Path) -> Result<SplitReport> {
+    let cases = load_cases(path)?;
     let wins: Vec<Vec<String>> = cases.iter().map(|c| det.windows(&c.text)).collect();
-    let embs = match &emb {
+    let embs = match emb {
         Some(e) => Some(embed_windows(e, &wins)?),
         None => None,
     };
+    let mut scores = Vec::with_capacity(cases.len());
     for (i, c) in cases.iter().enumerate() {
-        let s = match &embs {
+        scores.push(match &embs {
             Some(v) => det.raw_score(&c.text, &v[i])?,
             None => tresor_guard::injection::combine(0.0, &rules::hits(&c.text)),
-        };
-        scores.push(s);
+        });
     }
     let y: Vec<bool> = cases.iter().map(Case::positive).collect();
     let t = det.threshold();
     let (tpr, fpr) = classifier::rates(&scores, &y, t);
     let refs: Vec<&Case> = cases.iter().collect();
-    let per_subtype = per_group(&refs, &scores, t);
-    let attack = if args.no_attack { None } else { Some(attack_run(ctx, !args.json)?) };
-    let rep = EvalReport {
+    let per_source = {
+        let mut m: BTreeMap<String, Rates> = BTreeMap::new();
+        for (c, &s) in refs.iter().zip(&scores) {
+            let r = m.entry(format!("{} [{}]", c.source(), c.label)).or_insert(Rates { n: 0, flagged: 0, rate: 0.0 });
+            r.n += 1;
+            r.flagged += (s >= t) as usize;
+        }
+        m.values_mut().for_each(|r| r.rate = r.flagged as f64 / r.n.max(1) as f64);
+        m
+    };
+    Ok(SplitReport {
+        file: path.display().to_string(),
         cases: cases.len(),
         positives: y.iter().filter(|&&b| b).count(),
         negatives: y.iter().filter(|&&b| !b).count(),
-        threshold: t,
-        classifier: emb.is_some(),
         tpr,
         fpr,
-        per_subtype,
-        training: det.classifier().w.training.clone(),
+        per_subtype: per_group(&refs, &scores, t),
+        per_source,
+    })
+}
+
+/// The gate: every split's TPR (when it has injections) and FPR (when it has benign cases) against the bounds.
+fn gate(splits: &BTreeMap<String, SplitReport>, min_tpr: Option<f64>, max_fpr: Option<f64>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, s) in splits {
+        if let Some(m) = min_tpr {
+            if s.positives > 0 && s.tpr < m {
+                out.push(format!("{name}: TPR {:.3} < {m}", s.tpr));
+            }
+        }
+        if let Some(m) = max_fpr {
+            if s.negatives > 0 && s.fpr > m {
+                out.push(format!("{name}: FPR {:.3} > {m}", s.fpr));
+            }
+        }
+    }
+    out
+}
+
+pub fn run_eval_injection(args: EvalInjectionArgs, ctx: &Ctx) -> Result<()> {
+    if !args.split.is_empty() && args.split.len() != args.cases.len() {
+        bail!("{} --split names for {} --cases files", args.split.len(), args.cases.len());
+    }
+    let (det, emb) = detector_and_embedder(ctx)?;
+    let mut splits = BTreeMap::new();
+    let mut first = None;
+    for (i, path) in args.cases.iter().enumerate() {
+        let name = args.split.get(i).cloned().unwrap_or_else(|| split_name(path));
+        let r = eval_split(&det, emb.as_ref(), path)?;
+        first.get_or_insert_with(|| r.clone());
+        splits.insert(name, r);
+    }
+    let first = first.expect("--cases is required");
+    let gate_failures = gate(&splits, args.min_tpr, args.max_fpr);
+    let attack = if args.no_attack { None } else { Some(attack_run(ctx, !args.json)?) };
+    let training = det.classifier().w.training.clone();
+    let rep = EvalReport {
+        cases: first.cases,
+        positives: first.positives,
+        negatives: first.negatives,
+        threshold: det.threshold(),
+        classifier: emb.is_some(),
+        tpr: first.tpr,
+        fpr: first.fpr,
+        per_subtype: first.per_subtype.clone(),
+        splits,
+        loso: training.get("loso").cloned().unwrap_or(serde_json::Value::Null),
+        training,
+        gate_failures,
         attack,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
-        return Ok(());
+    } else {
+        print_eval(&rep);
     }
-    println!("cases {} ({} injection, {} benign), threshold {:.3}{}", rep.cases, rep.positives, rep.negatives, t, if rep.classifier { "" } else { " (rules only)" });
-    println!("TPR {:.3}  FPR {:.3}", tpr, fpr);
-    for (g, r) in &rep.per_subtype {
-        println!("  {g:<24} {:>4}/{:<4} flagged ({:.3})", r.flagged, r.n, r.rate);
+    if !rep.gate_failures.is_empty() {
+        bail!("injection gate failed: {}", rep.gate_failures.join("; "));
     }
-    if let Some(cv) = rep.training.get("cv") {
-        println!("cross-validated at training: TPR {}  FPR {}", cv["tpr"], cv["fpr"]);
+    Ok(())
+}
+
+fn print_eval(rep: &EvalReport) {
+    println!("threshold {:.3}{}", rep.threshold, if rep.classifier { "" } else { " (rules only: no embedder)" });
+    if let Some(l) = rep.loso.as_object() {
+        println!(
+            "split LOSO (leave-one-source-out on the training corpus, threshold chosen on it): TPR {:.3}  FPR {:.3}",
+            l["tpr"].as_f64().unwrap_or(f64::NAN),
+            l["fpr"].as_f64().unwrap_or(f64::NAN)
+        );
+        if let Some(ps) = l.get("per_source").and_then(|v| v.as_object()) {
+            for (s, v) in ps {
+                let (k, r) = if let Some(r) = v.get("tpr") { ("TPR", r) } else if let Some(r) = v.get("fpr") { ("FPR", r) } else { ("flagged", &v["flag_rate"]) };
+                println!("  {s:<34} {k} {:.3}  ({}/{})", r.as_f64().unwrap_or(f64::NAN), v["flagged"], v["n"]);
+            }
+        }
+    } else {
+        println!("split LOSO: not recorded in the shipped weights");
+    }
+    for (name, s) in &rep.splits {
+        println!("split {name} (held out: not training data) — {} cases ({} injection, {} benign): TPR {:.3}  FPR {:.3}", s.cases, s.positives, s.negatives, s.tpr, s.fpr);
+        for (g, r) in &s.per_source {
+            println!("  {g:<48} {:>4}/{:<4} flagged ({:.3})", r.flagged, r.n, r.rate);
+        }
+        for (g, r) in &s.per_subtype {
+            println!("  subtype {g:<40} {:>4}/{:<4} flagged ({:.3})", r.flagged, r.n, r.rate);
+        }
     }
     if let Some(a) = &rep.attack {
         println!(
@@ -432,7 +579,9 @@ pub fn run_eval_injection(args: EvalInjectionArgs, ctx: &Ctx) -> Result<()> {
             a.firewall_off.succeeded, a.firewall_off.success_rate, a.firewall_off.canary_in_answer, a.firewall_off.exfil_in_answer, a.firewall_off.answered
         );
     }
-    Ok(())
+    for f in &rep.gate_failures {
+        println!("GATE FAILED: {f}");
+    }
 }
 
 /// The end-to-end attack run (tresor-assistant's generated poisoned handbook) in a scratch data dir.
@@ -452,4 +601,32 @@ fn attack_run(ctx: &Ctx, verbose: bool) -> Result<tresor_bench::attack::AttackRe
         }
     })?;
     Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(positives: usize, negatives: usize, tpr: f64, fpr: f64) -> SplitReport {
+        SplitReport { file: "x".into(), cases: positives + negatives, positives, negatives, tpr, fpr, per_subtype: BTreeMap::new(), per_source: BTreeMap::new() }
+    }
+
+    #[test]
+    fn the_gate_fails_on_either_bound_and_names_the_split() {
+        let mut s = BTreeMap::new();
+        s.insert("dev".to_string(), split(10, 10, 0.95, 0.02));
+        s.insert("hard".to_string(), split(0, 50, 0.0, 0.08));
+        assert!(gate(&s, None, None).is_empty());
+        // a split without injections is not held to a TPR
+        assert!(gate(&s, Some(0.9), None).is_empty());
+        let f = gate(&s, Some(0.9), Some(0.05));
+        assert_eq!(f, vec!["hard: FPR 0.080 > 0.05".to_string()]);
+        let f = gate(&s, Some(0.96), Some(0.1));
+        assert_eq!(f, vec!["dev: TPR 0.950 < 0.96".to_string()]);
+    }
+
+    #[test]
+    fn split_names_come_from_the_folder_and_file() {
+        assert_eq!(split_name(Path::new("../shared/eval/injection_dev/cases.jsonl")), "injection_dev/cases");
+    }
 }

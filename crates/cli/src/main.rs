@@ -10,6 +10,7 @@ mod bench_cmd;
 mod ctx;
 mod eval_cmd;
 mod events_cmd;
+mod indirect_cmd;
 mod injection_cmd;
 mod kb_cmd;
 mod kpi_cmd;
@@ -165,6 +166,8 @@ enum EvalCmd {
     Pii(pii_cmd::EvalPiiArgs),
     /// Injection detection (TPR/FPR) and an end-to-end attack run.
     Injection(injection_cmd::EvalInjectionArgs),
+    /// Indirect injection end to end: documents carrying orders to the assistant; attack success and own question answered.
+    Indirect(indirect_cmd::EvalIndirectArgs),
     /// The regression gate: run the evals of a config, compare every metric with the baseline, exit 2 on a regression.
     Suite(eval_cmd::SuiteArgs),
     /// Gold sets from your own documents: add, import, list; candidates from positively rated answers.
@@ -291,6 +294,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve_cmd::run_serve(args, &ctx),
         Command::Eval(EvalCmd::Pii(args)) => pii_cmd::run_eval_pii(args, &ctx),
         Command::Eval(EvalCmd::Injection(args)) => injection_cmd::run_eval_injection(args, &ctx),
+        Command::Eval(EvalCmd::Indirect(args)) => indirect_cmd::run_eval_indirect(args, &ctx),
         Command::Eval(EvalCmd::Suite(args)) => eval_cmd::run_suite(args, &ctx),
         Command::Eval(EvalCmd::Goldset(cmd)) => eval_cmd::run_goldset(cmd, &ctx),
         Command::Eval(EvalCmd::Judge(args)) => eval_cmd::run_judge(args, &ctx),

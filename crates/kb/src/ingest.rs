@@ -92,6 +92,8 @@ pub struct IngestReport {
     pub quarantined: usize,
     pub dropped: usize,
     pub flagged: usize,
+    /// Flagged chunks kept without their injected sentences (the cut sentences are quarantined on their own).
+    pub neutralised: usize,
     pub bytes: u64,
     pub seconds: f64,
     /// Where the time of new and changed files went.
@@ -396,12 +398,14 @@ fn ingest_file(
     let mut lang_counts = [0usize; 2];
     let mut failure: Option<KbError> = None;
     let mut flagged = 0usize;
+    let mut neutralised = 0usize;
     let flush = |chunks: Vec<Chunk>,
                      title: &str,
                      doc_lang: Option<Lang>,
                      vocab: &mut HashSet<String>,
                      lang_counts: &mut [usize; 2],
                      flagged: &mut usize,
+                     neutralised: &mut usize,
                      tx: &mut crate::store::DocTx<'_>|
      -> Result<()> {
         if chunks.is_empty() {
@@ -430,12 +434,29 @@ fn ingest_file(
                 })
                 .collect()
         });
+        // flagged chunks lose their injected sentences and keep their facts (issue #18)
+        let repairs = match screen {
+            Some((action, det)) if action != InjectionAction::Warn => {
+                StageClock::time(&clock.screen, || crate::neutralise::repair_flagged(&chunks, &verdicts, title, embedder, det, use_clf))?
+            }
+            _ => (0..chunks.len()).map(|_| None).collect(),
+        };
         let langs: Vec<Lang> =
             StageClock::time(&clock.analyze, || chunks.par_iter().map(|ch| detect(&ch.text).or(doc_lang).unwrap_or(Lang::En)).collect());
         let mut keep: Vec<(&Chunk, Lang, &[f32])> = Vec::with_capacity(chunks.len());
-        for (((ch, v), verdict), lang) in chunks.iter().zip(&vecs).zip(verdicts).zip(langs) {
+        for ((((ch, v), verdict), lang), repair) in chunks.iter().zip(&vecs).zip(verdicts).zip(langs).zip(&repairs) {
+            let (mut ch, mut v) = (ch, v.as_slice());
             if let (Some((action, _)), Some(verdict)) = (screen, verdict) {
-                if verdict.injection {
+                if let (true, Some(r)) = (verdict.injection, repair) {
+                    if action == InjectionAction::Drop {
+                        tx.dropped += 1;
+                    } else {
+                        let ord = tx.chunks() + tx.quarantined + tx.dropped;
+                        tx.quarantine(&r.cut, ord, verdict.score, &r.reasons)?;
+                    }
+                    *neutralised += 1;
+                    (ch, v) = (&r.kept, r.embedding.as_slice());
+                } else if verdict.injection {
                     let ord = tx.chunks() + tx.quarantined + tx.dropped;
                     match action {
                         InjectionAction::Drop => {
@@ -492,7 +513,7 @@ fn ingest_file(
             let ready: Vec<Chunk> = chunker.take_ready().collect();
             let title = chunker.title.clone();
             let dl = doc_lang.or_else(|| detect(&sample));
-            if let Err(e) = flush(ready, &title, dl, &mut vocab, &mut lang_counts, &mut flagged, &mut tx) {
+            if let Err(e) = flush(ready, &title, dl, &mut vocab, &mut lang_counts, &mut flagged, &mut neutralised, &mut tx) {
                 let msg = e.to_string();
                 failure = Some(e);
                 return Err(ParseError::Sink(msg));
@@ -508,7 +529,7 @@ fn ingest_file(
     let ready: Vec<Chunk> = chunker.take_ready().collect();
     let title = chunker.title.clone();
     let dl = doc_lang.or_else(|| detect(&sample));
-    flush(ready, &title, dl, &mut vocab, &mut lang_counts, &mut flagged, &mut tx)?;
+    flush(ready, &title, dl, &mut vocab, &mut lang_counts, &mut flagged, &mut neutralised, &mut tx)?;
     if tx.chunks() + tx.quarantined + tx.dropped == 0 {
         return Err(KbError::Parse { path: c.path.clone(), source: ParseError::NoText });
     }
@@ -518,6 +539,7 @@ fn ingest_file(
     report.quarantined += quarantined;
     report.dropped += dropped;
     report.flagged += flagged;
+    report.neutralised += neutralised;
     progress.advance(meta.len().saturating_sub(consumed), 0);
     StageClock::time(&clock.index, || kb.after_write())?;
     Ok((if replaced { Outcome::Updated(n) } else { Outcome::Added(n) }, meta.len()))

@@ -13,6 +13,7 @@ pub mod error;
 mod index;
 pub mod ingest;
 pub mod lang;
+mod neutralise;
 mod lexical;
 pub mod parse;
 pub mod pii;

@@ -7,6 +7,7 @@
 //! anything itself: callers apply the [`InjectionAction`] their policy names.
 
 pub mod classifier;
+pub mod neutralise;
 pub mod output;
 pub mod rules;
 pub mod spotlight;

@@ -10,7 +10,11 @@ skipped: Array<Failure>, pruned: Array<string>, chunks: number,
 /**
  * Chunks the injection firewall quarantined, dropped, or let through with a warning.
  */
-quarantined: number, dropped: number, flagged: number, bytes: number, seconds: number, 
+quarantined: number, dropped: number, flagged: number, 
+/**
+ * Flagged chunks kept without their injected sentences (the cut sentences are quarantined on their own).
+ */
+neutralised: number, bytes: number, seconds: number, 
 /**
  * Where the time of new and changed files went.
  */
