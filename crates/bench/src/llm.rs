@@ -54,6 +54,9 @@ pub struct LlmBenchReport {
     pub peer_rss_mb: Option<f64>,
     pub pp_ratio: Option<f64>,
     pub tg_ratio: Option<f64>,
+    /// The memory goal: Tresor's peak RSS at or below llama-bench's on the
+    /// same model and sizes (null without the peer).
+    pub rss_goal_met: Option<bool>,
     pub tresor_pp_runs: Vec<f64>,
     pub tresor_tg_runs: Vec<f64>,
     pub peer_pp_runs: Vec<f64>,
@@ -93,6 +96,7 @@ pub fn run(opts: &LlmBenchOptions) -> Result<LlmBenchReport> {
         peer_rss_mb: None,
         pp_ratio: None,
         tg_ratio: None,
+        rss_goal_met: None,
         tresor_pp_runs: vec![],
         tresor_tg_runs: vec![],
         peer_pp_runs: vec![],
@@ -137,6 +141,7 @@ pub fn run(opts: &LlmBenchOptions) -> Result<LlmBenchReport> {
     r.peer_rss_mb = peer_rss.iter().copied().reduce(f64::max);
     r.pp_ratio = ratio(r.tresor_pp_tps, r.peer_pp_tps);
     r.tg_ratio = ratio(r.tresor_tg_tps, r.peer_tg_tps);
+    r.rss_goal_met = rss_goal(r.tresor_rss_mb, r.peer_rss_mb);
     Ok(r)
 }
 
@@ -206,14 +211,19 @@ pub fn worker(model_path: &Path, device: &Device, pp: usize, tg: usize) -> Resul
     Ok(WorkerResult { load_ms, pp_tps, tg_tps, peak_rss_mb: crate::self_peak_rss_mb() })
 }
 
+/// Tresor's peak RSS at or below the peer's (None unless both were measured).
+pub fn rss_goal(tresor_mb: Option<f64>, peer_mb: Option<f64>) -> Option<bool> {
+    Some(tresor_mb? <= peer_mb?)
+}
+
 /// A plain-text table of reports.
 pub fn table(reports: &[LlmBenchReport]) -> String {
     let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
     let r = |x: Option<f64>| x.map(|v| format!("{v:.2}×")).unwrap_or_else(|| "–".into());
-    let mut s = String::from("| model | threads | tresor pp t/s | peer pp t/s | pp ratio | tresor tg t/s | peer tg t/s | tg ratio | load ms | tresor RSS MB | peer RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut s = String::from("| model | threads | tresor pp t/s | peer pp t/s | pp ratio | tresor tg t/s | peer tg t/s | tg ratio | load ms | tresor RSS MB | peer RSS MB | RSS ≤ peer |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for x in reports {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             x.model,
             x.threads,
             f(x.tresor_pp_tps),
@@ -224,7 +234,12 @@ pub fn table(reports: &[LlmBenchReport]) -> String {
             r(x.tg_ratio),
             f(x.tresor_load_ms),
             f(x.tresor_rss_mb),
-            f(x.peer_rss_mb)
+            f(x.peer_rss_mb),
+            match x.rss_goal_met {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "–",
+            }
         ));
     }
     s
@@ -254,4 +269,46 @@ pub fn synthetic_model(name: &str, cache_dir: &Path) -> Result<PathBuf> {
         write_llama_gguf(&path, LlamaShape::LLAMA_3_2_1B, dtype, 1)?;
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_goal_compares_peaks_and_prints_in_the_table() {
+        assert_eq!(rss_goal(Some(300.0), Some(332.0)), Some(true));
+        assert_eq!(rss_goal(Some(332.0), Some(332.0)), Some(true));
+        assert_eq!(rss_goal(Some(508.0), Some(332.0)), Some(false));
+        assert_eq!(rss_goal(Some(508.0), None), None);
+        let mut r = LlmBenchReport {
+            model: "m".into(),
+            threads: 2,
+            pp_tokens: 8,
+            tg_tokens: 4,
+            rounds: 1,
+            tresor_pp_tps: Some(10.0),
+            tresor_tg_tps: Some(5.0),
+            tresor_load_ms: Some(1.0),
+            tresor_rss_mb: Some(508.0),
+            peer: None,
+            peer_pp_tps: None,
+            peer_tg_tps: None,
+            peer_rss_mb: Some(332.0),
+            pp_ratio: None,
+            tg_ratio: None,
+            rss_goal_met: Some(false),
+            tresor_pp_runs: vec![],
+            tresor_tg_runs: vec![],
+            peer_pp_runs: vec![],
+            peer_tg_runs: vec![],
+            note: None,
+        };
+        let t = table(std::slice::from_ref(&r));
+        let row = t.lines().nth(2).unwrap();
+        assert!(t.lines().next().unwrap().ends_with("| RSS ≤ peer |"), "{t}");
+        assert!(row.ends_with("| 508.0 | 332.0 | NO |"), "{row}");
+        r.rss_goal_met = None;
+        assert!(table(&[r]).lines().nth(2).unwrap().ends_with("| 332.0 | – |"));
+    }
 }

@@ -435,6 +435,9 @@ pub struct BenchAnswersArgs {
     /// An assistant.toml to answer with instead of the defaults.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Don't run llama.cpp's llama-bench for the prefill comparison (default: run it when found).
+    #[arg(long)]
+    pub no_peer: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -453,7 +456,29 @@ pub fn run_bench_answers(args: BenchAnswersArgs, ctx: &Ctx) -> Result<()> {
     apply_config(&mut assistant, args.config.as_ref())?;
     scratch::ingest_dir(&data, assistant.key(), "bench", &args.docs, assistant.embedder())?;
     let verbose = !args.json;
-    let r = tresor_bench::answers::run(&mut assistant, "bench", &qs, &args.budgets, &mut |l| {
+    // llama.cpp's prefill of each answer's prompt length, on the GGUF the answer came from
+    let models_dir = ctx.models_dir.clone();
+    let model_path = move |id: &str| -> Option<PathBuf> {
+        let catalog = tresor_models::Catalog::load(&models_dir).ok()?;
+        let m = catalog
+            .resolve(Some(id), tresor_models::Role::ChatSmall)
+            .or_else(|_| catalog.resolve(Some(id), tresor_models::Role::ChatPremium))
+            .ok()?;
+        (m.path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) && m.path.is_file()).then_some(m.path)
+    };
+    let peer = match (args.no_peer, tresor_bench::llm::find_llama_bench()) {
+        (false, Some(llama_bench)) => Some(tresor_bench::answers::PeerPrefill {
+            llama_bench,
+            threads: ctx.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            model_path: &model_path,
+        }),
+        (false, None) => {
+            eprintln!("note: llama-bench not found (scripts/peer/build-llama-cpp.sh or TRESOR_LLAMA_BENCH): TTFT without llama.cpp's prefill next to it");
+            None
+        }
+        (true, _) => None,
+    };
+    let r = tresor_bench::answers::run(&mut assistant, "bench", &qs, &args.budgets, peer.as_ref(), &mut |l| {
         if verbose {
             eprintln!("{l}");
         }

@@ -1,12 +1,60 @@
 //! Causal attention over the host KV cache (Llama's and Gemma's own
 //! forwards): softmax(q·kᵀ·scale)·v per query head, grouped-query heads
 //! reading their kv head in place, optional sliding window. Owns the
-//! prefill tiling and the AVX2/FMA dot and axpy kernels; it never
-//! allocates per call beyond a thread-local score buffer, and it never
-//! touches the cache layout (`(position, kv head, head dim)` rows, written by
-//! `llama::store_kv`).
+//! prefill tiling and the AVX2/FMA dot and axpy kernels, over keys and
+//! values stored as f32 or f16 ([`KvElem`]: f16 rows are widened to f32 as
+//! they are loaded, exactly, so an f16 cache gives the bits of an f32 cache
+//! holding the same rounded values); it never allocates per call beyond a
+//! thread-local score buffer, and it never touches the cache layout
+//! (`(position, kv head, head dim)` rows, written by [`crate::kv`]).
+
+use half::f16;
 
 use crate::pool::{parallel_for, SendPtr};
+
+/// An element of the KV cache: f32, or f16 (half the memory, widened
+/// exactly to f32 on load).
+pub(crate) trait KvElem: Copy + Send + Sync + 'static {
+    fn to_f32(self) -> f32;
+    fn from_f32(x: f32) -> Self;
+    /// Eight consecutive elements at `p` as f32 lanes.
+    /// SAFETY: `p..p + 8` readable; called only inside the AVX2/FMA/F16C kernels.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> std::arch::x86_64::__m256 {
+        std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+}
+
+impl KvElem for f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        f16::from_f32(x)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const f16) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+}
 
 /// One call's inputs: `t` queries (t, nh · hd) at positions
 /// `pos..pos + t` over the first `pos + t` cached keys and values
@@ -16,10 +64,10 @@ use crate::pool::{parallel_for, SendPtr};
 /// and including its own (a sliding-window layer: the query at position
 /// `p` reads keys `p + 1 - w ..= p`).
 #[derive(Clone, Copy)]
-pub(crate) struct Heads<'a> {
+pub(crate) struct Heads<'a, T: KvElem = f32> {
     pub q: &'a [f32],
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+    pub k: &'a [T],
+    pub v: &'a [T],
     pub t: usize,
     pub pos: usize,
     pub nh: usize,
@@ -38,7 +86,7 @@ pub(crate) struct Heads<'a> {
 /// cache was two thirds of SmolLM2's prefill. Decode keeps one item per
 /// head (more items to share out than kv heads). Both give the same bits:
 /// the same dot products, max, sum and accumulation order.
-pub(crate) fn attend(a: &Heads, out: &mut [f32]) {
+pub(crate) fn attend<T: KvElem>(a: &Heads<T>, out: &mut [f32]) {
     if a.t >= QUERY_BLOCK {
         attention_tiled(a, out);
     } else {
@@ -70,7 +118,7 @@ fn softmax_unnormalised(s: &mut [f32]) -> f32 {
     sum
 }
 
-fn attention_tiled(a: &Heads, out: &mut [f32]) {
+fn attention_tiled<T: KvElem>(a: &Heads<T>, out: &mut [f32]) {
     let Heads { q, k, v, t, pos, nh, nkv, hd, scale, window } = *a;
     let group = nh / nkv;
     let kern = Kernel::for_head_dim(hd);
@@ -142,7 +190,7 @@ fn attention_tiled(a: &Heads, out: &mut [f32]) {
 }
 
 /// One item per (query, head): decode's few queries.
-fn attention_rows(a: &Heads, out: &mut [f32]) {
+fn attention_rows<T: KvElem>(a: &Heads<T>, out: &mut [f32]) {
     let Heads { q, k, v, t, pos, nh, nkv, hd, scale, window } = *a;
     let group = nh / nkv;
     let kern = Kernel::for_head_dim(hd);
@@ -169,7 +217,7 @@ fn attention_rows(a: &Heads, out: &mut [f32]) {
     });
 }
 
-/// The dot/axpy kernels: AVX2 with FMA where the CPU has them and the head
+/// The dot/axpy kernels: AVX2 with FMA (and F16C, for f16 caches) where the CPU has them and the head
 /// dimension is a multiple of 8, else portable. The tiled and per-head
 /// paths use the same one, so they agree bit for bit.
 #[derive(Clone, Copy)]
@@ -184,7 +232,7 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         {
             static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-            let avx2 = *AVX2.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"));
+            let avx2 = *AVX2.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"));
             if avx2 && hd % 8 == 0 {
                 return Kernel::Avx2;
             }
@@ -194,7 +242,7 @@ impl Kernel {
     }
 
     #[inline]
-    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
+    fn dot<T: KvElem>(self, a: &[f32], b: &[T]) -> f32 {
         match self {
             Kernel::Portable => dot(a, b),
             // SAFETY: chosen only when the CPU has AVX2 and FMA; lengths are equal multiples of 8.
@@ -205,7 +253,7 @@ impl Kernel {
 
     /// Four rows against one key: each key chunk is loaded once.
     #[inline]
-    fn dot4(self, q: [&[f32]; 4], k: &[f32]) -> [f32; 4] {
+    fn dot4<T: KvElem>(self, q: [&[f32]; 4], k: &[T]) -> [f32; 4] {
         match self {
             Kernel::Portable => q.map(|r| dot(r, k)),
             // SAFETY: as in `dot`.
@@ -217,7 +265,7 @@ impl Kernel {
     /// `dst += Σⱼ w[j] · v[j · stride ..][.. dst.len()]`, in order of j
     /// (the bits of one `axpy` per key; the sums stay in registers).
     #[inline]
-    fn weighted_sum(self, w: &[f32], v: &[f32], stride: usize, dst: &mut [f32]) {
+    fn weighted_sum<T: KvElem>(self, w: &[f32], v: &[T], stride: usize, dst: &mut [f32]) {
         match self {
             Kernel::Portable => {
                 let hd = dst.len();
@@ -234,13 +282,13 @@ impl Kernel {
 
 /// Dot product in eight lanes (vectorizes without reassociation).
 #[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
     let mut acc = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y.to_f32()).sum();
     for (x, y) in ac.zip(bc) {
         for l in 0..8 {
-            acc[l] += x[l] * y[l];
+            acc[l] += x[l] * y[l].to_f32();
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -248,9 +296,9 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `y += a · x`.
 #[inline]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+fn axpy<T: KvElem>(a: f32, x: &[T], y: &mut [f32]) {
     for (yv, xv) in y.iter_mut().zip(x) {
-        *yv += a * xv;
+        *yv += a * xv.to_f32();
     }
 }
 
@@ -258,19 +306,21 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use super::KvElem;
+
     /// The eight lanes folded to four (low half + high half).
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn fold(v: __m256) -> __m128 {
         _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1))
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
         debug_assert!(a.len() == b.len() && a.len() % 8 == 0);
         let mut acc = _mm256_setzero_ps();
         for c in (0..a.len()).step_by(8) {
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a.as_ptr().add(c)), _mm256_loadu_ps(b.as_ptr().add(c))));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a.as_ptr().add(c)), T::load8(b.as_ptr().add(c))));
         }
         // the same pairing as lane 0 of `dot4`'s reduction
         let l = fold(acc);
@@ -278,12 +328,12 @@ mod avx2 {
         _mm_cvtss_f32(_mm_hadd_ps(h, h))
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot4(q: [&[f32]; 4], k: &[f32]) -> [f32; 4] {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot4<T: KvElem>(q: [&[f32]; 4], k: &[T]) -> [f32; 4] {
         debug_assert!(q.iter().all(|r| r.len() == k.len()) && k.len() % 8 == 0);
         let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
         for c in (0..k.len()).step_by(8) {
-            let kv = _mm256_loadu_ps(k.as_ptr().add(c));
+            let kv = T::load8(k.as_ptr().add(c));
             a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_loadu_ps(q[0].as_ptr().add(c)), kv));
             a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_loadu_ps(q[1].as_ptr().add(c)), kv));
             a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_loadu_ps(q[2].as_ptr().add(c)), kv));
@@ -299,8 +349,8 @@ mod avx2 {
     /// Eight-register slices of 64 dims (a last slice of 8·m): each is
     /// summed over all keys in registers, then stored once. Multiply, then
     /// add (not fused): the bits of the portable `axpy` loop.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn weighted_sum(w: &[f32], v: &[f32], stride: usize, dst: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn weighted_sum<T: KvElem>(w: &[f32], v: &[T], stride: usize, dst: &mut [f32]) {
         let hd = dst.len();
         debug_assert!(hd % 8 == 0 && (w.is_empty() || v.len() >= (w.len() - 1) * stride + hd));
         let mut d0 = 0;
@@ -314,7 +364,7 @@ mod avx2 {
                 let wv = _mm256_set1_ps(wj);
                 let row = v.as_ptr().add(j * stride + d0);
                 for (l, a) in acc.iter_mut().enumerate().take(lanes) {
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, _mm256_loadu_ps(row.add(8 * l))));
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, T::load8(row.add(8 * l))));
                 }
             }
             for (l, a) in acc.iter().enumerate().take(lanes) {
@@ -362,5 +412,44 @@ mod tests {
         Kernel::for_head_dim(24).weighted_sum(&[0.5, -0.25, 0.0], &v, 40, &mut y1);
         Kernel::Portable.weighted_sum(&[0.5, -0.25, 0.0], &v, 40, &mut y2);
         assert!(y1.iter().zip(&y2).all(|(x, y)| x.to_bits() == y.to_bits()), "{y1:?} {y2:?}");
+    }
+
+    /// An f16 cache gives the bits of an f32 cache holding the same values
+    /// rounded to f16 (widening is exact; the kernels are the same), in the
+    /// tiled and the per-head paths and on the portable kernel; against the
+    /// unrounded f32 cache it differs only by the rounding: f16 keeps 11
+    /// significant bits (relative error ≤ 2⁻¹¹ per value), and over these
+    /// unit-scale inputs the outputs stay within 2e-3 absolute.
+    #[test]
+    fn f16_cache_is_the_f32_path_on_rounded_values() {
+        let mut rng = crate::synthetic::XorShift::new(0x51_7cc1_b727_220a);
+        let mut rnd = move || (rng.next_f32() - 0.5) * 2.0;
+        for (t, pos, window, hd) in [(9, 0, None, 16), (1, 12, None, 16), (11, 7, Some(6), 16), (5, 3, None, 12)] {
+            let (nh, nkv) = (6, 2);
+            let q: Vec<f32> = (0..t * nh * hd).map(|_| rnd()).collect();
+            let k: Vec<f32> = (0..(pos + t) * nkv * hd).map(|_| rnd()).collect();
+            let v: Vec<f32> = (0..(pos + t) * nkv * hd).map(|_| rnd()).collect();
+            let (k16, v16): (Vec<f16>, Vec<f16>) = (k.iter().map(|&x| f16::from_f32(x)).collect(), v.iter().map(|&x| f16::from_f32(x)).collect());
+            let (kr, vr): (Vec<f32>, Vec<f32>) = (k16.iter().map(|x| x.to_f32()).collect(), v16.iter().map(|x| x.to_f32()).collect());
+            let n = t * nh * hd;
+            let run = |k: &[f32], v: &[f32]| {
+                let mut out = vec![0f32; n];
+                attend(&Heads { q: &q, k, v, t, pos, nh, nkv, hd, scale: 0.25, window }, &mut out);
+                out
+            };
+            let (exact, rounded) = (run(&k, &v), run(&kr, &vr));
+            let mut half = vec![0f32; n];
+            attend(&Heads { q: &q, k: &k16, v: &v16, t, pos, nh, nkv, hd, scale: 0.25, window }, &mut half);
+            assert!(half.iter().zip(&rounded).all(|(x, y)| x.to_bits() == y.to_bits()), "t {t} pos {pos} hd {hd}: f16 cache is not the rounded f32 path");
+            let err = half.iter().zip(&exact).fold(0f32, |e, (x, y)| e.max((x - y).abs()));
+            assert!(err <= 2e-3, "t {t} pos {pos} hd {hd}: f16 cache off the f32 path by {err}");
+            assert!(err > 0.0, "the inputs must not be representable in f16 (else this test shows nothing)");
+        }
+        // the portable kernel widens the same way
+        let q: Vec<f32> = (0..16).map(|i| (i as f32 * 0.3).sin()).collect();
+        let k: Vec<f16> = (0..16).map(|i| f16::from_f32((i as f32 * 0.7).cos())).collect();
+        let kr: Vec<f32> = k.iter().map(|x| x.to_f32()).collect();
+        assert_eq!(Kernel::Portable.dot(&q, &k).to_bits(), Kernel::Portable.dot(&q, &kr).to_bits());
+        assert_eq!(Kernel::for_head_dim(16).dot(&q, &k).to_bits(), Kernel::for_head_dim(16).dot(&q, &kr).to_bits());
     }
 }

@@ -232,7 +232,7 @@ impl GrammarEnv {
             tok_end_of_turn: None,
         };
         let trie = TokTrie::from(&info, &words);
-        let mut env = VocabEnv { trie, inner: tokenizer.inner().clone(), canonical: true };
+        let mut env = VocabEnv { trie, inner: tokenizer.inner().clone(), spm: tokenizer.spm(), canonical: true };
         // A tokenizer that prepends a space (SentencePiece's add_space_prefix)
         // cannot tokenize a fragment as it stands: forced tokens then come
         // from the trie, and llguidance is told so.
@@ -253,6 +253,8 @@ impl GrammarEnv {
 struct VocabEnv {
     trie: TokTrie,
     inner: tokenizers::Tokenizer,
+    /// SentencePiece vocabularies encode here (`inner` has no merges).
+    spm: Option<std::sync::Arc<crate::spm::Spm>>,
     canonical: bool,
 }
 
@@ -262,9 +264,8 @@ impl VocabEnv {
     /// special token parsed from the text).
     fn encode_exact(&self, bytes: &[u8]) -> Option<Vec<TokenId>> {
         let text = std::str::from_utf8(bytes).ok()?;
-        let enc = self.inner.encode_fast(text, false).ok()?;
-        let ids = enc.get_ids();
-        (self.trie.decode_raw(ids) == bytes).then(|| ids.to_vec())
+        let ids = crate::tokenizer::encode_text(&self.inner, self.spm.as_deref(), text).ok()?;
+        (self.trie.decode_raw(&ids) == bytes).then_some(ids)
     }
 }
 

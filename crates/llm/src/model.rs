@@ -169,6 +169,14 @@ impl LlmModel {
 
         let GgufFile { content, mut reader, .. } = gguf;
         let load_err = |reason: String| LlmError::Load { path: path.to_path_buf(), reason };
+        // Tresor's own CPU forwards read their weights in place from a
+        // mapping of the file (crate::mapped); candle's loaders copy.
+        let own = match arch {
+            Architecture::Llama => !candle_llama,
+            Architecture::Gemma3 => !candle_gemma,
+            Architecture::Qwen2 => false,
+        };
+        let map = own && device.is_cpu() && crate::mapped::mmap_enabled();
         // candle's loaders index metadata freely; turn any panic on odd
         // metadata into an error instead of taking the process down.
         let weights = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> candle_core::Result<Weights> {
@@ -176,16 +184,20 @@ impl LlmModel {
                 Architecture::Llama if candle_llama => {
                     Weights::CandleLlama(quantized_llama::ModelWeights::from_gguf(content, &mut reader, device)?)
                 }
-                Architecture::Llama => {
-                    Weights::Llama(crate::llama::LlamaWeights::from_gguf(content, &mut reader, device, context_length)?)
+                Architecture::Llama if map => {
+                    let mut m = crate::mapped::MappedGguf::new(reader.get_ref(), &content)?;
+                    Weights::Llama(crate::llama::LlamaWeights::load(&content, &mut m, device, context_length)?)
                 }
+                Architecture::Llama => Weights::Llama(crate::llama::LlamaWeights::from_gguf(content, &mut reader, device, context_length)?),
                 Architecture::Qwen2 => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)?),
                 Architecture::Gemma3 if candle_gemma => {
                     Weights::CandleGemma3(quantized_gemma3::ModelWeights::from_gguf(content, &mut reader, device)?)
                 }
-                Architecture::Gemma3 => {
-                    Weights::Gemma(crate::gemma::GemmaWeights::from_gguf(content, &mut reader, device, context_length)?)
+                Architecture::Gemma3 if map => {
+                    let mut m = crate::mapped::MappedGguf::new(reader.get_ref(), &content)?;
+                    Weights::Gemma(crate::gemma::GemmaWeights::from_tensors(&content, &mut m, device, context_length)?)
                 }
+                Architecture::Gemma3 => Weights::Gemma(crate::gemma::GemmaWeights::from_gguf(content, &mut reader, device, context_length)?),
             })
         }))
         .map_err(|_| load_err("the loader panicked on this file's metadata".into()))?

@@ -6,7 +6,8 @@
 //! - `gpt2`: byte-level BPE with merges, split first by the pre-tokenizer
 //!   regexes that `tokenizer.ggml.pre` names (SmolLM, GPT-2, Llama 3, Qwen2);
 //! - `llama`: SentencePiece-style BPE ranked by token score, with byte
-//!   fallback (Llama 2, Mistral, Gemma).
+//!   fallback (Llama 2, Mistral, Gemma), encoded by [`crate::spm`] without
+//!   a merge table (the `tokenizers` model then only decodes).
 //!
 //! Each id's bytes ([`GgufTokenizer::token_bytes`]) come from the vocabulary
 //! itself (byte-level BPE's byte-to-unicode map; SentencePiece's `▁` and
@@ -34,6 +35,7 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use crate::error::{LlmError, Result};
 use crate::gguf::{value_as_u64, GgufFile};
+use crate::spm::Spm;
 
 // GGUF token types (llama.cpp's llama_token_type).
 const TOKEN_TYPE_NORMAL: i64 = 1;
@@ -84,6 +86,21 @@ pub struct GgufTokenizer {
     /// The grammar engine's view of this vocabulary (costly to build: made
     /// on first use, shared by clones of this tokenizer).
     grammar_env: Arc<OnceLock<Arc<crate::grammar::GrammarEnv>>>,
+    /// SentencePiece vocabularies: the encoder by scores (`inner` has no merges).
+    spm: Option<Arc<Spm>>,
+}
+
+/// Ids of `text` as [`GgufTokenizer::encode`] without BOS/EOS: through the
+/// SentencePiece encoder when there is one, else the `tokenizers` model.
+pub(crate) fn encode_text(inner: &Tokenizer, spm: Option<&Spm>, text: &str) -> Result<Vec<u32>> {
+    match spm {
+        Some(spm) => Ok(spm.encode(inner, text)),
+        None => Ok(inner
+            .encode_fast(text, false)
+            .map_err(|e| LlmError::Inference(format!("tokenization failed: {e}")))?
+            .get_ids()
+            .to_vec()),
+    }
 }
 
 impl GgufTokenizer {
@@ -111,27 +128,23 @@ impl GgufTokenizer {
         }
         let get_id = |key: &str| gguf.get_u32(key).filter(|&id| (id as usize) < tokens.len());
 
-        let (mut inner, kind) = match model {
-            "gpt2" => (build_byte_level_bpe(gguf, &tokens, path)?, VocabKind::BytePairBpe),
-            "llama" => (build_sentencepiece_bpe(gguf, &tokens, &token_types, path)?, VocabKind::SentencePiece),
-            other => return Err(err(format!("vocabulary type `{other}` is not supported (supported: gpt2, llama)"))),
-        };
-
         // Control and user-defined tokens are matched in the text first, as
         // llama.cpp does with parse_special.
-        let mut control_ids = HashSet::new();
-        let specials: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&token_types)
-            .enumerate()
-            .filter(|(_, (t, ty))| (**ty == TOKEN_TYPE_CONTROL || **ty == TOKEN_TYPE_USER_DEFINED) && !t.is_empty())
-            .map(|(id, (t, ty))| {
-                if *ty == TOKEN_TYPE_CONTROL {
-                    control_ids.insert(id as u32);
-                }
-                AddedToken::from(t.clone(), true)
-            })
+        let special_ids: Vec<u32> = (0..tokens.len())
+            .filter(|&id| (token_types[id] == TOKEN_TYPE_CONTROL || token_types[id] == TOKEN_TYPE_USER_DEFINED) && !tokens[id].is_empty())
+            .map(|id| id as u32)
             .collect();
+        let control_ids: HashSet<u32> = special_ids.iter().copied().filter(|&id| token_types[id as usize] == TOKEN_TYPE_CONTROL).collect();
+
+        let (mut inner, kind, spm) = match model {
+            "gpt2" => (build_byte_level_bpe(gguf, &tokens, path)?, VocabKind::BytePairBpe, None),
+            "llama" => {
+                let (inner, spm) = build_sentencepiece(gguf, &tokens, &special_ids, path)?;
+                (inner, VocabKind::SentencePiece, Some(Arc::new(spm)))
+            }
+            other => return Err(err(format!("vocabulary type `{other}` is not supported (supported: gpt2, llama)"))),
+        };
+        let specials: Vec<AddedToken> = special_ids.iter().map(|&id| AddedToken::from(tokens[id as usize].clone(), true)).collect();
         inner.add_special_tokens(&specials);
 
         let bos_id = get_id("tokenizer.ggml.bos_token_id");
@@ -161,6 +174,7 @@ impl GgufTokenizer {
             control_ids,
             token_bytes,
             grammar_env: Arc::default(),
+            spm,
         })
     }
 
@@ -168,15 +182,12 @@ impl GgufTokenizer {
     /// with `add_special` the model's BOS (and EOS) are added when its
     /// metadata asks for them.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode_fast(text, false)
-            .map_err(|e| LlmError::Inference(format!("tokenization failed: {e}")))?;
+        let enc = encode_text(&self.inner, self.spm.as_deref(), text)?;
         let mut ids = Vec::with_capacity(enc.len() + 2);
         if add_special && self.add_bos {
             ids.extend(self.bos_id);
         }
-        ids.extend_from_slice(enc.get_ids());
+        ids.extend_from_slice(&enc);
         if add_special && self.add_eos {
             ids.extend(self.eos_id);
         }
@@ -194,12 +205,8 @@ impl GgufTokenizer {
         let mut out = text.to_string();
         // a marker broken once cannot re-form; a few rounds cover markers inside markers
         for _ in 0..4 {
-            let enc = self
-                .inner
-                .encode_fast(out.as_str(), false)
-                .map_err(|e| LlmError::Inference(format!("tokenization failed: {e}")))?;
+            let enc = encode_text(&self.inner, self.spm.as_deref(), &out)?;
             let mut found: Vec<String> = enc
-                .get_ids()
                 .iter()
                 .filter(|id| self.control_ids.contains(id))
                 .filter_map(|&id| self.inner.id_to_token(id))
@@ -261,9 +268,15 @@ impl GgufTokenizer {
     pub fn stop_ids(&self) -> &HashSet<u32> {
         &self.stop_ids
     }
-    /// The underlying `tokenizers` tokenizer.
+    /// The underlying `tokenizers` tokenizer (for SentencePiece
+    /// vocabularies it decodes but has no merges: encode with [`Self::encode`]).
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
+    }
+
+    /// The SentencePiece encoder, for SentencePiece vocabularies.
+    pub(crate) fn spm(&self) -> Option<Arc<Spm>> {
+        self.spm.clone()
     }
     /// What id `id` writes: its bytes, or that it is a special token. None
     /// past the vocabulary.
@@ -391,10 +404,10 @@ fn build_byte_level_bpe(gguf: &GgufFile, tokens: &[String], path: &Path) -> Resu
     Ok(tok)
 }
 
-/// SentencePiece BPE: merges are every split of a vocabulary piece into two
-/// pieces, ranked by the merged piece's score (highest first), which is the
-/// order llama.cpp's SPM tokenizer merges in.
-fn build_sentencepiece_bpe(gguf: &GgufFile, tokens: &[String], types: &[i64], path: &Path) -> Result<Tokenizer> {
+/// A SentencePiece vocabulary: the `tokenizers` model (vocabulary,
+/// normalizer and decoder, no merges: it decodes) and the encoder by scores
+/// ([`Spm`], llama.cpp's SPM algorithm, which needs no merge table).
+fn build_sentencepiece(gguf: &GgufFile, tokens: &[String], special_ids: &[u32], path: &Path) -> Result<(Tokenizer, Spm)> {
     let err = |reason: String| LlmError::Tokenizer { path: path.to_path_buf(), reason };
     let scores: Vec<f32> = match gguf.metadata().get("tokenizer.ggml.scores").and_then(|v| v.to_vec().ok()) {
         Some(v) => v.iter().map(|s| s.to_f32().unwrap_or(0.0)).collect(),
@@ -404,29 +417,10 @@ fn build_sentencepiece_bpe(gguf: &GgufFile, tokens: &[String], types: &[i64], pa
         return Err(err(format!("{} scores for {} tokens", scores.len(), tokens.len())));
     }
     let vocab: ahash_map::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-    let mut ranked: Vec<(f32, u32, String, String)> = Vec::new();
-    for (id, piece) in tokens.iter().enumerate() {
-        if types[id] != TOKEN_TYPE_NORMAL || piece.chars().nth(1).is_none() {
-            continue;
-        }
-        for (split_at, _) in piece.char_indices().skip(1) {
-            let (left, right) = piece.split_at(split_at);
-            if let (Some(&l), Some(&r)) = (vocab.get(left), vocab.get(right)) {
-                if types[l as usize] == TOKEN_TYPE_NORMAL && types[r as usize] == TOKEN_TYPE_NORMAL {
-                    ranked.push((scores[id], id as u32, left.to_string(), right.to_string()));
-                }
-            }
-        }
-    }
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let merges: Vec<(String, String)> = ranked.into_iter().map(|(_, _, l, r)| (l, r)).collect();
-    let unk = gguf
-        .get_u32("tokenizer.ggml.unknown_token_id")
-        .and_then(|id| tokens.get(id as usize))
-        .cloned()
-        .unwrap_or_else(|| "<unk>".into());
+    let unk_id = gguf.get_u32("tokenizer.ggml.unknown_token_id").filter(|&id| (id as usize) < tokens.len());
+    let unk = unk_id.map(|id| tokens[id as usize].clone()).unwrap_or_else(|| "<unk>".into());
     let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
+        .vocab_and_merges(vocab, Vec::new())
         .byte_fallback(true)
         .fuse_unk(true)
         .unk_token(unk)
@@ -451,7 +445,8 @@ fn build_sentencepiece_bpe(gguf: &GgufFile, tokens: &[String], types: &[i64], pa
     let mut tok = Tokenizer::new(bpe);
     tok.with_normalizer(Some(NormalizerWrapper::Sequence(NormalizerSequence::new(normalizers))));
     tok.with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(decoders))));
-    Ok(tok)
+    let spm = Spm::new(tokens, scores, special_ids.iter().copied(), unk_id, add_space_prefix);
+    Ok((tok, spm))
 }
 
 mod ahash_map {

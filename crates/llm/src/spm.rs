@@ -1,0 +1,245 @@
+//! SentencePiece-style BPE encoding by piece scores, as llama.cpp's
+//! `llm_tokenizer_spm` does it: the text's characters are merged pairwise,
+//! highest-scoring resulting piece first (ties: leftmost), as long as the
+//! merged text is itself a piece of the vocabulary; a character that is no
+//! piece is written as its UTF-8 byte pieces (`<0xXX>`; llama.cpp's
+//! re-segmentation along the merges never applies otherwise: every merged
+//! symbol is a piece). No merge table: a merge is a vocabulary lookup of the
+//! two symbols' concatenated text. Gemma's 262k-piece vocabulary would need
+//! one entry per (piece, split point) — the Hugging Face BPE this replaces
+//! held hundreds of thousands of them, most of the tokenizer's memory.
+//!
+//! Before merging, control and user-defined pieces written in the text are
+//! taken as those tokens (leftmost, longest first; llama.cpp's
+//! `parse_special`), and each other fragment gets SentencePiece's
+//! normalization: a `▁` prefix when the vocabulary asks for one, spaces as `▁`.
+//!
+//! Owns text → ids for SentencePiece vocabularies; never decodes (the
+//! `tokenizers` decoder does, from the same vocabulary) and never reads
+//! the GGUF itself (`tokenizer.rs` hands it the pieces).
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+/// What the encoder needs of a vocabulary: piece text → id.
+pub(crate) trait PieceIds {
+    fn piece_id(&self, piece: &str) -> Option<u32>;
+}
+
+impl PieceIds for tokenizers::Tokenizer {
+    fn piece_id(&self, piece: &str) -> Option<u32> {
+        self.token_to_id(piece)
+    }
+}
+
+/// Scores and special pieces of one vocabulary (the pieces themselves are
+/// looked up through [`PieceIds`]).
+pub(crate) struct Spm {
+    scores: Vec<f32>,
+    /// `<0xXX>` ids, by byte.
+    byte_ids: Vec<Option<u32>>,
+    unk_id: Option<u32>,
+    add_space_prefix: bool,
+    /// Control and user-defined pieces matched in raw text.
+    specials: HashMap<String, u32>,
+    /// Their distinct byte lengths, longest first.
+    special_lens: Vec<usize>,
+    /// Bytes a special piece may start with.
+    special_first: [bool; 256],
+}
+
+struct Symbol {
+    start: usize,
+    len: usize,
+    prev: Option<usize>,
+    next: Option<usize>,
+}
+
+struct Bigram {
+    left: usize,
+    right: usize,
+    score: f32,
+    size: usize,
+}
+
+impl PartialEq for Bigram {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Bigram {}
+impl PartialOrd for Bigram {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Bigram {
+    /// The max-heap pops the highest score first, then the leftmost pair.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score.total_cmp(&other.score).then(other.left.cmp(&self.left))
+    }
+}
+
+impl Spm {
+    /// `pieces` and `scores` by id; `specials` the ids matched in raw text.
+    pub(crate) fn new(pieces: &[String], scores: Vec<f32>, specials: impl IntoIterator<Item = u32>, unk_id: Option<u32>, add_space_prefix: bool) -> Spm {
+        let mut byte_ids = vec![None; 256];
+        for (id, p) in pieces.iter().enumerate() {
+            if let Some(b) = p.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).filter(|h| h.len() == 2).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                byte_ids[b as usize].get_or_insert(id as u32);
+            }
+        }
+        let specials: HashMap<String, u32> = specials
+            .into_iter()
+            .filter_map(|id| pieces.get(id as usize).filter(|p| !p.is_empty()).map(|p| (p.clone(), id)))
+            .collect();
+        let mut special_lens: Vec<usize> = specials.keys().map(String::len).collect();
+        special_lens.sort_unstable_by(|a, b| b.cmp(a));
+        special_lens.dedup();
+        let mut special_first = [false; 256];
+        for p in specials.keys() {
+            special_first[p.as_bytes()[0] as usize] = true;
+        }
+        Spm { scores, byte_ids, unk_id, add_space_prefix, specials, special_lens, special_first }
+    }
+
+    /// Ids of `text` (no BOS/EOS: the caller adds them).
+    pub(crate) fn encode(&self, vocab: &dyn PieceIds, text: &str) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text.len() / 3 + 1);
+        let mut raw_start = 0;
+        let mut i = 0;
+        let bytes = text.as_bytes();
+        while i < bytes.len() {
+            if let Some((id, len)) = self.special_at(text, i) {
+                self.encode_fragment(vocab, &text[raw_start..i], &mut out);
+                out.push(id);
+                i += len;
+                raw_start = i;
+            } else {
+                i += 1;
+            }
+        }
+        self.encode_fragment(vocab, &text[raw_start..], &mut out);
+        out
+    }
+
+    /// The longest special piece starting at byte `i` (a char boundary or not: checked).
+    fn special_at(&self, text: &str, i: usize) -> Option<(u32, usize)> {
+        if !self.special_first[text.as_bytes()[i] as usize] || !text.is_char_boundary(i) {
+            return None;
+        }
+        self.special_lens.iter().find_map(|&len| text.get(i..i + len).and_then(|s| self.specials.get(s)).map(|&id| (id, len)))
+    }
+
+    fn encode_fragment(&self, vocab: &dyn PieceIds, raw: &str, out: &mut Vec<u32>) {
+        if raw.is_empty() {
+            return;
+        }
+        let mut text = String::with_capacity(raw.len() + 3);
+        if self.add_space_prefix {
+            text.push('▁');
+        }
+        for c in raw.chars() {
+            text.push(if c == ' ' { '▁' } else { c });
+        }
+        let mut symbols: Vec<Symbol> = Vec::with_capacity(text.len());
+        for (k, (start, c)) in text.char_indices().enumerate() {
+            symbols.push(Symbol { start, len: c.len_utf8(), prev: k.checked_sub(1), next: Some(k + 1) });
+        }
+        if let Some(last) = symbols.last_mut() {
+            last.next = None;
+        }
+        let mut queue = BinaryHeap::new();
+        let try_add = |left: Option<usize>, right: Option<usize>, symbols: &[Symbol], queue: &mut BinaryHeap<Bigram>| {
+            let (Some(l), Some(r)) = (left, right) else { return };
+            let (start, size) = (symbols[l].start, symbols[l].len + symbols[r].len);
+            let Some(id) = vocab.piece_id(&text[start..start + size]) else { return };
+            let Some(&score) = self.scores.get(id as usize) else { return };
+            queue.push(Bigram { left: l, right: r, score, size });
+        };
+        for k in 1..symbols.len() {
+            try_add(Some(k - 1), Some(k), &symbols, &mut queue);
+        }
+        while let Some(b) = queue.pop() {
+            let (ln, rn) = (symbols[b.left].len, symbols[b.right].len);
+            // one side was merged into something else since this pair was queued
+            if ln == 0 || rn == 0 || ln + rn != b.size {
+                continue;
+            }
+            symbols[b.left].len += rn;
+            symbols[b.right].len = 0;
+            let next = symbols[b.right].next;
+            symbols[b.left].next = next;
+            if let Some(n) = next {
+                symbols[n].prev = Some(b.left);
+            }
+            let prev = symbols[b.left].prev;
+            try_add(prev, Some(b.left), &symbols, &mut queue);
+            try_add(Some(b.left), next, &symbols, &mut queue);
+        }
+        let mut k = if symbols.is_empty() { None } else { Some(0) };
+        while let Some(s) = k {
+            let piece = &text[symbols[s].start..symbols[s].start + symbols[s].len];
+            match vocab.piece_id(piece) {
+                Some(id) => out.push(id),
+                None => piece.bytes().for_each(|b| out.extend(self.byte_ids[b as usize].or(self.unk_id))),
+            }
+            k = symbols[s].next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Vocab(HashMap<String, u32>);
+    impl PieceIds for Vocab {
+        fn piece_id(&self, piece: &str) -> Option<u32> {
+            self.0.get(piece).copied()
+        }
+    }
+
+    fn vocab(pieces: &[&str]) -> (Vec<String>, Vocab) {
+        let p: Vec<String> = pieces.iter().map(|s| s.to_string()).collect();
+        let v = Vocab(p.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect());
+        (p, v)
+    }
+
+    #[test]
+    fn merges_by_score_then_leftmost_and_falls_back_to_bytes() {
+        let mut pieces = vec!["<unk>", "<start>", "▁", "a", "b", "c", "ab", "bc", "▁ab", "abc"];
+        let bytes: Vec<String> = (0..=255u8).map(|b| format!("<0x{b:02X}>")).collect();
+        pieces.extend(bytes.iter().map(String::as_str));
+        let (p, v) = vocab(&pieces);
+        // "bc" outscores "ab": a + bc first, then a + bc → abc (a piece)
+        let mut scores = vec![0.0f32; p.len()];
+        scores[6] = -5.0; // ab
+        scores[7] = -1.0; // bc
+        scores[8] = -2.0; // ▁ab
+        scores[9] = -3.0; // abc
+        let spm = Spm::new(&p, scores.clone(), [1], Some(0), false);
+        assert_eq!(spm.encode(&v, "abc"), vec![9]);
+        assert_eq!(spm.encode(&v, "ab"), vec![6]);
+        // a space becomes ▁: ab first, then ▁ + ab
+        assert_eq!(spm.encode(&v, " ab"), vec![8]);
+        // specials are taken from the raw text, the fragments around them encoded alone
+        assert_eq!(spm.encode(&v, "ab<start>bc"), vec![6, 1, 7]);
+        // an unknown character: its UTF-8 bytes
+        assert_eq!(spm.encode(&v, "é"), vec![10 + 0xC3, 10 + 0xA9]);
+        // the space prefix
+        let spm = Spm::new(&p, scores, [1], Some(0), true);
+        assert_eq!(spm.encode(&v, "ab"), vec![8]);
+        assert_eq!(spm.encode(&v, ""), Vec::<u32>::new());
+    }
+
+    /// Merging stops where the concatenation is no piece; a character
+    /// without a piece and without byte pieces is unknown.
+    #[test]
+    fn stops_where_no_piece_exists() {
+        let (p, v) = vocab(&["<unk>", "x", "y", "xy", "z"]);
+        let spm = Spm::new(&p, vec![0.0, 0.0, 0.0, -1.0, 0.0], [], Some(0), false);
+        assert_eq!(spm.encode(&v, "xyz"), vec![3, 4]);
+        assert_eq!(spm.encode(&v, "q"), vec![0], "no byte pieces: unknown");
+    }
+}
