@@ -118,14 +118,15 @@ fn junk_and_slow_servers_fall_back_and_a_cut_stream_is_an_error() {
     g.unwrap();
     assert!(m.backend().unwrap().fallback.unwrap().contains("malformed"));
 
-    let slow = FaultServer::start(Fault::Silent(Duration::from_secs(10)));
+    let slow = FaultServer::start(Fault::Silent(Duration::from_secs(120)));
     let mut src = source(dir.path(), quick("slow", &slow.url), allow(&slow.url));
     let mut m = src.load(&ModelSpec::Named("slow".into())).unwrap();
     let t = Instant::now();
     let (g, _) = ask(m.as_mut());
     g.unwrap();
     assert!(m.backend().unwrap().fallback.unwrap().contains("sent nothing"));
-    assert!(t.elapsed() < Duration::from_secs(8), "bounded by the read timeout: {:?}", t.elapsed());
+    // bounded by the 1.5 s read timeout, not the server's 120 s (the rest is the local model on a busy machine)
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
 
     let cut = FaultServer::start(Fault::DropAfter(2));
     let mut src = source(dir.path(), quick("cut", &cut.url), allow(&cut.url));
