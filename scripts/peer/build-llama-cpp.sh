@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the llama.cpp peer used by the benches and the LLM test fixtures:
 #   - llama-bench                (pp/tg throughput baseline, parsed by the Rust bench)
+#   - llama-server               (the OpenAI-compatible server the remote-backend tests and
+#                                 `tresor bench remote` talk to; same sources, same build tree)
 #   - tresor-llm-fixtures        (scripts/peer/llm_fixtures.cpp: tokenizer + greedy-decode fixtures)
 #
 # Idempotent: every step is skipped when its output already exists; re-running
@@ -97,6 +99,20 @@ if [ ! -x "$BIN/llama-bench" ] || [ ! -e "$BIN/libllama.so" ]; then
   log "llama.cpp build took $(( $(date +%s) - start )) s"
 fi
 
+# 3b. llama-server (OpenAI-compatible HTTP server; no TLS, no curl) -------------
+# An older cache was configured with LLAMA_BUILD_SERVER=OFF: switching the one
+# option re-runs cmake but leaves libllama's objects as they are.
+if [ ! -x "$BIN/llama-server" ]; then
+  if ! grep -q '^LLAMA_BUILD_SERVER:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null; then
+    log "enabling llama-server in $BUILD"
+    cmake -S "$SRC" -B "$BUILD" -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON >&2
+  fi
+  log "building llama-server with -j $JOBS"
+  start=$(date +%s)
+  cmake --build "$BUILD" --config Release --target llama-server -j "$JOBS" >&2
+  log "llama-server build took $(( $(date +%s) - start )) s"
+fi
+
 # 4. Fixture tool, compiled against the libllama built above ------------------
 if [ ! -f "$FIXTURE_SRC" ]; then
   log "warning: $FIXTURE_SRC missing, fixture tool not built"
@@ -114,4 +130,5 @@ fi
 
 log "peer: $(cat "$CACHE/PEER_VERSION"), from $(cat "$CACHE/PEER_SOURCE")"
 log "fixture tool: $FIXTURE_BIN"
+log "llama-server: $BIN/llama-server"
 echo "$BIN/llama-bench"

@@ -46,6 +46,12 @@ pub enum AssistantError {
     /// without grammar-constrained decoding).
     #[error("model `{model}` does not support {what}")]
     Unsupported { model: String, what: &'static str },
+    /// The policy does not let prompts go to this remote backend (not listed, or forbidden here).
+    #[error("remote model `{id}` refused: {reason}")]
+    RemoteRefused { id: String, reason: String },
+    /// The remote backend failed after part of the answer was shown (no fallback then).
+    #[error("remote model `{id}`: {source}")]
+    Remote { id: String, source: tresor_llm::remote::RemoteError },
     #[error("policy: {0}")]
     Policy(#[from] tresor_guard::policy::PolicyError),
     /// A tool, its data or an action (tresor-tools).

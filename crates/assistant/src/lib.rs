@@ -29,6 +29,7 @@ pub mod open;
 mod pack;
 mod policy;
 pub mod release;
+pub mod remote;
 mod route;
 pub mod scratch;
 pub mod store;
@@ -57,6 +58,7 @@ pub use error::{AssistantError, Result};
 pub use library::{KbSummary, Library, DEFAULT_KB};
 pub use models::{CatalogModels, ChatModel, ModelSource};
 pub use open::EnginePaths;
+pub use remote::{BackendTrace, RemoteChat, WithRemote};
 pub use route::Intent;
 // the measurement layer the facade records into (events, KPIs, dashboard data)
 pub use tresor_telemetry;

@@ -1,7 +1,8 @@
 //! The chat-model seam: the engine asks a [`ModelSource`] for the model of a
 //! role (or a named one) and talks to it through [`ChatModel`]. The shipped
 //! source resolves models through the tresor-models catalogue and runs them
-//! on tresor-llm; tests plug in scripted models.
+//! on tresor-llm; `remote/` wraps it for OpenAI-compatible servers
+//! (`WithRemote`, `RemoteChat`); tests plug in scripted models.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -43,6 +44,12 @@ pub trait ChatModel: Send {
     ) -> Result<Generation> {
         let _ = (messages, schema, params, on_text);
         Err(AssistantError::Unsupported { model: self.id().to_string(), what: "grammar-constrained JSON generation" })
+    }
+    /// Which backend answered the last call (local, or a remote server and
+    /// whether it fell back): the answer's `trace.backend` and its audit entry.
+    /// None: the model does not say (scripted test models).
+    fn backend(&self) -> Option<crate::remote::BackendTrace> {
+        None
     }
 }
 
@@ -87,6 +94,9 @@ impl ChatModel for LlmChat {
             return Err(tresor_llm::LlmError::from(GrammarError::Unfinished { tokens: g.tokens.len() }).into());
         }
         Ok(g)
+    }
+    fn backend(&self) -> Option<crate::remote::BackendTrace> {
+        Some(crate::remote::BackendTrace { kind: "local".into(), model: self.id.clone(), ..Default::default() })
     }
 }
 

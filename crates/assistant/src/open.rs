@@ -4,8 +4,9 @@
 //! HTTP server, desktop app) calls it; none of them names a default model or
 //! loads an embedder itself.
 //!
-//! Owns: which model serves each role when none is named (the catalogue's
-//! installed model, else the hand-placed default folder), the embedder that
+//! Owns: which model serves each role when none is named (a remote model
+//! entered for the role and permitted by the policy's `[remote]`, else the
+//! catalogue's installed model, else the hand-placed default folder), the embedder that
 //! built a knowledge base, the context cap of the chat models.
 //! Never: the key (the door unlocks it: a prompt, a file, the keyring), the
 //! data-dir layout (tresor-guard's `workspace`), knowledge-base operations
@@ -25,6 +26,8 @@ use crate::config::AssistantConfig;
 use crate::engine::Assistant;
 use crate::error::{AssistantError, Result};
 use crate::models::CatalogModels;
+use crate::remote::WithRemote;
+use tresor_guard::policy::PolicyPaths;
 
 /// The embedding model's folder when models were placed by hand, without the
 /// catalogue's install stamps.
@@ -58,7 +61,10 @@ impl Assistant {
         let cfg = AssistantConfig::load(&paths.data_dir)?;
         let embedder = load_embedder(&paths.models_dir, None, &device)?;
         let reranker = load_reranker(&paths.models_dir, None, &device)?.map(|r| Arc::new(r) as Arc<dyn TextReranker>);
-        let models = CatalogModels { models_dir: paths.models_dir.clone(), device, context_cap: Some(CONTEXT_CAP) };
+        let local = CatalogModels { models_dir: paths.models_dir.clone(), device, context_cap: Some(CONTEXT_CAP) };
+        // remote models (remote.toml) only where the policy's [remote] lets prompts go
+        let remote = PolicyPaths::for_data_dir(&paths.data_dir).load()?.remote;
+        let models = WithRemote::new(local, remote);
         let mut a = Assistant::new(cfg, &paths.data_dir, key, Arc::new(embedder), reranker, Box::new(models))?;
         a.set_workspace(&paths.workspace);
         Ok(a)

@@ -302,6 +302,8 @@ impl Assistant {
             "refused": ans.refused,
             "grounded": ans.grounded,
             "model": ans.model,
+            // which backend answered: local, or a remote model id and its host (never its key)
+            "backend": ans.trace.backend,
             "cache_hit": ans.cache_hit,
             "sources": sources,
             "tool_calls": [],

@@ -45,6 +45,7 @@ pub mod loadtest;
 pub mod pii_eval;
 pub mod process;
 pub mod redteam;
+pub mod remote;
 pub mod retrieval_eval;
 pub mod suite_runs;
 pub mod tools_eval;

@@ -31,6 +31,9 @@ pub enum BenchCmd {
     /// Hostile documents (issue 19): writes them at full size and ingests each,
     /// timed, read or refused. Run under `ulimit -v 4000000` (README, Reliability).
     Hostile(BenchHostileArgs),
+    /// Remote backend: local vs llama-server over the OpenAI API on the same GGUF (TTFT, tokens/s),
+    /// then the fallback time when the server dies (default retries, breaker open).
+    Remote(crate::models_cmd::BenchRemoteArgs),
     /// (internal) One Tresor LLM measurement in a fresh process.
     #[command(hide = true)]
     LlmWorker {
@@ -125,6 +128,7 @@ pub fn run(cmd: BenchCmd, ctx: &Ctx) -> Result<()> {
         BenchCmd::Ab(args) => run_ab(args),
         BenchCmd::Widget(args) => crate::widget_cmd::run_bench_widget(args, ctx),
         BenchCmd::Hostile(args) => run_hostile(args),
+        BenchCmd::Remote(args) => crate::models_cmd::run_bench_remote(args, ctx, threads(ctx)),
     }
 }
 

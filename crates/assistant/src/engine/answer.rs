@@ -153,6 +153,11 @@ pub struct Trace {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(type = "unknown", optional))]
     pub injection: Option<firewall::InjectionTrace>,
+    /// Which backend wrote the model's text: local, or a remote server — and, when the
+    /// local model stood in for a failed or circuit-broken remote one, why (`remote/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub backend: Option<crate::remote::BackendTrace>,
 }
 
 /// The second, stricter try (see [`Trace::regeneration`]).

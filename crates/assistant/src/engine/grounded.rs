@@ -311,6 +311,7 @@ impl Assistant {
         rec.timings.generate_ms = gen_elapsed;
         rec.timings.ttft_ms = (t_gen.duration_since(ask.t0).as_secs_f64() * 1e3) + g.ttft_ms;
         rec.trace.finish = Some(format!("{:?}", g.finish).to_lowercase());
+        rec.trace.backend = model.backend();
         Ok(Generated { prompt_tokens: g.prompt_tokens, completion, cancelled, model_id: model.id().to_string() })
     }
 

@@ -528,6 +528,7 @@ impl Assistant {
             a.trace.injection = Some(inj);
         }
         a.model = model.id().to_string();
+        a.trace.backend = model.backend();
         // summarising is model time: it counts in generate (and so in TTFT), not in the pipeline's share
         let summary_ms = summary.as_ref().map_or(0.0, |h| h.ms);
         a.timings = Timings { ttft_ms: 0.0, load_ms, prefill_ms: g.prefill_ms, generate_ms: g.total_ms + summary_ms, ..Default::default() };

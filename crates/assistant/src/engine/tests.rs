@@ -331,7 +331,7 @@ fn policy_reason(a: &Answer) -> Option<String> {
 #[test]
 fn policy_item_every_settable_item_has_a_test_here() {
     // a new item in tresor-guard's policy must get its test below (and its enforcement)
-    let tested = ["detection", "topics", "disclaimer", "blocked_terms", "price_promises", "tools", "answer", "languages", "injection"];
+    let tested = ["detection", "topics", "disclaimer", "blocked_terms", "price_promises", "tools", "answer", "languages", "injection", "remote"];
     let mut items: Vec<&str> = tresor_guard::policy::ITEMS.to_vec();
     items.sort();
     let mut t = tested.to_vec();
@@ -464,4 +464,35 @@ fn policy_item_injection_action_decides_what_the_firewall_does() {
     let lib = crate::Library::new(&f.data, "default", &key);
     let r = lib.ingest("hostile", &HashEmbedder::new(256), &[docs.clone()], &tresor_kb::IngestOptions::default(), &tresor_kb::NoProgress).unwrap();
     assert_eq!((r.dropped, r.quarantined), (1, 0), "{r:?}");
+}
+
+#[test]
+fn policy_item_remote_lets_a_workspace_forbid_remote_backends() {
+    use tresor_llm::remote::testing::{Fault, FaultServer};
+    let (f, _) = fixture();
+    // a server that streams a fixed answer over the OpenAI API (the fault injector, serving)
+    let server = FaultServer::start(Fault::FailThenServe(0, "The remote model wrote this. ".into()));
+    let models = tempfile::tempdir().unwrap();
+    let catalog = tresor_models::Catalog::load(models.path()).unwrap();
+    tresor_models::RemoteModels::load(models.path()).unwrap().add(tresor_models::RemoteEntry::new("gpu", &server.url), &catalog).unwrap();
+    let admin = f.data.join("admin-policy.toml");
+    std::fs::write(&admin, format!("[remote]\nallowed_urls = [\"{}\"]\n", server.url)).unwrap();
+    // as Assistant::open builds it: the admin file and the workspace's policy.toml
+    let engine = || {
+        let user = Some(f.data.join("policy.toml")).filter(|p| p.exists());
+        let policy = tresor_guard::policy::PolicyPaths { admin: Some(admin.clone()), user, admin_keys: None }.load().unwrap();
+        let local = crate::models::CatalogModels { models_dir: models.path().to_path_buf(), device: tresor_llm::Device::Cpu, context_cap: None };
+        let src = crate::remote::WithRemote::new(local, policy.remote);
+        Assistant::new(AssistantConfig::default(), &f.data, &test_key(), Arc::new(HashEmbedder::new(256)), None, Box::new(src)).unwrap()
+    };
+    let req = AskRequest { question: "Who wrote this answer?".into(), model: Some("gpu".into()), no_cache: true, ..Default::default() };
+    let ans = engine().answer(&req, &mut |_| {}).unwrap();
+    assert!(ans.answer.contains("The remote model wrote this."), "{}", ans.answer);
+    let b = ans.trace.backend.clone().unwrap();
+    assert_eq!((b.kind.as_str(), b.model.as_str()), ("remote", "gpu"));
+    assert_eq!(server.requests(), 1);
+    std::fs::write(f.data.join("policy.toml"), "[remote]\nenabled = false\n").unwrap();
+    let e = engine().answer(&req, &mut |_| {}).unwrap_err();
+    assert!(matches!(&e, AssistantError::RemoteRefused { id, .. } if id == "gpu"), "{e}");
+    assert_eq!(server.requests(), 1, "nothing was sent once the workspace forbids it");
 }

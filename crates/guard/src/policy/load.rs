@@ -37,6 +37,7 @@ struct RawPolicy {
     injection: Option<RawInjection>,
     mcp: Option<RawMcp>,
     handoff: Option<super::HandoffPolicy>,
+    remote: Option<super::RemotePolicy>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -184,6 +185,7 @@ impl Policy {
         section_lock("answer", raw.answer.as_ref().and_then(|s| s.locked))?;
         section_lock("languages", raw.languages.as_ref().and_then(|s| s.locked))?;
         section_lock("injection", raw.injection.as_ref().and_then(|s| s.locked))?;
+        section_lock("remote", raw.remote.as_ref().and_then(|s| s.locked))?;
         for (name, t) in raw.topics.iter().flatten() {
             section_lock(&format!("topics.{name}"), t.locked)?;
         }
@@ -397,6 +399,25 @@ impl Policy {
             if let Some(a) = i.action {
                 touch(self, "injection")?;
                 self.injection_action = a;
+            }
+        }
+        if let Some(r) = &raw.remote {
+            // the URL list is the admin's; a workspace may only forbid (data residency)
+            if layer == Layer::User && !r.allowed_urls.is_empty() {
+                return Err(src.err("remote.allowed_urls", "remote backends can only be listed in the admin policy (TRESOR_POLICY or /etc/tresor/policy.toml); a workspace may set `enabled = false`"));
+            }
+            if layer == Layer::User && r.enabled == Some(true) && self.remote.enabled == Some(false) {
+                return Err(src.err("remote.enabled", "the admin policy forbids remote backends; a workspace cannot allow them"));
+            }
+            r.check().map_err(|(k, m)| src.err(&format!("remote.{k}"), &m))?;
+            if r.enabled.is_some() || !r.allowed_urls.is_empty() {
+                touch(self, "remote")?;
+            }
+            if let Some(e) = r.enabled {
+                self.remote.enabled = Some(e);
+            }
+            if layer != Layer::User && !r.allowed_urls.is_empty() {
+                self.remote.allowed_urls = r.allowed_urls.clone();
             }
         }
         for (item, _) in new_locks {

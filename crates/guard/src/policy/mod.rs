@@ -9,7 +9,8 @@
 //! name file, line and key), [`sign`] (ed25519 signatures and admin keys),
 //! [`topics`] (topic detection over embeddings the caller passes in),
 //! [`output`] (the sentence-level output check, [`PolicyOutputCheck`]) and
-//! [`tools`] (which tools may run, which need confirmation, the MCP servers).
+//! [`tools`] (which tools may run, which need confirmation, the MCP servers),
+//! [`remote`] (which remote inference backends prompts may go to).
 //! Never: loads a model, reads a knowledge base, or records user text — a
 //! [`PolicyDecision`] holds topic names, scores and counts only.
 //! The built-in defaults are `assets/policy.example.toml`, compiled in.
@@ -17,6 +18,7 @@
 pub mod handoff;
 pub mod load;
 pub mod output;
+pub mod remote;
 pub mod sign;
 pub mod tools;
 pub mod topics;
@@ -33,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::injection::InjectionAction;
 pub use handoff::{HandoffPolicy, HANDOFF_REDACT, HANDOFF_TARGETS};
 pub use load::{PolicyPaths, SYSTEM_ADMIN_KEYS, SYSTEM_POLICY};
+pub use remote::{RemotePolicy, RemoteRefusal};
 pub use output::{is_price_promise, states_money, PolicyDecision, PolicyOutputCheck};
 pub use sign::{keygen, load_public_keys, read_public_key, read_signing_key, sig_path, sign, verify_signature, write_private};
 pub use tools::{McpServerConfig, McpTransport, DEFAULT_MCP_TIMEOUT_MS};
@@ -42,7 +45,7 @@ pub use topics::{contains_term, cosine, TopicHit, TopicIndex};
 pub const DEFAULT_POLICY_TOML: &str = include_str!("../../../../assets/policy.example.toml");
 
 /// Items a policy can lock (`topics.NAME` too, and `*` for all).
-pub const ITEMS: &[&str] = &["detection", "topics", "disclaimer", "blocked_terms", "price_promises", "tools", "answer", "languages", "injection"];
+pub const ITEMS: &[&str] = &["detection", "topics", "disclaimer", "blocked_terms", "price_promises", "tools", "answer", "languages", "injection", "remote"];
 
 const LANGS: &[&str] = &["de", "en"];
 
@@ -150,6 +153,8 @@ pub struct Policy {
     pub mcp_servers: BTreeMap<String, McpServerConfig>,
     /// `[handoff]` (admin policy only): the handoff target and the HTTP endpoints it may use.
     pub handoff: HandoffPolicy,
+    /// `[remote]`: the remote inference backends allowed (admin) or forbidden (admin or workspace).
+    pub remote: RemotePolicy,
     pub max_answer_chars: usize,
     pub allowed_languages: Vec<String>,
     pub injection_action: InjectionAction,
@@ -218,6 +223,7 @@ impl Policy {
             confirm_tools: Vec::new(),
             mcp_servers: BTreeMap::new(),
             handoff: HandoffPolicy::default(),
+            remote: RemotePolicy::default(),
             max_answer_chars: 2000,
             allowed_languages: LANGS.iter().map(|s| s.to_string()).collect(),
             injection_action: InjectionAction::Quarantine,
