@@ -58,7 +58,6 @@ pub(crate) mod avx512 {
 
     super::x86_kernels!($, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
 
-
     /// 512-bit `dot_q4_k`: each 64-value chunk's low and high nibbles
     /// (two sub-blocks) side by side in one register against the chunk's
     /// 64 contiguous activations — one `maddubs` and one `vpdpwssd` per
