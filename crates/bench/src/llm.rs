@@ -1,12 +1,17 @@
 //! `tresor bench llm`: prompt processing (pp) and generation (tg) tokens/s,
 //! model load time and peak RSS, Tresor's candle engine against llama.cpp's
-//! `llama-bench` on the same GGUF with the same threads, alternating.
+//! `llama-bench` on the same GGUF with the same threads, alternating. With
+//! several CPU tiers ([`CpuTier`]) each round runs one Tresor worker per
+//! tier (forced through `TRESOR_CPU_TIER` in the worker's environment),
+//! then the peer once, so every tier's row is compared with the same
+//! interleaved peer runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use tresor_llm::qmatmul::{CpuTier, TIER_ENV};
 use tresor_llm::{Device, LlmModel, LoadOptions};
 
 use crate::process;
@@ -25,6 +30,9 @@ pub struct LlmBenchOptions {
     pub rounds: usize,
     /// `llama-bench`, if found.
     pub peer: Option<PathBuf>,
+    /// CPU tiers to run Tresor on, one row each (empty: the detected tier,
+    /// or whatever `TRESOR_CPU_TIER` already says).
+    pub tiers: Vec<CpuTier>,
 }
 
 /// What one worker process measured.
@@ -34,12 +42,17 @@ pub struct WorkerResult {
     pub pp_tps: f64,
     pub tg_tps: f64,
     pub peak_rss_mb: Option<f64>,
+    /// The CPU tier the worker's kernels ran on.
+    #[serde(default)]
+    pub tier: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LlmBenchReport {
     pub model: String,
     pub threads: usize,
+    /// The CPU tier Tresor's kernels ran on (as the worker reported it).
+    pub tier: Option<String>,
     pub pp_tokens: usize,
     pub tg_tokens: usize,
     pub rounds: usize,
@@ -79,10 +92,18 @@ pub fn find_llama_bench() -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("llama-bench")).find(|p| p.is_file()))
 }
 
+/// One report: Tresor on `opts.tiers[0]` (or the default tier) against
+/// the peer.
 pub fn run(opts: &LlmBenchOptions) -> Result<LlmBenchReport> {
-    let mut r = LlmBenchReport {
+    let mut r = run_tiers(opts)?;
+    Ok(r.swap_remove(0))
+}
+
+fn empty_report(opts: &LlmBenchOptions, tier: Option<CpuTier>) -> LlmBenchReport {
+    LlmBenchReport {
         model: opts.model_id.clone(),
         threads: opts.threads,
+        tier: tier.map(|t| t.name().to_string()),
         pp_tokens: opts.pp,
         tg_tokens: opts.tg,
         rounds: opts.rounds,
@@ -102,57 +123,87 @@ pub fn run(opts: &LlmBenchOptions) -> Result<LlmBenchReport> {
         peer_pp_runs: vec![],
         peer_tg_runs: vec![],
         note: None,
-    };
-    if opts.peer.is_none() {
-        r.note = Some("llama-bench not found: run scripts/peer/build-llama-cpp.sh (or set TRESOR_LLAMA_BENCH); reporting Tresor only".into());
     }
-    let mut loads = Vec::new();
-    let mut rss: Vec<f64> = Vec::new();
-    let mut peer_rss: Vec<f64> = Vec::new();
+}
+
+/// One report per tier of `opts.tiers` (one for the default tier when
+/// empty), alternating: each round runs Tresor once per tier, then the
+/// peer once; the peer's figures are shared by every tier's row.
+pub fn run_tiers(opts: &LlmBenchOptions) -> Result<Vec<LlmBenchReport>> {
+    let tiers: Vec<Option<CpuTier>> = if opts.tiers.is_empty() { vec![None] } else { opts.tiers.iter().copied().map(Some).collect() };
+    let mut reports: Vec<LlmBenchReport> = tiers.iter().map(|t| empty_report(opts, *t)).collect();
+    let mut note = None;
+    if opts.peer.is_none() {
+        note = Some("llama-bench not found: run scripts/peer/build-llama-cpp.sh (or set TRESOR_LLAMA_BENCH); reporting Tresor only".to_string());
+    }
+    let mut loads: Vec<Vec<f64>> = vec![Vec::new(); tiers.len()];
+    let mut rss: Vec<Vec<f64>> = vec![Vec::new(); tiers.len()];
+    let (mut peer_pp, mut peer_tg, mut peer_rss) = (Vec::new(), Vec::new(), Vec::<f64>::new());
+    let mut peer_version = None;
     let mut peer_ok = opts.peer.is_some();
     for round in 0..opts.rounds.max(1) {
-        tracing::info!(round, model = %opts.model_id, threads = opts.threads, "bench round");
-        let w = run_worker(opts)?;
-        r.tresor_pp_runs.push(w.pp_tps);
-        r.tresor_tg_runs.push(w.tg_tps);
-        loads.push(w.load_ms);
-        rss.extend(w.peak_rss_mb);
+        for (i, tier) in tiers.iter().enumerate() {
+            tracing::info!(round, model = %opts.model_id, threads = opts.threads, tier = ?tier, "bench round");
+            let w = run_worker(opts, *tier)?;
+            let r = &mut reports[i];
+            r.tresor_pp_runs.push(w.pp_tps);
+            r.tresor_tg_runs.push(w.tg_tps);
+            if r.tier.is_none() {
+                r.tier = w.tier.clone();
+            }
+            loads[i].push(w.load_ms);
+            rss[i].extend(w.peak_rss_mb);
+        }
         if let (Some(peer), true) = (&opts.peer, peer_ok) {
             match run_llama_bench(peer, opts) {
                 Ok((pp, tg, mem, version)) => {
-                    r.peer_pp_runs.push(pp);
-                    r.peer_tg_runs.push(tg);
+                    peer_pp.push(pp);
+                    peer_tg.push(tg);
                     peer_rss.extend(mem);
-                    r.peer = Some(version);
+                    peer_version = Some(version);
                 }
                 Err(e) => {
-                    r.note = Some(format!("peer failed, reporting Tresor only: {e}"));
+                    note = Some(format!("peer failed, reporting Tresor only: {e}"));
                     peer_ok = false;
                 }
             }
         }
     }
-    r.tresor_pp_tps = median(&r.tresor_pp_runs);
-    r.tresor_tg_tps = median(&r.tresor_tg_runs);
-    r.tresor_load_ms = median(&loads);
-    r.tresor_rss_mb = rss.iter().copied().reduce(f64::max);
-    r.peer_pp_tps = median(&r.peer_pp_runs);
-    r.peer_tg_tps = median(&r.peer_tg_runs);
-    r.peer_rss_mb = peer_rss.iter().copied().reduce(f64::max);
-    r.pp_ratio = ratio(r.tresor_pp_tps, r.peer_pp_tps);
-    r.tg_ratio = ratio(r.tresor_tg_tps, r.peer_tg_tps);
-    r.rss_goal_met = rss_goal(r.tresor_rss_mb, r.peer_rss_mb);
-    Ok(r)
+    for (i, r) in reports.iter_mut().enumerate() {
+        r.note = note.clone();
+        r.peer = peer_version.clone();
+        r.peer_pp_runs = peer_pp.clone();
+        r.peer_tg_runs = peer_tg.clone();
+        r.tresor_pp_tps = median(&r.tresor_pp_runs);
+        r.tresor_tg_tps = median(&r.tresor_tg_runs);
+        r.tresor_load_ms = median(&loads[i]);
+        r.tresor_rss_mb = rss[i].iter().copied().reduce(f64::max);
+        r.peer_pp_tps = median(&r.peer_pp_runs);
+        r.peer_tg_tps = median(&r.peer_tg_runs);
+        r.peer_rss_mb = peer_rss.iter().copied().reduce(f64::max);
+        r.pp_ratio = ratio(r.tresor_pp_tps, r.peer_pp_tps);
+        r.tg_ratio = ratio(r.tresor_tg_tps, r.peer_tg_tps);
+        r.rss_goal_met = rss_goal(r.tresor_rss_mb, r.peer_rss_mb);
+    }
+    Ok(reports)
 }
 
-fn run_worker(opts: &LlmBenchOptions) -> Result<WorkerResult> {
+fn run_worker(opts: &LlmBenchOptions, tier: Option<CpuTier>) -> Result<WorkerResult> {
     let mut cmd = Command::new(&opts.tresor_exe);
+    if let Some(t) = tier {
+        cmd.env(TIER_ENV, t.name());
+    }
     cmd.args(["--threads", &opts.threads.to_string(), "bench", "llm-worker", "--pp", &opts.pp.to_string(), "--tg", &opts.tg.to_string()])
         .arg(&opts.model);
     let out = process::run("tresor bench worker", &mut cmd)?;
     let mut w: WorkerResult = serde_json::from_str(out.stdout.trim())
         .map_err(|e| BenchError::Output { what: "tresor bench worker".into(), reason: format!("{e}: {}", out.stdout) })?;
     w.peak_rss_mb = out.peak_rss_mb.or(w.peak_rss_mb);
+    if let (Some(asked), Some(got)) = (tier, &w.tier) {
+        if asked.name() != got {
+            return Err(BenchError::Output { what: "tresor bench worker".into(), reason: format!("asked for CPU tier {asked}, the worker ran on {got}") });
+        }
+    }
     Ok(w)
 }
 
@@ -208,7 +259,15 @@ pub fn worker(model_path: &Path, device: &Device, pp: usize, tg: usize) -> Resul
         model.forward(std::slice::from_ref(tok), i)?;
     }
     let tg_tps = tg as f64 / t.elapsed().as_secs_f64();
-    Ok(WorkerResult { load_ms, pp_tps, tg_tps, peak_rss_mb: crate::self_peak_rss_mb() })
+    Ok(WorkerResult { load_ms, pp_tps, tg_tps, peak_rss_mb: crate::self_peak_rss_mb(), tier: Some(CpuTier::active().name().to_string()) })
+}
+
+/// The CPU line printed above a table: model name and the instruction-set
+/// flags the tiers care about, and the tiers this CPU supports.
+pub fn cpu_line() -> String {
+    let (name, flags) = tresor_llm::qmatmul::cpu_description();
+    let tiers: Vec<&str> = CpuTier::all_supported().iter().map(|t| t.name()).collect();
+    format!("CPU: {name}; flags: {}; tiers: {}", flags.join(" "), tiers.join(", "))
 }
 
 /// Tresor's peak RSS at or below the peer's (None unless both were measured).
@@ -220,12 +279,13 @@ pub fn rss_goal(tresor_mb: Option<f64>, peer_mb: Option<f64>) -> Option<bool> {
 pub fn table(reports: &[LlmBenchReport]) -> String {
     let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
     let r = |x: Option<f64>| x.map(|v| format!("{v:.2}×")).unwrap_or_else(|| "–".into());
-    let mut s = String::from("| model | threads | tresor pp t/s | peer pp t/s | pp ratio | tresor tg t/s | peer tg t/s | tg ratio | load ms | tresor RSS MB | peer RSS MB | RSS ≤ peer |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut s = String::from("| model | threads | tier | tresor pp t/s | peer pp t/s | pp ratio | tresor tg t/s | peer tg t/s | tg ratio | load ms | tresor RSS MB | peer RSS MB | RSS ≤ peer |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for x in reports {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             x.model,
             x.threads,
+            x.tier.as_deref().unwrap_or("–"),
             f(x.tresor_pp_tps),
             f(x.peer_pp_tps),
             r(x.pp_ratio),
@@ -284,6 +344,7 @@ mod tests {
         let mut r = LlmBenchReport {
             model: "m".into(),
             threads: 2,
+            tier: Some("avx2".into()),
             pp_tokens: 8,
             tg_tokens: 4,
             rounds: 1,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use tresor_bench::{embed, llm, Machine};
+use tresor_llm::qmatmul::CpuTier;
 use tresor_models::{Catalog, Role};
 
 use crate::ctx::Ctx;
@@ -67,10 +68,15 @@ pub struct BenchLlmArgs {
     /// Alternating rounds (Tresor, peer); medians over rounds.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// CPU tiers to run Tresor's kernels on, one row each, comma-separated
+    /// (avx512vnni, avxvnni, avx2, neon, scalar; `all`: every tier this CPU
+    /// has). Default: the detected tier (or TRESOR_CPU_TIER).
+    #[arg(long, value_delimiter = ',')]
+    tiers: Vec<String>,
     /// Skip the peer even if it is installed.
     #[arg(long)]
     no_peer: bool,
-    /// One JSON object (an array when several models/threads are measured).
+    /// One JSON object (an array when several models/threads/tiers are measured).
     #[arg(long)]
     json: bool,
 }
@@ -200,11 +206,13 @@ fn run_llm(args: BenchLlmArgs, ctx: &Ctx) -> Result<()> {
         models.push((format!("synthetic {name}"), llm::synthetic_model(name, &cache)?));
     }
     let thread_counts = if args.bench_threads.is_empty() { vec![threads(ctx)] } else { args.bench_threads.clone() };
+    let tiers = CpuTier::parse_list(&args.tiers).map_err(|e| anyhow::anyhow!("--tiers: {e}"))?;
     let peer = if args.no_peer { None } else { llm::find_llama_bench() };
     let exe = std::env::current_exe().context("locating the tresor binary")?;
     let machine = Machine::probe();
     if !args.json {
         eprintln!("machine: {} ({} cores, SIMD: {})", machine.cpu, machine.cores, machine.simd.join(", "));
+        println!("{}", llm::cpu_line());
     }
     let mut reports = Vec::new();
     for (id, path) in &models {
@@ -218,18 +226,20 @@ fn run_llm(args: BenchLlmArgs, ctx: &Ctx) -> Result<()> {
                 tg: args.tg,
                 rounds: args.rounds,
                 peer: peer.clone(),
+                tiers: tiers.clone(),
             };
-            let r = llm::run(&opts).with_context(|| format!("benchmarking `{id}` at {t} threads"))?;
-            if let (Some(note), false) = (&r.note, args.json) {
+            let rs = llm::run_tiers(&opts).with_context(|| format!("benchmarking `{id}` at {t} threads"))?;
+            if let (Some(note), false) = (&rs[0].note, args.json) {
                 eprintln!("note: {note}");
             }
-            reports.push(r);
+            reports.extend(rs);
         }
     }
     if args.json {
         let mut v = if reports.len() == 1 { serde_json::to_value(&reports[0])? } else { serde_json::to_value(&reports)? };
         if let Some(o) = v.as_object_mut() {
             o.insert("machine".into(), serde_json::to_value(&machine)?);
+            o.insert("cpu".into(), serde_json::Value::String(llm::cpu_line()));
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

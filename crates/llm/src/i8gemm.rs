@@ -25,6 +25,7 @@
 //! Owns the integer arithmetic only; never decides which layers run in int8
 //! (that is `bert`) and never allocates per call beyond the caller's buffers.
 
+use crate::qmatmul::CpuTier;
 use rayon::prelude::*;
 
 /// Outputs per packed weight block (one 512-bit register of i32).
@@ -48,28 +49,20 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU has (VNNI → AVX2 → scalar).
+    /// The kernel of the active CPU tier ([`CpuTier::active`], so
+    /// `TRESOR_CPU_TIER` forces it as it forces the quantized matmul's):
+    /// AVX512-VNNI → VNNI, AVX-VNNI or AVX2 → AVX2 (this GEMM's VNNI kernel
+    /// is 512-bit), else scalar.
     pub fn detect() -> Kernel {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::sync::OnceLock;
-            static K: OnceLock<Kernel> = OnceLock::new();
-            *K.get_or_init(|| {
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-                    && std::arch::is_x86_feature_detected!("avx512vnni")
-                {
-                    Kernel::Vnni
-                } else if std::arch::is_x86_feature_detected!("avx2") {
-                    Kernel::Avx2
-                } else {
-                    Kernel::Scalar
-                }
-            })
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            Kernel::Scalar
+        Self::for_tier(CpuTier::active())
+    }
+
+    /// The kernel a CPU tier runs.
+    pub fn for_tier(tier: CpuTier) -> Kernel {
+        match tier {
+            CpuTier::Avx512Vnni => Kernel::Vnni,
+            CpuTier::AvxVnni | CpuTier::Avx2 => Kernel::Avx2,
+            CpuTier::Neon | CpuTier::Scalar => Kernel::Scalar,
         }
     }
 
@@ -77,8 +70,8 @@ impl Kernel {
     pub fn available(self) -> bool {
         match self {
             Kernel::Scalar => true,
-            Kernel::Avx2 => Kernel::detect() != Kernel::Scalar,
-            Kernel::Vnni => Kernel::detect() == Kernel::Vnni,
+            Kernel::Avx2 => CpuTier::Avx2.supported(),
+            Kernel::Vnni => CpuTier::Avx512Vnni.supported(),
         }
     }
 

@@ -1,72 +1,89 @@
-//! Which kernel multiplies: the run-time CPU check ([`has_avx2_fma`]) and,
-//! per weight format and activation block type, the kernel each
-//! [`ActBlock`] method calls — AVX2 where the check passed, else NEON on
-//! aarch64 (32-value formats), else the scalar reference. The `avx2` flag
-//! the driver passes down is read here and nowhere else. Owns the choice
-//! of instruction set; never computes a dot product itself (the kernels
-//! live in `scalar`, `avx2` and `neon`).
+//! Which kernel multiplies: per weight format, activation block type and
+//! CPU tier ([`CpuTier`], detected or forced in `tier`), the kernel each
+//! [`ActBlock`] method calls — the x86 kernels of `avx2` expanded for the
+//! tier (AVX512-VNNI, AVX-VNNI or AVX2), else NEON on aarch64 (32-value
+//! formats), else the scalar reference. The tier the driver passes down is
+//! read here and nowhere else. Owns the choice of instruction set; never
+//! computes a dot product itself (the kernels live in `scalar`, `avx2`,
+//! `vnni` and `neon`).
 
 use std::cell::RefCell;
 
-#[cfg(target_arch = "x86_64")]
-use super::avx2;
 #[cfg(target_arch = "aarch64")]
 use super::neon;
 #[cfg(not(target_arch = "aarch64"))]
 use super::scalar::dot_scalar;
 use super::scalar::{dot_scalar_k, quantize_row, quantize_row_q8k};
-use super::{ActBlock, BlockQ8, BlockQ8K, Kind, Quad, Scales4, QK, QK_K, XQ, XQ_K, ZERO_BLOCK, ZERO_BLOCK_K};
+use super::{ActBlock, BlockQ8, BlockQ8K, CpuTier, Kind, Quad, Scales4, QK, QK_K, XQ, XQ_K, ZERO_BLOCK, ZERO_BLOCK_K};
 
-/// Whether this CPU runs the AVX2 kernels (AVX2, FMA and F16C), checked once.
-pub(super) fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// `Some($body)` with `$k` naming the x86 kernel module of `$tier`, or
+/// `None` where the tier has no x86 kernels (scalar, NEON, other CPUs).
+/// The kernels are `unsafe`: they need the tier's instructions, which
+/// [`CpuTier::active`] (or the tests, through [`CpuTier::supported`])
+/// checked at run time.
+macro_rules! x86_tier {
+    ($tier:expr, |$k:ident| $body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        let r = match $tier {
+            CpuTier::Avx512Vnni => {
+                use super::vnni::avx512 as $k;
+                Some($body)
+            }
+            CpuTier::AvxVnni => {
+                use super::vnni::avxvnni as $k;
+                Some($body)
+            }
+            CpuTier::Avx2 => {
+                use super::avx2 as $k;
+                Some($body)
+            }
+            CpuTier::Scalar | CpuTier::Neon => None,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let r = {
+            let _ = $tier;
+            None
+        };
+        r
+    }};
+}
+
+fn has_x86_kernels(tier: CpuTier) -> bool {
+    cfg!(target_arch = "x86_64") && matches!(tier, CpuTier::Avx2 | CpuTier::AvxVnni | CpuTier::Avx512Vnni)
 }
 
 /// Dot products of one weight row with four activation rows (prefill).
-pub(super) fn dot_x4(kind: Kind, w: &[u8], xs: &Quad<BlockQ8>, avx2: bool) -> [f32; 4] {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: AVX2, FMA and F16C were detected at run time.
-        return unsafe {
-            match kind {
-                Kind::Q4_1 => avx2::dot_q4_1_x4(w, xs),
-                Kind::Q5_0 => avx2::dot_q8_0_x4::<true>(w, xs),
-                _ => avx2::dot_q8_0_x4::<false>(w, xs), // Q8_0: the other 32-value format
-            }
-        };
-    }
-    let _ = avx2;
-    std::array::from_fn(|i| dot_portable(kind, w, xs.rows[i]))
+pub(super) fn dot_x4(kind: Kind, w: &[u8], xs: &Quad<BlockQ8>, tier: CpuTier) -> [f32; 4] {
+    // SAFETY: the tier's instructions were detected at run time.
+    let fast = x86_tier!(tier, |k| unsafe {
+        use super::avx2::{FMT_Q4_0, FMT_Q5_0, FMT_Q8_0};
+        match kind {
+            Kind::Q4_1 => k::dot_q4_1_x4(w, xs),
+            Kind::Q5_0 => k::dot_q8_0_x4::<FMT_Q5_0>(w, xs),
+            Kind::Q4_0 => k::dot_q8_0_x4::<FMT_Q4_0>(w, xs),
+            _ => k::dot_q8_0_x4::<FMT_Q8_0>(w, xs), // Q8_0: the other 32-value format
+        }
+    });
+    fast.unwrap_or_else(|| std::array::from_fn(|i| dot_portable(kind, w, xs.rows[i])))
 }
 
 /// Dot products of four weight rows with one activation row (decode).
-pub(super) fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[BlockQ8], avx2: bool) -> [f32; 4] {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: AVX2, FMA and F16C were detected at run time.
-        return unsafe {
-            match kind {
-                Kind::Q4_1 => avx2::dot_q4_1_r4(ws, x),
-                Kind::Q5_0 => avx2::dot_q8_0_r4::<true>(ws, x),
-                _ => avx2::dot_q8_0_r4::<false>(ws, x), // Q8_0
-            }
-        };
-    }
-    let _ = avx2;
-    std::array::from_fn(|i| dot_portable(kind, ws[i], x))
+pub(super) fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[BlockQ8], tier: CpuTier) -> [f32; 4] {
+    // SAFETY: the tier's instructions were detected at run time.
+    let fast = x86_tier!(tier, |k| unsafe {
+        use super::avx2::{FMT_Q4_0, FMT_Q5_0, FMT_Q8_0};
+        match kind {
+            Kind::Q4_1 => k::dot_q4_1_r4(ws, x),
+            Kind::Q5_0 => k::dot_q8_0_r4::<FMT_Q5_0>(ws, x),
+            Kind::Q4_0 => k::dot_q8_0_r4::<FMT_Q4_0>(ws, x),
+            _ => k::dot_q8_0_r4::<FMT_Q8_0>(ws, x), // Q8_0
+        }
+    });
+    fast.unwrap_or_else(|| std::array::from_fn(|i| dot_portable(kind, ws[i], x)))
 }
 
-/// One weight row against one activation row without AVX2: NEON on
-/// aarch64, else the scalar reference.
+/// One weight row against one activation row without x86 kernels: NEON
+/// on aarch64, else the scalar reference.
 #[cfg(target_arch = "aarch64")]
 pub(super) fn dot_portable(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
     // SAFETY: NEON is part of every aarch64 CPU.
@@ -94,25 +111,33 @@ impl ActBlock for BlockQ8 {
             sc.s = std::array::from_fn(|i| rows[i][b].s);
         }
     }
-    fn dot_x4(kind: Kind, w: &[u8], xs: &Quad<Self>, avx2: bool) -> [f32; 4] {
-        dot_x4(kind, w, xs, avx2)
+    fn dot_x4(kind: Kind, w: &[u8], xs: &Quad<Self>, tier: CpuTier) -> [f32; 4] {
+        dot_x4(kind, w, xs, tier)
     }
-    fn has_x8(kind: Kind, avx2: bool) -> bool {
-        cfg!(target_arch = "x86_64") && avx2 && matches!(kind, Kind::Q5_0 | Kind::Q8_0)
+    fn has_x8(kind: Kind, tier: CpuTier) -> bool {
+        has_x86_kernels(tier) && matches!(kind, Kind::Q4_0 | Kind::Q5_0 | Kind::Q8_0)
     }
-    #[cfg(target_arch = "x86_64")]
-    fn dot_x8(kind: Kind, w: &[u8], quads: &[Quad<Self>; 2], avx2: bool) -> [f32; 8] {
-        assert!(Self::has_x8(kind, avx2));
-        // SAFETY: AVX2, FMA and F16C were detected at run time (has_x8).
-        unsafe {
-            match kind {
-                Kind::Q5_0 => avx2::dot_q8_0_x8::<true>(w, quads),
-                _ => avx2::dot_q8_0_x8::<false>(w, quads),
+    fn dot_x8(kind: Kind, w: &[u8], quads: &[Quad<Self>; 2], tier: CpuTier) -> [f32; 8] {
+        assert!(Self::has_x8(kind, tier));
+        // SAFETY: the tier's instructions were detected at run time (has_x8).
+        let fast = x86_tier!(tier, |k| unsafe {
+            use super::avx2::{FMT_Q4_0, FMT_Q5_0, FMT_Q8_0};
+            match (kind, tier == CpuTier::Avx512Vnni) {
+                #[cfg(target_arch = "x86_64")]
+                (Kind::Q5_0, true) => super::vnni::avx512::dot_q8_0_x8_512::<FMT_Q5_0>(w, quads),
+                #[cfg(target_arch = "x86_64")]
+                (Kind::Q4_0, true) => super::vnni::avx512::dot_q8_0_x8_512::<FMT_Q4_0>(w, quads),
+                #[cfg(target_arch = "x86_64")]
+                (_, true) => super::vnni::avx512::dot_q8_0_x8_512::<FMT_Q8_0>(w, quads),
+                (Kind::Q5_0, _) => k::dot_q8_0_x8::<FMT_Q5_0>(w, quads),
+                (Kind::Q4_0, _) => k::dot_q8_0_x8::<FMT_Q4_0>(w, quads),
+                _ => k::dot_q8_0_x8::<FMT_Q8_0>(w, quads),
             }
-        }
+        });
+        fast.expect("has_x8 checked the tier")
     }
-    fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], avx2: bool) -> [f32; 4] {
-        dot_r4(kind, ws, x, avx2)
+    fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], tier: CpuTier) -> [f32; 4] {
+        dot_r4(kind, ws, x, tier)
     }
 }
 
@@ -127,48 +152,61 @@ impl ActBlock for BlockQ8K {
     }
     const SCALES4: bool = false;
     fn fill_scales4(_: &[&[Self]; 4], _: &mut [Scales4]) {}
-    fn dot_x4(kind: Kind, w: &[u8], quad: &Quad<Self>, avx2: bool) -> [f32; 4] {
+    fn dot_x4(kind: Kind, w: &[u8], quad: &Quad<Self>, tier: CpuTier) -> [f32; 4] {
         let xs = &quad.rows;
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: AVX2, FMA and F16C were detected at run time.
-            return unsafe {
-                match kind {
-                    Kind::Q6K => avx2::dot_q6_k::<4>(w, xs),
-                    _ => avx2::dot_q4_k::<4>(w, xs),
-                }
-            };
-        }
-        let _ = avx2;
-        std::array::from_fn(|i| dot_scalar_k(kind, w, xs[i]))
-    }
-    fn has_x8(_kind: Kind, avx2: bool) -> bool {
-        cfg!(target_arch = "x86_64") && avx2
-    }
-    #[cfg(target_arch = "x86_64")]
-    fn dot_x8(kind: Kind, w: &[u8], quads: &[Quad<Self>; 2], avx2: bool) -> [f32; 8] {
-        assert!(Self::has_x8(kind, avx2));
-        let xs: [&[Self]; 8] = std::array::from_fn(|i| quads[i / 4].rows[i % 4]);
-        // SAFETY: AVX2, FMA and F16C were detected at run time (has_x8).
-        unsafe {
-            match kind {
-                Kind::Q6K => avx2::dot_q6_k::<8>(w, &xs),
-                _ => avx2::dot_q4_k::<8>(w, &xs),
+        // SAFETY: the tier's instructions were detected at run time.
+        let fast = x86_tier!(tier, |k| unsafe {
+            match (kind, tier == CpuTier::Avx512Vnni) {
+                #[cfg(target_arch = "x86_64")]
+                (Kind::Q6K, true) => super::vnni::avx512::dot_q6_k_512::<4>(w, xs),
+                #[cfg(target_arch = "x86_64")]
+                (Kind::Q5K, true) => super::vnni::avx512::dot_q4_k_512::<4, true>(w, xs),
+                #[cfg(target_arch = "x86_64")]
+                (_, true) => super::vnni::avx512::dot_q4_k_512::<4, false>(w, xs),
+                (Kind::Q6K, _) => k::dot_q6_k::<4>(w, xs),
+                (Kind::Q5K, _) => k::dot_q4_k::<4, true>(w, xs),
+                _ => k::dot_q4_k::<4, false>(w, xs),
             }
-        }
+        });
+        fast.unwrap_or_else(|| std::array::from_fn(|i| dot_scalar_k(kind, w, xs[i])))
     }
-    fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], avx2: bool) -> [f32; 4] {
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: AVX2, FMA and F16C were detected at run time.
-            return std::array::from_fn(|i| unsafe {
-                match kind {
-                    Kind::Q6K => avx2::dot_q6_k::<1>(ws[i], &[x])[0],
-                    _ => avx2::dot_q4_k::<1>(ws[i], &[x])[0],
-                }
-            });
-        }
-        let _ = avx2;
-        std::array::from_fn(|i| dot_scalar_k(kind, ws[i], x))
+    fn has_x8(_kind: Kind, tier: CpuTier) -> bool {
+        has_x86_kernels(tier)
+    }
+    fn dot_x8(kind: Kind, w: &[u8], quads: &[Quad<Self>; 2], tier: CpuTier) -> [f32; 8] {
+        assert!(Self::has_x8(kind, tier));
+        let xs: [&[Self]; 8] = std::array::from_fn(|i| quads[i / 4].rows[i % 4]);
+        // SAFETY: the tier's instructions were detected at run time (has_x8).
+        let fast = x86_tier!(tier, |k| unsafe {
+            match (kind, tier == CpuTier::Avx512Vnni) {
+                #[cfg(target_arch = "x86_64")]
+                (Kind::Q6K, true) => super::vnni::avx512::dot_q6_k_512::<8>(w, &xs),
+                #[cfg(target_arch = "x86_64")]
+                (Kind::Q5K, true) => super::vnni::avx512::dot_q4_k_512::<8, true>(w, &xs),
+                #[cfg(target_arch = "x86_64")]
+                (_, true) => super::vnni::avx512::dot_q4_k_512::<8, false>(w, &xs),
+                (Kind::Q6K, _) => k::dot_q6_k::<8>(w, &xs),
+                (Kind::Q5K, _) => k::dot_q4_k::<8, true>(w, &xs),
+                _ => k::dot_q4_k::<8, false>(w, &xs),
+            }
+        });
+        fast.expect("has_x8 checked the tier")
+    }
+    fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], tier: CpuTier) -> [f32; 4] {
+        // SAFETY: the tier's instructions were detected at run time.
+        let fast = x86_tier!(tier, |k| std::array::from_fn(|i| unsafe {
+            match (kind, tier == CpuTier::Avx512Vnni) {
+                #[cfg(target_arch = "x86_64")]
+                (Kind::Q6K, true) => super::vnni::avx512::dot_q6_k_512::<1>(ws[i], &[x])[0],
+                #[cfg(target_arch = "x86_64")]
+                (Kind::Q5K, true) => super::vnni::avx512::dot_q4_k_512::<1, true>(ws[i], &[x])[0],
+                #[cfg(target_arch = "x86_64")]
+                (_, true) => super::vnni::avx512::dot_q4_k_512::<1, false>(ws[i], &[x])[0],
+                (Kind::Q6K, _) => k::dot_q6_k::<1>(ws[i], &[x])[0],
+                (Kind::Q5K, _) => k::dot_q4_k::<1, true>(ws[i], &[x])[0],
+                _ => k::dot_q4_k::<1, false>(ws[i], &[x])[0],
+            }
+        }));
+        fast.unwrap_or_else(|| std::array::from_fn(|i| dot_scalar_k(kind, ws[i], x)))
     }
 }

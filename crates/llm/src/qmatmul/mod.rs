@@ -3,9 +3,10 @@
 //! candle 0.11 multiplies Q4_1 weights with a scalar (generic) dot product,
 //! one weight row per activation row, and its Q8_0 and K-quant kernels do
 //! one vector dot per (row, token), called per layer through a tensor round
-//! trip. [`QLinear`] replaces candle's `QMatMul` for Q4_1, Q5_0, Q8_0, Q4_K and
-//! Q6_K weights on the CPU with AVX2/FMA kernels (runtime dispatch, scalar
-//! fallback elsewhere):
+//! trip. [`QLinear`] replaces candle's `QMatMul` for Q4_0, Q4_1, Q5_0, Q8_0,
+//! Q4_K, Q5_K and Q6_K weights on the CPU with SIMD kernels chosen at run
+//! time by CPU tier ([`CpuTier`]: AVX512-VNNI, AVX-VNNI, AVX2, NEON,
+//! scalar; `TRESOR_CPU_TIER` forces one the CPU supports):
 //! - activations are quantized once per call to 8-bit blocks (ggml's
 //!   rounding: 32-value blocks with an f16-rounded scale, and for Q4_1 the
 //!   scaled block sum; for the K-quants 256-value Q8_K blocks with an f32
@@ -33,21 +34,17 @@
 //! - this file: the weight formats ([`Kind`]), the activation block types,
 //!   [`QLinear`] and its candle op, and the driver (quantize the
 //!   activations, cut decode and prefill into work items on the pool);
-//! - `dispatch`: the run-time CPU check (`has_avx2_fma`) and, per format
-//!   and activation block type, which kernel multiplies (the `ActBlock`
-//!   impls); the only code that reads the `avx2` flag;
+//! - `tier`: the run-time CPU check and the `TRESOR_CPU_TIER` override
+//!   ([`CpuTier::active`]), shared with [`crate::i8gemm`];
+//! - `dispatch`: per format, activation block type and tier, which kernel
+//!   multiplies (the `ActBlock` impls); the only code that reads the tier
+//!   the driver threads through [`ActBlock`];
 //! - `scalar`: the portable references (ggml's quantizers and dot products
 //!   in plain Rust), the fallback and the tests' ground truth;
-//! - `avx2` (x86_64, AVX2 + FMA + F16C) and `neon` (aarch64): the kernels,
-//!   each equal to the scalar reference (NEON bit for bit).
-//!
-//! The next tier (AVX-VNNI / AVX512-VNNI: `vpdpbusd` for the u8 × i8 sums
-//! that AVX2 forms with `maddubs` + `madd`) goes in a sibling module
-//! `vnni.rs` beside `avx2.rs`, its CPU check and its match arms in
-//! `dispatch` only; the driver and the formats stay as they are, except
-//! that the `avx2: bool` threaded through [`ActBlock`] becomes the detected
-//! tier. [`crate::i8gemm`] already checks for AVX512-VNNI for its own int8
-//! GEMM.
+//! - `avx2` (x86_64): every x86 kernel, one macro expanded per tier with
+//!   that tier's two integer primitives — AVX2 + FMA + F16C there, AVX-VNNI
+//!   and AVX512-VNNI (`vpdpbusd`/`vpdpwssd`) in `vnni`; `neon` (aarch64):
+//!   the NEON kernels. Each equals the scalar reference (NEON bit for bit).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -57,7 +54,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
 
 use crate::pool::{parallel_for, SendPtr};
-use dispatch::has_avx2_fma;
+pub use tier::{cpu_description, CpuTier, TIER_ENV};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -67,6 +64,9 @@ mod neon;
 mod scalar;
 #[cfg(test)]
 mod tests;
+mod tier;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 
 /// Values per quantization block (Q4_1, Q8_0 and the activations' blocks).
 const QK: usize = 32;
@@ -74,6 +74,9 @@ const QK: usize = 32;
 const QK_K: usize = 256;
 /// Bytes of one GGUF Q4_1 block: f16 d, f16 m, 16 bytes of nibbles.
 const Q4_1_BYTES: usize = 20;
+/// Bytes of one GGUF Q4_0 block: f16 d, 16 bytes of nibbles (value =
+/// nibble − 8).
+const Q4_0_BYTES: usize = 18;
 /// Bytes of one GGUF Q8_0 block: f16 d, 32 signed bytes.
 const Q8_0_BYTES: usize = 34;
 /// Bytes of one GGUF Q5_0 block: f16 d, 32 high bits, 16 bytes of nibbles
@@ -82,6 +85,9 @@ const Q5_0_BYTES: usize = 22;
 /// Bytes of one GGUF Q4_K block: f16 d, f16 dmin, 12 bytes of packed 6-bit
 /// scales and minimums (8 sub-blocks of 32), 128 bytes of nibbles.
 const Q4_K_BYTES: usize = 144;
+/// Bytes of one GGUF Q5_K block: Q4_K's d, dmin and 12 scale bytes, 32
+/// bytes of fifth bits, 128 bytes of nibbles.
+const Q5_K_BYTES: usize = 176;
 /// Bytes of one GGUF Q6_K block: 128 bytes of low nibbles, 64 bytes of high
 /// 2-bit pairs, 16 signed 8-bit scales (sub-blocks of 16), f16 d.
 const Q6_K_BYTES: usize = 210;
@@ -94,20 +100,24 @@ const DECODE_ROWS: usize = 16;
 /// Weight formats with a Tresor kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    Q4_0,
     Q4_1,
     Q5_0,
     Q8_0,
     Q4K,
+    Q5K,
     Q6K,
 }
 
 impl Kind {
     fn of(dtype: GgmlDType) -> Option<Kind> {
         match dtype {
+            GgmlDType::Q4_0 => Some(Kind::Q4_0),
             GgmlDType::Q4_1 => Some(Kind::Q4_1),
             GgmlDType::Q5_0 => Some(Kind::Q5_0),
             GgmlDType::Q8_0 => Some(Kind::Q8_0),
             GgmlDType::Q4K => Some(Kind::Q4K),
+            GgmlDType::Q5K => Some(Kind::Q5K),
             GgmlDType::Q6K => Some(Kind::Q6K),
             _ => None,
         }
@@ -116,17 +126,19 @@ impl Kind {
     /// Values per weight block.
     fn block_len(self) -> usize {
         match self {
-            Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => QK,
-            Kind::Q4K | Kind::Q6K => QK_K,
+            Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => QK,
+            Kind::Q4K | Kind::Q5K | Kind::Q6K => QK_K,
         }
     }
 
     fn block_bytes(self) -> usize {
         match self {
+            Kind::Q4_0 => Q4_0_BYTES,
             Kind::Q4_1 => Q4_1_BYTES,
             Kind::Q5_0 => Q5_0_BYTES,
             Kind::Q8_0 => Q8_0_BYTES,
             Kind::Q4K => Q4_K_BYTES,
+            Kind::Q5K => Q5_K_BYTES,
             Kind::Q6K => Q6_K_BYTES,
         }
     }
@@ -269,20 +281,20 @@ trait ActBlock: Copy + Send + Sync + 'static {
     /// where `SCALES4`).
     fn fill_scales4(rows: &[&[Self]; 4], out: &mut [Scales4]);
     /// One weight row with four activation rows (prefill).
-    fn dot_x4(kind: Kind, w: &[u8], xs: &Quad<Self>, avx2: bool) -> [f32; 4];
+    fn dot_x4(kind: Kind, w: &[u8], xs: &Quad<Self>, tier: CpuTier) -> [f32; 4];
     /// Whether [`ActBlock::dot_x8`] has a kernel for `kind`.
-    fn has_x8(_kind: Kind, _avx2: bool) -> bool {
+    fn has_x8(_kind: Kind, _tier: CpuTier) -> bool {
         false
     }
     /// One weight row with eight activation rows (two groups of four):
     /// the weight block is expanded once for all eight (Q5_0's bits cost
     /// as much as two tokens' products). Only where `has_x8`.
-    fn dot_x8(kind: Kind, w: &[u8], quads: &[Quad<Self>; 2], avx2: bool) -> [f32; 8] {
-        let (a, b) = (Self::dot_x4(kind, w, &quads[0], avx2), Self::dot_x4(kind, w, &quads[1], avx2));
+    fn dot_x8(kind: Kind, w: &[u8], quads: &[Quad<Self>; 2], tier: CpuTier) -> [f32; 8] {
+        let (a, b) = (Self::dot_x4(kind, w, &quads[0], tier), Self::dot_x4(kind, w, &quads[1], tier));
         std::array::from_fn(|i| if i < 4 { a[i] } else { b[i - 4] })
     }
     /// Four weight rows with one activation row (decode).
-    fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], avx2: bool) -> [f32; 4];
+    fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[Self], tier: CpuTier) -> [f32; 4];
 }
 
 struct QOp(Arc<OwnWeights>);
@@ -326,15 +338,24 @@ thread_local! {
 }
 
 
-/// `out (m, n) = x (m, k) · Wᵀ` for weights `data` of `kind`.
+/// `out (m, n) = x (m, k) · Wᵀ` for weights `data` of `kind`, on the
+/// active CPU tier.
 fn matmul(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    matmul_on(CpuTier::active(), kind, data, n, k, x, m, out)
+}
+
+/// [`matmul`] on `tier`, which the caller checked this CPU supports.
+#[allow(clippy::too_many_arguments)]
+fn matmul_on(tier: CpuTier, kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    assert!(tier.supported(), "CPU tier {tier} is not supported here");
     match kind {
-        Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => matmul_with::<BlockQ8>(kind, data, n, k, x, m, out),
-        Kind::Q4K | Kind::Q6K => matmul_with::<BlockQ8K>(kind, data, n, k, x, m, out),
+        Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => matmul_with::<BlockQ8>(tier, kind, data, n, k, x, m, out),
+        Kind::Q4K | Kind::Q5K | Kind::Q6K => matmul_with::<BlockQ8K>(tier, kind, data, n, k, x, m, out),
     }
 }
 
-fn matmul_with<A: ActBlock>(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+fn matmul_with<A: ActBlock>(tier: CpuTier, kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
     let nb = k / A::LEN;
     let rb = nb * kind.block_bytes();
     debug_assert!(data.len() >= n * rb);
@@ -366,7 +387,6 @@ fn matmul_with<A: ActBlock>(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f3
         let xq: &[A] = xq;
         let row = |j: usize| &data[j * rb..(j + 1) * rb];
         let out_ptr = SendPtr(out.as_mut_ptr());
-        let avx2 = has_avx2_fma();
         if m == 1 {
             let items = n.div_ceil(DECODE_ROWS);
             parallel_for(items, |item| {
@@ -376,7 +396,7 @@ fn matmul_with<A: ActBlock>(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f3
                 while j < end {
                     let count = (end - j).min(4);
                     let rows: [&[u8]; 4] = std::array::from_fn(|i| row(j + i.min(count - 1)));
-                    let dots = A::dot_r4(kind, &rows, xq, avx2);
+                    let dots = A::dot_r4(kind, &rows, xq, tier);
                     for (i, d) in dots.iter().take(count).enumerate() {
                         // SAFETY: each output cell belongs to exactly one work item.
                         unsafe { *out_ptr.0.add(j + i) = *d };
@@ -386,14 +406,15 @@ fn matmul_with<A: ActBlock>(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f3
             });
             return;
         }
-        prefill(kind, data, n, nb, xq, m, out);
+        prefill(tier, kind, data, n, nb, xq, m, out);
     });
 }
 
 /// The prefill half of [`matmul_with`]: `m` quantized activation rows
 /// `xq` (`nb` blocks each) against `n` weight rows, tiled over
 /// (weight rows × activation rows) on the pool.
-fn prefill<A: ActBlock>(kind: Kind, data: &[u8], n: usize, nb: usize, xq: &[A], m: usize, out: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+fn prefill<A: ActBlock>(tier: CpuTier, kind: Kind, data: &[u8], n: usize, nb: usize, xq: &[A], m: usize, out: &mut [f32]) {
     let rb = nb * kind.block_bytes();
     let row = |j: usize| &data[j * rb..(j + 1) * rb];
     // Token `t + i` of a group of four is `t + min(i, count - 1)`: a
@@ -403,7 +424,6 @@ fn prefill<A: ActBlock>(kind: Kind, data: &[u8], n: usize, nb: usize, xq: &[A], 
         &xq[r * nb..(r + 1) * nb]
     };
     let out_ptr = SendPtr(out.as_mut_ptr());
-    let avx2 = has_avx2_fma();
     XQ_SCALES4.with(|cell| {
         let mut buf = cell.borrow_mut();
         let len = if A::SCALES4 { m.div_ceil(4) * nb } else { 0 };
@@ -429,11 +449,11 @@ fn prefill<A: ActBlock>(kind: Kind, data: &[u8], n: usize, nb: usize, xq: &[A], 
                 let d = if A::SCALES4 { &scales4[t / 4 * nb..(t / 4 + 1) * nb] } else { &[] };
                 Quad { rows: std::array::from_fn(|i| group_row(t, count, i)), d }
             };
-            if A::has_x8(kind, avx2) {
+            if A::has_x8(kind, tier) {
                 while t_end - t >= 8 {
                     let quads = [quad(t), quad(t + 4)];
                     for j in rows.clone() {
-                        let dots = A::dot_x8(kind, row(j), &quads, avx2);
+                        let dots = A::dot_x8(kind, row(j), &quads, tier);
                         for (i, d) in dots.iter().enumerate() {
                             // SAFETY: each (token, row) cell belongs to exactly one work item.
                             unsafe { *out_ptr.0.add((t + i) * n + j) = *d };
@@ -446,7 +466,7 @@ fn prefill<A: ActBlock>(kind: Kind, data: &[u8], n: usize, nb: usize, xq: &[A], 
                 let count = (t_end - t).min(4);
                 let quad = quad(t);
                 for j in rows.clone() {
-                    let dots = A::dot_x4(kind, row(j), &quad, avx2);
+                    let dots = A::dot_x4(kind, row(j), &quad, tier);
                     for (i, d) in dots.iter().take(count).enumerate() {
                         // SAFETY: each (token, row) cell belongs to exactly one work item.
                         unsafe { *out_ptr.0.add((t + i) * n + j) = *d };

@@ -12,12 +12,17 @@ use super::{BlockQ8, Kind, QK};
 use half::f16;
 use std::arch::aarch64::*;
 
-/// The 32 signed weights of a Q8_0, Q5_0 or Q4_1 block as two vectors
+/// The 32 signed weights of a Q8_0, Q5_0, Q4_0 or Q4_1 block as two vectors
 /// (values 0..16 and 16..32; Q4_1 unsigned nibbles, 0..15).
 #[inline(always)]
 unsafe fn weights(kind: Kind, blk: *const u8) -> (int8x16_t, int8x16_t) {
     match kind {
         Kind::Q8_0 => (vld1q_s8(blk.add(2) as *const i8), vld1q_s8(blk.add(18) as *const i8)),
+        Kind::Q4_0 => {
+            let q = vld1q_u8(blk.add(2));
+            let eight = vdupq_n_s8(8);
+            (vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F))), eight), vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(q)), eight))
+        }
         Kind::Q4_1 => {
             let q = vld1q_u8(blk.add(4));
             (vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F))), vreinterpretq_s8_u8(vshrq_n_u8::<4>(q)))
@@ -34,7 +39,7 @@ unsafe fn weights(kind: Kind, blk: *const u8) -> (int8x16_t, int8x16_t) {
             let sixteen = vdupq_n_s8(16);
             (vsubq_s8(vreinterpretq_s8_u8(lo), sixteen), vsubq_s8(vreinterpretq_s8_u8(hi), sixteen))
         }
-        Kind::Q4K | Kind::Q6K => unreachable!("K-quants have no NEON kernel"),
+        Kind::Q4K | Kind::Q5K | Kind::Q6K => unreachable!("K-quants have no NEON kernel"),
     }
 }
 
@@ -46,7 +51,7 @@ unsafe fn dot16(w: int8x16_t, x: int8x16_t) -> int32x4_t {
     vaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi))
 }
 
-/// One Q8_0 / Q5_0 / Q4_1 weight row against one activation row.
+/// One Q8_0 / Q5_0 / Q4_0 / Q4_1 weight row against one activation row.
 pub(super) unsafe fn dot(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
     let bytes = kind.block_bytes();
     let nb = w.len() / bytes;

@@ -29,8 +29,8 @@ pub(super) fn quantize_row(x: &[f32], out: &mut [BlockQ8], with_sum: bool) {
     }
 }
 
-/// The references: ggml's `vec_dot_q4_1_q8_1`, `vec_dot_q5_0_q8_0` and
-/// `vec_dot_q8_0_q8_0` in plain Rust.
+/// The references: ggml's `vec_dot_q4_0_q8_0`, `vec_dot_q4_1_q8_1`,
+/// `vec_dot_q5_0_q8_0` and `vec_dot_q8_0_q8_0` in plain Rust.
 #[cfg_attr(target_arch = "aarch64", allow(dead_code))] // the tests' reference there
 pub(super) fn dot_scalar(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
     let mut sum = 0f32;
@@ -46,7 +46,15 @@ pub(super) fn dot_scalar(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
                 }
                 sum += d * xb.d * sumi as f32 + m * xb.s;
             }
-            Kind::Q4K | Kind::Q6K => unreachable!("K-quants multiply Q8_K blocks (dot_scalar_k)"),
+            Kind::Q4_0 => {
+                let mut sumi = 0i32;
+                for j in 0..QK / 2 {
+                    let q = blk[2 + j];
+                    sumi += ((q & 0x0F) as i32 - 8) * xb.qs[j] as i32 + ((q >> 4) as i32 - 8) * xb.qs[j + QK / 2] as i32;
+                }
+                sum += d * xb.d * sumi as f32;
+            }
+            Kind::Q4K | Kind::Q5K | Kind::Q6K => unreachable!("K-quants multiply Q8_K blocks (dot_scalar_k)"),
             Kind::Q5_0 => {
                 let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
                 let mut sumi = 0i32;
@@ -112,29 +120,34 @@ pub(super) fn q4_k_scales(packed: &[u8]) -> [u32; 4] {
     ]
 }
 
-/// The references for the K-quants: ggml's `vec_dot_q4_K_q8_K` and
-/// `vec_dot_q6_K_q8_K` in plain Rust, from the blocks' dequantization
-/// formulas (Q4_K: `d·sc·q − dmin·m` per sub-block of 32; Q6_K:
+/// The references for the K-quants: ggml's `vec_dot_q4_K_q8_K`,
+/// `vec_dot_q5_K_q8_K` and `vec_dot_q6_K_q8_K` in plain Rust, from the
+/// blocks' dequantization formulas (Q4_K: `d·sc·q − dmin·m` per sub-block
+/// of 32, q a nibble; Q5_K the same with a fifth bit from `qh`; Q6_K:
 /// `d·sc·(q − 32)` per sub-block of 16, q from 4 low and 2 high bits).
 pub(super) fn dot_scalar_k(kind: Kind, w: &[u8], x: &[BlockQ8K]) -> f32 {
     let mut sum = 0f32;
     for (blk, xb) in w.chunks_exact(kind.block_bytes()).zip(x) {
         match kind {
-            Kind::Q4K => {
+            Kind::Q4K | Kind::Q5K => {
                 let d = f16::from_le_bytes([blk[0], blk[1]]).to_f32();
                 let dmin = f16::from_le_bytes([blk[2], blk[3]]).to_f32();
                 // SAFETY: [u32; 4] and [u8; 16] have the same size and every bit
                 // pattern is a valid value of both; the bytes come out in
                 // memory order (little-endian, as the packing assumes).
                 let sm: [u8; 16] = unsafe { std::mem::transmute(q4_k_scales(&blk[4..16])) };
-                let qs = &blk[16..];
+                let q5 = kind == Kind::Q5K;
+                let (qh, qs) = if q5 { (&blk[16..48], &blk[48..]) } else { (&blk[16..16], &blk[16..]) };
                 let (mut sumi, mut summ) = (0i32, 0i32);
                 for j in 0..QK_K / 64 {
                     for half in 0..2 {
                         let sub = 2 * j + half;
                         let mut dot = 0i32;
                         for l in 0..32 {
-                            let q = if half == 0 { qs[32 * j + l] & 0x0F } else { qs[32 * j + l] >> 4 };
+                            let mut q = if half == 0 { qs[32 * j + l] & 0x0F } else { qs[32 * j + l] >> 4 };
+                            if q5 {
+                                q |= ((qh[l] >> sub) & 1) << 4;
+                            }
                             dot += q as i32 * xb.qs[32 * sub + l] as i32;
                         }
                         sumi += dot * sm[sub] as i32;
@@ -163,7 +176,7 @@ pub(super) fn dot_scalar_k(kind: Kind, w: &[u8], x: &[BlockQ8K]) -> f32 {
                 }
                 sum += xb.d * d * sumi as f32;
             }
-            Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => unreachable!("32-value formats multiply Q8 blocks (dot_scalar)"),
+            Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => unreachable!("32-value formats multiply Q8 blocks (dot_scalar)"),
         }
     }
     sum

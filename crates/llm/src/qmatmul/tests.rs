@@ -1,8 +1,9 @@
 //! The quantized matmul's tests: every kernel against candle's `QMatMul`
-//! and the scalar references, the AVX2 (and, on aarch64, NEON) paths
-//! against the scalar ones, and the fallbacks to candle.
+//! and the scalar references, on every CPU tier this machine supports
+//! (AVX512-VNNI, AVX-VNNI, AVX2; on aarch64 NEON), the tiers against each
+//! other, and the fallbacks to candle.
 
-use super::dispatch::{dot_r4, dot_x4, has_avx2_fma};
+use super::dispatch::{dot_r4, dot_x4};
 #[cfg(target_arch = "aarch64")]
 use super::dispatch::dot_portable;
 use super::scalar::{dot_scalar, dot_scalar_k, quantize_row, quantize_row_q8k};
@@ -26,8 +27,8 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
 fn matches_candle(dtype: GgmlDType, kind: Kind) {
     let dev = Device::Cpu;
     let shapes: &[(usize, usize, usize)] = match kind {
-        Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => &[(1, 64, 7), (1, 576, 50), (5, 576, 192), (70, 1536, 33), (3, 64, 1)],
-        Kind::Q4K | Kind::Q6K => &[(1, 256, 7), (1, 768, 50), (5, 512, 192), (70, 1536, 33), (3, 256, 1)],
+        Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => &[(1, 64, 7), (1, 576, 50), (5, 576, 192), (70, 1536, 33), (3, 64, 1)],
+        Kind::Q4K | Kind::Q5K | Kind::Q6K => &[(1, 256, 7), (1, 768, 50), (5, 512, 192), (70, 1536, 33), (3, 256, 1)],
     };
     for &(m, k, n) in shapes {
         let w = Tensor::from_vec(random(n * k, 7 + k as u64), (n, k), &dev).unwrap();
@@ -42,6 +43,28 @@ fn matches_candle(dtype: GgmlDType, kind: Kind) {
         ours.forward_slice(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), m, &mut b).unwrap();
         assert_eq!(a, b, "op and slice paths differ");
         let data = wq.t.data().unwrap();
+        // every tier this CPU has, through the whole driver (decode, x8 and
+        // x4 prefill, ragged tails): the x86 tiers run one kernel text with
+        // exact integer primitives, so they agree bit for bit (except the
+        // 512-bit prefill of the 32-value formats, which sums two blocks per
+        // register: another order); all of them meet the scalar
+        // reference's bound below
+        let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let per_tier: Vec<(CpuTier, Vec<f32>)> = CpuTier::all_supported()
+            .into_iter()
+            .map(|tier| {
+                let mut o = vec![0f32; m * n];
+                matmul_on(tier, kind, &data, n, k, &xs, m, &mut o);
+                (tier, o)
+            })
+            .collect();
+        for (tier, o) in &per_tier {
+            let reordered = *tier == CpuTier::Avx512Vnni && kind.block_len() == QK && m >= 8;
+            if matches!(tier, CpuTier::AvxVnni | CpuTier::Avx512Vnni) && !reordered {
+                let avx2 = &per_tier.iter().find(|(t, _)| *t == CpuTier::Avx2).expect("VNNI implies AVX2").1;
+                assert!(o.iter().zip(avx2).all(|(a, b)| a.to_bits() == b.to_bits()), "{dtype:?} ({m},{k},{n}): {tier} differs from avx2");
+            }
+        }
         let rb = k / kind.block_len() * kind.block_bytes();
         for i in 0..m {
             let row = x.narrow(1, i, 1).unwrap();
@@ -52,12 +75,12 @@ fn matches_candle(dtype: GgmlDType, kind: Kind) {
             assert!(max_err <= 1e-3 * scale, "{dtype:?} ({m},{k},{n}) row {i}: max abs error {max_err} vs candle (scale {scale})");
             let xr = row.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let exact_dot: Box<dyn Fn(&[u8]) -> f32> = match kind {
-                Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => {
+                Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => {
                     let mut xq = vec![ZERO_BLOCK; k / QK];
                     quantize_row(&xr, &mut xq, kind == Kind::Q4_1);
                     Box::new(move |w| dot_scalar(kind, w, &xq))
                 }
-                Kind::Q4K | Kind::Q6K => {
+                Kind::Q4K | Kind::Q5K | Kind::Q6K => {
                     let mut xq = vec![ZERO_BLOCK_K; k / QK_K];
                     quantize_row_q8k(&xr, &mut xq);
                     Box::new(move |w| dot_scalar_k(kind, w, &xq))
@@ -66,9 +89,23 @@ fn matches_candle(dtype: GgmlDType, kind: Kind) {
             for (j, v) in ours_row.iter().enumerate() {
                 let exact = exact_dot(&data[j * rb..(j + 1) * rb]);
                 assert!((v - exact).abs() <= 1e-5 * scale, "{dtype:?} ({m},{k},{n}) [{i},{j}]: {v} vs ggml reference {exact}");
+                for (tier, o) in &per_tier {
+                    let v = o[i * n + j];
+                    assert!((v - exact).abs() <= 1e-5 * scale, "{dtype:?} ({m},{k},{n}) [{i},{j}] on {tier}: {v} vs ggml reference {exact}");
+                }
             }
         }
     }
+}
+
+#[test]
+fn q4_0_matches_candle() {
+    matches_candle(GgmlDType::Q4_0, Kind::Q4_0);
+}
+
+#[test]
+fn q5_k_matches_candle() {
+    matches_candle(GgmlDType::Q5K, Kind::Q5K);
 }
 
 #[test]
@@ -101,7 +138,7 @@ fn q6_k_matches_candle() {
 #[test]
 fn k_quant_references_match_dequantization() {
     let k = 512;
-    for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+    for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
         let kind = Kind::of(dtype).unwrap();
         let w = Tensor::from_vec(random(k, 31), (1, k), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
@@ -114,34 +151,44 @@ fn k_quant_references_match_dequantization() {
     }
 }
 
+/// Every supported tier's K-quant kernels (x4, x8 and r4 shapes)
+/// against the scalar tier, at a stated tolerance (float reassociation).
 #[test]
-fn k_quant_avx2_and_scalar_paths_agree() {
+fn k_quant_tiers_and_scalar_agree() {
     let k = 768;
-    for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+    for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
         let kind = Kind::of(dtype).unwrap();
         let w = Tensor::from_vec(random(4 * k, 13), (4, k), &Device::Cpu).unwrap();
         let data = QTensor::quantize(&w, dtype).unwrap().data().unwrap().into_owned();
         let rb = data.len() / 4;
         let rows: [&[u8]; 4] = std::array::from_fn(|i| &data[i * rb..(i + 1) * rb]);
-        let xs: Vec<Vec<BlockQ8K>> = (0..4)
+        let xs: Vec<Vec<BlockQ8K>> = (0..8)
             .map(|i| {
                 let mut b = vec![ZERO_BLOCK_K; k / QK_K];
                 quantize_row_q8k(&random(k, 40 + i), &mut b);
                 b
             })
             .collect();
-        let refs: [&[BlockQ8K]; 4] = std::array::from_fn(|i| xs[i].as_slice());
+        let quads: [Quad<BlockQ8K>; 2] = std::array::from_fn(|q| Quad { rows: std::array::from_fn(|i| xs[4 * q + i].as_slice()), d: &[] });
         let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
-        let quad = Quad { rows: refs, d: &[] };
-        let fast = BlockQ8K::dot_x4(kind, rows[1], &quad, has_avx2_fma());
-        let slow = BlockQ8K::dot_x4(kind, rows[1], &quad, false);
-        for (a, b) in fast.iter().zip(&slow) {
-            assert!(close(*a, *b), "{kind:?} x4: {a} vs {b}");
-        }
-        let fast = BlockQ8K::dot_r4(kind, &rows, refs[2], has_avx2_fma());
-        let slow = BlockQ8K::dot_r4(kind, &rows, refs[2], false);
-        for (a, b) in fast.iter().zip(&slow) {
-            assert!(close(*a, *b), "{kind:?} r4: {a} vs {b}");
+        let slow_x4 = BlockQ8K::dot_x4(kind, rows[1], &quads[0], CpuTier::Scalar);
+        let slow_x4b = BlockQ8K::dot_x4(kind, rows[1], &quads[1], CpuTier::Scalar);
+        let slow_r4 = BlockQ8K::dot_r4(kind, &rows, quads[0].rows[2], CpuTier::Scalar);
+        for tier in CpuTier::all_supported() {
+            let fast = BlockQ8K::dot_x4(kind, rows[1], &quads[0], tier);
+            for (a, b) in fast.iter().zip(&slow_x4) {
+                assert!(close(*a, *b), "{kind:?} x4 on {tier}: {a} vs {b}");
+            }
+            if BlockQ8K::has_x8(kind, tier) {
+                let fast = BlockQ8K::dot_x8(kind, rows[1], &quads, tier);
+                for (a, b) in fast.iter().zip(slow_x4.iter().chain(&slow_x4b)) {
+                    assert!(close(*a, *b), "{kind:?} x8 on {tier}: {a} vs {b}");
+                }
+            }
+            let fast = BlockQ8K::dot_r4(kind, &rows, quads[0].rows[2], tier);
+            for (a, b) in fast.iter().zip(&slow_r4) {
+                assert!(close(*a, *b), "{kind:?} r4 on {tier}: {a} vs {b}");
+            }
         }
     }
 }
@@ -151,7 +198,7 @@ fn k_quant_avx2_and_scalar_paths_agree() {
 #[test]
 fn neon_matches_the_scalar_reference() {
     let k = 256;
-    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
         let kind = Kind::of(dtype).unwrap();
         let w = Tensor::from_vec(random(k, 17), (1, k), &Device::Cpu).unwrap();
         let data = QTensor::quantize(&w, dtype).unwrap().data().unwrap().into_owned();
@@ -161,74 +208,111 @@ fn neon_matches_the_scalar_reference() {
     }
 }
 
+/// Every supported tier's 32-value kernels (x4, x8 where present, r4)
+/// against the scalar tier, at a stated tolerance (float reassociation).
 #[test]
-fn avx2_and_scalar_paths_agree() {
+fn tiers_and_scalar_paths_agree() {
     let k = 256;
-    for (dtype, kind) in [(GgmlDType::Q4_1, Kind::Q4_1), (GgmlDType::Q5_0, Kind::Q5_0), (GgmlDType::Q8_0, Kind::Q8_0)] {
+    for (dtype, kind) in [(GgmlDType::Q4_0, Kind::Q4_0), (GgmlDType::Q4_1, Kind::Q4_1), (GgmlDType::Q5_0, Kind::Q5_0), (GgmlDType::Q8_0, Kind::Q8_0)] {
         let w = Tensor::from_vec(random(4 * k, 11), (4, k), &Device::Cpu).unwrap();
         let data = QTensor::quantize(&w, dtype).unwrap().data().unwrap().into_owned();
         let rb = data.len() / 4;
         let rows: [&[u8]; 4] = std::array::from_fn(|i| &data[i * rb..(i + 1) * rb]);
-        let xs: Vec<Vec<BlockQ8>> = (0..4)
+        let xs: Vec<Vec<BlockQ8>> = (0..8)
             .map(|i| {
                 let mut b = vec![ZERO_BLOCK; k / QK];
                 quantize_row(&random(k, 20 + i), &mut b, kind == Kind::Q4_1);
                 b
             })
             .collect();
-        let refs: [&[BlockQ8]; 4] = std::array::from_fn(|i| xs[i].as_slice());
+        let refs: [[&[BlockQ8]; 4]; 2] = std::array::from_fn(|q| std::array::from_fn(|i| xs[4 * q + i].as_slice()));
         let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
-        let mut scales4 = vec![ZERO_SCALES4; k / QK];
-        BlockQ8::fill_scales4(&refs, &mut scales4);
-        let quad = Quad { rows: refs, d: &scales4 };
-        let fast = dot_x4(kind, rows[1], &quad, has_avx2_fma());
-        let slow = dot_x4(kind, rows[1], &quad, false);
-        for (a, b) in fast.iter().zip(&slow) {
-            assert!(close(*a, *b), "{kind:?} x4: {a} vs {b}");
-        }
-        let fast = dot_r4(kind, &rows, refs[2], has_avx2_fma());
-        let slow = dot_r4(kind, &rows, refs[2], false);
-        for (a, b) in fast.iter().zip(&slow) {
-            assert!(close(*a, *b), "{kind:?} r4: {a} vs {b}");
+        let scales4: Vec<Vec<Scales4>> = refs
+            .iter()
+            .map(|r| {
+                let mut s = vec![ZERO_SCALES4; k / QK];
+                BlockQ8::fill_scales4(r, &mut s);
+                s
+            })
+            .collect();
+        let quads: [Quad<BlockQ8>; 2] = std::array::from_fn(|q| Quad { rows: refs[q], d: &scales4[q] });
+        let slow_x4: Vec<f32> = (0..2).flat_map(|q| dot_x4(kind, rows[1], &quads[q], CpuTier::Scalar)).collect();
+        let slow_r4 = dot_r4(kind, &rows, refs[0][2], CpuTier::Scalar);
+        for tier in CpuTier::all_supported() {
+            let fast = dot_x4(kind, rows[1], &quads[0], tier);
+            for (a, b) in fast.iter().zip(&slow_x4) {
+                assert!(close(*a, *b), "{kind:?} x4 on {tier}: {a} vs {b}");
+            }
+            if BlockQ8::has_x8(kind, tier) {
+                let fast = BlockQ8::dot_x8(kind, rows[1], &quads, tier);
+                for (a, b) in fast.iter().zip(&slow_x4) {
+                    assert!(close(*a, *b), "{kind:?} x8 on {tier}: {a} vs {b}");
+                }
+            }
+            let fast = dot_r4(kind, &rows, refs[0][2], tier);
+            for (a, b) in fast.iter().zip(&slow_r4) {
+                assert!(close(*a, *b), "{kind:?} r4 on {tier}: {a} vs {b}");
+            }
         }
     }
 }
 
-/// Prefill throughput of every kernel on Llama-3.2-1B's layer shapes at
-/// 128 tokens, a measurement and not a check: `RAYON_NUM_THREADS=1
-/// cargo test -p tresor-llm --lib qmatmul_speed -- --ignored --nocapture`.
+/// Prefill (m = 128) and decode (m = 1) throughput of every kernel on
+/// every supported tier, on Llama-3.2-1B's layer shapes; a measurement and
+/// not a check: `RAYON_NUM_THREADS=1 cargo test -p tresor-llm --lib
+/// qmatmul_speed -- --ignored --nocapture` (`QMATMUL_SPEED_M=8` for a
+/// quick try).
 #[test]
 #[ignore]
 fn qmatmul_speed() {
-    let m = 128;
+    let m: usize = std::env::var("QMATMUL_SPEED_M").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
     let shapes = [(2048, 2048), (512, 2048), (8192, 2048), (2048, 8192)];
-    for (dtype, kind) in [(GgmlDType::Q8_0, Kind::Q8_0), (GgmlDType::Q5_0, Kind::Q5_0), (GgmlDType::Q4_1, Kind::Q4_1), (GgmlDType::Q4K, Kind::Q4K), (GgmlDType::Q6K, Kind::Q6K)] {
-        let (mut total, mut macs) = (0f64, 0f64);
-        for (n, k) in shapes {
-            let w = Tensor::from_vec(random(n * k, 5), (n, k), &Device::Cpu).unwrap();
-            let data = QTensor::quantize(&w, dtype).unwrap().data().unwrap().into_owned();
-            let x = random(m * k, 6);
-            let mut out = vec![0f32; m * n];
-            matmul(kind, &data, n, k, &x, m, &mut out);
-            // best of 7: the machine's other load only ever slows a run
-            let mut best = f64::MAX;
-            for _ in 0..7 {
-                let t = std::time::Instant::now();
-                matmul(kind, &data, n, k, &x, m, &mut out);
-                best = best.min(t.elapsed().as_secs_f64());
+    let kinds = [
+        (GgmlDType::Q8_0, Kind::Q8_0),
+        (GgmlDType::Q5_0, Kind::Q5_0),
+        (GgmlDType::Q4_0, Kind::Q4_0),
+        (GgmlDType::Q4_1, Kind::Q4_1),
+        (GgmlDType::Q4K, Kind::Q4K),
+        (GgmlDType::Q5K, Kind::Q5K),
+        (GgmlDType::Q6K, Kind::Q6K),
+    ];
+    for (dtype, kind) in kinds {
+        let weights: Vec<(usize, usize, Vec<u8>)> = shapes
+            .iter()
+            .map(|&(n, k)| {
+                let w = Tensor::from_vec(random(n * k, 5), (n, k), &Device::Cpu).unwrap();
+                (n, k, QTensor::quantize(&w, dtype).unwrap().data().unwrap().into_owned())
+            })
+            .collect();
+        for tier in CpuTier::all_supported() {
+            for rows in [m, 1] {
+                let (mut total, mut macs) = (0f64, 0f64);
+                for (n, k, data) in &weights {
+                    let (n, k) = (*n, *k);
+                    let x = random(rows * k, 6);
+                    let mut out = vec![0f32; rows * n];
+                    matmul_on(tier, kind, data, n, k, &x, rows, &mut out);
+                    // best of 7: the machine's other load only ever slows a run
+                    let mut best = f64::MAX;
+                    for _ in 0..7 {
+                        let t = std::time::Instant::now();
+                        matmul_on(tier, kind, data, n, k, &x, rows, &mut out);
+                        best = best.min(t.elapsed().as_secs_f64());
+                    }
+                    total += best;
+                    macs += (rows * n * k) as f64;
+                }
+                eprintln!("{kind:?} on {tier}, Llama-1B's four layer shapes at m={rows}: {:.2} ms, {:.1} GMAC/s", total * 1e3, macs / total / 1e9);
             }
-            total += best;
-            macs += (m * n * k) as f64;
         }
-        eprintln!("{kind:?}, Llama-1B's four layer shapes at m={m}: {:.1} ms, {:.1} GMAC/s", total * 1e3, macs / total / 1e9);
     }
 }
 
 #[test]
 fn other_quantizations_stay_with_candle() {
     let w = Tensor::from_vec(random(8 * 256, 5), (8, 256), &Device::Cpu).unwrap();
-    let q = QTensor::quantize(&w, GgmlDType::Q5K).unwrap();
-    let reference = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q5K).unwrap()).unwrap();
+    let q = QTensor::quantize(&w, GgmlDType::Q3K).unwrap();
+    let reference = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q3K).unwrap()).unwrap();
     let l = QLinear::from_qtensor(q).unwrap();
     assert!(matches!(l, QLinear::Candle(_)));
     // The slice entry point goes through candle for them.
