@@ -1,5 +1,6 @@
 //! Scoring of PII detections against a gold set (`tresor eval pii`):
-//! per-type precision, recall and F1, micro totals, under two matching
+//! per-type precision, recall and F1, micro totals, overall and per
+//! language (the cases' `lang`), under two matching
 //! rules. *exact*: same type and the same start and end. *overlap*: same
 //! type and at least one character in common (a prediction counts as
 //! correct when it overlaps a gold span, a gold span as found when a
@@ -92,6 +93,15 @@ pub struct Scores {
 pub struct Report {
     pub exact: Scores,
     pub overlap: Scores,
+    /// The same scores per language (`lang` of the cases; `""` when unset).
+    pub per_lang: BTreeMap<String, LangReport>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LangReport {
+    pub cases: usize,
+    pub exact: Scores,
+    pub overlap: Scores,
 }
 
 /// Gold spans of a case that Tresor has a type for.
@@ -102,12 +112,25 @@ pub fn gold(case: &Case) -> Vec<Pred> {
         .collect()
 }
 
-/// Scores `preds[i]` against `cases[i]`.
+/// Scores `preds[i]` against `cases[i]`, overall and per language.
 pub fn score(cases: &[Case], preds: &[Vec<Pred>]) -> Report {
+    let (exact, overlap) = score_flat(cases, preds);
+    let mut per_lang = BTreeMap::new();
+    let langs: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.lang.as_str()).collect();
+    for lang in langs {
+        let (cs, ps): (Vec<Case>, Vec<Vec<Pred>>) =
+            cases.iter().zip(preds).filter(|(c, _)| c.lang == lang).map(|(c, p)| (c.clone(), p.clone())).unzip();
+        let (exact, overlap) = score_flat(&cs, &ps);
+        per_lang.insert(lang.to_string(), LangReport { cases: cs.len(), exact, overlap });
+    }
+    Report { exact, overlap, per_lang }
+}
+
+fn score_flat(cases: &[Case], preds: &[Vec<Pred>]) -> (Scores, Scores) {
     let golds: Vec<Vec<Pred>> = cases.iter().map(gold).collect();
     let gold_types: std::collections::BTreeSet<PiiType> = golds.iter().flatten().map(|g| g.kind).collect();
-    let mut report = Report { exact: Scores::default(), overlap: Scores::default() };
-    for (exact, scores) in [(true, &mut report.exact), (false, &mut report.overlap)] {
+    let mut report = (Scores::default(), Scores::default());
+    for (exact, scores) in [(true, &mut report.0), (false, &mut report.1)] {
         let mut per: BTreeMap<PiiType, Counts> = gold_types.iter().map(|&t| (t, Counts::default())).collect();
         for (g, p) in golds.iter().zip(preds) {
             let hit = |a: &Pred, b: &Pred| {
@@ -167,6 +190,8 @@ mod tests {
             vec![Pred { start: 0, end: 7, kind: PiiType::Email }],
         ];
         let r = score(&cases, &preds);
+        assert_eq!(r.per_lang.len(), 1, "both cases have no lang");
+        assert_eq!(r.per_lang[""].overlap, r.overlap);
         assert_eq!(r.exact.per_type["PERSON"].recall, 0.0);
         assert_eq!(r.overlap.per_type["PERSON"].recall, 1.0);
         assert_eq!(r.exact.per_type["EMAIL"].precision, 0.5);
@@ -174,5 +199,21 @@ mod tests {
         assert_eq!(r.overlap.micro.tp, 2);
         assert_eq!(r.overlap.micro.fp, 1);
         assert!(parse_cases("{bad").unwrap_err().starts_with("line 1"));
+    }
+
+    #[test]
+    fn per_language_scores_split_the_cases() {
+        let cases = parse_cases(
+            r#"{"id":"d","lang":"de","text":"Herr Max Roth","spans":[{"start":5,"end":13,"type":"PERSON"}]}
+{"id":"e","lang":"en","text":"Mr Sam Lee","spans":[{"start":3,"end":10,"type":"PERSON"}]}"#,
+        )
+        .unwrap();
+        let preds = vec![vec![Pred { start: 5, end: 13, kind: PiiType::Person }], vec![Pred { start: 0, end: 2, kind: PiiType::Person }]];
+        let r = score(&cases, &preds);
+        assert_eq!(r.per_lang["de"].overlap.per_type["PERSON"].recall, 1.0);
+        assert_eq!(r.per_lang["en"].overlap.per_type["PERSON"].recall, 0.0);
+        assert_eq!(r.per_lang["en"].overlap.micro.fp, 1);
+        assert_eq!(r.overlap.micro.recall, 0.5);
+        assert_eq!(r.per_lang["de"].cases, 1);
     }
 }

@@ -38,6 +38,58 @@ pub struct EvalPiiArgs {
     pub cases: PathBuf,
     #[arg(long)]
     pub json: bool,
+    /// Gate: fail (exit 2) when Tresor's overlap recall of TYPE is below X, overall and in
+    /// every language of the set (`ADDRESS=0.9`; repeatable).
+    #[arg(long = "min-recall", value_name = "TYPE=X")]
+    pub min_recall: Vec<String>,
+    /// Gate: fail (exit 2) when Tresor's micro overlap precision is below X.
+    #[arg(long = "min-precision", value_name = "X")]
+    pub min_precision: Option<f64>,
+}
+
+/// What the figures on a set mean: the dev set is what the rules were tuned on.
+fn provenance(path: &std::path::Path) -> &'static str {
+    let p = path.to_string_lossy();
+    if p.contains("pii_dev") {
+        "dev set: the rules were tuned on these cases (in-sample)"
+    } else if p.contains("pii-heldout") {
+        "held-out set: generated independently of the rules, never tuned on (eval/pii-heldout.md)"
+    } else {
+        "your cases"
+    }
+}
+
+/// Checks the gate thresholds; one line per failure.
+fn gate_failures(r: &Report, min_recall: &[(String, f64)], min_precision: Option<f64>) -> Vec<String> {
+    let mut fails = Vec::new();
+    for (t, min) in min_recall {
+        let mut scopes: Vec<(String, &eval::Scores)> = vec![("all".to_string(), &r.overlap)];
+        scopes.extend(r.per_lang.iter().map(|(l, lr)| (format!("lang {l}"), &lr.overlap)));
+        for (scope, sc) in scopes {
+            match sc.per_type.get(t) {
+                Some(c) if c.recall + 1e-9 < *min => fails.push(format!("{t} overlap recall {:.3} < {min} ({scope})", c.recall)),
+                None if scope == "all" => fails.push(format!("{t}: no such gold spans in the set")),
+                _ => {}
+            }
+        }
+    }
+    if let Some(min) = min_precision {
+        if r.overlap.micro.precision + 1e-9 < min {
+            fails.push(format!("micro overlap precision {:.3} < {min}", r.overlap.micro.precision));
+        }
+    }
+    fails
+}
+
+fn parse_min_recall(v: &[String]) -> Result<Vec<(String, f64)>> {
+    v.iter()
+        .map(|s| {
+            let (t, x) = s.split_once('=').with_context(|| format!("--min-recall {s:?}: expected TYPE=X"))?;
+            let kind = PiiType::from_name(t).with_context(|| format!("--min-recall {s:?}: unknown PII type {t:?}"))?;
+            let x: f64 = x.trim().parse().with_context(|| format!("--min-recall {s:?}: {x:?} is not a number"))?;
+            Ok((kind.as_str().to_string(), x))
+        })
+        .collect()
 }
 
 pub fn run_pii(args: PiiArgs, _ctx: &Ctx) -> Result<()> {
@@ -59,6 +111,7 @@ pub fn run_pii(args: PiiArgs, _ctx: &Ctx) -> Result<()> {
 }
 
 pub fn run_eval_pii(args: EvalPiiArgs, _ctx: &Ctx) -> Result<()> {
+    let min_recall = parse_min_recall(&args.min_recall)?;
     let raw = std::fs::read_to_string(&args.cases).with_context(|| format!("reading {}", args.cases.display()))?;
     let cases = eval::parse_cases(&raw).map_err(anyhow::Error::msg).with_context(|| format!("parsing {}", args.cases.display()))?;
     if cases.is_empty() {
@@ -80,9 +133,13 @@ pub fn run_eval_pii(args: EvalPiiArgs, _ctx: &Ctx) -> Result<()> {
         },
     };
 
+    let fails = gate_failures(&tresor, &min_recall, args.min_precision);
+    let gated = !min_recall.is_empty() || args.min_precision.is_some();
     if args.json {
         let out = json!({
             "cases": cases.len(),
+            "provenance": provenance(&args.cases),
+            "gate": if gated { json!({"passed": fails.is_empty(), "failures": fails}) } else { json!(null) },
             "headline": HEADLINE,
             "tresor": tresor,
             "tresor_ms": (tresor_ms * 10.0).round() / 10.0,
@@ -91,16 +148,43 @@ pub fn run_eval_pii(args: EvalPiiArgs, _ctx: &Ctx) -> Result<()> {
             "presidio_note": presidio_note,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return gate_exit(&fails);
     }
-    println!("{} cases from {}; headline = {HEADLINE} match (same type, any overlap), exact = same type and offsets", cases.len(), args.cases.display());
+    println!("{} cases from {} — {}", cases.len(), args.cases.display(), provenance(&args.cases));
+    println!("headline = {HEADLINE} match (same type, any overlap), exact = same type and offsets");
     print_table("Tresor", &tresor, presidio.as_ref());
+    for (lang, lr) in &tresor.per_lang {
+        let sub = Report { exact: lr.exact.clone(), overlap: lr.overlap.clone(), per_lang: Default::default() };
+        let peer = presidio.as_ref().and_then(|p| p.per_lang.get(lang)).map(|p| Report {
+            exact: p.exact.clone(),
+            overlap: p.overlap.clone(),
+            per_lang: Default::default(),
+        });
+        print_table(&format!("Tresor, lang {} ({} cases)", if lang.is_empty() { "unset" } else { lang }, lr.cases), &sub, peer.as_ref());
+    }
     match (&presidio, &presidio_note) {
         (Some(p), _) => print_table("Presidio (presidio-analyzer + en_core_web_sm, language en)", p, None),
         (None, Some(note)) => println!("\n{note}"),
         _ => {}
     }
     println!("\ntime: Tresor {tresor_ms:.0} ms{}", presidio_ms.map(|m| format!(", Presidio {m:.0} ms (analyze only, after model load)")).unwrap_or_default());
+    if gated {
+        if fails.is_empty() {
+            println!("gate passed");
+        }
+        for f in &fails {
+            println!("gate failed: {f}");
+        }
+    }
+    gate_exit(&fails)
+}
+
+/// Exit 2 when a gate threshold failed (as `tresor eval suite` does on a regression).
+fn gate_exit(fails: &[String]) -> Result<()> {
+    if !fails.is_empty() {
+        eprintln!("PII gate failed: {}", fails.join("; "));
+        std::process::exit(2);
+    }
     Ok(())
 }
 

@@ -7,6 +7,14 @@
 //! capitalised street words ending in a USPS street suffix and optional unit
 //! (`Apt. 4`, `Suite 987`), optionally followed by town, state code and ZIP.
 //! Without a known suffix, a US street only counts with state and ZIP.
+//!
+//! Also: floors and flats after a German house number (`3. OG`, `Whg. 5`,
+//! `Top 4`, Austrian `5/2/14`), four-digit Austrian/Swiss postcodes
+//! (`A-1010 Wien`), PO boxes (`Postfach 12 34 56, 80331 München`, `P.O. Box
+//! 123, Springfield, IL 62701`), British addresses ending in a postcode
+//! (`12 Baker Street, London NW1 6XE`), and a leading `c/o …` or `Flat 3,`
+//! line joined to the address after it. Line breaks between the parts of an
+//! address join them into one span.
 
 use std::sync::OnceLock;
 
@@ -55,14 +63,95 @@ fn de_regex() -> &'static Regex {
             a = DE_SUFFIX_ATTACHED,
             p = DE_PREP
         );
-        let number = r"\d{1,4}[a-zA-Z]?\b(?: ?[-/] ?\d{1,4}[a-zA-Z]?\b)?";
+        let number = r"\d{1,4}[a-zA-Z]?\b(?: ?[-–/] ?\d{1,4}[a-zA-Z]?\b){0,2}";
+        let unit = r"(?:,? (?:\d{1,2}\. ?(?:OG|Obergeschoss|Etage|Stock)|EG|Erdgeschoss|DG|Dachgeschoss|Hinterhaus|Vorderhaus|Seitenflügel|(?:Whg|Wohnung|App|Apt|Top|Stiege|Tür)\.? ?\d{1,4}[a-z]?)\b)";
         let city = format!(
             r"(?:(?:{cp}) )?\p{{Lu}}[\p{{L}}]+(?:-\p{{L}}+)*(?: (?:am|an der|in der|im|ob der|bei|vor der|unter der|in) \p{{Lu}}[\p{{L}}]+| \(\p{{Lu}}[\p{{L}}]+\)| ?/ ?\p{{Lu}}[\p{{L}}]+)?",
             cp = CITY_PREFIX
         );
-        let pat = format!(r"\b{street} (?P<num>{number})(?P<plz>,? ?\n?\s*(?:D-)?\d{{5}} {city})?");
+        let pat = format!(
+            r"\b{street} (?P<num>{number})(?P<unit>{unit}{{1,3}})?(?P<plz>,?[ \t]*\n?[ \t]*(?:(?:D|A|CH)-)?(?:\d{{5}}|[1-9]\d{{3}}) {city})?"
+        );
         Regex::new(&pat).expect("German address pattern")
     })
+}
+
+const UK_POSTCODE: &str = r"(?:GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2})";
+
+/// German/Austrian/Swiss PO boxes: `Postfach 12 34 56`, with an optional
+/// postcode and town.
+fn postfach_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(
+            r"\bPostfach:? \d{1,6}(?: \d{2,3}){0,3}\b(?:,?[ \t]*\n?[ \t]*(?:(?:D|A|CH)-)?(?:\d{5}|[1-9]\d{3}) \p{Lu}[\p{L}]+(?:[ -]\p{Lu}[\p{L}]+)?)?",
+        )
+        .expect("Postfach pattern")
+    })
+}
+
+/// English PO boxes, with an optional `Town, ST 12345` or `Town POSTCODE`.
+fn po_box_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        let town = r"(?:\p{Lu}[\p{L}.'’-]*\s){0,2}\p{Lu}[\p{L}.'’-]*";
+        Regex::new(&format!(
+            r"\b(?:P\.[ ]?O\.|PO|P O|Post Office) ?Box \d{{1,6}}\b(?:,?\s+{town},?\s+(?:(?:{s})\s+\d{{5}}(?:-\d{{4}})?\b|{uk}\b))?",
+            s = US_STATES,
+            uk = UK_POSTCODE
+        ))
+        .expect("PO box pattern")
+    })
+}
+
+/// British: building number, street words, town and postcode.
+fn uk_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        let word = r"\p{Lu}[\p{L}'’-]*\.?";
+        Regex::new(&format!(
+            r"\b\d{{1,5}}[A-Za-z]? (?:{word} ){{0,3}}{word},?\s+(?:{word}\s){{0,2}}{word},?\s+{uk}\b",
+            uk = UK_POSTCODE
+        ))
+        .expect("UK address pattern")
+    })
+}
+
+/// What may stand right before an address and belongs to it: `c/o Name,`
+/// (or on its own line) and `Flat 3,` / `Apartment 2,`.
+fn prefix_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(
+            r"(?:(?:c/o|C/O|c/o\.) [^\n,;:()]{2,48}?(?:,[ \t]*\n?[ \t]*|[ \t]*\n[ \t]*)|(?:Flat|Apartment|Apt\.?|Unit|Wohnung|Whg\.?) [0-9A-Za-z]{1,5},?[ \t]*\n?[ \t]*)$",
+        )
+        .expect("address prefix pattern")
+    })
+}
+
+/// Words before a German street without postcode that say an address follows.
+fn has_address_cue(text: &str, at: usize) -> bool {
+    let mut s = at.saturating_sub(40);
+    while !text.is_char_boundary(s) {
+        s += 1;
+    }
+    super::charge(at - s);
+    let before = text[s..at].to_lowercase();
+    ["wohn", "adresse", "anschrift", "zieh", "liefer", "umgezogen", "sitz", "büro in", "c/o"].iter().any(|c| before.contains(c))
+}
+
+/// Extends each address candidate over a `c/o …` or `Flat 3,` right before it.
+fn extend_prefixes(text: &str, cands: &mut [Candidate]) {
+    for c in cands.iter_mut().filter(|c| c.kind == PiiType::Address) {
+        let mut s = c.start.saturating_sub(72);
+        while !text.is_char_boundary(s) {
+            s += 1;
+        }
+        super::charge(c.start - s);
+        if let Some(m) = prefix_regex().find(&text[s..c.start]) {
+            c.start = s + m.start();
+        }
+    }
 }
 
 /// `with_csz`: town, state and ZIP are required (so the street words can
@@ -103,6 +192,23 @@ fn corner_regex() -> &'static Regex {
 }
 
 pub fn detect(text: &str, out: &mut Vec<Candidate>) {
+    let first = out.len();
+    detect_streets(text, out);
+    super::charge(3 * text.len());
+    for m in postfach_regex().find_iter(text) {
+        out.push(Candidate::new(m.start(), m.end(), PiiType::Address, 0.92));
+    }
+    for m in po_box_regex().find_iter(text) {
+        out.push(Candidate::new(m.start(), m.end(), PiiType::Address, 0.92));
+    }
+    for m in uk_regex().find_iter(text) {
+        out.push(Candidate::new(m.start(), m.end(), PiiType::Address, 0.94));
+    }
+    extend_prefixes(text, &mut out[first..]);
+}
+
+fn detect_streets(text: &str, out: &mut Vec<Candidate>) {
+    super::charge(5 * text.len());
     for m in intl_regex().find_iter(text) {
         out.push(Candidate::new(m.start(), m.end(), PiiType::Address, 0.72));
     }
@@ -114,11 +220,13 @@ pub fn detect(text: &str, out: &mut Vec<Candidate>) {
         let has_plz = c.name("plz").is_some();
         let weak = c.name("att").is_some_and(|a| DE_WEAK.contains(&a.as_str().to_lowercase().as_str()));
         let prep = c.name("prep").is_some();
-        // a street without postcode must end at a clause boundary, not run into more digits
-        if !has_plz && (weak || prep) {
+        let unit = c.name("unit").is_some();
+        // "Am Markt 5 Jahre", "Bahnhof 3": a street that is also a phrase needs a postcode, a
+        // floor/flat after it or an address word before it
+        if !has_plz && (weak || prep) && !unit && !has_address_cue(text, m.start()) {
             continue;
         }
-        out.push(Candidate::new(m.start(), m.end(), PiiType::Address, if has_plz { 0.93 } else { 0.82 }));
+        out.push(Candidate::new(m.start(), m.end(), PiiType::Address, if has_plz { 0.93 } else if unit { 0.86 } else { 0.82 }));
     }
     let mut full: Vec<(usize, usize)> = Vec::new();
     for c in us_regex(true).captures_iter(text) {
@@ -175,6 +283,38 @@ mod tests {
             assert_eq!(found(t), [want], "{t}");
         }
         for t in ["Im Jahr 2023 stieg der Umsatz.", "Der Bahnhof 3 Minuten entfernt", "Seit 1990 am Markt 5 Jahre"] {
+            assert!(found(t).is_empty(), "{t}: {:?}", found(t));
+        }
+    }
+
+    #[test]
+    fn floors_po_boxes_multi_line_and_prefixes() {
+        for (t, want) in [
+            ("Ich wohne in der Am Mühlbach 7, 2. OG, klingeln", "Am Mühlbach 7, 2. OG"),
+            ("Neue Anschrift: Auf dem Berg 12a", "Auf dem Berg 12a"),
+            ("Gartenweg 5/2/14, A-1100 Wien", "Gartenweg 5/2/14, A-1100 Wien"),
+            ("Seestrasse 44, 8002 Zürich.", "Seestrasse 44, 8002 Zürich"),
+            ("Hauptstr. 12–14\n10115 Berlin\nDeutschland", "Hauptstr. 12–14\n10115 Berlin"),
+            ("Lieferung an:\nc/o Anna Weber\nLindenallee 3\n50667 Köln", "c/o Anna Weber\nLindenallee 3\n50667 Köln"),
+            ("Postanschrift: Postfach 12 34 56, 80331 München.", "Postfach 12 34 56, 80331 München"),
+            ("Mail it to P.O. Box 4410, Springfield, IL 62701-1234, thanks", "P.O. Box 4410, Springfield, IL 62701-1234"),
+            ("Send it to PO Box 77 please", "PO Box 77"),
+            ("Please write to 12 Baker Street, London NW1 6XE by Friday.", "12 Baker Street, London NW1 6XE"),
+            ("to Flat 3, 27 Oak Road, Leeds LS6 2AB now", "Flat 3, 27 Oak Road, Leeds LS6 2AB"),
+            ("We moved to Apartment 4, 159 Cox Grove last month.", "Apartment 4, 159 Cox Grove"),
+            ("Ship to:\n505 Robertson Lane Apt 4B\nRogersmouth, MN 52488-1796\nthanks", "505 Robertson Lane Apt 4B\nRogersmouth, MN 52488-1796"),
+            ("Billing: c/o Chad Bryant, 6596 Todd Place, North Joe, VA 59909", "c/o Chad Bryant, 6596 Todd Place, North Joe, VA 59909"),
+        ] {
+            assert_eq!(found(t), [want], "{t}");
+        }
+        for t in [
+            "Am Montag kommen 12 Leute.",
+            "Im Jahr 2024 wurden 150 Anträge bearbeitet.",
+            "Das Postfach ist voll.",
+            "Meet in Room 12 on the second floor at 10.",
+            "We shipped 40 Units to the Main Street store.",
+            "Flight BA 117 leaves from Terminal 5.",
+        ] {
             assert!(found(t).is_empty(), "{t}: {:?}", found(t));
         }
     }

@@ -127,6 +127,26 @@ impl Candidate {
     }
 }
 
+thread_local! {
+    static WORK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Charges `bytes` of scanning to the current thread's work counter: every
+/// regex pass over the text and every look-back window is charged, so a test
+/// can show the detector's work grows linearly with its input (the regex
+/// crate itself guarantees linear-time matching; what could go quadratic is
+/// our own looping around it).
+pub(crate) fn charge(bytes: usize) {
+    WORK.with(|w| w.set(w.get() + bytes as u64));
+}
+
+/// As [`detect_bytes`], also returning the work (bytes scanned) it charged.
+pub fn detect_bytes_counted(text: &str) -> (Vec<Candidate>, u64) {
+    let before = WORK.with(|w| w.get());
+    let spans = detect_bytes(text);
+    (spans, WORK.with(|w| w.get()) - before)
+}
+
 /// Detects every kind of PII in `text`, overlaps resolved (the candidate
 /// with the higher confidence wins, then the longer one), sorted by start.
 pub fn detect(text: &str) -> Vec<PiiSpan> {
@@ -241,6 +261,43 @@ mod tests {
         assert!(texts.contains(&"Jürgen Weiß".to_string()), "{texts:?}");
         assert!(texts.contains(&"Lindenstraße 12, 10115 Berlin".to_string()), "{texts:?}");
         assert!(texts.contains(&"030 1234567".to_string()), "{texts:?}");
+    }
+
+    /// Adversarial lines (long runs of almost-addresses, almost-names, digits
+    /// and separators) cost work linear in their length: doubling the input
+    /// at most doubles the work (plus slack), and the work per byte is small.
+    #[test]
+    fn adversarial_lines_cost_linear_work() {
+        let units = [
+            "Am Am Am Markt 1 1 1 ",
+            "Hauptstraße 1-2-3/4/5 ",
+            "c/o c/o c/o ",
+            "anna anna schmidt schmidt ",
+            "Herr Herr Frau Dr. ",
+            "1 1 1 1 1 1 1 1 ",
+            "12 Baker Street, London ",
+            "P.O. Box 1, ",
+            "Postfach 12 34 ",
+            "a@b.c a@b. ",
+            "DE89 3704 0044 ",
+            "Flat 3, Flat 3, ",
+            "-/-/-/-/ ",
+            "Müller-Müller-Müller-",
+        ];
+        for unit in units {
+            let n = 20_000 / unit.len() + 1;
+            let small = unit.repeat(n);
+            let big = unit.repeat(2 * n);
+            let (_, w1) = detect_bytes_counted(&small);
+            let (_, w2) = detect_bytes_counted(&big);
+            assert!(w1 > 0, "{unit:?}: no work was counted");
+            assert!(w2 <= w1 * 22 / 10 + 1000, "{unit:?}: work {w1} -> {w2} when the input doubled");
+            assert!(w2 <= 100 * big.len() as u64, "{unit:?}: {w2} work units for {} bytes", big.len());
+        }
+        // one 200 kB line of everything at once
+        let all: String = units.concat().repeat(700);
+        let (_, w) = detect_bytes_counted(&all);
+        assert!(w <= 100 * all.len() as u64, "{w} work units for {} bytes", all.len());
     }
 
     #[test]

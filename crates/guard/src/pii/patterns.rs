@@ -47,6 +47,7 @@ fn window_before(text: &str, i: usize, n: usize) -> String {
     while !text.is_char_boundary(s) {
         s += 1;
     }
+    super::charge(i - s);
     text[s..i].to_lowercase()
 }
 
@@ -55,6 +56,7 @@ fn window_after(text: &str, i: usize, n: usize) -> String {
     while !text.is_char_boundary(e) {
         e -= 1;
     }
+    super::charge(e - i);
     text[i..e].to_lowercase()
 }
 
@@ -70,6 +72,7 @@ fn email(text: &str, out: &mut Vec<Candidate>) {
         &R,
         r"(?i)[\p{L}\p{N}_%+-](?:[\p{L}\p{N}._%+-]*[\p{L}\p{N}_%+-])?@(?:[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.)+[\p{L}]{2,24}",
     );
+    super::charge(text.len());
     for m in r.find_iter(text) {
         if is_word(prev_char(text, m.start())) || prev_char(text, m.start()) == Some('.') {
             continue;
@@ -84,6 +87,7 @@ fn iban(text: &str, out: &mut Vec<Candidate>) {
     static R: OnceLock<Regex> = OnceLock::new();
     // country, check digits, then 1-4 character groups with optional single spaces
     let r = re(&R, r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){2,8}");
+    super::charge(text.len());
     for m in r.find_iter(text) {
         // try the longest prefix ending on an alphanumeric that validates
         let s = m.as_str();
@@ -108,6 +112,7 @@ fn iban(text: &str, out: &mut Vec<Candidate>) {
 fn credit_card(text: &str, out: &mut Vec<Candidate>) {
     static R: OnceLock<Regex> = OnceLock::new();
     let r = re(&R, r"\b\d(?:[ -]?\d){12,18}\b");
+    super::charge(text.len());
     for m in r.find_iter(text) {
         let p = prev_char(text, m.start());
         if matches!(p, Some('+') | Some('.') | Some(',') | Some('/')) || is_word(p) {
@@ -161,6 +166,7 @@ fn ip(text: &str, out: &mut Vec<Candidate>) {
     static V4: OnceLock<Regex> = OnceLock::new();
     static V6: OnceLock<Regex> = OnceLock::new();
     let v4 = re(&V4, r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b");
+    super::charge(text.len());
     for m in v4.find_iter(text) {
         let p = prev_char(text, m.start());
         let after = &text[m.end()..];
@@ -171,6 +177,7 @@ fn ip(text: &str, out: &mut Vec<Candidate>) {
         out.push(Candidate::new(m.start(), m.end(), PiiType::IpAddress, 0.95));
     }
     let v6 = re(&V6, r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?");
+    super::charge(text.len());
     for m in v6.find_iter(text) {
         let s = m.as_str().trim_end_matches(':');
         let s = if m.as_str().ends_with("::") { m.as_str() } else { s };
@@ -190,6 +197,7 @@ fn ip(text: &str, out: &mut Vec<Candidate>) {
 fn tax_id(text: &str, out: &mut Vec<Candidate>) {
     static R: OnceLock<Regex> = OnceLock::new();
     let r = re(&R, r"\b(?:\d{11}|\d{2} \d{3} \d{3} \d{3}|\d{2}/\d{3}/\d{3}/\d{3})\b");
+    super::charge(text.len());
     for m in r.find_iter(text) {
         let p = prev_char(text, m.start());
         if matches!(p, Some('+') | Some('.') | Some(',') | Some('-') | Some('/')) {
@@ -214,6 +222,7 @@ fn ssn(text: &str, out: &mut Vec<Candidate>) {
     static US: OnceLock<Regex> = OnceLock::new();
     static DE: OnceLock<Regex> = OnceLock::new();
     let us = re(&US, r"\b(\d{3})([- ]?)(\d{2})([- ]?)(\d{4})\b");
+    super::charge(text.len());
     for c in us.captures_iter(text) {
         let m = c.get(0).unwrap();
         let (s1, s2) = (&c[2], &c[4]);
@@ -239,6 +248,7 @@ fn ssn(text: &str, out: &mut Vec<Candidate>) {
         }
     }
     let de = re(&DE, r"\b(\d{2}) ?(\d{6}) ?([A-Z]) ?(\d{2}) ?(\d)\b");
+    super::charge(text.len());
     for c in de.captures_iter(text) {
         let m = c.get(0).unwrap();
         let compact = format!("{}{}{}{}{}", &c[1], &c[2], &c[3], &c[4], &c[5]);
@@ -263,6 +273,7 @@ fn phone(text: &str, out: &mut Vec<Candidate>) {
         &R,
         r"(?:\+\d{1,3}|\(\d{1,5}\)|\d{1,12})(?:(?: ?[-/.] ?| )?(?:\(0\)|\(\d{1,5}\)|\d{1,12})){0,6}",
     );
+    super::charge(text.len());
     for m in r.find_iter(text) {
         let p = prev_char(text, m.start());
         if is_word(p) {
@@ -368,6 +379,7 @@ fn date_of_birth(text: &str, out: &mut Vec<Candidate>) {
         m = MONTHS
     );
     let r = R.get_or_init(|| Regex::new(&pat).expect("date pattern"));
+    super::charge(text.len());
     for m in r.find_iter(text) {
         let p = prev_char(text, m.start());
         if matches!(p, Some('.') | Some('/') | Some('-')) && text[..m.start() - 1].ends_with(|c: char| c.is_ascii_digit()) {

@@ -10,16 +10,25 @@
 //!    `Thanks,`). Titles and introductions admit a single unknown word
 //!    (`Frau Schäfer`); other cues need two words or a known first name.
 //! 3. A known first name alone, unless it is also an ordinary word.
+//! 4. A first name of the generated lexicon (`names-dataset`, see
+//!    [`super::names`]) followed by a surname of the lexicon: `Leticia
+//!    Friedl`. Lexicon names never count alone.
+//! 5. Lower case (chat, quick notes): a lexicon first name and a lexicon
+//!    surname (`jürgen weber`, `deborah clark`); when both are also common
+//!    words (`hans berg`) a cue must stand before them (`an`, `to`, `this
+//!    is`, …). A title before a lexicon surname (`herr müller`, `mrs smith`).
 //!
 //! Capitalised words that are street compounds, function words, months or
 //! form words (see `data/not_names.txt`) never become names; all-caps words
-//! and lower-case text are not names here.
+//! are not names here.
 
 use std::sync::OnceLock;
 
 use regex::Regex;
 
-use super::names::{is_ambiguous, is_first_name, is_not_name, is_particle};
+use super::names::{
+    is_also_word, is_ambiguous, is_first_name, is_lexicon_first, is_lexicon_surname, is_not_name, is_particle,
+};
 use super::{Candidate, PiiType};
 
 #[derive(Debug, Clone)]
@@ -117,6 +126,7 @@ fn cue_before(text: &str, at: usize) -> u8 {
     while !text.is_char_boundary(s) {
         s += 1;
     }
+    super::charge(at - s);
     let before = text[s..at].to_lowercase();
     let before = before.trim_end_matches([' ', '\t', '\n', '\r']);
     let ends_word = |cue: &str| -> bool {
@@ -143,8 +153,70 @@ fn cue_before(text: &str, at: usize) -> u8 {
     0
 }
 
+fn is_lower_word(t: &str) -> bool {
+    t.chars().all(|c| !c.is_uppercase()) && t.chars().any(|c| c.is_lowercase())
+}
+
+/// Lower-case words right before a lower-case name that make it one (`an`,
+/// `to`, `this is`): needed when both name words are also common words.
+const LOWER_CUES: &[&str] = &[
+    "an", "to", "von", "from", "with", "mit", "für", "for", "by", "ist", "is", "bin", "am", "called", "named", "cc",
+    "contact", "kontakt", "heiße", "frag", "ask", "bei", "und", "and",
+];
+const LOWER_TITLES: &[&str] = &["herr", "herrn", "frau", "mr", "mrs", "ms", "dr", "prof"];
+
+/// Rule 5: names written in lower case.
+fn detect_lower(text: &str, toks: &[Tok], out: &mut Vec<Candidate>) {
+    let mut i = 0;
+    while i + 1 < toks.len() {
+        let (a, b) = (&toks[i], &toks[i + 1]);
+        if !is_lower_word(a.s) {
+            i += 1;
+            continue;
+        }
+        // "herr müller", "mrs smith"
+        let titled = LOWER_TITLES.contains(&a.s.trim_end_matches('.'))
+            && (joined(text, a, b) || text[a.end..b.start] == *". ")
+            && is_lower_word(b.s)
+            && is_lexicon_surname(b.s)
+            && !is_not_name(b.s)
+            && !is_particle(b.s);
+        if titled {
+            out.push(Candidate::new(b.start, b.end, PiiType::Person, 0.75));
+            i += 2;
+            continue;
+        }
+        let pair = joined(text, a, b)
+            && text[a.end..b.start] == *" "
+            && is_lower_word(b.s)
+            && is_lexicon_first(a.s)
+            && !is_not_name(a.s)
+            && (is_lexicon_surname(b.s) || is_lexicon_first(b.s))
+            && !is_not_name(b.s)
+            && !is_ambiguous(b.s)
+            && !is_particle(b.s)
+            && !is_particle(a.s);
+        if !pair {
+            i += 1;
+            continue;
+        }
+        let cue = i > 0 && {
+            let p = &toks[i - 1];
+            joined(text, p, a) && LOWER_CUES.contains(&p.s.to_lowercase().as_str())
+        } || cue_before(text, a.start) > 0;
+        if is_also_word(a.s) && is_also_word(b.s) && !cue {
+            i += 1;
+            continue;
+        }
+        out.push(Candidate::new(a.start, b.end, PiiType::Person, if cue { 0.8 } else { 0.7 }));
+        i += 2;
+    }
+}
+
 pub fn detect(text: &str, out: &mut Vec<Candidate>) {
+    super::charge(text.len());
     let toks = tokens(text);
+    detect_lower(text, &toks, out);
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
@@ -158,7 +230,12 @@ pub fn detect(text: &str, out: &mut Vec<Candidate>) {
             i += 1;
             continue;
         }
-        let known = is_first_name(t.s);
+        let curated = is_first_name(t.s);
+        // a lexicon first name counts only with a lexicon surname right after it
+        let lex_pair = !curated
+            && is_lexicon_first(t.s)
+            && toks.get(i + 1).is_some_and(|n| joined(text, t, n) && name_shaped(n.s) && is_lexicon_surname(n.s));
+        let known = curated || lex_pair;
         let cue = cue_before(text, t.start);
         // place names: San Michele, Lake Jason, Port Joseph, Sankt Peter
         const PLACE: &[&str] = &["San", "Santa", "Santo", "São", "Saint", "St", "Sankt", "Lake", "Port", "Fort", "Mount", "New", "Bad", "Villa", "Porto"];
@@ -225,8 +302,8 @@ pub fn detect(text: &str, out: &mut Vec<Candidate>) {
             (true, true, _) => 0.7,
             (false, true, _) => 0.0, // unknown + no cue handled above
             (_, false, 2) => 0.8,
-            (true, false, 1) if !is_ambiguous(t.s) => 0.75,
-            (true, false, 0) if !is_ambiguous(t.s) => 0.6,
+            (true, false, 1) if curated && !is_ambiguous(t.s) => 0.75,
+            (true, false, 0) if curated && !is_ambiguous(t.s) => 0.6,
             _ => 0.0,
         };
         // an unknown first word after a weak cue needs a second name word
@@ -276,6 +353,24 @@ mod tests {
         assert_eq!(found("I'm Amanda's daughter"), ["Amanda"]);
         assert!(found("We will meet in May and August.").is_empty());
         assert!(found("Sehr geehrte Damen und Herren, anbei die Rechnung.").is_empty());
+    }
+
+    #[test]
+    fn lexicon_pairs_and_lower_case_names() {
+        // lexicon first name + lexicon surname, no cue
+        assert_eq!(found("Gestern hat Yusuf Öztürk angerufen."), ["Yusuf Öztürk"]);
+        assert_eq!(found("bitte an jürgen weber schicken"), ["jürgen weber"]);
+        assert_eq!(found("hi, this is sarah connor from sales"), ["sarah connor"]);
+        assert_eq!(found("schreib herr müller eine mail"), ["müller"]);
+        // lower-case prose is not a name
+        for t in [
+            "we will mark the date and can send the report in may",
+            "die hand des arztes war ruhig und der weg war lang",
+            "please review the pull request and merge it after the build passes",
+            "bitte die rechnung bis freitag bezahlen, danke",
+        ] {
+            assert!(found(t).is_empty(), "{t}: {:?}", found(t));
+        }
     }
 
     #[test]
