@@ -47,9 +47,10 @@ pub struct ChoiceWeights {
     pub lexical: f32,
 }
 
-/// Fitted with `tresor eval answers --fit-choice` on the fit half of the development documents
-/// (English rag_goldset_dev and the project's German set, split by document); the README reports
-/// the held-out half.
+/// The shipped weights: set by hand before any measurement, then measured with `tresor eval
+/// answers --fit-choice` on both halves of the development documents (English rag_goldset_dev and
+/// the project's German set, split by document), beside the weights the grid fits on the fit half;
+/// the README reports both on the held-out half.
 pub const FITTED: ChoiceWeights = ChoiceWeights { cosine: 1.0, answer_type: 0.3, rank: 0.2, lexical: 0.5 };
 
 /// One candidate answer sentence with its features.

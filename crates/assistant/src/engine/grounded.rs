@@ -149,6 +149,7 @@ impl Assistant {
         let mut v = Validator::new(&ask.question, &ask.qvec, &packed.passages, embedder.as_ref(), &cfg);
         v.guard = guard;
         v.vecs = std::mem::take(&mut packed.sentence_vecs);
+        v.evidence = packed.evidence.clone();
         let g = self.generate(&ask, &mut rec, &packed, &mut v, on_text)?;
         // a stopped answer is not worth caching
         let keep = ask.use_cache && !g.cancelled;

@@ -47,11 +47,13 @@ pub(super) struct Validator<'a> {
     pub(super) vecs: std::collections::HashMap<String, Vec<f32>>,
     /// The model was stopped because its first sentence was unsupported.
     pub(super) stopped_early: bool,
+    /// The chosen evidence (`choice.rs`): the answer's first sentence must state it.
+    pub(super) evidence: Vec<(String, usize)>,
 }
 
 impl<'a> Validator<'a> {
     pub(super) fn new(question: &'a str, qvec: &'a [f32], passages: &'a [Passage], embedder: &'a dyn TextEmbedder, cfg: &'a AssistantConfig) -> Self {
-        Validator { question, qvec, passages, embedder, cfg, kept: Vec::new(), order: Vec::new(), checks: Vec::new(), run: 0, text: String::new(), ms: 0.0, guard: None, inj: Default::default(), vecs: Default::default(), stopped_early: false }
+        Validator { question, qvec, passages, embedder, cfg, kept: Vec::new(), order: Vec::new(), checks: Vec::new(), run: 0, text: String::new(), ms: 0.0, guard: None, inj: Default::default(), vecs: Default::default(), stopped_early: false, evidence: Vec::new() }
     }
 
     /// The sentence as the output check lets it through (markers removed, exfiltration links stripped), or None.
@@ -127,6 +129,12 @@ impl<'a> Validator<'a> {
             c.kept = false;
             c.dropped = Some("repeats an earlier sentence".into());
         }
+        // the first sentence states the chosen evidence's fact, or the evidence itself is the answer
+        // (a tiny model's supported but vague phrasing loses the fact that was asked for)
+        if c.kept && self.kept.is_empty() && !states_evidence(&c.text, &self.evidence, self.passages) {
+            c.kept = false;
+            c.dropped = Some("does not state the chosen evidence".into());
+        }
         self.ms += ms(t);
         if c.kept {
             self.run = 0;
@@ -153,3 +161,14 @@ impl<'a> Validator<'a> {
     }
 }
 
+
+/// Whether `sentence` states the best evidence sentence's fact: it holds at least half of that
+/// sentence's content terms and every number in it. True when there is no evidence.
+fn states_evidence(sentence: &str, evidence: &[(String, usize)], passages: &[Passage]) -> bool {
+    let Some((best, pi)) = evidence.first() else { return true };
+    let lang = passages.get(*pi).map(|p| p.lang()).unwrap_or_else(|| crate::text::language(best));
+    let want = crate::text::content_terms(best, lang);
+    let have = crate::text::term_set(sentence, lang);
+    let numbers_ok = crate::text::numbers(best).iter().all(|n| crate::text::numbers(sentence).contains(n));
+    numbers_ok && crate::text::coverage(&want, &have, lang) >= 0.5
+}
