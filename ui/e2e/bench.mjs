@@ -150,8 +150,11 @@ function cliOnce() {
     child.stderr.on('data', (d) => (err += d));
     child.on('exit', (code) => {
       if (code !== 0 || first === null) return reject(new Error(`tresor ask failed (${code}): ${err}`));
+      // the engine's ttft is the first token the user sees (as the app's); the model's own first
+      // token is printed apart when validation dropped text before it (issue 18)
       const m = err.match(/ttft (\d+) ms/);
-      resolve({ ttft_ms: first, engine_ttft_ms: m ? Number(m[1]) : null, answer: out.split('\n')[0] });
+      const mm = err.match(/model's first token (\d+) ms/);
+      resolve({ ttft_ms: first, engine_ttft_ms: m ? Number(m[1]) : null, engine_model_first_token_ms: mm ? Number(mm[1]) : (m ? Number(m[1]) : null), answer: out.split('\n')[0] });
     });
   });
 }
@@ -205,7 +208,7 @@ const cli = [];
 const ttft = Object.fromEntries(builds.map(([k]) => [k, []]));
 for (let i = 0; i < ttftRounds; i++) {
   const c = await cliOnce();
-  console.error(`ttft ${i + 1} cli: ${f0(c.ttft_ms)} ms (engine's own ttft ${f0(c.engine_ttft_ms)} ms) "${c.answer.slice(0, 60)}"`);
+  console.error(`ttft ${i + 1} cli: ${f0(c.ttft_ms)} ms (engine's visible ttft ${f0(c.engine_ttft_ms)} ms, model's first token ${f0(c.engine_model_first_token_ms)} ms) "${c.answer.slice(0, 60)}"`);
   cli.push(c);
   for (const [k, bin] of builds) {
     const a = await appOnce(bin);

@@ -32,7 +32,8 @@ pub struct AssistantConfig {
     pub lexical_weight: f32,
     /// Tokens the model may write.
     pub max_answer_tokens: usize,
-    /// Stop generating after this many unsupported sentences in a row.
+    /// Stop generating after this many unsupported sentences in a row once a supported one was
+    /// shown; before that, the first unsupported sentence stops it (engine/validate.rs).
     pub max_unsupported_run: usize,
     /// Sentences an extractive fallback answer takes from the passages.
     pub extractive_sentences: usize,

@@ -15,6 +15,7 @@
 
 mod act;
 mod cache;
+pub mod choice;
 mod cite;
 mod config;
 mod engine;

@@ -11,6 +11,11 @@ pub use tresor_text::sentences::sentences;
 pub use tresor_text::words::is_stopword;
 use tresor_text::words::{stem, words};
 
+/// The words of a text (letters and digits), as `tresor_text` splits them.
+pub fn words_of(text: &str) -> impl Iterator<Item = &str> {
+    words(text)
+}
+
 /// Questions longer than this are rejected (a pasted document is not a question).
 pub const MAX_QUESTION_CHARS: usize = 4000;
 

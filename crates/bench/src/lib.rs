@@ -29,6 +29,7 @@
 //! touches a user's knowledge bases (runs use scratch folders).
 
 pub mod ab;
+pub mod answer_choice;
 pub mod answer_eval;
 pub mod answers;
 pub mod attack;

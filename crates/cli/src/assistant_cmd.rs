@@ -71,6 +71,20 @@ pub struct EvalAnswersArgs {
     /// An assistant.toml to answer with instead of the defaults (to compare settings on the same set).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Which half of the gold set, split by document: `fit` (the answer choice's weights were
+    /// fitted on it), `held-out` (report these) or `all`.
+    #[arg(long, default_value = "all")]
+    pub split: eval::Split,
+    /// Instead of answering: fit the answer-sentence choice's weights on the fit half and report
+    /// them on both halves, per language (no model generates; see `tresor_assistant::choice`).
+    #[arg(long)]
+    pub fit_choice: bool,
+    /// With `--fit-choice`: a second gold set (another language) fitted together with the first,
+    /// its documents in `--extra-docs` (e.g. eval/answers_de/goldset.jsonl on assets/sample-kb).
+    #[arg(long, requires = "extra_docs")]
+    pub extra_goldset: Option<PathBuf>,
+    #[arg(long)]
+    pub extra_docs: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -114,6 +128,10 @@ pub fn print_sources(a: &Answer) {
 
 fn footer(a: &Answer) -> String {
     let mut s = format!("{} · {} · ttft {:.0} ms · total {:.0} ms", a.route, a.model, a.timings.ttft_ms, a.timings.total_ms);
+    // the first visible token and the model's own first token differ when validation dropped text
+    if a.timings.model_first_token_ms > 0.0 && (a.timings.model_first_token_ms - a.timings.ttft_ms).abs() >= 1.0 {
+        s.push_str(&format!(" · model's first token {:.0} ms", a.timings.model_first_token_ms));
+    }
     if a.cache_hit {
         s.push_str(" · cache hit");
     }
@@ -373,7 +391,9 @@ fn rate(assistant: &Assistant, last: &Option<Answer>, rest: &str) -> Result<tres
 }
 
 pub fn run_eval_answers(args: EvalAnswersArgs, ctx: &Ctx) -> Result<()> {
-    let mut gold = tresor_bench::retrieval_eval::load_goldset(&args.goldset)?;
+    let all = tresor_bench::retrieval_eval::load_goldset(&args.goldset)?;
+    // the halves are fixed on the whole set (by document), then the limit applies
+    let mut gold = if args.fit_choice { all } else { eval::split(&all, args.split) };
     if let Some(n) = args.limit {
         gold.truncate(n);
     }
@@ -397,7 +417,33 @@ pub fn run_eval_answers(args: EvalAnswersArgs, ctx: &Ctx) -> Result<()> {
         scratch::ingest_dir(&data, assistant.key(), "unrelated", u, assistant.embedder())?;
     }
     let verbose = !args.json;
-    let report = eval::evaluate(&mut assistant, "gold", &gold, args.unrelated_docs.as_ref().map(|_| "unrelated"), &mut |r| {
+    if args.fit_choice {
+        let mut qs = tresor_bench::answer_choice::collect(&mut assistant, "gold", &gold, &mut |l| {
+            if verbose {
+                eprintln!("{l}");
+            }
+        })?;
+        if let (Some(g), Some(d)) = (&args.extra_goldset, &args.extra_docs) {
+            let extra = tresor_bench::retrieval_eval::load_goldset(g)?;
+            if !d.is_dir() {
+                bail!("--extra-docs {}: not a folder", d.display());
+            }
+            scratch::ingest_dir(&data, assistant.key(), "extra", d, assistant.embedder())?;
+            qs.extend(tresor_bench::answer_choice::collect(&mut assistant, "extra", &extra, &mut |l| {
+                if verbose {
+                    eprintln!("{l}");
+                }
+            })?);
+        }
+        let r = tresor_bench::answer_choice::fit(&qs, assistant.config().extractive_sentences);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            print!("{}", tresor_bench::answer_choice::table(&r));
+        }
+        return Ok(());
+    }
+    let mut report = eval::evaluate(&mut assistant, "gold", &gold, args.unrelated_docs.as_ref().map(|_| "unrelated"), &mut |r| {
         if verbose {
             eprintln!(
                 "{:<14} {:<12} f1 {:.2} {} {:>6.0} ms  {}",
@@ -410,6 +456,7 @@ pub fn run_eval_answers(args: EvalAnswersArgs, ctx: &Ctx) -> Result<()> {
             );
         }
     })?;
+    report.split = args.split.as_str().into();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

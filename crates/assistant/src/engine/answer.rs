@@ -54,8 +54,13 @@ pub struct Source {
 #[serde(default)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Timings {
-    /// Request start to the model's first token (cache hits and canned answers: to the answer).
+    /// Request start to the first token the user sees: the first validated sentence, the
+    /// extractive fallback's first sentence or the refusal (cache hits and canned answers: to the
+    /// answer). The model's own first token is `model_first_token_ms`.
     pub ttft_ms: f64,
+    /// Request start to the chat model's first generated token (0 when no model ran); text the
+    /// validation drops is never shown, so this can be much earlier than `ttft_ms`.
+    pub model_first_token_ms: f64,
     pub total_ms: f64,
     /// Question embedding, cache lookup, hybrid search (+ rerank).
     pub retrieve_ms: f64,
@@ -133,6 +138,16 @@ pub struct Trace {
     pub sentences: Vec<SentenceCheck>,
     /// The model's text had no supported sentence; the answer was extracted from the passages.
     pub extractive: bool,
+    /// The kind of fact the question asks for (`choice.rs`): amount, date, name, number, duration or any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(type = "string", optional))]
+    pub answer_type: Option<crate::choice::AnswerType>,
+    /// The passage sentences chosen as the answer's evidence (shown to the model, and the
+    /// extractive answer when its text is not supported), best first, with their features.
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
+    pub evidence_sentences: Vec<crate::choice::Candidate>,
+    /// The model was stopped at its first unsupported sentence (the fallback was shown at once).
+    pub stopped_early: bool,
     /// The first answer had no supported sentence, so the model answered once more with a stricter
     /// prompt and only the best passage (before any extractive fallback); `sentences` holds both tries.
     #[serde(skip_serializing_if = "Option::is_none")]

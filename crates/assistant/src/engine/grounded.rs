@@ -21,9 +21,10 @@ use tresor_kb::lang::Lang;
 use tresor_kb::{search, Hit, Kb, SearchOptions};
 use tresor_llm::{ChatMessage, GenerateParams};
 
-use super::prompt::{prompt_messages_marked, strict_prompt_messages};
+use super::prompt::{evidence_prompt_messages, strict_prompt_messages};
 use super::validate::Validator;
 use super::{bare_answer, ms, passage_trace, snippet, spec_for, Answer, AskRequest, Assistant, CachedAnswer, Regeneration, Source, Timings, Tokens, Trace};
+use crate::choice::{self, Candidate};
 use crate::cite;
 use crate::error::{AssistantError, Result};
 use crate::firewall;
@@ -72,6 +73,11 @@ pub(super) struct Packed {
     pub context_tokens: usize,
     /// The injection firewall's check of every answer sentence (None: off).
     pub guard: Option<InjectionOutputGuard>,
+    /// The passage sentences that answer best (`choice.rs`): named in the prompt, and the
+    /// extractive answer when the model's text is not supported.
+    pub evidence: Vec<(String, usize)>,
+    /// The candidate sentences' embeddings (one batch), reused when the model copies a sentence.
+    pub sentence_vecs: HashMap<String, Vec<f32>>,
 }
 
 /// What the model run produced, besides the validator's sentences.
@@ -86,6 +92,29 @@ impl Assistant {
     /// A knowledge-base question from start to answer (the stages in order).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn grounded(
+        &mut self,
+        q: &str,
+        kb: &str,
+        history: &[ChatMessage],
+        req: &AskRequest,
+        lang: Lang,
+        t0: Instant,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Answer> {
+        // `ttft_ms` is the first text the user sees (validated, extractive or a refusal)
+        let mut first_visible: Option<Instant> = None;
+        let on_text = &mut |s: &str| {
+            if first_visible.is_none() && !s.trim().is_empty() {
+                first_visible = Some(Instant::now());
+            }
+            on_text(s)
+        };
+        let a = self.grounded_inner(q, kb, history, req, lang, t0, on_text)?;
+        Ok(with_visible_ttft(a, first_visible, t0))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn grounded_inner(
         &mut self,
         q: &str,
         kb: &str,
@@ -119,6 +148,8 @@ impl Assistant {
         let guard = packed.guard.take();
         let mut v = Validator::new(&ask.question, &ask.qvec, &packed.passages, embedder.as_ref(), &cfg);
         v.guard = guard;
+        v.vecs = std::mem::take(&mut packed.sentence_vecs);
+        v.evidence = packed.evidence.clone();
         let g = self.generate(&ask, &mut rec, &packed, &mut v, on_text)?;
         // a stopped answer is not worth caching
         let keep = ask.use_cache && !g.cancelled;
@@ -258,12 +289,48 @@ impl Assistant {
         rec.trace.pack = Some(rep);
         let inj = &self.cfg.injection;
         let marking = inj.enabled.then_some(inj.spotlight);
-        let mut msgs = prompt_messages_marked(&ask.question, &passages, ask.lang, marking);
+        let t_choice = Instant::now();
+        let (cands, sentence_vecs) = self.candidates(ask, &passages);
+        let evidence = choice::choose(&cands, &choice::FITTED, self.cfg.extractive_sentences);
+        rec.trace.answer_type = Some(choice::answer_type(&ask.question));
+        rec.trace.evidence_sentences = top(&cands, 3);
+        rec.timings.validate_ms += ms(t_choice);
+        let mut msgs = evidence_prompt_messages(&ask.question, &passages, ask.lang, marking, &evidence);
         super::prompt::apply_release(&mut msgs, self.prompt_override.as_ref(), ask.lang);
         let t_fw = Instant::now();
         let guard = (inj.enabled && inj.output_check).then(|| firewall::output_guard(&msgs[0].content, &passages, &mut rec.inj));
         rec.timings.firewall_ms += ms(t_fw);
-        Ok(Packed { spec, params, passages, msgs, marking, context_tokens, guard })
+        Ok(Packed { spec, params, passages, msgs, marking, context_tokens, guard, evidence, sentence_vecs })
+    }
+
+    /// Every candidate answer sentence of `passages` with its features (`choice.rs`); their
+    /// embeddings in one batch (kept for the citation check).
+    fn candidates(&self, ask: &Ask, passages: &[Passage]) -> (Vec<Candidate>, HashMap<String, Vec<f32>>) {
+        let texts = choice::candidate_texts(passages);
+        let strs: Vec<&str> = texts.iter().map(|t| t.2.as_str()).collect();
+        let vecs = if strs.is_empty() || ask.qvec.is_empty() { Vec::new() } else { self.embedder.embed(&strs).unwrap_or_default() };
+        let cache: HashMap<String, Vec<f32>> = strs.iter().map(|s| s.to_string()).zip(vecs.iter().cloned()).collect();
+        (choice::candidates(&ask.question, &ask.qvec, passages, texts, &vecs), cache)
+    }
+
+    /// The candidate answer sentences of a question's packed passages, with their features and
+    /// whether the fit would choose them — what `tresor eval answers --fit-choice` fits the
+    /// weights on. Nothing is generated, cached or recorded.
+    pub fn answer_candidates(&mut self, kb: &str, question: &str) -> Result<Vec<Candidate>> {
+        let req = AskRequest { question: question.to_string(), kb: Some(kb.to_string()), no_cache: true, ..Default::default() };
+        let lang = crate::text::language(question);
+        let (mut ask, mut rec) = self.route(question, kb, &[], &req, lang, Instant::now());
+        ask.use_cache = false;
+        let hits = match self.retrieve(&mut ask, &mut rec, &mut |_| {})? {
+            Retrieved::Cached(_) => return Ok(Vec::new()),
+            Retrieved::Hits(h) => h,
+        };
+        let scored = self.score(&ask, &mut rec, hits)?;
+        if scored.is_empty() {
+            return Ok(Vec::new());
+        }
+        let packed = self.pack(&ask, &mut rec, scored)?;
+        Ok(self.candidates(&ask, &packed.passages).0)
     }
 
     /// Generate: the model writes, every sentence is checked against the
@@ -277,6 +344,7 @@ impl Assistant {
         let mut completion = g.tokens.len();
         // nothing the model wrote is supported: one more try with a stricter prompt that shows only
         // the best passage (every packed passage still counts for the citation check)
+        rec.trace.stopped_early = v.stopped_early;
         if v.kept.is_empty() && !stopped(ask.req) && v.cfg.regenerate && !packed.passages.is_empty() {
             let mut strict = strict_prompt_messages(&ask.question, &packed.passages[..1], ask.lang, packed.marking);
             super::prompt::apply_release(&mut strict, self.prompt_override.as_ref(), ask.lang);
@@ -300,7 +368,8 @@ impl Assistant {
         let cancelled = stopped(ask.req);
         if v.kept.is_empty() && !cancelled {
             rec.trace.extractive = true;
-            for (s, pi) in cite::extractive(&packed.passages, v.cfg.extractive_sentences) {
+            let chosen = if packed.evidence.is_empty() { cite::extractive(&packed.passages, v.cfg.extractive_sentences) } else { packed.evidence.clone() };
+            for (s, pi) in chosen {
                 if let Some(s) = v.guarded(&s) {
                     v.emit(&s, pi, on_text);
                 }
@@ -309,7 +378,9 @@ impl Assistant {
         rec.timings.validate_ms = v.ms;
         rec.timings.prefill_ms = g.prefill_ms;
         rec.timings.generate_ms = gen_elapsed;
-        rec.timings.ttft_ms = (t_gen.duration_since(ask.t0).as_secs_f64() * 1e3) + g.ttft_ms;
+        rec.timings.model_first_token_ms = (t_gen.duration_since(ask.t0).as_secs_f64() * 1e3) + g.ttft_ms;
+        // until the first visible text is timed (`grounded`), the model's first token
+        rec.timings.ttft_ms = rec.timings.model_first_token_ms;
         rec.trace.finish = Some(format!("{:?}", g.finish).to_lowercase());
         rec.trace.backend = model.backend();
         Ok(Generated { prompt_tokens: g.prompt_tokens, completion, cancelled, model_id: model.id().to_string() })
@@ -337,6 +408,21 @@ impl Assistant {
         a.timings.cache_ms += ms(t);
         Ok(())
     }
+}
+
+/// The best `n` candidates by the fitted weights, best first (for the trace).
+fn top(cands: &[Candidate], n: usize) -> Vec<Candidate> {
+    let mut v: Vec<&Candidate> = cands.iter().collect();
+    v.sort_by(|a, b| b.score(&choice::FITTED).total_cmp(&a.score(&choice::FITTED)));
+    v.into_iter().take(n).cloned().collect()
+}
+
+/// Sets `ttft_ms` to the first text the user saw (`first`), when any was shown.
+fn with_visible_ttft(mut a: Answer, first: Option<Instant>, t0: Instant) -> Answer {
+    if let Some(t) = first {
+        a.timings.ttft_ms = t.duration_since(t0).as_secs_f64() * 1e3;
+    }
+    a
 }
 
 /// The user pressed stop.

@@ -533,6 +533,8 @@ impl Assistant {
         let summary_ms = summary.as_ref().map_or(0.0, |h| h.ms);
         a.timings = Timings { ttft_ms: 0.0, load_ms, prefill_ms: g.prefill_ms, generate_ms: g.total_ms + summary_ms, ..Default::default() };
         a.timings.ttft_ms = g.ttft_ms + load_ms + summary_ms;
+        // the general route streams the model's text as it comes: its first token is the visible one
+        a.timings.model_first_token_ms = a.timings.ttft_ms;
         a.tokens = Tokens { prompt: g.prompt_tokens, completion: g.tokens.len() + summary.as_ref().map_or(0, |h| h.summary_tokens), context: 0 };
         a.trace.history = summary;
         a.trace.finish = Some(format!("{:?}", g.finish).to_lowercase());

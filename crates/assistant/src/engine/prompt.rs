@@ -34,11 +34,43 @@ pub fn prompt_messages_marked(question: &str, passages: &[Passage], lang: Lang, 
     vec![ChatMessage::system(system), ChatMessage::user(user)]
 }
 
+/// [`prompt_messages_marked`] with the chosen evidence (`choice.rs`) named before the question:
+/// the sentences that most likely answer it, each with its source number (spotlighted like the
+/// passages when a marking is set), so that the model states that fact.
+pub fn evidence_prompt_messages(
+    question: &str,
+    passages: &[Passage],
+    lang: Lang,
+    marking: Option<tresor_guard::injection::Marking>,
+    evidence: &[(String, usize)],
+) -> Vec<ChatMessage> {
+    use tresor_guard::injection::spotlight;
+    let mut m = prompt_messages_marked(question, passages, lang, marking);
+    if evidence.is_empty() {
+        return m;
+    }
+    let q_label = if lang == Lang::De { "Frage: " } else { "Question: " };
+    let mut hint = String::from(if lang == Lang::De { "Die Antwort steht am ehesten hier:\n" } else { "The answer is most likely here:\n" });
+    for (s, pi) in evidence {
+        match marking {
+            Some(mk) => hint.push_str(&format!("[{}] {}\n", pi + 1, spotlight::wrap(pi + 1, "", s.trim(), mk))),
+            None => hint.push_str(&format!("[{}] {}\n", pi + 1, s.trim())),
+        }
+    }
+    hint.push('\n');
+    if let Some(user) = m.get_mut(1) {
+        if let Some(i) = user.content.rfind(q_label) {
+            user.content.insert_str(i, &hint);
+        }
+    }
+    m
+}
+
 /// The built-in instruction of a grounded answer.
 fn base_instruction(lang: Lang) -> &'static str {
     match lang {
-        Lang::De => "Du beantwortest Fragen nur mit den Quellen. Antworte auf Deutsch in ein bis zwei kurzen Sätzen und übernimm die Worte der Quellen. Wenn die Quellen die Antwort nicht enthalten, sage, dass du es nicht weißt.",
-        Lang::En => "You answer questions using only the sources. Answer in one or two short sentences, reusing the words of the sources. If the sources do not contain the answer, say that you do not know.",
+        Lang::De => "Du beantwortest Fragen nur mit den Quellen. Nenne die Tatsache, nach der gefragt ist, in ein bis zwei kurzen Sätzen auf Deutsch und übernimm die Worte der Quellen. Wenn die Quellen die Antwort nicht enthalten, sage, dass du es nicht weißt.",
+        Lang::En => "You answer questions using only the sources. State the fact that answers the question in one or two short sentences in English, reusing the words of the sources. If the sources do not contain the answer, say that you do not know.",
     }
 }
 

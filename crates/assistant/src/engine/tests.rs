@@ -14,6 +14,8 @@ struct Fixture {
     reply: Arc<Mutex<String>>,
     prompts: Arc<Mutex<Vec<String>>>,
     loads: Arc<Mutex<Vec<ModelSpec>>>,
+    /// Words the scripted models wrote, over all calls.
+    words: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn fixture() -> (Fixture, Assistant) {
@@ -44,8 +46,9 @@ fn fixture() -> (Fixture, Assistant) {
         reply: Arc::new(Mutex::new(String::new())),
         prompts: Arc::new(Mutex::new(Vec::new())),
         loads: Arc::new(Mutex::new(Vec::new())),
+        words: Default::default(),
     };
-    let src = ScriptedModels { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone(), ..Default::default() };
+    let src = ScriptedModels { reply: f.reply.clone(), prompts: f.prompts.clone(), loads: f.loads.clone(), words: f.words.clone(), ..Default::default() };
     let a = Assistant::new(AssistantConfig::default(), &f.data, &test_key(), Arc::new(emb), None, Box::new(src)).unwrap();
     (f, a)
 }
@@ -113,14 +116,40 @@ fn unsupported_generation_falls_back_to_extractive() {
     assert!(ans.trace.extractive, "{:?}", ans.trace.sentences);
     assert!(ans.answer.starts_with("Full-time employees get 30 working days of paid vacation per calendar year. [1]"), "{}", ans.answer);
     assert!(ans.grounded);
-    // each try stopped after the configured run of unsupported sentences; the second try was
+    // each try stopped at its first unsupported sentence; the second try was
     // recorded and its prompt was the stricter one with the best passage only
     let re = ans.trace.regeneration.as_ref().expect("a second try");
-    assert_eq!((re.sentences, re.kept), (a.config().max_unsupported_run, 0));
-    assert_eq!(ans.trace.sentences.len(), 2 * a.config().max_unsupported_run);
+    assert_eq!((re.sentences, re.kept), (1, 0));
+    assert_eq!(ans.trace.sentences.len(), 2);
     let prompts = f.prompts.lock().unwrap();
     assert_eq!(prompts.len(), 2);
     assert!(prompts[1].contains("copied word for word") && prompts[1].contains("[1] ") && !prompts[1].contains("[2] "), "{}", prompts[1]);
+}
+
+/// The user does not wait for text that is thrown away: an unsupported first sentence stops the
+/// model at once and the extractive answer shows; `ttft_ms` is when that text showed, the model's
+/// first token is reported apart.
+#[test]
+fn an_unsupported_first_sentence_stops_generation_and_the_fallback_shows_at_once() {
+    let (f, mut a) = fixture();
+    let tail = "and more invented words follow here ".repeat(40);
+    *f.reply.lock().unwrap() = format!("Bananas are yellow and penguins cannot fly. The tail {tail}. The sky is green.");
+    let (ans, streamed) = ask(&mut a, "How many vacation days do full-time employees get?");
+    let written = f.words.load(std::sync::atomic::Ordering::Relaxed);
+    // stopped within the second sentence: far fewer words than the reply's ~250
+    assert!(written < 20, "the model wrote {written} words");
+    assert!(ans.trace.stopped_early && ans.trace.extractive, "{:?}", ans.trace.sentences);
+    assert_eq!(ans.trace.sentences.len(), 1);
+    assert!(streamed.starts_with("Full-time employees get 30 working days"), "{streamed}");
+    assert!(!streamed.contains("Bananas"));
+    let t = &ans.timings;
+    // (the scripted model reports a fixed 2 ms first token, so the order of the two is not tested here)
+    assert!(t.model_first_token_ms > 0.0 && t.ttft_ms > 0.0, "{t:?}");
+    assert!(t.ttft_ms <= t.total_ms, "{t:?}");
+    // the chosen evidence was named in the prompt, and the answer type traced
+    assert_eq!(ans.trace.answer_type, Some(crate::choice::AnswerType::Number));
+    let p = f.prompts.lock().unwrap()[0].clone();
+    assert!(p.contains("The answer is most likely here:") && p.contains("30 working days"), "{p}");
 }
 
 /// Without a knowledge base nothing is validated, but the output guard still stands: a model that

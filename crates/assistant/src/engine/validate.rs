@@ -1,7 +1,10 @@
 //! Streamed sentence validation: every answer sentence the model writes is
 //! checked against the packed passages (`cite.rs`) and the injection
 //! firewall's output check as it streams; supported ones are emitted with
-//! their citation number, a run of unsupported ones stops the model.
+//! their citation number. The first unsupported sentence before anything was
+//! shown stops the model at once (the caller shows the extractive answer
+//! instead of making the user wait for text that would be thrown away);
+//! after a supported one, a run of `max_unsupported_run` does.
 //!
 //! Owns: the numbering of citations in order of first use, the stop rule.
 //! Never: the support score itself (`cite.rs`).
@@ -40,11 +43,17 @@ pub(super) struct Validator<'a> {
     /// The output check (injection firewall) and what it found.
     pub(super) guard: Option<tresor_guard::injection::InjectionOutputGuard>,
     pub(super) inj: firewall::InjectionTrace,
+    /// Sentence embeddings computed already (the candidate sentences' batch), by text.
+    pub(super) vecs: std::collections::HashMap<String, Vec<f32>>,
+    /// The model was stopped because its first sentence was unsupported.
+    pub(super) stopped_early: bool,
+    /// The chosen evidence (`choice.rs`): the answer's first sentence must state it.
+    pub(super) evidence: Vec<(String, usize)>,
 }
 
 impl<'a> Validator<'a> {
     pub(super) fn new(question: &'a str, qvec: &'a [f32], passages: &'a [Passage], embedder: &'a dyn TextEmbedder, cfg: &'a AssistantConfig) -> Self {
-        Validator { question, qvec, passages, embedder, cfg, kept: Vec::new(), order: Vec::new(), checks: Vec::new(), run: 0, text: String::new(), ms: 0.0, guard: None, inj: Default::default() }
+        Validator { question, qvec, passages, embedder, cfg, kept: Vec::new(), order: Vec::new(), checks: Vec::new(), run: 0, text: String::new(), ms: 0.0, guard: None, inj: Default::default(), vecs: Default::default(), stopped_early: false, evidence: Vec::new() }
     }
 
     /// The sentence as the output check lets it through (markers removed, exfiltration links stripped), or None.
@@ -65,19 +74,26 @@ impl<'a> Validator<'a> {
         params: &GenerateParams,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<tresor_llm::Generation> {
-        let max_run = self.cfg.max_unsupported_run;
+        let max_run = self.cfg.max_unsupported_run.max(1);
         let mut stream = SentenceStream::default();
+        let mut stop = false;
         let g = model.generate(msgs, params, &mut |piece| {
             for s in stream.push(piece) {
                 self.sentence(&s, on_text);
+                // nothing shown yet and this sentence failed: stop now, the fallback shows at once
+                if self.run >= max_run || (self.run > 0 && self.kept.is_empty()) {
+                    self.stopped_early |= self.kept.is_empty();
+                    stop = true;
+                    break;
+                }
             }
-            if self.run >= max_run {
+            if stop {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
             }
         })?;
-        if self.run < max_run {
+        if !stop {
             for s in stream.finish() {
                 self.sentence(&s, on_text);
             }
@@ -101,7 +117,9 @@ impl<'a> Validator<'a> {
         };
         let s = s.as_str();
         let t = Instant::now();
-        let svec = if cite::needs_embedding(s, self.question, self.passages, self.cfg.lexical_weight, self.cfg.support_threshold) {
+        let svec = if let Some(v) = self.vecs.get(s.trim()) {
+            Some(v.clone())
+        } else if cite::needs_embedding(s, self.question, self.passages, self.cfg.lexical_weight, self.cfg.support_threshold) {
             self.embedder.embed(&[s]).ok().and_then(|mut v| v.pop())
         } else {
             None
@@ -110,6 +128,12 @@ impl<'a> Validator<'a> {
         if c.kept && self.kept.iter().any(|(k, _)| jaccard(k, &c.text) > 0.8) {
             c.kept = false;
             c.dropped = Some("repeats an earlier sentence".into());
+        }
+        // the first sentence states the chosen evidence's fact, or the evidence itself is the answer
+        // (a tiny model's supported but vague phrasing loses the fact that was asked for)
+        if c.kept && self.kept.is_empty() && !states_evidence(&c.text, &self.evidence, self.passages) {
+            c.kept = false;
+            c.dropped = Some("does not state the chosen evidence".into());
         }
         self.ms += ms(t);
         if c.kept {
@@ -137,3 +161,14 @@ impl<'a> Validator<'a> {
     }
 }
 
+
+/// Whether `sentence` states the best evidence sentence's fact: it holds at least half of that
+/// sentence's content terms and every number in it. True when there is no evidence.
+fn states_evidence(sentence: &str, evidence: &[(String, usize)], passages: &[Passage]) -> bool {
+    let Some((best, pi)) = evidence.first() else { return true };
+    let lang = passages.get(*pi).map(|p| p.lang()).unwrap_or_else(|| crate::text::language(best));
+    let want = crate::text::content_terms(best, lang);
+    let have = crate::text::term_set(sentence, lang);
+    let numbers_ok = crate::text::numbers(best).iter().all(|n| crate::text::numbers(sentence).contains(n));
+    numbers_ok && crate::text::coverage(&want, &have, lang) >= 0.5
+}

@@ -2,9 +2,16 @@
 
 export type Timings = { 
 /**
- * Request start to the model's first token (cache hits and canned answers: to the answer).
+ * Request start to the first token the user sees: the first validated sentence, the
+ * extractive fallback's first sentence or the refusal (cache hits and canned answers: to the
+ * answer). The model's own first token is `model_first_token_ms`.
  */
-ttft_ms: number, total_ms: number, 
+ttft_ms: number, 
+/**
+ * Request start to the chat model's first generated token (0 when no model ran); text the
+ * validation drops is never shown, so this can be much earlier than `ttft_ms`.
+ */
+model_first_token_ms: number, total_ms: number, 
 /**
  * Question embedding, cache lookup, hybrid search (+ rerank).
  */

@@ -21,6 +21,19 @@ sentences: unknown,
  */
 extractive: boolean, 
 /**
+ * The kind of fact the question asks for (`choice.rs`): amount, date, name, number, duration or any.
+ */
+answer_type?: string, 
+/**
+ * The passage sentences chosen as the answer's evidence (shown to the model, and the
+ * extractive answer when its text is not supported), best first, with their features.
+ */
+evidence_sentences: unknown, 
+/**
+ * The model was stopped at its first unsupported sentence (the fallback was shown at once).
+ */
+stopped_early: boolean, 
+/**
  * The first answer had no supported sentence, so the model answered once more with a stricter
  * prompt and only the best passage (before any extractive fallback); `sentences` holds both tries.
  */
