@@ -12,6 +12,7 @@ mod eval_cmd;
 mod events_cmd;
 mod injection_cmd;
 mod kb_cmd;
+mod kb_store;
 mod kpi_cmd;
 mod key_cmd;
 mod llm_cmd;
