@@ -175,8 +175,9 @@ fn corpus(root: &Path, n: usize) -> PathBuf {
             std::fs::copy(&p, corpus.join(p.file_name().unwrap())).unwrap();
         }
     }
+    const CODENAMES: &[&str] = &["amber", "birch", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "indigo", "juniper", "kestrel", "lagoon"];
     for i in 0..n {
-        let mut s = format!("# Report {i}\n\n");
+        let mut s = format!("# Report {i}\n\nThe project codename of this report is {}.\n\n", CODENAMES[i % CODENAMES.len()]);
         for j in 0..6 {
             s.push_str(&format!("## Section {j}\n\n"));
             s.push_str(&format!("Quarter {i} section {j}: the team shipped {} features and fixed {} bugs. ", i * j + 3, j + 7).repeat(6));
@@ -272,8 +273,11 @@ fn two_clients_ingest_concurrently() {
     // each client stores its own absolute paths: the union of both folders
     let expect = std::fs::read_dir(&a).unwrap().count() + std::fs::read_dir(&b).unwrap().count();
     assert_eq!(stats["documents"], expect, "{stats}");
-    let hits = cli(&ha).json(&["search", "Quarter 7 section 2 features", "--kb", "team", "--mode", "bm25", "--json"]);
-    assert!(hits[0]["text"].as_str().unwrap().contains("Quarter 7 section 2"), "{hits}");
+    // report 7 came through client a, report 6 through client b: both searchable from either
+    for (who, name) in [(&hb, "harbor"), (&ha, "garnet")] {
+        let hits = cli(who).json(&["search", &format!("project codename {name}"), "--kb", "team", "--mode", "bm25", "--json"]);
+        assert!(hits[0]["text"].as_str().unwrap().contains(name), "{name}: {hits}");
+    }
 }
 
 /// The stated tolerance: the PostgreSQL store's recall@5 and recall@10 (every

@@ -132,7 +132,8 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, log: &dy
         for q in qlist.iter().take(100) {
             let qv = &emb.queries[q];
             let mut best: Vec<(f32, i64)> = all.chunks_exact(dim).enumerate().map(|(i, v)| (dot(qv, v), i as i64 + 1)).collect();
-            best.select_nth_unstable_by(9.min(best.len() - 1), |a, b| b.0.total_cmp(&a.0));
+            let nth = 9.min(best.len() - 1);
+            best.select_nth_unstable_by(nth, |a, b| b.0.total_cmp(&a.0));
             let exact: Vec<i64> = best.iter().take(10).map(|b| b.1).collect();
             let got = search(&mut kb, q, Some(&emb), None, &vec_only)?;
             found += got.hits.iter().filter(|h| exact.contains(&h.chunk_id)).count();

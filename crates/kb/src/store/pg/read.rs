@@ -317,24 +317,22 @@ impl PgKb {
     /// Verifies the invariants of docs/storage.md ("PostgreSQL store").
     pub fn check(&mut self) -> Result<CheckReport> {
         let mut problems = Vec::new();
-        let q = |s: &Self, sql: &str| s.count(sql);
-        let orphans = q(self, "SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)")?;
+        let orphans = self.count("SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)")?;
         if orphans > 0 {
             problems.push(format!("{orphans} chunks belong to no document"));
         }
-        let bad_counts = q(
-            self,
+        let bad_counts = self.count(
             "SELECT count(*) FROM documents d WHERE d.chunks != (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)
                OR (SELECT coalesce(max(ord), -1) FROM chunks c WHERE c.doc_id = d.id) != d.chunks - 1",
         )?;
         if bad_counts > 0 {
             problems.push(format!("{bad_counts} documents whose chunk count or chunk numbering is off"));
         }
-        let empty_docs = q(self, "SELECT count(*) FROM documents WHERE chunks = 0")?;
+        let empty_docs = self.count("SELECT count(*) FROM documents WHERE chunks = 0")?;
         if empty_docs > 0 {
             problems.push(format!("{empty_docs} documents without chunks"));
         }
-        let no_terms = q(self, "SELECT count(*) FROM chunks WHERE fts = ''::tsvector AND length(trim(text)) > 0 AND text ~ '[[:alnum:]]'")?;
+        let no_terms = self.count("SELECT count(*) FROM chunks WHERE fts = ''::tsvector AND length(trim(text)) > 0 AND text ~ '[[:alnum:]]'")?;
         if no_terms > 0 {
             problems.push(format!("{no_terms} chunks with text have no full-text terms"));
         }
