@@ -68,6 +68,8 @@ pub fn pick_kb(data_dir: &Path, name: Option<&str>) -> Result<Option<String>> {
 #[derive(Debug, Clone, Serialize)]
 pub struct KbSummary {
     pub name: String,
+    /// `embedded` or `postgres`.
+    pub store: String,
     pub documents: usize,
     pub chunks: usize,
     pub files: Vec<DocInfo>,
@@ -130,6 +132,20 @@ impl<'a> Library<'a> {
         self.audit("kb.create", name, &[], json!({}))
     }
 
+    /// Creates knowledge base `name` in a PostgreSQL database (a team
+    /// knowledge base, audited `kb.create` with `store: postgres`): `url` is
+    /// `postgres://USER@HOST:PORT/DB` without a password (one inside is
+    /// refused); `password` comes from a file or the keyring at the door and
+    /// is kept sealed with the workspace key in the kb folder.
+    pub fn create_postgres(&self, name: &str, url: &str, password: Option<&str>) -> Result<()> {
+        let dir = self.dir(name)?;
+        if Kb::exists(&dir) {
+            return Err(AssistantError::Invalid(format!("knowledge base `{name}` already exists")));
+        }
+        Kb::create_postgres(&dir, self.key, url, password)?;
+        self.audit("kb.create", name, &[], json!({ "store": "postgres", "url": url }))
+    }
+
     /// Opens knowledge base `name`, creating it when new, and says whether it
     /// did (the ingestion that follows records it: `kb.ingest` with `counts.created`).
     pub fn open_or_create(&self, name: &str) -> Result<(Kb, bool)> {
@@ -144,7 +160,7 @@ impl<'a> Library<'a> {
         for name in self.names() {
             let kb = self.open(&name)?;
             let files = kb.list()?;
-            out.push(KbSummary { documents: files.len(), chunks: kb.chunk_count()?, files, name });
+            out.push(KbSummary { documents: files.len(), chunks: kb.chunk_count()?, store: kb.store_kind().as_str().into(), files, name });
         }
         Ok(out)
     }

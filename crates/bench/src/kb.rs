@@ -28,6 +28,9 @@ use tresor_kb::{ingest, search, IngestOptions, Kb, KbError, Mode, NoProgress, Re
 
 use crate::percentile;
 
+mod pg;
+pub use pg::{PgIngestBench, PgScaleBench, PgTarget};
+
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     pub sample_dir: Option<PathBuf>,
@@ -51,6 +54,9 @@ pub struct BenchOptions {
     pub bm25_only: bool,
     /// BM25 pruning budget for the latency runs (None: the search default).
     pub bm25_max_postings: Option<usize>,
+    /// Also measure the PostgreSQL store on this server (`--store`): the same
+    /// scales, and ingest with two concurrent clients.
+    pub postgres: Option<PgTarget>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -106,6 +112,11 @@ pub struct BenchReport {
     pub embedder: String,
     pub ingest: Vec<IngestBench>,
     pub scales: Vec<ScaleBench>,
+    /// The PostgreSQL store at the same scales (`--store`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub postgres_scales: Vec<PgScaleBench>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_ingest: Option<PgIngestBench>,
     pub notes: Vec<String>,
 }
 
@@ -558,6 +569,8 @@ pub fn run(embedder: &dyn TextEmbedder, static_tier: Option<&dyn TextEmbedder>, 
         embedder: embedder.model_id(),
         ingest: Vec::new(),
         scales: Vec::new(),
+        postgres_scales: Vec::new(),
+        postgres_ingest: None,
         notes: vec![
             "query latency: synthetic corpora (Zipf-distributed words; 384-d unit vectors in n/100 Gaussian topic clusters), real store and search path, k=10, no rerank".into(),
             "index recall@10: usearch HNSW vs exact f32 search over the same vectors, 100 queries".into(),
@@ -594,6 +607,19 @@ pub fn run(embedder: &dyn TextEmbedder, static_tier: Option<&dyn TextEmbedder>, 
     for &n in &opts.scales {
         log(&format!("scale {n}: building"));
         report.scales.push(bench_scale(n, opts.queries, &work, opts.keep_scales && opts.work_dir.is_some(), opts.bm25_only, opts.bm25_max_postings, log)?);
+    }
+    if let Some(t) = &opts.postgres {
+        for &n in &opts.scales {
+            log(&format!("postgres scale {n}: building"));
+            report.postgres_scales.push(pg::bench_scale(t, n, opts.queries, &work, log)?);
+        }
+        if opts.corpus_mb > 0.0 {
+            report.postgres_ingest = Some(pg::bench_concurrent_ingest(t, opts.corpus_mb, embedder.dim(), &work, log)?);
+        }
+        report.notes.push(format!(
+            "postgres: {} (server-side full-text: idf x ts_rank_cd over the same analysed terms; pgvector HNSW m=16, ef_construction=128, ef_search=128); latency includes the loopback/network round trips; ingest with 2 concurrent clients uses hashed vectors (no embedding model) on the generated corpus",
+            t.url
+        ));
     }
     Ok(report)
 }
@@ -640,6 +666,7 @@ pub fn table(r: &BenchReport) -> String {
             }
         }
     }
+    s.push_str(&pg::table(&r.postgres_scales, r.postgres_ingest.as_ref()));
     for n in &r.notes {
         s.push_str(&format!("\nnote: {n}"));
     }

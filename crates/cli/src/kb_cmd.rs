@@ -114,8 +114,18 @@ pub enum KbCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Create an empty knowledge base.
-    Create { name: String },
+    /// Create an empty knowledge base (embedded, or with --store in a PostgreSQL database a team shares).
+    Create {
+        name: String,
+        /// A PostgreSQL database with pgvector: postgres://USER@HOST:PORT/DB (no password in it;
+        /// TLS when the server offers it, `?sslmode=require` insists).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// File holding the database password (first line). Without it: the OS keyring entry
+        /// `tresor-postgres` / `USER@HOST:PORT/DB`, else no password.
+        #[arg(long, value_name = "FILE", requires = "store")]
+        password_file: Option<PathBuf>,
+    },
     /// Delete a knowledge base's store (the original files stay).
     Delete {
         name: String,
@@ -245,6 +255,13 @@ pub struct EvalRetrievalArgs {
     /// MMR trade-off (1.0 = relevance only).
     #[arg(long)]
     pub mmr_lambda: Option<f32>,
+    /// Build the scratch knowledge base in this (empty) PostgreSQL database instead of the
+    /// embedded store: postgres://USER@HOST:PORT/DB (compare the two stores' recall).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Password file for --store.
+    #[arg(long, value_name = "FILE", requires = "store")]
+    pub password_file: Option<PathBuf>,
     /// (tuning) Also report hybrid for each of these vector weights.
     #[arg(long, hide = true, value_delimiter = ',')]
     pub sweep_w_vector: Vec<f32>,
@@ -287,6 +304,13 @@ pub struct BenchKbArgs {
     /// BM25 pruning budget in postings for the latency runs (0 = no pruning; default: the search default).
     #[arg(long)]
     pub bm25_max_postings: Option<usize>,
+    /// Also measure the PostgreSQL store on this server (postgres://USER@HOST:PORT/DB; the user
+    /// creates and drops scratch databases tresor_bench_*): same scales, two concurrent ingest clients.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Password file for --store.
+    #[arg(long, value_name = "FILE", requires = "store")]
+    pub password_file: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -459,6 +483,7 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             if sel.json {
                 out!("{}", serde_json::to_string_pretty(&docs)?);
             } else {
+                eprintln!("knowledge base `{}`: {} store {}", sel.kb, kb.store_kind().as_str(), kb.location());
                 for d in docs {
                     let q = if d.quarantined > 0 { format!("  [{} quarantined]", d.quarantined) } else { String::new() };
                     out!("{:>5} chunks  {:<2}  {:<8}  {}  ({}){q}", d.chunks, d.lang, d.format, d.source, d.title);
@@ -471,7 +496,7 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             if sel.json {
                 out!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                out!("knowledge base `{}` at {}", s.name, s.path);
+                out!("knowledge base `{}` at {} ({} store)", s.name, s.path, s.store);
                 out!("documents: {}\nchunks: {}\nquarantined chunks (injection firewall, never retrieved): {}", s.documents, s.chunks, s.quarantined);
                 out!("embedder: {} ({} dims, {})", s.embedder.as_deref().unwrap_or("-"), s.dim.unwrap_or(0), s.quantization);
                 let l: Vec<String> = s.languages.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -509,7 +534,7 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             if json {
                 let v: Vec<serde_json::Value> = all
                     .iter()
-                    .map(|k| serde_json::json!({"name": k.name, "documents": k.documents, "chunks": k.chunks, "default": k.name == DEFAULT_KB}))
+                    .map(|k| serde_json::json!({"name": k.name, "documents": k.documents, "chunks": k.chunks, "store": k.store, "default": k.name == DEFAULT_KB}))
                     .collect();
                 out!("{}", serde_json::to_string_pretty(&v)?);
             } else if all.is_empty() {
@@ -517,13 +542,20 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
             } else {
                 for k in &all {
                     let d = if k.name == DEFAULT_KB { "  (default)" } else { "" };
-                    out!("{:<24} {:>6} documents {:>8} chunks{d}", k.name, k.documents, k.chunks);
+                    out!("{:<24} {:>6} documents {:>8} chunks  {:<8}{d}", k.name, k.documents, k.chunks, k.store);
                 }
             }
         }
-        KbCmd::Create { name } => {
+        KbCmd::Create { name, store: None, .. } => {
             library(ctx, &key).create(&name)?;
             out!("created knowledge base `{name}`");
+        }
+        KbCmd::Create { name, store: Some(url), password_file } => {
+            let password = crate::kb_store::password(&url, password_file.as_deref())?;
+            library(ctx, &key)
+                .create_postgres(&name, &url, password.as_deref())
+                .with_context(|| format!("creating knowledge base `{name}` in {url}"))?;
+            out!("created knowledge base `{name}` in PostgreSQL {url}");
         }
         KbCmd::Delete { name, yes } => {
             if !yes {
@@ -635,7 +667,10 @@ pub fn run_eval_retrieval(args: EvalRetrievalArgs, ctx: &Ctx) -> Result<()> {
     let reranker = load_reranker(ctx, args.rerank_model.as_deref())?;
     let (_tmp, dir) = eval::temp_kb_dir()?;
     // a scratch knowledge base, removed afterwards: a key that lives only in memory
-    let mut kb = Kb::open(&dir, &tresor_guard::crypto::WorkspaceKey::ephemeral())?;
+    let mut kb = match &args.store {
+        None => Kb::open(&dir, &tresor_guard::crypto::WorkspaceKey::ephemeral())?,
+        Some(url) => crate::kb_store::scratch(&dir, url, args.password_file.as_deref())?,
+    };
     let iopts = IngestOptions {
         chunk: ChunkConfig { target_tokens: args.chunk_tokens.max(16), overlap_tokens: args.overlap_tokens },
         ..IngestOptions::default()
@@ -731,6 +766,10 @@ pub fn run_bench_kb(args: BenchKbArgs, ctx: &Ctx) -> Result<()> {
         keep_scales: args.keep_scales,
         bm25_only: args.bm25_only,
         bm25_max_postings: args.bm25_max_postings,
+        postgres: match &args.store {
+            Some(url) => Some(bench::PgTarget { url: url.clone(), password: crate::kb_store::password(url, args.password_file.as_deref())? }),
+            None => None,
+        },
     };
     let verbose = !args.json;
     let report = bench::run(&embedder, static_tier.as_ref().map(|e| e as &dyn TextEmbedder), &opts, &|line: &str| {

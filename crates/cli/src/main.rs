@@ -13,6 +13,7 @@ mod events_cmd;
 mod indirect_cmd;
 mod injection_cmd;
 mod kb_cmd;
+mod kb_store;
 mod kpi_cmd;
 mod key_cmd;
 mod llm_cmd;

@@ -9,6 +9,9 @@ use crate::parse::ParseError;
 pub enum KbError {
     #[error("database {path}: {source}")]
     Db { path: PathBuf, source: rusqlite::Error },
+    /// The PostgreSQL store (`store` is its URL, which never holds a password).
+    #[error("PostgreSQL store {store}: {reason}")]
+    Store { store: String, reason: String },
     #[error("vector index {path}: {reason}")]
     Index { path: PathBuf, reason: String },
     #[error("{path}: {source}")]

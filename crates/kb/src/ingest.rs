@@ -318,7 +318,7 @@ pub fn ingest(
             }
             Ok((Outcome::Unchanged, _)) => report.unchanged += 1,
             // the database itself failing is not one bad file: stop
-            Err(e @ KbError::Db { .. }) | Err(e @ KbError::Index { .. }) => return Err(e),
+            Err(e @ KbError::Db { .. }) | Err(e @ KbError::Index { .. }) | Err(e @ KbError::Store { .. }) => return Err(e),
             Err(KbError::Parse { source, .. }) => report.failed.push(Failure { source: c.source.clone(), reason: source.to_string() }),
             Err(e) => report.failed.push(Failure { source: c.source.clone(), reason: e.to_string() }),
         }
@@ -511,7 +511,8 @@ fn ingest_file(
         chunker.push(ev);
         if chunker.ready_len() >= opts.batch {
             let ready: Vec<Chunk> = chunker.take_ready().collect();
-            let title = chunker.title.clone();
+            // the title is stored, embedded and indexed like the text: redacted like it
+            let title = pii.text(&chunker.title);
             let dl = doc_lang.or_else(|| detect(&sample));
             if let Err(e) = flush(ready, &title, dl, &mut vocab, &mut lang_counts, &mut flagged, &mut neutralised, &mut tx) {
                 let msg = e.to_string();
@@ -527,7 +528,7 @@ fn ingest_file(
     res.map_err(|source| KbError::Parse { path: c.path.clone(), source })?;
     chunker.finish();
     let ready: Vec<Chunk> = chunker.take_ready().collect();
-    let title = chunker.title.clone();
+    let title = pii.text(&chunker.title);
     let dl = doc_lang.or_else(|| detect(&sample));
     flush(ready, &title, dl, &mut vocab, &mut lang_counts, &mut flagged, &mut neutralised, &mut tx)?;
     if tx.chunks() + tx.quarantined + tx.dropped == 0 {

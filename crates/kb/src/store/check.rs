@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::Kb;
+use super::Embedded;
 use crate::error::{DbCtx, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,7 +20,7 @@ pub struct CheckReport {
     pub problems: Vec<String>,
 }
 
-impl Kb {
+impl Embedded {
     /// Verifies the invariants of docs/storage.md.
     pub fn check(&mut self) -> Result<CheckReport> {
         let p = self.db_path.clone();

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::schema::{self, meta_i64};
-use super::{blob_to_f32s, Kb};
+use super::{blob_to_f32s, Embedded};
 use crate::error::{DbCtx, IoCtx, KbError, Result};
 use crate::index::{Quantization, VectorIndex};
 use crate::lexical::LexicalIndex;
@@ -417,10 +417,10 @@ impl Payload for LexicalIndex {
     }
 }
 
-impl Kb {
+impl Embedded {
     /// Index `P` of this knowledge base, and the rest of it the lifecycle needs.
     fn derived<P: Payload>(&mut self) -> (Ctx<'_>, &mut DerivedIndex<P>) {
-        let Kb { dir, db_path, conn, key, vectors, bm25 } = self;
+        let Embedded { dir, db_path, conn, key, vectors, bm25 } = self;
         (Ctx { dir, db: db_path, conn, key }, P::pick(vectors, bm25))
     }
 

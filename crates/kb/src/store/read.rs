@@ -14,7 +14,7 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use super::derived::latest_file;
-use super::{blob_to_f32s, Kb};
+use super::{blob_to_f32s, Embedded};
 use crate::error::{DbCtx, KbError, Result};
 use crate::index::VectorIndex;
 use crate::lang::Lang;
@@ -23,6 +23,8 @@ use crate::lexical::LexicalIndex;
 #[derive(Debug, Clone, Serialize)]
 pub struct KbStats {
     pub name: String,
+    /// `embedded` (SQLCipher + index files in the kb folder) or `postgres`.
+    pub store: String,
     pub path: String,
     pub documents: usize,
     pub chunks: usize,
@@ -112,7 +114,7 @@ impl Filter {
     }
     /// SQL condition over `d` (documents) and `c` (chunks) plus its
     /// parameters, numbered from `?first`.
-    fn sql(&self, first: usize) -> (String, Vec<String>) {
+    pub(super) fn sql(&self, first: usize) -> (String, Vec<String>) {
         let mut cond = String::new();
         let mut args = Vec::new();
         if let Some(g) = &self.source_glob {
@@ -127,7 +129,7 @@ impl Filter {
     }
 }
 
-impl Kb {
+impl Embedded {
     pub fn chunk_count(&self) -> Result<usize> {
         self.conn.query_row("SELECT count(*) FROM chunks", [], |r| r.get::<_, i64>(0)).db(&self.db_path).map(|n| n as usize)
     }
@@ -190,6 +192,7 @@ impl Kb {
         let bm25_index_bytes = latest_file::<LexicalIndex>(&self.dir)?.map(|(_, p)| size(&p)).unwrap_or(0);
         Ok(KbStats {
             name: name.to_string(),
+            store: "embedded".into(),
             path: self.dir.display().to_string(),
             documents: self.document_count()?,
             chunks: self.chunk_count()?,
@@ -260,16 +263,6 @@ impl Kb {
             .ok()
             .flatten()
             .unwrap_or(0) as usize
-    }
-
-    /// How specific `term` is in this knowledge base of `chunks` chunks:
-    /// BM25's inverse document frequency, ln(1 + (N − n + 0.5) / (n + 0.5))
-    /// with n = [`Kb::term_docs`]. A term no chunk holds gets the highest
-    /// value; one in every chunk about 0.
-    pub fn term_idf(&self, term: &str, chunks: usize) -> f32 {
-        let n = self.term_docs(term).min(chunks) as f32;
-        let total = chunks as f32;
-        (1.0 + (total - n + 0.5) / (n + 0.5)).ln()
     }
 
     /// BM25 of the chunks matching any of the analysed `terms`: (chunk id,

@@ -11,7 +11,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
-use super::{now, Kb};
+use super::{now, Embedded};
 use crate::error::{DbCtx, KbError, Result};
 use crate::index::Quantization;
 
@@ -103,7 +103,7 @@ pub(super) fn info(conn: &Connection, path: &Path) -> Result<KbInfo> {
     })
 }
 
-impl Kb {
+impl Embedded {
     pub(super) fn migrate(&mut self) -> Result<()> {
         let p = self.db_path.clone();
         let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).db(&p)?;

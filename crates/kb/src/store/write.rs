@@ -1,5 +1,5 @@
 //! Writing documents: [`Kb::begin_document`] opens one IMMEDIATE transaction
-//! that replaces a document, [`DocTx`] adds its chunks (row, FTS terms,
+//! that replaces a document, [`EmbeddedDocTx`] adds its chunks (row, FTS terms,
 //! `op=0` index-log entry) or quarantines them, and commits; removal, the
 //! benchmarks' bulk path and the re-analysis of every chunk's FTS terms.
 //!
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{f32s_to_blob, now, Kb};
+use super::{f32s_to_blob, now, Embedded};
 use crate::chunk::Chunk;
 use crate::error::{DbCtx, KbError, Result};
 use crate::lang::Lang;
@@ -40,15 +40,12 @@ pub struct NewChunk<'a> {
 }
 
 /// An open document write (one SQLite transaction).
-pub struct DocTx<'a> {
+pub struct EmbeddedDocTx<'a> {
     tx: Transaction<'a>,
     path: PathBuf,
     doc_id: i64,
     n: usize,
     pub replaced: bool,
-    /// Chunks quarantined / dropped by the injection firewall in this write.
-    pub quarantined: usize,
-    pub dropped: usize,
 }
 
 /// The analysed FTS terms of a chunk: (title + heading path, passage).
@@ -100,7 +97,7 @@ fn insert_chunk(tx: &Connection, p: &Path, doc_id: i64, ord: usize, c: &NewChunk
     Ok(())
 }
 
-impl DocTx<'_> {
+impl EmbeddedDocTx<'_> {
     pub fn add(&mut self, chunks: &[NewChunk<'_>]) -> Result<()> {
         for c in chunks {
             insert_chunk(&self.tx, &self.path, self.doc_id, self.n, c)?;
@@ -123,7 +120,6 @@ impl DocTx<'_> {
             .db(&self.path)?
             .execute(params![self.doc_id, ord as i64, chunk.heading, chunk.page.map(|x| x as i64), chunk.text, score as f64, reasons, now()])
             .db(&self.path)?;
-        self.quarantined += 1;
         Ok(())
     }
 
@@ -137,11 +133,11 @@ impl DocTx<'_> {
     }
 }
 
-impl Kb {
+impl Embedded {
     /// Starts replacing (or adding) the document `meta.source`: one
     /// IMMEDIATE transaction that deletes its old chunks and inserts the new
-    /// document row. Nothing is visible until [`DocTx::commit`].
-    pub fn begin_document(&mut self, meta: &DocMeta) -> Result<DocTx<'_>> {
+    /// document row. Nothing is visible until [`EmbeddedDocTx::commit`].
+    pub fn begin_document(&mut self, meta: &DocMeta) -> Result<EmbeddedDocTx<'_>> {
         let p = self.db_path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).db(&p)?;
         let old: Option<i64> =
@@ -151,7 +147,7 @@ impl Kb {
             tx.execute("DELETE FROM documents WHERE id = ?1", [id]).db(&p)?;
         }
         let doc_id = insert_document(&tx, &p, meta, 0)?;
-        Ok(DocTx { tx, path: p, doc_id, n: 0, replaced: old.is_some(), quarantined: 0, dropped: 0 })
+        Ok(EmbeddedDocTx { tx, path: p, doc_id, n: 0, replaced: old.is_some() })
     }
 
     /// Removes a document and its chunks. Returns the number of chunks removed.

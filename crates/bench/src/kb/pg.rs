@@ -1,0 +1,266 @@
+//! `tresor bench kb --store postgres://…`: the PostgreSQL store measured
+//! beside the embedded one. At each scale the same synthetic corpus and
+//! queries as the embedded scale run (same generator and seeds) go into a
+//! fresh database of that server (`tresor_bench_<n>`, dropped afterwards),
+//! through the same `bulk_insert` and the same `search`; then two clients
+//! (threads, one connection each) ingest the halves of a generated corpus
+//! at once, with hashed vectors (the embedding model's cost is the same for
+//! both stores and is measured by the embedded rows).
+//!
+//! Owns the scratch databases and the PostgreSQL rows of the report; never
+//! touches a database it did not create.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tresor_guard::crypto::WorkspaceKey;
+use tresor_kb::chunk::Chunk;
+use tresor_kb::embed::{dot, HashEmbedder, TextEmbedder};
+use tresor_kb::lang::Lang;
+use tresor_kb::store::{pg, DocMeta};
+use tresor_kb::{ingest, search, IngestOptions, Kb, KbError, Mode, NoProgress, RerankChoice, Result, SearchOptions};
+
+use super::{dir_bytes, generate_corpus, Latency, Synth, SyntheticEmbedder};
+use crate::percentile;
+
+/// The server the PostgreSQL rows are measured on.
+#[derive(Debug, Clone)]
+pub struct PgTarget {
+    /// `postgres://USER@HOST:PORT/DB` of a database the user may connect to and `CREATE DATABASE` from.
+    pub url: String,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PgScaleBench {
+    pub chunks: usize,
+    pub synthetic: bool,
+    pub insert_s: f64,
+    pub index_build_s: f64,
+    /// pgvector HNSW (m=16, ef_construction=128, ef_search=128) vs exact f32 search, 100 queries.
+    pub index_recall_at_10: f64,
+    pub db_mb: f64,
+    pub index_mb: f64,
+    pub latency: Vec<Latency>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PgIngestBench {
+    pub clients: usize,
+    pub embedder: String,
+    pub files: usize,
+    pub mb: f64,
+    pub chunks: usize,
+    pub seconds: f64,
+    pub mb_per_min: f64,
+}
+
+/// The scale `n` of `super::bench_scale`, in PostgreSQL.
+pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, log: &dyn Fn(&str)) -> Result<PgScaleBench> {
+    let dim = 384;
+    let db = format!("tresor_bench_{n}");
+    let url = pg::create_database(&t.url, t.password.as_deref(), &db)?;
+    let dir = work.join(format!("pg-scale-{n}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = (|| {
+        let mut kb = Kb::create_postgres(&dir, &WorkspaceKey::ephemeral(), &url, t.password.as_deref())?;
+        // the embedded scale's generator, seeds and query stream
+        let mut synth = Synth::new(dim, n, n as u64);
+        let corpus_rng = std::mem::replace(&mut synth.rng, rand::rngs::StdRng::seed_from_u64(n as u64 ^ 0x51ED_270B_4F1E_AC53));
+        let mut qmap = HashMap::new();
+        let mut qlist = Vec::new();
+        while qlist.len() < queries.max(10) {
+            let q = synth.query();
+            if qmap.contains_key(&q) {
+                continue;
+            }
+            qmap.insert(q.clone(), synth.vector());
+            qlist.push(q);
+        }
+        synth.rng = corpus_rng;
+        let emb = SyntheticEmbedder { dim, queries: qmap };
+        kb.bind_embedder(&emb.model_id(), dim)?;
+        kb.begin_bulk_load()?;
+        let t0 = Instant::now();
+        let mut all: Vec<f32> = Vec::with_capacity(n * dim);
+        let (mut done, mut doc_no) = (0usize, 0usize);
+        while done < n {
+            let mut batch = Vec::new();
+            let mut in_batch = 0;
+            while in_batch < 5_000 && done < n {
+                let m = 50.min(n - done);
+                let mut chunks = Vec::with_capacity(m);
+                for i in 0..m {
+                    let words = synth.rng.gen_range(40..80);
+                    let text = synth.text(words);
+                    let v = synth.vector();
+                    all.extend_from_slice(&v);
+                    let ch = Chunk { ord: i, heading: format!("Section {}", i / 10), page: None, start: 0, end: text.len(), tokens: 60, text };
+                    chunks.push((ch, v, Lang::En));
+                }
+                let meta = DocMeta {
+                    source: format!("synthetic/doc-{doc_no:07}.md"),
+                    title: format!("Synthetic document {doc_no}"),
+                    format: "markdown".into(),
+                    lang: "en".into(),
+                    sha256: format!("{doc_no:064x}"),
+                    size: 0,
+                    mtime: 0,
+                };
+                batch.push((meta, chunks));
+                doc_no += 1;
+                done += m;
+                in_batch += m;
+            }
+            kb.bulk_insert(&batch)?;
+            if done % 50_000 < 5_000 || done == n {
+                log(&format!("  postgres scale {n}: inserted {done} chunks"));
+            }
+        }
+        let insert_s = t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        kb.rebuild_vectors()?;
+        let index_build_s = t0.elapsed().as_secs_f64();
+        log(&format!("  postgres scale {n}: insert {insert_s:.1}s, HNSW build {index_build_s:.1}s"));
+
+        // HNSW recall@10 against exact search (chunk ids are 1..=n in insertion order in a fresh database)
+        let vec_only = SearchOptions { k: 10, mode: Mode::Vector, rerank: RerankChoice::Off, mmr_lambda: 1.0, dedup_threshold: 2.0, ..SearchOptions::default() };
+        let (mut found, mut asked) = (0usize, 0usize);
+        for q in qlist.iter().take(100) {
+            let qv = &emb.queries[q];
+            let mut best: Vec<(f32, i64)> = all.chunks_exact(dim).enumerate().map(|(i, v)| (dot(qv, v), i as i64 + 1)).collect();
+            let nth = 9.min(best.len() - 1);
+            best.select_nth_unstable_by(nth, |a, b| b.0.total_cmp(&a.0));
+            let exact: Vec<i64> = best.iter().take(10).map(|b| b.1).collect();
+            let got = search(&mut kb, q, Some(&emb), None, &vec_only)?;
+            found += got.hits.iter().filter(|h| exact.contains(&h.chunk_id)).count();
+            asked += 10;
+        }
+        drop(all);
+        let d = SearchOptions { k: 10, rerank: RerankChoice::Off, ..SearchOptions::default() };
+        let runs = [("bm25", Mode::Bm25), ("vector", Mode::Vector), ("hybrid", Mode::Hybrid)];
+        for q in qlist.iter().take(10) {
+            for (_, m) in &runs {
+                search(&mut kb, q, Some(&emb), None, &SearchOptions { mode: *m, ..d.clone() })?;
+            }
+        }
+        let mut ms: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+        for q in &qlist {
+            for (i, (_, m)) in runs.iter().enumerate() {
+                let t = Instant::now();
+                search(&mut kb, q, Some(&emb), None, &SearchOptions { mode: *m, ..d.clone() })?;
+                ms[i].push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let latency = runs
+            .iter()
+            .zip(ms)
+            .map(|((name, _), mut m)| {
+                let mean = m.iter().sum::<f64>() / m.len().max(1) as f64;
+                m.sort_by(|a, b| a.total_cmp(b));
+                Latency { mode: name.to_string(), p50_ms: percentile(&m, 0.5), p95_ms: percentile(&m, 0.95), mean_ms: mean }
+            })
+            .collect();
+        let stats = kb.stats("bench")?;
+        Ok(PgScaleBench {
+            chunks: n,
+            synthetic: true,
+            insert_s,
+            index_build_s,
+            index_recall_at_10: found as f64 / asked.max(1) as f64,
+            db_mb: stats.db_bytes as f64 / 1e6,
+            index_mb: stats.index_bytes as f64 / 1e6,
+            latency,
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = pg::drop_database(&t.url, t.password.as_deref(), &db);
+    result
+}
+
+/// Two clients ingesting the two halves of a generated `mb` corpus into one database at once.
+pub fn bench_concurrent_ingest(t: &PgTarget, mb: f64, dim: usize, work: &Path, log: &dyn Fn(&str)) -> Result<PgIngestBench> {
+    let corpus = work.join("pg-corpus");
+    let _ = std::fs::remove_dir_all(&corpus);
+    generate_corpus(&corpus, mb, 7)?;
+    let halves = [work.join("pg-corpus-a"), work.join("pg-corpus-b")];
+    let mut files: Vec<_> = std::fs::read_dir(&corpus).map_err(|e| KbError::Io { path: corpus.clone(), source: e })?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    for (i, h) in halves.iter().enumerate() {
+        let _ = std::fs::remove_dir_all(h);
+        std::fs::create_dir_all(h).map_err(|e| KbError::Io { path: h.clone(), source: e })?;
+        for f in files.iter().skip(i).step_by(2) {
+            std::fs::rename(f, h.join(f.file_name().expect("file"))).map_err(|e| KbError::Io { path: f.clone(), source: e })?;
+        }
+    }
+    let total_mb = halves.iter().map(|h| dir_bytes(h)).sum::<u64>() as f64 / 1e6;
+    let db = "tresor_bench_ingest";
+    let url = pg::create_database(&t.url, t.password.as_deref(), db)?;
+    log(&format!("postgres ingest: two clients, {total_mb:.1} MB"));
+    let result = (|| {
+        let embedder = HashEmbedder::new(dim);
+        // both clients' stores exist (schema created) before the clock starts
+        for i in 0..2 {
+            Kb::create_postgres(&work.join(format!("pg-ingest-{i}")), &WorkspaceKey::ephemeral(), &url, t.password.as_deref())?;
+        }
+        let t0 = Instant::now();
+        let reports: Vec<Result<tresor_kb::IngestReport>> = std::thread::scope(|s| {
+            let hs: Vec<_> = halves
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let (embedder, work) = (&embedder, work);
+                    s.spawn(move || {
+                        let mut kb = Kb::open_existing(&work.join(format!("pg-ingest-{i}")), &WorkspaceKey::ephemeral())
+                            .or_else(|_| Kb::open(&work.join(format!("pg-ingest-{i}")), &WorkspaceKey::ephemeral()))?;
+                        ingest(&mut kb, embedder, &[h.clone()], &IngestOptions::default(), &NoProgress)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(KbError::Invalid("an ingest thread panicked".into())))).collect()
+        });
+        let seconds = t0.elapsed().as_secs_f64();
+        let (mut files, mut chunks) = (0, 0);
+        for r in reports {
+            let r = r?;
+            files += r.files;
+            chunks += r.chunks;
+        }
+        Ok(PgIngestBench { clients: 2, embedder: embedder.model_id(), files, mb: total_mb, chunks, seconds, mb_per_min: total_mb / (seconds / 60.0) })
+    })();
+    for i in 0..2 {
+        let _ = std::fs::remove_dir_all(work.join(format!("pg-ingest-{i}")));
+    }
+    for h in &halves {
+        let _ = std::fs::remove_dir_all(h);
+    }
+    let _ = std::fs::remove_dir_all(&corpus);
+    let _ = pg::drop_database(&t.url, t.password.as_deref(), db);
+    result
+}
+
+/// The PostgreSQL rows of the report's table.
+pub fn table(scales: &[PgScaleBench], ingest: Option<&PgIngestBench>) -> String {
+    let mut s = String::new();
+    if !scales.is_empty() {
+        s.push_str("\nPostgreSQL + pgvector store (same synthetic corpora and queries):\n\n| chunks | mode | p50 ms | p95 ms | mean ms | HNSW recall@10 (vs f32) | build s (insert + hnsw) | db MB | index MB |\n|---|---|---|---|---|---|---|---|---|\n");
+        for sc in scales {
+            for l in &sc.latency {
+                s.push_str(&format!(
+                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.0} + {:.0} | {:.0} | {:.0} |\n",
+                    sc.chunks, l.mode, l.p50_ms, l.p95_ms, l.mean_ms, sc.index_recall_at_10, sc.insert_s, sc.index_build_s, sc.db_mb, sc.index_mb
+                ));
+            }
+        }
+    }
+    if let Some(i) = ingest {
+        s.push_str(&format!(
+            "\nPostgreSQL ingest, {} concurrent clients ({}): {} files, {:.1} MB, {} chunks in {:.1}s = {:.2} MB/min\n",
+            i.clients, i.embedder, i.files, i.mb, i.chunks, i.seconds, i.mb_per_min
+        ));
+    }
+    s
+}
