@@ -95,6 +95,12 @@ pub enum CryptoError {
          stop it and run `tresor key rotate` again — this file was not converted"
     )]
     CheckpointBusy { path: PathBuf },
+    #[error(
+        "database {path} opens with neither the current nor the new key: the rotation stopped before the key file \
+         changed, so nothing is lost; restore the file from a backup or move it away, then run `tresor key rotate` \
+         again (or `--abort`)"
+    )]
+    UnknownDatabase { path: PathBuf },
     #[error("no key rotation of {dir} is in progress: nothing to abort")]
     NothingToAbort { dir: PathBuf },
     #[error("passphrase: {0}")]

@@ -128,6 +128,11 @@ fn exclusive(data_dir: &Path) -> Result<InUse> {
     }
 }
 
+/// The names Tresor gives its SQLCipher databases (`kb.sqlite`, `assistant.sqlite`, …).
+fn is_database_name(name: &str) -> bool {
+    name.ends_with(".sqlite") || name.ends_with(".db")
+}
+
 /// A temp file of an interrupted conversion: `*.rekey-*` (databases) or
 /// `*.tmp-<pid>` (atomic writes); removed, never converted.
 fn leftover(name: &str) -> bool {
@@ -162,6 +167,11 @@ fn convert_all(data_dir: &Path, from: &WorkspaceKey, to: &WorkspaceKey, report: 
                 let f = if sqlite::is_plaintext(&p) { None } else { Some(from) };
                 sqlite::reencrypt(&p, f, to)?;
                 report.databases += 1;
+            }
+            // A Tresor database that opens with neither key must stop the rotation: skipping it
+            // and then replacing the key file would leave it under a key nobody has any more.
+            Kind::Other if is_database_name(&name) && std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(true) => {
+                return Err(CryptoError::UnknownDatabase { path: p });
             }
             Kind::Other => report.not_encrypted.push(p),
         }
@@ -320,6 +330,57 @@ mod tests {
         assert_eq!(k2.read_file(&d.join("sub/v.bin")).unwrap(), b"vectors");
         assert!(k.read_file(&d.join("sub/v.bin")).is_err());
         assert_eq!(other.read_file(&d.join("workspaces/other/x.bin")).unwrap(), b"theirs");
+    }
+
+    #[test]
+    fn a_database_a_killed_writer_left_with_a_hot_wal_is_converted_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src = KeySource::passphrase("pw");
+        let k = WorkspaceKey::open(d, &src).unwrap();
+        // a writer with uncheckpointed pages in its WAL; copying the files while it is open is
+        // what a kill -9 leaves behind (database + -wal + -shm)
+        let scratch = tempfile::tempdir().unwrap();
+        let c = k.open_db(&scratch.path().join("kb.sqlite")).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x); INSERT INTO t VALUES ('secret');")
+            .unwrap();
+        std::fs::create_dir_all(d.join("kb/x")).unwrap();
+        for s in ["", "-wal", "-shm"] {
+            let from = scratch.path().join(format!("kb.sqlite{s}"));
+            if from.exists() {
+                std::fs::copy(&from, d.join(format!("kb/x/kb.sqlite{s}"))).unwrap();
+            }
+        }
+        drop(c);
+        let r = rotate(d, &src, None).unwrap();
+        assert!(!r.not_encrypted.iter().any(|p| p.ends_with("kb.sqlite")), "skipped: {:?}", r.not_encrypted);
+        let k2 = WorkspaceKey::open(d, &src).unwrap();
+        let c = k2.open_db(&d.join("kb/x/kb.sqlite")).unwrap();
+        let x: String = c.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, "secret");
+    }
+
+    #[test]
+    fn a_database_no_key_opens_stops_the_rotation_before_the_key_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src = KeySource::passphrase("pw");
+        let k = WorkspaceKey::open(d, &src).unwrap();
+        let c = k.open_db(&d.join("assistant.sqlite")).unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES ('secret');").unwrap();
+        drop(c);
+        // a database under some third key (a restored backup of another workspace, say)
+        let other = WorkspaceKey::ephemeral();
+        other.open_db(&d.join("kb.sqlite")).unwrap().execute_batch("CREATE TABLE t(x);").unwrap();
+        let e = rotate(d, &src, None).unwrap_err();
+        assert!(matches!(e, CryptoError::UnknownDatabase { .. }), "{e}");
+        assert!(e.to_string().contains("kb.sqlite"), "{e}");
+        // nothing lost: --abort goes back to the old key, which still opens everything it did
+        abort_rotation(d, &src).unwrap();
+        let k1 = WorkspaceKey::open(d, &src).unwrap();
+        assert_eq!(k1.id(), k.id());
+        let x: String = k1.open_db(&d.join("assistant.sqlite")).unwrap().query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, "secret");
     }
 
     fn seeded(d: &Path, src: &KeySource) -> WorkspaceKey {

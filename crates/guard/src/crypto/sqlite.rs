@@ -116,7 +116,9 @@ pub(crate) fn use_wal(conn: &Connection, path: &Path, budget: std::time::Duratio
 
 /// Whether `key` opens the database at `path` (read-only, changes nothing).
 pub(crate) fn opens_with(path: &Path, key: Option<&WorkspaceKey>) -> bool {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // read-write, never create: a database a killed process left with a hot WAL needs
+    // recovery, which a read-only connection may refuse ("opens with no key")
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     match connect(path, key, flags) {
         Ok(c) => probe(&c, path).unwrap_or(false),
         Err(_) => false,
