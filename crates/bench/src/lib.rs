@@ -102,6 +102,16 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Nearest-rank percentile (docs/kpi.md): the value at rank ⌈p·n⌉ of `v` (`p` in 0..=1; 0 when empty).
+pub fn nearest_rank(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
 /// Median and 95th percentile of a set of timings (nearest rank, [`percentile`]).
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Percentiles {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tresor_assistant::tresor_telemetry::CostTable;
 
-use crate::{BenchError, Result};
+use crate::{nearest_rank, BenchError, Result};
 
 /// One step of a scripted conversation.
 #[derive(Debug, Clone)]
@@ -130,15 +130,6 @@ struct Expected {
     tool_errors: u64,
 }
 
-/// Nearest-rank percentile (docs/kpi.md): the value at rank ⌈p·n⌉.
-fn nearest_rank(mut v: Vec<f64>, p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
 
 /// Replays [`script`] and compares. Fails only when the replay itself cannot run
 /// (a command failed); a KPI mismatch is a row with `ok: false`.

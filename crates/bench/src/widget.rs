@@ -529,24 +529,10 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Median of a list (0 when empty).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+pub fn median(v: Vec<f64>) -> f64 {
+    crate::median(&v).unwrap_or(0.0)
 }
 
-/// Nearest-rank percentile (`p` in 0..=1; 0 when empty).
-fn nearest_rank(mut v: Vec<f64>, p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
 
 /// p50 / p95 of one path and one measure.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -557,7 +543,7 @@ pub struct Spread {
 
 impl Spread {
     fn of(v: Vec<f64>) -> Spread {
-        Spread { p50_ms: median(v.clone()), p95_ms: nearest_rank(v, 0.95) }
+        Spread { p50_ms: median(v.clone()), p95_ms: crate::nearest_rank(v, 0.95) }
     }
 }
 
