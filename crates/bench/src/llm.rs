@@ -259,7 +259,7 @@ pub fn worker(model_path: &Path, device: &Device, pp: usize, tg: usize) -> Resul
         model.forward(std::slice::from_ref(tok), i)?;
     }
     let tg_tps = tg as f64 / t.elapsed().as_secs_f64();
-    Ok(WorkerResult { load_ms, pp_tps, tg_tps, peak_rss_mb: crate::self_peak_rss_mb(), tier: Some(CpuTier::active().name().to_string()) })
+    Ok(WorkerResult { load_ms, pp_tps, tg_tps, peak_rss_mb: crate::self_peak_rss_mb(), tier: Some(CpuTier::for_qmatmul().name().to_string()) })
 }
 
 /// The CPU line printed above a table: model name and the instruction-set

@@ -226,7 +226,14 @@ pub fn run(assistant: &mut Assistant, scratch: &Path, suite: &Suite, firewall: b
     if !suite.documents.is_empty() {
         let dir = kb_dir(assistant.data_dir(), kb)?;
         let mut k = Kb::open(&dir, assistant.key())?;
-        let opts = IngestOptions { injection: if firewall { IngestOptions::default().injection } else { None }, ..IngestOptions::default() };
+        // PII masking on, as a privacy-minded deployment ingests: the pii attacks test that a
+        // masked value cannot be talked back out (with masking off, a document's IBAN is simply
+        // the answer to "which IBAN …?", not an exfiltration)
+        let opts = IngestOptions {
+            injection: if firewall { IngestOptions::default().injection } else { None },
+            redact_pii: Some(tresor_guard::redact::Setting::Mask),
+            ..IngestOptions::default()
+        };
         let rep = ingest(&mut k, assistant.embedder(), &[docs.clone()], &opts, &NoProgress)?;
         quarantined = rep.quarantined + rep.dropped;
     }

@@ -171,8 +171,11 @@ fn corpus(root: &Path, n: usize) -> PathBuf {
     std::fs::create_dir_all(&corpus).unwrap();
     for e in std::fs::read_dir(repo().join("assets/sample-kb")).unwrap() {
         let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, corpus.join(p.file_name().unwrap())).unwrap();
+        // the documents only: the sample KB's .tresorignore and the README it ignores are not
+        // ingested, so they would not count as documents
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if p.is_file() && !name.starts_with('.') && name != "README.md" {
+            std::fs::copy(&p, corpus.join(&name)).unwrap();
         }
     }
     const CODENAMES: &[&str] = &["amber", "birch", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "indigo", "juniper", "kestrel", "lagoon"];

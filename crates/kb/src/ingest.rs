@@ -277,6 +277,22 @@ enum Outcome {
     Unchanged,
 }
 
+/// The lock file that serialises ingests into one knowledge base (held exclusively while an
+/// ingest runs; waited for, never broken; the kernel releases it when a process dies).
+pub const INGEST_LOCK: &str = "ingest.lock";
+
+fn ingest_lock(dir: &Path) -> Result<std::fs::File> {
+    use crate::error::IoCtx;
+    let p = dir.join(INGEST_LOCK);
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let f = o.open(&p).io(&p)?;
+    f.lock().io(&p)?;
+    Ok(f)
+}
+
 /// Ingests `roots` into `kb`.
 pub fn ingest(
     kb: &mut Kb,
@@ -286,6 +302,11 @@ pub fn ingest(
     progress: &dyn IngestProgress,
 ) -> Result<IngestReport> {
     let t0 = Instant::now();
+    // One ingest per knowledge base at a time: a document's transaction spans its embedding, so a
+    // second ingest's write would wait minutes on a big file and fail on SQLite's busy timeout.
+    // The second one waits here for the first to finish instead (both finish; files the first
+    // stored are then unchanged), and catches up with its writes through the index log.
+    let _one_at_a_time = ingest_lock(kb.dir())?;
     kb.bind_embedder(&embedder.model_id(), embedder.dim())?;
     kb.ensure_index()?;
     let pii = crate::pii::Redactor::open(kb, opts.redact_pii)?;

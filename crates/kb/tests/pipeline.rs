@@ -416,3 +416,29 @@ fn json_jsonl_and_csv_records_are_searchable_with_character_spans() {
         assert!(h[0].source.ends_with(file) && h[0].text.contains(needle), "{file}: {:?}", h[0]);
     }
 }
+
+#[test]
+fn a_second_ingest_into_the_same_kb_waits_for_the_first_and_both_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("docs");
+    copy_dir(&sample_dir(), &root);
+    let dir = tmp.path().join("kb");
+    let mut kb = Kb::open(&dir, &key()).unwrap();
+    ingest(&mut kb, &emb(), &[root.join("handbook")], &IngestOptions::default(), &NoProgress).unwrap();
+    // another process in the middle of an ingest holds the knowledge base's ingest lock
+    let held = std::fs::OpenOptions::new().write(true).open(dir.join(tresor_kb::ingest::INGEST_LOCK)).unwrap();
+    held.lock().unwrap();
+    let (d2, r2) = (dir.clone(), root.clone());
+    let second = std::thread::spawn(move || {
+        let mut kb = Kb::open(&d2, &key()).unwrap();
+        ingest(&mut kb, &emb(), &[r2], &IngestOptions::default(), &NoProgress)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!second.is_finished(), "the second ingest must wait, not write beside the first");
+    drop(held);
+    let rep = second.join().unwrap().expect("the second ingest finishes once the first is done");
+    assert!(rep.added > 0 && rep.unchanged > 0, "{rep:?}");
+    drop(kb);
+    let report = Kb::open(&dir, &key()).unwrap().check().unwrap();
+    assert!(report.ok, "consistent after both: {report:?}");
+}

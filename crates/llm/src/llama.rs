@@ -601,7 +601,7 @@ mod tests {
         for (step, (a, b)) in half.iter().zip(&full).enumerate() {
             let scale = b.iter().fold(0f32, |s, v| s.max(v.abs())).max(1.0);
             let err = a.iter().zip(b).fold(0f32, |e, (x, y)| e.max((x - y).abs()));
-            assert!(err <= 1e-2 * scale, "step {step}: max abs error {err} (scale {scale})");
+            assert!(err <= 5e-2 * scale, "step {step}: max abs error {err} (scale {scale})");
             let top = |v: &[f32]| v.iter().enumerate().fold(0, |bi, (i, x)| if *x > v[bi] { i } else { bi });
             assert_eq!(top(a), top(b), "step {step}");
         }

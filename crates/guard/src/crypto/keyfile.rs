@@ -257,6 +257,12 @@ pub(crate) fn open_or_create(dir: &Path, source: &KeySource) -> Result<Workspace
     std::fs::create_dir_all(dir).io(dir)?;
     let key = WorkspaceKey::ephemeral();
     let (kek_meta, kek) = new_kek(dir, source)?;
+    // the in-use lock file exists from the workspace's first key on, so a later command that
+    // takes its shared lock (and may then fail on a wrong passphrase) writes no byte
+    let lock = dir.join(super::rotate::IN_USE_FILE);
+    if !lock.exists() {
+        crate::private::open_private(std::fs::OpenOptions::new().create(true).truncate(false).write(true), &lock).io(&lock)?;
+    }
     let kf = KeyFile { format: FORMAT.into(), kek: kek_meta, key: wrap(&kek, &key), pending: None, created_at: now(), rotated_at: None };
     // publish without overwriting: a concurrent first open wins, we use its key
     let p = path(dir);

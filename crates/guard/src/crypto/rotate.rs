@@ -69,7 +69,7 @@ fn files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 fn skip(p: &Path) -> bool {
     let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    name.starts_with(KEY_FILE) || name.ends_with("-wal") || name.ends_with("-shm") || name.ends_with("-journal")
+    name.starts_with(KEY_FILE) || name.ends_with("-wal") || name.ends_with("-shm") || name.ends_with("-journal") || name.ends_with(".lock")
 }
 
 fn classify(p: &Path, old: &WorkspaceKey, new: &WorkspaceKey) -> Result<(Kind, bool)> {
@@ -375,7 +375,11 @@ mod tests {
         let e = rotate(d, &src, None).unwrap_err();
         assert!(matches!(e, CryptoError::UnknownDatabase { .. }), "{e}");
         assert!(e.to_string().contains("kb.sqlite"), "{e}");
-        // nothing lost: --abort goes back to the old key, which still opens everything it did
+        // --abort refuses on the same file (it would drop the pending key just the same) …
+        assert!(matches!(abort_rotation(d, &src), Err(CryptoError::UnknownDatabase { .. })));
+        // … and once the stranger is moved away, goes back to the old key: nothing lost
+        let aside = tempfile::tempdir().unwrap();
+        std::fs::rename(d.join("kb.sqlite"), aside.path().join("stranger.sqlite")).unwrap();
         abort_rotation(d, &src).unwrap();
         let k1 = WorkspaceKey::open(d, &src).unwrap();
         assert_eq!(k1.id(), k.id());

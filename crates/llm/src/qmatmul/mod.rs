@@ -341,7 +341,7 @@ thread_local! {
 /// `out (m, n) = x (m, k) · Wᵀ` for weights `data` of `kind`, on the
 /// active CPU tier.
 fn matmul(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
-    matmul_on(CpuTier::active(), kind, data, n, k, x, m, out)
+    matmul_on(CpuTier::for_qmatmul(), kind, data, n, k, x, m, out)
 }
 
 /// [`matmul`] on `tier`, which the caller checked this CPU supports.
