@@ -336,6 +336,30 @@ impl Synth {
         normalize(&mut v);
         v
     }
+    /// Synthetic document `doc_no` of `m` chunks (40–80 words, a random vector each); the
+    /// vectors are appended to `all` for the exact search. One generator for both stores' scales.
+    fn document(&mut self, doc_no: usize, m: usize, all: &mut Vec<f32>) -> (DocMeta, Vec<(Chunk, Vec<f32>, Lang)>) {
+        let mut chunks = Vec::with_capacity(m);
+        for i in 0..m {
+            let words = self.rng.gen_range(40..80);
+            let text = self.text(words);
+            let v = self.vector();
+            all.extend_from_slice(&v);
+            let ch = Chunk { ord: i, heading: format!("Section {}", i / 10), page: None, start: 0, end: text.len(), tokens: 60, text };
+            chunks.push((ch, v, Lang::En));
+        }
+        let meta = DocMeta {
+            source: format!("synthetic/doc-{doc_no:07}.md"),
+            title: format!("Synthetic document {doc_no}"),
+            format: "markdown".into(),
+            lang: "en".into(),
+            sha256: format!("{doc_no:064x}"),
+            size: 0,
+            mtime: 0,
+        };
+        (meta, chunks)
+    }
+
     fn text(&mut self, words: usize) -> String {
         (0..words).map(|_| self.vocab[self.zipf.sample(&mut self.rng)].as_str()).collect::<Vec<_>>().join(" ")
     }
@@ -406,25 +430,7 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, bm25_only: boo
         let mut in_batch = 0;
         while in_batch < 20_000 && done < n {
             let m = per_doc.min(n - done);
-            let mut chunks = Vec::with_capacity(m);
-            for i in 0..m {
-                let words = synth.rng.gen_range(40..80);
-                let text = synth.text(words);
-                let v = synth.vector();
-                all.extend_from_slice(&v);
-                let ch = Chunk { ord: i, heading: format!("Section {}", i / 10), page: None, start: 0, end: text.len(), tokens: 60, text };
-                chunks.push((ch, v, Lang::En));
-            }
-            let meta = DocMeta {
-                source: format!("synthetic/doc-{doc_no:07}.md"),
-                title: format!("Synthetic document {doc_no}"),
-                format: "markdown".into(),
-                lang: "en".into(),
-                sha256: format!("{doc_no:064x}"),
-                size: 0,
-                mtime: 0,
-            };
-            batch.push((meta, chunks));
+            batch.push(synth.document(doc_no, m, &mut all));
             doc_no += 1;
             done += m;
             in_batch += m;

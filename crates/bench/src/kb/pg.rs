@@ -14,13 +14,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde::Serialize;
 use tresor_guard::crypto::WorkspaceKey;
-use tresor_kb::chunk::Chunk;
 use tresor_kb::embed::{dot, HashEmbedder, TextEmbedder};
-use tresor_kb::lang::Lang;
-use tresor_kb::store::{pg, DocMeta};
+use tresor_kb::store::pg;
 use tresor_kb::{ingest, search, IngestOptions, Kb, KbError, Mode, NoProgress, RerankChoice, Result, SearchOptions};
 
 use super::{dir_bytes, generate_corpus, Latency, Synth, SyntheticEmbedder};
@@ -92,25 +90,7 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, log: &dy
             let mut in_batch = 0;
             while in_batch < 5_000 && done < n {
                 let m = 50.min(n - done);
-                let mut chunks = Vec::with_capacity(m);
-                for i in 0..m {
-                    let words = synth.rng.gen_range(40..80);
-                    let text = synth.text(words);
-                    let v = synth.vector();
-                    all.extend_from_slice(&v);
-                    let ch = Chunk { ord: i, heading: format!("Section {}", i / 10), page: None, start: 0, end: text.len(), tokens: 60, text };
-                    chunks.push((ch, v, Lang::En));
-                }
-                let meta = DocMeta {
-                    source: format!("synthetic/doc-{doc_no:07}.md"),
-                    title: format!("Synthetic document {doc_no}"),
-                    format: "markdown".into(),
-                    lang: "en".into(),
-                    sha256: format!("{doc_no:064x}"),
-                    size: 0,
-                    mtime: 0,
-                };
-                batch.push((meta, chunks));
+                batch.push(synth.document(doc_no, m, &mut all));
                 doc_no += 1;
                 done += m;
                 in_batch += m;
