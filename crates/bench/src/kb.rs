@@ -617,7 +617,7 @@ pub fn run(embedder: &dyn TextEmbedder, static_tier: Option<&dyn TextEmbedder>, 
     if let Some(t) = &opts.postgres {
         for &n in &opts.scales {
             log(&format!("postgres scale {n}: building"));
-            report.postgres_scales.push(pg::bench_scale(t, n, opts.queries, &work, log)?);
+            report.postgres_scales.push(pg::bench_scale(t, n, opts.queries, &work, opts.keep_scales && opts.work_dir.is_some(), log)?);
         }
         if opts.corpus_mb > 0.0 {
             report.postgres_ingest = Some(pg::bench_concurrent_ingest(t, opts.corpus_mb, embedder.dim(), &work, log)?);

@@ -295,7 +295,7 @@ pub struct BenchKbArgs {
     /// Scratch folder (default: a temporary folder, removed afterwards).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// Keep the scale knowledge bases in --work-dir and reuse them in later runs (synthetic data, fixed key).
+    /// Keep the scale knowledge bases in --work-dir (and, with --store, the scale databases on the server) and reuse them in later runs (synthetic data, fixed key): build once, measure latency again on a quiet machine.
     #[arg(long, requires = "work_dir")]
     pub keep_scales: bool,
     /// Scales: BM25 latency only (no vector index built; reuses a kept knowledge base without one).

@@ -1,7 +1,8 @@
 //! `tresor bench kb --store postgres://…`: the PostgreSQL store measured
 //! beside the embedded one. At each scale the same synthetic corpus and
 //! queries as the embedded scale run (same generator and seeds) go into a
-//! fresh database of that server (`tresor_bench_<n>`, dropped afterwards),
+//! fresh database of that server (`tresor_bench_<n>`, dropped afterwards unless
+//! `--keep-scales`, which queries a finished one again in a later run),
 //! through the same `bulk_insert` and the same `search`; then two clients
 //! (threads, one connection each) ingest the halves of a generated corpus
 //! at once, with hashed vectors (the embedding model's cost is the same for
@@ -21,7 +22,7 @@ use tresor_kb::embed::{dot, HashEmbedder, TextEmbedder};
 use tresor_kb::store::pg;
 use tresor_kb::{ingest, search, IngestOptions, Kb, KbError, Mode, NoProgress, RerankChoice, Result, SearchOptions};
 
-use super::{dir_bytes, generate_corpus, Latency, Synth, SyntheticEmbedder};
+use super::{dir_bytes, generate_corpus, scale_key, Latency, Synth, SyntheticEmbedder};
 use crate::percentile;
 
 /// The server the PostgreSQL rows are measured on.
@@ -57,14 +58,28 @@ pub struct PgIngestBench {
 }
 
 /// The scale `n` of `super::bench_scale`, in PostgreSQL.
-pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, log: &dyn Fn(&str)) -> Result<PgScaleBench> {
+pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bool, log: &dyn Fn(&str)) -> Result<PgScaleBench> {
     let dim = 384;
     let db = format!("tresor_bench_{n}");
-    let url = pg::create_database(&t.url, t.password.as_deref(), &db)?;
     let dir = work.join(format!("pg-scale-{n}"));
-    let _ = std::fs::remove_dir_all(&dir);
+    // --keep-scales: a database built by an earlier run (its build times recorded beside its
+    // store.json) is queried again, so the slow HNSW build can run on a busy machine and the
+    // latencies on a quiet one
+    let reused = if keep { reusable_scale(&dir, n) } else { None };
+    let reuse = reused.is_some();
+    let (mut kb, built) = match reused {
+        Some((kb, built)) => {
+            log(&format!("  postgres scale {n}: reusing the kept database {db}"));
+            (kb, Some(built))
+        }
+        None => {
+            let url = pg::create_database(&t.url, t.password.as_deref(), &db)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            let key = if keep { scale_key() } else { WorkspaceKey::ephemeral() };
+            (Kb::create_postgres(&dir, &key, &url, t.password.as_deref())?, None)
+        }
+    };
     let result = (|| {
-        let mut kb = Kb::create_postgres(&dir, &WorkspaceKey::ephemeral(), &url, t.password.as_deref())?;
         // the embedded scale's generator, seeds and query stream
         let mut synth = Synth::new(dim, n, n as u64);
         let corpus_rng = std::mem::replace(&mut synth.rng, rand::rngs::StdRng::seed_from_u64(n as u64 ^ 0x51ED_270B_4F1E_AC53));
@@ -80,8 +95,10 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, log: &dy
         }
         synth.rng = corpus_rng;
         let emb = SyntheticEmbedder { dim, queries: qmap };
-        kb.bind_embedder(&emb.model_id(), dim)?;
-        kb.begin_bulk_load()?;
+        if !reuse {
+            kb.bind_embedder(&emb.model_id(), dim)?;
+            kb.begin_bulk_load()?;
+        }
         let t0 = Instant::now();
         let mut all: Vec<f32> = Vec::with_capacity(n * dim);
         let (mut done, mut doc_no) = (0usize, 0usize);
@@ -95,15 +112,28 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, log: &dy
                 done += m;
                 in_batch += m;
             }
-            kb.bulk_insert(&batch)?;
-            if done % 50_000 < 5_000 || done == n {
-                log(&format!("  postgres scale {n}: inserted {done} chunks"));
+            // a kept database: the same generator replayed gives the vectors for the exact search
+            if !reuse {
+                kb.bulk_insert(&batch)?;
+                if done % 50_000 < 5_000 || done == n {
+                    log(&format!("  postgres scale {n}: inserted {done} chunks"));
+                }
             }
         }
-        let insert_s = t0.elapsed().as_secs_f64();
-        let t0 = Instant::now();
-        kb.rebuild_vectors()?;
-        let index_build_s = t0.elapsed().as_secs_f64();
+        let (insert_s, index_build_s) = match built {
+            Some(b) => b,
+            None => {
+                let insert_s = t0.elapsed().as_secs_f64();
+                let t0 = Instant::now();
+                kb.rebuild_vectors()?;
+                let index_build_s = t0.elapsed().as_secs_f64();
+                if keep {
+                    let times = serde_json::json!({ "chunks": n, "insert_s": insert_s, "index_build_s": index_build_s });
+                    std::fs::write(dir.join(BUILT), times.to_string()).map_err(|e| KbError::Io { path: dir.join(BUILT), source: e })?;
+                }
+                (insert_s, index_build_s)
+            }
+        };
         log(&format!("  postgres scale {n}: insert {insert_s:.1}s, HNSW build {index_build_s:.1}s"));
 
         // HNSW recall@10 against exact search (chunk ids are 1..=n in insertion order in a fresh database)
@@ -156,9 +186,26 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, log: &dy
             latency,
         })
     })();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = pg::drop_database(&t.url, t.password.as_deref(), &db);
+    if !keep || result.is_err() {
+        drop(kb);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = pg::drop_database(&t.url, t.password.as_deref(), &db);
+    }
     result
+}
+
+/// Beside a kept scale's store.json: the chunk count and build times of the run that built it,
+/// written only once the HNSW index is built (its absence means the build did not finish).
+const BUILT: &str = "bench-built.json";
+
+/// A kept PostgreSQL scale with exactly `n` chunks whose build finished, and its build times.
+fn reusable_scale(dir: &Path, n: usize) -> Option<(Kb, (f64, f64))> {
+    let built: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(BUILT)).ok()?).ok()?;
+    if built["chunks"].as_u64()? != n as u64 {
+        return None;
+    }
+    let kb = Kb::open_existing(dir, &scale_key()).ok()?;
+    (kb.chunk_count().ok()? == n).then_some((kb, (built["insert_s"].as_f64()?, built["index_build_s"].as_f64()?)))
 }
 
 /// Two clients ingesting the two halves of a generated `mb` corpus into one database at once.
@@ -182,9 +229,12 @@ pub fn bench_concurrent_ingest(t: &PgTarget, mb: f64, dim: usize, work: &Path, l
     log(&format!("postgres ingest: two clients, {total_mb:.1} MB"));
     let result = (|| {
         let embedder = HashEmbedder::new(dim);
+        // one workspace key for both clients' handles: the password sealed in each store.json at
+        // create must open again in the ingest thread (a fresh ephemeral key per call could not)
+        let key = WorkspaceKey::ephemeral();
         // both clients' stores exist (schema created) before the clock starts
         for i in 0..2 {
-            Kb::create_postgres(&work.join(format!("pg-ingest-{i}")), &WorkspaceKey::ephemeral(), &url, t.password.as_deref())?;
+            Kb::create_postgres(&work.join(format!("pg-ingest-{i}")), &key, &url, t.password.as_deref())?;
         }
         let t0 = Instant::now();
         let reports: Vec<Result<tresor_kb::IngestReport>> = std::thread::scope(|s| {
@@ -192,10 +242,9 @@ pub fn bench_concurrent_ingest(t: &PgTarget, mb: f64, dim: usize, work: &Path, l
                 .iter()
                 .enumerate()
                 .map(|(i, h)| {
-                    let (embedder, work) = (&embedder, work);
+                    let (embedder, work, key) = (&embedder, work, &key);
                     s.spawn(move || {
-                        let mut kb = Kb::open_existing(&work.join(format!("pg-ingest-{i}")), &WorkspaceKey::ephemeral())
-                            .or_else(|_| Kb::open(&work.join(format!("pg-ingest-{i}")), &WorkspaceKey::ephemeral()))?;
+                        let mut kb = Kb::open_existing(&work.join(format!("pg-ingest-{i}")), key)?;
                         ingest(&mut kb, embedder, &[h.clone()], &IngestOptions::default(), &NoProgress)
                     })
                 })
