@@ -1,0 +1,12 @@
+//! The html parser (`tresor_kb::parse::parse_file`, Format::Html) on any bytes: a
+//! result or a `ParseError`, never a panic, a stack overflow or a hang.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use tresor_kb::parse::{parse_file, Format, Limits};
+
+fuzz_target!(|bytes: &[u8]| {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f.html");
+    std::fs::write(&p, bytes).unwrap();
+    let _ = parse_file(&p, Format::Html, &Limits::BUILTIN, &mut |_e| Ok(()));
+});
