@@ -37,8 +37,9 @@ pub(crate) fn parse(bytes: &[u8], limits: &Limits, sink: &mut Sink<'_>) -> Resul
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "parser panicked".into());
-            ParseError::Corrupt { format: "PDF", reason: msg }
+                .unwrap_or_else(|| "no reason given".into());
+            // pdf-extract's panics are terse ("F1": a font the page names is missing)
+            ParseError::Corrupt { format: "PDF", reason: format!("the PDF text extractor gave up: {msg}") }
         })?
         .map_err(|e| {
             let s = e.to_string();
@@ -220,6 +221,18 @@ mod tests {
             Err(ParseError::EncryptedPdf)
         ));
         assert!(matches!(parse(b"%PDF-1.4\n1 0 obj << /Type /Catalog", &l, &mut sink), Err(ParseError::Corrupt { .. })));
+    }
+
+    /// Found by the coverage-guided fuzzer (scripts/fuzz pdf, 2026-12-07): a page whose content
+    /// stream names a font (/F1) its resources do not define; pdf-extract panics with "F1".
+    #[test]
+    fn a_page_naming_a_missing_font_is_a_clear_error_not_a_panic() {
+        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/pdf/missing-font-f1.pdf")).unwrap();
+        let mut sink = |_e: Event| Ok(());
+        match parse(&bytes, &Limits::BUILTIN, &mut sink) {
+            Err(ParseError::Corrupt { format: "PDF", reason }) => assert!(reason.contains("text extractor gave up: F1"), "{reason}"),
+            other => panic!("expected a Corrupt error, got {other:?}"),
+        }
     }
 
     fn zlib(data: &[u8]) -> Vec<u8> {
