@@ -681,9 +681,11 @@ mod tests {
     }
 
     /// Gemma-3-270M: the prompt in two chunks (and the rest after a
-    /// truncation) gives the logits of one chunk. The chunks quantize the
-    /// same rows, but decode (one row) and prefill take different kernel
-    /// paths, so float order differs: 2 % of the logit scale, same top token.
+    /// truncation) gives exactly the logits of one chunk: the chunks
+    /// quantize the same rows, and every kernel of a tier (decode, four or
+    /// eight rows) sums a row in the same order. Measured 0 on avx512vnni,
+    /// avxvnni, avx2 and scalar; it was 0.56 of a logit scale of 27.6 when
+    /// the 512-bit Q8_0 prefill summed two blocks per register.
     #[test]
     fn real_model_two_chunks_match_one() {
         let Some(path) = real_model() else { return };
@@ -697,8 +699,7 @@ mod tests {
         for (what, got) in [("two chunks", &two), ("after truncation", &again)] {
             let (e, scale) = err(got, &one);
             eprintln!("gemma-3-270m {what}: max abs error {e}, logit scale {scale}");
-            assert!(e <= 2e-2 * scale, "{what}: max abs error {e} (scale {scale})");
-            assert_eq!(argmax(got), argmax(&one), "{what}");
+            assert!(e == 0.0, "{what}: max abs error {e} (scale {scale})");
         }
     }
 

@@ -478,6 +478,85 @@ macro_rules! x86_kernels {
             }
             out
         }
+
+        /// The scales of eight rows (`u8` each, at `p`) as i16 pairs: lanes
+        /// `2r` and `2r + 1` hold row `r`'s, the two i16 products of row `r`'s
+        /// four bytes that `maddubs` leaves there.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        unsafe fn row_pairs(p: *const u8) -> __m256i {
+            let v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i));
+            _mm256_or_si256(v, _mm256_slli_epi32::<16>(v))
+        }
+
+        /// `T` Q8_K activation rows against eight Q4_K weight rows repacked
+        /// into one group per block (`crate::qmatmul::packed`), as
+        /// `[token][row]`. Each 256-bit load holds four bytes of each row;
+        /// the activations' matching four bytes are broadcast, so `maddubs`
+        /// and the scale `madd` leave row `r`'s sums in lane `r` and the float
+        /// steps (scale, minimum term) run once per eight rows. Per token the
+        /// steps are the same whatever `T`: a row's result is the same bit
+        /// for bit in decode (`T` = 1) and prefill.
+        #[target_feature(enable = $feat)]
+        pub(in crate::qmatmul) unsafe fn gemm_q4_k_8x<const T: usize>(pk: &[u8], xs: &[&[BlockQ8K]; T]) -> [[f32; 8]; T] {
+            use crate::qmatmul::packed::{GROUP_BYTES, OFF_D, OFF_DMIN, OFF_MINS, OFF_QS, OFF_SCALES};
+            let nb = pk.len() / GROUP_BYTES;
+            assert!(pk.len() == nb * GROUP_BYTES && xs.iter().all(|x| x.len() >= nb));
+            let m4 = _mm256_set1_epi8(0x0F);
+            let mut acc = [_mm256_setzero_ps(); T];
+            let mut acc_m = [_mm256_setzero_ps(); T];
+            let pp = pk.as_ptr();
+            for b in 0..nb {
+                let g = pp.add(b * GROUP_BYTES);
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(g.add(OFF_D) as *const __m128i));
+                let neg_dmin = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_cvtph_ps(_mm_loadu_si128(g.add(OFF_DMIN) as *const __m128i)));
+                let mut sumi = [_mm256_setzero_si256(); T];
+                for j in 0..4 {
+                    let s_lo = row_pairs(g.add(OFF_SCALES + 16 * j));
+                    let s_hi = row_pairs(g.add(OFF_SCALES + 16 * j + 8));
+                    for c in 0..8 {
+                        let at = OFF_QS + 32 * (8 * j + c);
+                        if T == 1 {
+                            // decode streams the groups from memory
+                            _mm_prefetch::<_MM_HINT_T0>(g.wrapping_add(2 * GROUP_BYTES + at) as *const i8);
+                        }
+                        let bits = _mm256_loadu_si256(g.add(at) as *const __m256i);
+                        let lo = _mm256_and_si256(bits, m4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                        for t in 0..T {
+                            let q8 = xs[t].get_unchecked(b).qs.as_ptr().add(64 * j + 4 * c);
+                            let x_lo = _mm256_set1_epi32(std::ptr::read_unaligned(q8 as *const i32));
+                            let x_hi = _mm256_set1_epi32(std::ptr::read_unaligned(q8.add(32) as *const i32));
+                            sumi[t] = madd_acc(madd_acc(sumi[t], s_lo, _mm256_maddubs_epi16(lo, x_lo)), s_hi, _mm256_maddubs_epi16(hi, x_hi));
+                        }
+                    }
+                }
+                // the rows' minimums of sub-blocks 2q and 2q + 1 as i16 pairs per lane
+                let mut mins = [_mm256_setzero_si256(); 4];
+                for (q, mq) in mins.iter_mut().enumerate() {
+                    *mq = _mm256_cvtepu8_epi16(_mm_loadu_si128(g.add(OFF_MINS + 16 * q) as *const __m128i));
+                }
+                for t in 0..T {
+                    let xb = xs[t].get_unchecked(b);
+                    let dx = _mm256_broadcast_ss(&xb.d);
+                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                    let bs = &xb.bsums;
+                    let mut msum = _mm256_setzero_si256();
+                    for (q, mq) in mins.iter().enumerate() {
+                        // the activations' sums over sub-blocks 2q and 2q + 1 (|Σ| ≤ 32 · 127)
+                        let s0 = bs[4 * q].wrapping_add(bs[4 * q + 1]) as u16 as u32;
+                        let s1 = bs[4 * q + 2].wrapping_add(bs[4 * q + 3]) as u16 as u32;
+                        msum = madd_acc(msum, *mq, _mm256_set1_epi32((s0 | (s1 << 16)) as i32));
+                    }
+                    acc_m[t] = _mm256_fmadd_ps(_mm256_mul_ps(neg_dmin, dx), _mm256_cvtepi32_ps(msum), acc_m[t]);
+                }
+            }
+            let mut out = [[0f32; 8]; T];
+            for t in 0..T {
+                _mm256_storeu_ps(out[t].as_mut_ptr(), _mm256_add_ps(acc[t], acc_m[t]));
+            }
+            out
+        }
     };
 }
 pub(crate) use x86_kernels;

@@ -48,7 +48,7 @@ macro_rules! x86_tier {
     }};
 }
 
-fn has_x86_kernels(tier: CpuTier) -> bool {
+pub(super) fn has_x86_kernels(tier: CpuTier) -> bool {
     cfg!(target_arch = "x86_64") && matches!(tier, CpuTier::Avx2 | CpuTier::AvxVnni | CpuTier::Avx512Vnni)
 }
 
@@ -80,6 +80,14 @@ pub(super) fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[BlockQ8], tier: CpuTier) 
         }
     });
     fast.unwrap_or_else(|| std::array::from_fn(|i| dot_portable(kind, ws[i], x)))
+}
+
+/// `T` activation rows against one packed group of eight Q4_K weight rows
+/// ([`super::packed`]): `[token][row]`, or None on a tier without x86
+/// kernels (the weights are packed only where there are).
+pub(super) fn gemm_q4_k_8x<const T: usize>(tier: CpuTier, group: &[u8], xs: &[&[BlockQ8K]; T]) -> Option<[[f32; 8]; T]> {
+    // SAFETY: the tier's instructions were detected at run time.
+    x86_tier!(tier, |k| unsafe { k::gemm_q4_k_8x::<T>(group, xs) })
 }
 
 /// One weight row against one activation row without x86 kernels: NEON

@@ -25,7 +25,8 @@
 //!   works too, idle workers spin briefly before parking), not a pool
 //!   spun up per op ([`crate::pool`]).
 //! The weights stay in GGUF's block layout inside the loaded `QTensor`
-//! (no copy). Every other quantization (and every non-CPU device) goes to
+//! (no copy; `TRESOR_Q4K_REPACK=1` adds a repacked copy of the Q4_K
+//! weights). Every other quantization (and every non-CPU device) goes to
 //! candle's `QMatMul` unchanged; `TRESOR_QMATMUL=candle` forces candle
 //! everywhere, for A/B measurements. Owns the arithmetic of `x · Wᵀ` only;
 //! never loads files or knows about layers.
@@ -39,6 +40,8 @@
 //! - `dispatch`: per format, activation block type and tier, which kernel
 //!   multiplies (the `ActBlock` impls); the only code that reads the tier
 //!   the driver threads through [`ActBlock`];
+//! - `packed`: Q4_K weights repacked at load into eight-row interleaved
+//!   groups and their driver (opt-in, `TRESOR_Q4K_REPACK=1`, x86 tiers);
 //! - `scalar`: the portable references (ggml's quantizers and dot products
 //!   in plain Rust), the fallback and the tests' ground truth;
 //! - `avx2` (x86_64): every x86 kernel, one macro expanded per tier with
@@ -54,6 +57,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
 
 use crate::pool::{parallel_for, SendPtr};
+pub use packed::REPACK_ENV;
 pub use tier::{cpu_description, CpuTier, TIER_ENV};
 
 #[cfg(target_arch = "x86_64")]
@@ -61,6 +65,7 @@ mod avx2;
 mod dispatch;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+mod packed;
 mod scalar;
 #[cfg(test)]
 mod tests;
@@ -161,7 +166,10 @@ impl QLinear {
         if let (Some(kind), true, false) = (Kind::of(t.dtype()), t.device().is_cpu(), forced_candle()) {
             if let Ok((n, k)) = t.shape().dims2() {
                 if k % kind.block_len() == 0 {
-                    return Ok(QLinear::Own(Arc::new(OwnWeights { t, kind, n, k })));
+                    let packed = (kind == Kind::Q4K && packed::repack_enabled() && dispatch::has_x86_kernels(CpuTier::for_qmatmul()))
+                        .then(|| t.data().ok().and_then(|d| packed::PackedQ4K::pack(&d, n, k)))
+                        .flatten();
+                    return Ok(QLinear::Own(Arc::new(OwnWeights { t, kind, n, k, packed })));
                 }
             }
         }
@@ -185,10 +193,7 @@ impl QLinear {
             candle_core::bail!("qlinear: ({m}, {k}) · ({n}, {k})ᵀ got {} inputs and {} outputs", x.len(), out.len());
         }
         match self {
-            QLinear::Own(w) => {
-                let data = w.t.data()?;
-                matmul(w.kind, &data, n, k, x, m, out);
-            }
+            QLinear::Own(w) => w.matmul(x, m, out)?,
             QLinear::Candle(q) => {
                 let xt = Tensor::from_slice(x, (m, k), &candle_core::Device::Cpu)?;
                 let y = q.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?;
@@ -213,12 +218,26 @@ fn forced_candle() -> bool {
 }
 
 /// Quantized weights in GGUF's own block layout, `n` rows of `k` values,
-/// read in place from the loaded tensor.
+/// read in place from the loaded tensor; for Q4_K with `TRESOR_Q4K_REPACK`
+/// also their full groups of eight rows repacked ([`packed`]).
 pub struct OwnWeights {
     t: Arc<QTensor>,
     kind: Kind,
     n: usize,
     k: usize,
+    packed: Option<packed::PackedQ4K>,
+}
+
+impl OwnWeights {
+    /// `out (m, n) = x (m, k) · Wᵀ` on the quantized matmul's tier.
+    fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+        let data = self.t.data()?;
+        match &self.packed {
+            Some(p) => packed::matmul_packed_on(CpuTier::for_qmatmul(), p, &data, self.n, self.k, x, m, out),
+            None => matmul_on(CpuTier::for_qmatmul(), self.kind, &data, self.n, self.k, x, m, out),
+        }
+        Ok(())
+    }
 }
 
 /// One quantized activation block: `x ≈ d · qs`, `s = d · Σ qs` (Q4_1 only).
@@ -321,8 +340,7 @@ impl CustomOp1 for QOp {
         }
         let m = x.len() / k;
         let mut out = vec![0f32; m * w.n];
-        let data = w.t.data()?;
-        matmul(w.kind, &data, w.n, w.k, x, m, &mut out);
+        w.matmul(x, m, &mut out)?;
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("k checked above") = w.n;
         Ok((CpuStorage::F32(out), Shape::from(out_dims)))
@@ -337,14 +355,8 @@ thread_local! {
     static XQ_SCALES4: RefCell<Vec<Scales4>> = const { RefCell::new(Vec::new()) };
 }
 
-
-/// `out (m, n) = x (m, k) · Wᵀ` for weights `data` of `kind`, on the
-/// active CPU tier.
-fn matmul(kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
-    matmul_on(CpuTier::for_qmatmul(), kind, data, n, k, x, m, out)
-}
-
-/// [`matmul`] on `tier`, which the caller checked this CPU supports.
+/// `out (m, n) = x (m, k) · Wᵀ` for weights `data` of `kind` (GGUF's
+/// layout) on `tier`, which the caller checked this CPU supports.
 #[allow(clippy::too_many_arguments)]
 fn matmul_on(tier: CpuTier, kind: Kind, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
     assert!(tier.supported(), "CPU tier {tier} is not supported here");
@@ -371,19 +383,7 @@ fn matmul_with<A: ActBlock>(tier: CpuTier, kind: Kind, data: &[u8], n: usize, k:
             buf.resize(m * nb, A::ZERO);
         }
         let xq = &mut buf[..m * nb];
-        if m < 8 {
-            for (dst, src) in xq.chunks_mut(nb).zip(x.chunks(k)) {
-                A::quantize(kind, src, dst);
-            }
-        } else {
-            let xq_ptr = SendPtr(xq.as_mut_ptr() as *mut f32);
-            parallel_for(m, |r| {
-                let xq_ptr = &xq_ptr;
-                // SAFETY: every activation row is written by exactly one item.
-                let dst = unsafe { std::slice::from_raw_parts_mut((xq_ptr.0 as *mut A).add(r * nb), nb) };
-                A::quantize(kind, &x[r * k..(r + 1) * k], dst);
-            });
-        }
+        quantize_rows(kind, x, k, xq);
         let xq: &[A] = xq;
         let row = |j: usize| &data[j * rb..(j + 1) * rb];
         let out_ptr = SendPtr(out.as_mut_ptr());
@@ -408,6 +408,26 @@ fn matmul_with<A: ActBlock>(tier: CpuTier, kind: Kind, data: &[u8], n: usize, k:
         }
         prefill(tier, kind, data, n, nb, xq, m, out);
     });
+}
+
+/// The `m` rows of `x` (`k` values each) quantized into `xq` (`k / A::LEN`
+/// blocks per row), over the pool when there are eight rows or more.
+fn quantize_rows<A: ActBlock>(kind: Kind, x: &[f32], k: usize, xq: &mut [A]) {
+    let (nb, m) = (k / A::LEN, x.len() / k);
+    debug_assert_eq!(xq.len(), m * nb);
+    if m < 8 {
+        for (dst, src) in xq.chunks_mut(nb).zip(x.chunks(k)) {
+            A::quantize(kind, src, dst);
+        }
+    } else {
+        let xq_ptr = SendPtr(xq.as_mut_ptr() as *mut f32);
+        parallel_for(m, |r| {
+            let xq_ptr = &xq_ptr;
+            // SAFETY: every activation row is written by exactly one item.
+            let dst = unsafe { std::slice::from_raw_parts_mut((xq_ptr.0 as *mut A).add(r * nb), nb) };
+            A::quantize(kind, &x[r * k..(r + 1) * k], dst);
+        });
+    }
 }
 
 /// The prefill half of [`matmul_with`]: `m` quantized activation rows

@@ -70,23 +70,12 @@ impl CpuTier {
         CpuTier::ALL.into_iter().filter(|t| t.supported()).collect()
     }
 
-    /// The tier the quantized matmul runs on: `TRESOR_CPU_TIER` when it is set, else the
-    /// fastest supported tier other than `avx512vnni`. Its 512-bit prefill kernels for the
-    /// 32-value formats sum in another order than the tails a second chunk takes: a one- and a
-    /// two-chunk Gemma-3-270M prefill differed by 0.56 of a logit scale of 27.6 on it, and by
-    /// exactly 0 on `avxvnni` and `avx2`. So it is opt-in (forced) until that is mended; the
-    /// embedder's int8 GEMM keeps [`CpuTier::active`].
+    /// The tier the quantized matmul runs on: [`CpuTier::active`], the same tier as the
+    /// embedder's int8 GEMM (`avx512vnni` included since its 512-bit prefill kernels sum in
+    /// the order of the tier's other kernels: a one- and a two-chunk Gemma-3-270M prefill
+    /// had differed by 0.56 of a logit scale of 27.6 on it). The name the bench reports.
     pub fn for_qmatmul() -> CpuTier {
-        static T: OnceLock<CpuTier> = OnceLock::new();
-        *T.get_or_init(|| {
-            let forced = std::env::var(TIER_ENV).map(|v| !v.trim().is_empty()).unwrap_or(false);
-            match Self::active() {
-                CpuTier::Avx512Vnni if !forced => {
-                    CpuTier::ALL.into_iter().filter(|t| *t != CpuTier::Avx512Vnni).find(|t| t.supported()).unwrap_or(CpuTier::Scalar)
-                }
-                t => t,
-            }
-        })
+        Self::active()
     }
 
     /// The fastest tier this CPU supports.

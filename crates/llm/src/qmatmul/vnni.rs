@@ -7,9 +7,16 @@
 //!   their EVEX 256-bit form (`_mm256_dpbusd_epi32`; LLVM may also use the
 //!   32 vector registers), plus 512-bit K-quant kernels (`dot_q4_k_512`,
 //!   `dot_q6_k_512`: one 512-bit `maddubs` + `vpdpwssd` per row and 64
-//!   values, each equal to its 256-bit kernel bit for bit). The 32-value
-//!   formats stay 256-bit there (one 32-byte block per register; not yet
-//!   two blocks per 512-bit register).
+//!   values, each equal to its 256-bit kernel bit for bit) and a 512-bit
+//!   eight-row prefill kernel for Q8_0/Q5_0/Q4_0 (`dot_q8_0_x8_512`: two
+//!   blocks per register for the integer work, then the 256-bit kernel's
+//!   float steps in its order, so also bit for bit). Q4_1 and the
+//!   32-value formats' decode stay 256-bit.
+//!
+//! Every kernel of a tier gives a row's dot products bit for bit the same
+//! whichever kernel shape (decode, four or eight rows) computes them, so a
+//! prompt's logits do not depend on how it is cut into chunks (test
+//! `a_row_is_the_same_in_every_batch`).
 //!
 //! Per 32 values, the 32-value formats' integer dot becomes one `vpdpbusd`
 //! (u8 × i8, four products summed into each i32 lane) instead of
@@ -188,28 +195,31 @@ pub(crate) mod avx512 {
         std::array::from_fn(|t| hsum(acc[t]))
     }
 
-
-    /// Two 256-bit float vectors as one 512-bit one (`a` low, `b` high)
-    /// with AVX-512 F only (`vinsertf32x8` would need DQ).
+    /// The high 256 bits of a 512-bit float vector with AVX-512 F only
+    /// (`vextractf32x8` would need DQ).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn join_ps(a: __m256, b: __m256) -> __m512 {
-        _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(_mm256_castps_pd(a)), _mm256_castps_pd(b)))
+    unsafe fn high_ps(v: __m512) -> __m256 {
+        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
     }
 
     /// 512-bit `dot_q8_0_x8` (Q8_0, Q5_0, Q4_0): two consecutive blocks per
-    /// register — per row and 64 values one masked negation (the sign trick
-    /// without `vpsignb`, which has no 512-bit form), one `vpdpbusd`, one
-    /// convert and one FMA whose halves carry the two blocks' scale
-    /// products. An odd last block goes through the 256-bit steps. The sums
-    /// run in another order than the 256-bit kernel's: equal to the scalar
-    /// reference up to float reassociation, not bit for bit.
+    /// register for the integer work — per row and 64 values one masked
+    /// negation (the sign trick without `vpsignb`, which has no 512-bit
+    /// form), one `vpdpbusd` and one convert (exact: |Σ| < 2^24) — then
+    /// the float steps of the 256-bit kernel, block after block: the two
+    /// halves go into the row's 256-bit accumulator by two FMAs, the even
+    /// block's first. Each lane of the accumulator thus sums the same
+    /// products in the same order as in `dot_q8_0_x4` and `dot_q8_0_r4`,
+    /// so a row's result is the same bit for bit whichever kernel (and so
+    /// however many rows a call has) computes it. An odd last block goes
+    /// through the 256-bit steps.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(in crate::qmatmul) unsafe fn dot_q8_0_x8_512<const F: u8>(w: &[u8], quads: &[Quad<BlockQ8>; 2]) -> [f32; 8] {
         let bytes = fmt_bytes(F);
         let nb = w.len() / bytes;
         assert!(quads.iter().all(|q| q.rows.iter().all(|x| x.len() >= nb) && q.d.len() >= nb));
-        let mut acc = [_mm512_setzero_ps(); 8];
+        let mut acc = [_mm256_setzero_ps(); 8];
         let xp: [*const BlockQ8; 8] = std::array::from_fn(|i| quads[i / 4].rows[i % 4].as_ptr());
         let wp = w.as_ptr();
         let zero = _mm512_setzero_si512();
@@ -231,7 +241,8 @@ pub(crate) mod avx512 {
                     let xq = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(x0), x1);
                     let xs = _mm512_mask_sub_epi8(xq, neg, zero, xq);
                     let dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wabs, xs));
-                    acc[$i] = _mm512_fmadd_ps(join_ps(lane!($s0, $l), lane!($s1, $l)), dot, acc[$i]);
+                    acc[$i] = _mm256_fmadd_ps(lane!($s0, $l), _mm512_castps512_ps256(dot), acc[$i]);
+                    acc[$i] = _mm256_fmadd_ps(lane!($s1, $l), high_ps(dot), acc[$i]);
                 }};
             }
             row!(0, lo0, lo1, 0);
@@ -244,7 +255,6 @@ pub(crate) mod avx512 {
             row!(7, hi0, hi1, 3);
             b += 2;
         }
-        let mut tail = [_mm256_setzero_ps(); 8];
         if b < nb {
             let ones = _mm256_set1_epi16(1);
             let blk = wp.add(b * bytes);
@@ -253,15 +263,15 @@ pub(crate) mod avx512 {
             let dw = scale_splat(blk);
             let lo = scale_products(dw, quads[0].d.get_unchecked(b));
             let hi = scale_products(dw, quads[1].d.get_unchecked(b));
-            q8_0_step!(lane!(lo, 0), wq, wabs, &*xp[0].add(b), tail[0], ones);
-            q8_0_step!(lane!(lo, 1), wq, wabs, &*xp[1].add(b), tail[1], ones);
-            q8_0_step!(lane!(lo, 2), wq, wabs, &*xp[2].add(b), tail[2], ones);
-            q8_0_step!(lane!(lo, 3), wq, wabs, &*xp[3].add(b), tail[3], ones);
-            q8_0_step!(lane!(hi, 0), wq, wabs, &*xp[4].add(b), tail[4], ones);
-            q8_0_step!(lane!(hi, 1), wq, wabs, &*xp[5].add(b), tail[5], ones);
-            q8_0_step!(lane!(hi, 2), wq, wabs, &*xp[6].add(b), tail[6], ones);
-            q8_0_step!(lane!(hi, 3), wq, wabs, &*xp[7].add(b), tail[7], ones);
+            q8_0_step!(lane!(lo, 0), wq, wabs, &*xp[0].add(b), acc[0], ones);
+            q8_0_step!(lane!(lo, 1), wq, wabs, &*xp[1].add(b), acc[1], ones);
+            q8_0_step!(lane!(lo, 2), wq, wabs, &*xp[2].add(b), acc[2], ones);
+            q8_0_step!(lane!(lo, 3), wq, wabs, &*xp[3].add(b), acc[3], ones);
+            q8_0_step!(lane!(hi, 0), wq, wabs, &*xp[4].add(b), acc[4], ones);
+            q8_0_step!(lane!(hi, 1), wq, wabs, &*xp[5].add(b), acc[5], ones);
+            q8_0_step!(lane!(hi, 2), wq, wabs, &*xp[6].add(b), acc[6], ones);
+            q8_0_step!(lane!(hi, 3), wq, wabs, &*xp[7].add(b), acc[7], ones);
         }
-        std::array::from_fn(|i| _mm512_reduce_add_ps(acc[i]) + hsum(tail[i]))
+        std::array::from_fn(|i| hsum(acc[i]))
     }
 }

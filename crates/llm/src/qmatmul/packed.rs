@@ -1,0 +1,312 @@
+//! Q4_K weights repacked at load into eight-row interleaved blocks (the
+//! idea of llama.cpp's `block_q4_Kx8` / `gemm_q4_K_8x8`), opt-in with
+//! `TRESOR_Q4K_REPACK=1` and only on the x86 tiers.
+//!
+//! GGUF's layout keeps each row's blocks together, so a kernel that
+//! multiplies one weight row with a few activation rows ends every block
+//! with per-row float steps (convert, scale, FMA, the minimum's term) and
+//! each result with a horizontal sum. Here block `b` of eight consecutive
+//! weight rows sits in one 1,184-byte group with the rows side by side:
+//! a 256-bit register holds four bytes of each of the eight rows, so the
+//! integer products land in lane `r` for row `r` (the activations' four
+//! bytes are broadcast), and the float steps run once per eight rows.
+//! Layout of one group (byte offsets):
+//! - `OFF_D`, `OFF_DMIN`: the eight rows' f16 `d` and `dmin`;
+//! - `OFF_SCALES`: the 6-bit scales unpacked, sub-block `s`'s eight rows at
+//!   `8s..8s+8`;
+//! - `OFF_MINS`: the 6-bit minimums unpacked, for sub-block pair `q` the
+//!   rows' `(min[2q], min[2q+1])` at `16q + 2r`;
+//! - `OFF_QS`: the nibbles, 32 bytes per (chunk `j` of 64 values, 4-byte
+//!   piece `c`): row `r`'s `qs[32j + 4c..32j + 4c + 4]` at `32(8j + c) + 4r`.
+//!
+//! Every output of a packed row goes through the packed kernel, whether
+//! the call has one activation row (decode) or many: a row's result is
+//! the same bit for bit in every batch. Rows past the last full group of
+//! eight keep GGUF's layout and the ordinary kernels. The packed copy is
+//! extra memory (the mapped file stays mapped: ~3 % more than the Q4_K
+//! weights themselves, plus the pages of the file read once while
+//! packing), so it is off by default until it is measured.
+//! Owns the packed layout, the packing and the packed driver; never the
+//! instruction sequences (`x86_kernels!` in `avx2`) nor the choice of tier.
+
+use super::dispatch::gemm_q4_k_8x;
+use super::scalar::q4_k_scales;
+use super::{ActBlock, BlockQ8K, CpuTier, Kind, Q4_K_BYTES, QK_K};
+use crate::pool::{parallel_for, SendPtr};
+
+/// The environment variable that turns the repacking on (`1`, `true`, `on`, `yes`).
+pub const REPACK_ENV: &str = "TRESOR_Q4K_REPACK";
+
+/// Weight rows per packed group.
+pub(super) const ROWS: usize = 8;
+pub(super) const OFF_D: usize = 0;
+pub(super) const OFF_DMIN: usize = 16;
+pub(super) const OFF_SCALES: usize = 32;
+pub(super) const OFF_MINS: usize = 96;
+pub(super) const OFF_QS: usize = 160;
+/// Bytes of one group: block `b` of eight rows.
+pub(super) const GROUP_BYTES: usize = OFF_QS + ROWS * 128;
+
+/// Activation rows per prefill kernel call.
+const TOKENS: usize = 4;
+/// Packed groups per work item (32 weight rows, as the unpacked tiles).
+const TILE_GROUPS: usize = 4;
+/// Activation rows per work item.
+const TILE_TOKENS: usize = 64;
+
+/// Whether `TRESOR_Q4K_REPACK` asks for the repacking.
+pub fn repack_enabled() -> bool {
+    std::env::var(REPACK_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "on" | "yes"))
+}
+
+/// The first `8 · groups` rows of a Q4_K matrix in the packed layout.
+pub struct PackedQ4K {
+    data: Vec<u8>,
+    groups: usize,
+    nb: usize,
+}
+
+impl PackedQ4K {
+    /// Packs the full groups of eight rows of `data` (`n` GGUF Q4_K rows of
+    /// `k` values), or None when there is no full group.
+    pub(super) fn pack(data: &[u8], n: usize, k: usize) -> Option<PackedQ4K> {
+        let (groups, nb) = (n / ROWS, k / QK_K);
+        let rb = nb * Q4_K_BYTES;
+        if groups == 0 || nb == 0 || k % QK_K != 0 || data.len() < n * rb {
+            return None;
+        }
+        let mut out = vec![0u8; groups * nb * GROUP_BYTES];
+        for (g, dst) in out.chunks_exact_mut(nb * GROUP_BYTES).enumerate() {
+            for (b, grp) in dst.chunks_exact_mut(GROUP_BYTES).enumerate() {
+                for r in 0..ROWS {
+                    let blk = &data[(g * ROWS + r) * rb + b * Q4_K_BYTES..][..Q4_K_BYTES];
+                    grp[OFF_D + 2 * r..OFF_D + 2 * r + 2].copy_from_slice(&blk[0..2]);
+                    grp[OFF_DMIN + 2 * r..OFF_DMIN + 2 * r + 2].copy_from_slice(&blk[2..4]);
+                    // the scales in bytes 0..8, the minimums in 8..16 (memory order)
+                    let sm: Vec<u8> = q4_k_scales(&blk[4..16]).iter().flat_map(|u| u.to_le_bytes()).collect();
+                    for s in 0..8 {
+                        grp[OFF_SCALES + 8 * s + r] = sm[s];
+                        grp[OFF_MINS + 16 * (s / 2) + 2 * r + s % 2] = sm[8 + s];
+                    }
+                    let qs = &blk[16..];
+                    for j in 0..4 {
+                        for c in 0..8 {
+                            let at = OFF_QS + 32 * (8 * j + c) + 4 * r;
+                            grp[at..at + 4].copy_from_slice(&qs[32 * j + 4 * c..32 * j + 4 * c + 4]);
+                        }
+                    }
+                }
+            }
+        }
+        Some(PackedQ4K { data: out, groups, nb })
+    }
+
+    /// Rows in the packed layout (a multiple of eight).
+    pub(super) fn rows(&self) -> usize {
+        self.groups * ROWS
+    }
+
+    fn group(&self, g: usize) -> &[u8] {
+        &self.data[g * self.nb * GROUP_BYTES..(g + 1) * self.nb * GROUP_BYTES]
+    }
+
+    /// Bytes held by the packed copy.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// `out (m, n) = x (m, k) · Wᵀ` for a Q4_K matrix whose first
+/// `packed.rows()` rows are `packed` and whose rows all are `data` in
+/// GGUF's layout, on `tier` (one with x86 kernels, which the caller
+/// checked this CPU supports). The rows past the packed ones go through
+/// [`super::matmul_on`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul_packed_on(tier: CpuTier, packed: &PackedQ4K, data: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    assert!(tier.supported(), "CPU tier {tier} is not supported here");
+    let (p, nb) = (packed.rows(), k / QK_K);
+    assert!(p <= n && packed.nb == nb && x.len() == m * k && out.len() == m * n);
+    if p < n {
+        // the last n mod 8 rows (none in the models' matrices): their own call
+        let rb = nb * Q4_K_BYTES;
+        let mut rest = vec![0f32; m * (n - p)];
+        super::matmul_on(tier, Kind::Q4K, &data[p * rb..n * rb], n - p, k, x, m, &mut rest);
+        for (o, r) in out.chunks_exact_mut(n).zip(rest.chunks_exact(n - p)) {
+            o[p..].copy_from_slice(r);
+        }
+    }
+    BlockQ8K::buffer().with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < m * nb {
+            buf.resize(m * nb, BlockQ8K::ZERO);
+        }
+        let xq = &mut buf[..m * nb];
+        super::quantize_rows(Kind::Q4K, x, k, xq);
+        let xq: &[BlockQ8K] = xq;
+        let xrow = |t: usize| &xq[t * nb..(t + 1) * nb];
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let write = |t: usize, g: usize, v: &[f32; ROWS]| {
+            for (r, v) in v.iter().enumerate() {
+                // SAFETY: each (token, row) cell belongs to exactly one work item.
+                unsafe { *out_ptr.get().add(t * n + g * ROWS + r) = *v };
+            }
+        };
+        let groups = packed.groups;
+        if m == 1 {
+            parallel_for(groups.div_ceil(2), |item| {
+                for g in 2 * item..groups.min(2 * item + 2) {
+                    let [v] = gemm_q4_k_8x::<1>(tier, packed.group(g), &[xrow(0)]).expect("an x86 tier");
+                    write(0, g, &v);
+                }
+            });
+            return;
+        }
+        let (group_tiles, token_tiles) = (groups.div_ceil(TILE_GROUPS), m.div_ceil(TILE_TOKENS));
+        parallel_for(group_tiles * token_tiles, |item| {
+            let (gt, tt) = (item % group_tiles, item / group_tiles);
+            let t_end = m.min((tt + 1) * TILE_TOKENS);
+            let mut t = tt * TILE_TOKENS;
+            while t < t_end {
+                let count = (t_end - t).min(TOKENS);
+                // a ragged last group repeats its last row (computed, not written)
+                let xs: [&[BlockQ8K]; TOKENS] = std::array::from_fn(|i| xrow(t + i.min(count - 1)));
+                for g in gt * TILE_GROUPS..groups.min((gt + 1) * TILE_GROUPS) {
+                    let v = gemm_q4_k_8x::<TOKENS>(tier, packed.group(g), &xs).expect("an x86 tier");
+                    for (i, v) in v.iter().take(count).enumerate() {
+                        write(t + i, g, v);
+                    }
+                }
+                t += count;
+            }
+        });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scalar::{dot_scalar_k, quantize_row_q8k};
+    use super::super::ZERO_BLOCK_K;
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = crate::synthetic::XorShift::seeded(seed);
+        (0..len).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
+    }
+
+    fn x86_tiers() -> Vec<CpuTier> {
+        CpuTier::all_supported().into_iter().filter(|t| matches!(t, CpuTier::Avx2 | CpuTier::AvxVnni | CpuTier::Avx512Vnni)).collect()
+    }
+
+    /// The packed path against ggml's scalar reference on every x86 tier
+    /// this CPU has (19 rows: two packed groups and three rows in GGUF's
+    /// layout; decode, a ragged prefill and a tile-crossing one), the tiers
+    /// bit for bit against each other (integer products, the same float
+    /// steps), and every row bit for bit the same alone as in the batch.
+    #[test]
+    fn packed_q4_k_matches_the_scalar_reference_in_every_batch() {
+        let tiers = x86_tiers();
+        if tiers.is_empty() {
+            eprintln!("skipping: no x86 tier on this CPU");
+            return;
+        }
+        let (n, k) = (19, 3 * QK_K);
+        let w = Tensor::from_vec(random(n * k, 71), (n, k), &Device::Cpu).unwrap();
+        let data = QTensor::quantize(&w, GgmlDType::Q4K).unwrap().data().unwrap().into_owned();
+        let packed = PackedQ4K::pack(&data, n, k).expect("two full groups");
+        assert_eq!((packed.rows(), packed.bytes()), (16, 2 * 3 * GROUP_BYTES));
+        let rb = k / QK_K * Q4_K_BYTES;
+        for m in [1, 6, 70] {
+            let x = random(m * k, 72 + m as u64);
+            let mut first: Option<Vec<f32>> = None;
+            for &tier in &tiers {
+                let mut out = vec![0f32; m * n];
+                matmul_packed_on(tier, &packed, &data, n, k, &x, m, &mut out);
+                for t in 0..m {
+                    let mut xq = vec![ZERO_BLOCK_K; k / QK_K];
+                    quantize_row_q8k(&x[t * k..(t + 1) * k], &mut xq);
+                    let exact: Vec<f32> = (0..n).map(|j| dot_scalar_k(Kind::Q4K, &data[j * rb..(j + 1) * rb], &xq)).collect();
+                    let scale = exact.iter().fold(1f32, |s, v| s.max(v.abs()));
+                    for (j, (a, b)) in out[t * n..(t + 1) * n].iter().zip(&exact).enumerate() {
+                        assert!((a - b).abs() <= 1e-5 * scale, "m={m} on {tier} [{t},{j}]: {a} vs ggml reference {b}");
+                    }
+                    if m > 1 {
+                        let mut alone = vec![0f32; n];
+                        matmul_packed_on(tier, &packed, &data, n, k, &x[t * k..(t + 1) * k], 1, &mut alone);
+                        for (j, (a, b)) in alone.iter().zip(&out[t * n..(t + 1) * n]).enumerate() {
+                            assert_eq!(a.to_bits(), b.to_bits(), "m={m} on {tier} [{t},{j}]: alone {a}, in the batch {b}");
+                        }
+                    }
+                }
+                match &first {
+                    None => first = Some(out),
+                    Some(f) => assert!(f.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "m={m}: {tier} differs from {}", tiers[0]),
+                }
+            }
+        }
+    }
+
+    /// Q4_K prefill (m = 128) and decode (m = 1) throughput, packed against
+    /// GGUF's layout, on every x86 tier, on Llama-3.2-1B's layer shapes; a
+    /// measurement and not a check (quiet machine): `RAYON_NUM_THREADS=1
+    /// cargo test -p tresor-llm --lib packed_q4_k_speed -- --ignored
+    /// --nocapture` (`QMATMUL_SPEED_M=8` for a quick try).
+    #[test]
+    #[ignore]
+    fn packed_q4_k_speed() {
+        let m: usize = std::env::var("QMATMUL_SPEED_M").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
+        let shapes = [(2048, 2048), (512, 2048), (8192, 2048), (2048, 8192)];
+        let weights: Vec<(usize, usize, Vec<u8>, PackedQ4K)> = shapes
+            .iter()
+            .map(|&(n, k)| {
+                let w = Tensor::from_vec(random(n * k, 5), (n, k), &Device::Cpu).unwrap();
+                let data = QTensor::quantize(&w, GgmlDType::Q4K).unwrap().data().unwrap().into_owned();
+                let packed = PackedQ4K::pack(&data, n, k).unwrap();
+                (n, k, data, packed)
+            })
+            .collect();
+        for tier in x86_tiers() {
+            for rows in [m, 1] {
+                for packed in [false, true] {
+                    let (mut total, mut macs) = (0f64, 0f64);
+                    for (n, k, data, p) in &weights {
+                        let (n, k) = (*n, *k);
+                        let x = random(rows * k, 6);
+                        let mut out = vec![0f32; rows * n];
+                        let run = |out: &mut [f32]| {
+                            if packed {
+                                matmul_packed_on(tier, p, data, n, k, &x, rows, out)
+                            } else {
+                                super::super::matmul_on(tier, Kind::Q4K, data, n, k, &x, rows, out)
+                            }
+                        };
+                        run(&mut out);
+                        // best of 7: the machine's other load only ever slows a run
+                        let mut best = f64::MAX;
+                        for _ in 0..7 {
+                            let t = std::time::Instant::now();
+                            run(&mut out);
+                            best = best.min(t.elapsed().as_secs_f64());
+                        }
+                        total += best;
+                        macs += (rows * n * k) as f64;
+                    }
+                    let layout = if packed { "packed" } else { "GGUF layout" };
+                    eprintln!("Q4_K {layout} on {tier}, Llama-1B's four layer shapes at m={rows}: {:.2} ms, {:.1} GMAC/s", total * 1e3, macs / total / 1e9);
+                }
+            }
+        }
+    }
+
+    /// No full group of eight rows, or a width that is no whole number of
+    /// blocks: nothing to pack.
+    #[test]
+    fn too_few_rows_are_not_packed() {
+        let k = QK_K;
+        let w = Tensor::from_vec(random(7 * k, 73), (7, k), &Device::Cpu).unwrap();
+        let data = QTensor::quantize(&w, GgmlDType::Q4K).unwrap().data().unwrap().into_owned();
+        assert!(PackedQ4K::pack(&data, 7, k).is_none());
+        assert!(PackedQ4K::pack(&data, 8, k).is_none(), "7 rows of data cannot hold 8");
+    }
+}
