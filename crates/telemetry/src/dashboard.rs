@@ -151,9 +151,14 @@ pub struct DashboardData {
     pub tool_errors: Vec<ToolStats>,
 }
 
-/// The dashboard over `window` (its end defaults to now).
+/// The dashboard over `window` (its end defaults to now, inclusive: the window is `ts < until`, so
+/// an open end becomes the millisecond after now and an event recorded this millisecond is counted).
 pub fn dashboard(store: &EventStore, window: Window, cost: &CostTable) -> Result<DashboardData> {
-    let until = window.until.unwrap_or_else(crate::time::now_ms);
+    dashboard_at(store, window, cost, crate::time::now_ms())
+}
+
+fn dashboard_at(store: &EventStore, window: Window, cost: &CostTable, now_ms: i64) -> Result<DashboardData> {
+    let until = window.until.unwrap_or(now_ms + 1);
     let window = Window { since: window.since, until: Some(until) };
     let events = store.events(&window)?;
     let previous = match window.since {
@@ -221,6 +226,21 @@ mod tests {
 
     fn tile<'a>(t: &'a [Tile], key: &str) -> &'a Tile {
         t.iter().find(|x| x.key == key).unwrap_or_else(|| panic!("no tile {key}"))
+    }
+
+    #[test]
+    fn an_event_of_this_millisecond_is_on_the_dashboard() {
+        // the window is `ts < until`: an open end must include now, or the last conversation of a
+        // fast session (recorded in the same millisecond the dashboard is asked for) goes missing
+        let dir = tempfile::tempdir().unwrap();
+        let s = EventStore::open(dir.path(), &tresor_guard::crypto::WorkspaceKey::from_bytes([5; 32])).unwrap();
+        let m = crate::event::Message { route: "kb_question".into(), ..Default::default() };
+        s.record(&crate::Event { ts_ms: 7_000, conversation_id: Some(1), message_id: Some(1), kb: None, kind: EventKind::Message(m) }).unwrap();
+        let d = dashboard_at(&s, Window::default(), &CostTable::default(), 7_000).unwrap();
+        assert_eq!((d.kpis.messages, d.window.until), (1, Some(7_001)));
+        // an explicit end stays exclusive
+        let d = dashboard_at(&s, Window { since: None, until: Some(7_000) }, &CostTable::default(), 9_000).unwrap();
+        assert_eq!(d.kpis.messages, 0);
     }
 
     #[test]
