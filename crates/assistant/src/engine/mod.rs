@@ -215,7 +215,7 @@ impl Assistant {
     /// Closes and deletes knowledge base `kb_name` (its store only; audited).
     pub fn remove_kb(&mut self, kb_name: &str, actor: Option<&str>) -> Result<()> {
         self.kbs.remove(kb_name);
-        self.library(actor).delete(kb_name)
+        self.library(actor).delete(kb_name, false).map(|_| ())
     }
 
     pub fn reranker_id(&self) -> Option<String> {
