@@ -19,7 +19,8 @@ use serde::Serialize;
 use serde_json::json;
 use tresor_guard::crypto::WorkspaceKey;
 use tresor_guard::policy::PolicyPaths;
-use tresor_kb::{DocInfo, IngestOptions, IngestProgress, IngestReport, Kb, TextEmbedder};
+use tresor_kb::store::pg::DroppedStore;
+use tresor_kb::{DocInfo, IngestOptions, IngestProgress, IngestReport, Kb, StoreKind, TextEmbedder};
 
 use crate::error::{AssistantError, Result};
 use crate::policy::audit_kb_change;
@@ -62,6 +63,17 @@ pub fn pick_kb(data_dir: &Path, name: Option<&str>) -> Result<Option<String>> {
         Some(n) => Err(AssistantError::NoSuchKb(n.to_string())),
         None => Ok(default_kb(data_dir)),
     }
+}
+
+/// What [`Library::delete`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Deleted {
+    /// Documents the knowledge base held, when they could be counted.
+    pub documents: Option<usize>,
+    /// PostgreSQL: what was dropped on the server.
+    pub dropped: Option<DroppedStore>,
+    /// PostgreSQL, forced: why the server's data was left there.
+    pub left_on_server: Option<String>,
 }
 
 /// One knowledge base as a list shows it.
@@ -246,16 +258,44 @@ impl<'a> Library<'a> {
         Ok((n, vectors))
     }
 
-    /// Deletes knowledge base `name` (its store only; the original files
-    /// stay). The caller must have closed it (the engine: [`crate::Assistant::remove_kb`]).
-    pub fn delete(&self, name: &str) -> Result<()> {
+    /// Deletes knowledge base `name`'s store (the original files stay): its folder, and for a
+    /// PostgreSQL one first everything it created on the server (one transaction; every client
+    /// of that database loses the documents). When the server cannot be reached or refuses,
+    /// nothing is deleted unless `force`: then only the folder goes and
+    /// [`Deleted::left_on_server`] says why the server's data stayed. Audited `kb.delete`.
+    /// The caller must have closed it (the engine: [`crate::Assistant::remove_kb`]).
+    pub fn delete(&self, name: &str, force: bool) -> Result<Deleted> {
         let dir = self.dir(name)?;
         if !Kb::exists(&dir) {
             return Err(AssistantError::NoSuchKb(name.to_string()));
         }
-        let documents = Kb::open_existing(&dir, self.key).and_then(|kb| kb.list()).map(|d| d.len()).ok();
+        let mut out = Deleted::default();
+        if Kb::store_kind_of(&dir) == StoreKind::Postgres {
+            match Kb::drop_server_store(&dir, self.key) {
+                Ok(d) => {
+                    out.documents = d.as_ref().map(|d| d.documents);
+                    out.dropped = d;
+                }
+                Err(e) if force => out.left_on_server = Some(e.to_string()),
+                Err(e) => {
+                    return Err(AssistantError::Invalid(format!(
+                        "knowledge base `{name}`: its data on the server was not dropped ({e}); nothing was deleted. \
+                         Retry when the server is reachable, or force it (`tresor kb delete {name} --yes --force`) \
+                         to delete only this client's record and leave the data on the server"
+                    )))
+                }
+            }
+        } else {
+            out.documents = Kb::open_existing(&dir, self.key).and_then(|kb| kb.list()).map(|d| d.len()).ok();
+        }
         std::fs::remove_dir_all(&dir).map_err(|source| AssistantError::Io { path: dir.clone(), source })?;
-        self.audit("kb.delete", name, &[], json!({ "documents": documents }))
+        let server = match (&out.dropped, &out.left_on_server) {
+            (Some(_), _) => Some("dropped"),
+            (None, Some(_)) => Some("left"),
+            (None, None) => None,
+        };
+        self.audit("kb.delete", name, &[], json!({ "documents": out.documents, "server_data": server }))?;
+        Ok(out)
     }
 
     /// The ingest options with the policy's injection action (screening stays
@@ -336,9 +376,10 @@ mod tests {
         let src = docs.join("a.md").display().to_string();
         assert!(lib.remove_source("default", &src).unwrap() > 0);
         assert_eq!(lib.rebuild_index("default").unwrap().1, true);
-        lib.delete("default").unwrap();
+        let d = lib.delete("default", false).unwrap();
+        assert_eq!((d.documents, d.dropped.is_none(), d.left_on_server.is_none()), (Some(0), true, true));
         assert!(lib.names().is_empty());
-        assert!(matches!(lib.delete("default"), Err(AssistantError::NoSuchKb(_))));
+        assert!(matches!(lib.delete("default", false), Err(AssistantError::NoSuchKb(_))));
 
         lib.create("empty").unwrap();
         assert!(matches!(lib.create("empty"), Err(AssistantError::Invalid(_))));

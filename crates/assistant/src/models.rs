@@ -114,11 +114,23 @@ pub trait ModelSource: Send {
 }
 
 /// Models from the catalogue in a models directory.
+#[derive(Clone)]
 pub struct CatalogModels {
     pub models_dir: PathBuf,
     pub device: tresor_llm::Device,
     /// Cap on the context (bounds KV-cache memory); None: the manifest's.
     pub context_cap: Option<usize>,
+}
+
+impl CatalogModels {
+    /// The model of `role`, else chat-small: what answers for a role whose own model (a remote
+    /// one that failed, say) cannot.
+    pub fn load_role_or_small(&mut self, role: Role) -> Result<Box<dyn ChatModel>> {
+        match self.load(&ModelSpec::Role(role)) {
+            Err(_) if role != Role::ChatSmall => self.load(&ModelSpec::Role(Role::ChatSmall)),
+            r => r,
+        }
+    }
 }
 
 impl ModelSource for CatalogModels {

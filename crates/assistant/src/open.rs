@@ -26,8 +26,8 @@ use crate::config::AssistantConfig;
 use crate::engine::Assistant;
 use crate::error::{AssistantError, Result};
 use crate::models::CatalogModels;
+use crate::policy::{load_policy, PolicyGate};
 use crate::remote::WithRemote;
-use tresor_guard::policy::PolicyPaths;
 
 /// The embedding model's folder when models were placed by hand, without the
 /// catalogue's install stamps.
@@ -62,10 +62,12 @@ impl Assistant {
         let embedder = load_embedder(&paths.models_dir, None, &device)?;
         let reranker = load_reranker(&paths.models_dir, None, &device)?.map(|r| Arc::new(r) as Arc<dyn TextReranker>);
         let local = CatalogModels { models_dir: paths.models_dir.clone(), device, context_cap: Some(CONTEXT_CAP) };
+        // read once: the gate enforces the policy the remote models were admitted under
+        let policy = load_policy(&paths.data_dir)?;
         // remote models (remote.toml) only where the policy's [remote] lets prompts go
-        let remote = PolicyPaths::for_data_dir(&paths.data_dir).load()?.remote;
-        let models = WithRemote::new(local, remote);
-        let mut a = Assistant::new(cfg, &paths.data_dir, key, Arc::new(embedder), reranker, Box::new(models))?;
+        let models = WithRemote::new(local, policy.remote.clone());
+        let gate = PolicyGate::new(policy, &paths.data_dir);
+        let mut a = Assistant::with_gate(cfg, &paths.data_dir, key, Arc::new(embedder), reranker, Box::new(models), gate)?;
         a.set_workspace(&paths.workspace);
         Ok(a)
     }
@@ -143,6 +145,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(load_reranker(dir.path(), None, &Device::Cpu).unwrap().is_none());
         assert!(matches!(load_reranker(dir.path(), Some("nope"), &Device::Cpu), Err(AssistantError::NoModel { role: "rerank", .. })));
+    }
+
+    #[test]
+    fn opening_an_engine_reads_the_admin_policy_once() {
+        let models = std::env::var_os("TRESOR_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+        assert!(embedder_dir(&models, None).is_ok(), "no embedder in {}: run `tresor models setup` first", models.display());
+        let data = tempfile::tempdir().unwrap();
+        let key = WorkspaceKey::from_bytes([7u8; 32]);
+        crate::policy::POLICY_READS.with(|n| n.set(0));
+        Assistant::open(&EnginePaths::new(data.path(), &models, "default"), &key, Device::Cpu).unwrap();
+        assert_eq!(crate::policy::POLICY_READS.with(|n| n.get()), 1, "the gate and the remote models must see one reading of the policy");
     }
 
     #[test]

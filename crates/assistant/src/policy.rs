@@ -60,12 +60,24 @@ impl Precheck {
     }
 }
 
+/// The effective policy for `data_dir` (admin policy and keys from the system locations or
+/// `TRESOR_POLICY` / `TRESOR_ADMIN_KEYS`): where the engine reads it (one read per engine).
+pub(crate) fn load_policy(data_dir: &Path) -> Result<Policy> {
+    #[cfg(test)]
+    POLICY_READS.with(|n| n.set(n.get() + 1));
+    Ok(PolicyPaths::for_data_dir(data_dir).load()?)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How often this thread read the policy (tests: `Assistant::open` reads it once).
+    pub(crate) static POLICY_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl PolicyGate {
-    /// The effective policy for `data_dir` (admin policy and keys from the
-    /// system locations or `TRESOR_POLICY` / `TRESOR_ADMIN_KEYS`).
+    /// The effective policy for `data_dir` ([`load_policy`]).
     pub fn load(data_dir: &Path) -> Result<PolicyGate> {
-        let policy = PolicyPaths::for_data_dir(data_dir).load()?;
-        Ok(PolicyGate::new(policy, data_dir))
+        Ok(PolicyGate::new(load_policy(data_dir)?, data_dir))
     }
 
     /// The workspace name the audit log records.

@@ -76,6 +76,7 @@ impl ChatModel for Scripted {
             tokens: vec![0; n],
             finish,
             prompt_tokens: 100,
+            token_counts: tresor_llm::TokenCounts::Estimated,
             reused_prompt_tokens: 0,
             prefill_ms: 1.0,
             ttft_ms: 2.0,

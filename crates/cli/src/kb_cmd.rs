@@ -126,12 +126,17 @@ pub enum KbCmd {
         #[arg(long, value_name = "FILE", requires = "store")]
         password_file: Option<PathBuf>,
     },
-    /// Delete a knowledge base's store (the original files stay).
+    /// Delete a knowledge base's store (the original files stay). A PostgreSQL one: everything it
+    /// created on the server is dropped first, for every client of that database.
     Delete {
         name: String,
         /// Confirm the deletion.
         #[arg(long)]
         yes: bool,
+        /// PostgreSQL: when the server cannot be reached, delete only this client's record and
+        /// leave the data on the server.
+        #[arg(long)]
+        force: bool,
     },
     /// Re-read the folders a knowledge base's documents came from (new, changed and vanished files), then rebuild its indexes.
     Reindex(KbSel),
@@ -557,12 +562,24 @@ pub fn run_kb(cmd: KbCmd, ctx: &Ctx) -> Result<()> {
                 .with_context(|| format!("creating knowledge base `{name}` in {url}"))?;
             out!("created knowledge base `{name}` in PostgreSQL {url}");
         }
-        KbCmd::Delete { name, yes } => {
+        KbCmd::Delete { name, yes, force } => {
             if !yes {
                 bail!("deleting knowledge base `{name}` removes its store (your files stay); run again with --yes");
             }
-            library(ctx, &key).delete(&name)?;
-            out!("deleted knowledge base `{name}` (the original files stay)");
+            let d = library(ctx, &key).delete(&name, force)?;
+            match (&d.dropped, &d.left_on_server) {
+                (Some(s), _) => out!(
+                    "deleted knowledge base `{name}`: dropped its schema on {} ({} documents, {} chunks{}); the original files stay",
+                    s.url,
+                    s.documents,
+                    s.chunks,
+                    if s.extension { ", and the pgvector extension Tresor had created" } else { "" }
+                ),
+                (None, Some(why)) => {
+                    out!("deleted knowledge base `{name}` from this workspace only; its data was LEFT on the server ({why})")
+                }
+                (None, None) => out!("deleted knowledge base `{name}` (the original files stay)"),
+            }
         }
         KbCmd::Reindex(sel) => {
             let lib = library(ctx, &key);

@@ -96,6 +96,24 @@ fn new_source(file: Option<&Path>, allow_prompt: bool) -> Result<Option<KeySourc
     Ok(None)
 }
 
+/// PostgreSQL knowledge bases made before `store.key` keep their password sealed inside
+/// `store.json`, where a rotation cannot see it: moved into `store.key` (a sealed file the
+/// rotation re-seals) before it starts. Skipped when the key does not open now (a wrong
+/// passphrase, an interrupted rotation): the rotation itself then says why.
+fn move_legacy_store_passwords(dir: &Path, src: &KeySource) {
+    let legacy = tresor_kb::store::pg::local::legacy_folders(&dir.join("kb"));
+    if legacy.is_empty() {
+        return;
+    }
+    let Ok(key) = WorkspaceKey::open(dir, src) else { return };
+    for f in legacy {
+        // one the current key cannot open is lost already; the rotation does not make it worse
+        if let Err(e) = tresor_kb::store::pg::local::migrate(&f, &key) {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
 fn when(t: i64) -> String {
     format!("{t} (unix time)")
 }
@@ -137,6 +155,7 @@ pub fn run(cmd: KeyCmd, ctx: &Ctx) -> Result<()> {
                 return Ok(());
             }
             let new = new_source(args.new_passphrase_file.as_deref(), false)?;
+            move_legacy_store_passwords(dir, &src);
             let r = crypto::rotate(dir, &src, new.as_ref()).with_context(|| format!("rotating the key of workspace `{}`", ctx.workspace))?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

@@ -7,7 +7,9 @@
 //!
 //! Create (password file; a password in the URL refused; server down),
 //! ingest/search/ask/check/stats/bases, kill -9 mid-ingest, two concurrent
-//! ingests, and the retrieval eval on the dev gold set with both stores.
+//! ingests, the retrieval eval on the dev gold set with both stores, key
+//! rotation (and its abort) of the sealed password, `kb delete` dropping the
+//! server's data, and source paths reaching the server redacted.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -74,6 +76,25 @@ impl Server {
     fn pw(&self) -> &str {
         self.pwfile.to_str().unwrap()
     }
+
+    /// `psql -At -c SQL` on database `db`: what the server itself holds.
+    fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "tresor", "-d", db, "-At", "-c", sql])
+            .env("PGPASSWORD", DB_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// Points the knowledge base `name` of data dir `h` at a port nothing listens on (or back).
+fn repoint(h: &Path, name: &str, from: u16, to: u16) {
+    let p = h.join("kb").join(name).join("store.json");
+    let cfg = std::fs::read_to_string(&p).unwrap();
+    assert!(cfg.contains(&format!(":{from}/")), "{cfg}");
+    std::fs::write(&p, cfg.replace(&format!(":{from}/"), &format!(":{to}/"))).unwrap();
 }
 
 fn cli(home: &Path) -> Cli {
@@ -158,9 +179,7 @@ fn bad_urls_passwords_and_a_down_server_are_clear_errors() {
     assert!(e.contains("cannot connect"), "{e}");
     // a store that goes away after creation: every command says so
     cli(h).ok(&["kb", "create", "x", "--store", &url, "--password-file", s.pw()]);
-    let cfg_path = h.join("kb/x/store.json");
-    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
-    std::fs::write(&cfg_path, cfg.replace(&format!(":{}/", s.port), ":1/")).unwrap();
+    repoint(h, "x", s.port, 1);
     let e = cli(h).fails(&["search", "vacation", "--kb", "x"]);
     assert!(e.contains("PostgreSQL store") && e.contains("cannot connect"), "{e}");
 }
@@ -325,4 +344,126 @@ fn retrieval_eval_on_the_dev_goldset_matches_the_embedded_store() {
         }
     }
     assert_eq!(embedded["chunks"], pg["chunks"]);
+}
+
+/// The pseudonym of the first e-mail address in `text` (`[EMAIL_1a2b3c4d]`).
+fn email_token(text: &str) -> String {
+    let at = text.find("[EMAIL_").unwrap_or_else(|| panic!("no pseudonym in {text:?}"));
+    let end = at + text[at..].find(']').unwrap();
+    text[at..=end].to_string()
+}
+
+#[test]
+fn key_rotation_reseals_the_store_password_and_abort_restores_it() {
+    let s = server();
+    let url = s.database("rotate");
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let docs = h.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let doc = docs.join("contacts.md");
+    std::fs::write(&doc, "# Contacts\n\nThe payroll office answers at lohn.buero@example.com on weekdays.\n").unwrap();
+    cli(h).ok(&["kb", "create", "team", "--store", &url, "--password-file", s.pw()]);
+    cli(h).ok(&["ingest", docs.to_str().unwrap(), "--kb", "team", "--redact-pii", "pseudonym"]);
+    let search = || cli(h).json(&["search", "payroll office", "--kb", "team", "--mode", "bm25", "--json"])[0]["text"].as_str().unwrap().to_string();
+    let token = email_token(&search());
+
+    // an interrupted rotation (a database no key opens stops it after store.key was converted) …
+    let stranger = h.join("zzz.sqlite");
+    std::fs::write(&stranger, (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<u8>>()).unwrap();
+    let e = cli(h).fails(&["key", "rotate"]);
+    assert!(e.contains("zzz.sqlite"), "{e}");
+    let aside = tempfile::tempdir().unwrap();
+    std::fs::rename(&stranger, aside.path().join("stranger.bin")).unwrap();
+    // … and its abort: store.key goes back under the old key with the rest
+    cli(h).ok(&["key", "rotate", "--abort"]);
+    assert_eq!(cli(h).json(&["kb", "stats", "--kb", "team", "--json"])["documents"], 1);
+
+    // a whole rotation: the password still opens the store under the new key …
+    let out = cli(h).ok(&["key", "rotate"]);
+    assert!(out.contains("rotated"), "{out}");
+    assert_eq!(cli(h).json(&["kb", "stats", "--kb", "team", "--json"])["documents"], 1);
+    // … and the pseudonym secret the server holds sealed still unseals: the same pseudonym
+    std::fs::write(&doc, "# Contacts\n\nThe payroll office answers at lohn.buero@example.com on weekdays and on Saturdays.\n").unwrap();
+    let out = cli(h).ok(&["ingest", docs.to_str().unwrap(), "--kb", "team"]);
+    assert!(out.contains("1 updated"), "{out}");
+    let after = search();
+    assert!(after.contains("Saturdays"), "{after}");
+    assert_eq!(email_token(&after), token);
+}
+
+#[test]
+fn kb_delete_drops_the_server_data_and_refuses_when_it_cannot() {
+    let s = server();
+    let url = s.database("dropme");
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let docs = h.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("canteen.md"), "# Canteen\n\nThe canteen serves lunch from noon to two.\n").unwrap();
+    cli(h).ok(&["kb", "create", "team", "--store", &url, "--password-file", s.pw()]);
+    cli(h).ok(&["ingest", docs.to_str().unwrap(), "--kb", "team"]);
+    assert_eq!(s.psql("dropme", "SELECT count(*) FROM tresor_kb.documents").trim(), "1");
+
+    // the server cannot be reached: refused, nothing deleted
+    repoint(h, "team", s.port, 1);
+    let e = cli(h).fails(&["kb", "delete", "team", "--yes"]);
+    assert!(e.contains("cannot connect") && e.contains("--force") && e.contains("nothing was deleted"), "{e}");
+    assert!(h.join("kb/team/store.json").is_file());
+    repoint(h, "team", 1, s.port);
+
+    let out = cli(h).ok(&["kb", "delete", "team", "--yes"]);
+    assert!(out.contains("dropped") && out.contains("1 documents"), "{out}");
+    assert!(!h.join("kb/team").exists());
+    assert_eq!(s.psql("dropme", "SELECT to_regclass('tresor_kb.documents') IS NULL AND to_regnamespace('tresor_kb') IS NULL").trim(), "t");
+    // a client that creates it again starts empty
+    cli(h).ok(&["kb", "create", "team", "--store", &url, "--password-file", s.pw()]);
+    assert_eq!(cli(h).json(&["kb", "stats", "--kb", "team", "--json"])["documents"], 0);
+
+    // forced while the server is away: only this client's record goes, and it says the data stayed
+    repoint(h, "team", s.port, 1);
+    let out = cli(h).ok(&["kb", "delete", "team", "--yes", "--force"]);
+    assert!(out.contains("LEFT on the server"), "{out}");
+    assert!(!h.join("kb/team").exists());
+    assert_eq!(s.psql("dropme", "SELECT to_regnamespace('tresor_kb') IS NOT NULL").trim(), "t");
+}
+
+#[test]
+fn source_paths_reach_the_server_redacted_and_read_back_whole() {
+    let s = server();
+    let url = s.database("paths");
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let docs = h.join("docs");
+    // two paths that mask alike: they must stay two documents
+    for (who, text) in [
+        ("max.mustermann@example.com", "Der Arbeitsvertrag regelt eine Probezeit von sechs Monaten."),
+        ("jana.schulz@example.org", "Die Kündigungsfrist beträgt drei Monate zum Quartalsende."),
+    ] {
+        std::fs::create_dir_all(docs.join(who)).unwrap();
+        std::fs::write(docs.join(who).join("vertrag.md"), format!("# Vertrag\n\n{text}\n")).unwrap();
+    }
+    cli(h).ok(&["kb", "create", "paths", "--store", &url, "--password-file", s.pw()]);
+    let out = cli(h).ok(&["ingest", docs.to_str().unwrap(), "--kb", "paths", "--redact-pii", "mask"]);
+    assert!(out.contains("2 added"), "{out}");
+
+    let rows = s.psql("paths", "SELECT source || ' | ' || title FROM tresor_kb.documents");
+    assert!(!rows.contains("mustermann") && !rows.contains("schulz") && !rows.contains("example."), "the server sees: {rows}");
+    assert_eq!(rows.lines().filter(|l| l.contains("[EMAIL]")).count(), 2, "{rows}");
+
+    // this client reads its paths back whole: the list, citations, incremental ingest, remove
+    let mine = docs.join("max.mustermann@example.com/vertrag.md").display().to_string();
+    let list = cli(h).json(&["kb", "list", "--kb", "paths", "--json"]);
+    assert!(list.as_array().unwrap().iter().any(|d| d["source"] == mine.as_str()), "{list}");
+    let hits = cli(h).json(&["search", "Probezeit", "--kb", "paths", "--mode", "bm25", "--json"]);
+    assert_eq!(hits[0]["source"], mine.as_str(), "{hits}");
+    let out = cli(h).ok(&["ingest", docs.to_str().unwrap(), "--kb", "paths"]);
+    assert!(out.contains("2 unchanged"), "{out}");
+    cli(h).ok(&["kb", "remove", &mine, "--kb", "paths"]);
+    assert_eq!(cli(h).json(&["kb", "stats", "--kb", "paths", "--json"])["documents"], 1);
+    // another workspace key cannot unseal them: it sees the server's form
+    let other = tempfile::tempdir().unwrap();
+    cli(other.path()).ok(&["kb", "create", "paths", "--store", &url, "--password-file", s.pw()]);
+    let list = cli(other.path()).json(&["kb", "list", "--kb", "paths", "--json"]);
+    assert!(list[0]["source"].as_str().unwrap().contains("[EMAIL]"), "{list}");
 }

@@ -399,7 +399,8 @@ fn ingest_file(
     let stem = c.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     let doc = DocMeta {
         source: c.source.clone(),
-        title: stem.clone(),
+        // redacted like the title the commit sets: a store may see the row before that
+        title: pii.text(&stem),
         format: format.as_str().into(),
         lang: "en".into(),
         sha256: sha,

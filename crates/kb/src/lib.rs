@@ -27,4 +27,4 @@ pub use index::Quantization;
 pub use ingest::{ingest, IngestOptions, IngestProgress, IngestReport, NoProgress};
 pub use rerank::TextReranker;
 pub use retrieve::{search, Hit, Mode, RerankChoice, SearchOptions, SearchResult};
-pub use store::{CheckReport, DocInfo, Filter, Kb, KbStats, QuarantinedChunk};
+pub use store::{CheckReport, DocInfo, Filter, Kb, KbStats, QuarantinedChunk, StoreKind};

@@ -17,7 +17,8 @@ use crate::chunk::Chunk;
 use crate::error::{KbError, Result};
 use crate::store::Kb;
 
-const SETTING_KEY: &str = "redact_pii";
+/// The meta key of the setting (the PostgreSQL store reads it too: source paths are redacted alike).
+pub(crate) const SETTING_KEY: &str = "redact_pii";
 const VAULT_KEY: &str = "pii_vault";
 const SECRET_KEY: &str = "pii_pseudonym_secret";
 

@@ -42,7 +42,7 @@ pub use device::{device_from_str, set_cpu_threads};
 pub use constrain::{TokenConstraint, TokenMask};
 pub use error::{GrammarError, LlmError, Result};
 pub use grammar::{Grammar, GrammarConstraint};
-pub use model::{FinishReason, GenerateParams, Generation, LlmModel, LoadOptions};
+pub use model::{FinishReason, GenerateParams, Generation, LlmModel, LoadOptions, TokenCounts};
 pub use sampling::SamplingParams;
 pub use template::{ChatMessage, ChatTemplate, Role};
 pub use tokenizer::{GgufTokenizer, TokenBytes};

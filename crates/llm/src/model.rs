@@ -95,12 +95,28 @@ pub enum FinishReason {
     Cancelled,
 }
 
+/// Where a [`Generation`]'s token counts (`tokens.len()`, `prompt_tokens`) come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenCounts {
+    /// Counted by this process's tokenizer (a local model).
+    #[default]
+    Tokenizer,
+    /// Reported by a remote server (the `usage` of its stream).
+    Server,
+    /// Estimated: a remote server that reports no `usage` (completion tokens: the streamed
+    /// pieces; prompt tokens: `remote::estimate_tokens` of the messages).
+    Estimated,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Generation {
     pub text: String,
     pub tokens: Vec<u32>,
     pub finish: FinishReason,
     pub prompt_tokens: usize,
+    /// Whether the counts are exact (tokenizer, server) or estimated.
+    pub token_counts: TokenCounts,
     /// Prompt tokens whose KV entries were reused from the previous call.
     pub reused_prompt_tokens: usize,
     pub prefill_ms: f64,
@@ -455,6 +471,7 @@ impl LlmModel {
         Ok(Generation {
             text: stream.emitted().to_string(),
             prompt_tokens: prompt.len(),
+            token_counts: TokenCounts::Tokenizer,
             reused_prompt_tokens: reuse,
             prefill_ms,
             ttft_ms,

@@ -100,6 +100,21 @@ impl Assistant {
         reranker: Option<Arc<dyn TextReranker>>,
         models: Box<dyn ModelSource>,
     ) -> Result<Self> {
+        let gate = crate::policy::PolicyGate::load(data_dir)?;
+        Self::with_gate(cfg, data_dir, key, embedder, reranker, models, gate)
+    }
+
+    /// [`Assistant::new`] with the policy gate already loaded (`Assistant::open` reads the
+    /// policy once, for the gate and the remote models).
+    pub(crate) fn with_gate(
+        cfg: AssistantConfig,
+        data_dir: &Path,
+        key: &WorkspaceKey,
+        embedder: Arc<dyn TextEmbedder>,
+        reranker: Option<Arc<dyn TextReranker>>,
+        models: Box<dyn ModelSource>,
+        gate: crate::policy::PolicyGate,
+    ) -> Result<Self> {
         cfg.validate().map_err(|reason| AssistantError::Config { path: data_dir.join("assistant.toml"), reason })?;
         let embedder: Arc<dyn TextEmbedder> = Arc::new(crate::memo::MemoEmbedder::new(embedder, 16));
         let db = data_dir.join(crate::store::DB_FILE);
@@ -117,7 +132,7 @@ impl Assistant {
             loaded: HashMap::new(),
             kbs: HashMap::new(),
             metrics: Metrics::default(),
-            gate: crate::policy::PolicyGate::load(data_dir)?,
+            gate,
             tools: Default::default(),
             releases: Default::default(),
             prompt_override: None,
@@ -215,7 +230,7 @@ impl Assistant {
     /// Closes and deletes knowledge base `kb_name` (its store only; audited).
     pub fn remove_kb(&mut self, kb_name: &str, actor: Option<&str>) -> Result<()> {
         self.kbs.remove(kb_name);
-        self.library(actor).delete(kb_name)
+        self.library(actor).delete(kb_name, false).map(|_| ())
     }
 
     pub fn reranker_id(&self) -> Option<String> {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tresor_guard::policy::RemotePolicy;
 use tresor_llm::remote::{Breaker, RemoteClient, RemoteConfig};
-use tresor_llm::{ChatMessage, GenerateParams, Generation};
+use tresor_llm::{ChatMessage, GenerateParams, Generation, TokenCounts};
 use tresor_models::RemoteEntry;
 
 use crate::error::{AssistantError, Result};
@@ -49,6 +49,9 @@ pub struct BackendTrace {
     pub fallback: Option<String>,
     /// The remote backend's circuit breaker after this call: closed, open, half_open.
     pub breaker: Option<String>,
+    /// When the remote backend answered: whether its token counts are the server's (`server`,
+    /// its `usage`) or estimated (`estimated`: it reported none).
+    pub tokens: Option<String>,
 }
 
 /// Loads the local model a remote one falls back to (on first need).
@@ -136,7 +139,15 @@ impl RemoteChat {
         let g = run(fb.as_mut())?;
         let model = fb.id().to_string();
         self.answered = model.clone();
-        self.last = Some(BackendTrace { kind: "local".into(), model, host: Some(host), remote_model: Some(remote), fallback: Some(reason), breaker: Some(breaker) });
+        self.last = Some(BackendTrace {
+            kind: "local".into(),
+            model,
+            host: Some(host),
+            remote_model: Some(remote),
+            fallback: Some(reason),
+            breaker: Some(breaker),
+            tokens: None,
+        });
         Ok(g)
     }
 }
@@ -145,10 +156,10 @@ impl ChatModel for RemoteChat {
     fn id(&self) -> &str {
         &self.answered
     }
-    /// The server's tokenizer is not here: a conservative estimate (3 characters a token)
-    /// keeps packed prompts inside the remote context.
+    /// The server's tokenizer is not here: a conservative estimate keeps packed prompts
+    /// inside the remote context.
     fn count_tokens(&self, text: &str) -> usize {
-        text.chars().count().div_ceil(3)
+        tresor_llm::remote::estimate_tokens(text)
     }
     fn context_length(&self) -> usize {
         self.context_length
@@ -172,11 +183,16 @@ impl ChatModel for RemoteChat {
                         b.record_success();
                     }
                     self.answered = self.id.clone();
+                    let tokens = match g.token_counts {
+                        TokenCounts::Server => "server",
+                        TokenCounts::Estimated | TokenCounts::Tokenizer => "estimated",
+                    };
                     self.last = Some(BackendTrace {
                         kind: "remote".into(),
                         model: self.id.clone(),
                         host: Some(self.client.host().to_string()),
                         breaker: Some(self.breaker_state()),
+                        tokens: Some(tokens.into()),
                         ..Default::default()
                     });
                     return Ok(g);

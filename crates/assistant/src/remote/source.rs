@@ -57,18 +57,8 @@ impl ModelSource for WithRemote {
             ModelSpec::Role(r) => *r,
             ModelSpec::Named(_) => entry.role.unwrap_or(Role::ChatSmall),
         };
-        let mut local = CatalogModels {
-            models_dir: self.local.models_dir.clone(),
-            device: self.local.device.clone(),
-            context_cap: self.local.context_cap,
-        };
-        let load_fallback = Box::new(move || -> Result<Box<dyn ChatModel>> {
-            match local.load(&ModelSpec::Role(role)) {
-                Ok(m) => Ok(m),
-                Err(_) if role != Role::ChatSmall => local.load(&ModelSpec::Role(Role::ChatSmall)),
-                Err(e) => Err(e),
-            }
-        });
+        let mut local = self.local.clone();
+        let load_fallback = Box::new(move || -> Result<Box<dyn ChatModel>> { local.load_role_or_small(role) });
         Ok(Box::new(RemoteChat::new(&entry, &self.policy, breaker, load_fallback)?))
     }
 

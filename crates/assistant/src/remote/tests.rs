@@ -75,6 +75,7 @@ fn llama_server_answers_by_id_and_for_its_role() {
         assert_eq!((b.kind.as_str(), b.model.as_str()), ("remote", "gpu"), "{b:?}");
         assert_eq!(b.host.as_deref(), Some(format!("127.0.0.1:{}", server.port).as_str()));
         assert_eq!(b.fallback, None);
+        assert_eq!(b.tokens.as_deref(), Some("server"), "llama-server reports usage: {b:?}");
         assert_eq!(m.id(), "gpu");
     }
     // chat-small stays local; the remote one is listed as available

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::Serialize;
 use tresor_guard::crypto::WorkspaceKey;
 
-use super::pg::{PgDocTx, PgKb};
+use super::pg::{DroppedStore, PgDocTx, PgKb};
 use super::write::EmbeddedDocTx;
 use super::{CheckReport, DocInfo, DocMeta, Embedded, Filter, KbInfo, KbStats, NewChunk, QuarantinedChunk, StoredChunk};
 use crate::chunk::Chunk;
@@ -100,6 +100,16 @@ impl Kb {
     /// creates the schema first; on any failure the folder is left as it was.
     pub fn create_postgres(dir: &Path, key: &WorkspaceKey, url: &str, password: Option<&str>) -> Result<Kb> {
         Ok(Kb { b: Backend::Postgres(PgKb::create(dir, key, url, password)?) })
+    }
+
+    /// Drops what the knowledge base in `dir` keeps on a server (PostgreSQL: everything it
+    /// created there, in one transaction: [`PgKb::drop_store`]); None for an embedded one,
+    /// whose store is its folder. The folder itself is the caller's to remove.
+    pub fn drop_server_store(dir: &Path, key: &WorkspaceKey) -> Result<Option<DroppedStore>> {
+        if PgKb::configured(dir) {
+            return PgKb::drop_store(dir, key).map(Some);
+        }
+        Ok(None)
     }
 
     /// Which backend stores this knowledge base.

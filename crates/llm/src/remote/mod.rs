@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::model::{FinishReason, GenerateParams, Generation};
+use crate::model::{FinishReason, GenerateParams, Generation, TokenCounts};
 use crate::template::{ChatMessage, Role};
 use sse::Line;
 
@@ -93,6 +93,12 @@ impl RemoteConfig {
     }
 }
 
+/// Tokens of `text` in a remote model's tokenizer, which is not here: a conservative estimate
+/// (3 characters a token) for packing prompts, and for a server that reports no `usage`.
+pub fn estimate_tokens(text: &str) -> usize {
+    text.chars().count().div_ceil(3)
+}
+
 /// `http://host:port/...` → `host:port` (what logs and the audit log may name).
 pub fn url_host(url: &str) -> Option<String> {
     let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
@@ -146,7 +152,10 @@ impl RemoteClient {
     /// ([`RemoteError::retryable`]) with exponential backoff. Text pieces go
     /// to `on_text` as they arrive; `Break` or `params.cancel` stop it.
     /// `Generation::tokens` holds one placeholder (0) per completion token:
-    /// the ids are the server's. Returns the last error when every attempt failed.
+    /// the ids are the server's. The counts are the server's `usage` when it
+    /// reports one (`stream_options.include_usage`), else estimated, and
+    /// `Generation::token_counts` says which. Returns the last error when
+    /// every attempt failed.
     pub fn generate(
         &self,
         messages: &[ChatMessage],
@@ -154,10 +163,11 @@ impl RemoteClient {
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation, RemoteError> {
         let body = self.body(messages, params);
+        let prompt_estimate: usize = messages.iter().map(|m| estimate_tokens(&m.content)).sum();
         let mut attempt = 0;
         loop {
             let mut shown = false;
-            let r = self.attempt(&body, params, &mut |p| {
+            let r = self.attempt(&body, params, prompt_estimate, &mut |p| {
                 shown = true;
                 on_text(p)
             });
@@ -213,7 +223,13 @@ impl RemoteClient {
         body
     }
 
-    fn attempt(&self, body: &Value, params: &GenerateParams, on_text: &mut dyn FnMut(&str) -> ControlFlow<()>) -> Result<Generation, RemoteError> {
+    fn attempt(
+        &self,
+        body: &Value,
+        params: &GenerateParams,
+        prompt_estimate: usize,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation, RemoteError> {
         let t0 = Instant::now();
         let mut req = self.agent.post(&self.endpoint).set("Accept", "text/event-stream");
         if let Some(k) = &self.cfg.api_key {
@@ -278,12 +294,15 @@ impl RemoteClient {
         }
         let total_ms = ms(t0);
         let ttft = ttft_ms.unwrap_or(total_ms);
+        let counts = if completion_tokens.is_some() && prompt_tokens.is_some() { TokenCounts::Server } else { TokenCounts::Estimated };
+        // llama-server streams one token a chunk; for other servers the pieces are an estimate
         let n = completion_tokens.unwrap_or(pieces);
         Ok(Generation {
             text,
             tokens: vec![0; n],
             finish: finish.unwrap_or(FinishReason::Eos),
-            prompt_tokens: prompt_tokens.unwrap_or(0),
+            prompt_tokens: prompt_tokens.unwrap_or(prompt_estimate),
+            token_counts: counts,
             reused_prompt_tokens: 0,
             prefill_ms: ttft,
             ttft_ms: ttft,

@@ -50,6 +50,7 @@ fn llama_server_streams_a_greedy_answer() {
     assert_eq!(pieces.concat(), g.text);
     assert!(!g.text.trim().is_empty());
     assert!(g.prompt_tokens > 5, "usage reported: {}", g.prompt_tokens);
+    assert_eq!(g.token_counts, TokenCounts::Server, "llama-server reports usage with include_usage");
     assert!(!g.tokens.is_empty() && g.tokens.len() <= 24);
     assert!(g.ttft_ms > 0.0 && g.ttft_ms <= g.total_ms);
     // greedy is deterministic: the same text again
@@ -120,8 +121,13 @@ fn busy_answers_are_retried_with_backoff_until_one_serves() {
     let f = FaultServer::start(Fault::FailThenServe(2, "Paris is the capital.".into()));
     let c = RemoteClient::new(RemoteConfig { retries: 2, ..quick(&f.url) }).unwrap();
     let (r, _) = collect(&c, &greedy(8));
-    assert_eq!(r.unwrap().text, "Paris is the capital.");
+    let g = r.unwrap();
+    assert_eq!(g.text, "Paris is the capital.");
     assert_eq!(f.requests(), 3);
+    // this server reports no usage: the counts are estimated, and the result says so
+    assert_eq!(g.token_counts, TokenCounts::Estimated);
+    assert_eq!(g.tokens.len(), 4, "one per streamed piece");
+    assert_eq!(g.prompt_tokens, estimate_tokens("What is the capital of France?"));
     let f = FaultServer::start(Fault::Status(401));
     let c = RemoteClient::new(RemoteConfig { retries: 2, ..quick(&f.url) }).unwrap();
     let (r, _) = collect(&c, &greedy(8));

@@ -27,4 +27,9 @@ fallback: string | null,
 /**
  * The remote backend's circuit breaker after this call: closed, open, half_open.
  */
-breaker: string | null, };
+breaker: string | null, 
+/**
+ * When the remote backend answered: whether its token counts are the server's (`server`,
+ * its `usage`) or estimated (`estimated`: it reported none).
+ */
+tokens: string | null, };

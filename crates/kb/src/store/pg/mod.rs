@@ -3,12 +3,14 @@
 //! client's PII redaction, the analysed full-text terms as a `tsvector`, the
 //! embedding as a pgvector `vector` with an HNSW index) and the settings live
 //! in the schema `tresor_kb` of one database; the kb folder holds only
-//! `store.json` (the URL and the password sealed with the workspace key).
+//! `store.json` (the URL) and `store.key` (the password and the knowledge
+//! base's own key, sealed with the workspace key: `local`).
 //! Schema, invariants and what the server sees: docs/storage.md.
 //!
 //! Owns the connection (TLS when the server offers it, rustls with the OS
-//! roots), `store.json`, the schema and its settings (`meta`); never the
-//! SQL of writes (`write`) or reads and checks (`read`), and never a
+//! roots), the schema and its settings (`meta`), what the server holds sealed
+//! and the form a source path takes on the server ([`PgKb::server_source`]);
+//! never the SQL of writes (`write`) or reads and checks (`read`), and never a
 //! password on a command line or in a URL.
 
 use std::cell::RefCell;
@@ -18,27 +20,32 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, Config, NoTls};
-use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tresor_guard::crypto::WorkspaceKey;
+use tresor_guard::redact::Setting;
 
-use crate::error::{IoCtx, KbError, Result};
+use crate::error::{KbError, Result};
 use crate::index::Quantization;
 use crate::store::KbInfo;
 
+pub mod local;
 mod read;
 mod write;
 
+pub use local::{KEY_FILE, STORE_FILE};
 pub use write::PgDocTx;
 
-/// The kb folder's file naming the server.
-pub const STORE_FILE: &str = "store.json";
 /// The PostgreSQL schema every table lives in.
 const SCHEMA: &str = "tresor_kb";
-pub const PG_SCHEMA_VERSION: i64 = 1;
-/// Settings sealed with the workspace key before they reach the server:
+/// 2: `documents.source_sealed` (the original path of a source the server holds redacted).
+pub const PG_SCHEMA_VERSION: i64 = 2;
+/// Settings sealed with the knowledge base's key before they reach the server:
 /// the pseudonym secret and vault would undo the client's PII redaction.
 const SEALED_META: &[&str] = &["pii_pseudonym_secret", "pii_vault"];
-const PASSWORD_AAD: &[u8] = b"tresor-kb-postgres-password";
+/// What a sealed source path is bound to.
+const SOURCE_AAD: &[u8] = b"tresor-kb-source";
+/// `meta` key recording that the first client created the pgvector extension (so `kb delete` drops it).
+const META_EXTENSION: &str = "vector_extension_created";
 /// HNSW parameters, the embedded index's (see `crate::index`).
 const HNSW_M: usize = 16;
 const HNSW_EF_CONSTRUCTION: usize = 128;
@@ -46,16 +53,6 @@ const HNSW_EF_SEARCH: usize = 128;
 /// Document frequencies are counted up to this many chunks (a term in more
 /// gets the idf of this many): bounds the cost of a frequent query term.
 pub(crate) const DF_CAP: i64 = 20_000;
-
-/// `store.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoreConfig {
-    kind: String,
-    url: String,
-    /// Hex of the password sealed with the workspace key; absent: none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    password_sealed: Option<String>,
-}
 
 /// Parses and vets a store URL: `postgres://USER@HOST:PORT/DB` (or
 /// `postgresql://`); a password inside it is refused.
@@ -83,9 +80,47 @@ pub struct PgKb {
     cfg_path: PathBuf,
     url: String,
     key: WorkspaceKey,
+    /// The knowledge base's own key (from `store.key`): seals what the server must not read.
+    kb_key: WorkspaceKey,
     client: RefCell<Client>,
     /// Document frequencies of query terms (cleared on every write here and after a minute).
     df_cache: RefCell<(Instant, HashMap<String, usize>)>,
+    /// The PII redaction setting, as last read (cleared when this client changes it).
+    redaction: RefCell<Option<Setting>>,
+}
+
+/// What `kb delete` removed from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedStore {
+    pub url: String,
+    pub documents: usize,
+    pub chunks: usize,
+    /// The pgvector extension went too (Tresor had created it and nothing else used it).
+    pub extension: bool,
+}
+
+/// The server form of `source` under redaction `setting` ([`PgKb::server_source`]); None when
+/// it is the path itself.
+fn server_form(source: &str, setting: Setting, kb_key: &WorkspaceKey) -> Option<String> {
+    let setting = match setting {
+        Setting::Off => return None,
+        Setting::Pseudonym => Setting::Mask,
+        s => s,
+    };
+    let red = tresor_guard::redact::apply(source, setting, None);
+    if red == source {
+        return None;
+    }
+    let mut h = Sha256::new();
+    h.update(&kb_key.subkey("tresor-kb-source-tag")[..]);
+    h.update(source.as_bytes());
+    let digest = hex::encode(h.finalize());
+    let tag = &digest[..12];
+    let name_at = red.rfind('/').map_or(0, |i| i + 1);
+    Some(match red[name_at..].rfind('.').filter(|&i| i > 0) {
+        Some(dot) => format!("{}~{tag}{}", &red[..name_at + dot], &red[name_at + dot..]),
+        None => format!("{red}~{tag}"),
+    })
 }
 
 fn err(url: &str, what: &str, e: impl std::fmt::Display) -> KbError {
@@ -151,6 +186,7 @@ CREATE TABLE tresor_kb.meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tresor_kb.documents(
     id          BIGSERIAL PRIMARY KEY,
     source      TEXT NOT NULL UNIQUE,
+    source_sealed BYTEA,
     title       TEXT NOT NULL,
     format      TEXT NOT NULL,
     lang        TEXT NOT NULL,
@@ -196,21 +232,10 @@ const LOCK_SCHEMA: i64 = 0x7472_6573_6f72_0001;
 impl PgKb {
     /// Whether `dir` names a PostgreSQL store.
     pub fn configured(dir: &Path) -> bool {
-        dir.join(STORE_FILE).is_file()
+        local::configured(dir)
     }
 
-    fn read_config(dir: &Path) -> Result<StoreConfig> {
-        let p = dir.join(STORE_FILE);
-        let bytes = std::fs::read(&p).io(&p)?;
-        let c: StoreConfig =
-            serde_json::from_slice(&bytes).map_err(|e| KbError::Invalid(format!("{}: not a store file: {e}", p.display())))?;
-        if c.kind != "postgres" {
-            return Err(KbError::Invalid(format!("{}: unknown store kind `{}`", p.display(), c.kind)));
-        }
-        Ok(c)
-    }
-
-    /// Creates the kb folder's `store.json` for `url` after connecting and
+    /// Creates the kb folder's `store.json` and `store.key` for `url` after connecting and
     /// creating the schema (so a wrong URL or password leaves nothing behind).
     pub fn create(dir: &Path, key: &WorkspaceKey, url: &str, password: Option<&str>) -> Result<PgKb> {
         if Self::configured(dir) || crate::store::Embedded::exists(dir) {
@@ -218,46 +243,78 @@ impl PgKb {
         }
         parse_url(url)?;
         let client = connect(url, password)?;
-        let cfg = StoreConfig {
-            kind: "postgres".into(),
-            url: url.to_string(),
-            password_sealed: password.map(|p| hex::encode(key.seal(p.as_bytes(), PASSWORD_AAD))),
-        };
-        let mut kb = PgKb::with_client(dir, key, url, client);
+        // the key the folder will hold is the one `local::create` derives; connect first, write after
+        let mut kb = PgKb::with_client(dir, key, WorkspaceKey::ephemeral(), url, client);
         kb.migrate()?;
-        std::fs::create_dir_all(dir).io(dir)?;
-        let json = serde_json::to_vec_pretty(&cfg).expect("serializable");
-        tresor_guard::crypto::write_atomic(&kb.cfg_path, &json)?;
+        kb.kb_key = local::create(dir, key, url, password)?;
         Ok(kb)
     }
 
     /// Connects to the store `dir/store.json` names.
     pub fn open(dir: &Path, key: &WorkspaceKey) -> Result<PgKb> {
-        let cfg = Self::read_config(dir)?;
-        let cfg_path = dir.join(STORE_FILE);
-        let password = match &cfg.password_sealed {
-            Some(h) => {
-                let sealed = hex::decode(h).map_err(|e| KbError::Invalid(format!("{}: password: {e}", cfg_path.display())))?;
-                let p = key.unseal(&sealed, PASSWORD_AAD, &cfg_path)?;
-                Some(String::from_utf8(p).map_err(|_| KbError::Invalid(format!("{}: password is not UTF-8", cfg_path.display())))?)
-            }
-            None => None,
-        };
-        let client = connect(&cfg.url, password.as_deref())?;
-        let mut kb = PgKb::with_client(dir, key, &cfg.url, client);
+        let l = local::read(dir, key)?;
+        let client = connect(&l.url, l.password.as_deref())?;
+        let mut kb = PgKb::with_client(dir, key, l.kb_key, &l.url, client);
         kb.migrate()?;
         Ok(kb)
     }
 
-    fn with_client(dir: &Path, key: &WorkspaceKey, url: &str, client: Client) -> PgKb {
+    fn with_client(dir: &Path, key: &WorkspaceKey, kb_key: WorkspaceKey, url: &str, client: Client) -> PgKb {
         PgKb {
             dir: dir.to_path_buf(),
             cfg_path: dir.join(STORE_FILE),
             url: url.to_string(),
             key: key.clone(),
+            kb_key,
             client: RefCell::new(client),
             df_cache: RefCell::new((Instant::now(), HashMap::new())),
+            redaction: RefCell::new(None),
         }
+    }
+
+    /// Drops everything the knowledge base in `dir` created on its server, in one transaction:
+    /// the schema `tresor_kb` (tables, indexes, settings) and the pgvector extension when Tresor
+    /// created it and nothing else uses it. The kb folder is left to the caller. Every client
+    /// of that database loses the documents (they are one store).
+    pub fn drop_store(dir: &Path, key: &WorkspaceKey) -> Result<DroppedStore> {
+        let l = local::read(dir, key)?;
+        let url = l.url;
+        let mut c = connect(&url, l.password.as_deref())?;
+        let x = |what: &str| {
+            let url = url.clone();
+            let what = what.to_string();
+            move |e: postgres::Error| err(&url, &what, pg_reason(&e))
+        };
+        let mut tx = c.transaction().map_err(x("begin"))?;
+        // other clients' open transactions hold locks on the tables: wait a while, not forever
+        tx.batch_execute("SET LOCAL lock_timeout = '30s'").map_err(x("lock timeout"))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_SCHEMA]).map_err(x("lock"))?;
+        let exists: bool = tx.query_one("SELECT to_regclass('tresor_kb.meta') IS NOT NULL", &[]).map_err(x("schema"))?.get(0);
+        if !exists {
+            tx.commit().map_err(x("commit"))?;
+            return Ok(DroppedStore { url, documents: 0, chunks: 0, extension: false });
+        }
+        let count = |tx: &mut postgres::Transaction<'_>, sql: &str| -> Result<usize> {
+            Ok(tx.query_one(sql, &[]).map_err(x("counting"))?.get::<_, i64>(0) as usize)
+        };
+        let documents = count(&mut tx, "SELECT count(*) FROM tresor_kb.documents")?;
+        let chunks = count(&mut tx, "SELECT count(*) FROM tresor_kb.chunks")?;
+        let ours = tx
+            .query_opt("SELECT value FROM tresor_kb.meta WHERE key = $1", &[&META_EXTENSION])
+            .map_err(x("meta"))?
+            .is_some();
+        tx.batch_execute(&format!("DROP SCHEMA {SCHEMA} CASCADE")).map_err(x("dropping the schema tresor_kb"))?;
+        let mut extension = false;
+        if ours {
+            // RESTRICT: kept when anything else in the database uses it
+            let mut sp = tx.transaction().map_err(x("savepoint"))?;
+            if sp.batch_execute("DROP EXTENSION IF EXISTS vector RESTRICT").is_ok() {
+                sp.commit().map_err(x("savepoint"))?;
+                extension = true;
+            }
+        }
+        tx.commit().map_err(x("commit"))?;
+        Ok(DroppedStore { url, documents, chunks, extension })
     }
 
     pub fn url(&self) -> &str {
@@ -300,14 +357,29 @@ impl PgKb {
             if v > PG_SCHEMA_VERSION {
                 return Err(KbError::SchemaTooNew { path: PathBuf::from(&url), found: v, supported: PG_SCHEMA_VERSION });
             }
+            if v < 2 {
+                tx.batch_execute(
+                    "ALTER TABLE tresor_kb.documents ADD COLUMN IF NOT EXISTS source_sealed BYTEA;
+                     UPDATE tresor_kb.meta SET value = '2' WHERE key = 'schema_version'",
+                )
+                .map_err(|e| err(&url, "schema version 2", pg_reason(&e)))?;
+            }
             return tx.commit().map_err(|e| err(&url, "commit", pg_reason(&e)));
         }
+        let had_extension: bool = tx
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')", &[])
+            .map_err(|e| err(&url, "schema", pg_reason(&e)))?
+            .get(0);
         tx.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").map_err(|e| {
             err(&url, "the pgvector extension is not available (a superuser must run CREATE EXTENSION vector in this database)", pg_reason(&e))
         })?;
         tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}; {DDL}")).map_err(|e| err(&url, "creating the schema", pg_reason(&e)))?;
         let now = crate::store::now().to_string();
-        for (k, v) in [("schema_version", PG_SCHEMA_VERSION.to_string()), ("created_at", now), ("quantization", "f32".to_string())] {
+        let mut settings = vec![("schema_version", PG_SCHEMA_VERSION.to_string()), ("created_at", now), ("quantization", "f32".to_string())];
+        if !had_extension {
+            settings.push((META_EXTENSION, "true".to_string()));
+        }
+        for (k, v) in settings {
             tx.execute("INSERT INTO tresor_kb.meta(key, value) VALUES ($1, $2)", &[&k, &v]).map_err(|e| err(&url, "meta", pg_reason(&e)))?;
         }
         tx.commit().map_err(|e| err(&url, "commit", pg_reason(&e)))
@@ -330,22 +402,71 @@ impl PgKb {
         Ok(())
     }
 
-    /// A setting; the pseudonym secret and vault are unsealed here (the server holds them sealed).
+    /// A setting; the pseudonym secret and vault are unsealed here (the server holds them
+    /// sealed with the knowledge base's key). One sealed with the workspace key itself (before
+    /// `store.key`) is unsealed with it and sealed again with the knowledge base's key.
     pub fn meta_value(&self, key: &str) -> Result<Option<String>> {
         let Some(v) = self.meta_raw(key)? else { return Ok(None) };
         if !SEALED_META.contains(&key) {
             return Ok(Some(v));
         }
         let sealed = hex::decode(&v).map_err(|e| KbError::Invalid(format!("setting {key}: {e}")))?;
-        let plain = self.key.unseal(&sealed, key.as_bytes(), &self.cfg_path)?;
+        let plain = match self.kb_key.unseal(&sealed, key.as_bytes(), &self.cfg_path) {
+            Ok(p) => p,
+            Err(e) => match self.key.unseal(&sealed, key.as_bytes(), &self.cfg_path) {
+                Ok(p) => {
+                    self.set_meta_raw(key, &hex::encode(self.kb_key.seal(&p, key.as_bytes())))?;
+                    p
+                }
+                Err(_) => return Err(e.into()),
+            },
+        };
         Ok(Some(String::from_utf8(plain).map_err(|_| KbError::Invalid(format!("setting {key} is not UTF-8")))?))
     }
 
     pub fn set_meta_value(&self, key: &str, value: &str) -> Result<()> {
+        if key == crate::pii::SETTING_KEY {
+            *self.redaction.borrow_mut() = None;
+        }
         if SEALED_META.contains(&key) {
-            return self.set_meta_raw(key, &hex::encode(self.key.seal(value.as_bytes(), key.as_bytes())));
+            return self.set_meta_raw(key, &hex::encode(self.kb_key.seal(value.as_bytes(), key.as_bytes())));
         }
         self.set_meta_raw(key, value)
+    }
+
+    /// The knowledge base's PII redaction setting (read once per handle, `off` when unset).
+    fn redaction(&self) -> Result<Setting> {
+        if let Some(s) = *self.redaction.borrow() {
+            return Ok(s);
+        }
+        let s = match self.meta_raw(crate::pii::SETTING_KEY)? {
+            None => Setting::Off,
+            Some(v) => v.parse().map_err(|e: tresor_guard::redact::RedactError| KbError::Invalid(e.to_string()))?,
+        };
+        *self.redaction.borrow_mut() = Some(s);
+        Ok(s)
+    }
+
+    /// The form `source` (a path as ingested) takes on the server, and the original sealed with
+    /// the knowledge base's key when the two differ. With PII redaction on, the path is redacted
+    /// like chunk text (`mask` for `pseudonym` too: the original travels sealed, not in the
+    /// vault); when that changes it, a tag keyed by the knowledge base's key goes before the
+    /// extension (`[EMAIL]~1f2e3d4c5b6a.md`), so two paths that redact alike stay two documents
+    /// and the same path always finds its document again. Unchanged paths stay as they are.
+    pub(crate) fn server_source(&self, source: &str) -> Result<(String, Option<Vec<u8>>)> {
+        Ok(match server_form(source, self.redaction()?, &self.kb_key) {
+            None => (source.to_string(), None),
+            Some(form) => (form, Some(self.kb_key.seal(source.as_bytes(), SOURCE_AAD))),
+        })
+    }
+
+    /// The source to show for a stored one: the original path when this client can unseal it
+    /// (it, or a client with the same knowledge base key, ingested it), else the server's form.
+    pub(crate) fn shown_source(&self, server: String, sealed: Option<&[u8]>) -> String {
+        sealed
+            .and_then(|b| self.kb_key.unseal(b, SOURCE_AAD, &self.cfg_path).ok())
+            .and_then(|p| String::from_utf8(p).ok())
+            .unwrap_or(server)
     }
 
     pub fn info(&self) -> Result<KbInfo> {
@@ -434,6 +555,23 @@ impl PgKb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_with_pii_get_a_keyed_server_form_and_others_stay() {
+        let k = WorkspaceKey::from_bytes([3u8; 32]);
+        let a = "/home/u/docs/max.mustermann@example.com/vertrag.md";
+        let b = "/home/u/docs/jana.schulz@example.org/vertrag.md";
+        let fa = server_form(a, Setting::Mask, &k).unwrap();
+        let fb = server_form(b, Setting::Mask, &k).unwrap();
+        assert!(fa.starts_with("/home/u/docs/[EMAIL]/vertrag~") && fa.ends_with(".md") && !fa.contains("mustermann"), "{fa}");
+        assert_ne!(fa, fb, "two paths that mask alike stay two documents");
+        assert_eq!(server_form(a, Setting::Mask, &k), Some(fa.clone()), "the same path finds its document again");
+        assert_eq!(server_form(a, Setting::Pseudonym, &k), Some(fa.clone()), "pseudonym masks paths (the original travels sealed)");
+        assert_ne!(server_form(a, Setting::Mask, &WorkspaceKey::from_bytes([4u8; 32])), Some(fa), "the tag is keyed");
+        assert_eq!(server_form("/srv/kb/max.mustermann@example.com", Setting::Drop, &k).map(|f| f.contains("mustermann")), Some(false));
+        assert_eq!(server_form(a, Setting::Off, &k), None);
+        assert_eq!(server_form("/home/u/docs/handbook.md", Setting::Mask, &k), None);
+    }
 
     #[test]
     fn urls_with_passwords_are_refused_and_others_parsed() {

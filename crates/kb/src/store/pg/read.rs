@@ -23,12 +23,12 @@ use super::{PgKb, DF_CAP};
 use crate::error::Result;
 use crate::store::{CheckReport, DocInfo, Filter, KbStats, QuarantinedChunk, StoredChunk};
 
-const CHUNK_COLS: &str = "c.id, d.source, d.title, c.heading, c.page, c.char_start, c.char_end, c.lang, c.text, c.embedding";
+const CHUNK_COLS: &str = "c.id, d.source, d.title, c.heading, c.page, c.char_start, c.char_end, c.lang, c.text, c.embedding, d.source_sealed";
 
-fn row_to_chunk(r: &Row) -> StoredChunk {
+fn row_to_chunk(kb: &PgKb, r: &Row) -> StoredChunk {
     StoredChunk {
         id: r.get(0),
-        source: r.get(1),
+        source: kb.shown_source(r.get(1), r.get::<_, Option<&[u8]>>(10)),
         title: r.get(2),
         heading: r.get(3),
         page: r.get::<_, Option<i32>>(4).map(|p| p as u32),
@@ -110,6 +110,7 @@ impl PgKb {
     }
 
     pub fn document_sha(&self, source: &str) -> Result<Option<String>> {
+        let (source, _) = self.server_source(source)?;
         let r = self
             .client
             .borrow_mut()
@@ -119,8 +120,10 @@ impl PgKb {
     }
 
     pub fn sources(&self) -> Result<Vec<String>> {
-        let rows = self.client.borrow_mut().query("SELECT source FROM documents ORDER BY source", &[]).map_err(|e| self.e("listing", e))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        let rows = self.client.borrow_mut().query("SELECT source, source_sealed FROM documents", &[]).map_err(|e| self.e("listing", e))?;
+        let mut v: Vec<String> = rows.iter().map(|r| self.shown_source(r.get(0), r.get(1))).collect();
+        v.sort();
+        Ok(v)
     }
 
     pub fn list(&self) -> Result<Vec<DocInfo>> {
@@ -129,14 +132,14 @@ impl PgKb {
             .borrow_mut()
             .query(
                 "SELECT source, title, format, lang, chunks, size, sha256, mtime, ingested_at,
-                        (SELECT count(*) FROM quarantine q WHERE q.doc_id = documents.id) FROM documents ORDER BY source",
+                        (SELECT count(*) FROM quarantine q WHERE q.doc_id = documents.id), source_sealed FROM documents",
                 &[],
             )
             .map_err(|e| self.e("listing", e))?;
-        Ok(rows
+        let mut docs: Vec<DocInfo> = rows
             .iter()
             .map(|r| DocInfo {
-                source: r.get(0),
+                source: self.shown_source(r.get(0), r.get(10)),
                 title: r.get(1),
                 format: r.get(2),
                 lang: r.get(3),
@@ -147,7 +150,9 @@ impl PgKb {
                 ingested_at: r.get(8),
                 quarantined: r.get::<_, i64>(9) as usize,
             })
-            .collect())
+            .collect();
+        docs.sort_by(|a, b| a.source.cmp(&b.source));
+        Ok(docs)
     }
 
     pub fn stats(&self, name: &str) -> Result<KbStats> {
@@ -187,15 +192,15 @@ impl PgKb {
             .client
             .borrow_mut()
             .query(
-                "SELECT d.source, q.ord, q.heading, q.page, q.text, q.score, q.reasons FROM quarantine q
-                 JOIN documents d ON d.id = q.doc_id ORDER BY d.source, q.ord",
+                "SELECT d.source, q.ord, q.heading, q.page, q.text, q.score, q.reasons, d.source_sealed FROM quarantine q
+                 JOIN documents d ON d.id = q.doc_id",
                 &[],
             )
             .map_err(|e| self.e("quarantine", e))?;
-        Ok(rows
+        let mut v: Vec<QuarantinedChunk> = rows
             .iter()
             .map(|r| QuarantinedChunk {
-                source: r.get(0),
+                source: self.shown_source(r.get(0), r.get(7)),
                 ord: r.get::<_, i32>(1) as usize,
                 heading: r.get(2),
                 page: r.get::<_, Option<i32>>(3).map(|p| p as u32),
@@ -203,7 +208,9 @@ impl PgKb {
                 score: r.get(5),
                 reasons: serde_json::from_str(r.get(6)).unwrap_or_default(),
             })
-            .collect())
+            .collect();
+        v.sort_by(|a, b| (&a.source, a.ord).cmp(&(&b.source, b.ord)));
+        Ok(v)
     }
 
     pub(crate) fn has_term(&self, stem: &str) -> bool {
@@ -297,7 +304,7 @@ impl PgKb {
     pub fn chunks_by_id(&self, ids: &[i64]) -> Result<Vec<StoredChunk>> {
         let sql = format!("SELECT {CHUNK_COLS} FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id = ANY($1)");
         let rows = self.client.borrow_mut().query(&sql, &[&ids]).map_err(|e| self.e("reading chunks", e))?;
-        let mut by: HashMap<i64, StoredChunk> = rows.iter().map(|r| (r.get::<_, i64>(0), row_to_chunk(r))).collect();
+        let mut by: HashMap<i64, StoredChunk> = rows.iter().map(|r| (r.get::<_, i64>(0), row_to_chunk(self, r))).collect();
         Ok(ids.iter().filter_map(|id| by.remove(id)).collect())
     }
 
@@ -309,9 +316,10 @@ impl PgKb {
     }
 
     pub fn chunks_of(&self, source: &str) -> Result<Vec<StoredChunk>> {
+        let (source, _) = self.server_source(source)?;
         let sql = format!("SELECT {CHUNK_COLS} FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = $1 ORDER BY c.ord");
         let rows = self.client.borrow_mut().query(&sql, &[&source]).map_err(|e| self.e("reading chunks", e))?;
-        Ok(rows.iter().map(row_to_chunk).collect())
+        Ok(rows.iter().map(|r| row_to_chunk(self, r)).collect())
     }
 
     /// Verifies the invariants of docs/storage.md ("PostgreSQL store").

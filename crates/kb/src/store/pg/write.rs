@@ -5,7 +5,9 @@
 //! the benchmarks' bulk path and the re-analysis of every chunk's terms.
 //!
 //! Owns every write to `documents`, `chunks` and `quarantine`; never reads
-//! for retrieval. Chunk text arrives here already PII-redacted by ingest.
+//! for retrieval. Chunk text and titles arrive here already PII-redacted by
+//! ingest; source paths are written in their server form
+//! ([`PgKb::server_source`]).
 
 use postgres::{Statement, Transaction};
 
@@ -41,12 +43,13 @@ fn e(url: &str, what: &str, x: postgres::Error) -> KbError {
     KbError::Store { store: url.to_string(), reason: format!("{what}: {}", super::pg_reason(&x)) }
 }
 
-fn insert_document(tx: &mut Transaction<'_>, url: &str, m: &DocMeta, chunks: usize) -> Result<i64> {
+/// Inserts the document row; `source` is the server form of `m.source`, `sealed` the original sealed.
+fn insert_document(tx: &mut Transaction<'_>, url: &str, m: &DocMeta, source: &str, sealed: Option<&[u8]>, chunks: usize) -> Result<i64> {
     let row = tx
         .query_one(
-            "INSERT INTO documents(source, title, format, lang, sha256, size, mtime, chunks, ingested_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-            &[&m.source, &m.title, &m.format, &m.lang, &m.sha256, &(m.size as i64), &m.mtime, &(chunks as i64), &now()],
+            "INSERT INTO documents(source, source_sealed, title, format, lang, sha256, size, mtime, chunks, ingested_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            &[&source, &sealed, &m.title, &m.format, &m.lang, &m.sha256, &(m.size as i64), &m.mtime, &(chunks as i64), &now()],
         )
         .map_err(|x| e(url, "inserting a document", x))?;
     Ok(row.get(0))
@@ -129,20 +132,33 @@ impl PgKb {
     pub fn begin_document(&mut self, meta: &DocMeta) -> Result<PgDocTx<'_>> {
         self.forget_terms();
         let url = self.url.clone();
+        let (source, sealed) = self.server_source(&meta.source)?;
         let mut tx = self.client.get_mut().transaction().map_err(|x| e(&url, "begin", x))?;
-        lock_source(&mut tx, &url, &meta.source)?;
-        let old = delete_document(&mut tx, &url, &meta.source)?;
-        let doc_id = insert_document(&mut tx, &url, meta, 0)?;
+        lock_source(&mut tx, &url, &source)?;
+        let mut old = delete_document(&mut tx, &url, &source)?;
+        if source != meta.source {
+            // stored in clear before the path was redacted (an older Tresor): replaced too
+            let legacy = delete_document(&mut tx, &url, &meta.source)?;
+            old = old.or(legacy);
+        }
+        let doc_id = insert_document(&mut tx, &url, meta, &source, sealed.as_deref(), 0)?;
         let ins = tx.prepare(&insert_chunk_sql()).map_err(|x| e(&url, "prepare", x))?;
         Ok(PgDocTx { tx, url, ins, doc_id, n: 0, replaced: old.is_some() })
     }
 
+    /// Removes document `source`: a path as ingested, or a source as the server holds it
+    /// (another client's document this one cannot unseal is listed that way).
     pub fn remove_source(&mut self, source: &str) -> Result<usize> {
         self.forget_terms();
         let url = self.url.clone();
+        let (server, _) = self.server_source(source)?;
         let mut tx = self.client.get_mut().transaction().map_err(|x| e(&url, "begin", x))?;
-        lock_source(&mut tx, &url, source)?;
-        let Some((_, n)) = delete_document(&mut tx, &url, source)? else {
+        lock_source(&mut tx, &url, &server)?;
+        let mut gone = delete_document(&mut tx, &url, &server)?;
+        if gone.is_none() && server != source {
+            gone = delete_document(&mut tx, &url, source)?;
+        }
+        let Some((_, n)) = gone else {
             return Err(KbError::NoSuchSource(source.to_string()));
         };
         tx.commit().map_err(|x| e(&url, "commit", x))?;
@@ -153,12 +169,13 @@ impl PgKb {
     pub fn bulk_insert(&mut self, docs: &[(DocMeta, Vec<(Chunk, Vec<f32>, Lang)>)]) -> Result<()> {
         self.forget_terms();
         let url = self.url.clone();
+        let sources = docs.iter().map(|(m, _)| self.server_source(&m.source)).collect::<Result<Vec<_>>>()?;
         let mut tx = self.client.get_mut().transaction().map_err(|x| e(&url, "begin", x))?;
         let ins = tx.prepare(&insert_chunk_sql()).map_err(|x| e(&url, "prepare", x))?;
-        for (m, chunks) in docs {
-            lock_source(&mut tx, &url, &m.source)?;
-            delete_document(&mut tx, &url, &m.source)?;
-            let doc_id = insert_document(&mut tx, &url, m, chunks.len())?;
+        for ((m, chunks), (source, sealed)) in docs.iter().zip(&sources) {
+            lock_source(&mut tx, &url, source)?;
+            delete_document(&mut tx, &url, source)?;
+            let doc_id = insert_document(&mut tx, &url, m, source, sealed.as_deref(), chunks.len())?;
             for (i, (ch, emb, lang)) in chunks.iter().enumerate() {
                 let (fts_head, fts_body) = fts_terms(&m.title, &ch.heading, &ch.text, *lang, &|_| false);
                 insert_chunk(&mut tx, &url, &ins, doc_id, i, &NewChunk { chunk: ch, lang: *lang, embedding: emb, fts_head, fts_body })?;
