@@ -199,8 +199,22 @@ pub fn candidates(question: &str, qvec: &[f32], passages: &[Passage], texts: Vec
         .collect()
 }
 
+/// Words that, among a sentence's first four, refer back to the sentence before it ("Here you'll
+/// find …", "We still run it, but …"): what they refer to is named only there.
+const BACK_REFERENCES: &[&str] = &[
+    "it", "its", "this", "these", "those", "they", "them", "their", "here", "there", "such", "hier", "dort", "dies", "diese",
+    "dieser", "dieses", "diesem", "diesen", "dafür", "dabei", "damit", "davon", "dazu", "darauf",
+];
+
+/// Whether `sentence` refers back to the one before it (see [`BACK_REFERENCES`]).
+pub fn refers_back(sentence: &str) -> bool {
+    let lower = sentence.to_lowercase();
+    crate::text::words_of(&lower).take(4).any(|w| BACK_REFERENCES.contains(&w))
+}
+
 /// The best `n` candidates by `w` (those within 90 % of the best score), in passage order:
-/// (sentence, passage index).
+/// (sentence, passage index). A chosen sentence that refers back to the one before it comes
+/// with that one (one piece of evidence of two sentences), unless that one is chosen too.
 pub fn choose(cands: &[Candidate], w: &ChoiceWeights, n: usize) -> Vec<(String, usize)> {
     let mut scored: Vec<(f32, &Candidate)> = cands.iter().map(|c| (c.score(w), c)).filter(|(s, _)| *s > 0.0).collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -209,7 +223,17 @@ pub fn choose(cands: &[Candidate], w: &ChoiceWeights, n: usize) -> Vec<(String, 
         scored.retain(|c| c.0 >= best * 0.9);
     }
     scored.sort_by_key(|c| (c.1.passage, c.1.index));
-    scored.into_iter().map(|(_, c)| (c.text.clone(), c.passage)).collect()
+    let chosen = |p: usize, i: usize| scored.iter().any(|(_, c)| c.passage == p && c.index == i);
+    scored
+        .iter()
+        .map(|(_, c)| {
+            let before = cands.iter().find(|b| c.index > 0 && b.passage == c.passage && b.index == c.index - 1);
+            match before {
+                Some(b) if refers_back(&c.text) && !chosen(b.passage, b.index) => (format!("{} {}", b.text, c.text), c.passage),
+                _ => (c.text.clone(), c.passage),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -248,6 +272,26 @@ mod tests {
         assert!(!holds("Die Probezeit ist kurz.", AnswerType::Duration));
         assert!(holds("Approval comes from your manager in the travel tool.", AnswerType::Name));
         assert!(!holds("anything", AnswerType::Any));
+    }
+
+    #[test]
+    fn a_chosen_sentence_that_refers_back_comes_with_the_sentence_before_it() {
+        let c = |index: usize, text: &str, lexical: f32| Candidate { text: text.into(), passage: 0, index, cosine: 0.0, answer_type: 0.0, rank: 1.0, lexical };
+        let cands = vec![
+            c(0, "We monitor our systems and their health through Grafana.", 0.3),
+            c(1, "Here you'll find dashboards and alerting rules.", 0.9),
+            c(2, "It is our go-to for diagnosing performance issues.", 0.1),
+        ];
+        let w = ChoiceWeights { cosine: 0.0, answer_type: 0.0, rank: 0.0, lexical: 1.0 };
+        assert_eq!(choose(&cands, &w, 1), vec![("We monitor our systems and their health through Grafana. Here you'll find dashboards and alerting rules.".to_string(), 0)]);
+        // the sentence before chosen as well: no repetition
+        let both = choose(&cands, &ChoiceWeights { lexical: 1.0, rank: 20.0, ..w }, 2);
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert_eq!(both[1].0, "Here you'll find dashboards and alerting rules.");
+        // a sentence that names its subject stands alone
+        assert!(!refers_back("We monitor our systems and their health through Grafana."));
+        assert!(refers_back("We still run it, but it's gradually being superceded by Kandji."));
+        assert!(refers_back("Dafür gibt es das Personalportal."));
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! plus — optionally — its answerable questions asked against an unrelated
 //! knowledge base), extractive share, time to the first visible token and to
 //! the model's first token, total latency p50/p95, tokens per answer — over
-//! all questions and per language (the question's). A gold set splits by
+//! all questions and per language (the question's). Each answerable question
+//! whose answer misses the reference gets its cause ([`Miss`]): the packed
+//! passages lack it (retrieval), the chosen evidence sentences lack it (the
+//! choice), or the evidence held it and the answer lost it (generation).
+//! A gold set splits by
 //! document into a fit half and a held-out half ([`split`]): the answer
 //! choice's weights are fitted on the one (`answer_choice`), figures are
 //! reported on the other.
@@ -82,6 +86,31 @@ pub fn lang_of(question: &str) -> String {
     tresor_assistant::text::language(question).as_str().to_string()
 }
 
+/// Why an answerable question's answer lacks the reference: the first stage that lost it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Miss {
+    /// Refused ("not in your documents").
+    Refused,
+    /// No packed passage holds the reference.
+    Retrieval,
+    /// A packed passage holds it, the chosen evidence sentences do not.
+    Choice,
+    /// The chosen evidence holds it, the answer does not (the model's sentence lost it).
+    Generation,
+}
+
+impl Miss {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Miss::Refused => "refused",
+            Miss::Retrieval => "retrieval",
+            Miss::Choice => "choice",
+            Miss::Generation => "generation",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemResult {
     pub id: String,
@@ -103,6 +132,11 @@ pub struct ItemResult {
     /// Share of the cited passages whose own text holds the reference (answerable, with citations).
     pub citation_precision_passage: Option<f32>,
     pub evidence: Option<f32>,
+    /// The evidence sentences the engine chose (shown to the model; the extractive answer).
+    pub chosen: Vec<String>,
+    /// Answerable and the answer lacks the reference: where it was lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub miss: Option<Miss>,
     pub model: String,
     /// To the first token the user saw (validated sentence, extractive fallback or refusal).
     pub ttft_ms: f64,
@@ -133,6 +167,8 @@ pub struct LangReport {
     pub ttft_ms: Percentiles,
     /// To the model's first generated token (answers where a model ran).
     pub model_first_token_ms: Percentiles,
+    /// Answerable questions whose answer lacks the reference, by where it was lost ([`Miss`]).
+    pub misses: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -205,6 +241,24 @@ pub fn evaluate(
         } else {
             None
         };
+        let holds_ref = |t: &str| refs.iter().any(|r| !norm(r).is_empty() && norm(t).contains(&norm(r)));
+        let chosen: Vec<String> =
+            tresor_assistant::choice::choose(&a.trace.evidence_sentences, &tresor_assistant::choice::FITTED, assistant.config().extractive_sentences)
+                .into_iter()
+                .map(|c| c.0)
+                .collect();
+        let miss = if kind != "answerable" || refs.is_empty() || (holds_ref(&a.answer) && !a.refused) {
+            None
+        } else if a.refused {
+            Some(Miss::Refused)
+        } else if holds_ref(&chosen.join(" ")) {
+            Some(Miss::Generation)
+        } else {
+            let packed: Vec<i64> = a.trace.passages.iter().filter(|p| p.packed).map(|p| p.chunk_id).collect();
+            let (kbh, _) = assistant.kb(kb)?;
+            let texts = kbh.chunks_by_id(&packed).map_err(tresor_assistant::AssistantError::from)?;
+            Some(if texts.iter().any(|c| holds_ref(&c.text)) { Miss::Choice } else { Miss::Retrieval })
+        };
         let citation_precision = match (&gold_file, cited.is_empty(), kind) {
             (Some(f), false, "answerable") => {
                 Some(cited.iter().filter(|c| Path::new(c.as_str()).file_name().is_some_and(|n| n.to_string_lossy() == *f)).count() as f32 / cited.len() as f32)
@@ -226,6 +280,8 @@ pub fn evaluate(
             citation_precision,
             citation_precision_passage,
             evidence: a.trace.evidence,
+            chosen,
+            miss,
             model: a.model.clone(),
             ttft_ms: a.timings.ttft_ms,
             model_first_token_ms: a.timings.model_first_token_ms,
@@ -281,6 +337,10 @@ fn lang_report(items: &[&ItemResult], refs: &std::collections::HashMap<&str, &Go
         refusal_correct: share(&both, &|i| i.refused == (i.kind == "unanswerable")),
         ttft_ms: Percentiles::of(both.iter().map(|i| i.ttft_ms).collect()),
         model_first_token_ms: Percentiles::of(both.iter().filter(|i| i.model_first_token_ms > 0.0).map(|i| i.model_first_token_ms).collect()),
+        misses: ans.iter().filter_map(|i| i.miss).fold(Default::default(), |mut m, x| {
+            *m.entry(x.as_str().to_string()).or_default() += 1;
+            m
+        }),
     }
 }
 
@@ -366,10 +426,10 @@ pub fn table(r: &AnswerEvalReport) -> String {
     row("context tokens / answer", format!("{:.1}", r.context_tokens_per_answer));
     row("models", r.models.join(", "));
     if !r.by_lang.is_empty() {
-        s.push_str(&format!("\nper language ({} split)\n\n| lang | answerable | contains ref | token F1 | cit. prec. file | cit. prec. passage | extractive | refusal correct | refused unanswerable | TTFT visible p50 / p95 (ms) | model first token p50 / p95 (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|\n", r.split));
+        s.push_str(&format!("\nper language ({} split)\n\n| lang | answerable | contains ref | token F1 | cit. prec. file | cit. prec. passage | extractive | refusal correct | refused unanswerable | misses: refused / retrieval / choice / generation | TTFT visible p50 / p95 (ms) | model first token p50 / p95 (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n", r.split));
         for (l, x) in &r.by_lang {
             s.push_str(&format!(
-                "| {l} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} ({}) | {:.0} / {:.0} | {:.0} / {:.0} |\n",
+                "| {l} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} ({}) | {} | {:.0} / {:.0} | {:.0} / {:.0} |\n",
                 x.answerable,
                 x.contains_reference,
                 x.token_f1,
@@ -379,6 +439,7 @@ pub fn table(r: &AnswerEvalReport) -> String {
                 x.refusal_correct,
                 x.refusal_rate_unanswerable,
                 x.unanswerable,
+                [Miss::Refused, Miss::Retrieval, Miss::Choice, Miss::Generation].map(|m| x.misses.get(m.as_str()).copied().unwrap_or(0).to_string()).join(" / "),
                 x.ttft_ms.p50,
                 x.ttft_ms.p95,
                 x.model_first_token_ms.p50,

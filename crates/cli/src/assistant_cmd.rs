@@ -446,12 +446,13 @@ pub fn run_eval_answers(args: EvalAnswersArgs, ctx: &Ctx) -> Result<()> {
     let mut report = eval::evaluate(&mut assistant, "gold", &gold, args.unrelated_docs.as_ref().map(|_| "unrelated"), &mut |r| {
         if verbose {
             eprintln!(
-                "{:<14} {:<12} f1 {:.2} {} {:>6.0} ms  {}",
+                "{:<14} {:<12} f1 {:.2} {} {:>6.0} ms {:<10} {}",
                 r.id,
                 r.kind,
                 r.f1,
                 if r.refused { "refused " } else if r.extractive { "extract " } else { "answered" },
                 r.total_ms,
+                r.miss.map(|m| m.as_str()).unwrap_or("-"),
                 r.answer.chars().take(90).collect::<String>().replace('\n', " ")
             );
         }

@@ -240,6 +240,24 @@ impl SentenceStream {
         let rest = std::mem::take(&mut self.buf);
         sentences(&rest).into_iter().map(str::to_string).collect()
     }
+    /// Whole words waiting for a sentence end (a word the next piece may still continue does
+    /// not count).
+    pub fn pending_words(&self) -> usize {
+        self.whole_words().split_whitespace().count()
+    }
+    /// Ends the stream before its text did: the whole words waiting (see
+    /// [`SentenceStream::pending_words`]) as sentences, the last one possibly unfinished.
+    pub fn cut(&mut self) -> Vec<String> {
+        let rest = self.whole_words().to_string();
+        self.buf.clear();
+        sentences(&rest).into_iter().map(str::to_string).collect()
+    }
+    fn whole_words(&self) -> &str {
+        match self.buf.rfind(char::is_whitespace) {
+            Some(i) => &self.buf[..i],
+            None => "",
+        }
+    }
 }
 
 #[cfg(test)]

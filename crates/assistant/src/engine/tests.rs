@@ -152,6 +152,58 @@ fn an_unsupported_first_sentence_stops_generation_and_the_fallback_shows_at_once
     assert!(p.contains("The answer is most likely here:") && p.contains("30 working days"), "{p}");
 }
 
+/// A first sentence that never ends (a small model's run-on German sentence) does not hold back
+/// the first visible text: after `first_sentence_max_words` words the words so far are checked —
+/// shown, marked unfinished, when they are supported and state the evidence, else the extractive
+/// answer — and the model stops. Without the cap the user waits for the whole reply.
+#[test]
+fn a_first_sentence_that_never_ends_is_decided_on_after_the_word_cap() {
+    let q = "How many vacation days do full-time employees get?";
+    // the words the model had written when the first text became visible, and what was streamed
+    let first_visible = |a: &mut Assistant, f: &Fixture| {
+        let mut at: Option<usize> = None;
+        let mut streamed = String::new();
+        let req = AskRequest { question: q.into(), kb: Some("default".into()), no_cache: true, ..Default::default() };
+        let ans = a
+            .answer(&req, &mut |p| {
+                at.get_or_insert(f.words.load(std::sync::atomic::Ordering::Relaxed));
+                streamed.push_str(p);
+            })
+            .unwrap();
+        (ans, at.unwrap(), streamed)
+    };
+    // invented words without a sentence end
+    let invented = "bananas are yellow and penguins cannot fly ".repeat(20);
+    let (f, mut a) = fixture();
+    let cap = a.config().first_sentence_max_words;
+    assert!(cap > 0, "on by default");
+    *f.reply.lock().unwrap() = format!("Well {invented}");
+    let (ans, at, streamed) = first_visible(&mut a, &f);
+    assert!(at <= cap + 1, "first text after {at} words (cap {cap})");
+    assert!(ans.trace.stopped_early && ans.trace.extractive, "{:?}", ans.trace.sentences);
+    assert!(streamed.starts_with("Full-time employees get 30 working days"), "{streamed}");
+    let c = &ans.trace.sentences[0];
+    assert!(c.text.ends_with('…') && c.dropped.as_deref().unwrap_or("").starts_with(&format!("first sentence cut at {cap} words")), "{c:?}");
+    // a supported run-on that states the evidence is shown as it stands, marked unfinished
+    let (f, mut a) = fixture();
+    let run_on = "Full-time employees get 30 working days of paid vacation per calendar year and part-time employees get a pro-rated amount based on their working days per week and ".repeat(4);
+    *f.reply.lock().unwrap() = run_on.clone();
+    let (ans, at, streamed) = first_visible(&mut a, &f);
+    assert!(at <= cap + 1, "first text after {at} words (cap {cap})");
+    assert!(!ans.trace.extractive && !ans.trace.stopped_early, "{:?}", ans.trace.sentences);
+    assert!(streamed.starts_with("Full-time employees get 30 working days") && streamed.ends_with("… [1]"), "{streamed}");
+    assert_eq!(streamed, ans.answer);
+    assert!(f.words.load(std::sync::atomic::Ordering::Relaxed) <= cap + 1, "the model was stopped");
+    // the cap off: the first text waits for the whole reply
+    let (f, mut a) = fixture();
+    a.config_mut().first_sentence_max_words = 0;
+    *f.reply.lock().unwrap() = format!("Well {invented}");
+    let total = format!("Well {invented}").split_whitespace().count();
+    let (ans, at, _) = first_visible(&mut a, &f);
+    assert_eq!(at, total, "without the cap the fallback waits for every word");
+    assert!(ans.trace.extractive);
+}
+
 /// Without a knowledge base nothing is validated, but the output guard still stands: a model that
 /// starts repeating its instructions (the red team's jailbreaks did) is stopped before they show.
 #[test]

@@ -4,9 +4,14 @@
 //! their citation number. The first unsupported sentence before anything was
 //! shown stops the model at once (the caller shows the extractive answer
 //! instead of making the user wait for text that would be thrown away);
-//! after a supported one, a run of `max_unsupported_run` does.
+//! after a supported one, a run of `max_unsupported_run` does. A first
+//! sentence that runs `first_sentence_max_words` words without ending is
+//! decided on as it stands (shown, marked unfinished, when it is supported
+//! and states the chosen evidence; else the fallback) and the model stopped:
+//! the first visible text comes at most that many words after the model's
+//! first token.
 //!
-//! Owns: the numbering of citations in order of first use, the stop rule.
+//! Owns: the numbering of citations in order of first use, the stop rules.
 //! Never: the support score itself (`cite.rs`).
 
 use std::ops::ControlFlow;
@@ -45,7 +50,8 @@ pub(super) struct Validator<'a> {
     pub(super) inj: firewall::InjectionTrace,
     /// Sentence embeddings computed already (the candidate sentences' batch), by text.
     pub(super) vecs: std::collections::HashMap<String, Vec<f32>>,
-    /// The model was stopped because its first sentence was unsupported.
+    /// The model was stopped because its first sentence was unsupported (or ran past
+    /// `first_sentence_max_words` and was not shown).
     pub(super) stopped_early: bool,
     /// The chosen evidence (`choice.rs`): the answer's first sentence must state it.
     pub(super) evidence: Vec<(String, usize)>,
@@ -75,6 +81,7 @@ impl<'a> Validator<'a> {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<tresor_llm::Generation> {
         let max_run = self.cfg.max_unsupported_run.max(1);
+        let cap = self.cfg.first_sentence_max_words;
         let mut stream = SentenceStream::default();
         let mut stop = false;
         let g = model.generate(msgs, params, &mut |piece| {
@@ -86,6 +93,13 @@ impl<'a> Validator<'a> {
                     stop = true;
                     break;
                 }
+            }
+            // nothing shown yet (so nothing checked: a failed sentence stops above) and the first
+            // sentence does not end: decide on the words there are, and stop the model either way
+            if !stop && cap > 0 && self.kept.is_empty() && stream.pending_words() >= cap {
+                self.cut_first_sentence(stream.cut(), on_text);
+                self.stopped_early |= self.kept.is_empty();
+                stop = true;
             }
             if stop {
                 ControlFlow::Break(())
@@ -99,6 +113,27 @@ impl<'a> Validator<'a> {
             }
         }
         Ok(g)
+    }
+
+    /// The first sentence ran past `first_sentence_max_words`: `parts` are its whole words (after
+    /// any sentence that ended but waited for the next one). Each is checked like any sentence,
+    /// the unfinished last one marked with "…"; until one fails.
+    fn cut_first_sentence(&mut self, mut parts: Vec<String>, on_text: &mut dyn FnMut(&str)) {
+        if let Some(last) = parts.last_mut() {
+            if !last.trim_end().ends_with(['.', '!', '?', '…']) {
+                last.push_str(" …");
+            }
+        }
+        for s in parts {
+            self.sentence(&s, on_text);
+            if let Some(c) = self.checks.last_mut().filter(|c| !c.kept && s.ends_with(" …")) {
+                let why = c.dropped.take().unwrap_or_default();
+                c.dropped = Some(format!("first sentence cut at {} words; {why}", self.cfg.first_sentence_max_words));
+            }
+            if self.run > 0 {
+                break;
+            }
+        }
     }
 
     fn sentence(&mut self, s: &str, on_text: &mut dyn FnMut(&str)) {

@@ -74,6 +74,24 @@ fn sentence_stream_emits_complete_sentences() {
 }
 
 #[test]
+fn a_stream_cut_short_gives_its_whole_words_as_sentences() {
+    let mut s = SentenceStream::default();
+    assert!(s.push("Sie haben Anspruch auf 30 Arbei").is_empty());
+    // "Arbei" may go on in the next piece: not a word yet
+    assert_eq!(s.pending_words(), 5);
+    assert_eq!(s.cut(), vec!["Sie haben Anspruch auf 30"]);
+    assert_eq!(s.pending_words(), 0);
+    assert!(s.finish().is_empty());
+    // a sentence that ended but waits for the next one to begin comes out as its own sentence
+    assert!(s.push("You get 30 days. ").is_empty());
+    assert_eq!(s.pending_words(), 4);
+    assert_eq!(s.cut(), vec!["You get 30 days."]);
+    assert_eq!(s.push("Ja. Und dann noch"), vec!["Ja."]);
+    assert_eq!(s.pending_words(), 2);
+    assert_eq!(s.cut(), vec!["Und dann"]);
+}
+
+#[test]
 fn complete_end_gives_the_stream_back_exactly() {
     assert_eq!(complete_end("You get 30 days."), None);
     assert_eq!(complete_end("You get 30 days. "), None);
