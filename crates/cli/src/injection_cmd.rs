@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use tresor_guard::injection::classifier::{self, Classifier, TrainOptions, Weights};
-use tresor_guard::injection::{rules, Detector, Verdict};
+use tresor_guard::injection::{lexical, rules, Detector, Verdict};
 
 use crate::ctx::Ctx;
 use crate::text_input::TextInput;
@@ -45,6 +45,10 @@ pub struct EvalInjectionArgs {
     /// Skip the end-to-end attack run (detection rates only).
     #[arg(long)]
     pub no_attack: bool,
+    /// Score with these classifier weights instead of the built-in ones (weights a
+    /// training run just wrote, measured before they are built in).
+    #[arg(long, hide = true)]
+    pub weights: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -73,6 +77,10 @@ pub struct TrainInjectionArgs {
     pub learning_rate: f32,
     #[arg(long, default_value_t = 1e-4)]
     pub l2: f32,
+    /// Hashed lexical feature buckets (word uni/bigrams, character 3/4-grams) beside the
+    /// embedding; 0: embedding and rule features only.
+    #[arg(long, default_value_t = 0)]
+    pub lexical_dim: usize,
     /// Cache window embeddings here (JSON) to retrain quickly.
     #[arg(long)]
     pub embed_cache: Option<PathBuf>,
@@ -219,14 +227,16 @@ fn rows(det: &Detector, c: &Case, embs: &[Vec<f32>]) -> Vec<Vec<f32>> {
 fn fit(det_proto: &Weights, train: &[(&Case, &Vec<Vec<f32>>)], opts: &TrainOptions) -> Detector {
     let probe = Detector::with_classifier(Classifier { w: det_proto.clone() });
     let mut x = Vec::new();
+    let mut xs = Vec::new();
     let mut y = Vec::new();
     for (c, e) in train {
-        for r in rows(&probe, c, e) {
+        for (r, w) in rows(&probe, c, e).into_iter().zip(probe.windows(&c.text)) {
             x.push(r);
+            xs.push(lexical::features(&w, det_proto.lexical_dim));
             y.push(c.positive());
         }
     }
-    let (w, b) = classifier::train(&x, &y, opts);
+    let (w, b) = classifier::train_sparse(&x, &xs, det_proto.lexical_dim, &y, opts);
     let mut wt = det_proto.clone();
     wt.weights = w;
     wt.bias = b;
@@ -270,7 +280,8 @@ pub fn run_train_injection(args: TrainInjectionArgs, ctx: &Ctx) -> Result<()> {
         embed_model: emb.model_id().to_string(),
         dim,
         rule_features: rules::CATEGORIES.iter().map(|s| s.to_string()).collect(),
-        weights: vec![0.0; dim + rules::CATEGORIES.len()],
+        lexical_dim: args.lexical_dim,
+        weights: vec![0.0; dim + rules::CATEGORIES.len() + args.lexical_dim],
         bias: 0.0,
         threshold: 0.5,
         window_words: args.window_words,
@@ -379,7 +390,7 @@ pub fn run_train_injection(args: TrainInjectionArgs, ctx: &Ctx) -> Result<()> {
         "positives": y.iter().filter(|&&b| b).count(),
         "folds": args.folds,
         "max_fpr": args.max_fpr,
-        "epochs": args.epochs, "learning_rate": args.learning_rate, "l2": args.l2,
+        "epochs": args.epochs, "learning_rate": args.learning_rate, "l2": args.l2, "lexical_dim": args.lexical_dim,
         "threshold_chosen_on": "loso",
         "loso": {"tpr": loso_tpr, "fpr": loso_fpr, "per_source": per_source,
                  "note": "leave-one-source-out on the training corpus; the threshold was chosen on these scores"},
@@ -504,7 +515,15 @@ pub fn run_eval_injection(args: EvalInjectionArgs, ctx: &Ctx) -> Result<()> {
     if !args.split.is_empty() && args.split.len() != args.cases.len() {
         bail!("{} --split names for {} --cases files", args.split.len(), args.cases.len());
     }
-    let (det, emb) = detector_and_embedder(ctx)?;
+    let (mut det, emb) = detector_and_embedder(ctx)?;
+    if let Some(p) = &args.weights {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let clf = Classifier::from_json(&bytes).with_context(|| format!("weights {}", p.display()))?;
+        if clf.w.embed_model != det.embed_model() {
+            bail!("{}: trained on {}, the built-in detector embeds with {}", p.display(), clf.w.embed_model, det.embed_model());
+        }
+        det = Detector::with_classifier(clf);
+    }
     let mut splits = BTreeMap::new();
     let mut first = None;
     for (i, path) in args.cases.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! The learned half of the detector: logistic regression over a sentence
 //! embedding (MiniLM, computed by the caller) concatenated with the rule
-//! features of [`super::rules`]. Owns the weights format, loading, scoring and
+//! features of [`super::rules`] and, when the weights have them, the hashed
+//! lexical features of [`super::lexical`]. Owns the weights format, loading, scoring and
 //! the training math (class-weighted, L2-regularised gradient descent;
 //! threshold chosen on out-of-fold scores). Never computes an embedding:
 //! this crate does not depend on the model crates.
@@ -23,7 +24,10 @@ pub struct Weights {
     pub dim: usize,
     /// Rule categories in feature order (after the `dim` embedding features).
     pub rule_features: Vec<String>,
-    /// `dim + rule_features.len()` weights.
+    /// Hashed lexical feature buckets after the rule features (0: none).
+    #[serde(default)]
+    pub lexical_dim: usize,
+    /// `dim + rule_features.len() + lexical_dim` weights.
     pub weights: Vec<f32>,
     pub bias: f32,
     /// Operating threshold on the combined score.
@@ -50,8 +54,8 @@ impl Classifier {
                 w.rule_features, CATEGORIES
             )));
         }
-        if w.weights.len() != w.dim + CATEGORIES.len() {
-            return Err(InjectionError::Weights(format!("{} weights for {} features", w.weights.len(), w.dim + CATEGORIES.len())));
+        if w.weights.len() != w.dim + CATEGORIES.len() + w.lexical_dim {
+            return Err(InjectionError::Weights(format!("{} weights for {} features", w.weights.len(), w.dim + CATEGORIES.len() + w.lexical_dim)));
         }
         if !(0.0..=1.0).contains(&w.threshold) || w.window_words == 0 || w.window_stride == 0 {
             return Err(InjectionError::Weights("threshold outside 0..1 or empty window".into()));
@@ -63,16 +67,18 @@ impl Classifier {
         Self::from_json(SHIPPED_WEIGHTS)
     }
 
-    /// Probability that a window is an injection, from its embedding and rule features.
-    pub fn prob(&self, embedding: &[f32], rule_features: &[f32]) -> Result<f32, InjectionError> {
+    /// Probability that a window is an injection, from its embedding, rule
+    /// features and the window's text (for the lexical features, when the weights have them).
+    pub fn prob(&self, embedding: &[f32], rule_features: &[f32], text: &str) -> Result<f32, InjectionError> {
         if embedding.len() != self.w.dim {
             return Err(InjectionError::Dim { expected: self.w.dim, got: embedding.len() });
         }
-        Ok(sigmoid(linear(&self.w.weights, self.w.bias, embedding, rule_features)))
+        let lex = super::lexical::features(text, self.w.lexical_dim);
+        Ok(sigmoid(linear(&self.w.weights, self.w.bias, embedding, rule_features, &lex)))
     }
 }
 
-fn linear(w: &[f32], b: f32, emb: &[f32], rf: &[f32]) -> f32 {
+fn linear(w: &[f32], b: f32, emb: &[f32], rf: &[f32], lex: &[(u32, f32)]) -> f32 {
     let d = emb.len();
     let mut z = b;
     for (x, wi) in emb.iter().zip(&w[..d]) {
@@ -80,6 +86,10 @@ fn linear(w: &[f32], b: f32, emb: &[f32], rf: &[f32]) -> f32 {
     }
     for (x, wi) in rf.iter().zip(&w[d..]) {
         z += x * wi;
+    }
+    let off = d + rf.len();
+    for &(i, x) in lex {
+        z += x * w.get(off + i as usize).copied().unwrap_or(0.0);
     }
     z
 }
@@ -106,8 +116,18 @@ impl Default for TrainOptions {
 /// `x[i]` is one feature row (embedding then rule features), `y[i]` its label.
 /// Returns (weights, bias). Deterministic.
 pub fn train(x: &[Vec<f32>], y: &[bool], opts: &TrainOptions) -> (Vec<f32>, f32) {
+    train_sparse(x, &[], 0, y, opts)
+}
+
+/// [`train`] with a sparse block after the dense features: `xs[i]` holds row
+/// i's (index, value) pairs in `0..sparse_dim` (empty `xs`: no sparse block).
+/// Returns `dense + sparse_dim` weights and the bias.
+pub fn train_sparse(x: &[Vec<f32>], xs: &[Vec<(u32, f32)>], sparse_dim: usize, y: &[bool], opts: &TrainOptions) -> (Vec<f32>, f32) {
     let n = x.len();
-    let d = x.first().map(|r| r.len()).unwrap_or(0);
+    let dd = x.first().map(|r| r.len()).unwrap_or(0);
+    let d = dd + sparse_dim;
+    let no_sparse: Vec<(u32, f32)> = Vec::new();
+    let sparse = |i: usize| xs.get(i).unwrap_or(&no_sparse);
     let pos = y.iter().filter(|&&b| b).count().max(1) as f32;
     let neg = (n as f32 - pos).max(1.0);
     // each class carries half of the loss
@@ -118,11 +138,15 @@ pub fn train(x: &[Vec<f32>], y: &[bool], opts: &TrainOptions) -> (Vec<f32>, f32)
     for _ in 0..opts.epochs {
         g.iter_mut().for_each(|v| *v = 0.0);
         let mut gb = 0f32;
-        for (row, &label) in x.iter().zip(y) {
-            let z: f32 = b + row.iter().zip(&w).map(|(a, c)| a * c).sum::<f32>();
+        for (i, (row, &label)) in x.iter().zip(y).enumerate() {
+            let sp = sparse(i);
+            let z: f32 = b + row.iter().zip(&w).map(|(a, c)| a * c).sum::<f32>() + sp.iter().map(|&(j, v)| v * w[dd + j as usize]).sum::<f32>();
             let err = (sigmoid(z) - if label { 1.0 } else { 0.0 }) * cw(label);
             for (gi, xi) in g.iter_mut().zip(row) {
                 *gi += err * xi;
+            }
+            for &(j, v) in sp {
+                g[dd + j as usize] += err * v;
             }
             gb += err;
         }
@@ -170,11 +194,11 @@ mod tests {
     #[test]
     fn shipped_weights_load_and_score_in_range() {
         let c = Classifier::shipped().expect("shipped weights");
-        assert_eq!(c.w.weights.len(), c.w.dim + CATEGORIES.len());
+        assert_eq!(c.w.weights.len(), c.w.dim + CATEGORIES.len() + c.w.lexical_dim);
         let e = vec![0.05f32; c.w.dim];
-        let p = c.prob(&e, &vec![0.0; CATEGORIES.len()]).unwrap();
+        let p = c.prob(&e, &vec![0.0; CATEGORIES.len()], "some text").unwrap();
         assert!((0.0..=1.0).contains(&p));
-        assert!(matches!(c.prob(&[0.0; 3], &[]), Err(InjectionError::Dim { .. })));
+        assert!(matches!(c.prob(&[0.0; 3], &[], ""), Err(InjectionError::Dim { .. })));
     }
 
     #[test]
@@ -184,6 +208,23 @@ mod tests {
         w.weights.pop();
         let err = Classifier::from_json(&serde_json::to_vec(&w).unwrap()).unwrap_err();
         assert!(err.to_string().contains("weights"), "{err}");
+    }
+
+    #[test]
+    fn the_sparse_block_is_learned_too() {
+        // the label sits only in sparse feature 3 (of 8); the dense feature is noise
+        let mut x = Vec::new();
+        let mut xs = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..120 {
+            let pos = i % 3 == 0;
+            x.push(vec![((i * 53) % 100) as f32 / 50.0 - 1.0]);
+            xs.push(if pos { vec![(3u32, 1.0f32)] } else { vec![((i % 2) as u32 * 5, 1.0f32)] });
+            y.push(pos);
+        }
+        let (w, _) = train_sparse(&x, &xs, 8, &y, &TrainOptions::default());
+        assert_eq!(w.len(), 9);
+        assert!(w[1 + 3] > 1.0 && w[1 + 3] > 5.0 * w[0].abs(), "{w:?}");
     }
 
     #[test]

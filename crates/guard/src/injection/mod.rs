@@ -2,11 +2,14 @@
 //! checked for instruction-like content before it reaches the model, marked
 //! as data when it does ([`spotlight`]), and the answer is checked after
 //! generation ([`output`]). Owns the detector ([`rules`] + [`classifier`]),
-//! the verdict and the policy actions; never loads a model (callers pass the
+//! the verdict and the policy actions (obfuscations are folded for the rules
+//! by [`deobfuscate`]; the classifier may add [`lexical`] features); never loads a model (callers pass the
 //! embeddings of [`Detector::windows`]) and never drops, stores or blocks
 //! anything itself: callers apply the [`InjectionAction`] their policy names.
 
 pub mod classifier;
+pub mod deobfuscate;
+pub mod lexical;
 pub mod neutralise;
 pub mod output;
 pub mod rules;
@@ -141,7 +144,7 @@ impl Detector {
         let mut all_hits: Vec<rules::RuleHit> = Vec::new();
         for (w, e) in wins.iter().zip(window_embeddings) {
             let hits = rules::hits(w);
-            let p = self.clf.prob(e, &rules::features(&hits))?;
+            let p = self.clf.prob(e, &rules::features(&hits), w)?;
             best = best.max(p);
             for h in hits {
                 if !all_hits.iter().any(|x| x.category == h.category && x.strong == h.strong) {
@@ -165,7 +168,7 @@ impl Detector {
     /// instruction hidden in a document has to say something instruction-like.
     pub fn detect_one(&self, text: &str, embedding: &[f32]) -> Result<Verdict, InjectionError> {
         let hits = rules::hits(text);
-        let mut p = self.clf.prob(embedding, &rules::features(&hits))?;
+        let mut p = self.clf.prob(embedding, &rules::features(&hits), text)?;
         if hits.is_empty() {
             p = p.min(self.clf.w.threshold * 0.99);
         }
