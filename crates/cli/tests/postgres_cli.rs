@@ -9,7 +9,7 @@
 //! ingest/search/ask/check/stats/bases, kill -9 mid-ingest, two concurrent
 //! ingests, the retrieval eval on the dev gold set with both stores, key
 //! rotation (and its abort) of the sealed password, `kb delete` dropping the
-//! server's data, and source paths reaching the server redacted.
+//! server's data, source paths reaching the server redacted, and `bench kb --store`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -466,4 +466,32 @@ fn source_paths_reach_the_server_redacted_and_read_back_whole() {
     cli(other.path()).ok(&["kb", "create", "paths", "--store", &url, "--password-file", s.pw()]);
     let list = cli(other.path()).json(&["kb", "list", "--kb", "paths", "--json"]);
     assert!(list[0]["source"].as_str().unwrap().contains("[EMAIL]"), "{list}");
+}
+
+/// `bench kb --store`: the scales built and queried on the server, and ingest with two concurrent
+/// clients (the two clients once shared a workspace key they should not have, and nothing ran
+/// this path to notice). Without `--keep-scales` the scratch databases are dropped afterwards.
+#[test]
+fn bench_kb_measures_the_server_store_and_drops_its_scratch_databases() {
+    let s = server();
+    let url = s.database("bench");
+    let home = tempfile::tempdir().unwrap();
+    let r = cli(home.path()).json(&[
+        "bench", "kb", "--store", &url, "--password-file", s.pw(), "--scales", "2000", "--queries", "20", "--corpus-mb", "0.3",
+        "--embed-corpus-mb", "0", "--json",
+    ]);
+    let p = &r["postgres_scales"][0];
+    assert_eq!(p["chunks"], 2000, "{r}");
+    let modes: Vec<&str> = p["latency"].as_array().unwrap().iter().map(|l| l["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["bm25", "vector", "hybrid"]);
+    for l in p["latency"].as_array().unwrap() {
+        assert!(l["p50_ms"].as_f64().unwrap() > 0.0, "{l}");
+    }
+    let recall = p["index_recall_at_10"].as_f64().unwrap();
+    assert!(recall > 0.5 && recall <= 1.0, "pgvector HNSW recall@10 {recall}");
+    let ing = &r["postgres_ingest"];
+    assert_eq!(ing["clients"], 2, "{r}");
+    assert!(ing["chunks"].as_u64().unwrap() > 0 && ing["files"].as_u64().unwrap() >= 2, "{ing}");
+    let left = s.psql("bench", "SELECT count(*) FROM pg_database WHERE datname LIKE 'tresor_bench%'");
+    assert_eq!(left.trim(), "0", "scratch databases left on the server");
 }
