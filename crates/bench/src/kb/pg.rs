@@ -43,7 +43,13 @@ pub struct PgScaleBench {
     pub index_recall_at_10: f64,
     pub db_mb: f64,
     pub index_mb: f64,
+    /// `bm25` runs with the store's pruning budget (or `--bm25-max-postings`): this many postings.
+    pub bm25_budget: usize,
     pub latency: Vec<Latency>,
+    /// The same BM25 with no pruning (every row matching any query term ranked on the server), timed alternating with the modes.
+    pub bm25_unpruned: Latency,
+    /// Share of the unpruned BM25 top 10 that the pruned `bm25` top 10 holds.
+    pub bm25_pruned_agreement_at_10: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,7 +64,8 @@ pub struct PgIngestBench {
 }
 
 /// The scale `n` of `super::bench_scale`, in PostgreSQL.
-pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bool, log: &dyn Fn(&str)) -> Result<PgScaleBench> {
+#[allow(clippy::too_many_arguments)]
+pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bool, budget: Option<usize>, log: &dyn Fn(&str)) -> Result<PgScaleBench> {
     let dim = 384;
     let db = format!("tresor_bench_{n}");
     let dir = work.join(format!("pg-scale-{n}"));
@@ -150,22 +157,36 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bo
             asked += 10;
         }
         drop(all);
-        let d = SearchOptions { k: 10, rerank: RerankChoice::Off, ..SearchOptions::default() };
-        let runs = [("bm25", Mode::Bm25), ("vector", Mode::Vector), ("hybrid", Mode::Hybrid)];
+        let d = SearchOptions { k: 10, rerank: RerankChoice::Off, bm25_max_postings: budget, ..SearchOptions::default() };
+        let bm25_budget = budget.unwrap_or_else(|| kb.bm25_default_budget());
+        // every mode on each query in turn (alternating); "bm25-unpruned" is the reference the pruned bm25 is compared with
+        let runs = [
+            ("bm25", SearchOptions { mode: Mode::Bm25, ..d.clone() }),
+            ("bm25-unpruned", SearchOptions { mode: Mode::Bm25, bm25_max_postings: Some(0), ..d.clone() }),
+            ("vector", SearchOptions { mode: Mode::Vector, ..d.clone() }),
+            ("hybrid", SearchOptions { mode: Mode::Hybrid, ..d.clone() }),
+        ];
         for q in qlist.iter().take(10) {
-            for (_, m) in &runs {
-                search(&mut kb, q, Some(&emb), None, &SearchOptions { mode: *m, ..d.clone() })?;
+            for (_, o) in &runs {
+                search(&mut kb, q, Some(&emb), None, o)?;
             }
         }
         let mut ms: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+        let (mut agree, mut compared) = (0usize, 0usize);
         for q in &qlist {
-            for (i, (_, m)) in runs.iter().enumerate() {
+            let mut tops: Vec<Vec<i64>> = Vec::new();
+            for (i, (_, o)) in runs.iter().enumerate() {
                 let t = Instant::now();
-                search(&mut kb, q, Some(&emb), None, &SearchOptions { mode: *m, ..d.clone() })?;
+                let r = search(&mut kb, q, Some(&emb), None, o)?;
                 ms[i].push(t.elapsed().as_secs_f64() * 1e3);
+                if i < 2 {
+                    tops.push(r.hits.iter().map(|h| h.chunk_id).collect());
+                }
             }
+            agree += tops[1].iter().filter(|id| tops[0].contains(id)).count();
+            compared += tops[1].len();
         }
-        let latency = runs
+        let mut latency: Vec<Latency> = runs
             .iter()
             .zip(ms)
             .map(|((name, _), mut m)| {
@@ -174,6 +195,7 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bo
                 Latency { mode: name.to_string(), p50_ms: percentile(&m, 0.5), p95_ms: percentile(&m, 0.95), mean_ms: mean }
             })
             .collect();
+        let bm25_unpruned = latency.remove(1);
         let stats = kb.stats("bench")?;
         Ok(PgScaleBench {
             chunks: n,
@@ -183,7 +205,10 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bo
             index_recall_at_10: found as f64 / asked.max(1) as f64,
             db_mb: stats.db_bytes as f64 / 1e6,
             index_mb: stats.index_bytes as f64 / 1e6,
+            bm25_budget,
             latency,
+            bm25_unpruned,
+            bm25_pruned_agreement_at_10: if compared == 0 { 1.0 } else { agree as f64 / compared as f64 },
         })
     })();
     if !keep || result.is_err() {
@@ -277,10 +302,14 @@ pub fn table(scales: &[PgScaleBench], ingest: Option<&PgIngestBench>) -> String 
     if !scales.is_empty() {
         s.push_str("\nPostgreSQL + pgvector store (same synthetic corpora and queries):\n\n| chunks | mode | p50 ms | p95 ms | mean ms | HNSW recall@10 (vs f32) | build s (insert + hnsw) | db MB | index MB |\n|---|---|---|---|---|---|---|---|---|\n");
         for sc in scales {
-            for l in &sc.latency {
+            for l in sc.latency.iter().take(1).chain(std::iter::once(&sc.bm25_unpruned)).chain(sc.latency.iter().skip(1)) {
+                let mode = match l.mode.as_str() {
+                    "bm25" => format!("bm25 (budget {} postings; {:.3} of the unpruned top 10)", sc.bm25_budget, sc.bm25_pruned_agreement_at_10),
+                    m => m.to_string(),
+                };
                 s.push_str(&format!(
                     "| {} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.0} + {:.0} | {:.0} | {:.0} |\n",
-                    sc.chunks, l.mode, l.p50_ms, l.p95_ms, l.mean_ms, sc.index_recall_at_10, sc.insert_s, sc.index_build_s, sc.db_mb, sc.index_mb
+                    sc.chunks, mode, l.p50_ms, l.p95_ms, l.mean_ms, sc.index_recall_at_10, sc.insert_s, sc.index_build_s, sc.db_mb, sc.index_mb
                 ));
             }
         }
