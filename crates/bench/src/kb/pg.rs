@@ -72,7 +72,7 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bo
     // --keep-scales: a database built by an earlier run (its build times recorded beside its
     // store.json) is queried again, so the slow HNSW build can run on a busy machine and the
     // latencies on a quiet one
-    let reused = if keep { reusable_scale(&dir, n) } else { None };
+    let reused = if keep { reusable_scale(t, &dir, n, &db)? } else { None };
     let reuse = reused.is_some();
     let (mut kb, built) = match reused {
         Some((kb, built)) => {
@@ -224,13 +224,28 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bo
 const BUILT: &str = "bench-built.json";
 
 /// A kept PostgreSQL scale with exactly `n` chunks whose build finished, and its build times.
-fn reusable_scale(dir: &Path, n: usize) -> Option<(Kb, (f64, f64))> {
-    let built: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(BUILT)).ok()?).ok()?;
-    if built["chunks"].as_u64()? != n as u64 {
-        return None;
+/// A kept scale built by an earlier run, pointed at this run's server (a restarted server has a
+/// new port). None when there is none for `n`; an error when there is one that cannot be
+/// opened — never a silent rebuild (the 1M one takes well over an hour).
+fn reusable_scale(t: &PgTarget, dir: &Path, n: usize, db: &str) -> Result<Option<(Kb, (f64, f64))>> {
+    let Ok(raw) = std::fs::read(dir.join(BUILT)) else { return Ok(None) };
+    let built: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+    let (Some(chunks), Some(insert_s), Some(index_build_s)) = (built["chunks"].as_u64(), built["insert_s"].as_f64(), built["index_build_s"].as_f64()) else {
+        return Ok(None);
+    };
+    if chunks != n as u64 {
+        return Ok(None);
     }
-    let kb = Kb::open_existing(dir, &scale_key()).ok()?;
-    (kb.chunk_count().ok()? == n).then_some((kb, (built["insert_s"].as_f64()?, built["index_build_s"].as_f64()?)))
+    let base = t.url.split('?').next().unwrap_or(&t.url);
+    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+    let kept = |e: KbError| KbError::Invalid(format!("the kept scale {} ({db}) cannot be used: {e}; delete that folder to build it again", dir.display()));
+    pg::local::repoint(dir, &format!("{server}/{db}")).map_err(kept)?;
+    let kb = Kb::open_existing(dir, &scale_key()).map_err(kept)?;
+    let count = kb.chunk_count().map_err(kept)?;
+    if count != n {
+        return Err(kept(KbError::Invalid(format!("it holds {count} chunks, not {n}"))));
+    }
+    Ok(Some((kb, (insert_s, index_build_s))))
 }
 
 /// Two clients ingesting the two halves of a generated `mb` corpus into one database at once.

@@ -102,7 +102,7 @@ impl Kb {
 
     /// Creates knowledge base `dir` in the PostgreSQL database `url`
     /// (`postgres://USER@HOST:PORT/DB`, no password in it: `password` is
-    /// kept sealed with `key` in the folder's `store.json`). Connects and
+    /// kept sealed with `key` in the folder's `store.key`). Connects and
     /// creates the schema first; on any failure the folder is left as it was.
     pub fn create_postgres(dir: &Path, key: &WorkspaceKey, url: &str, password: Option<&str>) -> Result<Kb> {
         Ok(Kb { b: Backend::Postgres(PgKb::create(dir, key, url, password)?) })

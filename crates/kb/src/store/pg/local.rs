@@ -81,6 +81,16 @@ fn write_config(dir: &Path, url: &str) -> Result<()> {
     Ok(())
 }
 
+/// Points the kb folder at `url`: the same database, moved to another host or port (a
+/// restarted test server, a migrated one). The sealed password and key stay as they are.
+pub fn repoint(dir: &Path, url: &str) -> Result<()> {
+    let mut c = read_config(dir)?;
+    c.url = url.to_string();
+    let json = serde_json::to_vec_pretty(&c).expect("serializable");
+    tresor_guard::crypto::write_atomic(&dir.join(STORE_FILE), &json)?;
+    Ok(())
+}
+
 fn write_secrets(dir: &Path, key: &WorkspaceKey, password: Option<&str>, kb_key: &[u8; 32]) -> Result<()> {
     let s = Secrets { password: password.map(str::to_string), kb_key: hex::encode(kb_key) };
     let plain = Zeroizing::new(serde_json::to_vec(&s).expect("serializable"));
