@@ -495,7 +495,7 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, bm25_only: boo
 
     // every mode on each query in turn (alternating, so drift hits all alike);
     // "bm25-fts5" is the same BM25 scored by FTS5, the index's reference
-    let d = SearchOptions { k: 10, rerank: RerankChoice::Off, bm25_max_postings: budget, ..SearchOptions::default() };
+    let d = SearchOptions { k: 10, rerank: RerankChoice::Off, bm25_max_postings: budget.unwrap_or(0), ..SearchOptions::default() };
     let mut runs: Vec<(&str, SearchOptions)> = vec![
         ("bm25", SearchOptions { mode: Mode::Bm25, ..d.clone() }),
         ("bm25-fts5", SearchOptions { mode: Mode::Bm25, bm25_fts5: true, ..d.clone() }),

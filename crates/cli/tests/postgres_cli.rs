@@ -489,11 +489,8 @@ fn bench_kb_measures_the_server_store_and_drops_its_scratch_databases() {
     }
     let recall = p["index_recall_at_10"].as_f64().unwrap();
     assert!(recall > 0.5 && recall <= 1.0, "pgvector HNSW recall@10 {recall}");
-    // BM25 with the store's pruning budget, compared with the unpruned ranking on the same queries
-    assert_eq!(p["bm25_budget"], 20_000);
-    assert_eq!(p["bm25_unpruned"]["mode"], "bm25-unpruned");
-    let agreement = p["bm25_pruned_agreement_at_10"].as_f64().unwrap();
-    assert!((0.0..=1.0).contains(&agreement), "{agreement}");
+    // no pruning unless asked for: no comparison row
+    assert_eq!((p["bm25_budget"].as_u64(), p["bm25_unpruned"].is_null()), (Some(0), true), "{p}");
     let ing = &r["postgres_ingest"];
     assert_eq!(ing["clients"], 2, "{r}");
     assert!(ing["chunks"].as_u64().unwrap() > 0 && ing["files"].as_u64().unwrap() >= 2, "{ing}");

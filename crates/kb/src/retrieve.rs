@@ -99,12 +99,11 @@ pub struct SearchOptions {
     pub w_body: f64,
     /// BM25 pruning: when the query terms occur in more chunks than this
     /// all together, the most frequent terms are left out of the match
-    /// (rarest first, at least one kept). `Some(0)` = never prune; `None` =
-    /// the store's default ([`Kb::bm25_default_budget`]): never for the
-    /// embedded store (its BM25 index scores a million chunks' postings in
-    /// milliseconds), a budget for PostgreSQL, whose server-side ranking
-    /// scores every matching row (docs/storage.md has the measured trade-off).
-    pub bm25_max_postings: Option<usize>,
+    /// (rarest first, at least one kept). 0 = never prune, the default: the
+    /// BM25 index scores a million chunks' postings in milliseconds, so
+    /// pruning (which changes the ranking) is only a lever for much larger
+    /// knowledge bases.
+    pub bm25_max_postings: usize,
     /// Score BM25 through FTS5's bm25() instead of the BM25 index: the same
     /// ranking (tested), but every matching row is scored through SQLite —
     /// the reference `bench kb` compares the index with.
@@ -128,7 +127,7 @@ impl Default for SearchOptions {
             dedup_threshold: 0.97,
             w_head: 0.5,
             w_body: 1.0,
-            bm25_max_postings: None,
+            bm25_max_postings: 0,
             bm25_fts5: false,
         }
     }
@@ -279,8 +278,7 @@ pub fn search(
         kb.ensure_lexical()?;
         let terms = query_terms(query, &|s| kb.has_term(s));
         trace.query_terms = terms.clone();
-        let budget = opts.bm25_max_postings.unwrap_or_else(|| kb.bm25_default_budget());
-        let (terms, pruned) = prune_terms(kb, terms, budget);
+        let (terms, pruned) = prune_terms(kb, terms, opts.bm25_max_postings);
         trace.bm25_pruned_terms = pruned;
         if !terms.is_empty() {
             let hits = match fts_match(&terms) {

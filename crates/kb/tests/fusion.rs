@@ -189,7 +189,7 @@ fn bm25_leaves_out_frequent_terms_only_past_the_postings_budget() {
     assert!(res.trace.bm25_pruned_terms.is_empty(), "{:?}", res.trace);
     assert!(res.hits[0].source.ends_with("zz-parking.txt"));
     // "report" occurs in 13 chunks, "parking" in 1: with a budget of 5 only "parking" is matched
-    let small = SearchOptions { bm25_max_postings: Some(5), ..bm25.clone() };
+    let small = SearchOptions { bm25_max_postings: 5, ..bm25.clone() };
     let res = search(&mut kb, "parking report", Some(&AxisEmbedder), None, &small).unwrap();
     assert_eq!(res.trace.bm25_pruned_terms, vec!["report".to_string()], "{:?}", res.trace);
     assert_eq!(res.hits.len(), 1);

@@ -43,13 +43,13 @@ pub struct PgScaleBench {
     pub index_recall_at_10: f64,
     pub db_mb: f64,
     pub index_mb: f64,
-    /// `bm25` runs with the store's pruning budget (or `--bm25-max-postings`): this many postings.
+    /// `bm25` ran with this pruning budget in postings (`--bm25-max-postings`; 0 = none, the default).
     pub bm25_budget: usize,
     pub latency: Vec<Latency>,
-    /// The same BM25 with no pruning (every row matching any query term ranked on the server), timed alternating with the modes.
-    pub bm25_unpruned: Latency,
-    /// Share of the unpruned BM25 top 10 that the pruned `bm25` top 10 holds.
-    pub bm25_pruned_agreement_at_10: f64,
+    /// With a budget: the same BM25 unpruned (every row matching any query term ranked on the server), timed alternating with the modes.
+    pub bm25_unpruned: Option<Latency>,
+    /// With a budget: the share of the unpruned BM25 top 10 that the pruned `bm25` top 10 holds.
+    pub bm25_pruned_agreement_at_10: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,15 +157,17 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bo
             asked += 10;
         }
         drop(all);
-        let d = SearchOptions { k: 10, rerank: RerankChoice::Off, bm25_max_postings: budget, ..SearchOptions::default() };
-        let bm25_budget = budget.unwrap_or_else(|| kb.bm25_default_budget());
-        // every mode on each query in turn (alternating); "bm25-unpruned" is the reference the pruned bm25 is compared with
-        let runs = [
-            ("bm25", SearchOptions { mode: Mode::Bm25, ..d.clone() }),
-            ("bm25-unpruned", SearchOptions { mode: Mode::Bm25, bm25_max_postings: Some(0), ..d.clone() }),
-            ("vector", SearchOptions { mode: Mode::Vector, ..d.clone() }),
-            ("hybrid", SearchOptions { mode: Mode::Hybrid, ..d.clone() }),
-        ];
+        let bm25_budget = budget.unwrap_or(0);
+        let d = SearchOptions { k: 10, rerank: RerankChoice::Off, bm25_max_postings: bm25_budget, ..SearchOptions::default() };
+        // every mode on each query in turn (alternating); with a budget, "bm25-unpruned" is the
+        // reference the pruned bm25 is compared with
+        let mut runs = vec![("bm25", SearchOptions { mode: Mode::Bm25, ..d.clone() })];
+        if bm25_budget > 0 {
+            runs.push(("bm25-unpruned", SearchOptions { mode: Mode::Bm25, bm25_max_postings: 0, ..d.clone() }));
+        }
+        runs.push(("vector", SearchOptions { mode: Mode::Vector, ..d.clone() }));
+        runs.push(("hybrid", SearchOptions { mode: Mode::Hybrid, ..d.clone() }));
+        let pruned = bm25_budget > 0;
         for q in qlist.iter().take(10) {
             for (_, o) in &runs {
                 search(&mut kb, q, Some(&emb), None, o)?;
@@ -179,12 +181,14 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bo
                 let t = Instant::now();
                 let r = search(&mut kb, q, Some(&emb), None, o)?;
                 ms[i].push(t.elapsed().as_secs_f64() * 1e3);
-                if i < 2 {
+                if pruned && i < 2 {
                     tops.push(r.hits.iter().map(|h| h.chunk_id).collect());
                 }
             }
-            agree += tops[1].iter().filter(|id| tops[0].contains(id)).count();
-            compared += tops[1].len();
+            if pruned {
+                agree += tops[1].iter().filter(|id| tops[0].contains(id)).count();
+                compared += tops[1].len();
+            }
         }
         let mut latency: Vec<Latency> = runs
             .iter()
@@ -195,7 +199,7 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bo
                 Latency { mode: name.to_string(), p50_ms: percentile(&m, 0.5), p95_ms: percentile(&m, 0.95), mean_ms: mean }
             })
             .collect();
-        let bm25_unpruned = latency.remove(1);
+        let bm25_unpruned = pruned.then(|| latency.remove(1));
         let stats = kb.stats("bench")?;
         Ok(PgScaleBench {
             chunks: n,
@@ -208,7 +212,7 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bo
             bm25_budget,
             latency,
             bm25_unpruned,
-            bm25_pruned_agreement_at_10: if compared == 0 { 1.0 } else { agree as f64 / compared as f64 },
+            bm25_pruned_agreement_at_10: pruned.then(|| if compared == 0 { 1.0 } else { agree as f64 / compared as f64 }),
         })
     })();
     if !keep || result.is_err() {
@@ -317,10 +321,10 @@ pub fn table(scales: &[PgScaleBench], ingest: Option<&PgIngestBench>) -> String 
     if !scales.is_empty() {
         s.push_str("\nPostgreSQL + pgvector store (same synthetic corpora and queries):\n\n| chunks | mode | p50 ms | p95 ms | mean ms | HNSW recall@10 (vs f32) | build s (insert + hnsw) | db MB | index MB |\n|---|---|---|---|---|---|---|---|---|\n");
         for sc in scales {
-            for l in sc.latency.iter().take(1).chain(std::iter::once(&sc.bm25_unpruned)).chain(sc.latency.iter().skip(1)) {
-                let mode = match l.mode.as_str() {
-                    "bm25" => format!("bm25 (budget {} postings; {:.3} of the unpruned top 10)", sc.bm25_budget, sc.bm25_pruned_agreement_at_10),
-                    m => m.to_string(),
+            for l in sc.latency.iter().take(1).chain(sc.bm25_unpruned.iter()).chain(sc.latency.iter().skip(1)) {
+                let mode = match (l.mode.as_str(), sc.bm25_pruned_agreement_at_10) {
+                    ("bm25", Some(a)) => format!("bm25 (budget {} postings; {a:.3} of the unpruned top 10)", sc.bm25_budget),
+                    (m, _) => m.to_string(),
                 };
                 s.push_str(&format!(
                     "| {} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.0} + {:.0} | {:.0} | {:.0} |\n",

@@ -22,12 +22,6 @@ use crate::index::{Quantization, VectorIndex};
 use crate::lang::Lang;
 use crate::lexical::LexicalIndex;
 
-/// PostgreSQL's default BM25 pruning budget, in postings (chunks matching
-/// a query term, summed over the terms kept; the rarest term is always kept).
-/// Its latency and its agreement with the unpruned ranking at 100k and 1M
-/// chunks are in docs/storage.md (`tresor bench kb --store`).
-pub const PG_BM25_BUDGET: usize = 20_000;
-
 /// Which backend a knowledge base is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -224,17 +218,6 @@ impl Kb {
     /// In how many chunks `term` (an analysed stem) occurs.
     pub fn term_docs(&self, term: &str) -> usize {
         each!(self, k => k.term_docs(term))
-    }
-
-    /// The BM25 pruning budget a search uses unless it sets one (see
-    /// `SearchOptions::bm25_max_postings`): 0 (never prune) for the embedded
-    /// store; [`PG_BM25_BUDGET`] postings for PostgreSQL, where every row
-    /// matching a kept term is ranked on the server.
-    pub fn bm25_default_budget(&self) -> usize {
-        match &self.b {
-            Backend::Embedded(_) => 0,
-            Backend::Postgres(_) => PG_BM25_BUDGET,
-        }
     }
 
     /// BM25's inverse document frequency of `term` in a knowledge base of `chunks` chunks.
