@@ -109,6 +109,12 @@ impl PackedQ4K {
     fn group(&self, g: usize) -> &[u8] {
         &self.data[g * self.nb * GROUP_BYTES..(g + 1) * self.nb * GROUP_BYTES]
     }
+
+    /// Bytes held by the packed copy.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.data.len()
+    }
 }
 
 /// `out (m, n) = x (m, k) · Wᵀ` for a Q4_K matrix whose first
