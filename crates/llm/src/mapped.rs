@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Read, Seek};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::k_quants::{self, GgmlType};
@@ -27,6 +27,42 @@ use candle_core::quantized::{GgmlDType, QStorage, QTensor, QuantizedType};
 use candle_core::{CpuStorage, Device, Result};
 use half::f16;
 use memmap2::Mmap;
+
+/// The weight mappings alive in this process ([`release`] looks a slice up here).
+static LIVE: Mutex<Vec<Weak<Mmap>>> = Mutex::new(Vec::new());
+
+/// Lets the pages under `bytes` leave this process's resident set when they lie in a live weight
+/// mapping (a weight read once to build a copy in another layout: the repacked Q4_K). A later
+/// read maps the file's unchanged contents again from the page cache, since the mapping is
+/// read-only and shared; no slice into it is invalidated. Returns false, doing nothing, for any
+/// other memory (an owned copy, `TRESOR_MMAP=0`) and off Unix.
+pub fn release(bytes: &[u8]) -> bool {
+    if bytes.is_empty() {
+        return false;
+    }
+    let (start, end) = (bytes.as_ptr() as usize, bytes.as_ptr() as usize + bytes.len());
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    for map in live.iter().filter_map(Weak::upgrade) {
+        let (ms, me) = (map.as_ptr() as usize, map.as_ptr() as usize + map.len());
+        if start >= ms && end <= me {
+            return advise_dont_need(&map, start - ms, bytes.len());
+        }
+    }
+    false
+}
+
+#[cfg(unix)]
+fn advise_dont_need(map: &Mmap, offset: usize, len: usize) -> bool {
+    // SAFETY: `map` is a read-only shared file mapping (`Mmap::map`): MADV_DONTNEED only drops
+    // its pages from this process, and the next read faults the file's unchanged bytes back in,
+    // so every slice into it stays valid and reads the same values.
+    unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) }.is_ok()
+}
+
+#[cfg(not(unix))]
+fn advise_dont_need(_map: &Mmap, _offset: usize, _len: usize) -> bool {
+    false
+}
 
 /// Where a loader takes its tensors from.
 pub trait Tensors {
@@ -61,8 +97,11 @@ impl<'a> MappedGguf<'a> {
         // SAFETY: the mapping is read-only and private to this process's
         // view; the file is a model file the caller opened and validated.
         // Truncating it while mapped is outside the contract (module docs).
-        let map = unsafe { Mmap::map(file)? };
-        Ok(MappedGguf { content, map: Arc::new(map) })
+        let map = Arc::new(unsafe { Mmap::map(file)? });
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(&map));
+        Ok(MappedGguf { content, map })
     }
 
     /// Bytes of the mapped file.
@@ -264,5 +303,34 @@ mod tests {
             assert_eq!(mm(a), mm(b), "{name}: matmul");
         }
         assert!(mapped.tensor("missing", &dev).is_err());
+    }
+
+    /// A mapped weight's pages can be released and read again unchanged; memory outside every
+    /// live mapping is left alone (released pages of an owned copy would read back as zeros).
+    #[test]
+    fn released_pages_read_back_the_same_and_owned_memory_is_never_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.gguf");
+        let dev = Device::Cpu;
+        let (rows, cols) = (64, 1024);
+        let x: Vec<f32> = (0..rows * cols).map(|i| ((i * 31 % 97) as f32 - 48.0) / 30.0).collect();
+        let q = QTensor::quantize(&Tensor::from_vec(x, (rows, cols), &dev).unwrap(), GgmlDType::Q4K).unwrap();
+        gguf_file::write(&mut std::fs::File::create(&path).unwrap(), &[], &[("w", &q)]).unwrap();
+        let mut f = std::fs::File::open(&path).unwrap();
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let mut mapped = MappedGguf::new(&f, &ct).unwrap();
+        let t = mapped.tensor("w", &dev).unwrap();
+        let before = t.data().unwrap().into_owned();
+        let data = t.data().unwrap();
+        assert!(matches!(data, Cow::Borrowed(_)), "a mapped tensor lends its bytes");
+        assert_eq!(release(&data), cfg!(unix));
+        assert_eq!(&*data, &before[..], "read again after the release");
+        let owned = before.clone();
+        assert!(!release(&owned), "an owned copy is not in a mapping");
+        assert_eq!(owned, before);
+        drop(data);
+        drop(t);
+        drop(mapped);
+        assert!(!release(&before));
     }
 }

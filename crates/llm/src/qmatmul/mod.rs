@@ -167,7 +167,15 @@ impl QLinear {
             if let Ok((n, k)) = t.shape().dims2() {
                 if k % kind.block_len() == 0 {
                     let packed = (kind == Kind::Q4K && packed::repack_enabled() && dispatch::has_x86_kernels(CpuTier::for_qmatmul()))
-                        .then(|| t.data().ok().and_then(|d| packed::PackedQ4K::pack(&d, n, k)))
+                        .then(|| {
+                            let d = t.data().ok()?;
+                            let p = packed::PackedQ4K::pack(&d, n, k)?;
+                            // every row packed: the mapped pages read to pack them need not stay resident
+                            if p.rows() == n {
+                                crate::mapped::release(&d);
+                            }
+                            Some(p)
+                        })
                         .flatten();
                     return Ok(QLinear::Own(Arc::new(OwnWeights { t, kind, n, k, packed })));
                 }
