@@ -54,6 +54,13 @@ pub(crate) fn check(bytes: &[u8], limits: &Limits) -> Result<(), ParseError> {
     if pages.len() as u64 > limits.max_pdf_pages {
         return Err(over(format!("a PDF of more than {} pages", limits.max_pdf_pages), limits.max_pdf_pages, "pages", "TRESOR_MAX_PDF_PAGES"));
     }
+    // pdf-extract looks a page's /MediaBox and /Resources up its /Parent chain without
+    // remembering where it has been: a chain that loops back never ends (a fuzzer's find)
+    for &page in &pages {
+        if let Some(why) = parent_chain_fault(&doc, page) {
+            return Err(ParseError::Corrupt { format: "PDF", reason: why });
+        }
+    }
     let mut w = Walk { doc: &doc, limits, memo: HashMap::new(), bytes: 0, operators: 0 };
     let empty = Dictionary::new();
     for page in pages {
@@ -64,6 +71,28 @@ pub(crate) fn check(bytes: &[u8], limits: &Limits) -> Result<(), ParseError> {
         }
     }
     Ok(())
+}
+
+/// Page-tree levels above a page that no real document comes near (pdf-extract walks them
+/// recursively, one stack frame per level).
+const MAX_PAGE_TREE_DEPTH: usize = 256;
+
+/// Why the `/Parent` chain above `page` cannot be walked to its end: it loops back to an
+/// object it passed, or it is deeper than [`MAX_PAGE_TREE_DEPTH`]. None for a chain that ends.
+fn parent_chain_fault(doc: &Document, page: ObjectId) -> Option<String> {
+    let mut seen = vec![page];
+    let mut id = page;
+    loop {
+        let parent = doc.get_dictionary(id).ok()?.get(b"Parent").ok()?.as_reference().ok()?;
+        if seen.contains(&parent) {
+            return Some(format!("the page tree loops: object {} {} is its own ancestor (/Parent)", parent.0, parent.1));
+        }
+        if seen.len() > MAX_PAGE_TREE_DEPTH {
+            return Some(format!("the page tree is more than {MAX_PAGE_TREE_DEPTH} levels deep (/Parent)"));
+        }
+        seen.push(parent);
+        id = parent;
+    }
 }
 
 impl<'a> Walk<'a> {
@@ -232,6 +261,37 @@ pub(crate) mod tests {
         let msg = check(&shared_stream_pdf(21, 1), &l).unwrap_err().to_string();
         assert!(msg.contains("TRESOR_MAX_PDF_PAGES") && msg.contains("20 pages"), "{msg}");
         assert!(check(&shared_stream_pdf(20, 1), &l).is_ok());
+    }
+
+    /// pdf-extract followed a looping /Parent chain forever looking for a /MediaBox (found by
+    /// `scripts/fuzz pdf`, 2026-12-07: a page whose /Parent is itself): refused up front.
+    #[test]
+    fn a_page_tree_that_loops_is_refused_before_the_extractor_walks_it() {
+        let page = |parent: u32, media: &str| format!("<< /Type /Page /Parent {parent} 0 R {media} /Contents 4 0 R >>");
+        let doc = |p3: String, p5: String| {
+            pdf(&[
+                "<< /Type /Catalog /Pages 2 0 R >>".into(),
+                "<< /Type /Pages /Kids [3 0 R 5 0 R] /Count 2 >>".into(),
+                p3,
+                stream("", "BT ET"),
+                p5,
+                "<< /Type /Pages /Parent 7 0 R >>".into(),
+                "<< /Type /Pages /Parent 6 0 R >>".into(),
+            ])
+        };
+        let mb = "/MediaBox [0 0 612 792]";
+        assert!(check(&doc(page(2, mb), page(2, mb)), &limits()).is_ok());
+        // a page that is its own parent, and a page under two nodes that are each other's parent
+        for bad in [doc(page(2, mb), page(5, "")), doc(page(2, mb), page(6, ""))] {
+            let msg = check(&bad, &limits()).unwrap_err().to_string();
+            assert!(msg.contains("page tree loops") && msg.contains("/Parent"), "{msg}");
+        }
+        let deep: Vec<String> = ["<< /Type /Catalog /Pages 2 0 R >>".to_string(), "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".into(), page(4, mb)]
+            .into_iter()
+            .chain((0..300).map(|i| format!("<< /Type /Pages /Parent {} 0 R >>", 5 + i)))
+            .collect();
+        let msg = check(&pdf(&deep), &limits()).unwrap_err().to_string();
+        assert!(msg.contains("levels deep"), "{msg}");
     }
 
     #[test]
