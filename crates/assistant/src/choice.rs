@@ -208,9 +208,7 @@ const BACK_REFERENCES: &[&str] = &[
 
 /// Whether `sentence` refers back to the one before it (see [`BACK_REFERENCES`]).
 pub fn refers_back(sentence: &str) -> bool {
-    let lower = sentence.to_lowercase();
-    let back = crate::text::words_of(&lower).take(4).any(|w| BACK_REFERENCES.contains(&w));
-    back
+    crate::text::words_of(&sentence.to_lowercase()).take(4).any(|w| BACK_REFERENCES.contains(&w))
 }
 
 /// The best `n` candidates by `w` (those within 90 % of the best score), in passage order:

@@ -82,6 +82,15 @@ pub struct Latency {
     pub mean_ms: f64,
 }
 
+impl Latency {
+    /// The row of search mode `mode` from its timings in milliseconds.
+    pub(crate) fn of(mode: &str, mut ms: Vec<f64>) -> Latency {
+        let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
+        ms.sort_by(|a, b| a.total_cmp(b));
+        Latency { mode: mode.to_string(), p50_ms: percentile(&ms, 0.5), p95_ms: percentile(&ms, 0.95), mean_ms: mean }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ScaleBench {
     pub chunks: usize,
@@ -524,12 +533,7 @@ fn bench_scale(n: usize, queries: usize, work: &Path, keep: bool, bm25_only: boo
         agree += tops[0].iter().filter(|id| tops[1].contains(id)).count();
         compared += tops[1].len();
     }
-    let mut latency = Vec::new();
-    for ((name, _), mut m) in runs.iter().zip(ms) {
-        let mean = m.iter().sum::<f64>() / m.len().max(1) as f64;
-        m.sort_by(|a, b| a.total_cmp(b));
-        latency.push(Latency { mode: name.to_string(), p50_ms: percentile(&m, 0.5), p95_ms: percentile(&m, 0.95), mean_ms: mean });
-    }
+    let mut latency: Vec<Latency> = runs.iter().zip(ms).map(|((name, _), m)| Latency::of(name, m)).collect();
     let (fts_p50, fts_p95) = (latency[1].p50_ms / latency[0].p50_ms.max(1e-9), latency[1].p95_ms / latency[0].p95_ms.max(1e-9));
     // `latency` keeps one row per search mode; FTS5's BM25 is reported beside it
     let bm25_fts5 = latency.remove(1);

@@ -23,7 +23,6 @@ use tresor_kb::store::pg;
 use tresor_kb::{ingest, search, IngestOptions, Kb, KbError, Mode, NoProgress, RerankChoice, Result, SearchOptions};
 
 use super::{dir_bytes, generate_corpus, scale_key, Latency, Synth, SyntheticEmbedder};
-use crate::percentile;
 
 /// The server the PostgreSQL rows are measured on.
 #[derive(Debug, Clone)]
@@ -190,15 +189,7 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bo
                 compared += tops[1].len();
             }
         }
-        let mut latency: Vec<Latency> = runs
-            .iter()
-            .zip(ms)
-            .map(|((name, _), mut m)| {
-                let mean = m.iter().sum::<f64>() / m.len().max(1) as f64;
-                m.sort_by(|a, b| a.total_cmp(b));
-                Latency { mode: name.to_string(), p50_ms: percentile(&m, 0.5), p95_ms: percentile(&m, 0.95), mean_ms: mean }
-            })
-            .collect();
+        let mut latency: Vec<Latency> = runs.iter().zip(ms).map(|((name, _), m)| Latency::of(name, m)).collect();
         let bm25_unpruned = pruned.then(|| latency.remove(1));
         let stats = kb.stats("bench")?;
         Ok(PgScaleBench {
@@ -227,7 +218,6 @@ pub fn bench_scale(t: &PgTarget, n: usize, queries: usize, work: &Path, keep: bo
 /// written only once the HNSW index is built (its absence means the build did not finish).
 const BUILT: &str = "bench-built.json";
 
-/// A kept PostgreSQL scale with exactly `n` chunks whose build finished, and its build times.
 /// A kept scale built by an earlier run, pointed at this run's server (a restarted server has a
 /// new port). None when there is none for `n`; an error when there is one that cannot be
 /// opened — never a silent rebuild (the 1M one takes well over an hour).
@@ -240,10 +230,8 @@ fn reusable_scale(t: &PgTarget, dir: &Path, n: usize, db: &str) -> Result<Option
     if chunks != n as u64 {
         return Ok(None);
     }
-    let base = t.url.split('?').next().unwrap_or(&t.url);
-    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
     let kept = |e: KbError| KbError::Invalid(format!("the kept scale {} ({db}) cannot be used: {e}; delete that folder to build it again", dir.display()));
-    pg::local::repoint(dir, &format!("{server}/{db}")).map_err(kept)?;
+    pg::local::repoint(dir, &pg::database_url(&t.url, db)?).map_err(kept)?;
     let kb = Kb::open_existing(dir, &scale_key()).map_err(kept)?;
     let count = kb.chunk_count().map_err(kept)?;
     if count != n {

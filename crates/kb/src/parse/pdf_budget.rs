@@ -56,16 +56,15 @@ pub(crate) fn check(bytes: &[u8], limits: &Limits) -> Result<(), ParseError> {
     }
     // pdf-extract looks a page's /MediaBox and /Resources up its /Parent chain without
     // remembering where it has been: a chain that loops back never ends (a fuzzer's find)
+    let mut chains = Vec::with_capacity(pages.len());
     for &page in &pages {
-        if let Some(why) = parent_chain_fault(&doc, page) {
-            return Err(ParseError::Corrupt { format: "PDF", reason: why });
-        }
+        chains.push(ancestors(&doc, page).map_err(|why| ParseError::Corrupt { format: "PDF", reason: why })?);
     }
     let mut w = Walk { doc: &doc, limits, memo: HashMap::new(), bytes: 0, operators: 0 };
     let empty = Dictionary::new();
-    for page in pages {
-        let Ok(dict) = doc.get_dictionary(page) else { continue };
-        let resources = w.inherited_resources(dict).unwrap_or(&empty);
+    for (page, chain) in pages.into_iter().zip(chains) {
+        // the page's /Resources, or its nearest ancestor's
+        let resources = chain.iter().find_map(|d| w.dict_of(d, b"Resources")).unwrap_or(&empty);
         for id in doc.get_page_contents(page) {
             w.draw(id, resources, 0, &mut Vec::new())?;
         }
@@ -77,22 +76,26 @@ pub(crate) fn check(bytes: &[u8], limits: &Limits) -> Result<(), ParseError> {
 /// recursively, one stack frame per level).
 const MAX_PAGE_TREE_DEPTH: usize = 256;
 
-/// Why the `/Parent` chain above `page` cannot be walked to its end: it loops back to an
-/// object it passed, or it is deeper than [`MAX_PAGE_TREE_DEPTH`]. None for a chain that ends.
-fn parent_chain_fault(doc: &Document, page: ObjectId) -> Option<String> {
+/// The page's dictionary and its ancestors' up the `/Parent` chain, nearest first (empty when the
+/// page is no dictionary); why not, when the chain loops back to an object it passed or is deeper
+/// than [`MAX_PAGE_TREE_DEPTH`].
+fn ancestors(doc: &Document, page: ObjectId) -> Result<Vec<&Dictionary>, String> {
     let mut seen = vec![page];
+    let mut chain = Vec::new();
     let mut id = page;
-    loop {
-        let parent = doc.get_dictionary(id).ok()?.get(b"Parent").ok()?.as_reference().ok()?;
+    while let Ok(d) = doc.get_dictionary(id) {
+        chain.push(d);
+        let Some(parent) = d.get(b"Parent").ok().and_then(|p| p.as_reference().ok()) else { break };
         if seen.contains(&parent) {
-            return Some(format!("the page tree loops: object {} {} is its own ancestor (/Parent)", parent.0, parent.1));
+            return Err(format!("the page tree loops: object {} {} is its own ancestor (/Parent)", parent.0, parent.1));
         }
         if seen.len() > MAX_PAGE_TREE_DEPTH {
-            return Some(format!("the page tree is more than {MAX_PAGE_TREE_DEPTH} levels deep (/Parent)"));
+            return Err(format!("the page tree is more than {MAX_PAGE_TREE_DEPTH} levels deep (/Parent)"));
         }
         seen.push(parent);
         id = parent;
     }
+    Ok(chain)
 }
 
 impl<'a> Walk<'a> {
@@ -102,23 +105,6 @@ impl<'a> Walk<'a> {
 
     fn dict_of(&self, d: &'a Dictionary, key: &[u8]) -> Option<&'a Dictionary> {
         d.get(key).ok().and_then(|o| self.deref(o)).and_then(|o| o.as_dict().ok())
-    }
-
-    /// The page's `/Resources`, or its ancestors' (a `/Parent` loop ends the search).
-    fn inherited_resources(&self, page: &'a Dictionary) -> Option<&'a Dictionary> {
-        let mut d = page;
-        let mut seen = Vec::new();
-        loop {
-            if let Some(r) = self.dict_of(d, b"Resources") {
-                return Some(r);
-            }
-            let parent = d.get(b"Parent").ok()?.as_reference().ok()?;
-            if seen.contains(&parent) || seen.len() > 256 {
-                return None;
-            }
-            seen.push(parent);
-            d = self.doc.get_dictionary(parent).ok()?;
-        }
     }
 
     /// The cost of content stream `id`, decoded once.

@@ -595,6 +595,11 @@ pub fn create_database(url: &str, password: Option<&str>, name: &str) -> Result<
     let mut c = connect(url, password)?;
     let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"));
     c.batch_execute(&format!("CREATE DATABASE {name}")).map_err(|e| err(url, "create database", pg_reason(&e)))?;
+    database_url(url, name)
+}
+
+/// `url` (`postgres://USER@HOST:PORT/DB[?…]`) with its database replaced by `name`.
+pub fn database_url(url: &str, name: &str) -> Result<String> {
     let base = url.split('?').next().unwrap_or(url);
     let (server, _) = base.rsplit_once('/').ok_or_else(|| KbError::Invalid(format!("store `{url}`: no database")))?;
     Ok(format!("{server}/{name}"))
