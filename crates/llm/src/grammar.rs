@@ -213,7 +213,7 @@ impl GrammarEnv {
     fn build(tokenizer: &GgufTokenizer) -> Result<GrammarEnv> {
         let words: Vec<Vec<u8>> = (0..tokenizer.vocab_len() as u32)
             .map(|id| match tokenizer.token_bytes(id) {
-                Some(TokenBytes::Text(b)) => b.clone(),
+                Some(TokenBytes::Text(b)) => b.to_vec(),
                 Some(TokenBytes::Special(name)) => {
                     let mut w = vec![TokTrie::SPECIAL_TOKEN_MARKER];
                     w.extend_from_slice(name.as_bytes());
@@ -232,7 +232,7 @@ impl GrammarEnv {
             tok_end_of_turn: None,
         };
         let trie = TokTrie::from(&info, &words);
-        let mut env = VocabEnv { trie, inner: tokenizer.inner().clone(), spm: tokenizer.spm(), canonical: true };
+        let mut env = VocabEnv { trie, encoder: tokenizer.encoder().clone(), canonical: true };
         // A tokenizer that prepends a space (SentencePiece's add_space_prefix)
         // cannot tokenize a fragment as it stands: forced tokens then come
         // from the trie, and llguidance is told so.
@@ -252,9 +252,7 @@ impl GrammarEnv {
 /// Tresor's tokenizer as llguidance's `TokenizerEnv`.
 struct VocabEnv {
     trie: TokTrie,
-    inner: tokenizers::Tokenizer,
-    /// SentencePiece vocabularies encode here (`inner` has no merges).
-    spm: Option<std::sync::Arc<crate::spm::Spm>>,
+    encoder: crate::tokenizer::Encoder,
     canonical: bool,
 }
 
@@ -264,7 +262,7 @@ impl VocabEnv {
     /// special token parsed from the text).
     fn encode_exact(&self, bytes: &[u8]) -> Option<Vec<TokenId>> {
         let text = std::str::from_utf8(bytes).ok()?;
-        let ids = crate::tokenizer::encode_text(&self.inner, self.spm.as_deref(), text).ok()?;
+        let ids = self.encoder.encode(text).ok()?;
         (self.trie.decode_raw(&ids) == bytes).then_some(ids)
     }
 }

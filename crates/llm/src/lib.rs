@@ -26,6 +26,7 @@ pub mod kv;
 pub mod llama;
 pub mod mapped;
 pub mod model;
+mod pieces;
 mod pool;
 pub mod qmatmul;
 pub mod remote;

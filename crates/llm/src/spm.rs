@@ -14,27 +14,25 @@
 //! `parse_special`), and each other fragment gets SentencePiece's
 //! normalization: a `▁` prefix when the vocabulary asks for one, spaces as `▁`.
 //!
-//! Owns text → ids for SentencePiece vocabularies; never decodes (the
-//! `tokenizers` decoder does, from the same vocabulary) and never reads
-//! the GGUF itself (`tokenizer.rs` hands it the pieces).
+//! Decoding is the Hugging Face SentencePiece decoder chain that
+//! `tokenizer.rs` used to build (`▁` → space, runs of `<0xXX>` byte pieces
+//! as their bytes — one U+FFFD per byte where they are not UTF-8 — and one
+//! leading space dropped where the vocabulary prefixes one); a test keeps
+//! the two equal on Gemma's vocabulary.
+//!
+//! Owns text ↔ ids for SentencePiece vocabularies, with the pieces packed
+//! ([`Pieces`]); never reads the GGUF itself (`tokenizer.rs` hands it the
+//! pieces).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
-/// What the encoder needs of a vocabulary: piece text → id.
-pub(crate) trait PieceIds {
-    fn piece_id(&self, piece: &str) -> Option<u32>;
-}
+use crate::pieces::{Pieces, TooLarge};
 
-impl PieceIds for tokenizers::Tokenizer {
-    fn piece_id(&self, piece: &str) -> Option<u32> {
-        self.token_to_id(piece)
-    }
-}
-
-/// Scores and special pieces of one vocabulary (the pieces themselves are
-/// looked up through [`PieceIds`]).
+/// The pieces, scores and special pieces of one vocabulary.
 pub(crate) struct Spm {
+    /// Piece text by id, and id by piece text.
+    pieces: Pieces,
     scores: Vec<f32>,
     /// `<0xXX>` ids, by byte.
     byte_ids: Vec<Option<u32>>,
@@ -46,6 +44,11 @@ pub(crate) struct Spm {
     special_lens: Vec<usize>,
     /// Bytes a special piece may start with.
     special_first: [bool; 256],
+}
+
+/// The byte a `<0xXX>` piece stands for.
+fn byte_piece(piece: &str) -> Option<u8> {
+    piece.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).filter(|h| h.len() == 2).and_then(|h| u8::from_str_radix(h, 16).ok())
 }
 
 struct Symbol {
@@ -82,10 +85,10 @@ impl Ord for Bigram {
 
 impl Spm {
     /// `pieces` and `scores` by id; `specials` the ids matched in raw text.
-    pub(crate) fn new(pieces: &[String], scores: Vec<f32>, specials: impl IntoIterator<Item = u32>, unk_id: Option<u32>, add_space_prefix: bool) -> Spm {
+    pub(crate) fn new(pieces: &[String], scores: Vec<f32>, specials: impl IntoIterator<Item = u32>, unk_id: Option<u32>, add_space_prefix: bool) -> Result<Spm, TooLarge> {
         let mut byte_ids = vec![None; 256];
         for (id, p) in pieces.iter().enumerate() {
-            if let Some(b) = p.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).filter(|h| h.len() == 2).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(b) = byte_piece(p) {
                 byte_ids[b as usize].get_or_insert(id as u32);
             }
         }
@@ -100,18 +103,69 @@ impl Spm {
         for p in specials.keys() {
             special_first[p.as_bytes()[0] as usize] = true;
         }
-        Spm { scores, byte_ids, unk_id, add_space_prefix, specials, special_lens, special_first }
+        let packed = Pieces::indexed(pieces.iter().map(|p| p.as_bytes()))?;
+        Ok(Spm { pieces: packed, scores, byte_ids, unk_id, add_space_prefix, specials, special_lens, special_first })
+    }
+
+    /// Number of pieces (ids `0..len`).
+    pub(crate) fn len(&self) -> usize {
+        self.pieces.len()
+    }
+
+    /// The id of piece `piece`.
+    pub(crate) fn piece_id(&self, piece: &str) -> Option<u32> {
+        self.pieces.find(piece.as_bytes())
+    }
+
+    /// The piece of `id` as the vocabulary spells it (`▁the`, `<0x0A>`).
+    pub(crate) fn piece(&self, id: u32) -> Option<&str> {
+        // every piece came from a String
+        self.pieces.get(id).and_then(|b| std::str::from_utf8(b).ok())
+    }
+
+    /// Heap bytes held by the pieces and scores (for the memory tests).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.pieces.heap_bytes() + 4 * self.scores.capacity()
+    }
+
+    /// Text of `ids` (ids past the vocabulary are skipped; special pieces
+    /// are written as they are spelt).
+    pub(crate) fn decode(&self, ids: &[u32]) -> String {
+        let mut out = String::new();
+        let mut run: Vec<u8> = Vec::new();
+        let flush = |run: &mut Vec<u8>, out: &mut String| {
+            match std::str::from_utf8(run) {
+                Ok(s) => out.push_str(s),
+                Err(_) => out.extend(std::iter::repeat_n('\u{FFFD}', run.len())),
+            }
+            run.clear();
+        };
+        for &id in ids {
+            let Some(piece) = self.piece(id) else { continue };
+            match byte_piece(piece) {
+                Some(b) => run.push(b),
+                None => {
+                    flush(&mut run, &mut out);
+                    out.extend(piece.chars().map(|c| if c == '▁' { ' ' } else { c }));
+                }
+            }
+        }
+        flush(&mut run, &mut out);
+        if self.add_space_prefix && out.starts_with(' ') {
+            out.remove(0);
+        }
+        out
     }
 
     /// Ids of `text` (no BOS/EOS: the caller adds them).
-    pub(crate) fn encode(&self, vocab: &dyn PieceIds, text: &str) -> Vec<u32> {
+    pub(crate) fn encode(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
         let mut raw_start = 0;
         let mut i = 0;
         let bytes = text.as_bytes();
         while i < bytes.len() {
             if let Some((id, len)) = self.special_at(text, i) {
-                self.encode_fragment(vocab, &text[raw_start..i], &mut out);
+                self.encode_fragment(&text[raw_start..i], &mut out);
                 out.push(id);
                 i += len;
                 raw_start = i;
@@ -119,7 +173,7 @@ impl Spm {
                 i += 1;
             }
         }
-        self.encode_fragment(vocab, &text[raw_start..], &mut out);
+        self.encode_fragment(&text[raw_start..], &mut out);
         out
     }
 
@@ -131,7 +185,7 @@ impl Spm {
         self.special_lens.iter().find_map(|&len| text.get(i..i + len).and_then(|s| self.specials.get(s)).map(|&id| (id, len)))
     }
 
-    fn encode_fragment(&self, vocab: &dyn PieceIds, raw: &str, out: &mut Vec<u32>) {
+    fn encode_fragment(&self, raw: &str, out: &mut Vec<u32>) {
         if raw.is_empty() {
             return;
         }
@@ -153,7 +207,7 @@ impl Spm {
         let try_add = |left: Option<usize>, right: Option<usize>, symbols: &[Symbol], queue: &mut BinaryHeap<Bigram>| {
             let (Some(l), Some(r)) = (left, right) else { return };
             let (start, size) = (symbols[l].start, symbols[l].len + symbols[r].len);
-            let Some(id) = vocab.piece_id(&text[start..start + size]) else { return };
+            let Some(id) = self.piece_id(&text[start..start + size]) else { return };
             let Some(&score) = self.scores.get(id as usize) else { return };
             queue.push(Bigram { left: l, right: r, score, size });
         };
@@ -180,7 +234,7 @@ impl Spm {
         let mut k = if symbols.is_empty() { None } else { Some(0) };
         while let Some(s) = k {
             let piece = &text[symbols[s].start..symbols[s].start + symbols[s].len];
-            match vocab.piece_id(piece) {
+            match self.piece_id(piece) {
                 Some(id) => out.push(id),
                 None => piece.bytes().for_each(|b| out.extend(self.byte_ids[b as usize].or(self.unk_id))),
             }
@@ -193,17 +247,8 @@ impl Spm {
 mod tests {
     use super::*;
 
-    struct Vocab(HashMap<String, u32>);
-    impl PieceIds for Vocab {
-        fn piece_id(&self, piece: &str) -> Option<u32> {
-            self.0.get(piece).copied()
-        }
-    }
-
-    fn vocab(pieces: &[&str]) -> (Vec<String>, Vocab) {
-        let p: Vec<String> = pieces.iter().map(|s| s.to_string()).collect();
-        let v = Vocab(p.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect());
-        (p, v)
+    fn vocab(pieces: &[&str]) -> Vec<String> {
+        pieces.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
@@ -211,35 +256,57 @@ mod tests {
         let mut pieces = vec!["<unk>", "<start>", "▁", "a", "b", "c", "ab", "bc", "▁ab", "abc"];
         let bytes: Vec<String> = (0..=255u8).map(|b| format!("<0x{b:02X}>")).collect();
         pieces.extend(bytes.iter().map(String::as_str));
-        let (p, v) = vocab(&pieces);
+        let p = vocab(&pieces);
         // "bc" outscores "ab": a + bc first, then a + bc → abc (a piece)
         let mut scores = vec![0.0f32; p.len()];
         scores[6] = -5.0; // ab
         scores[7] = -1.0; // bc
         scores[8] = -2.0; // ▁ab
         scores[9] = -3.0; // abc
-        let spm = Spm::new(&p, scores.clone(), [1], Some(0), false);
-        assert_eq!(spm.encode(&v, "abc"), vec![9]);
-        assert_eq!(spm.encode(&v, "ab"), vec![6]);
+        let spm = Spm::new(&p, scores.clone(), [1], Some(0), false).unwrap();
+        assert_eq!(spm.encode("abc"), vec![9]);
+        assert_eq!(spm.encode("ab"), vec![6]);
         // a space becomes ▁: ab first, then ▁ + ab
-        assert_eq!(spm.encode(&v, " ab"), vec![8]);
+        assert_eq!(spm.encode(" ab"), vec![8]);
         // specials are taken from the raw text, the fragments around them encoded alone
-        assert_eq!(spm.encode(&v, "ab<start>bc"), vec![6, 1, 7]);
+        assert_eq!(spm.encode("ab<start>bc"), vec![6, 1, 7]);
         // an unknown character: its UTF-8 bytes
-        assert_eq!(spm.encode(&v, "é"), vec![10 + 0xC3, 10 + 0xA9]);
+        assert_eq!(spm.encode("é"), vec![10 + 0xC3, 10 + 0xA9]);
         // the space prefix
-        let spm = Spm::new(&p, scores, [1], Some(0), true);
-        assert_eq!(spm.encode(&v, "ab"), vec![8]);
-        assert_eq!(spm.encode(&v, ""), Vec::<u32>::new());
+        let spm = Spm::new(&p, scores, [1], Some(0), true).unwrap();
+        assert_eq!(spm.encode("ab"), vec![8]);
+        assert_eq!(spm.encode(""), Vec::<u32>::new());
     }
 
     /// Merging stops where the concatenation is no piece; a character
     /// without a piece and without byte pieces is unknown.
     #[test]
     fn stops_where_no_piece_exists() {
-        let (p, v) = vocab(&["<unk>", "x", "y", "xy", "z"]);
-        let spm = Spm::new(&p, vec![0.0, 0.0, 0.0, -1.0, 0.0], [], Some(0), false);
-        assert_eq!(spm.encode(&v, "xyz"), vec![3, 4]);
-        assert_eq!(spm.encode(&v, "q"), vec![0], "no byte pieces: unknown");
+        let p = vocab(&["<unk>", "x", "y", "xy", "z"]);
+        let spm = Spm::new(&p, vec![0.0, 0.0, 0.0, -1.0, 0.0], [], Some(0), false).unwrap();
+        assert_eq!(spm.encode("xyz"), vec![3, 4]);
+        assert_eq!(spm.encode("q"), vec![0], "no byte pieces: unknown");
+    }
+
+    #[test]
+    fn decodes_spaces_byte_runs_and_the_prefix_space() {
+        let mut pieces = vec!["<unk>", "<start>", "▁the", "▁", "é", "a"];
+        let bytes: Vec<String> = (0..=255u8).map(|b| format!("<0x{b:02X}>")).collect();
+        pieces.extend(bytes.iter().map(String::as_str));
+        let p = vocab(&pieces);
+        let byte = |b: u8| 6 + b as u32;
+        let spm = Spm::new(&p, vec![0.0; p.len()], [1], Some(0), true).unwrap();
+        // the leading space of the prefix goes, once
+        assert_eq!(spm.decode(&[2, 3, 2]), "the  the");
+        assert_eq!(spm.decode(&[3, 3, 5]), " a");
+        // byte pieces that make UTF-8 are that character; where they do not, one U+FFFD per byte
+        assert_eq!(spm.decode(&[5, byte(0xC3), byte(0xA9), 5]), "aéa");
+        assert_eq!(spm.decode(&[5, byte(0xE2), byte(0x82), 5, byte(0xFF)]), "a\u{FFFD}\u{FFFD}a\u{FFFD}");
+        // specials as spelt; ids past the vocabulary skipped
+        assert_eq!(spm.decode(&[1, 4, 99_999, 0]), "<start>é<unk>");
+        assert_eq!(spm.decode(&[]), "");
+        let spm = Spm::new(&p, vec![0.0; p.len()], [1], Some(0), false).unwrap();
+        assert_eq!(spm.decode(&[2, 2]), " the the");
+        assert_eq!((spm.piece_id("▁the"), spm.piece(2), spm.len()), (Some(2), Some("▁the"), 262));
     }
 }

@@ -6,12 +6,15 @@
 //! - `gpt2`: byte-level BPE with merges, split first by the pre-tokenizer
 //!   regexes that `tokenizer.ggml.pre` names (SmolLM, GPT-2, Llama 3, Qwen2);
 //! - `llama`: SentencePiece-style BPE ranked by token score, with byte
-//!   fallback (Llama 2, Mistral, Gemma), encoded by [`crate::spm`] without
-//!   a merge table (the `tokenizers` model then only decodes).
+//!   fallback (Llama 2, Mistral, Gemma), encoded and decoded by
+//!   [`crate::spm`] without a merge table and without the `tokenizers`
+//!   crate (its hash maps of owned strings held ~50 MB for Gemma's 262k
+//!   pieces; [`crate::pieces`] packs them into ~4 MB).
 //!
 //! Each id's bytes ([`GgufTokenizer::token_bytes`]) come from the vocabulary
 //! itself (byte-level BPE's byte-to-unicode map; SentencePiece's `▁` and
-//! `<0xXX>` byte pieces): grammar-constrained decoding works on bytes.
+//! `<0xXX>` byte pieces), packed into one buffer: grammar-constrained
+//! decoding works on bytes.
 //!
 //! Owns text <-> ids only; never runs a model.
 
@@ -19,14 +22,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::decoders::fuse::Fuse;
-use tokenizers::decoders::sequence::Sequence as DecoderSequence;
-use tokenizers::decoders::strip::Strip;
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::BPE;
-use tokenizers::normalizers::{NormalizerWrapper, Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
@@ -35,6 +33,7 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use crate::error::{LlmError, Result};
 use crate::gguf::{value_as_u64, GgufFile};
+use crate::pieces::Pieces;
 use crate::spm::Spm;
 
 // GGUF token types (llama.cpp's llama_token_type).
@@ -59,19 +58,47 @@ pub enum VocabKind {
 }
 
 /// What one id stands for in generated output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenBytes {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenBytes<'a> {
     /// Text: these bytes (possibly part of a UTF-8 character, e.g. a byte token).
-    Text(Vec<u8>),
+    Text(&'a [u8]),
     /// A special token (control, unknown or unused): no text of its own; the
     /// string is its name in the vocabulary (`<|im_end|>`).
-    Special(String),
+    Special(&'a str),
+}
+
+/// Every id's [`TokenBytes`], packed: the bytes (text, or a special's name)
+/// in one buffer and one bit per id for "special".
+struct TokenTable {
+    bytes: Pieces,
+    special: Vec<u64>,
+}
+
+impl TokenTable {
+    fn get(&self, id: u32) -> Option<TokenBytes<'_>> {
+        let b = self.bytes.get(id)?;
+        if self.special[id as usize / 64] >> (id % 64) & 1 == 1 {
+            // a special's name came from a String
+            Some(TokenBytes::Special(std::str::from_utf8(b).unwrap_or_default()))
+        } else {
+            Some(TokenBytes::Text(b))
+        }
+    }
+}
+
+/// What encodes (and, for SentencePiece, decodes) a vocabulary: the
+/// `tokenizers` byte-level BPE, or Tresor's SentencePiece encoder. Cheap to
+/// clone (the grammar engine keeps one).
+#[derive(Clone)]
+pub(crate) enum Encoder {
+    Bpe(Arc<Tokenizer>),
+    Spm(Arc<Spm>),
 }
 
 /// A tokenizer for one GGUF model, plus the special ids generation needs.
 #[derive(Clone)]
 pub struct GgufTokenizer {
-    inner: Tokenizer,
+    encoder: Encoder,
     kind: VocabKind,
     bos_id: Option<u32>,
     eos_id: Option<u32>,
@@ -82,24 +109,23 @@ pub struct GgufTokenizer {
     /// Control tokens, hidden when text is shown to a person.
     control_ids: HashSet<u32>,
     /// Each id's bytes, computed from the vocabulary at load.
-    token_bytes: Arc<[TokenBytes]>,
+    token_bytes: Arc<TokenTable>,
     /// The grammar engine's view of this vocabulary (costly to build: made
     /// on first use, shared by clones of this tokenizer).
     grammar_env: Arc<OnceLock<Arc<crate::grammar::GrammarEnv>>>,
-    /// SentencePiece vocabularies: the encoder by scores (`inner` has no merges).
-    spm: Option<Arc<Spm>>,
 }
 
-/// Ids of `text` as [`GgufTokenizer::encode`] without BOS/EOS: through the
-/// SentencePiece encoder when there is one, else the `tokenizers` model.
-pub(crate) fn encode_text(inner: &Tokenizer, spm: Option<&Spm>, text: &str) -> Result<Vec<u32>> {
-    match spm {
-        Some(spm) => Ok(spm.encode(inner, text)),
-        None => Ok(inner
-            .encode_fast(text, false)
-            .map_err(|e| LlmError::Inference(format!("tokenization failed: {e}")))?
-            .get_ids()
-            .to_vec()),
+impl Encoder {
+    /// Ids of `text` as [`GgufTokenizer::encode`] without BOS/EOS.
+    pub(crate) fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match self {
+            Encoder::Spm(spm) => Ok(spm.encode(text)),
+            Encoder::Bpe(inner) => Ok(inner
+                .encode_fast(text, false)
+                .map_err(|e| LlmError::Inference(format!("tokenization failed: {e}")))?
+                .get_ids()
+                .to_vec()),
+        }
     }
 }
 
@@ -136,16 +162,16 @@ impl GgufTokenizer {
             .collect();
         let control_ids: HashSet<u32> = special_ids.iter().copied().filter(|&id| token_types[id as usize] == TOKEN_TYPE_CONTROL).collect();
 
-        let (mut inner, kind, spm) = match model {
-            "gpt2" => (build_byte_level_bpe(gguf, &tokens, path)?, VocabKind::BytePairBpe, None),
-            "llama" => {
-                let (inner, spm) = build_sentencepiece(gguf, &tokens, &special_ids, path)?;
-                (inner, VocabKind::SentencePiece, Some(Arc::new(spm)))
+        let (encoder, kind) = match model {
+            "gpt2" => {
+                let mut inner = build_byte_level_bpe(gguf, &tokens, path)?;
+                let specials: Vec<AddedToken> = special_ids.iter().map(|&id| AddedToken::from(tokens[id as usize].clone(), true)).collect();
+                inner.add_special_tokens(&specials);
+                (Encoder::Bpe(Arc::new(inner)), VocabKind::BytePairBpe)
             }
+            "llama" => (Encoder::Spm(Arc::new(build_sentencepiece(gguf, &tokens, &special_ids, path)?)), VocabKind::SentencePiece),
             other => return Err(err(format!("vocabulary type `{other}` is not supported (supported: gpt2, llama)"))),
         };
-        let specials: Vec<AddedToken> = special_ids.iter().map(|&id| AddedToken::from(tokens[id as usize].clone(), true)).collect();
-        inner.add_special_tokens(&specials);
 
         let bos_id = get_id("tokenizer.ggml.bos_token_id");
         let eos_id = get_id("tokenizer.ggml.eos_token_id");
@@ -161,10 +187,22 @@ impl GgufTokenizer {
                 }
             }
         }
-        let token_bytes: Arc<[TokenBytes]> =
-            tokens.iter().zip(&token_types).map(|(piece, &ty)| piece_bytes(kind, piece, ty)).collect();
+        let mut special = vec![0u64; tokens.len().div_ceil(64)];
+        let bytes: Vec<std::borrow::Cow<'_, [u8]>> = tokens
+            .iter()
+            .zip(&token_types)
+            .enumerate()
+            .map(|(id, (piece, &ty))| {
+                let (b, is_special) = piece_bytes(kind, piece, ty);
+                special[id / 64] |= (is_special as u64) << (id % 64);
+                b
+            })
+            .collect();
+        let packed = Pieces::packed(bytes.iter().map(|b| &b[..])).map_err(|_| err("the vocabulary's pieces add up to 4 GiB or more".into()))?;
+        drop(bytes);
+        let token_bytes = Arc::new(TokenTable { bytes: packed, special });
         Ok(GgufTokenizer {
-            inner,
+            encoder,
             kind,
             bos_id,
             eos_id,
@@ -174,7 +212,6 @@ impl GgufTokenizer {
             control_ids,
             token_bytes,
             grammar_env: Arc::default(),
-            spm,
         })
     }
 
@@ -182,7 +219,7 @@ impl GgufTokenizer {
     /// with `add_special` the model's BOS (and EOS) are added when its
     /// metadata asks for them.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        let enc = encode_text(&self.inner, self.spm.as_deref(), text)?;
+        let enc = self.encoder.encode(text)?;
         let mut ids = Vec::with_capacity(enc.len() + 2);
         if add_special && self.add_bos {
             ids.extend(self.bos_id);
@@ -205,11 +242,11 @@ impl GgufTokenizer {
         let mut out = text.to_string();
         // a marker broken once cannot re-form; a few rounds cover markers inside markers
         for _ in 0..4 {
-            let enc = encode_text(&self.inner, self.spm.as_deref(), &out)?;
+            let enc = self.encoder.encode(&out)?;
             let mut found: Vec<String> = enc
                 .iter()
                 .filter(|id| self.control_ids.contains(id))
-                .filter_map(|&id| self.inner.id_to_token(id))
+                .filter_map(|&id| self.id_to_token(id))
                 .filter(|t| t.chars().count() >= 2)
                 .collect();
             if found.is_empty() {
@@ -235,19 +272,31 @@ impl GgufTokenizer {
         } else {
             ids.to_vec()
         };
-        self.inner
-            .decode(&ids, false)
-            .map_err(|e| LlmError::Inference(format!("detokenization failed: {e}")))
+        match &self.encoder {
+            Encoder::Spm(spm) => Ok(spm.decode(&ids)),
+            Encoder::Bpe(inner) => inner.decode(&ids, false).map_err(|e| LlmError::Inference(format!("detokenization failed: {e}"))),
+        }
     }
 
+    /// The id of a piece as the vocabulary spells it (`Ġthe`, `▁the`, `<|im_end|>`).
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
+        match &self.encoder {
+            Encoder::Spm(spm) => spm.piece_id(token),
+            Encoder::Bpe(inner) => inner.token_to_id(token),
+        }
     }
+    /// The piece of `id` as the vocabulary spells it.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
+        match &self.encoder {
+            Encoder::Spm(spm) => spm.piece(id).map(str::to_string),
+            Encoder::Bpe(inner) => inner.id_to_token(id),
+        }
     }
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        match &self.encoder {
+            Encoder::Spm(spm) => spm.len(),
+            Encoder::Bpe(inner) => inner.get_vocab_size(true),
+        }
     }
     pub fn kind(&self) -> VocabKind {
         self.kind
@@ -268,24 +317,28 @@ impl GgufTokenizer {
     pub fn stop_ids(&self) -> &HashSet<u32> {
         &self.stop_ids
     }
-    /// The underlying `tokenizers` tokenizer (for SentencePiece
-    /// vocabularies it decodes but has no merges: encode with [`Self::encode`]).
-    pub fn inner(&self) -> &Tokenizer {
-        &self.inner
-    }
-
-    /// The SentencePiece encoder, for SentencePiece vocabularies.
-    pub(crate) fn spm(&self) -> Option<Arc<Spm>> {
-        self.spm.clone()
+    /// What encodes this vocabulary (the grammar engine keeps a clone).
+    pub(crate) fn encoder(&self) -> &Encoder {
+        &self.encoder
     }
     /// What id `id` writes: its bytes, or that it is a special token. None
     /// past the vocabulary.
-    pub fn token_bytes(&self, id: u32) -> Option<&TokenBytes> {
-        self.token_bytes.get(id as usize)
+    pub fn token_bytes(&self, id: u32) -> Option<TokenBytes<'_>> {
+        self.token_bytes.get(id)
     }
     /// Number of entries in the GGUF vocabulary (ids `0..n`).
     pub fn vocab_len(&self) -> usize {
-        self.token_bytes.len()
+        self.token_bytes.bytes.len()
+    }
+    /// Heap bytes of the vocabulary tables Tresor keeps itself (each id's
+    /// bytes; for SentencePiece the pieces and scores too; the `tokenizers`
+    /// BPE of a byte-level vocabulary is not counted).
+    pub fn table_bytes(&self) -> usize {
+        let spm = match &self.encoder {
+            Encoder::Spm(spm) => spm.heap_bytes(),
+            Encoder::Bpe(_) => 0,
+        };
+        self.token_bytes.bytes.heap_bytes() + 8 * self.token_bytes.special.capacity() + spm
     }
     pub(crate) fn grammar_env_slot(&self) -> &OnceLock<Arc<crate::grammar::GrammarEnv>> {
         &self.grammar_env
@@ -297,12 +350,14 @@ impl GgufTokenizer {
 /// byte-to-unicode alphabet (a user-defined piece may be plain text: a
 /// character outside that alphabet stands for itself); SentencePiece pieces
 /// write spaces as `▁`, and `<0xXX>` byte pieces are one raw byte.
-fn piece_bytes(kind: VocabKind, piece: &str, ty: i64) -> TokenBytes {
+/// Returns the bytes and whether they are a special token's name.
+fn piece_bytes<'a>(kind: VocabKind, piece: &'a str, ty: i64) -> (std::borrow::Cow<'a, [u8]>, bool) {
+    use std::borrow::Cow;
     match ty {
-        TOKEN_TYPE_CONTROL | TOKEN_TYPE_UNKNOWN | TOKEN_TYPE_UNUSED => return TokenBytes::Special(piece.to_string()),
+        TOKEN_TYPE_CONTROL | TOKEN_TYPE_UNKNOWN | TOKEN_TYPE_UNUSED => return (Cow::Borrowed(piece.as_bytes()), true),
         TOKEN_TYPE_BYTE => {
             if let Some(b) = piece.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                return TokenBytes::Text(vec![b]);
+                return (Cow::Owned(vec![b]), false);
             }
         }
         _ => {}
@@ -316,9 +371,10 @@ fn piece_bytes(kind: VocabKind, piece: &str, ty: i64) -> TokenBytes {
                     None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
                 }
             }
-            TokenBytes::Text(out)
+            (Cow::Owned(out), false)
         }
-        VocabKind::SentencePiece => TokenBytes::Text(piece.replace('\u{2581}', " ").into_bytes()),
+        VocabKind::SentencePiece if piece.contains('\u{2581}') => (Cow::Owned(piece.replace('\u{2581}', " ").into_bytes()), false),
+        VocabKind::SentencePiece => (Cow::Borrowed(piece.as_bytes()), false),
     }
 }
 
@@ -404,10 +460,9 @@ fn build_byte_level_bpe(gguf: &GgufFile, tokens: &[String], path: &Path) -> Resu
     Ok(tok)
 }
 
-/// A SentencePiece vocabulary: the `tokenizers` model (vocabulary,
-/// normalizer and decoder, no merges: it decodes) and the encoder by scores
-/// ([`Spm`], llama.cpp's SPM algorithm, which needs no merge table).
-fn build_sentencepiece(gguf: &GgufFile, tokens: &[String], special_ids: &[u32], path: &Path) -> Result<(Tokenizer, Spm)> {
+/// A SentencePiece vocabulary: [`Spm`] (llama.cpp's SPM algorithm by
+/// scores, which needs no merge table; it decodes too).
+fn build_sentencepiece(gguf: &GgufFile, tokens: &[String], special_ids: &[u32], path: &Path) -> Result<Spm> {
     let err = |reason: String| LlmError::Tokenizer { path: path.to_path_buf(), reason };
     let scores: Vec<f32> = match gguf.metadata().get("tokenizer.ggml.scores").and_then(|v| v.to_vec().ok()) {
         Some(v) => v.iter().map(|s| s.to_f32().unwrap_or(0.0)).collect(),
@@ -416,39 +471,112 @@ fn build_sentencepiece(gguf: &GgufFile, tokens: &[String], special_ids: &[u32], 
     if scores.len() != tokens.len() {
         return Err(err(format!("{} scores for {} tokens", scores.len(), tokens.len())));
     }
-    let vocab: ahash_map::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
     let unk_id = gguf.get_u32("tokenizer.ggml.unknown_token_id").filter(|&id| (id as usize) < tokens.len());
-    let unk = unk_id.map(|id| tokens[id as usize].clone()).unwrap_or_else(|| "<unk>".into());
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, Vec::new())
-        .byte_fallback(true)
-        .fuse_unk(true)
-        .unk_token(unk)
-        .build()
-        .map_err(|e| err(format!("cannot build SentencePiece BPE: {e}")))?;
     let add_space_prefix = gguf.get_bool("tokenizer.ggml.add_space_prefix").unwrap_or(true);
-    let mut normalizers = Vec::new();
-    if add_space_prefix {
-        normalizers.push(NormalizerWrapper::Prepend(Prepend::new("▁".into())));
-    }
-    normalizers.push(NormalizerWrapper::Replace(
-        Replace::new(" ", "▁").map_err(|e| err(format!("normalizer: {e}")))?,
-    ));
-    let mut decoders = vec![
-        DecoderWrapper::Replace(Replace::new("▁", " ").map_err(|e| err(format!("decoder: {e}")))?),
-        DecoderWrapper::ByteFallback(ByteFallback::default()),
-        DecoderWrapper::Fuse(Fuse::default()),
-    ];
-    if add_space_prefix {
-        decoders.push(DecoderWrapper::Strip(Strip::new(' ', 1, 0)));
-    }
-    let mut tok = Tokenizer::new(bpe);
-    tok.with_normalizer(Some(NormalizerWrapper::Sequence(NormalizerSequence::new(normalizers))));
-    tok.with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(decoders))));
-    let spm = Spm::new(tokens, scores, special_ids.iter().copied(), unk_id, add_space_prefix);
-    Ok((tok, spm))
+    Spm::new(tokens, scores, special_ids.iter().copied(), unk_id, add_space_prefix)
+        .map_err(|_| err("the vocabulary's pieces add up to 4 GiB or more".into()))
 }
 
 mod ahash_map {
     pub type Vocab = ahash::AHashMap<String, u32>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::decoders::byte_fallback::ByteFallback;
+    use tokenizers::decoders::fuse::Fuse;
+    use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+    use tokenizers::decoders::strip::Strip;
+    use tokenizers::normalizers::Replace;
+
+    fn shipped(name: &str) -> std::path::PathBuf {
+        let dir = std::env::var_os("TRESOR_MODELS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+        let p = dir.join(name);
+        assert!(p.exists(), "{} is missing: run `tresor models setup` first", p.display());
+        p
+    }
+
+    /// The Hugging Face SentencePiece decoder Tresor used before
+    /// `Spm::decode` (vocabulary plus specials, the decoder chain of
+    /// `tokenizers`' Llama/Gemma tokenizers).
+    fn hf_decoder(gguf: &GgufFile) -> Tokenizer {
+        let md = gguf.metadata();
+        let tokens: Vec<String> = md["tokenizer.ggml.tokens"].to_vec().unwrap().iter().map(|v| v.to_string().unwrap().clone()).collect();
+        let types: Vec<i64> = md["tokenizer.ggml.token_type"].to_vec().unwrap().iter().map(|v| value_as_i64(v).unwrap()).collect();
+        let vocab: ahash_map::Vocab = tokens.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
+        let bpe = BPE::builder().vocab_and_merges(vocab, Vec::new()).byte_fallback(true).fuse_unk(true).unk_token("<unk>".into()).build().unwrap();
+        let mut decoders = vec![
+            DecoderWrapper::Replace(Replace::new("▁", " ").unwrap()),
+            DecoderWrapper::ByteFallback(ByteFallback::default()),
+            DecoderWrapper::Fuse(Fuse::default()),
+        ];
+        if gguf.get_bool("tokenizer.ggml.add_space_prefix").unwrap_or(true) {
+            decoders.push(DecoderWrapper::Strip(Strip::new(' ', 1, 0)));
+        }
+        let mut tok = Tokenizer::new(bpe);
+        tok.with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(decoders))));
+        let specials: Vec<AddedToken> = (0..tokens.len())
+            .filter(|&id| matches!(types[id], TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED) && !tokens[id].is_empty())
+            .map(|id| AddedToken::from(tokens[id].clone(), true))
+            .collect();
+        tok.add_special_tokens(&specials);
+        tok
+    }
+
+    /// Gemma's vocabulary decodes as the `tokenizers` decoder did: random id
+    /// sequences (byte pieces, specials, `▁` pieces, ids past the end),
+    /// each id alone, and text round trips.
+    #[test]
+    fn sentencepiece_decoding_equals_the_hugging_face_decoder() {
+        let gguf = GgufFile::open(&shipped("gemma-3-270m-q4_k_m.gguf")).unwrap();
+        let t = GgufTokenizer::from_gguf(&gguf).unwrap();
+        assert_eq!(t.kind(), VocabKind::SentencePiece);
+        let hf = hf_decoder(&gguf);
+        let n = t.vocab_len() as u32;
+        assert_eq!(t.vocab_size(), n as usize);
+        let bytes: Vec<u32> = (0..=255u8).filter_map(|b| t.token_to_id(&format!("<0x{b:02X}>"))).collect();
+        assert_eq!(bytes.len(), 256, "Gemma has every byte piece");
+        let mut rng = crate::synthetic::XorShift::new(0x9E3779B97F4A7C15);
+        for round in 0..3000 {
+            let len = 1 + (rng.next_u64() % 12) as usize;
+            let ids: Vec<u32> = (0..len)
+                .map(|_| match rng.next_u64() % 8 {
+                    // runs of byte pieces: valid UTF-8 or not
+                    0..=2 => bytes[(rng.next_u64() % 256) as usize],
+                    3 => n + (rng.next_u64() % 5) as u32,
+                    _ => (rng.next_u64() % n as u64) as u32,
+                })
+                .collect();
+            assert_eq!(t.decode(&ids, false).unwrap(), hf.decode(&ids, false).unwrap(), "round {round}: {ids:?}");
+        }
+        for id in (0..n).step_by(7) {
+            assert_eq!(t.decode(&[id], false).unwrap(), hf.decode(&[id], false).unwrap(), "id {id}");
+            assert_eq!(t.id_to_token(id), hf.id_to_token(id), "id {id}");
+        }
+        for text in ["Hello world", " two  spaces", "Grüße, 東京 🙂\n\tend", "<start_of_turn>user\nHi<end_of_turn>"] {
+            let ids = t.encode(text, false).unwrap();
+            assert_eq!(t.decode(&ids, false).unwrap(), text);
+            assert_eq!(hf.decode(&ids, false).unwrap(), text);
+        }
+    }
+
+    /// The tables Tresor keeps for Gemma's 262k pieces stay small (they were
+    /// ~65 MB as `tokenizers` hash maps and one `Vec` per id).
+    #[test]
+    fn gemma_vocabulary_tables_stay_small() {
+        let gguf = GgufFile::open(&shipped("gemma-3-270m-q4_k_m.gguf")).unwrap();
+        let t = GgufTokenizer::from_gguf(&gguf).unwrap();
+        let mb = t.table_bytes() as f64 / (1024.0 * 1024.0);
+        assert!(mb < 12.0, "Gemma's vocabulary tables take {mb:.1} MB");
+        // every piece is found by its spelling (the last id of a repeated piece)
+        for id in (0..t.vocab_len() as u32).step_by(13) {
+            let piece = t.id_to_token(id).unwrap();
+            let found = t.token_to_id(&piece).unwrap();
+            assert_eq!(t.id_to_token(found).unwrap(), piece);
+            assert!(found >= id, "id {id} `{piece}` found as {found}");
+        }
+    }
 }

@@ -36,7 +36,7 @@ fn spell(t: &GgufTokenizer, ids: &[u32]) -> Vec<u8> {
 }
 
 /// llama.cpp's ids for the fixture texts spell the texts again; every
-/// single text token decodes (through `tokenizers`) to its bytes.
+/// single text token decodes to its bytes.
 fn check_token_bytes(file: &str, fixture: &str) {
     let t = tokenizer(file);
     let fx = common::fixture(fixture);
@@ -85,9 +85,9 @@ fn token_bytes_match_the_gemma3_tokenizer() {
     check_token_bytes("gemma-3-270m-q4_k_m.gguf", "gemma3_tokenize.json");
     let t = tokenizer("gemma-3-270m-q4_k_m.gguf");
     let byte_piece = t.token_to_id("<0xC3>").expect("Gemma has byte pieces");
-    assert_eq!(t.token_bytes(byte_piece), Some(&TokenBytes::Text(vec![0xC3])));
+    assert_eq!(t.token_bytes(byte_piece), Some(TokenBytes::Text(&[0xC3])));
     let space_word = t.token_to_id("\u{2581}the").unwrap();
-    assert_eq!(t.token_bytes(space_word), Some(&TokenBytes::Text(b" the".to_vec())));
+    assert_eq!(t.token_bytes(space_word), Some(TokenBytes::Text(b" the")));
 }
 
 #[test]
@@ -97,10 +97,10 @@ fn token_bytes_of_a_synthetic_llama3_vocabulary() {
     write_llama_gguf(&path, LlamaShape::TINY, candle_core::quantized::GgmlDType::F32, 7).unwrap();
     let t = GgufTokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
     let eot = t.token_to_id("<|eot_id|>").unwrap();
-    assert_eq!(t.token_bytes(eot), Some(&TokenBytes::Special("<|eot_id|>".into())));
+    assert_eq!(t.token_bytes(eot), Some(TokenBytes::Special("<|eot_id|>")));
     // the 256 byte tokens of GPT-2's alphabet are the 256 bytes
     let bytes: Vec<u8> = (0..256u32).flat_map(|id| match t.token_bytes(id) {
-        Some(TokenBytes::Text(b)) => b.clone(),
+        Some(TokenBytes::Text(b)) => b.to_vec(),
         other => panic!("id {id}: {other:?}"),
     }).collect();
     assert_eq!(bytes, (0..=255u8).collect::<Vec<_>>());
