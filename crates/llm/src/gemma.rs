@@ -711,41 +711,52 @@ mod tests {
         }
     }
 
-    /// Gemma-3-270M: 24 greedy tokens after the chat prompt with the f16 KV
-    /// cache (the default) and with `TRESOR_KV=f32` are the same tokens; the
-    /// prompt's logits differ by the f16 rounding of keys and values
-    /// (printed), bound 2 % of the logit scale. The tiny model: 1 %.
+    /// The f16 KV cache against the f32 one. The tiny model: max abs logit
+    /// error within 5 % of the logit scale. Gemma-3-270M: the f32 cache's 24
+    /// greedy tokens after the chat prompt are fed to both caches (teacher
+    /// forcing) and every step's next-token distributions compared (printed).
+    /// The bounds stand on the noise floor of the 8-bit activation rounding:
+    /// on this prompt the f32 cache with the Q4_K repack on against off — one
+    /// kernel's float order, nothing else — differed by a mean KL divergence
+    /// of 0.0037 nats (max 0.020, max |Δ logit| 6.1 % of the scale, every top
+    /// token the same), and f16 against f32 by 0.0060 (max 0.060, 6.9 %, every
+    /// top token the same; 2026-12-07). Bounds: mean ≤ 0.015, max ≤ 0.15, the
+    /// same top token on at least 23 of the 25 steps; a cache that mixes up
+    /// positions or heads is off by whole nats.
     #[test]
     fn f16_kv_cache_matches_f32() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tiny.gguf");
         write_tiny(&path, Tiny { window: 4, window_type: 3 }, GgmlDType::Q8_0);
         let mut m = ours(&path);
-        let greedy = |m: &mut GemmaWeights, kind: KvType, prompt: &[u32], n: usize| {
-            m.set_kv_type(kind);
-            let first = vec(m.forward(prompt, 0).unwrap());
-            let mut toks = vec![argmax(&first) as u32];
-            while toks.len() < n {
-                let l = vec(m.forward(&toks[toks.len() - 1..], prompt.len() + toks.len() - 1).unwrap());
-                toks.push(argmax(&l) as u32);
-            }
-            (first, toks)
-        };
-        let (a, _) = greedy(&mut m, KvType::F16, &PROMPT, 1);
-        let (b, _) = greedy(&mut m, KvType::F32, &PROMPT, 1);
+        m.set_kv_type(KvType::F16);
+        let a = vec(m.forward(&PROMPT, 0).unwrap());
+        m.set_kv_type(KvType::F32);
+        let b = vec(m.forward(&PROMPT, 0).unwrap());
         let (e, scale) = err(&a, &b);
         assert!(e <= 5e-2 * scale && e > 0.0, "tiny: max abs error {e} (scale {scale})");
         let Some(path) = real_model() else { return };
         let mut m = ours(&path);
-        let (a, ta) = greedy(&mut m, KvType::F16, &CHAT, 24);
-        let f16_bytes = m.kv_bytes();
-        let (b, tb) = greedy(&mut m, KvType::F32, &CHAT, 24);
-        let (e, scale) = err(&a, &b);
-        eprintln!("gemma-3-270m f16 vs f32 KV: max abs error {e}, logit scale {scale}; KV bytes {f16_bytes} vs {}", m.kv_bytes());
-        // f16 is opt-in (kv.rs): 4.3 % of the logit scale measured here (1.18 of 27.6); the
-        // greedy tokens must still be the f32 cache's
-        assert!(e <= 5e-2 * scale, "max abs error {e} (scale {scale})");
-        assert_eq!(ta, tb, "greedy tokens differ between the f16 and the f32 KV cache");
-        assert_eq!(2 * f16_bytes, m.kv_bytes());
+        // the reference: f32 cache, greedy
+        m.set_kv_type(KvType::F32);
+        let mut reference = vec![vec(m.forward(&CHAT, 0).unwrap())];
+        let mut toks = Vec::new();
+        while toks.len() < 24 {
+            toks.push(argmax(reference.last().unwrap()) as u32);
+            reference.push(vec(m.forward(&toks[toks.len() - 1..], CHAT.len() + toks.len() - 1).unwrap()));
+        }
+        let f32_bytes = m.kv_bytes();
+        // the same tokens through the f16 cache
+        m.set_kv_type(KvType::F16);
+        let mut run = vec![vec(m.forward(&CHAT, 0).unwrap())];
+        for (i, t) in toks.iter().enumerate() {
+            run.push(vec(m.forward(&[*t], CHAT.len() + i).unwrap()));
+        }
+        let d = crate::logit_stats::divergence(&reference, &run);
+        eprintln!("gemma-3-270m f16 vs f32 KV: {d:?}; KV bytes {} vs {f32_bytes}", m.kv_bytes());
+        assert!(d.mean_kld <= 1.5e-2 && d.max_kld <= 0.15, "{d:?}");
+        assert!(d.same_top + 2 >= d.steps, "{d:?}");
+        assert!(d.mean_kld > 0.0, "an f16 cache that rounds nothing is not f16");
+        assert_eq!(2 * m.kv_bytes(), f32_bytes);
     }
 }

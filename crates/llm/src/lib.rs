@@ -24,6 +24,8 @@ pub mod grammar;
 pub mod i8gemm;
 pub mod kv;
 pub mod llama;
+#[cfg(test)]
+mod logit_stats;
 pub mod mapped;
 pub mod model;
 mod pieces;
