@@ -25,7 +25,7 @@
 //!   works too, idle workers spin briefly before parking), not a pool
 //!   spun up per op ([`crate::pool`]).
 //! The weights stay in GGUF's block layout inside the loaded `QTensor`
-//! (no copy; `TRESOR_Q4K_REPACK=1` adds a repacked copy of the Q4_K
+//! (no copy; on the x86 tiers a repacked copy of the Q4_K
 //! weights). Every other quantization (and every non-CPU device) goes to
 //! candle's `QMatMul` unchanged; `TRESOR_QMATMUL=candle` forces candle
 //! everywhere, for A/B measurements. Owns the arithmetic of `x · Wᵀ` only;
@@ -41,7 +41,7 @@
 //!   multiplies (the `ActBlock` impls); the only code that reads the tier
 //!   the driver threads through [`ActBlock`];
 //! - `packed`: Q4_K weights repacked at load into eight-row interleaved
-//!   groups and their driver (opt-in, `TRESOR_Q4K_REPACK=1`, x86 tiers);
+//!   groups and their driver (x86 tiers; `TRESOR_Q4K_REPACK=0` turns it off);
 //! - `scalar`: the portable references (ggml's quantizers and dot products
 //!   in plain Rust), the fallback and the tests' ground truth;
 //! - `avx2` (x86_64): every x86 kernel, one macro expanded per tier with
@@ -226,8 +226,8 @@ fn forced_candle() -> bool {
 }
 
 /// Quantized weights in GGUF's own block layout, `n` rows of `k` values,
-/// read in place from the loaded tensor; for Q4_K with `TRESOR_Q4K_REPACK`
-/// also their full groups of eight rows repacked ([`packed`]).
+/// read in place from the loaded tensor; for Q4_K on the x86 tiers (unless
+/// `TRESOR_Q4K_REPACK=0`) also their full groups of eight rows repacked ([`packed`]).
 pub struct OwnWeights {
     t: Arc<QTensor>,
     kind: Kind,

@@ -1,6 +1,6 @@
 //! Q4_K weights repacked at load into eight-row interleaved blocks (the
-//! idea of llama.cpp's `block_q4_Kx8` / `gemm_q4_K_8x8`), opt-in with
-//! `TRESOR_Q4K_REPACK=1` and only on the x86 tiers.
+//! idea of llama.cpp's `block_q4_Kx8` / `gemm_q4_K_8x8`), on the x86 tiers,
+//! by default since 2026-12-07 (`TRESOR_Q4K_REPACK=0` keeps GGUF's layout).
 //!
 //! GGUF's layout keeps each row's blocks together, so a kernel that
 //! multiplies one weight row with a few activation rows ends every block
@@ -24,8 +24,12 @@
 //! the same bit for bit in every batch. Rows past the last full group of
 //! eight keep GGUF's layout and the ordinary kernels. The packed copy is
 //! extra memory (the mapped file stays mapped: ~3 % more than the Q4_K
-//! weights themselves, plus the pages of the file read once while
-//! packing), so it is off by default until it is measured.
+//! weights themselves; a fully packed matrix hands its mapped pages back,
+//! `mapped::release`). Measured on Llama-3.2-1B Q4_K: decode 1.10× → 1.56×
+//! and prefill 0.71× → 0.83× of llama.cpp, peak RSS 820 → 965 MB (llama.cpp
+//! 1,416), load +0.7 s; on Gemma-3-270M the f32-cache logits moved by a
+//! mean KL divergence of 0.0037 nats against the GGUF-layout kernels, the
+//! noise floor of the 8-bit activation rounding (`gemma::tests`).
 //! Owns the packed layout, the packing and the packed driver; never the
 //! instruction sequences (`x86_kernels!` in `avx2`) nor the choice of tier.
 
@@ -34,7 +38,7 @@ use super::scalar::q4_k_scales;
 use super::{ActBlock, BlockQ8K, CpuTier, Kind, Q4_K_BYTES, QK_K};
 use crate::pool::{parallel_for, SendPtr};
 
-/// The environment variable that turns the repacking on (`1`, `true`, `on`, `yes`).
+/// The environment variable that turns the repacking off (`0`, `false`, `off`, `no`; on otherwise).
 pub const REPACK_ENV: &str = "TRESOR_Q4K_REPACK";
 
 /// Weight rows per packed group.
@@ -54,9 +58,9 @@ const TILE_GROUPS: usize = 4;
 /// Activation rows per work item.
 const TILE_TOKENS: usize = 64;
 
-/// Whether `TRESOR_Q4K_REPACK` asks for the repacking.
+/// Whether to repack: yes unless `TRESOR_Q4K_REPACK` turns it off.
 pub fn repack_enabled() -> bool {
-    std::env::var(REPACK_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "on" | "yes"))
+    !std::env::var(REPACK_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "off" | "no"))
 }
 
 /// The first `8 · groups` rows of a Q4_K matrix in the packed layout.
