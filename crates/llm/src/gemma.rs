@@ -504,6 +504,10 @@ mod tests {
             let (mut ours_q, mut ours_f) = (ours(&path), ours(&float_path));
             ours_q.activation = Activation::Silu;
             ours_f.activation = Activation::Silu;
+            // candle caches in f32: the architecture check (1e-4) compares like with like;
+            // the default f16 cache has its own test (f16_kv_cache_matches_f32)
+            ours_q.set_kv_type(KvType::F32);
+            ours_f.set_kv_type(KvType::F32);
             let (mut candle_q, mut candle_f) = (load_candle(&path), load_candle(&float_path));
             for n in [1, 5, PROMPT.len()] {
                 let run_ours = |m: &mut GemmaWeights| {
