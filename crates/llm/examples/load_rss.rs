@@ -6,7 +6,9 @@
 //!     cargo run -p tresor-llm --example load_rss -- MODEL.gguf [N]
 //!
 //! `TRESOR_KV=f32` / `TRESOR_MMAP=0` give the old KV cache / copied weights
-//! for a before/after. Prints `VmHWM` (peak) and `VmRSS` after each phase.
+//! for a before/after. Prints `VmHWM` (peak) and `VmRSS` after each phase,
+//! and how much of `VmRSS` is anonymous (heap, KV cache, activations) and
+//! file-backed (the binary, libraries and the mapped weights).
 
 use std::path::PathBuf;
 
@@ -23,7 +25,13 @@ fn mem(what: &str) {
             .and_then(|v| v.parse::<f64>().ok())
             .map_or("?".to_string(), |v| format!("{:.1} MB", v / 1024.0))
     };
-    println!("{what:<34} peak {:>10}   now {:>10}", kb("VmHWM:"), kb("VmRSS:"));
+    println!(
+        "{what:<34} peak {:>10}   now {:>10}  (anonymous {:>10}, file-backed {:>10})",
+        kb("VmHWM:"),
+        kb("VmRSS:"),
+        kb("RssAnon:"),
+        kb("RssFile:")
+    );
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
