@@ -14,6 +14,7 @@
 
 pub mod attention;
 pub mod bert;
+mod bpe;
 pub mod constrain;
 pub mod device;
 pub mod embed;
@@ -34,6 +35,7 @@ pub mod qmatmul;
 pub mod remote;
 pub mod rerank;
 pub mod sampling;
+mod specials;
 mod spm;
 pub mod static_embed;
 pub mod synthetic;

@@ -25,9 +25,10 @@
 //! pieces).
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use crate::pieces::{Pieces, TooLarge};
+use crate::specials::{Part, Specials};
 
 /// The pieces, scores and special pieces of one vocabulary.
 pub(crate) struct Spm {
@@ -39,11 +40,7 @@ pub(crate) struct Spm {
     unk_id: Option<u32>,
     add_space_prefix: bool,
     /// Control and user-defined pieces matched in raw text.
-    specials: HashMap<String, u32>,
-    /// Their distinct byte lengths, longest first.
-    special_lens: Vec<usize>,
-    /// Bytes a special piece may start with.
-    special_first: [bool; 256],
+    specials: Specials,
 }
 
 /// The byte a `<0xXX>` piece stands for.
@@ -92,19 +89,9 @@ impl Spm {
                 byte_ids[b as usize].get_or_insert(id as u32);
             }
         }
-        let specials: HashMap<String, u32> = specials
-            .into_iter()
-            .filter_map(|id| pieces.get(id as usize).filter(|p| !p.is_empty()).map(|p| (p.clone(), id)))
-            .collect();
-        let mut special_lens: Vec<usize> = specials.keys().map(String::len).collect();
-        special_lens.sort_unstable_by(|a, b| b.cmp(a));
-        special_lens.dedup();
-        let mut special_first = [false; 256];
-        for p in specials.keys() {
-            special_first[p.as_bytes()[0] as usize] = true;
-        }
+        let specials = Specials::new(pieces, specials);
         let packed = Pieces::indexed(pieces.iter().map(|p| p.as_bytes()))?;
-        Ok(Spm { pieces: packed, scores, byte_ids, unk_id, add_space_prefix, specials, special_lens, special_first })
+        Ok(Spm { pieces: packed, scores, byte_ids, unk_id, add_space_prefix, specials })
     }
 
     /// Number of pieces (ids `0..len`).
@@ -160,29 +147,13 @@ impl Spm {
     /// Ids of `text` (no BOS/EOS: the caller adds them).
     pub(crate) fn encode(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
-        let mut raw_start = 0;
-        let mut i = 0;
-        let bytes = text.as_bytes();
-        while i < bytes.len() {
-            if let Some((id, len)) = self.special_at(text, i) {
-                self.encode_fragment(&text[raw_start..i], &mut out);
-                out.push(id);
-                i += len;
-                raw_start = i;
-            } else {
-                i += 1;
+        for part in self.specials.split(text) {
+            match part {
+                Part::Special(id) => out.push(id),
+                Part::Text(t) => self.encode_fragment(t, &mut out),
             }
         }
-        self.encode_fragment(&text[raw_start..], &mut out);
         out
-    }
-
-    /// The longest special piece starting at byte `i` (a char boundary or not: checked).
-    fn special_at(&self, text: &str, i: usize) -> Option<(u32, usize)> {
-        if !self.special_first[text.as_bytes()[i] as usize] || !text.is_char_boundary(i) {
-            return None;
-        }
-        self.special_lens.iter().find_map(|&len| text.get(i..i + len).and_then(|s| self.specials.get(s)).map(|&id| (id, len)))
     }
 
     fn encode_fragment(&self, raw: &str, out: &mut Vec<u32>) {

@@ -3,13 +3,19 @@
 //! user-defined) tokens written in the text are parsed as special tokens.
 //!
 //! Two vocab kinds are supported, as in llama.cpp:
-//! - `gpt2`: byte-level BPE with merges, split first by the pre-tokenizer
-//!   regexes that `tokenizer.ggml.pre` names (SmolLM, GPT-2, Llama 3, Qwen2);
+//! - `gpt2`: byte-level BPE with merges ([`crate::bpe`]), split first by
+//!   the pre-tokenizer regexes that `tokenizer.ggml.pre` names (SmolLM,
+//!   GPT-2, Llama 3, Qwen2; the `tokenizers` crate's pre-tokenizers, which
+//!   hold no vocabulary), decoded from each id's bytes;
 //! - `llama`: SentencePiece-style BPE ranked by token score, with byte
 //!   fallback (Llama 2, Mistral, Gemma), encoded and decoded by
-//!   [`crate::spm`] without a merge table and without the `tokenizers`
-//!   crate (its hash maps of owned strings held ~50 MB for Gemma's 262k
-//!   pieces; [`crate::pieces`] packs them into ~4 MB).
+//!   [`crate::spm`] without a merge table.
+//!
+//! Neither keeps the `tokenizers` crate's models: their hash maps of owned
+//! strings held ~50 MB for Gemma's 262k pieces and ~11 MB for SmolLM2's
+//! 49k pieces and merges; [`crate::pieces`] packs a vocabulary into one
+//! buffer. Tests keep both encoders equal to the `tokenizers` models they
+//! replace, on the shipped vocabularies.
 //!
 //! Each id's bytes ([`GgufTokenizer::token_bytes`]) come from the vocabulary
 //! itself (byte-level BPE's byte-to-unicode map; SentencePiece's `▁` and
@@ -22,15 +28,13 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::decoders::DecoderWrapper;
-use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::SplitDelimiterBehavior;
 
+use crate::bpe::ByteBpe;
 use crate::error::{LlmError, Result};
 use crate::gguf::{value_as_u64, GgufFile};
 use crate::pieces::Pieces;
@@ -86,12 +90,12 @@ impl TokenTable {
     }
 }
 
-/// What encodes (and, for SentencePiece, decodes) a vocabulary: the
-/// `tokenizers` byte-level BPE, or Tresor's SentencePiece encoder. Cheap to
-/// clone (the grammar engine keeps one).
+/// What encodes a vocabulary (and, for SentencePiece, decodes it): the
+/// byte-level BPE or the SentencePiece encoder. Cheap to clone (the
+/// grammar engine keeps one).
 #[derive(Clone)]
 pub(crate) enum Encoder {
-    Bpe(Arc<Tokenizer>),
+    Bpe(Arc<ByteBpe>),
     Spm(Arc<Spm>),
 }
 
@@ -120,11 +124,7 @@ impl Encoder {
     pub(crate) fn encode(&self, text: &str) -> Result<Vec<u32>> {
         match self {
             Encoder::Spm(spm) => Ok(spm.encode(text)),
-            Encoder::Bpe(inner) => Ok(inner
-                .encode_fast(text, false)
-                .map_err(|e| LlmError::Inference(format!("tokenization failed: {e}")))?
-                .get_ids()
-                .to_vec()),
+            Encoder::Bpe(bpe) => bpe.encode(text).map_err(|e| LlmError::Inference(format!("tokenization failed: {e}"))),
         }
     }
 }
@@ -163,12 +163,7 @@ impl GgufTokenizer {
         let control_ids: HashSet<u32> = special_ids.iter().copied().filter(|&id| token_types[id as usize] == TOKEN_TYPE_CONTROL).collect();
 
         let (encoder, kind) = match model {
-            "gpt2" => {
-                let mut inner = build_byte_level_bpe(gguf, &tokens, path)?;
-                let specials: Vec<AddedToken> = special_ids.iter().map(|&id| AddedToken::from(tokens[id as usize].clone(), true)).collect();
-                inner.add_special_tokens(&specials);
-                (Encoder::Bpe(Arc::new(inner)), VocabKind::BytePairBpe)
-            }
+            "gpt2" => (Encoder::Bpe(Arc::new(build_byte_level_bpe(gguf, &tokens, &special_ids, path)?)), VocabKind::BytePairBpe),
             "llama" => (Encoder::Spm(Arc::new(build_sentencepiece(gguf, &tokens, &special_ids, path)?)), VocabKind::SentencePiece),
             other => return Err(err(format!("vocabulary type `{other}` is not supported (supported: gpt2, llama)"))),
         };
@@ -274,7 +269,18 @@ impl GgufTokenizer {
         };
         match &self.encoder {
             Encoder::Spm(spm) => Ok(spm.decode(&ids)),
-            Encoder::Bpe(inner) => inner.decode(&ids, false).map_err(|e| LlmError::Inference(format!("detokenization failed: {e}"))),
+            // GPT-2's byte-level decoder: each id's bytes, then UTF-8 (invalid runs as U+FFFD)
+            Encoder::Bpe(_) => {
+                let mut bytes = Vec::with_capacity(ids.len() * 4);
+                for id in ids {
+                    match self.token_bytes(id) {
+                        Some(TokenBytes::Text(b)) => bytes.extend_from_slice(b),
+                        Some(TokenBytes::Special(name)) => bytes.extend_from_slice(name.as_bytes()),
+                        None => {}
+                    }
+                }
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            }
         }
     }
 
@@ -282,20 +288,20 @@ impl GgufTokenizer {
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         match &self.encoder {
             Encoder::Spm(spm) => spm.piece_id(token),
-            Encoder::Bpe(inner) => inner.token_to_id(token),
+            Encoder::Bpe(bpe) => bpe.piece_id(token),
         }
     }
     /// The piece of `id` as the vocabulary spells it.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         match &self.encoder {
             Encoder::Spm(spm) => spm.piece(id).map(str::to_string),
-            Encoder::Bpe(inner) => inner.id_to_token(id),
+            Encoder::Bpe(bpe) => bpe.piece(id).map(str::to_string),
         }
     }
     pub fn vocab_size(&self) -> usize {
         match &self.encoder {
             Encoder::Spm(spm) => spm.len(),
-            Encoder::Bpe(inner) => inner.get_vocab_size(true),
+            Encoder::Bpe(bpe) => bpe.len(),
         }
     }
     pub fn kind(&self) -> VocabKind {
@@ -330,13 +336,12 @@ impl GgufTokenizer {
     pub fn vocab_len(&self) -> usize {
         self.token_bytes.bytes.len()
     }
-    /// Heap bytes of the vocabulary tables Tresor keeps itself (each id's
-    /// bytes; for SentencePiece the pieces and scores too; the `tokenizers`
-    /// BPE of a byte-level vocabulary is not counted).
+    /// Heap bytes of the vocabulary tables: each id's bytes, the encoder's
+    /// pieces and its scores or merges.
     pub fn table_bytes(&self) -> usize {
         let spm = match &self.encoder {
             Encoder::Spm(spm) => spm.heap_bytes(),
-            Encoder::Bpe(_) => 0,
+            Encoder::Bpe(bpe) => bpe.heap_bytes(),
         };
         self.token_bytes.bytes.heap_bytes() + 8 * self.token_bytes.special.capacity() + spm
     }
@@ -429,10 +434,10 @@ fn pre_tokenizer_regexes(pre: &str) -> (Vec<&'static str>, bool) {
     }
 }
 
-fn build_byte_level_bpe(gguf: &GgufFile, tokens: &[String], path: &Path) -> Result<Tokenizer> {
+/// The merges of a byte-level BPE vocabulary, in rank order.
+fn gguf_merges(gguf: &GgufFile, path: &Path) -> Result<Vec<(String, String)>> {
     let err = |reason: String| LlmError::Tokenizer { path: path.to_path_buf(), reason };
-    let merges: Vec<(String, String)> = gguf
-        .metadata()
+    gguf.metadata()
         .get("tokenizer.ggml.merges")
         .and_then(|v| v.to_vec().ok())
         .ok_or_else(|| err("`tokenizer.ggml.merges` is missing (required for a gpt2 vocabulary)".into()))?
@@ -443,21 +448,24 @@ fn build_byte_level_bpe(gguf: &GgufFile, tokens: &[String], path: &Path) -> Resu
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .ok_or_else(|| err(format!("merge `{m}` has no space")))
         })
-        .collect::<Result<_>>()?;
-    let vocab: ahash_map::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        .collect()
+}
+
+/// The pre-tokenizer `tokenizer.ggml.pre` names (regex splits, then GPT-2's
+/// byte-to-unicode map) and whether whole words skip merging.
+fn byte_level_pre_tokenizer(gguf: &GgufFile, path: &Path) -> Result<(PreTokenizerWrapper, bool)> {
     let pre = gguf.get_str("tokenizer.ggml.pre").unwrap_or("default");
     let (regexes, ignore_merges) = pre_tokenizer_regexes(pre);
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .ignore_merges(ignore_merges)
-        .build()
-        .map_err(|e| err(format!("cannot build BPE: {e}")))?;
     let mut pre_tokenizers = regexes.into_iter().map(|r| split(r, path)).collect::<Result<Vec<_>>>()?;
     pre_tokenizers.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)));
-    let mut tok = Tokenizer::new(bpe);
-    tok.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(pre_tokenizers))));
-    tok.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevelDecoder::default())));
-    Ok(tok)
+    Ok((PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(pre_tokenizers)), ignore_merges))
+}
+
+fn build_byte_level_bpe(gguf: &GgufFile, tokens: &[String], special_ids: &[u32], path: &Path) -> Result<ByteBpe> {
+    let merges = gguf_merges(gguf, path)?;
+    let (pre, ignore_merges) = byte_level_pre_tokenizer(gguf, path)?;
+    ByteBpe::new(tokens, &merges, pre, ignore_merges, special_ids.iter().copied())
+        .map_err(|reason| LlmError::Tokenizer { path: path.to_path_buf(), reason: format!("cannot build BPE: {reason}") })
 }
 
 /// A SentencePiece vocabulary: [`Spm`] (llama.cpp's SPM algorithm by
@@ -477,13 +485,16 @@ fn build_sentencepiece(gguf: &GgufFile, tokens: &[String], special_ids: &[u32], 
         .map_err(|_| err("the vocabulary's pieces add up to 4 GiB or more".into()))
 }
 
-mod ahash_map {
-    pub type Vocab = ahash::AHashMap<String, u32>;
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+    use tokenizers::decoders::DecoderWrapper;
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::{AddedToken, Tokenizer};
+
+    type Vocab = ahash::AHashMap<String, u32>;
     use tokenizers::decoders::byte_fallback::ByteFallback;
     use tokenizers::decoders::fuse::Fuse;
     use tokenizers::decoders::sequence::Sequence as DecoderSequence;
@@ -506,7 +517,7 @@ mod tests {
         let md = gguf.metadata();
         let tokens: Vec<String> = md["tokenizer.ggml.tokens"].to_vec().unwrap().iter().map(|v| v.to_string().unwrap().clone()).collect();
         let types: Vec<i64> = md["tokenizer.ggml.token_type"].to_vec().unwrap().iter().map(|v| value_as_i64(v).unwrap()).collect();
-        let vocab: ahash_map::Vocab = tokens.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
+        let vocab: Vocab = tokens.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
         let bpe = BPE::builder().vocab_and_merges(vocab, Vec::new()).byte_fallback(true).fuse_unk(true).unk_token("<unk>".into()).build().unwrap();
         let mut decoders = vec![
             DecoderWrapper::Replace(Replace::new("▁", " ").unwrap()),
@@ -524,6 +535,91 @@ mod tests {
             .collect();
         tok.add_special_tokens(&specials);
         tok
+    }
+
+    /// The `tokenizers` byte-level BPE Tresor used before `bpe.rs` (the
+    /// same pre-tokenizer, the vocabulary and merges, the specials added).
+    fn hf_byte_level(gguf: &GgufFile) -> Tokenizer {
+        let path = gguf.path.as_path();
+        let md = gguf.metadata();
+        let tokens: Vec<String> = md["tokenizer.ggml.tokens"].to_vec().unwrap().iter().map(|v| v.to_string().unwrap().clone()).collect();
+        let types: Vec<i64> = match md.get("tokenizer.ggml.token_type") {
+            Some(v) => v.to_vec().unwrap().iter().map(|v| value_as_i64(v).unwrap()).collect(),
+            None => vec![TOKEN_TYPE_NORMAL; tokens.len()],
+        };
+        let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let (pre, ignore_merges) = byte_level_pre_tokenizer(gguf, path).unwrap();
+        let bpe = BPE::builder().vocab_and_merges(vocab, gguf_merges(gguf, path).unwrap()).ignore_merges(ignore_merges).build().unwrap();
+        let mut tok = Tokenizer::new(bpe);
+        tok.with_pre_tokenizer(Some(pre));
+        tok.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevelDecoder::default())));
+        let specials: Vec<AddedToken> = (0..tokens.len())
+            .filter(|&id| matches!(types[id], TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED) && !tokens[id].is_empty())
+            .map(|id| AddedToken::from(tokens[id].clone(), true))
+            .collect();
+        tok.add_special_tokens(&specials);
+        tok
+    }
+
+    /// Random text from a pool that exercises the pre-tokenizers: words,
+    /// contractions, digit runs, whitespace runs and newlines, punctuation,
+    /// accents, CJK, emoji, and the vocabulary's special pieces.
+    fn random_text(rng: &mut crate::synthetic::XorShift, specials: &[&str]) -> String {
+        const POOL: &[&str] = &[
+            "the", " the", "The", "cat", " sat", "'s", "'re", "n't", "I'm", " 1", "2024", "12345678", " ", "  ", "   ", "\n", "\n\n", "\t", " \n ",
+            ".", ",", "!?", "...", "(", ")", "\"", "-", "—", "é", "Grüße", "naïve", "東京", "日本語", "🙂", "👍🏽", "ß", "Ωmega", "x", "_", "$", "%", "&&", "<", ">",
+        ];
+        let n = 1 + (rng.next_u64() % 16) as usize;
+        let mut s = String::new();
+        for _ in 0..n {
+            if !specials.is_empty() && rng.next_u64().is_multiple_of(12) {
+                s.push_str(specials[(rng.next_u64() % specials.len() as u64) as usize]);
+            } else {
+                s.push_str(POOL[(rng.next_u64() % POOL.len() as u64) as usize]);
+            }
+        }
+        s
+    }
+
+    /// Byte-level vocabularies encode and decode as the `tokenizers` BPE
+    /// did: SmolLM2's (the `smollm` pre-tokenizer) and a synthetic Llama 3
+    /// vocabulary (its regex and `ignore_merges`), 3000 random texts each,
+    /// plus every 5th id alone.
+    #[test]
+    fn byte_level_bpe_equals_the_hugging_face_bpe() {
+        let dir = tempfile::tempdir().unwrap();
+        let llama3 = dir.path().join("tiny-llama3.gguf");
+        crate::synthetic::write_llama_gguf(&llama3, crate::synthetic::LlamaShape::TINY, candle_core::quantized::GgmlDType::F32, 7).unwrap();
+        for path in [shipped("SmolLM2-135M-Instruct.Q4_1.gguf"), llama3] {
+            let gguf = GgufFile::open(&path).unwrap();
+            let t = GgufTokenizer::from_gguf(&gguf).unwrap();
+            assert_eq!(t.kind(), VocabKind::BytePairBpe);
+            let hf = hf_byte_level(&gguf);
+            assert_eq!(t.vocab_size(), hf.get_vocab_size(true));
+            let specials: Vec<String> = t.control_ids.iter().filter_map(|&id| t.id_to_token(id)).collect();
+            let specials: Vec<&str> = specials.iter().map(String::as_str).collect();
+            let mut rng = crate::synthetic::XorShift::new(0xD1B54A32D192ED03);
+            for round in 0..3000 {
+                let text = random_text(&mut rng, &specials);
+                let ours = t.encode(&text, false).unwrap();
+                let theirs = hf.encode_fast(text.as_str(), false).unwrap().get_ids().to_vec();
+                assert_eq!(ours, theirs, "{}: round {round}: {text:?}", path.display());
+                assert_eq!(t.decode(&ours, false).unwrap(), hf.decode(&ours, false).unwrap(), "{}: round {round}", path.display());
+            }
+            let n = t.vocab_len() as u32;
+            for id in (0..n).step_by(5) {
+                assert_eq!(t.decode(&[id], false).unwrap(), hf.decode(&[id], false).unwrap(), "{}: id {id}", path.display());
+                assert_eq!(t.id_to_token(id), hf.id_to_token(id), "{}: id {id}", path.display());
+            }
+        }
+    }
+
+    /// SmolLM2's vocabulary tables stay small (the `tokenizers` model held ~11 MB).
+    #[test]
+    fn smollm2_vocabulary_tables_stay_small() {
+        let t = GgufTokenizer::from_gguf(&GgufFile::open(&shipped("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap()).unwrap();
+        let mb = t.table_bytes() as f64 / (1024.0 * 1024.0);
+        assert!(mb < 4.0, "SmolLM2's vocabulary tables take {mb:.1} MB");
     }
 
     /// Gemma's vocabulary decodes as the `tokenizers` decoder did: random id
