@@ -179,7 +179,13 @@ impl Machine {
             }
         }
         #[cfg(target_arch = "aarch64")]
-        simd.push("neon");
+        {
+            simd.push("neon");
+            // the `neondot` tier's extension (checked at run time, as the tier does)
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                simd.push("dotprod");
+            }
+        }
         Machine { cpu, cores, simd }
     }
 }

@@ -69,7 +69,7 @@ pub struct BenchLlmArgs {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// CPU tiers to run Tresor's kernels on, one row each, comma-separated
-    /// (avx512vnni, avxvnni, avx2, neon, scalar; `all`: every tier this CPU
+    /// (avx512vnni, avxvnni, avx2, neondot, neon, scalar; `all`: every tier this CPU
     /// has). Default: the detected tier (or TRESOR_CPU_TIER).
     #[arg(long, value_delimiter = ',')]
     tiers: Vec<String>,

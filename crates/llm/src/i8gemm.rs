@@ -52,7 +52,8 @@ impl Kernel {
     /// The kernel of the active CPU tier ([`CpuTier::active`], so
     /// `TRESOR_CPU_TIER` forces it as it forces the quantized matmul's):
     /// AVX512-VNNI → VNNI, AVX-VNNI or AVX2 → AVX2 (this GEMM's VNNI kernel
-    /// is 512-bit), else scalar.
+    /// is 512-bit), else scalar (also on `neon` and `neondot`: this GEMM has
+    /// no NEON kernel yet).
     pub fn detect() -> Kernel {
         Self::for_tier(CpuTier::active())
     }
@@ -62,7 +63,7 @@ impl Kernel {
         match tier {
             CpuTier::Avx512Vnni => Kernel::Vnni,
             CpuTier::AvxVnni | CpuTier::Avx2 => Kernel::Avx2,
-            CpuTier::Neon | CpuTier::Scalar => Kernel::Scalar,
+            CpuTier::NeonDot | CpuTier::Neon | CpuTier::Scalar => Kernel::Scalar,
         }
     }
 

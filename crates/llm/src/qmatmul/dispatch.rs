@@ -1,9 +1,10 @@
 //! Which kernel multiplies: per weight format, activation block type and
 //! CPU tier ([`CpuTier`], detected or forced in `tier`), the kernel each
 //! [`ActBlock`] method calls — the x86 kernels of `avx2` expanded for the
-//! tier (AVX512-VNNI, AVX-VNNI or AVX2), else NEON on aarch64 (32-value
-//! formats), else the scalar reference. The tier the driver passes down is
-//! read here and nowhere else. Owns the choice of instruction set; never
+//! tier (AVX512-VNNI, AVX-VNNI or AVX2), the NEON kernels on aarch64 (every
+//! format, one row at a time; with `sdot` on `neondot`), else the scalar
+//! reference. The tier the driver passes down is read here and nowhere
+//! else. Owns the choice of instruction set; never
 //! computes a dot product itself (the kernels live in `scalar`, `avx2`,
 //! `vnni` and `neon`).
 
@@ -11,9 +12,7 @@ use std::cell::RefCell;
 
 #[cfg(target_arch = "aarch64")]
 use super::neon;
-#[cfg(not(target_arch = "aarch64"))]
-use super::scalar::dot_scalar;
-use super::scalar::{dot_scalar_k, quantize_row, quantize_row_q8k};
+use super::scalar::{dot_scalar, dot_scalar_k, quantize_row, quantize_row_q8k};
 use super::{ActBlock, BlockQ8, BlockQ8K, CpuTier, Kind, Quad, Scales4, QK, QK_K, XQ, XQ_K, ZERO_BLOCK, ZERO_BLOCK_K};
 
 /// `Some($body)` with `$k` naming the x86 kernel module of `$tier`, or
@@ -37,7 +36,7 @@ macro_rules! x86_tier {
                 use super::avx2 as $k;
                 Some($body)
             }
-            CpuTier::Scalar | CpuTier::Neon => None,
+            CpuTier::Scalar | CpuTier::Neon | CpuTier::NeonDot => None,
         };
         #[cfg(not(target_arch = "x86_64"))]
         let r = {
@@ -64,7 +63,7 @@ pub(super) fn dot_x4(kind: Kind, w: &[u8], xs: &Quad<BlockQ8>, tier: CpuTier) ->
             _ => k::dot_q8_0_x4::<FMT_Q8_0>(w, xs), // Q8_0: the other 32-value format
         }
     });
-    fast.unwrap_or_else(|| std::array::from_fn(|i| dot_portable(kind, w, xs.rows[i])))
+    fast.unwrap_or_else(|| std::array::from_fn(|i| dot_portable(kind, w, xs.rows[i], tier)))
 }
 
 /// Dot products of four weight rows with one activation row (decode).
@@ -79,7 +78,7 @@ pub(super) fn dot_r4(kind: Kind, ws: &[&[u8]; 4], x: &[BlockQ8], tier: CpuTier) 
             _ => k::dot_q8_0_r4::<FMT_Q8_0>(ws, x), // Q8_0
         }
     });
-    fast.unwrap_or_else(|| std::array::from_fn(|i| dot_portable(kind, ws[i], x)))
+    fast.unwrap_or_else(|| std::array::from_fn(|i| dot_portable(kind, ws[i], x, tier)))
 }
 
 /// `T` activation rows against one packed group of eight Q4_K weight rows
@@ -90,17 +89,35 @@ pub(super) fn gemm_q4_k_8x<const T: usize>(tier: CpuTier, group: &[u8], xs: &[&[
     x86_tier!(tier, |k| unsafe { k::gemm_q4_k_8x::<T>(group, xs) })
 }
 
-/// One weight row against one activation row without x86 kernels: NEON
-/// on aarch64, else the scalar reference.
-#[cfg(target_arch = "aarch64")]
-pub(super) fn dot_portable(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
-    // SAFETY: NEON is part of every aarch64 CPU.
-    unsafe { neon::dot(kind, w, x) }
+/// One 32-value weight row against one activation row without x86
+/// kernels: NEON on the aarch64 tiers (`sdot` on `neondot`), else the
+/// scalar reference (the `scalar` tier everywhere).
+pub(super) fn dot_portable(kind: Kind, w: &[u8], x: &[BlockQ8], tier: CpuTier) -> f32 {
+    #[cfg(target_arch = "aarch64")]
+    match tier {
+        // SAFETY: dotprod was detected at run time (CpuTier::supported).
+        CpuTier::NeonDot => return unsafe { neon::dot_sdot(kind, w, x) },
+        // SAFETY: NEON is part of every aarch64 CPU.
+        CpuTier::Neon => return unsafe { neon::dot(kind, w, x) },
+        _ => {}
+    }
+    let _ = tier;
+    dot_scalar(kind, w, x)
 }
 
-#[cfg(not(target_arch = "aarch64"))]
-pub(super) fn dot_portable(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
-    dot_scalar(kind, w, x)
+/// One K-quant weight row against one Q8_K activation row without x86
+/// kernels: as [`dot_portable`], with the K-quant kernels.
+pub(super) fn dot_portable_k(kind: Kind, w: &[u8], x: &[BlockQ8K], tier: CpuTier) -> f32 {
+    #[cfg(target_arch = "aarch64")]
+    match tier {
+        // SAFETY: dotprod was detected at run time (CpuTier::supported).
+        CpuTier::NeonDot => return unsafe { neon::dot_k_sdot(kind, w, x) },
+        // SAFETY: NEON is part of every aarch64 CPU.
+        CpuTier::Neon => return unsafe { neon::dot_k(kind, w, x) },
+        _ => {}
+    }
+    let _ = tier;
+    dot_scalar_k(kind, w, x)
 }
 
 impl ActBlock for BlockQ8 {
@@ -176,7 +193,7 @@ impl ActBlock for BlockQ8K {
                 _ => k::dot_q4_k::<4, false>(w, xs),
             }
         });
-        fast.unwrap_or_else(|| std::array::from_fn(|i| dot_scalar_k(kind, w, xs[i])))
+        fast.unwrap_or_else(|| std::array::from_fn(|i| dot_portable_k(kind, w, xs[i], tier)))
     }
     fn has_x8(_kind: Kind, tier: CpuTier) -> bool {
         has_x86_kernels(tier)
@@ -215,6 +232,6 @@ impl ActBlock for BlockQ8K {
                 _ => k::dot_q4_k::<1, false>(ws[i], &[x])[0],
             }
         }));
-        fast.unwrap_or_else(|| std::array::from_fn(|i| dot_scalar_k(kind, ws[i], x)))
+        fast.unwrap_or_else(|| std::array::from_fn(|i| dot_portable_k(kind, ws[i], x, tier)))
     }
 }

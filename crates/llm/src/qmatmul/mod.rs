@@ -5,8 +5,8 @@
 //! one vector dot per (row, token), called per layer through a tensor round
 //! trip. [`QLinear`] replaces candle's `QMatMul` for Q4_0, Q4_1, Q5_0, Q8_0,
 //! Q4_K, Q5_K and Q6_K weights on the CPU with SIMD kernels chosen at run
-//! time by CPU tier ([`CpuTier`]: AVX512-VNNI, AVX-VNNI, AVX2, NEON,
-//! scalar; `TRESOR_CPU_TIER` forces one the CPU supports):
+//! time by CPU tier ([`CpuTier`]: AVX512-VNNI, AVX-VNNI, AVX2, NEON with
+//! dotprod, NEON, scalar; `TRESOR_CPU_TIER` forces one the CPU supports):
 //! - activations are quantized once per call to 8-bit blocks (ggml's
 //!   rounding: 32-value blocks with an f16-rounded scale, and for Q4_1 the
 //!   scaled block sum; for the K-quants 256-value Q8_K blocks with an f32
@@ -19,8 +19,9 @@
 //!   side so one multiply forms four scale products; work is tiled over
 //!   (weight rows × activation rows) so one tile of quantized activations
 //!   and weights stays in L2;
-//! - on aarch64 the 32-value formats use NEON (bit for bit the scalar
-//!   reference), the K-quants the scalar reference;
+//! - on aarch64 every format uses NEON, one weight row against one
+//!   activation row at a time (`sdot` where the CPU has dotprod, else
+//!   widening multiplies; bit for bit the scalar reference either way);
 //! - the tiles run on candle's persistent barrier pool (the calling thread
 //!   works too, idle workers spin briefly before parking), not a pool
 //!   spun up per op ([`crate::pool`]).
@@ -47,7 +48,9 @@
 //! - `avx2` (x86_64): every x86 kernel, one macro expanded per tier with
 //!   that tier's two integer primitives — AVX2 + FMA + F16C there, AVX-VNNI
 //!   and AVX512-VNNI (`vpdpbusd`/`vpdpwssd`) in `vnni`; `neon` (aarch64):
-//!   the NEON kernels. Each equals the scalar reference (NEON bit for bit).
+//!   the NEON kernels, one text per format over two integer primitives
+//!   (widening multiplies for `neon`, `sdot` for `neondot`). Each equals the
+//!   scalar reference (NEON bit for bit).
 
 use std::cell::RefCell;
 use std::sync::Arc;

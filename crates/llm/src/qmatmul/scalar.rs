@@ -31,7 +31,6 @@ pub(super) fn quantize_row(x: &[f32], out: &mut [BlockQ8], with_sum: bool) {
 
 /// The references: ggml's `vec_dot_q4_0_q8_0`, `vec_dot_q4_1_q8_1`,
 /// `vec_dot_q5_0_q8_0` and `vec_dot_q8_0_q8_0` in plain Rust.
-#[cfg_attr(target_arch = "aarch64", allow(dead_code))] // the tests' reference there
 pub(super) fn dot_scalar(kind: Kind, w: &[u8], x: &[BlockQ8]) -> f32 {
     let mut sum = 0f32;
     for (blk, xb) in w.chunks_exact(kind.block_bytes()).zip(x) {

@@ -4,7 +4,8 @@
 //! Tiers, fastest first: on x86_64 `avx512vnni` (AVX-512 F/BW/VL + VNNI:
 //! `vpdpbusd`/`vpdpwssd`, EVEX), `avxvnni` (the 256-bit VEX VNNI of Intel's
 //! 12th generation and later), `avx2` (AVX2 + FMA + F16C), `scalar`; on
-//! aarch64 `neon`, then `scalar`. `TRESOR_CPU_TIER=<name>` forces a tier
+//! aarch64 `neondot` (the Armv8.2 dotprod extension: `sdot`, checked at run
+//! time), `neon` (every aarch64 CPU), then `scalar`. `TRESOR_CPU_TIER=<name>` forces a tier
 //! the CPU supports (so one machine measures every tier it has); a tier the
 //! CPU lacks, or an unknown name, is refused with a warning and the detected
 //! tier is used (a kernel the CPU lacks would crash the process with an
@@ -21,6 +22,9 @@ pub enum CpuTier {
     Scalar,
     /// aarch64 NEON (every aarch64 CPU).
     Neon,
+    /// aarch64 NEON with the dotprod extension (`sdot`; Armv8.2+: Apple
+    /// M1 and later, Cortex-A55/A75 and later, Neoverse).
+    NeonDot,
     /// x86_64 AVX2 + FMA + F16C.
     Avx2,
     /// x86_64 AVX-VNNI (256-bit VEX `vpdpbusd`/`vpdpwssd`) on top of AVX2.
@@ -33,12 +37,13 @@ pub enum CpuTier {
 pub const TIER_ENV: &str = "TRESOR_CPU_TIER";
 
 impl CpuTier {
-    pub const ALL: [CpuTier; 5] = [CpuTier::Avx512Vnni, CpuTier::AvxVnni, CpuTier::Avx2, CpuTier::Neon, CpuTier::Scalar];
+    pub const ALL: [CpuTier; 6] = [CpuTier::Avx512Vnni, CpuTier::AvxVnni, CpuTier::Avx2, CpuTier::NeonDot, CpuTier::Neon, CpuTier::Scalar];
 
     pub fn name(self) -> &'static str {
         match self {
             CpuTier::Scalar => "scalar",
             CpuTier::Neon => "neon",
+            CpuTier::NeonDot => "neondot",
             CpuTier::Avx2 => "avx2",
             CpuTier::AvxVnni => "avxvnni",
             CpuTier::Avx512Vnni => "avx512vnni",
@@ -59,6 +64,7 @@ impl CpuTier {
         match self {
             CpuTier::Scalar => true,
             CpuTier::Neon => cfg!(target_arch = "aarch64"),
+            CpuTier::NeonDot => arm::dotprod(),
             CpuTier::Avx2 => x86::avx2(),
             CpuTier::AvxVnni => x86::avx2() && x86::avxvnni(),
             CpuTier::Avx512Vnni => x86::avx2() && x86::avx512vnni(),
@@ -164,6 +170,20 @@ pub fn cpu_description() -> (String, Vec<&'static str>) {
     (name, x86::flags())
 }
 
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    pub fn dotprod() -> bool {
+        std::arch::is_aarch64_feature_detected!("dotprod")
+    }
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+mod arm {
+    pub fn dotprod() -> bool {
+        false
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::is_x86_feature_detected as has;
@@ -225,6 +245,7 @@ mod tests {
         }
         assert_eq!(CpuTier::from_name("AVX512-VNNI"), Ok(CpuTier::Avx512Vnni));
         assert_eq!(CpuTier::from_name("avx_vnni"), Ok(CpuTier::AvxVnni));
+        assert_eq!(CpuTier::from_name("NEON-DOT"), Ok(CpuTier::NeonDot));
         let e = CpuTier::from_name("sse2").unwrap_err();
         assert!(e.contains("sse2") && e.contains("avx512vnni"), "{e}");
     }
@@ -249,5 +270,28 @@ mod tests {
         assert!(CpuTier::parse_list(&["scalar", "mmx"]).unwrap_err().contains("unknown CPU tier `mmx`"));
         let foreign = if cfg!(target_arch = "aarch64") { "avx512vnni" } else { "neon" };
         assert!(CpuTier::parse_list(&[foreign]).unwrap_err().contains("lacks"));
+    }
+
+    /// On aarch64 `neon` is always there and `neondot` exactly where the
+    /// CPU reports dotprod (qemu: `-cpu max` has it, `-cpu cortex-a53` not);
+    /// elsewhere neither. `TRESOR_TEST_DETECTED_TIER` (set by
+    /// `scripts/check-aarch64` per emulated CPU) names the tier detection
+    /// must find, so a run meant for one tier cannot test another.
+    #[test]
+    fn neon_tiers_follow_the_cpu() {
+        if let Ok(want) = std::env::var("TRESOR_TEST_DETECTED_TIER") {
+            assert_eq!(CpuTier::detected().name(), want);
+        }
+        let arm = cfg!(target_arch = "aarch64");
+        assert_eq!(CpuTier::Neon.supported(), arm);
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(CpuTier::NeonDot.supported(), std::arch::is_aarch64_feature_detected!("dotprod"));
+        #[cfg(not(target_arch = "aarch64"))]
+        assert!(!CpuTier::NeonDot.supported());
+        if arm {
+            let want = if CpuTier::NeonDot.supported() { CpuTier::NeonDot } else { CpuTier::Neon };
+            assert_eq!(CpuTier::detected(), want);
+            eprintln!("aarch64 tiers here: {:?}", CpuTier::all_supported());
+        }
     }
 }
