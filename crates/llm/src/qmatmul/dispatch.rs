@@ -127,6 +127,11 @@ impl ActBlock for BlockQ8 {
         &XQ
     }
     fn quantize(kind: Kind, x: &[f32], out: &mut [Self]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_x86_kernels(CpuTier::for_qmatmul()) {
+            // SAFETY: every x86 tier has AVX2 (checked when the tier was chosen).
+            return unsafe { super::quantize_x86::quantize_row(x, out, kind == Kind::Q4_1) };
+        }
         quantize_row(x, out, kind == Kind::Q4_1)
     }
     const SCALES4: bool = true;
@@ -173,6 +178,11 @@ impl ActBlock for BlockQ8K {
         &XQ_K
     }
     fn quantize(_: Kind, x: &[f32], out: &mut [Self]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_x86_kernels(CpuTier::for_qmatmul()) {
+            // SAFETY: every x86 tier has AVX2 (checked when the tier was chosen).
+            return unsafe { super::quantize_x86::quantize_row_q8k(x, out) };
+        }
         quantize_row_q8k(x, out)
     }
     const SCALES4: bool = false;

@@ -69,6 +69,8 @@ mod dispatch;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod packed;
+#[cfg(target_arch = "x86_64")]
+mod quantize_x86;
 mod scalar;
 #[cfg(test)]
 mod tests;

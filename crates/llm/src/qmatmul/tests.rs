@@ -445,3 +445,52 @@ fn wrong_width_is_an_error() {
     let mut out = vec![0f32; 4];
     assert!(l.forward_slice(&[0.0; 32], 1, &mut out).is_err());
 }
+
+/// The AVX2 activation quantization (Q8 and Q8_K blocks) gives the scalar reference's bits:
+/// random rows at several scales, rows whose values land exactly on
+/// halves (ties round away from zero), just below a half, signed zeros,
+/// subnormals and an all-zero block.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_quantization_equals_the_scalar_bit_for_bit() {
+    if !CpuTier::Avx2.supported() {
+        eprintln!("skipping: no AVX2");
+        return;
+    }
+    let mut rows: Vec<Vec<f32>> = [1e-3f32, 0.5, 1.0, 37.0, 1e4].iter().enumerate().map(|(i, s)| random(QK * 9, 40 + i as u64).iter().map(|v| v * s).collect()).collect();
+    // amax 127 → d = 1, id = 1: the values themselves are rounded
+    let ties: Vec<f32> = (0..QK as i32).map(|i| if i == 0 { 127.0 } else { (i - 16) as f32 + 0.5 }).collect();
+    let below: Vec<f32> = (0..QK).map(|i| if i == 0 { -127.0 } else { 0.49999997 * if i % 2 == 0 { 1.0 } else { -1.0 } + (i % 5) as f32 }).collect();
+    let odd: Vec<f32> = (0..QK).map(|i| match i % 4 { 0 => -0.0, 1 => f32::MIN_POSITIVE / 4.0, 2 => -1e-40, _ => 3e-39 }).collect();
+    rows.push([ties, below, odd, vec![0.0; QK]].concat());
+    for x in rows {
+        assert_eq!(x.len() % QK, 0);
+        for with_sum in [false, true] {
+            let n = x.len() / QK;
+            let (mut a, mut b) = (vec![ZERO_BLOCK; n], vec![ZERO_BLOCK; n]);
+            quantize_row(&x, &mut a, with_sum);
+            // SAFETY: AVX2 checked above
+            unsafe { super::quantize_x86::quantize_row(&x, &mut b, with_sum) };
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert_eq!((p.qs, p.d.to_bits(), p.s.to_bits()), (q.qs, q.d.to_bits(), q.s.to_bits()), "block {i}, with_sum {with_sum}");
+            }
+        }
+        // Q8_K: 256-value blocks (the tie rows repeated to fill one; a block whose
+        // largest |x| comes twice with both signs: the first one sets the sign)
+        let mut x = x.clone();
+        x.truncate(x.len() / QK_K * QK_K);
+        let mut both = vec![0.25f32; QK_K];
+        both[3] = -9.0;
+        both[200] = 9.0;
+        x.extend(both);
+        x.extend(vec![0.0; QK_K]);
+        let n = x.len() / QK_K;
+        let (mut a, mut b) = (vec![ZERO_BLOCK_K; n], vec![ZERO_BLOCK_K; n]);
+        quantize_row_q8k(&x, &mut a);
+        // SAFETY: AVX2 checked above
+        unsafe { super::quantize_x86::quantize_row_q8k(&x, &mut b) };
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert_eq!((p.qs, p.bsums, p.d.to_bits()), (q.qs, q.bsums, q.d.to_bits()), "Q8_K block {i}");
+        }
+    }
+}
