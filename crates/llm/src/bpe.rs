@@ -68,18 +68,9 @@ impl ByteBpe {
         Ok(ByteBpe { pieces, merges: table, pre, ignore_merges, specials: Specials::new(tokens, special_ids) })
     }
 
-    /// The id of a piece as the vocabulary spells it.
-    pub(crate) fn piece_id(&self, piece: &str) -> Option<u32> {
-        self.pieces.find(piece.as_bytes())
-    }
-
-    /// The piece of `id` as the vocabulary spells it (`Ġthe`).
-    pub(crate) fn piece(&self, id: u32) -> Option<&str> {
-        self.pieces.get(id).and_then(|b| std::str::from_utf8(b).ok())
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.pieces.len()
+    /// The pieces as the vocabulary spells them (`Ġthe`).
+    pub(crate) fn pieces(&self) -> &Pieces {
+        &self.pieces
     }
 
     /// Heap bytes of the pieces and merges (for the memory tests; the hash

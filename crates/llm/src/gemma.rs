@@ -617,18 +617,10 @@ mod tests {
         assert!(m.forward(&[1u32], 8).is_err());
     }
 
-    /// The shipped Gemma-3-270M, or None (the test then says why it skips).
+    /// The shipped Gemma-3-270M (always Some: a missing file fails the test, naming the fix).
     fn real_model() -> Option<std::path::PathBuf> {
-        let dir = std::env::var_os("TRESOR_MODELS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-        let p = dir.join("gemma-3-270m-q4_k_m.gguf");
-        if p.is_file() {
-            Some(p)
-        } else {
-            eprintln!("skipping: {} is missing (run `tresor models setup`)", p.display());
-            None
-        }
+        // a missing model fails the test (it used to skip it)
+        Some(crate::test_models::shipped("gemma-3-270m-q4_k_m.gguf"))
     }
 
     /// `<bos><start_of_turn>user\nWhat is 12 times 7?<end_of_turn>\n<start_of_turn>model\n`

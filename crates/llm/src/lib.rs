@@ -27,6 +27,8 @@ pub mod kv;
 pub mod llama;
 #[cfg(test)]
 mod logit_stats;
+#[cfg(test)]
+mod test_models;
 pub mod mapped;
 pub mod model;
 mod pieces;

@@ -616,11 +616,7 @@ mod tests {
     /// 2026-12-07: mean 0.0035, max 0.013, every top token the same).
     #[test]
     fn smollm2_f16_kv_cache_matches_f32() {
-        let dir = std::env::var_os("TRESOR_MODELS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-        let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-        assert!(path.is_file(), "{} is missing: run `tresor models setup` first", path.display());
+        let path = crate::test_models::shipped("SmolLM2-135M-Instruct.Q4_1.gguf");
         let gguf = crate::gguf::GgufFile::open(&path).unwrap();
         let tok = crate::tokenizer::GgufTokenizer::from_gguf(&gguf).unwrap();
         let prompt = tok

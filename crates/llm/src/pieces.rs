@@ -60,6 +60,12 @@ impl Pieces {
         Some(&self.bytes[start..end])
     }
 
+    /// Piece `id` as text (None past the vocabulary or, never for pieces
+    /// read from GGUF strings, when it is not UTF-8).
+    pub(crate) fn text(&self, id: u32) -> Option<&str> {
+        self.get(id).and_then(|b| std::str::from_utf8(b).ok())
+    }
+
     fn piece(&self, id: u32) -> &[u8] {
         self.get(id).unwrap_or_default()
     }

@@ -94,20 +94,13 @@ impl Spm {
         Ok(Spm { pieces: packed, scores, byte_ids, unk_id, add_space_prefix, specials })
     }
 
-    /// Number of pieces (ids `0..len`).
-    pub(crate) fn len(&self) -> usize {
-        self.pieces.len()
+    /// The pieces as the vocabulary spells them (`▁the`, `<0x0A>`).
+    pub(crate) fn pieces(&self) -> &Pieces {
+        &self.pieces
     }
 
-    /// The id of piece `piece`.
-    pub(crate) fn piece_id(&self, piece: &str) -> Option<u32> {
+    fn piece_id(&self, piece: &str) -> Option<u32> {
         self.pieces.find(piece.as_bytes())
-    }
-
-    /// The piece of `id` as the vocabulary spells it (`▁the`, `<0x0A>`).
-    pub(crate) fn piece(&self, id: u32) -> Option<&str> {
-        // every piece came from a String
-        self.pieces.get(id).and_then(|b| std::str::from_utf8(b).ok())
     }
 
     /// Heap bytes held by the pieces and scores (for the memory tests).
@@ -128,7 +121,7 @@ impl Spm {
             run.clear();
         };
         for &id in ids {
-            let Some(piece) = self.piece(id) else { continue };
+            let Some(piece) = self.pieces.text(id) else { continue };
             match byte_piece(piece) {
                 Some(b) => run.push(b),
                 None => {
@@ -278,6 +271,6 @@ mod tests {
         assert_eq!(spm.decode(&[]), "");
         let spm = Spm::new(&p, vec![0.0; p.len()], [1], Some(0), false).unwrap();
         assert_eq!(spm.decode(&[2, 2]), " the the");
-        assert_eq!((spm.piece_id("▁the"), spm.piece(2), spm.len()), (Some(2), Some("▁the"), 262));
+        assert_eq!((spm.piece_id("▁the"), spm.pieces().text(2), spm.pieces().len()), (Some(2), Some("▁the"), 262));
     }
 }

@@ -120,6 +120,14 @@ pub struct GgufTokenizer {
 }
 
 impl Encoder {
+    /// The vocabulary's pieces as it spells them.
+    fn pieces(&self) -> &Pieces {
+        match self {
+            Encoder::Spm(spm) => spm.pieces(),
+            Encoder::Bpe(bpe) => bpe.pieces(),
+        }
+    }
+
     /// Ids of `text` as [`GgufTokenizer::encode`] without BOS/EOS.
     pub(crate) fn encode(&self, text: &str) -> Result<Vec<u32>> {
         match self {
@@ -286,23 +294,14 @@ impl GgufTokenizer {
 
     /// The id of a piece as the vocabulary spells it (`Ġthe`, `▁the`, `<|im_end|>`).
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        match &self.encoder {
-            Encoder::Spm(spm) => spm.piece_id(token),
-            Encoder::Bpe(bpe) => bpe.piece_id(token),
-        }
+        self.encoder.pieces().find(token.as_bytes())
     }
     /// The piece of `id` as the vocabulary spells it.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
-        match &self.encoder {
-            Encoder::Spm(spm) => spm.piece(id).map(str::to_string),
-            Encoder::Bpe(bpe) => bpe.piece(id).map(str::to_string),
-        }
+        self.encoder.pieces().text(id).map(str::to_string)
     }
     pub fn vocab_size(&self) -> usize {
-        match &self.encoder {
-            Encoder::Spm(spm) => spm.len(),
-            Encoder::Bpe(bpe) => bpe.len(),
-        }
+        self.encoder.pieces().len()
     }
     pub fn kind(&self) -> VocabKind {
         self.kind
@@ -501,22 +500,33 @@ mod tests {
     use tokenizers::decoders::strip::Strip;
     use tokenizers::normalizers::Replace;
 
-    fn shipped(name: &str) -> std::path::PathBuf {
-        let dir = std::env::var_os("TRESOR_MODELS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-        let p = dir.join(name);
-        assert!(p.exists(), "{} is missing: run `tresor models setup` first", p.display());
-        p
+    use crate::test_models::shipped;
+
+    /// A GGUF vocabulary's pieces and token types, as the file has them.
+    fn gguf_vocab(gguf: &GgufFile) -> (Vec<String>, Vec<i64>) {
+        let md = gguf.metadata();
+        let tokens: Vec<String> = md["tokenizer.ggml.tokens"].to_vec().unwrap().iter().map(|v| v.to_string().unwrap().clone()).collect();
+        let types: Vec<i64> = match md.get("tokenizer.ggml.token_type") {
+            Some(v) => v.to_vec().unwrap().iter().map(|v| value_as_i64(v).unwrap()).collect(),
+            None => vec![TOKEN_TYPE_NORMAL; tokens.len()],
+        };
+        (tokens, types)
+    }
+
+    /// The control and user-defined pieces as `tokenizers` special tokens (what Tresor added before).
+    fn add_specials(tok: &mut Tokenizer, tokens: &[String], types: &[i64]) {
+        let specials: Vec<AddedToken> = (0..tokens.len())
+            .filter(|&id| matches!(types[id], TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED) && !tokens[id].is_empty())
+            .map(|id| AddedToken::from(tokens[id].clone(), true))
+            .collect();
+        tok.add_special_tokens(&specials);
     }
 
     /// The Hugging Face SentencePiece decoder Tresor used before
     /// `Spm::decode` (vocabulary plus specials, the decoder chain of
     /// `tokenizers`' Llama/Gemma tokenizers).
     fn hf_decoder(gguf: &GgufFile) -> Tokenizer {
-        let md = gguf.metadata();
-        let tokens: Vec<String> = md["tokenizer.ggml.tokens"].to_vec().unwrap().iter().map(|v| v.to_string().unwrap().clone()).collect();
-        let types: Vec<i64> = md["tokenizer.ggml.token_type"].to_vec().unwrap().iter().map(|v| value_as_i64(v).unwrap()).collect();
+        let (tokens, types) = gguf_vocab(gguf);
         let vocab: Vocab = tokens.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
         let bpe = BPE::builder().vocab_and_merges(vocab, Vec::new()).byte_fallback(true).fuse_unk(true).unk_token("<unk>".into()).build().unwrap();
         let mut decoders = vec![
@@ -529,11 +539,7 @@ mod tests {
         }
         let mut tok = Tokenizer::new(bpe);
         tok.with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(decoders))));
-        let specials: Vec<AddedToken> = (0..tokens.len())
-            .filter(|&id| matches!(types[id], TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED) && !tokens[id].is_empty())
-            .map(|id| AddedToken::from(tokens[id].clone(), true))
-            .collect();
-        tok.add_special_tokens(&specials);
+        add_specials(&mut tok, &tokens, &types);
         tok
     }
 
@@ -541,23 +547,14 @@ mod tests {
     /// same pre-tokenizer, the vocabulary and merges, the specials added).
     fn hf_byte_level(gguf: &GgufFile) -> Tokenizer {
         let path = gguf.path.as_path();
-        let md = gguf.metadata();
-        let tokens: Vec<String> = md["tokenizer.ggml.tokens"].to_vec().unwrap().iter().map(|v| v.to_string().unwrap().clone()).collect();
-        let types: Vec<i64> = match md.get("tokenizer.ggml.token_type") {
-            Some(v) => v.to_vec().unwrap().iter().map(|v| value_as_i64(v).unwrap()).collect(),
-            None => vec![TOKEN_TYPE_NORMAL; tokens.len()],
-        };
+        let (tokens, types) = gguf_vocab(gguf);
         let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let (pre, ignore_merges) = byte_level_pre_tokenizer(gguf, path).unwrap();
         let bpe = BPE::builder().vocab_and_merges(vocab, gguf_merges(gguf, path).unwrap()).ignore_merges(ignore_merges).build().unwrap();
         let mut tok = Tokenizer::new(bpe);
         tok.with_pre_tokenizer(Some(pre));
         tok.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevelDecoder::default())));
-        let specials: Vec<AddedToken> = (0..tokens.len())
-            .filter(|&id| matches!(types[id], TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED) && !tokens[id].is_empty())
-            .map(|id| AddedToken::from(tokens[id].clone(), true))
-            .collect();
-        tok.add_special_tokens(&specials);
+        add_specials(&mut tok, &tokens, &types);
         tok
     }
 
