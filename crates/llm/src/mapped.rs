@@ -271,23 +271,32 @@ mod tests {
     use candle_core::quantized::gguf_file;
     use candle_core::{Module, Tensor};
 
+    /// A `rows × cols` f32 matrix of `f(i)`, quantized to `d`.
+    fn quantized(rows: usize, cols: usize, d: GgmlDType, f: impl Fn(usize) -> f32) -> QTensor {
+        QTensor::quantize(&Tensor::from_vec((0..rows * cols).map(f).collect::<Vec<f32>>(), (rows, cols), &Device::Cpu).unwrap(), d).unwrap()
+    }
+
+    /// `tensors` written as a GGUF file in `dir`, opened again: the file and its header.
+    fn written(dir: &std::path::Path, tensors: &[(&str, &QTensor)]) -> (std::fs::File, gguf_file::Content) {
+        let path = dir.join("t.gguf");
+        gguf_file::write(&mut std::fs::File::create(&path).unwrap(), &[], tensors).unwrap();
+        let mut f = std::fs::File::open(&path).unwrap();
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        (f, ct)
+    }
+
     /// Every supported block type, mapped, gives the bytes, the
     /// dequantized values and the matmul of candle's own (copying) reader,
     /// bit for bit; a missing name is an error.
     #[test]
     fn mapped_tensors_equal_read_tensors() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.gguf");
         let dev = Device::Cpu;
         let (rows, cols) = (8, 256);
-        let x: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
-        let src = Tensor::from_vec(x, (rows, cols), &dev).unwrap();
         let types = [GgmlDType::F32, GgmlDType::F16, GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K];
-        let tensors: Vec<(String, QTensor)> = types.iter().map(|&d| (format!("{d:?}"), QTensor::quantize(&src, d).unwrap())).collect();
+        let tensors: Vec<(String, QTensor)> = types.iter().map(|&d| (format!("{d:?}"), quantized(rows, cols, d, |i| ((i * 37 % 101) as f32 - 50.0) / 40.0))).collect();
         let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        gguf_file::write(&mut std::fs::File::create(&path).unwrap(), &[], &refs).unwrap();
-        let mut f = std::fs::File::open(&path).unwrap();
-        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let (mut f, ct) = written(dir.path(), &refs);
         let mut mapped = MappedGguf::new(&f, &ct).unwrap();
         let lhs = Tensor::from_vec((0..2 * cols).map(|i| (i as f32 * 0.01).sin()).collect::<Vec<f32>>(), (2, cols), &dev).unwrap();
         for d in types {
@@ -310,14 +319,9 @@ mod tests {
     #[test]
     fn released_pages_read_back_the_same_and_owned_memory_is_never_released() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.gguf");
         let dev = Device::Cpu;
-        let (rows, cols) = (64, 1024);
-        let x: Vec<f32> = (0..rows * cols).map(|i| ((i * 31 % 97) as f32 - 48.0) / 30.0).collect();
-        let q = QTensor::quantize(&Tensor::from_vec(x, (rows, cols), &dev).unwrap(), GgmlDType::Q4K).unwrap();
-        gguf_file::write(&mut std::fs::File::create(&path).unwrap(), &[], &[("w", &q)]).unwrap();
-        let mut f = std::fs::File::open(&path).unwrap();
-        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let q = quantized(64, 1024, GgmlDType::Q4K, |i| ((i * 31 % 97) as f32 - 48.0) / 30.0);
+        let (f, ct) = written(dir.path(), &[("w", &q)]);
         let mut mapped = MappedGguf::new(&f, &ct).unwrap();
         let t = mapped.tensor("w", &dev).unwrap();
         let before = t.data().unwrap().into_owned();
