@@ -5,7 +5,10 @@
 //! - `dot_i32(u, i)`: Σ u8 × i8 over each group of four bytes as i32
 //!   lanes (AVX2: `maddubs` + `madd` with ones; VNNI: one `vpdpbusd`);
 //! - `madd_acc(acc, a, b)`: `acc` + the i16 pair products of `a`·`b`
-//!   (AVX2: `madd` + `add`; VNNI: one `vpdpwssd`).
+//!   (AVX2: `madd` + `add`; VNNI: one `vpdpwssd`);
+//! - `dp_acc(acc, u, i)`: `acc` + `dot_i32(u, i)` (VNNI: one `vpdpbusd`,
+//!   exact for any u8; AVX2's `maddubs` saturates its i16 pair sums, so
+//!   exact only for u8 values up to 127), with `VNNI` saying which.
 //! This file expands it for AVX2 with FMA and F16C; `vnni` for AVX-VNNI
 //! and AVX512-VNNI. Every kernel is `unsafe` (the CPU is checked at run
 //! time by `dispatch`). Decode multiplies four weight rows with one
@@ -557,6 +560,115 @@ macro_rules! x86_kernels {
             }
             out
         }
+
+        /// Q5_0's fifth bits of pieces `c` (bit `4 + c` of each byte, shifted
+        /// right by `R` = c) and `c + 4` (bit `c`, shifted left by `L` =
+        /// 4 − c), each at bit 4 (`crate::qmatmul::packed32`'s layout).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        unsafe fn q5_fifth<const R: i32, const L: i32>(qh: __m256i) -> (__m256i, __m256i) {
+            let bit4 = _mm256_set1_epi8(0x10);
+            (_mm256_and_si256(_mm256_srli_epi16::<R>(qh), bit4), _mm256_and_si256(_mm256_slli_epi16::<L>(qh), bit4))
+        }
+
+        /// `T` activation rows against eight Q8_0 (`F = FMT_Q8_0`), Q5_0 or
+        /// Q4_0 weight rows repacked into one group per block
+        /// (`crate::qmatmul::packed32`), as `[token][row]`; `sums[t][b]` is
+        /// Σ qs of token `t`'s block `b`. Each 256-bit register holds four
+        /// values of each of the eight rows as `w + offset` (u8); the token's
+        /// four matching bytes are broadcast and one `dp_acc` leaves row `r`'s
+        /// products in lane `r`; the offset's share, `offset · Σ qs`, is taken
+        /// off in integers (exact), and the float steps run once per eight
+        /// rows. Without VNNI, Q8_0 goes back to signed bytes and the sign
+        /// trick (`maddubs` would saturate on `w + 128`); the integer sums are
+        /// the same. Per token the steps are the same whatever `T`: a row's
+        /// result is the same bit for bit in decode (`T` = 1) and prefill, and
+        /// on every tier.
+        #[target_feature(enable = $feat)]
+        pub(in crate::qmatmul) unsafe fn gemm_q32_8x<const F: u8, const T: usize>(pk: &[u8], xs: &[&[BlockQ8]; T], sums: &[&[i32]; T]) -> [[f32; 8]; T] {
+            use crate::qmatmul::packed32::{GROUP_Q4_0, GROUP_Q5_0, GROUP_Q8_0, OFF_D, OFF_QH};
+            let (gb, offset) = match F {
+                Q8_0_FMT => (GROUP_Q8_0, if VNNI { 128 } else { 0 }),
+                Q5_0_FMT => (GROUP_Q5_0, 16),
+                _ => (GROUP_Q4_0, 8),
+            };
+            let nb = pk.len() / gb;
+            assert!(pk.len() == nb * gb && xs.iter().all(|x| x.len() >= nb) && sums.iter().all(|s| s.len() >= nb));
+            let m4 = _mm256_set1_epi8(0x0F);
+            let flip = _mm256_set1_epi8(0x80u8 as i8);
+            let mut acc = [_mm256_setzero_ps(); T];
+            let pp = pk.as_ptr();
+            for b in 0..nb {
+                let g = pp.add(b * gb);
+                if T == 1 {
+                    // decode streams the groups from memory
+                    for line in (0..gb).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(g.wrapping_add(2 * gb + line) as *const i8);
+                    }
+                }
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(g.add(OFF_D) as *const __m128i));
+                let mut sumi = [_mm256_setzero_si256(); T];
+                // piece p (values 4p..4p+4 of every row) as u8 against each token's bytes 4p..4p+4
+                macro_rules! piece {
+                    ($dol p:expr, $dol u:expr) => {{
+                        let u = $dol u;
+                        if F == Q8_0_FMT && !VNNI {
+                            let w = _mm256_xor_si256(u, flip);
+                            let wabs = _mm256_sign_epi8(w, w);
+                            for t in 0..T {
+                                let q8 = xs[t].get_unchecked(b).qs.as_ptr().add(4 * $dol p);
+                                let x = _mm256_set1_epi32(std::ptr::read_unaligned(q8 as *const i32));
+                                sumi[t] = dp_acc(sumi[t], wabs, _mm256_sign_epi8(x, w));
+                            }
+                        } else {
+                            for t in 0..T {
+                                let q8 = xs[t].get_unchecked(b).qs.as_ptr().add(4 * $dol p);
+                                let x = _mm256_set1_epi32(std::ptr::read_unaligned(q8 as *const i32));
+                                sumi[t] = dp_acc(sumi[t], u, x);
+                            }
+                        }
+                    }};
+                }
+                if F == Q8_0_FMT {
+                    for p in 0..8 {
+                        piece!(p, _mm256_loadu_si256(g.add(16 + 32 * p) as *const __m256i));
+                    }
+                } else {
+                    let qs = g.add(if F == Q5_0_FMT { 48 } else { 16 });
+                    let qh = if F == Q5_0_FMT { _mm256_loadu_si256(g.add(OFF_QH) as *const __m256i) } else { _mm256_setzero_si256() };
+                    macro_rules! nibbles {
+                        ($dol c:literal, $dol r:literal, $dol l:literal) => {{
+                            let bits = _mm256_loadu_si256(qs.add(32 * $dol c) as *const __m256i);
+                            let (mut lo, mut hi) = (_mm256_and_si256(bits, m4), _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4));
+                            if F == Q5_0_FMT {
+                                let (h_lo, h_hi) = q5_fifth::<$dol r, $dol l>(qh);
+                                lo = _mm256_or_si256(lo, h_lo);
+                                hi = _mm256_or_si256(hi, h_hi);
+                            }
+                            piece!($dol c, lo);
+                            piece!($dol c + 4, hi);
+                        }};
+                    }
+                    nibbles!(0, 0, 4);
+                    nibbles!(1, 1, 3);
+                    nibbles!(2, 2, 2);
+                    nibbles!(3, 3, 1);
+                }
+                for t in 0..T {
+                    let xb = xs[t].get_unchecked(b);
+                    let mut s = sumi[t];
+                    if offset != 0 {
+                        s = _mm256_sub_epi32(s, _mm256_set1_epi32(offset * *sums[t].get_unchecked(b)));
+                    }
+                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_broadcast_ss(&xb.d)), _mm256_cvtepi32_ps(s), acc[t]);
+                }
+            }
+            let mut out = [[0f32; 8]; T];
+            for t in 0..T {
+                _mm256_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+            }
+            out
+        }
     };
 }
 pub(crate) use x86_kernels;
@@ -576,5 +688,16 @@ unsafe fn dot_i32(u: __m256i, i: __m256i) -> __m256i {
 unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 }
+
+/// `acc` + [`dot_i32`]: exact only where no byte pair's products overflow
+/// `maddubs`'s i16 (u8 values up to 127 against any i8).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dp_acc(acc: __m256i, u: __m256i, i: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, dot_i32(u, i))
+}
+
+/// Whether this tier's `dp_acc` takes any u8 (`vpdpbusd`).
+const VNNI: bool = false;
 
 x86_kernels!($, "avx2,fma,f16c");

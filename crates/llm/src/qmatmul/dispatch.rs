@@ -89,6 +89,21 @@ pub(super) fn gemm_q4_k_8x<const T: usize>(tier: CpuTier, group: &[u8], xs: &[&[
     x86_tier!(tier, |k| unsafe { k::gemm_q4_k_8x::<T>(group, xs) })
 }
 
+/// `T` activation rows (and their blocks' sums) against one packed group
+/// of eight Q8_0/Q5_0/Q4_0 weight rows ([`super::packed32`]):
+/// `[token][row]`, or None on a tier without x86 kernels.
+pub(super) fn gemm_q32_8x<const T: usize>(tier: CpuTier, kind: Kind, group: &[u8], xs: &[&[BlockQ8]; T], sums: &[&[i32]; T]) -> Option<[[f32; 8]; T]> {
+    // SAFETY: the tier's instructions were detected at run time.
+    x86_tier!(tier, |k| unsafe {
+        use super::avx2::{FMT_Q4_0, FMT_Q5_0, FMT_Q8_0};
+        match kind {
+            Kind::Q5_0 => k::gemm_q32_8x::<FMT_Q5_0, T>(group, xs, sums),
+            Kind::Q4_0 => k::gemm_q32_8x::<FMT_Q4_0, T>(group, xs, sums),
+            _ => k::gemm_q32_8x::<FMT_Q8_0, T>(group, xs, sums),
+        }
+    })
+}
+
 /// One 32-value weight row against one activation row without x86
 /// kernels: NEON on the aarch64 tiers (`sdot` on `neondot`), else the
 /// scalar reference (the `scalar` tier everywhere).

@@ -26,8 +26,10 @@
 //!   works too, idle workers spin briefly before parking), not a pool
 //!   spun up per op ([`crate::pool`]).
 //! The weights stay in GGUF's block layout inside the loaded `QTensor`
-//! (no copy; on the x86 tiers a repacked copy of the Q4_K
-//! weights). Every other quantization (and every non-CPU device) goes to
+//! (no copy; on the x86 tiers a repacked copy of the Q4_K, Q8_0, Q5_0 and
+//! Q4_0 weights in eight-row interleaved groups, `packed` and `packed32`,
+//! which replaces the mapped pages; `TRESOR_REPACK=0` turns both off).
+//! Every other quantization (and every non-CPU device) goes to
 //! candle's `QMatMul` unchanged; `TRESOR_QMATMUL=candle` forces candle
 //! everywhere, for A/B measurements. Owns the arithmetic of `x · Wᵀ` only;
 //! never loads files or knows about layers.
@@ -43,6 +45,8 @@
 //!   the driver threads through [`ActBlock`];
 //! - `packed`: Q4_K weights repacked at load into eight-row interleaved
 //!   groups and their driver (x86 tiers; `TRESOR_Q4K_REPACK=0` turns it off);
+//! - `packed32`: the same for Q8_0, Q5_0 and Q4_0, one `vpdpbusd` per
+//!   eight rows and four values (`TRESOR_REPACK=0` turns every repacking off);
 //! - `scalar`: the portable references (ggml's quantizers and dot products
 //!   in plain Rust), the fallback and the tests' ground truth;
 //! - `avx2` (x86_64): every x86 kernel, one macro expanded per tier with
@@ -61,6 +65,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
 
 use crate::pool::{parallel_for, SendPtr};
 pub use packed::REPACK_ENV;
+pub use packed32::REPACK_ALL_ENV;
 pub use tier::{cpu_description, CpuTier, TIER_ENV};
 
 #[cfg(target_arch = "x86_64")]
@@ -69,6 +74,7 @@ mod dispatch;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod packed;
+mod packed32;
 #[cfg(target_arch = "x86_64")]
 mod quantize_x86;
 mod scalar;
@@ -171,12 +177,25 @@ impl QLinear {
         if let (Some(kind), true, false) = (Kind::of(t.dtype()), t.device().is_cpu(), forced_candle()) {
             if let Ok((n, k)) = t.shape().dims2() {
                 if k % kind.block_len() == 0 {
-                    let packed = (kind == Kind::Q4K && packed::repack_enabled() && dispatch::has_x86_kernels(CpuTier::for_qmatmul()))
+                    let repack = packed32::repack_enabled() && dispatch::has_x86_kernels(CpuTier::for_qmatmul());
+                    let packed = repack
                         .then(|| {
                             let d = t.data().ok()?;
-                            let p = packed::PackedQ4K::pack(&d, n, k)?;
+                            let (p, rows) = match kind {
+                                Kind::Q4K if packed::repack_enabled() => {
+                                    let p = packed::PackedQ4K::pack(&d, n, k)?;
+                                    let rows = p.rows();
+                                    (Packed::Q4K(p), rows)
+                                }
+                                Kind::Q8_0 | Kind::Q5_0 | Kind::Q4_0 => {
+                                    let p = packed32::PackedQ32::pack(kind, &d, n, k)?;
+                                    let rows = p.rows();
+                                    (Packed::Q32(p), rows)
+                                }
+                                _ => return None,
+                            };
                             // every row packed: the mapped pages read to pack them need not stay resident
-                            if p.rows() == n {
+                            if rows == n {
                                 crate::mapped::release(&d);
                             }
                             Some(p)
@@ -238,7 +257,13 @@ pub struct OwnWeights {
     kind: Kind,
     n: usize,
     k: usize,
-    packed: Option<packed::PackedQ4K>,
+    packed: Option<Packed>,
+}
+
+/// A load-time repacked copy of a matrix's full groups of eight rows.
+enum Packed {
+    Q4K(packed::PackedQ4K),
+    Q32(packed32::PackedQ32),
 }
 
 impl OwnWeights {
@@ -246,7 +271,8 @@ impl OwnWeights {
     fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
         let data = self.t.data()?;
         match &self.packed {
-            Some(p) => packed::matmul_packed_on(CpuTier::for_qmatmul(), p, &data, self.n, self.k, x, m, out),
+            Some(Packed::Q4K(p)) => packed::matmul_packed_on(CpuTier::for_qmatmul(), p, &data, self.n, self.k, x, m, out),
+            Some(Packed::Q32(p)) => packed32::matmul_packed32_on(CpuTier::for_qmatmul(), p, &data, self.n, self.k, x, m, out),
             None => matmul_on(CpuTier::for_qmatmul(), self.kind, &data, self.n, self.k, x, m, out),
         }
         Ok(())

@@ -45,6 +45,14 @@ pub(crate) mod avxvnni {
         _mm256_dpwssd_avx_epi32(acc, a, b)
     }
 
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    unsafe fn dp_acc(acc: __m256i, u: __m256i, i: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(acc, u, i)
+    }
+
+    const VNNI: bool = true;
+
     super::x86_kernels!($, "avx2,fma,f16c,avxvnni");
 }
 
@@ -62,6 +70,14 @@ pub(crate) mod avx512 {
     unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
         _mm256_dpwssd_epi32(acc, a, b)
     }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dp_acc(acc: __m256i, u: __m256i, i: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, u, i)
+    }
+
+    const VNNI: bool = true;
 
     super::x86_kernels!($, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
 
