@@ -25,7 +25,8 @@
 //!   the global layers, as in llama.cpp; candle ignores it.
 //! What made candle's loader take 20 s and 3.5 GB is not done here: the
 //! embedding stays quantized (rows dequantized on lookup, the tied output
-//! projection reads the same tensor), and the rotary tables (one per base,
+//! projection reads the same tensor — on the x86 tiers its packed copy,
+//! from which the lookups then read too), and the rotary tables (one per base,
 //! not one per layer) grow with the positions used instead of being built
 //! for 131072 positions in every layer.
 //!
@@ -119,7 +120,7 @@ pub struct GemmaWeights {
     embed_scale: f32,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    output: QLinear,
+    output: Arc<QLinear>,
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
@@ -195,11 +196,12 @@ impl GemmaWeights {
 
         let kv_type = KvType::from_env().map_err(candle_core::Error::Msg)?;
         let embd = Arc::new(src.tensor("token_embd.weight", device)?);
-        let output = match src.tensor("output.weight", device) {
+        let output = Arc::new(match src.tensor("output.weight", device) {
             Ok(t) => linear(t)?,
             Err(_) => QLinear::from_arc(embd.clone())?,
-        };
-        let embedding = Embedding::new(embd, device)?;
+        });
+        let mut embedding = Embedding::new(embd, device)?;
+        embedding.tie(&output);
         let norm = RmsNorm::from_qtensor(src.tensor("output_norm.weight", device)?, eps)?;
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {

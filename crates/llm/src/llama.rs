@@ -79,18 +79,31 @@ impl RmsNorm {
 
 /// The token embedding: quantized rows, dequantized on lookup (CPU), or a
 /// dense f32 table (GPU, where reading rows back to the host would cost more).
+/// A quantized embedding tied to the output projection reads its rows from
+/// the projection's packed copy where it has one (`tied`), never from the
+/// mapped file again ([`QLinear::append_gguf_row`]).
 pub(crate) enum Embedding {
-    Quantized { weight: Arc<QTensor>, dim: usize, row_bytes: usize, dtype: GgmlDType },
+    Quantized { weight: Arc<QTensor>, dim: usize, row_bytes: usize, dtype: GgmlDType, tied: Option<Arc<QLinear>> },
     Dense(candle_nn::Embedding),
 }
 
 impl Embedding {
+    /// Lets lookups read the rows from `output` when it multiplies by this
+    /// very embedding (a tied output projection).
+    pub(crate) fn tie(&mut self, output: &Arc<QLinear>) {
+        if let Embedding::Quantized { weight, tied, .. } = self {
+            if output.is_over(weight) {
+                *tied = Some(output.clone());
+            }
+        }
+    }
+
     pub(crate) fn new(weight: Arc<QTensor>, device: &Device) -> Result<Self> {
         let (_, dim) = weight.shape().dims2()?;
         let dtype = weight.dtype();
         if device.is_cpu() && dim % dtype.block_size() == 0 {
             let row_bytes = dim / dtype.block_size() * dtype.type_size();
-            Ok(Embedding::Quantized { weight, dim, row_bytes, dtype })
+            Ok(Embedding::Quantized { weight, dim, row_bytes, dtype, tied: None })
         } else {
             Ok(Embedding::Dense(candle_nn::Embedding::new(weight.dequantize(device)?, dim)))
         }
@@ -99,7 +112,7 @@ impl Embedding {
     pub(crate) fn forward(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
         match self {
             Embedding::Dense(e) => e.forward(&Tensor::new(ids, device)?.unsqueeze(0)?),
-            Embedding::Quantized { weight, dim, row_bytes, dtype } => {
+            Embedding::Quantized { weight, dim, row_bytes, dtype, tied } => {
                 let data = weight.data()?;
                 let vocab = data.len() / row_bytes;
                 let mut rows = Vec::with_capacity(ids.len() * row_bytes);
@@ -108,7 +121,9 @@ impl Embedding {
                     if id >= vocab {
                         candle_core::bail!("token id {id} is outside the vocabulary of {vocab}");
                     }
-                    rows.extend_from_slice(&data[id * row_bytes..(id + 1) * row_bytes]);
+                    if !tied.as_ref().is_some_and(|t| t.append_gguf_row(id, &mut rows)) {
+                        rows.extend_from_slice(&data[id * row_bytes..(id + 1) * row_bytes]);
+                    }
                 }
                 let q = ggml_file::qtensor_from_ggml(*dtype, &rows, vec![ids.len(), *dim], device)?;
                 q.dequantize(device)?.unsqueeze(0)
@@ -181,7 +196,7 @@ pub struct LlamaWeights {
     embedding: Embedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    output: QLinear,
+    output: Arc<QLinear>,
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
@@ -236,11 +251,12 @@ impl LlamaWeights {
         let kv_type = KvType::from_env().map_err(candle_core::Error::Msg)?;
         let (cos, sin) = rope_tables(rope_dim, freq_base, max_positions, device)?;
         let embd = Arc::new(src.tensor("token_embd.weight", device)?);
-        let output = match src.tensor("output.weight", device) {
+        let output = Arc::new(match src.tensor("output.weight", device) {
             Ok(t) => QLinear::from_qtensor(t)?,
             Err(_) => QLinear::from_arc(embd.clone())?,
-        };
-        let embedding = Embedding::new(embd, device)?;
+        });
+        let mut embedding = Embedding::new(embd, device)?;
+        embedding.tie(&output);
         let norm = RmsNorm::from_qtensor(src.tensor("output_norm.weight", device)?, eps)?;
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {

@@ -9,6 +9,7 @@
 //! - `dp_acc(acc, u, i)`: `acc` + `dot_i32(u, i)` (VNNI: one `vpdpbusd`,
 //!   exact for any u8; AVX2's `maddubs` saturates its i16 pair sums, so
 //!   exact only for u8 values up to 127), with `VNNI` saying which.
+//!
 //! This file expands it for AVX2 with FMA and F16C; `vnni` for AVX-VNNI
 //! and AVX512-VNNI. Every kernel is `unsafe` (the CPU is checked at run
 //! time by `dispatch`). Decode multiplies four weight rows with one

@@ -25,6 +25,7 @@
 //! - the tiles run on candle's persistent barrier pool (the calling thread
 //!   works too, idle workers spin briefly before parking), not a pool
 //!   spun up per op ([`crate::pool`]).
+//!
 //! The weights stay in GGUF's block layout inside the loaded `QTensor`
 //! (no copy; on the x86 tiers a repacked copy of the Q4_K, Q8_0, Q5_0 and
 //! Q4_0 weights in eight-row interleaved groups, `packed` and `packed32`,
@@ -181,24 +182,12 @@ impl QLinear {
                     let packed = repack
                         .then(|| {
                             let d = t.data().ok()?;
-                            let (p, rows) = match kind {
-                                Kind::Q4K if packed::repack_enabled() => {
-                                    let p = packed::PackedQ4K::pack(&d, n, k)?;
-                                    let rows = p.rows();
-                                    (Packed::Q4K(p), rows)
-                                }
-                                Kind::Q8_0 | Kind::Q5_0 | Kind::Q4_0 => {
-                                    let p = packed32::PackedQ32::pack(kind, &d, n, k)?;
-                                    let rows = p.rows();
-                                    (Packed::Q32(p), rows)
-                                }
-                                _ => return None,
-                            };
-                            // every row packed: the mapped pages read to pack them need not stay resident
-                            if rows == n {
-                                crate::mapped::release(&d);
+                            // the packers hand the packed rows' mapped pages back as they go
+                            match kind {
+                                Kind::Q4K if packed::repack_enabled() => packed::PackedQ4K::pack(&d, n, k).map(Packed::Q4K),
+                                Kind::Q8_0 | Kind::Q5_0 | Kind::Q4_0 => packed32::PackedQ32::pack(kind, &d, n, k).map(Packed::Q32),
+                                _ => None,
                             }
-                            Some(p)
                         })
                         .flatten();
                     return Ok(QLinear::Own(Arc::new(OwnWeights { t, kind, n, k, packed })));
@@ -206,6 +195,31 @@ impl QLinear {
             }
         }
         Ok(QLinear::Candle(QMatMul::from_arc(t)?))
+    }
+
+    /// Appends row `r`'s bytes in GGUF's block layout, read from the packed
+    /// copy, and returns true; false (nothing appended) where the row is
+    /// not in a packed copy of Q8_0/Q5_0/Q4_0. An embedding tied to this
+    /// matrix looks its rows up here, so the mapped pages handed back at
+    /// packing stay out of memory (a lookup in the mapping faults in its
+    /// neighbours too: ~30 MB for a 512-token prompt on Gemma-3-270M).
+    pub fn append_gguf_row(&self, r: usize, out: &mut Vec<u8>) -> bool {
+        match self {
+            QLinear::Own(w) => match &w.packed {
+                Some(Packed::Q32(p)) if r < p.rows() => {
+                    p.append_gguf_row(r, out);
+                    true
+                }
+                _ => false,
+            },
+            QLinear::Candle(_) => false,
+        }
+    }
+
+    /// Whether this layer multiplies by `t` itself (the same tensor, as a
+    /// tied output projection does with the token embedding).
+    pub fn is_over(&self, t: &Arc<QTensor>) -> bool {
+        matches!(self, QLinear::Own(w) if Arc::ptr_eq(&w.t, t))
     }
 
     /// `(n, k)`: output and input features.
@@ -466,6 +480,19 @@ fn quantize_rows<A: ActBlock>(kind: Kind, x: &[f32], k: usize, xq: &mut [A]) {
             let dst = unsafe { std::slice::from_raw_parts_mut((xq_ptr.0 as *mut A).add(r * nb), nb) };
             A::quantize(kind, &x[r * k..(r + 1) * k], dst);
         });
+    }
+}
+
+/// Packed groups between two hand-backs of the mapped pages they were read from.
+const RELEASE_GROUPS: usize = 64;
+
+/// Lets the mapped pages of weight rows `rows` (`rb` bytes each) of
+/// `data` leave the resident set once a packer has copied them
+/// ([`crate::mapped::release`]: a no-op for memory that is not a weight
+/// mapping; a later read maps the same bytes in again).
+fn release_rows(data: &[u8], rb: usize, rows: std::ops::Range<usize>) {
+    if let Some(bytes) = data.get(rows.start * rb..rows.end * rb) {
+        crate::mapped::release(bytes);
     }
 }
 
