@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use tresor_guard::injection::classifier::{self, Classifier, TrainOptions, Weights};
-use tresor_guard::injection::{lexical, rules, Detector, Verdict};
+use tresor_guard::injection::{lexical, rules, Detector, InstanceKind, Verdict};
 
 use crate::ctx::Ctx;
 use crate::text_input::TextInput;
@@ -84,6 +84,24 @@ pub struct TrainInjectionArgs {
     /// Cache window embeddings here (JSON) to retrain quickly.
     #[arg(long)]
     pub embed_cache: Option<PathBuf>,
+    /// Also score spans of this many consecutive sentences (the maximum over windows and
+    /// spans counts), learned as multiple instances; 0: word windows only (format 1 weights).
+    #[arg(long, default_value_t = 0)]
+    pub sentence_span: usize,
+    /// Rounds of re-choosing each injection's top-scoring sentence span.
+    #[arg(long, default_value_t = 2)]
+    pub mil_rounds: usize,
+    /// Instance features with --sentence-span (comma-separated, of: sentence, off_context,
+    /// addresses_reader, addresses_reader_rel; "none").
+    #[arg(long, default_value = "sentence,off_context")]
+    pub instance_features: String,
+    /// Multiple instances over windows too: after the first round only an injection's
+    /// top-scoring window or span is positive (default: all its windows, and its top span).
+    #[arg(long)]
+    pub mil_all: bool,
+    /// Skip the k-fold cross-validation (quicker LOSO-only comparisons; the weights record no CV).
+    #[arg(long, hide = true)]
+    pub skip_cv: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,39 +222,79 @@ pub fn run_injection(args: InjectionArgs, ctx: &Ctx) -> Result<()> {
 
 #[derive(Serialize, Deserialize, Default)]
 struct EmbedCache {
+    /// 2: embeddings per text (windows and sentence spans alike).
+    version: u32,
     embed_model: String,
-    window_words: usize,
-    window_stride: usize,
-    /// case id → window embeddings
-    cases: BTreeMap<String, Vec<Vec<f32>>>,
+    /// embedded text → its embedding
+    texts: BTreeMap<String, Vec<f32>>,
 }
 
-/// One training row per window: embedding ++ rule features.
-fn rows(det: &Detector, c: &Case, embs: &[Vec<f32>]) -> Vec<Vec<f32>> {
-    det.windows(&c.text)
-        .iter()
-        .zip(embs)
-        .map(|(w, e)| {
-            let mut r = e.clone();
-            r.extend(rules::features(&rules::hits(w)));
-            r
-        })
-        .collect()
+/// One scored instance of a training case, computed once: kind, dense row
+/// ([`Detector::instance_rows`]) and lexical features.
+struct Inst {
+    kind: InstanceKind,
+    x: Vec<f32>,
+    lex: Vec<(u32, f32)>,
 }
 
-fn fit(det_proto: &Weights, train: &[(&Case, &Vec<Vec<f32>>)], opts: &TrainOptions) -> Detector {
-    let probe = Detector::with_classifier(Classifier { w: det_proto.clone() });
+/// A training case with the embeddings of its texts and its instances.
+struct CaseData<'a> {
+    case: &'a Case,
+    embs: Vec<Vec<f32>>,
+    insts: Vec<Inst>,
+}
+
+fn logit(w: &[f32], b: f32, i: &Inst) -> f32 {
+    let d = i.x.len();
+    b + classifier::dot(&i.x, &w[..d]) + i.lex.iter().map(|&(j, v)| v * w.get(d + j as usize).copied().unwrap_or(0.0)).sum::<f32>()
+}
+
+/// Fits the classifier. Word windows carry their case's label (as in format 1);
+/// sentence spans are learned as multiple instances: every span of a benign
+/// case is negative, and of an injection case only its top-scoring span is
+/// positive (the order hidden in benign text), re-chosen for `mil_rounds`
+/// rounds, each going on from the previous weights for half the epochs.
+/// `mil_all`: after the first round an injection's windows are instances like
+/// its spans (only the top-scoring one of all is positive).
+fn fit(det_proto: &Weights, train: &[&CaseData], opts: &TrainOptions, mil_rounds: usize, mil_all: bool) -> Detector {
     let mut x = Vec::new();
     let mut xs = Vec::new();
     let mut y = Vec::new();
-    for (c, e) in train {
-        for (r, w) in rows(&probe, c, e).into_iter().zip(probe.windows(&c.text)) {
-            x.push(r);
-            xs.push(lexical::features(&w, det_proto.lexical_dim));
-            y.push(c.positive());
+    for cd in train {
+        for i in &cd.insts {
+            if i.kind == InstanceKind::Window || !cd.case.positive() {
+                x.push(i.x.clone());
+                xs.push(i.lex.clone());
+                y.push(cd.case.positive());
+            }
         }
     }
-    let (w, b) = classifier::train_sparse(&x, &xs, det_proto.lexical_dim, &y, opts);
+    let (mut w, mut b) = classifier::train_sparse(&x, &xs, det_proto.lexical_dim, &y, opts);
+    if det_proto.sentence_span > 0 {
+        let later = TrainOptions { epochs: (opts.epochs / 2).max(1), ..opts.clone() };
+        for _ in 0..mil_rounds {
+            let (mut x2, mut xs2, mut y2) = (x.clone(), xs.clone(), y.clone());
+            if mil_all {
+                let keep: Vec<usize> = (0..y.len()).filter(|&k| !y[k]).collect();
+                x2 = keep.iter().map(|&k| x[k].clone()).collect();
+                xs2 = keep.iter().map(|&k| xs[k].clone()).collect();
+                y2 = vec![false; keep.len()];
+            }
+            for cd in train.iter().filter(|cd| cd.case.positive()) {
+                let top = cd
+                    .insts
+                    .iter()
+                    .filter(|i| mil_all || i.kind == InstanceKind::Sentence)
+                    .max_by(|a, c| logit(&w, b, a).total_cmp(&logit(&w, b, c)));
+                if let Some(i) = top {
+                    x2.push(i.x.clone());
+                    xs2.push(i.lex.clone());
+                    y2.push(true);
+                }
+            }
+            (w, b) = classifier::train_from(&x2, &xs2, det_proto.lexical_dim, &y2, &later, Some((w, b)));
+        }
+    }
     let mut wt = det_proto.clone();
     wt.weights = w;
     wt.bias = b;
@@ -275,64 +333,94 @@ pub fn run_train_injection(args: TrainInjectionArgs, ctx: &Ctx) -> Result<()> {
     }
     let emb = load_embedder(ctx)?;
     let dim = emb.dim();
+    let instance_features: Vec<String> = if args.sentence_span == 0 || args.instance_features == "none" {
+        Vec::new()
+    } else {
+        args.instance_features.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect()
+    };
     let mut proto = Weights {
-        format: 1,
+        format: if args.sentence_span > 0 { 2 } else { 1 },
         embed_model: emb.model_id().to_string(),
         dim,
         rule_features: rules::CATEGORIES.iter().map(|s| s.to_string()).collect(),
         lexical_dim: args.lexical_dim,
-        weights: vec![0.0; dim + rules::CATEGORIES.len() + args.lexical_dim],
+        weights: vec![0.0; dim + rules::CATEGORIES.len() + instance_features.len() + args.lexical_dim],
         bias: 0.0,
         threshold: 0.5,
         window_words: args.window_words,
         window_stride: args.window_stride,
+        sentence_span: args.sentence_span,
+        instance_features,
         training: serde_json::Value::Null,
     };
+    Classifier::from_json(&serde_json::to_vec(&proto)?).context("the training options")?;
     let probe = Detector::with_classifier(Classifier { w: proto.clone() });
-    // window embeddings, from the cache when it matches
+    // embeddings per text (windows and sentence spans), from the cache when it matches
     let mut cache: EmbedCache = args
         .embed_cache
         .as_ref()
         .and_then(|p| std::fs::read(p).ok())
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .filter(|c: &EmbedCache| c.embed_model == proto.embed_model && c.window_words == args.window_words && c.window_stride == args.window_stride)
+        .filter(|c: &EmbedCache| c.version == 2 && c.embed_model == proto.embed_model)
         .unwrap_or_default();
-    let todo: Vec<&Case> = cases.iter().filter(|c| !cache.cases.contains_key(&c.id)).collect();
+    let case_texts: Vec<Vec<String>> = cases.iter().map(|c| probe.windows(&c.text)).collect();
+    let mut todo: Vec<&str> = case_texts.iter().flatten().map(String::as_str).filter(|t| !cache.texts.contains_key(*t)).collect();
+    todo.sort_by_key(|t| (t.len(), *t));
+    todo.dedup();
     if !todo.is_empty() {
-        eprintln!("embedding {} cases ...", todo.len());
-        let wins: Vec<Vec<String>> = todo.iter().map(|c| probe.windows(&c.text)).collect();
-        let vecs = embed_windows(&emb, &wins)?;
-        for (c, v) in todo.iter().zip(vecs) {
-            cache.cases.insert(c.id.clone(), v);
+        eprintln!("embedding {} texts ...", todo.len());
+        // sorted by length: a batch pads to its longest text
+        for (k, batch) in todo.chunks(16).enumerate() {
+            for (t, v) in batch.iter().zip(emb.embed(batch).context("embedding")?) {
+                cache.texts.insert(t.to_string(), v);
+            }
+            if k % 100 == 99 {
+                eprintln!("  {} of {}", (k + 1) * 16, todo.len());
+            }
         }
+        cache.version = 2;
         cache.embed_model = proto.embed_model.clone();
-        cache.window_words = args.window_words;
-        cache.window_stride = args.window_stride;
         if let Some(p) = &args.embed_cache {
             std::fs::write(p, serde_json::to_vec(&cache)?).with_context(|| format!("writing {}", p.display()))?;
         }
     }
-    let data: Vec<(&Case, &Vec<Vec<f32>>)> = cases.iter().map(|c| (c, &cache.cases[&c.id])).collect();
+    let mut data: Vec<CaseData> = Vec::with_capacity(cases.len());
+    for (c, texts) in cases.iter().zip(&case_texts) {
+        let embs: Vec<Vec<f32>> = texts.iter().map(|t| cache.texts[t].clone()).collect();
+        let insts = probe
+            .instance_rows(&c.text, &embs)?
+            .into_iter()
+            .map(|(kind, x, t)| Inst { kind, x, lex: lexical::features(&t, args.lexical_dim) })
+            .collect();
+        data.push(CaseData { case: c, embs, insts });
+    }
+    drop(cache);
+    eprintln!(
+        "{} cases, {} instances ({} sentence spans)",
+        data.len(),
+        data.iter().map(|d| d.insts.len()).sum::<usize>(),
+        data.iter().flat_map(|d| &d.insts).filter(|i| i.kind == InstanceKind::Sentence).count()
+    );
     let opts = TrainOptions { epochs: args.epochs, learning_rate: args.learning_rate, l2: args.l2 };
 
     // stratified k-fold: out-of-fold raw scores for every case
     let mut order: Vec<usize> = (0..data.len()).collect();
-    order.sort_by_key(|&i| (data[i].0.positive(), fold_of(&data[i].0.id)));
+    order.sort_by_key(|&i| (data[i].case.positive(), fold_of(&data[i].case.id)));
     let mut fold = vec![0usize; data.len()];
     for (k, &i) in order.iter().enumerate() {
         fold[i] = k % args.folds;
     }
-    let mut oof = vec![0f32; data.len()];
-    for f in 0..args.folds {
-        let train: Vec<_> = data.iter().enumerate().filter(|(i, _)| fold[*i] != f).map(|(_, d)| *d).collect();
-        let det = fit(&proto, &train, &opts);
-        for (i, (c, e)) in data.iter().enumerate().filter(|(i, _)| fold[*i] == f) {
-            oof[i] = det.raw_score(&c.text, e)?;
+    let mut oof = vec![f32::NAN; data.len()];
+    for f in (0..args.folds).filter(|_| !args.skip_cv) {
+        let train: Vec<&CaseData> = data.iter().enumerate().filter(|(i, _)| fold[*i] != f).map(|(_, d)| d).collect();
+        let det = fit(&proto, &train, &opts, args.mil_rounds, args.mil_all);
+        for (i, d) in data.iter().enumerate().filter(|(i, _)| fold[*i] == f) {
+            oof[i] = det.raw_score(&d.case.text, &d.embs)?;
         }
         eprintln!("fold {}/{} done", f + 1, args.folds);
     }
-    let y: Vec<bool> = data.iter().map(|(c, _)| c.positive()).collect();
-    let refs: Vec<&Case> = data.iter().map(|(c, _)| *c).collect();
+    let y: Vec<bool> = data.iter().map(|d| d.case.positive()).collect();
+    let refs: Vec<&Case> = data.iter().map(|d| d.case).collect();
 
     // leave-one-source-out: each source scored by a model that never saw it —
     // what predicts unseen data (a new jailbreak collection, a new kind of benign prompt)
@@ -344,13 +432,13 @@ pub fn run_train_injection(args: TrainInjectionArgs, ctx: &Ctx) -> Result<()> {
     };
     let mut loso = vec![f32::NAN; data.len()];
     for s in &sources {
-        let train: Vec<_> = data.iter().filter(|(c, _)| &c.source() != s).copied().collect();
-        if train.iter().all(|(c, _)| c.positive()) || train.iter().all(|(c, _)| !c.positive()) {
+        let train: Vec<&CaseData> = data.iter().filter(|d| &d.case.source() != s).collect();
+        if train.iter().all(|d| d.case.positive()) || train.iter().all(|d| !d.case.positive()) {
             continue;
         }
-        let det = fit(&proto, &train, &opts);
-        for (i, (c, e)) in data.iter().enumerate().filter(|(_, (c, _))| &c.source() == s) {
-            loso[i] = det.raw_score(&c.text, e)?;
+        let det = fit(&proto, &train, &opts, args.mil_rounds, args.mil_all);
+        for (i, d) in data.iter().enumerate().filter(|(_, d)| &d.case.source() == s) {
+            loso[i] = det.raw_score(&d.case.text, &d.embs)?;
         }
         eprintln!("held out {s}");
     }
@@ -374,12 +462,18 @@ pub fn run_train_injection(args: TrainInjectionArgs, ctx: &Ctx) -> Result<()> {
     }
     let (cv_tpr, cv_fpr) = classifier::rates(&oof, &y, threshold);
     let cv_groups = per_group(&refs, &oof, threshold);
+    let cv = if args.skip_cv {
+        serde_json::json!({"note": "not run (--skip-cv)"})
+    } else {
+        serde_json::json!({"tpr": cv_tpr, "fpr": cv_fpr, "per_subtype": cv_groups, "note": "stratified k-fold within sources (optimistic)"})
+    };
 
     // the shipped model: all cases
-    let det = fit(&proto, &data, &opts);
+    let all: Vec<&CaseData> = data.iter().collect();
+    let det = fit(&proto, &all, &opts, args.mil_rounds, args.mil_all);
     let mut train_scores = Vec::new();
-    for (c, e) in &data {
-        train_scores.push(det.raw_score(&c.text, e)?);
+    for d in &data {
+        train_scores.push(det.raw_score(&d.case.text, &d.embs)?);
     }
     let (tr_tpr, tr_fpr) = classifier::rates(&train_scores, &y, threshold);
     let mut w = det.classifier().w.clone();
@@ -391,10 +485,12 @@ pub fn run_train_injection(args: TrainInjectionArgs, ctx: &Ctx) -> Result<()> {
         "folds": args.folds,
         "max_fpr": args.max_fpr,
         "epochs": args.epochs, "learning_rate": args.learning_rate, "l2": args.l2, "lexical_dim": args.lexical_dim,
+        "sentence_span": args.sentence_span, "mil_rounds": if args.sentence_span > 0 { args.mil_rounds } else { 0 }, "mil_all": args.mil_all,
+        "instance_features": proto.instance_features,
         "threshold_chosen_on": "loso",
         "loso": {"tpr": loso_tpr, "fpr": loso_fpr, "per_source": per_source,
                  "note": "leave-one-source-out on the training corpus; the threshold was chosen on these scores"},
-        "cv": {"tpr": cv_tpr, "fpr": cv_fpr, "per_subtype": cv_groups, "note": "stratified k-fold within sources (optimistic)"},
+        "cv": cv,
         "train_set": {"tpr": tr_tpr, "fpr": tr_fpr},
     });
     proto.threshold = threshold;
