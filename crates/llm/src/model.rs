@@ -202,7 +202,9 @@ impl LlmModel {
                 }
                 Architecture::Llama if map => {
                     let mut m = crate::mapped::MappedGguf::new(reader.get_ref(), &content)?;
-                    Weights::Llama(crate::llama::LlamaWeights::load(&content, &mut m, device, context_length)?)
+                    let w = crate::llama::LlamaWeights::load(&content, &mut m, device, context_length)?;
+                    m.settle();
+                    Weights::Llama(w)
                 }
                 Architecture::Llama => Weights::Llama(crate::llama::LlamaWeights::from_gguf(content, &mut reader, device, context_length)?),
                 Architecture::Qwen2 => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)?),
@@ -211,7 +213,9 @@ impl LlmModel {
                 }
                 Architecture::Gemma3 if map => {
                     let mut m = crate::mapped::MappedGguf::new(reader.get_ref(), &content)?;
-                    Weights::Gemma(crate::gemma::GemmaWeights::from_tensors(&content, &mut m, device, context_length)?)
+                    let w = crate::gemma::GemmaWeights::from_tensors(&content, &mut m, device, context_length)?;
+                    m.settle();
+                    Weights::Gemma(w)
                 }
                 Architecture::Gemma3 => Weights::Gemma(crate::gemma::GemmaWeights::from_gguf(content, &mut reader, device, context_length)?),
             })
