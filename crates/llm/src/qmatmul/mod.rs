@@ -82,6 +82,23 @@ mod scalar;
 #[cfg(test)]
 mod tests;
 mod tier;
+
+/// Test inputs shared by the kernel modules' tests.
+#[cfg(test)]
+mod test_support {
+    use super::CpuTier;
+
+    /// `len` values in [-1, 1), the same for the same seed.
+    pub(super) fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = crate::synthetic::XorShift::seeded(seed);
+        (0..len).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
+    }
+
+    /// The x86 tiers this CPU has (the packed layouts' tiers).
+    pub(super) fn x86_tiers() -> Vec<CpuTier> {
+        CpuTier::all_supported().into_iter().filter(|t| matches!(t, CpuTier::Avx2 | CpuTier::AvxVnni | CpuTier::Avx512Vnni)).collect()
+    }
+}
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
@@ -481,6 +498,70 @@ fn quantize_rows<A: ActBlock>(kind: Kind, x: &[f32], k: usize, xq: &mut [A]) {
             A::quantize(kind, &x[r * k..(r + 1) * k], dst);
         });
     }
+}
+
+/// The columns of `out (m, n)` past the first `p` (the rows a packed
+/// copy does not hold: `data` in GGUF's layout, `rb` bytes a row) through
+/// [`matmul_on`]; the packed drivers call it before they borrow the
+/// activation buffer [`matmul_on`] uses too.
+#[allow(clippy::too_many_arguments)]
+fn matmul_unpacked_rest(tier: CpuTier, kind: Kind, data: &[u8], rb: usize, p: usize, n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    if p < n {
+        let mut rest = vec![0f32; m * (n - p)];
+        matmul_on(tier, kind, &data[p * rb..n * rb], n - p, k, x, m, &mut rest);
+        for (o, r) in out.chunks_exact_mut(n).zip(rest.chunks_exact(n - p)) {
+            o[p..].copy_from_slice(r);
+        }
+    }
+}
+
+/// The packed drivers' shared shape (`packed`, `packed32`): the first
+/// `8 · groups` columns of `out (m, n)` from packed groups of eight weight
+/// rows. `decode(g)` gives group `g`'s eight results for the one
+/// activation row; `prefill(g, tokens)` gives them as `[token][row]` for
+/// `T` activation rows (a ragged last chunk repeats its last row, computed
+/// and not written). Work items: two groups (decode), or `tile_groups`
+/// groups × 64 activation rows.
+fn drive_packed<const T: usize>(
+    groups: usize,
+    tile_groups: usize,
+    (m, n): (usize, usize),
+    out: &mut [f32],
+    decode: impl Fn(usize) -> [f32; 8] + Sync,
+    prefill: impl Fn(usize, [usize; T]) -> [[f32; 8]; T] + Sync,
+) {
+    const ROWS: usize = 8;
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let write = |t: usize, g: usize, v: &[f32; ROWS]| {
+        for (r, v) in v.iter().enumerate() {
+            // SAFETY: each (token, row) cell belongs to exactly one work item.
+            unsafe { *out_ptr.get().add(t * n + g * ROWS + r) = *v };
+        }
+    };
+    if m == 1 {
+        parallel_for(groups.div_ceil(2), |item| {
+            for g in 2 * item..groups.min(2 * item + 2) {
+                write(0, g, &decode(g));
+            }
+        });
+        return;
+    }
+    let (group_tiles, token_tiles) = (groups.div_ceil(tile_groups), m.div_ceil(TILE_TOKENS));
+    parallel_for(group_tiles * token_tiles, |item| {
+        let (gt, tt) = (item % group_tiles, item / group_tiles);
+        let t_end = m.min((tt + 1) * TILE_TOKENS);
+        let mut t = tt * TILE_TOKENS;
+        while t < t_end {
+            let count = (t_end - t).min(T);
+            let tokens: [usize; T] = std::array::from_fn(|i| t + i.min(count - 1));
+            for g in gt * tile_groups..groups.min((gt + 1) * tile_groups) {
+                for (i, v) in prefill(g, tokens).iter().take(count).enumerate() {
+                    write(t + i, g, v);
+                }
+            }
+            t += count;
+        }
+    });
 }
 
 /// Packed groups between two hand-backs of the mapped pages they were read from.

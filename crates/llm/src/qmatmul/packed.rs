@@ -36,7 +36,6 @@
 use super::dispatch::gemm_q4_k_8x;
 use super::scalar::q4_k_scales;
 use super::{ActBlock, BlockQ8K, CpuTier, Kind, Q4_K_BYTES, QK_K};
-use crate::pool::{parallel_for, SendPtr};
 
 /// The environment variable that turns the repacking off (`0`, `false`, `off`, `no`; on otherwise).
 pub const REPACK_ENV: &str = "TRESOR_Q4K_REPACK";
@@ -55,8 +54,6 @@ pub(super) const GROUP_BYTES: usize = OFF_QS + ROWS * 128;
 const TOKENS: usize = 4;
 /// Packed groups per work item (32 weight rows, as the unpacked tiles).
 const TILE_GROUPS: usize = 4;
-/// Activation rows per work item.
-const TILE_TOKENS: usize = 64;
 
 /// Whether to repack: yes unless `TRESOR_Q4K_REPACK` turns it off.
 pub fn repack_enabled() -> bool {
@@ -76,12 +73,12 @@ impl PackedQ4K {
     pub(super) fn pack(data: &[u8], n: usize, k: usize) -> Option<PackedQ4K> {
         let (groups, nb) = (n / ROWS, k / QK_K);
         let rb = nb * Q4_K_BYTES;
-        if groups == 0 || nb == 0 || k % QK_K != 0 || data.len() < n * rb {
+        if groups == 0 || nb == 0 || !k.is_multiple_of(QK_K) || data.len() < n * rb {
             return None;
         }
         let mut out = vec![0u8; groups * nb * GROUP_BYTES];
         for (g, dst) in out.chunks_exact_mut(nb * GROUP_BYTES).enumerate() {
-            if g % super::RELEASE_GROUPS == 0 && g > 0 {
+            if g.is_multiple_of(super::RELEASE_GROUPS) && g > 0 {
                 super::release_rows(data, rb, (g - super::RELEASE_GROUPS) * ROWS..g * ROWS);
             }
             for (b, grp) in dst.chunks_exact_mut(GROUP_BYTES).enumerate() {
@@ -135,15 +132,7 @@ pub(super) fn matmul_packed_on(tier: CpuTier, packed: &PackedQ4K, data: &[u8], n
     assert!(tier.supported(), "CPU tier {tier} is not supported here");
     let (p, nb) = (packed.rows(), k / QK_K);
     assert!(p <= n && packed.nb == nb && x.len() == m * k && out.len() == m * n);
-    if p < n {
-        // the last n mod 8 rows (none in the models' matrices): their own call
-        let rb = nb * Q4_K_BYTES;
-        let mut rest = vec![0f32; m * (n - p)];
-        super::matmul_on(tier, Kind::Q4K, &data[p * rb..n * rb], n - p, k, x, m, &mut rest);
-        for (o, r) in out.chunks_exact_mut(n).zip(rest.chunks_exact(n - p)) {
-            o[p..].copy_from_slice(r);
-        }
-    }
+    super::matmul_unpacked_rest(tier, Kind::Q4K, data, nb * Q4_K_BYTES, p, n, k, x, m, out);
     BlockQ8K::buffer().with(|cell| {
         let mut buf = cell.borrow_mut();
         if buf.len() < m * nb {
@@ -153,41 +142,14 @@ pub(super) fn matmul_packed_on(tier: CpuTier, packed: &PackedQ4K, data: &[u8], n
         super::quantize_rows(Kind::Q4K, x, k, xq);
         let xq: &[BlockQ8K] = xq;
         let xrow = |t: usize| &xq[t * nb..(t + 1) * nb];
-        let out_ptr = SendPtr(out.as_mut_ptr());
-        let write = |t: usize, g: usize, v: &[f32; ROWS]| {
-            for (r, v) in v.iter().enumerate() {
-                // SAFETY: each (token, row) cell belongs to exactly one work item.
-                unsafe { *out_ptr.get().add(t * n + g * ROWS + r) = *v };
-            }
-        };
-        let groups = packed.groups;
-        if m == 1 {
-            parallel_for(groups.div_ceil(2), |item| {
-                for g in 2 * item..groups.min(2 * item + 2) {
-                    let [v] = gemm_q4_k_8x::<1>(tier, packed.group(g), &[xrow(0)]).expect("an x86 tier");
-                    write(0, g, &v);
-                }
-            });
-            return;
-        }
-        let (group_tiles, token_tiles) = (groups.div_ceil(TILE_GROUPS), m.div_ceil(TILE_TOKENS));
-        parallel_for(group_tiles * token_tiles, |item| {
-            let (gt, tt) = (item % group_tiles, item / group_tiles);
-            let t_end = m.min((tt + 1) * TILE_TOKENS);
-            let mut t = tt * TILE_TOKENS;
-            while t < t_end {
-                let count = (t_end - t).min(TOKENS);
-                // a ragged last group repeats its last row (computed, not written)
-                let xs: [&[BlockQ8K]; TOKENS] = std::array::from_fn(|i| xrow(t + i.min(count - 1)));
-                for g in gt * TILE_GROUPS..groups.min((gt + 1) * TILE_GROUPS) {
-                    let v = gemm_q4_k_8x::<TOKENS>(tier, packed.group(g), &xs).expect("an x86 tier");
-                    for (i, v) in v.iter().take(count).enumerate() {
-                        write(t + i, g, v);
-                    }
-                }
-                t += count;
-            }
-        });
+        super::drive_packed::<TOKENS>(
+            packed.groups,
+            TILE_GROUPS,
+            (m, n),
+            out,
+            |g| gemm_q4_k_8x::<1>(tier, packed.group(g), &[xrow(0)]).expect("an x86 tier")[0],
+            |g, tokens| gemm_q4_k_8x::<TOKENS>(tier, packed.group(g), &tokens.map(xrow)).expect("an x86 tier"),
+        );
     });
 }
 
@@ -199,14 +161,7 @@ mod tests {
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
-    fn random(len: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::synthetic::XorShift::seeded(seed);
-        (0..len).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
-    }
-
-    fn x86_tiers() -> Vec<CpuTier> {
-        CpuTier::all_supported().into_iter().filter(|t| matches!(t, CpuTier::Avx2 | CpuTier::AvxVnni | CpuTier::Avx512Vnni)).collect()
-    }
+    use super::super::test_support::{random, x86_tiers};
 
     /// The packed path against ggml's scalar reference on every x86 tier
     /// this CPU has (19 rows: two packed groups and three rows in GGUF's

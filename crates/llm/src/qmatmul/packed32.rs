@@ -47,7 +47,6 @@
 
 use super::dispatch::gemm_q32_8x;
 use super::{ActBlock, BlockQ8, CpuTier, Kind, QK};
-use crate::pool::{parallel_for, SendPtr};
 use std::cell::RefCell;
 
 /// The environment variable that turns every load-time repacking off
@@ -68,8 +67,6 @@ pub(super) const GROUP_Q4_0: usize = 16 + ROWS * 16;
 const TOKENS: usize = 4;
 /// Packed groups per work item (32 weight rows, as the unpacked tiles).
 const TILE_GROUPS: usize = 4;
-/// Activation rows per work item.
-const TILE_TOKENS: usize = 64;
 
 thread_local! {
     /// Σ qs of every quantized activation block of the current call.
@@ -107,13 +104,13 @@ impl PackedQ32 {
         let (groups, nb) = (n / ROWS, k / QK);
         let bb = kind.block_bytes();
         let rb = nb * bb;
-        if groups == 0 || nb == 0 || k % QK != 0 || data.len() < n * rb {
+        if groups == 0 || nb == 0 || !k.is_multiple_of(QK) || data.len() < n * rb {
             return None;
         }
         debug_assert_eq!(gb, ROWS * bb);
         let mut out = vec![0u8; groups * nb * gb];
         for (g, dst) in out.chunks_exact_mut(nb * gb).enumerate() {
-            if g % super::RELEASE_GROUPS == 0 && g > 0 {
+            if g.is_multiple_of(super::RELEASE_GROUPS) && g > 0 {
                 super::release_rows(data, rb, (g - super::RELEASE_GROUPS) * ROWS..g * ROWS);
             }
             for (b, grp) in dst.chunks_exact_mut(gb).enumerate() {
@@ -217,15 +214,7 @@ pub(super) fn matmul_packed32_on(tier: CpuTier, packed: &PackedQ32, data: &[u8],
     assert!(tier.supported(), "CPU tier {tier} is not supported here");
     let (kind, p, nb) = (packed.kind, packed.rows(), k / QK);
     assert!(p <= n && packed.nb == nb && x.len() == m * k && out.len() == m * n);
-    if p < n {
-        // the last n mod 8 rows: their own call
-        let rb = nb * kind.block_bytes();
-        let mut rest = vec![0f32; m * (n - p)];
-        super::matmul_on(tier, kind, &data[p * rb..n * rb], n - p, k, x, m, &mut rest);
-        for (o, r) in out.chunks_exact_mut(n).zip(rest.chunks_exact(n - p)) {
-            o[p..].copy_from_slice(r);
-        }
-    }
+    super::matmul_unpacked_rest(tier, kind, data, nb * kind.block_bytes(), p, n, k, x, m, out);
     BlockQ8::buffer().with(|cell| {
         let mut buf = cell.borrow_mut();
         if buf.len() < m * nb {
@@ -244,44 +233,16 @@ pub(super) fn matmul_packed32_on(tier: CpuTier, packed: &PackedQ32, data: &[u8],
                 *s = xb.qs.iter().map(|&q| q as i32).sum();
             }
             let sums: &[i32] = sums;
-            let xrow = |t: usize| (&xq[t * nb..(t + 1) * nb], &sums[t * nb..(t + 1) * nb]);
-            let out_ptr = SendPtr(out.as_mut_ptr());
-            let write = |t: usize, g: usize, v: &[f32; ROWS]| {
-                for (r, v) in v.iter().enumerate() {
-                    // SAFETY: each (token, row) cell belongs to exactly one work item.
-                    unsafe { *out_ptr.get().add(t * n + g * ROWS + r) = *v };
-                }
-            };
-            let groups = packed.groups;
-            if m == 1 {
-                let (x0, s0) = xrow(0);
-                parallel_for(groups.div_ceil(2), |item| {
-                    for g in 2 * item..groups.min(2 * item + 2) {
-                        let [v] = gemm_q32_8x::<1>(tier, kind, packed.group(g), &[x0], &[s0]).expect("an x86 tier");
-                        write(0, g, &v);
-                    }
-                });
-                return;
-            }
-            let (group_tiles, token_tiles) = (groups.div_ceil(TILE_GROUPS), m.div_ceil(TILE_TOKENS));
-            parallel_for(group_tiles * token_tiles, |item| {
-                let (gt, tt) = (item % group_tiles, item / group_tiles);
-                let t_end = m.min((tt + 1) * TILE_TOKENS);
-                let mut t = tt * TILE_TOKENS;
-                while t < t_end {
-                    let count = (t_end - t).min(TOKENS);
-                    // a ragged last group repeats its last row (computed, not written)
-                    let rows: [(&[BlockQ8], &[i32]); TOKENS] = std::array::from_fn(|i| xrow(t + i.min(count - 1)));
-                    let (xs, ss) = (rows.map(|r| r.0), rows.map(|r| r.1));
-                    for g in gt * TILE_GROUPS..groups.min((gt + 1) * TILE_GROUPS) {
-                        let v = gemm_q32_8x::<TOKENS>(tier, kind, packed.group(g), &xs, &ss).expect("an x86 tier");
-                        for (i, v) in v.iter().take(count).enumerate() {
-                            write(t + i, g, v);
-                        }
-                    }
-                    t += count;
-                }
-            });
+            let xrow = |t: usize| &xq[t * nb..(t + 1) * nb];
+            let srow = |t: usize| &sums[t * nb..(t + 1) * nb];
+            super::drive_packed::<TOKENS>(
+                packed.groups,
+                TILE_GROUPS,
+                (m, n),
+                out,
+                |g| gemm_q32_8x::<1>(tier, kind, packed.group(g), &[xrow(0)], &[srow(0)]).expect("an x86 tier")[0],
+                |g, tokens| gemm_q32_8x::<TOKENS>(tier, kind, packed.group(g), &tokens.map(xrow), &tokens.map(srow)).expect("an x86 tier"),
+            );
         });
     });
 }
@@ -294,14 +255,7 @@ mod tests {
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
-    fn random(len: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::synthetic::XorShift::seeded(seed);
-        (0..len).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
-    }
-
-    fn x86_tiers() -> Vec<CpuTier> {
-        CpuTier::all_supported().into_iter().filter(|t| matches!(t, CpuTier::Avx2 | CpuTier::AvxVnni | CpuTier::Avx512Vnni)).collect()
-    }
+    use super::super::test_support::{random, x86_tiers};
 
     const FORMATS: [(Kind, GgmlDType); 3] = [(Kind::Q8_0, GgmlDType::Q8_0), (Kind::Q5_0, GgmlDType::Q5_0), (Kind::Q4_0, GgmlDType::Q4_0)];
 
