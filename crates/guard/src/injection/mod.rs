@@ -162,7 +162,10 @@ impl Detector {
         let nwin = inst.iter().filter(|i| i.kind == InstanceKind::Window).count();
         let context = unit_mean(&embeddings[..nwin]);
         let sentences = inst.iter().filter(|i| i.kind == InstanceKind::Sentence).count();
-        let addressing = inst.iter().filter(|i| i.kind == InstanceKind::Sentence && rules::addresses_reader(&texts[i.embedding])).count();
+        // the reader-addressing cue only where the weights use it (the shipped ones do not)
+        let wants_address = self.clf.w.instance_features.iter().any(|f| f.starts_with("addresses_reader"));
+        let addresses = |t: &str| wants_address && rules::addresses_reader(t);
+        let addressing = inst.iter().filter(|i| i.kind == InstanceKind::Sentence && addresses(&texts[i.embedding])).count();
         let share = addressing as f32 / sentences.max(1) as f32;
         let mut out = Vec::with_capacity(inst.len());
         for i in &inst {
@@ -171,7 +174,7 @@ impl Detector {
             let ctx = match i.kind {
                 InstanceKind::Window => InstanceContext::default(),
                 InstanceKind::Sentence => {
-                    let a = rules::addresses_reader(t) as u8 as f32;
+                    let a = addresses(t) as u8 as f32;
                     InstanceContext {
                         off_context: 1.0 - classifier::dot(e, &context) / (norm(e) * norm(&context)).max(1e-6),
                         addresses_reader: a,

@@ -94,6 +94,19 @@ mod test_support {
         (0..len).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
     }
 
+    /// Seconds of the fastest of `runs` calls of `run`, after one warm-up
+    /// call: the machine's other load only ever slows a run.
+    pub(super) fn best_of(runs: usize, mut run: impl FnMut()) -> f64 {
+        run();
+        (0..runs)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                run();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::MAX, f64::min)
+    }
+
     /// The x86 tiers this CPU has (the packed layouts' tiers).
     pub(super) fn x86_tiers() -> Vec<CpuTier> {
         CpuTier::all_supported().into_iter().filter(|t| matches!(t, CpuTier::Avx2 | CpuTier::AvxVnni | CpuTier::Avx512Vnni)).collect()

@@ -161,7 +161,7 @@ mod tests {
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
-    use super::super::test_support::{random, x86_tiers};
+    use super::super::test_support::{best_of, random, x86_tiers};
 
     /// The packed path against ggml's scalar reference on every x86 tier
     /// this CPU has (19 rows: two packed groups and three rows in GGUF's
@@ -238,22 +238,13 @@ mod tests {
                         let (n, k) = (*n, *k);
                         let x = random(rows * k, 6);
                         let mut out = vec![0f32; rows * n];
-                        let run = |out: &mut [f32]| {
+                        total += best_of(7, || {
                             if packed {
-                                matmul_packed_on(tier, p, data, n, k, &x, rows, out)
+                                matmul_packed_on(tier, p, data, n, k, &x, rows, &mut out)
                             } else {
-                                super::super::matmul_on(tier, Kind::Q4K, data, n, k, &x, rows, out)
+                                super::super::matmul_on(tier, Kind::Q4K, data, n, k, &x, rows, &mut out)
                             }
-                        };
-                        run(&mut out);
-                        // best of 7: the machine's other load only ever slows a run
-                        let mut best = f64::MAX;
-                        for _ in 0..7 {
-                            let t = std::time::Instant::now();
-                            run(&mut out);
-                            best = best.min(t.elapsed().as_secs_f64());
-                        }
-                        total += best;
+                        });
                         macs += (rows * n * k) as f64;
                     }
                     let layout = if packed { "packed" } else { "GGUF layout" };

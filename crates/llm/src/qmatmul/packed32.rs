@@ -255,7 +255,7 @@ mod tests {
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
-    use super::super::test_support::{random, x86_tiers};
+    use super::super::test_support::{best_of, random, x86_tiers};
 
     const FORMATS: [(Kind, GgmlDType); 3] = [(Kind::Q8_0, GgmlDType::Q8_0), (Kind::Q5_0, GgmlDType::Q5_0), (Kind::Q4_0, GgmlDType::Q4_0)];
 
@@ -358,22 +358,13 @@ mod tests {
                             let (n, k) = (*n, *k);
                             let x = random(rows * k, 6);
                             let mut out = vec![0f32; rows * n];
-                            let run = |out: &mut [f32]| {
+                            total += best_of(5, || {
                                 if packed {
-                                    matmul_packed32_on(tier, p, data, n, k, &x, rows, out)
+                                    matmul_packed32_on(tier, p, data, n, k, &x, rows, &mut out)
                                 } else {
-                                    super::super::matmul_on(tier, kind, data, n, k, &x, rows, out)
+                                    super::super::matmul_on(tier, kind, data, n, k, &x, rows, &mut out)
                                 }
-                            };
-                            run(&mut out);
-                            // best of 5: the machine's other load only ever slows a run
-                            let mut best = f64::MAX;
-                            for _ in 0..5 {
-                                let t = std::time::Instant::now();
-                                run(&mut out);
-                                best = best.min(t.elapsed().as_secs_f64());
-                            }
-                            total += best;
+                            });
                             macs += (rows * n * k) as f64;
                         }
                         let layout = if packed { "packed" } else { "GGUF layout" };
