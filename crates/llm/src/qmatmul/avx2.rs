@@ -496,9 +496,10 @@ macro_rules! x86_kernels {
         /// `T` Q8_K activation rows against eight Q4_K weight rows repacked
         /// into one group per block (`crate::qmatmul::packed`), as
         /// `[token][row]`. Each 256-bit load holds four bytes of each row;
-        /// the activations' matching four bytes are broadcast, so `maddubs`
-        /// and the scale `madd` leave row `r`'s sums in lane `r` and the float
-        /// steps (scale, minimum term) run once per eight rows. Per token the
+        /// the activations' matching four bytes are broadcast, so the integer
+        /// products land in lane `r` for row `r`; each sub-block's sum is
+        /// scaled once (not per four values), and the float steps (scale,
+        /// minimum term) run once per eight rows. Per token the
         /// steps are the same whatever `T`: a row's result is the same bit
         /// for bit in decode (`T` = 1) and prefill.
         #[target_feature(enable = $feat)]
@@ -516,8 +517,22 @@ macro_rules! x86_kernels {
                 let neg_dmin = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_cvtph_ps(_mm_loadu_si128(g.add(OFF_DMIN) as *const __m128i)));
                 let mut sumi = [_mm256_setzero_si256(); T];
                 for j in 0..4 {
-                    let s_lo = row_pairs(g.add(OFF_SCALES + 16 * j));
-                    let s_hi = row_pairs(g.add(OFF_SCALES + 16 * j + 8));
+                    // A sub-block's 32 products per row are summed unscaled,
+                    // then times the row's scale once per sub-block. With
+                    // VNNI, `vpdpbusd` takes the nibbles as they are (u8 ≤
+                    // 15) into i32; without, `maddubs` pairs (|·| ≤ 2 · 15 ·
+                    // 128) are added as i16, eight of them at most 30,720.
+                    // Either way the same exact integer sum.
+                    let (s_lo, s_hi) = if VNNI {
+                        (
+                            _mm256_cvtepu8_epi32(_mm_loadl_epi64(g.add(OFF_SCALES + 16 * j) as *const __m128i)),
+                            _mm256_cvtepu8_epi32(_mm_loadl_epi64(g.add(OFF_SCALES + 16 * j + 8) as *const __m128i)),
+                        )
+                    } else {
+                        (row_pairs(g.add(OFF_SCALES + 16 * j)), row_pairs(g.add(OFF_SCALES + 16 * j + 8)))
+                    };
+                    let mut dot_lo = [_mm256_setzero_si256(); T];
+                    let mut dot_hi = [_mm256_setzero_si256(); T];
                     for c in 0..8 {
                         let at = OFF_QS + 32 * (8 * j + c);
                         if T == 1 {
@@ -531,8 +546,21 @@ macro_rules! x86_kernels {
                             let q8 = xs[t].get_unchecked(b).qs.as_ptr().add(64 * j + 4 * c);
                             let x_lo = _mm256_set1_epi32(std::ptr::read_unaligned(q8 as *const i32));
                             let x_hi = _mm256_set1_epi32(std::ptr::read_unaligned(q8.add(32) as *const i32));
-                            sumi[t] = madd_acc(madd_acc(sumi[t], s_lo, _mm256_maddubs_epi16(lo, x_lo)), s_hi, _mm256_maddubs_epi16(hi, x_hi));
+                            if VNNI {
+                                dot_lo[t] = dp_acc(dot_lo[t], lo, x_lo);
+                                dot_hi[t] = dp_acc(dot_hi[t], hi, x_hi);
+                            } else {
+                                dot_lo[t] = _mm256_add_epi16(dot_lo[t], _mm256_maddubs_epi16(lo, x_lo));
+                                dot_hi[t] = _mm256_add_epi16(dot_hi[t], _mm256_maddubs_epi16(hi, x_hi));
+                            }
                         }
+                    }
+                    for t in 0..T {
+                        sumi[t] = if VNNI {
+                            _mm256_add_epi32(sumi[t], _mm256_add_epi32(_mm256_mullo_epi32(dot_lo[t], s_lo), _mm256_mullo_epi32(dot_hi[t], s_hi)))
+                        } else {
+                            madd_acc(madd_acc(sumi[t], s_lo, dot_lo[t]), s_hi, dot_hi[t])
+                        };
                     }
                 }
                 // the rows' minimums of sub-blocks 2q and 2q + 1 as i16 pairs per lane

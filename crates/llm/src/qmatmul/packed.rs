@@ -211,6 +211,45 @@ mod tests {
         }
     }
 
+    /// The largest integer sums the kernels can meet: every nibble 15,
+    /// every 6-bit scale 63, every activation at full scale with one sign
+    /// (a sub-block's eight `maddubs` pairs add up to 30,480 in the AVX2
+    /// tier's i16 accumulator). Equal to ggml's scalar reference on every
+    /// tier, for both signs, in decode and prefill.
+    #[test]
+    fn packed_q4_k_extreme_values_do_not_overflow() {
+        let tiers = x86_tiers();
+        if tiers.is_empty() {
+            eprintln!("skipping: no x86 tier on this CPU");
+            return;
+        }
+        let (n, k) = (8, 2 * QK_K);
+        let mut block = vec![0xFFu8; Q4_K_BYTES];
+        block[0..2].copy_from_slice(&half::f16::from_f32(1.0).to_bits().to_le_bytes());
+        block[2..4].copy_from_slice(&half::f16::from_f32(0.0).to_bits().to_le_bytes());
+        assert_eq!(q4_k_scales(&block[4..16]), [63u32 * 0x0101_0101; 4], "all scales and minimums 63");
+        let data = block.repeat(n * k / QK_K);
+        let packed = PackedQ4K::pack(&data, n, k).expect("one full group");
+        let rb = k / QK_K * Q4_K_BYTES;
+        for sign in [1f32, -1.0] {
+            for m in [1, 5] {
+                let x = vec![sign; m * k];
+                let mut xq = vec![ZERO_BLOCK_K; k / QK_K];
+                quantize_row_q8k(&x[..k], &mut xq);
+                assert!(xq[0].qs.iter().all(|&q| q.unsigned_abs() >= 127), "activations at full scale");
+                let exact = dot_scalar_k(Kind::Q4K, &data[..rb], &xq);
+                assert!(exact.abs() > 1e5, "a large sum: {exact}");
+                for &tier in &tiers {
+                    let mut out = vec![0f32; m * n];
+                    matmul_packed_on(tier, &packed, &data, n, k, &x, m, &mut out);
+                    for (i, v) in out.iter().enumerate() {
+                        assert!((v - exact).abs() <= 1e-5 * exact.abs(), "sign {sign}, m={m} on {tier} [{i}]: {v} vs ggml reference {exact}");
+                    }
+                }
+            }
+        }
+    }
+
     /// Q4_K prefill (m = 128) and decode (m = 1) throughput, packed against
     /// GGUF's layout, on every x86 tier, on Llama-3.2-1B's layer shapes; a
     /// measurement and not a check (quiet machine): `RAYON_NUM_THREADS=1
