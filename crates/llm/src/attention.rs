@@ -143,8 +143,28 @@ fn attention_tiled<T: KvElem>(a: &Heads<T>, out: &mut [f32]) {
                 let (i, h) = row(r);
                 &q[(i * nh + h) * hd..(i * nh + h + 1) * hd]
             };
-            for j in lo..hi {
-                let kj = &k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd];
+            let key = |j: usize| &k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd];
+            // two keys against four rows at a time: each query chunk is loaded once for both
+            let mut j = lo;
+            while j + 2 <= hi {
+                let (k0, k1) = (key(j), key(j + 1));
+                let mut r = 0;
+                while r + 4 <= rows {
+                    let d = kern.dot4x2([qrow(r), qrow(r + 1), qrow(r + 2), qrow(r + 3)], [k0, k1]);
+                    for (x, (d0, d1)) in d[0].iter().zip(&d[1]).enumerate() {
+                        s[(r + x) * len + j - lo] = d0 * scale;
+                        s[(r + x) * len + j + 1 - lo] = d1 * scale;
+                    }
+                    r += 4;
+                }
+                for r in r..rows {
+                    s[r * len + j - lo] = kern.dot(qrow(r), k0) * scale;
+                    s[r * len + j + 1 - lo] = kern.dot(qrow(r), k1) * scale;
+                }
+                j += 2;
+            }
+            if j < hi {
+                let kj = key(j);
                 let mut r = 0;
                 while r + 4 <= rows {
                     let d = kern.dot4([qrow(r), qrow(r + 1), qrow(r + 2), qrow(r + 3)], kj);
@@ -172,8 +192,17 @@ fn attention_tiled<T: KvElem>(a: &Heads<T>, out: &mut [f32]) {
             const KEYS: usize = 64;
             for jb in (lo..hi).step_by(KEYS) {
                 let je = (jb + KEYS).min(hi);
-                for (r, dst) in acc.chunks_exact_mut(hd).enumerate() {
-                    kern.weighted_sum(&s[r * len + jb - lo..r * len + je - lo], &v[(jb * nkv + g) * hd..], nkv * hd, dst);
+                let w = |r: usize| &s[r * len + jb - lo..r * len + je - lo];
+                let vb = &v[(jb * nkv + g) * hd..];
+                // two rows at a time: each value chunk is loaded (and widened) once for both
+                let mut pairs = acc.chunks_exact_mut(2 * hd);
+                for (p, two) in pairs.by_ref().enumerate() {
+                    let (d0, d1) = two.split_at_mut(hd);
+                    kern.weighted_sum2([w(2 * p), w(2 * p + 1)], vb, nkv * hd, [d0, d1]);
+                }
+                let last = pairs.into_remainder();
+                if !last.is_empty() {
+                    kern.weighted_sum(w(rows - 1), vb, nkv * hd, last);
                 }
             }
             for (r, src) in acc.chunks_exact(hd).enumerate() {
@@ -262,6 +291,33 @@ impl Kernel {
         }
     }
 
+    /// Four rows against two keys: `[key][row]`, each the bits of `dot`.
+    #[inline]
+    fn dot4x2<T: KvElem>(self, q: [&[f32]; 4], k: [&[T]; 2]) -> [[f32; 4]; 2] {
+        match self {
+            Kernel::Portable => k.map(|k| q.map(|r| dot(r, k))),
+            // SAFETY: as in `dot`.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { avx2::dot4x2(q, k) },
+        }
+    }
+
+    /// [`Kernel::weighted_sum`] for two rows of weights over the same
+    /// values, each row's bits those of `weighted_sum`.
+    #[inline]
+    fn weighted_sum2<T: KvElem>(self, w: [&[f32]; 2], v: &[T], stride: usize, dst: [&mut [f32]; 2]) {
+        match self {
+            Kernel::Portable => {
+                let [d0, d1] = dst;
+                self.weighted_sum(w[0], v, stride, d0);
+                self.weighted_sum(w[1], v, stride, d1);
+            }
+            // SAFETY: as in `weighted_sum`; both rows have as many weights and dims.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { avx2::weighted_sum2(w, v, stride, dst) },
+        }
+    }
+
     /// `dst += Σⱼ w[j] · v[j · stride ..][.. dst.len()]`, in order of j
     /// (the bits of one `axpy` per key; the sums stay in registers).
     #[inline]
@@ -320,7 +376,7 @@ mod avx2 {
         debug_assert!(a.len() == b.len() && a.len() % 8 == 0);
         let mut acc = _mm256_setzero_ps();
         for c in (0..a.len()).step_by(8) {
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a.as_ptr().add(c)), T::load8(b.as_ptr().add(c))));
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(c)), T::load8(b.as_ptr().add(c)), acc);
         }
         // the same pairing as lane 0 of `dot4`'s reduction
         let l = fold(acc);
@@ -334,21 +390,47 @@ mod avx2 {
         let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
         for c in (0..k.len()).step_by(8) {
             let kv = T::load8(k.as_ptr().add(c));
-            a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_loadu_ps(q[0].as_ptr().add(c)), kv));
-            a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_loadu_ps(q[1].as_ptr().add(c)), kv));
-            a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_loadu_ps(q[2].as_ptr().add(c)), kv));
-            a3 = _mm256_add_ps(a3, _mm256_mul_ps(_mm256_loadu_ps(q[3].as_ptr().add(c)), kv));
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q[0].as_ptr().add(c)), kv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q[1].as_ptr().add(c)), kv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q[2].as_ptr().add(c)), kv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q[3].as_ptr().add(c)), kv, a3);
         }
-        let h01 = _mm_hadd_ps(fold(a0), fold(a1));
-        let h23 = _mm_hadd_ps(fold(a2), fold(a3));
+        reduce4([a0, a1, a2, a3])
+    }
+
+    /// Four accumulators' sums, each paired as `dot`'s.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn reduce4(a: [__m256; 4]) -> [f32; 4] {
+        let h01 = _mm_hadd_ps(fold(a[0]), fold(a[1]));
+        let h23 = _mm_hadd_ps(fold(a[2]), fold(a[3]));
         let mut out = [0f32; 4];
         _mm_storeu_ps(out.as_mut_ptr(), _mm_hadd_ps(h01, h23));
         out
     }
 
+    /// `dot4` for two keys: eight independent FMA chains (`dot4`'s four
+    /// are latency-bound on a 256-wide head), each query chunk loaded once.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot4x2<T: KvElem>(q: [&[f32]; 4], k: [&[T]; 2]) -> [[f32; 4]; 2] {
+        let n = k[0].len();
+        debug_assert!(q.iter().all(|r| r.len() == n) && k[1].len() == n && n % 8 == 0);
+        let mut a = [[_mm256_setzero_ps(); 4]; 2];
+        for c in (0..n).step_by(8) {
+            let k0 = T::load8(k[0].as_ptr().add(c));
+            let k1 = T::load8(k[1].as_ptr().add(c));
+            for r in 0..4 {
+                let qv = _mm256_loadu_ps(q[r].as_ptr().add(c));
+                a[0][r] = _mm256_fmadd_ps(qv, k0, a[0][r]);
+                a[1][r] = _mm256_fmadd_ps(qv, k1, a[1][r]);
+            }
+        }
+        [reduce4(a[0]), reduce4(a[1])]
+    }
+
     /// Eight-register slices of 64 dims (a last slice of 8·m): each is
-    /// summed over all keys in registers, then stored once. Multiply, then
-    /// add (not fused): the bits of the portable `axpy` loop.
+    /// summed over all keys in registers (one FMA per key and lane, in key
+    /// order), then stored once.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn weighted_sum<T: KvElem>(w: &[f32], v: &[T], stride: usize, dst: &mut [f32]) {
         let hd = dst.len();
@@ -364,11 +446,46 @@ mod avx2 {
                 let wv = _mm256_set1_ps(wj);
                 let row = v.as_ptr().add(j * stride + d0);
                 for (l, a) in acc.iter_mut().enumerate().take(lanes) {
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, T::load8(row.add(8 * l))));
+                    *a = _mm256_fmadd_ps(wv, T::load8(row.add(8 * l)), *a);
                 }
             }
             for (l, a) in acc.iter().enumerate().take(lanes) {
                 _mm256_storeu_ps(dst.as_mut_ptr().add(d0 + 8 * l), *a);
+            }
+            d0 += 8 * lanes;
+        }
+    }
+
+    /// `weighted_sum` for two rows of weights in slices of 32 dims (eight
+    /// accumulators): each value chunk is loaded and widened once for both
+    /// rows; per lane the same FMAs in the same key order, so each row's
+    /// bits are `weighted_sum`'s.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn weighted_sum2<T: KvElem>(w: [&[f32]; 2], v: &[T], stride: usize, mut dst: [&mut [f32]; 2]) {
+        let (hd, keys) = (dst[0].len(), w[0].len());
+        debug_assert!(hd % 8 == 0 && dst[1].len() == hd && w[1].len() == keys && (keys == 0 || v.len() >= (keys - 1) * stride + hd));
+        let mut d0 = 0;
+        while d0 < hd {
+            let lanes = ((hd - d0) / 8).min(4);
+            let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+            for (a, d) in acc.iter_mut().zip(&dst) {
+                for (l, x) in a.iter_mut().enumerate().take(lanes) {
+                    *x = _mm256_loadu_ps(d.as_ptr().add(d0 + 8 * l));
+                }
+            }
+            for j in 0..keys {
+                let (w0, w1) = (_mm256_set1_ps(*w[0].get_unchecked(j)), _mm256_set1_ps(*w[1].get_unchecked(j)));
+                let row = v.as_ptr().add(j * stride + d0);
+                for l in 0..lanes {
+                    let x = T::load8(row.add(8 * l));
+                    acc[0][l] = _mm256_fmadd_ps(w0, x, acc[0][l]);
+                    acc[1][l] = _mm256_fmadd_ps(w1, x, acc[1][l]);
+                }
+            }
+            for (a, d) in acc.iter().zip(dst.iter_mut()) {
+                for (l, x) in a.iter().enumerate().take(lanes) {
+                    _mm256_storeu_ps(d.as_mut_ptr().add(d0 + 8 * l), *x);
+                }
             }
             d0 += 8 * lanes;
         }
@@ -401,17 +518,36 @@ mod tests {
     fn kernels_agree_with_the_portable_dot_and_axpy() {
         let a: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..64).map(|i| (i as f32 * 0.11).cos()).collect();
+        let c: Vec<f32> = (0..64).map(|i| (i as f32 * 0.23).sin() - 0.1).collect();
         let kern = Kernel::for_head_dim(64);
         assert!((kern.dot(&a, &b) - dot(&a, &b)).abs() < 1e-5);
+        // the shapes of the tiled path give the bits of the per-head `dot`
         let d4 = kern.dot4([&a, &b, &a, &b], &b);
         assert_eq!(d4[0].to_bits(), kern.dot(&a, &b).to_bits());
         assert_eq!(d4[1].to_bits(), kern.dot(&b, &b).to_bits());
+        let d42 = kern.dot4x2([&a, &b, &c, &a], [&b, &c]);
+        for (key, kv) in [&b, &c].into_iter().enumerate() {
+            for (r, q) in [&a, &b, &c, &a].into_iter().enumerate() {
+                assert_eq!(d42[key][r].to_bits(), kern.dot(q, kv).to_bits(), "dot4x2 key {key} row {r}");
+            }
+        }
         // three keys of 24 dims in rows of 40 (another head's values between them)
         let v: Vec<f32> = (0..120).map(|i| (i as f32 * 0.05).sin()).collect();
+        let (w0, w1) = ([0.5, -0.25, 0.0], [0.125, 0.75, -0.5]);
         let (mut y1, mut y2) = (b[..24].to_vec(), b[..24].to_vec());
-        Kernel::for_head_dim(24).weighted_sum(&[0.5, -0.25, 0.0], &v, 40, &mut y1);
-        Kernel::Portable.weighted_sum(&[0.5, -0.25, 0.0], &v, 40, &mut y2);
-        assert!(y1.iter().zip(&y2).all(|(x, y)| x.to_bits() == y.to_bits()), "{y1:?} {y2:?}");
+        Kernel::for_head_dim(24).weighted_sum(&w0, &v, 40, &mut y1);
+        Kernel::Portable.weighted_sum(&w0, &v, 40, &mut y2);
+        assert!(y1.iter().zip(&y2).all(|(x, y)| (x - y).abs() <= 1e-6), "{y1:?} {y2:?}");
+        // two rows at once: each row's bits those of one `weighted_sum`
+        for hd in [24, 40] {
+            let kern = Kernel::for_head_dim(hd);
+            let (mut one0, mut one1) = (a[..hd].to_vec(), c[..hd].to_vec());
+            kern.weighted_sum(&w0, &v, 40, &mut one0);
+            kern.weighted_sum(&w1, &v, 40, &mut one1);
+            let (mut two0, mut two1) = (a[..hd].to_vec(), c[..hd].to_vec());
+            kern.weighted_sum2([&w0, &w1], &v, 40, [&mut two0, &mut two1]);
+            assert!(one0.iter().zip(&two0).chain(one1.iter().zip(&two1)).all(|(x, y)| x.to_bits() == y.to_bits()), "hd {hd}");
+        }
     }
 
     /// An f16 cache gives the bits of an f32 cache holding the same values
