@@ -306,15 +306,18 @@ pub fn table(reports: &[LlmBenchReport]) -> String {
 }
 
 /// Synthetic models the bench can write itself: `llama-3.2-1b-q4_k`,
-/// `llama-3.2-1b-q8_0` (Llama-3.2-1B shape, random weights: speed does not
-/// depend on their values). Written once into `cache_dir`.
-pub const SYNTHETIC_MODELS: &[&str] = &["llama-3.2-1b-q4_k", "llama-3.2-1b-q8_0"];
+/// `llama-3.2-1b-q8_0` (Llama-3.2-1B shape) and `llama-3.1-8b-q4_k`
+/// (Llama-3.1-8B shape, untied output; a 4.6 GB file, several minutes to
+/// write), random weights: speed does not depend on their values. Written
+/// once into `cache_dir`.
+pub const SYNTHETIC_MODELS: &[&str] = &["llama-3.2-1b-q4_k", "llama-3.2-1b-q8_0", "llama-3.1-8b-q4_k"];
 
 pub fn synthetic_model(name: &str, cache_dir: &Path) -> Result<PathBuf> {
     use tresor_llm::synthetic::{write_llama_gguf, LlamaShape};
-    let dtype = match name {
-        "llama-3.2-1b-q4_k" => candle_core::quantized::GgmlDType::Q4K,
-        "llama-3.2-1b-q8_0" => candle_core::quantized::GgmlDType::Q8_0,
+    let (shape, dtype) = match name {
+        "llama-3.2-1b-q4_k" => (LlamaShape::LLAMA_3_2_1B, candle_core::quantized::GgmlDType::Q4K),
+        "llama-3.2-1b-q8_0" => (LlamaShape::LLAMA_3_2_1B, candle_core::quantized::GgmlDType::Q8_0),
+        "llama-3.1-8b-q4_k" => (LlamaShape::LLAMA_3_1_8B, candle_core::quantized::GgmlDType::Q4K),
         other => {
             return Err(BenchError::Output {
                 what: "synthetic model".into(),
@@ -326,7 +329,7 @@ pub fn synthetic_model(name: &str, cache_dir: &Path) -> Result<PathBuf> {
     if !path.is_file() {
         std::fs::create_dir_all(cache_dir).map_err(|e| BenchError::Output { what: "synthetic model".into(), reason: e.to_string() })?;
         tracing::info!(path = %path.display(), "writing synthetic model");
-        write_llama_gguf(&path, LlamaShape::LLAMA_3_2_1B, dtype, 1)?;
+        write_llama_gguf(&path, shape, dtype, 1)?;
     }
     Ok(path)
 }

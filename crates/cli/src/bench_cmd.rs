@@ -55,7 +55,7 @@ pub struct BenchLlmArgs {
     #[arg(long)]
     model: Vec<String>,
     /// Synthetic models written by the bench itself (repeatable):
-    /// llama-3.2-1b-q4_k, llama-3.2-1b-q8_0.
+    /// llama-3.2-1b-q4_k, llama-3.2-1b-q8_0, llama-3.1-8b-q4_k (4.6 GB, written once).
     #[arg(long)]
     synthetic: Vec<String>,
     /// Thread counts to measure (repeatable; default: --threads or all cores).

@@ -52,15 +52,21 @@ pub struct LlamaShape {
     pub n_kv_head: usize,
     pub n_ff: usize,
     pub context: usize,
+    /// Whether the output projection is the token embedding (no `output.weight`).
+    pub tied: bool,
 }
 
 impl LlamaShape {
     /// Llama-3.2-1B: 16 layers, 2048 wide, 32 heads / 8 KV heads, FFN 8192, vocab 128256.
     pub const LLAMA_3_2_1B: LlamaShape =
-        LlamaShape { vocab: 128_256, n_embd: 2048, n_layer: 16, n_head: 32, n_kv_head: 8, n_ff: 8192, context: 4096 };
+        LlamaShape { vocab: 128_256, n_embd: 2048, n_layer: 16, n_head: 32, n_kv_head: 8, n_ff: 8192, context: 4096, tied: true };
+
+    /// Llama-3.1-8B: 32 layers, 4096 wide, 32 heads / 8 KV heads, FFN 14336, vocab 128256, its own output projection.
+    pub const LLAMA_3_1_8B: LlamaShape =
+        LlamaShape { vocab: 128_256, n_embd: 4096, n_layer: 32, n_head: 32, n_kv_head: 8, n_ff: 14_336, context: 8192, tied: false };
 
     /// A tiny model for tests (Q4_K needs rows of 256).
-    pub const TINY: LlamaShape = LlamaShape { vocab: 512, n_embd: 256, n_layer: 2, n_head: 4, n_kv_head: 2, n_ff: 512, context: 256 };
+    pub const TINY: LlamaShape = LlamaShape { vocab: 512, n_embd: 256, n_layer: 2, n_head: 4, n_kv_head: 2, n_ff: 512, context: 256, tied: true };
 }
 
 /// GPT-2's byte → printable character map used by byte-level BPE vocabularies.
@@ -159,6 +165,10 @@ pub fn write_llama_gguf(path: &Path, shape: LlamaShape, dtype: GgmlDType, seed: 
         tensors.push((format!("{p}.ffn_gate.weight"), rand_tensor(s.n_ff, s.n_embd).map_err(err)?));
         tensors.push((format!("{p}.ffn_up.weight"), rand_tensor(s.n_ff, s.n_embd).map_err(err)?));
         tensors.push((format!("{p}.ffn_down.weight"), rand_tensor(s.n_embd, s.n_ff).map_err(err)?));
+    }
+    if !s.tied {
+        // after the layers, so the tied shapes' weights stay what they were
+        tensors.push(("output.weight".into(), rand_tensor(s.vocab, s.n_embd).map_err(err)?));
     }
 
     let tmp = path.with_extension("gguf.partial");

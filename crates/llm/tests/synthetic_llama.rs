@@ -50,3 +50,27 @@ fn synthetic_llama3_q8_0() {
 fn synthetic_llama3_q4_k() {
     roundtrip(GgmlDType::Q4K);
 }
+
+/// An untied output projection (`output.weight`, as Llama-3.1-8B has) is
+/// loaded and used: the same weights with and without it give other logits,
+/// and the untied model generates.
+#[test]
+fn synthetic_llama3_untied_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let logits = |tied: bool| {
+        let path = dir.path().join(format!("tiny-{tied}.gguf"));
+        write_llama_gguf(&path, LlamaShape { tied, ..LlamaShape::TINY }, GgmlDType::Q8_0, 5).unwrap();
+        let mut m = LlmModel::load(&path, &Device::Cpu, &LoadOptions::default()).unwrap();
+        let prompt = m.chat_prompt(&[ChatMessage::user("the cat sat")]).unwrap();
+        let out = m.forward(&prompt, 0).unwrap();
+        m.reset();
+        let greedy = GenerateParams { max_tokens: 4, sampling: SamplingParams::greedy(), ..Default::default() };
+        assert!(!m.generate(&prompt, &greedy, &mut |_| ControlFlow::Continue(())).unwrap().tokens.is_empty());
+        out
+    };
+    let (tied, untied) = (logits(true), logits(false));
+    assert_eq!(tied.len(), untied.len());
+    assert!(untied.iter().all(|v| v.is_finite()));
+    let diff = tied.iter().zip(&untied).filter(|(a, b)| a != b).count();
+    assert!(diff > tied.len() / 2, "output.weight is not used: {diff} of {} logits differ", tied.len());
+}
