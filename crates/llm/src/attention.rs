@@ -414,7 +414,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot4x2<T: KvElem>(q: [&[f32]; 4], k: [&[T]; 2]) -> [[f32; 4]; 2] {
         let n = k[0].len();
-        debug_assert!(q.iter().all(|r| r.len() == n) && k[1].len() == n && n % 8 == 0);
+        debug_assert!(q.iter().all(|r| r.len() == n) && k[1].len() == n && n.is_multiple_of(8));
         let mut a = [[_mm256_setzero_ps(); 4]; 2];
         for c in (0..n).step_by(8) {
             let k0 = T::load8(k[0].as_ptr().add(c));
@@ -463,7 +463,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn weighted_sum2<T: KvElem>(w: [&[f32]; 2], v: &[T], stride: usize, mut dst: [&mut [f32]; 2]) {
         let (hd, keys) = (dst[0].len(), w[0].len());
-        debug_assert!(hd % 8 == 0 && dst[1].len() == hd && w[1].len() == keys && (keys == 0 || v.len() >= (keys - 1) * stride + hd));
+        debug_assert!(hd.is_multiple_of(8) && dst[1].len() == hd && w[1].len() == keys && (keys == 0 || v.len() >= (keys - 1) * stride + hd));
         let mut d0 = 0;
         while d0 < hd {
             let lanes = ((hd - d0) / 8).min(4);
@@ -476,10 +476,11 @@ mod avx2 {
             for j in 0..keys {
                 let (w0, w1) = (_mm256_set1_ps(*w[0].get_unchecked(j)), _mm256_set1_ps(*w[1].get_unchecked(j)));
                 let row = v.as_ptr().add(j * stride + d0);
-                for l in 0..lanes {
+                let [a0, a1] = &mut acc;
+                for (l, (x0, x1)) in a0.iter_mut().zip(a1.iter_mut()).enumerate().take(lanes) {
                     let x = T::load8(row.add(8 * l));
-                    acc[0][l] = _mm256_fmadd_ps(w0, x, acc[0][l]);
-                    acc[1][l] = _mm256_fmadd_ps(w1, x, acc[1][l]);
+                    *x0 = _mm256_fmadd_ps(w0, x, *x0);
+                    *x1 = _mm256_fmadd_ps(w1, x, *x1);
                 }
             }
             for (a, d) in acc.iter().zip(dst.iter_mut()) {

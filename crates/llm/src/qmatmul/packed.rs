@@ -234,7 +234,7 @@ mod tests {
             return;
         }
         let (n, k) = (8, 2 * QK_K);
-        let mut block = vec![0xFFu8; Q4_K_BYTES];
+        let mut block = [0xFFu8; Q4_K_BYTES];
         block[0..2].copy_from_slice(&half::f16::from_f32(1.0).to_bits().to_le_bytes());
         block[2..4].copy_from_slice(&half::f16::from_f32(0.0).to_bits().to_le_bytes());
         assert_eq!(q4_k_scales(&block[4..16]), [63u32 * 0x0101_0101; 4], "all scales and minimums 63");
