@@ -33,6 +33,11 @@ pub struct LlmBenchOptions {
     /// CPU tiers to run Tresor on, one row each (empty: the detected tier,
     /// or whatever `TRESOR_CPU_TIER` already says).
     pub tiers: Vec<CpuTier>,
+    /// Another `llama-bench` for some tiers' rows: one built for that
+    /// instruction set (scripts/peer/build-llama-bench-avx2.sh), so an
+    /// `avx2` row on an AVX-512 machine is compared with llama.cpp's AVX2
+    /// kernels rather than its native ones.
+    pub tier_peers: Vec<(CpuTier, PathBuf)>,
 }
 
 /// What one worker process measured.
@@ -74,6 +79,8 @@ pub struct LlmBenchReport {
     pub tresor_tg_runs: Vec<f64>,
     pub peer_pp_runs: Vec<f64>,
     pub peer_tg_runs: Vec<f64>,
+    /// The `llama-bench` this row was compared with.
+    pub peer_exe: Option<String>,
     /// Why the peer is missing, or what went wrong with it.
     pub note: Option<String>,
 }
@@ -122,25 +129,42 @@ fn empty_report(opts: &LlmBenchOptions, tier: Option<CpuTier>) -> LlmBenchReport
         tresor_tg_runs: vec![],
         peer_pp_runs: vec![],
         peer_tg_runs: vec![],
+        peer_exe: None,
         note: None,
     }
 }
 
+/// One peer binary's runs over the rounds.
+#[derive(Default)]
+struct PeerRuns {
+    pp: Vec<f64>,
+    tg: Vec<f64>,
+    rss: Vec<f64>,
+    version: Option<String>,
+    failed: Option<String>,
+}
+
 /// One report per tier of `opts.tiers` (one for the default tier when
-/// empty), alternating: each round runs Tresor once per tier, then the
-/// peer once; the peer's figures are shared by every tier's row.
+/// empty), alternating: each round runs Tresor once per tier, then each
+/// peer once (the default one, and any of `opts.tier_peers`); a tier's row
+/// is compared with its own peer's runs.
 pub fn run_tiers(opts: &LlmBenchOptions) -> Result<Vec<LlmBenchReport>> {
     let tiers: Vec<Option<CpuTier>> = if opts.tiers.is_empty() { vec![None] } else { opts.tiers.iter().copied().map(Some).collect() };
     let mut reports: Vec<LlmBenchReport> = tiers.iter().map(|t| empty_report(opts, *t)).collect();
-    let mut note = None;
-    if opts.peer.is_none() {
-        note = Some("llama-bench not found: run scripts/peer/build-llama-cpp.sh (or set TRESOR_LLAMA_BENCH); reporting Tresor only".to_string());
+    // each tier's peer: its own build where one is given, else the default
+    let tier_peer: Vec<Option<PathBuf>> = tiers
+        .iter()
+        .map(|t| t.and_then(|t| opts.tier_peers.iter().find(|(pt, _)| *pt == t).map(|(_, p)| p.clone())).or_else(|| opts.peer.clone()))
+        .collect();
+    let mut peers: Vec<PathBuf> = Vec::new();
+    for p in tier_peer.iter().flatten() {
+        if !peers.contains(p) {
+            peers.push(p.clone());
+        }
     }
+    let mut runs: Vec<PeerRuns> = peers.iter().map(|_| PeerRuns::default()).collect();
     let mut loads: Vec<Vec<f64>> = vec![Vec::new(); tiers.len()];
     let mut rss: Vec<Vec<f64>> = vec![Vec::new(); tiers.len()];
-    let (mut peer_pp, mut peer_tg, mut peer_rss) = (Vec::new(), Vec::new(), Vec::<f64>::new());
-    let mut peer_version = None;
-    let mut peer_ok = opts.peer.is_some();
     for round in 0..opts.rounds.max(1) {
         for (i, tier) in tiers.iter().enumerate() {
             tracing::info!(round, model = %opts.model_id, threads = opts.threads, tier = ?tier, "bench round");
@@ -154,33 +178,37 @@ pub fn run_tiers(opts: &LlmBenchOptions) -> Result<Vec<LlmBenchReport>> {
             loads[i].push(w.load_ms);
             rss[i].extend(w.peak_rss_mb);
         }
-        if let (Some(peer), true) = (&opts.peer, peer_ok) {
+        for (peer, pr) in peers.iter().zip(runs.iter_mut()).filter(|(_, pr)| pr.failed.is_none()) {
             match run_llama_bench(peer, opts) {
                 Ok((pp, tg, mem, version)) => {
-                    peer_pp.push(pp);
-                    peer_tg.push(tg);
-                    peer_rss.extend(mem);
-                    peer_version = Some(version);
+                    pr.pp.push(pp);
+                    pr.tg.push(tg);
+                    pr.rss.extend(mem);
+                    pr.version = Some(version);
                 }
-                Err(e) => {
-                    note = Some(format!("peer failed, reporting Tresor only: {e}"));
-                    peer_ok = false;
-                }
+                Err(e) => pr.failed = Some(format!("peer {} failed, reporting Tresor only: {e}", peer.display())),
             }
         }
     }
     for (i, r) in reports.iter_mut().enumerate() {
-        r.note = note.clone();
-        r.peer = peer_version.clone();
-        r.peer_pp_runs = peer_pp.clone();
-        r.peer_tg_runs = peer_tg.clone();
+        let pr = tier_peer[i].as_ref().and_then(|p| peers.iter().position(|q| q == p)).map(|k| &runs[k]);
+        r.note = match pr {
+            None => Some("llama-bench not found: run scripts/peer/build-llama-cpp.sh (or set TRESOR_LLAMA_BENCH); reporting Tresor only".to_string()),
+            Some(pr) => pr.failed.clone(),
+        };
+        r.peer_exe = tier_peer[i].as_ref().map(|p| p.display().to_string());
+        if let Some(pr) = pr.filter(|pr| pr.failed.is_none()) {
+            r.peer = pr.version.clone();
+            r.peer_pp_runs = pr.pp.clone();
+            r.peer_tg_runs = pr.tg.clone();
+            r.peer_rss_mb = pr.rss.iter().copied().reduce(f64::max);
+        }
         r.tresor_pp_tps = median(&r.tresor_pp_runs);
         r.tresor_tg_tps = median(&r.tresor_tg_runs);
         r.tresor_load_ms = median(&loads[i]);
         r.tresor_rss_mb = rss[i].iter().copied().reduce(f64::max);
         r.peer_pp_tps = median(&r.peer_pp_runs);
         r.peer_tg_tps = median(&r.peer_tg_runs);
-        r.peer_rss_mb = peer_rss.iter().copied().reduce(f64::max);
         r.pp_ratio = ratio(r.tresor_pp_tps, r.peer_pp_tps);
         r.tg_ratio = ratio(r.tresor_tg_tps, r.peer_tg_tps);
         r.rss_goal_met = rss_goal(r.tresor_rss_mb, r.peer_rss_mb);
@@ -338,6 +366,68 @@ pub fn synthetic_model(name: &str, cache_dir: &Path) -> Result<PathBuf> {
 mod tests {
     use super::*;
 
+    /// A script at `dir/name` that prints `body`'s output.
+    #[cfg(unix)]
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    /// Each tier's row is compared with its own peer's runs: the `avx2` row
+    /// with the AVX2 build, the other with the native one; each peer runs
+    /// once per round, whatever the number of tiers using it.
+    #[test]
+    #[cfg(unix)]
+    fn a_tier_peer_serves_only_its_tier() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("calls");
+        // the worker reports the tier it was asked for; pp 100 on avx2, 200 otherwise
+        let worker = script(
+            dir.path(),
+            "tresor",
+            r#"t="$TRESOR_CPU_TIER"; pp=200; [ "$t" = avx2 ] && pp=100
+printf '{"load_ms":1,"pp_tps":%s,"tg_tps":10,"peak_rss_mb":5,"tier":"%s"}' "$pp" "$t""#,
+        );
+        let peer = |name: &str, pp: u32| {
+            script(
+                dir.path(),
+                name,
+                &format!(
+                    r#"echo {name} >> "{}"
+echo '[{{"n_prompt":8,"n_gen":0,"avg_ts":{pp},"build_commit":"abc"}},{{"n_prompt":0,"n_gen":4,"avg_ts":20,"build_commit":"abc"}}]'"#,
+                    log.display()
+                ),
+            )
+        };
+        let (native, avx2) = (peer("native", 400), peer("avx2build", 50));
+        let opts = LlmBenchOptions {
+            tresor_exe: worker,
+            model_id: "m".into(),
+            model: dir.path().join("m.gguf"),
+            threads: 1,
+            pp: 8,
+            tg: 4,
+            rounds: 2,
+            peer: Some(native.clone()),
+            tiers: vec![CpuTier::Avx512Vnni, CpuTier::Avx2],
+            tier_peers: vec![(CpuTier::Avx2, avx2.clone())],
+        };
+        let rs = run_tiers(&opts).unwrap();
+        assert_eq!(rs.len(), 2);
+        let (v, a) = (&rs[0], &rs[1]);
+        assert_eq!((v.tier.as_deref(), a.tier.as_deref()), (Some("avx512vnni"), Some("avx2")));
+        assert_eq!((v.peer_pp_tps, v.pp_ratio), (Some(400.0), Some(0.5)));
+        assert_eq!((a.peer_pp_tps, a.pp_ratio), (Some(50.0), Some(2.0)));
+        assert_eq!(a.peer_exe.as_deref(), Some(avx2.to_str().unwrap()));
+        assert_eq!(v.peer_exe.as_deref(), Some(native.to_str().unwrap()));
+        assert!(v.note.is_none() && a.note.is_none(), "{:?} {:?}", v.note, a.note);
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(calls.lines().collect::<Vec<_>>(), ["native", "avx2build", "native", "avx2build"]);
+    }
+
     #[test]
     fn rss_goal_compares_peaks_and_prints_in_the_table() {
         assert_eq!(rss_goal(Some(300.0), Some(332.0)), Some(true));
@@ -366,6 +456,7 @@ mod tests {
             tresor_tg_runs: vec![],
             peer_pp_runs: vec![],
             peer_tg_runs: vec![],
+            peer_exe: None,
             note: None,
         };
         let t = table(std::slice::from_ref(&r));

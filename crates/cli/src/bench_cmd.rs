@@ -73,6 +73,11 @@ pub struct BenchLlmArgs {
     /// has). Default: the detected tier (or TRESOR_CPU_TIER).
     #[arg(long, value_delimiter = ',')]
     tiers: Vec<String>,
+    /// A llama-bench built for one tier, as TIER=PATH (repeatable): that
+    /// tier's rows are compared with it instead of the native build
+    /// (scripts/peer/build-llama-bench-avx2.sh builds `avx2=...`).
+    #[arg(long = "tier-peer")]
+    tier_peer: Vec<String>,
     /// Skip the peer even if it is installed.
     #[arg(long)]
     no_peer: bool,
@@ -208,6 +213,14 @@ fn run_llm(args: BenchLlmArgs, ctx: &Ctx) -> Result<()> {
     let thread_counts = if args.bench_threads.is_empty() { vec![threads(ctx)] } else { args.bench_threads.clone() };
     let tiers = CpuTier::parse_list(&args.tiers).map_err(|e| anyhow::anyhow!("--tiers: {e}"))?;
     let peer = if args.no_peer { None } else { llm::find_llama_bench() };
+    let mut tier_peers = Vec::new();
+    for spec in args.tier_peer.iter().filter(|_| !args.no_peer) {
+        let (tier, path) = spec.split_once('=').with_context(|| format!("--tier-peer `{spec}`: expected TIER=PATH"))?;
+        let tier = CpuTier::parse_list(&[tier.to_string()]).map_err(|e| anyhow::anyhow!("--tier-peer `{spec}`: {e}"))?;
+        let path = PathBuf::from(path);
+        anyhow::ensure!(path.is_file(), "--tier-peer `{spec}`: no file at {}", path.display());
+        tier_peers.extend(tier.into_iter().map(|t| (t, path.clone())));
+    }
     let exe = std::env::current_exe().context("locating the tresor binary")?;
     let machine = Machine::probe();
     if !args.json {
@@ -227,6 +240,7 @@ fn run_llm(args: BenchLlmArgs, ctx: &Ctx) -> Result<()> {
                 rounds: args.rounds,
                 peer: peer.clone(),
                 tiers: tiers.clone(),
+                tier_peers: tier_peers.clone(),
             };
             let rs = llm::run_tiers(&opts).with_context(|| format!("benchmarking `{id}` at {t} threads"))?;
             if let (Some(note), false) = (&rs[0].note, args.json) {
@@ -244,6 +258,15 @@ fn run_llm(args: BenchLlmArgs, ctx: &Ctx) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", llm::table(&reports));
+        let mut peers: Vec<(&str, &str)> = Vec::new();
+        for p in reports.iter().filter_map(|r| Some((r.tier.as_deref().unwrap_or("default"), r.peer_exe.as_deref()?))) {
+            if !peers.contains(&p) {
+                peers.push(p);
+            }
+        }
+        for (tier, exe) in peers {
+            println!("peer for {tier}: {exe}");
+        }
     }
     Ok(())
 }
