@@ -577,8 +577,41 @@ fn drive_packed<const T: usize>(
     });
 }
 
-/// Packed groups between two hand-backs of the mapped pages they were read from.
+/// Packed groups per work item of [`pack_groups`], between two hand-backs
+/// of the mapped pages they were read from.
 const RELEASE_GROUPS: usize = 64;
+
+/// The packed copy of `groups` groups of eight weight rows (`rb` bytes
+/// each in `data`, GGUF's layout), `group_bytes` each: `pack(g, dst)` fills
+/// group `g`. Work items of [`RELEASE_GROUPS`] groups run on the inference
+/// pool ([`crate::pool`]),
+/// each handing its source rows' mapped pages back when done, so the
+/// resident set holds about one item's source per thread beyond the copy.
+/// Groups are independent, so the copy is the same whatever the order.
+/// Measured (AMD EPYC, 2 threads, quiet, alternating with the one-thread
+/// loop it replaced): Llama-3.1-8B-shaped Q4_K load 4.2–5.9 → 1.5–1.7 s,
+/// the 1B Q8_0 0.88–1.04 → 0.60–0.61 s; peak RSS within the ±2 MB that
+/// the binary's own resident pages vary from run to run.
+fn pack_groups(groups: usize, group_bytes: usize, data: &[u8], rb: usize, pack: impl Fn(usize, &mut [u8]) + Sync) -> Vec<u8> {
+    const ROWS: usize = 8;
+    struct Out(*mut u8);
+    // SAFETY: only the address crosses threads; each item writes its own disjoint groups.
+    unsafe impl Sync for Out {}
+    let mut out = vec![0u8; groups * group_bytes];
+    let base = Out(out.as_mut_ptr());
+    let work = |item: usize| {
+        let base = &base;
+        let (g0, g1) = (item * RELEASE_GROUPS, groups.min((item + 1) * RELEASE_GROUPS));
+        for g in g0..g1 {
+            // SAFETY: group g's bytes lie inside `out` and belong to this item alone.
+            let dst = unsafe { std::slice::from_raw_parts_mut(base.0.add(g * group_bytes), group_bytes) };
+            pack(g, dst);
+        }
+        release_rows(data, rb, g0 * ROWS..g1 * ROWS);
+    };
+    crate::pool::parallel_for(groups.div_ceil(RELEASE_GROUPS), work);
+    out
+}
 
 /// Lets the mapped pages of weight rows `rows` (`rb` bytes each) of
 /// `data` leave the resident set once a packer has copied them

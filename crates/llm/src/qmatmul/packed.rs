@@ -76,11 +76,7 @@ impl PackedQ4K {
         if groups == 0 || nb == 0 || !k.is_multiple_of(QK_K) || data.len() < n * rb {
             return None;
         }
-        let mut out = vec![0u8; groups * nb * GROUP_BYTES];
-        for (g, dst) in out.chunks_exact_mut(nb * GROUP_BYTES).enumerate() {
-            if g.is_multiple_of(super::RELEASE_GROUPS) && g > 0 {
-                super::release_rows(data, rb, (g - super::RELEASE_GROUPS) * ROWS..g * ROWS);
-            }
+        let out = super::pack_groups(groups, nb * GROUP_BYTES, data, rb, |g, dst| {
             for (b, grp) in dst.chunks_exact_mut(GROUP_BYTES).enumerate() {
                 for r in 0..ROWS {
                     let blk = &data[(g * ROWS + r) * rb + b * Q4_K_BYTES..][..Q4_K_BYTES];
@@ -101,8 +97,7 @@ impl PackedQ4K {
                     }
                 }
             }
-        }
-        super::release_rows(data, rb, groups.saturating_sub(1) / super::RELEASE_GROUPS * super::RELEASE_GROUPS * ROWS..groups * ROWS);
+        });
         Some(PackedQ4K { data: out, groups, nb })
     }
 

@@ -112,11 +112,7 @@ impl PackedQ32 {
             return None;
         }
         debug_assert_eq!(gb, ROWS * bb);
-        let mut out = vec![0u8; groups * nb * gb];
-        for (g, dst) in out.chunks_exact_mut(nb * gb).enumerate() {
-            if g.is_multiple_of(super::RELEASE_GROUPS) && g > 0 {
-                super::release_rows(data, rb, (g - super::RELEASE_GROUPS) * ROWS..g * ROWS);
-            }
+        let out = super::pack_groups(groups, nb * gb, data, rb, |g, dst| {
             for (b, grp) in dst.chunks_exact_mut(gb).enumerate() {
                 for r in 0..ROWS {
                     let blk = &data[(g * ROWS + r) * rb + b * bb..][..bb];
@@ -151,8 +147,7 @@ impl PackedQ32 {
                     }
                 }
             }
-        }
-        super::release_rows(data, rb, groups.saturating_sub(1) / super::RELEASE_GROUPS * super::RELEASE_GROUPS * ROWS..groups * ROWS);
+        });
         Some(PackedQ32 { kind, data: out, groups, nb })
     }
 

@@ -494,3 +494,23 @@ fn avx2_quantization_equals_the_scalar_bit_for_bit() {
         }
     }
 }
+
+/// `pack_groups` fills every group exactly once across its parallel work
+/// items (a ragged last item included), each with its own index.
+#[test]
+fn pack_groups_fills_every_group_once() {
+    for groups in [1, 63, 64, 65, 200] {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let data = vec![0u8; groups * 8 * 3];
+        let out = super::pack_groups(groups, 5, &data, 3, |g, dst| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(dst.len(), 5);
+            assert!(dst.iter().all(|&b| b == 0), "group {g} written twice");
+            dst.fill((g % 251) as u8 + 1);
+        });
+        assert_eq!(calls.into_inner(), groups);
+        for (g, chunk) in out.chunks_exact(5).enumerate() {
+            assert!(chunk.iter().all(|&b| b == (g % 251) as u8 + 1), "groups {groups}: group {g} holds {chunk:?}");
+        }
+    }
+}
