@@ -145,36 +145,26 @@ fn attention_tiled<T: KvElem>(a: &Heads<T>, out: &mut [f32]) {
             };
             let key = |j: usize| &k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd];
             // two keys against four rows at a time: each query chunk is loaded once for both
-            let mut j = lo;
-            while j + 2 <= hi {
-                let (k0, k1) = (key(j), key(j + 1));
+            // (an odd last key is paired with itself, its second result dropped)
+            for j in (lo..hi).step_by(2) {
+                let two = j + 1 < hi;
+                let (k0, k1) = (key(j), key(if two { j + 1 } else { j }));
                 let mut r = 0;
                 while r + 4 <= rows {
                     let d = kern.dot4x2([qrow(r), qrow(r + 1), qrow(r + 2), qrow(r + 3)], [k0, k1]);
                     for (x, (d0, d1)) in d[0].iter().zip(&d[1]).enumerate() {
                         s[(r + x) * len + j - lo] = d0 * scale;
-                        s[(r + x) * len + j + 1 - lo] = d1 * scale;
+                        if two {
+                            s[(r + x) * len + j + 1 - lo] = d1 * scale;
+                        }
                     }
                     r += 4;
                 }
                 for r in r..rows {
                     s[r * len + j - lo] = kern.dot(qrow(r), k0) * scale;
-                    s[r * len + j + 1 - lo] = kern.dot(qrow(r), k1) * scale;
-                }
-                j += 2;
-            }
-            if j < hi {
-                let kj = key(j);
-                let mut r = 0;
-                while r + 4 <= rows {
-                    let d = kern.dot4([qrow(r), qrow(r + 1), qrow(r + 2), qrow(r + 3)], kj);
-                    for (x, dx) in d.iter().enumerate() {
-                        s[(r + x) * len + j - lo] = dx * scale;
+                    if two {
+                        s[r * len + j + 1 - lo] = kern.dot(qrow(r), k1) * scale;
                     }
-                    r += 4;
-                }
-                for r in r..rows {
-                    s[r * len + j - lo] = kern.dot(qrow(r), kj) * scale;
                 }
             }
             // causal and window masks: only the tile's first and last keys are masked for some rows
@@ -280,17 +270,6 @@ impl Kernel {
         }
     }
 
-    /// Four rows against one key: each key chunk is loaded once.
-    #[inline]
-    fn dot4<T: KvElem>(self, q: [&[f32]; 4], k: &[T]) -> [f32; 4] {
-        match self {
-            Kernel::Portable => q.map(|r| dot(r, k)),
-            // SAFETY: as in `dot`.
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { avx2::dot4(q, k) },
-        }
-    }
-
     /// Four rows against two keys: `[key][row]`, each the bits of `dot`.
     #[inline]
     fn dot4x2<T: KvElem>(self, q: [&[f32]; 4], k: [&[T]; 2]) -> [[f32; 4]; 2] {
@@ -378,24 +357,10 @@ mod avx2 {
         for c in (0..a.len()).step_by(8) {
             acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(c)), T::load8(b.as_ptr().add(c)), acc);
         }
-        // the same pairing as lane 0 of `dot4`'s reduction
+        // the same pairing as each lane of `reduce4`
         let l = fold(acc);
         let h = _mm_hadd_ps(l, l);
         _mm_cvtss_f32(_mm_hadd_ps(h, h))
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot4<T: KvElem>(q: [&[f32]; 4], k: &[T]) -> [f32; 4] {
-        debug_assert!(q.iter().all(|r| r.len() == k.len()) && k.len() % 8 == 0);
-        let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
-        for c in (0..k.len()).step_by(8) {
-            let kv = T::load8(k.as_ptr().add(c));
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q[0].as_ptr().add(c)), kv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q[1].as_ptr().add(c)), kv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q[2].as_ptr().add(c)), kv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q[3].as_ptr().add(c)), kv, a3);
-        }
-        reduce4([a0, a1, a2, a3])
     }
 
     /// Four accumulators' sums, each paired as `dot`'s.
@@ -409,8 +374,8 @@ mod avx2 {
         out
     }
 
-    /// `dot4` for two keys: eight independent FMA chains (`dot4`'s four
-    /// are latency-bound on a 256-wide head), each query chunk loaded once.
+    /// Four rows against two keys: eight independent FMA chains (four, for one
+    /// key, are latency-bound on a 256-wide head), each query chunk loaded once.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot4x2<T: KvElem>(q: [&[f32]; 4], k: [&[T]; 2]) -> [[f32; 4]; 2] {
         let n = k[0].len();
@@ -523,9 +488,6 @@ mod tests {
         let kern = Kernel::for_head_dim(64);
         assert!((kern.dot(&a, &b) - dot(&a, &b)).abs() < 1e-5);
         // the shapes of the tiled path give the bits of the per-head `dot`
-        let d4 = kern.dot4([&a, &b, &a, &b], &b);
-        assert_eq!(d4[0].to_bits(), kern.dot(&a, &b).to_bits());
-        assert_eq!(d4[1].to_bits(), kern.dot(&b, &b).to_bits());
         let d42 = kern.dot4x2([&a, &b, &c, &a], [&b, &c]);
         for (key, kv) in [&b, &c].into_iter().enumerate() {
             for (r, q) in [&a, &b, &c, &a].into_iter().enumerate() {

@@ -107,6 +107,28 @@ mod test_support {
             .fold(f64::MAX, f64::min)
     }
 
+    /// The packed speed tests' table: for every x86 tier, prefill (`m`
+    /// rows) and decode (one row), GGUF's layout then the packed one, the
+    /// best of `reps` over all `shapes` (`run(tier, packed, shape index, x,
+    /// rows, out)` multiplies one), printed as ms and GMAC/s after `label`.
+    pub(super) fn packed_vs_gguf(label: &str, shapes: &[(usize, usize)], m: usize, reps: usize, run: impl Fn(CpuTier, bool, usize, &[f32], usize, &mut [f32])) {
+        for tier in x86_tiers() {
+            for rows in [m, 1] {
+                for packed in [false, true] {
+                    let (mut total, mut macs) = (0f64, 0f64);
+                    for (i, &(n, k)) in shapes.iter().enumerate() {
+                        let x = random(rows * k, 6);
+                        let mut out = vec![0f32; rows * n];
+                        total += best_of(reps, || run(tier, packed, i, &x, rows, &mut out));
+                        macs += (rows * n * k) as f64;
+                    }
+                    let layout = if packed { "packed" } else { "GGUF layout" };
+                    eprintln!("{label} {layout} on {tier} at m={rows}: {:.2} ms, {:.1} GMAC/s", total * 1e3, macs / total / 1e9);
+                }
+            }
+        }
+    }
+
     /// The x86 tiers this CPU has (the packed layouts' tiers).
     pub(super) fn x86_tiers() -> Vec<CpuTier> {
         CpuTier::all_supported().into_iter().filter(|t| matches!(t, CpuTier::Avx2 | CpuTier::AvxVnni | CpuTier::Avx512Vnni)).collect()

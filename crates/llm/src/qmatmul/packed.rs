@@ -166,7 +166,7 @@ mod tests {
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
-    use super::super::test_support::{best_of, random, x86_tiers};
+    use super::super::test_support::{packed_vs_gguf, random, x86_tiers};
 
     /// The packed path against ggml's scalar reference on every x86 tier
     /// this CPU has (19 rows: two packed groups and three rows in GGUF's
@@ -274,28 +274,14 @@ mod tests {
                 (n, k, data, packed)
             })
             .collect();
-        for tier in x86_tiers() {
-            for rows in [m, 1] {
-                for packed in [false, true] {
-                    let (mut total, mut macs) = (0f64, 0f64);
-                    for (n, k, data, p) in &weights {
-                        let (n, k) = (*n, *k);
-                        let x = random(rows * k, 6);
-                        let mut out = vec![0f32; rows * n];
-                        total += best_of(7, || {
-                            if packed {
-                                matmul_packed_on(tier, p, data, n, k, &x, rows, &mut out)
-                            } else {
-                                super::super::matmul_on(tier, Kind::Q4K, data, n, k, &x, rows, &mut out)
-                            }
-                        });
-                        macs += (rows * n * k) as f64;
-                    }
-                    let layout = if packed { "packed" } else { "GGUF layout" };
-                    eprintln!("Q4_K {layout} on {tier}, Llama-1B's four layer shapes at m={rows}: {:.2} ms, {:.1} GMAC/s", total * 1e3, macs / total / 1e9);
-                }
+        packed_vs_gguf("Q4_K, Llama-1B's four layer shapes,", &shapes, m, 7, |tier, packed, i, x, rows, out| {
+            let (n, k, data, p) = &weights[i];
+            if packed {
+                matmul_packed_on(tier, p, data, *n, *k, x, rows, out)
+            } else {
+                super::super::matmul_on(tier, Kind::Q4K, data, *n, *k, x, rows, out)
             }
-        }
+        });
     }
 
     /// No full group of eight rows, or a width that is no whole number of

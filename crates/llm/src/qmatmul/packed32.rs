@@ -254,7 +254,7 @@ mod tests {
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
-    use super::super::test_support::{best_of, random, x86_tiers};
+    use super::super::test_support::{packed_vs_gguf, random, x86_tiers};
 
     const FORMATS: [(Kind, GgmlDType); 3] = [(Kind::Q8_0, GgmlDType::Q8_0), (Kind::Q5_0, GgmlDType::Q5_0), (Kind::Q4_0, GgmlDType::Q4_0)];
 
@@ -349,28 +349,14 @@ mod tests {
                     (n, k, data, packed)
                 })
                 .collect();
-            for tier in x86_tiers() {
-                for rows in [m, 1] {
-                    for packed in [false, true] {
-                        let (mut total, mut macs) = (0f64, 0f64);
-                        for (n, k, data, p) in &weights {
-                            let (n, k) = (*n, *k);
-                            let x = random(rows * k, 6);
-                            let mut out = vec![0f32; rows * n];
-                            total += best_of(5, || {
-                                if packed {
-                                    matmul_packed32_on(tier, p, data, n, k, &x, rows, &mut out)
-                                } else {
-                                    super::super::matmul_on(tier, kind, data, n, k, &x, rows, &mut out)
-                                }
-                            });
-                            macs += (rows * n * k) as f64;
-                        }
-                        let layout = if packed { "packed" } else { "GGUF layout" };
-                        eprintln!("{kind:?} {layout} on {tier}, six layer shapes at m={rows}: {:.2} ms, {:.1} GMAC/s", total * 1e3, macs / total / 1e9);
-                    }
+            packed_vs_gguf(&format!("{kind:?}, six layer shapes,"), &shapes, m, 5, |tier, packed, i, x, rows, out| {
+                let (n, k, data, p) = &weights[i];
+                if packed {
+                    matmul_packed32_on(tier, p, data, *n, *k, x, rows, out)
+                } else {
+                    super::super::matmul_on(tier, kind, data, *n, *k, x, rows, out)
                 }
-            }
+            });
         }
     }
 
