@@ -82,7 +82,17 @@ impl Candidate {
 pub fn answer_type(question: &str) -> AnswerType {
     let q = question.to_lowercase();
     let q = q.as_str();
-    if q.contains("how long") || q.contains("wie lange") || q.contains("how many days") && q.contains("after") {
+    // a time of day before "wie viel" reads as an amount
+    if q.contains("what time") || q.contains("wie viel uhr") || q.contains("wieviel uhr") || q.contains("wie spät") {
+        return AnswerType::Date;
+    }
+    if q.contains("how long")
+        || q.contains("wie lange")
+        || q.contains("how many days") && q.contains("after")
+        || ["how much time", "wie viel zeit", "how soon", "how quickly", "how early", "how far in advance", "wie schnell", "wie früh"]
+            .iter()
+            .any(|p| q.contains(p))
+    {
         return AnswerType::Duration;
     }
     if q.contains("how many") || q.contains("wie viele") || q.contains("wieviele") || q.contains("number of") || q.contains("anzahl") {
@@ -120,6 +130,38 @@ const NUMBER_WORDS: &[&str] = &[
     "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "twenty", "thirty", "hundred",
     "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn", "elf", "zwölf", "zwanzig", "dreißig", "hundert",
 ];
+/// Ordinals that date a weekday ("the first Friday", "am letzten Werktag").
+const ORDINALS: &[&str] = &[
+    "first", "second", "third", "fourth", "last", "erste", "ersten", "zweite", "zweiten", "dritte", "dritten", "vierten", "letzte",
+    "letzten",
+];
+/// Words that count a unit of time as a number does ("an hour", "innerhalb einer Stunde", "a few days").
+const QUANTIFIERS: &[&str] = &["a", "an", "few", "several", "couple", "ein", "eine", "einer", "einem", "einen", "einige", "wenige", "wenigen", "mehrere", "paar"];
+/// Units of a measured quantity: with a number, an amount ("1,8 Liter", "a 40-hour week").
+const MEASURES: &[&str] = &[
+    "l", "liter", "litre", "liters", "litres", "ml", "kg", "g", "gram", "grams", "gramm", "kilogramm", "lb", "lbs", "w", "watt", "watts",
+    "kw", "kwh", "wh", "mah", "v", "volt", "km", "m", "cm", "mm", "meter", "metre", "meters", "metres", "gb", "mb", "tb", "qm", "grad",
+    "degrees", "°c",
+];
+/// Quantities a question can name the dimension of, the words that name it and the units that
+/// measure it: "how much does it weigh" wants a weight, not the battery's mAh.
+const DIMENSIONS: &[(&[&str], &[&str])] = &[
+    (&["weigh", "weight", "heavy", "wiegt", "gewicht", "schwer"], &["kg", "g", "gram", "grams", "gramm", "kilogramm", "kilo", "lb", "lbs", "t", "tonnen"]),
+    (
+        &["power consumption", "consume", "consumes", "strom", "verbraucht", "stromverbrauch", "leistungsaufnahme", "energy"],
+        &["w", "watt", "watts", "kw", "kwh", "wh"],
+    ),
+    (
+        &["capacity", "how much water", "fassungsvermögen", "passt", "volume", "volumen"],
+        &["l", "liter", "litre", "liters", "litres", "ml", "cups", "tassen"],
+    ),
+];
+/// Words that make an amount a sum of money (or a share of one): "what daily allowance" wants
+/// euros, not "5 working days".
+const MONEY: &[&str] = &[
+    "allowance", "cost", "costs", "price", "fee", "fees", "charge", "paid", "pay", "pays", "salary", "budget", "kostet", "kosten",
+    "gebühr", "preis", "beitrag", "zahlt", "bezahlt", "zuschuss", "pauschale", "erstattet", "gehalt", "budget",
+];
 const ROLES: &[&str] = &[
     "manager", "managers", "team", "hr", "department", "lead", "head", "director", "ceo", "cto", "officer", "admin", "administrator",
     "support", "desk", "office", "people", "personal", "personalteam", "vorgesetzte", "vorgesetzten", "vorgesetzter", "abteilung",
@@ -137,11 +179,14 @@ pub fn holds(sentence: &str, t: AnswerType) -> bool {
     let any = |list: &[&str]| words.iter().any(|w| list.contains(w));
     let number = has_digit(&lower) || any(NUMBER_WORDS);
     match t {
-        AnswerType::Amount => has_digit(&lower) && (any(CURRENCY) || lower.contains('€') || lower.contains('$') || lower.contains('%') || lower.contains('£')),
+        AnswerType::Amount => {
+            has_digit(&lower)
+                && (any(CURRENCY) || any(UNITS) || any(MEASURES) || lower.contains('€') || lower.contains('$') || lower.contains('%') || lower.contains('£'))
+        }
         AnswerType::Date => {
             any(MONTHS) && has_digit(&lower)
                 || lower.contains(':') && has_digit(&lower)
-                || any(DAYS) && (number || any(MONTHS))
+                || any(DAYS) && (number || any(MONTHS) || any(ORDINALS))
                 || words.iter().any(|w| w.len() == 4 && w.starts_with("20") && w.chars().all(|c| c.is_ascii_digit()))
         }
         AnswerType::Name => {
@@ -152,9 +197,38 @@ pub fn holds(sentence: &str, t: AnswerType) -> bool {
                     && crate::text::language(sentence) == tresor_kb::lang::Lang::En
         }
         AnswerType::Number => number,
-        AnswerType::Duration => number && any(UNITS),
+        AnswerType::Duration => (number || any(QUANTIFIERS)) && any(UNITS),
         AnswerType::Any => false,
     }
+}
+
+/// Whether `sentence` holds the kind of fact `question` asks for ([`answer_type`], [`holds`]),
+/// in the unit of the quantity it names, if it names one ([`DIMENSIONS`]).
+pub fn answers_type(question: &str, sentence: &str) -> bool {
+    let q = question.to_lowercase();
+    let t = answer_type(question);
+    if !holds(sentence, t) {
+        return false;
+    }
+    if t != AnswerType::Amount {
+        return true;
+    }
+    let lower = sentence.to_lowercase();
+    let words: Vec<&str> = crate::text::words_of(&lower).collect();
+    if let Some((_, units)) = DIMENSIONS.iter().find(|(names, _)| names.iter().any(|n| q.contains(n))) {
+        return words.iter().any(|w| units.contains(w));
+    }
+    if crate::text::words_of(&q).any(|w| MONEY.contains(&w)) {
+        return words.iter().any(|w| CURRENCY.contains(w)) || ['€', '$', '£', '%'].iter().any(|c| lower.contains(*c));
+    }
+    true
+}
+
+/// Whether a question of this type has a checkable answer (an amount, a date or time, a number,
+/// a duration): no chosen sentence holding one means the documents do not say (names and
+/// open questions are too varied to check).
+pub fn checkable(t: AnswerType) -> bool {
+    matches!(t, AnswerType::Amount | AnswerType::Date | AnswerType::Number | AnswerType::Duration)
 }
 
 /// The candidate sentences of `passages` (at least three words each), in passage order.
@@ -174,7 +248,6 @@ pub fn candidate_texts(passages: &[Passage]) -> Vec<(usize, usize, String)> {
 /// The candidates with their features. `vecs` are the candidate sentences' embeddings in
 /// [`candidate_texts`] order (empty or mismatched: cosine 0).
 pub fn candidates(question: &str, qvec: &[f32], passages: &[Passage], texts: Vec<(usize, usize, String)>, vecs: &[Vec<f32>]) -> Vec<Candidate> {
-    let t = answer_type(question);
     let best = passages.iter().map(|p| p.evidence).fold(0.0f32, f32::max);
     texts
         .into_iter()
@@ -188,7 +261,7 @@ pub fn candidates(question: &str, qvec: &[f32], passages: &[Passage], texts: Vec
             };
             Candidate {
                 cosine,
-                answer_type: if holds(&s, t) { 1.0 } else { 0.0 },
+                answer_type: if answers_type(question, &s) { 1.0 } else { 0.0 },
                 rank: if best > 0.0 { p.evidence / best } else { 0.0 },
                 lexical: weighted_coverage(&p.q_terms, &term_set(&s, lang), lang),
                 passage: pi,
@@ -253,9 +326,38 @@ mod tests {
             ("How long is the probation period?", AnswerType::Duration),
             ("Wie lange dauert die Probezeit?", AnswerType::Duration),
             ("What is the dress code?", AnswerType::Any),
+            ("Um wie viel Uhr endet der Spätdienst?", AnswerType::Date),
+            ("Ab wie viel Uhr gilt die Nachtruhe?", AnswerType::Date),
+            ("What time does the office open?", AnswerType::Date),
+            ("How much time may a side project take?", AnswerType::Duration),
+            ("Wie schnell muss ein verlorener Laptop gemeldet werden?", AnswerType::Duration),
+            ("How early do I need to call in sick?", AnswerType::Duration),
         ] {
             assert_eq!(answer_type(q), t, "{q}");
         }
+    }
+
+    /// An amount in the unit the question names, money where it asks for money; a duration
+    /// counted by an article ("an hour", "einer Stunde"); a weekday dated by an ordinal.
+    #[test]
+    fn a_sentence_answers_the_type_in_the_named_unit() {
+        for (q, s, want) in [
+            ("How much does the printer weigh?", "The printer weighs 1.2 kg without the roll.", true),
+            ("How much does the printer weigh?", "It has a built-in battery (2,600 mAh).", false),
+            ("Wie viel Wasser passt in den Tank?", "Der Wassertank fasst 1,8 Liter.", true),
+            ("Wie viel Wasser passt in den Tank?", "Entkalken nach 300 Bezügen.", false),
+            ("Wie viel Strom verbraucht das Gerät im Standby?", "Im Standby nimmt es 0,5 W auf.", true),
+            ("What daily allowance does the company pay?", "Trips must be requested at least 5 working days before.", false),
+            ("What daily allowance does the company pay?", "The daily allowance is 28 EUR.", true),
+            ("What is the weekly working-hour limit?", "We limit ourselves to a 40-hour work week.", true),
+            ("Wie schnell muss ein verlorener Laptop gemeldet werden?", "Ein verlorener Laptop muss innerhalb von einer Stunde gemeldet werden.", true),
+            ("How much time may an advisory role take?", "The time commitment must be under a few hours a month.", true),
+            ("How long are videos kept?", "Videos are kept for as long as needed.", false),
+            ("When are Heartbeats due?", "They are due on the first Friday of the cooldown.", true),
+        ] {
+            assert_eq!(answers_type(q, s), want, "{q} <- {s}");
+        }
+        assert!(checkable(AnswerType::Amount) && checkable(AnswerType::Duration) && !checkable(AnswerType::Name) && !checkable(AnswerType::Any));
     }
 
     #[test]

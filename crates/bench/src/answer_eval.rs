@@ -134,6 +134,10 @@ pub struct ItemResult {
     pub evidence: Option<f32>,
     /// The evidence sentences the engine chose (shown to the model; the extractive answer).
     pub chosen: Vec<String>,
+    /// The three best candidate sentences with their features (`choice::Candidate`), to see why.
+    pub candidates: Vec<tresor_assistant::choice::Candidate>,
+    /// The kind of fact the question asks for, as the engine read it.
+    pub answer_type: Option<tresor_assistant::choice::AnswerType>,
     /// Answerable and the answer lacks the reference: where it was lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub miss: Option<Miss>,
@@ -281,6 +285,8 @@ pub fn evaluate(
             citation_precision_passage,
             evidence: a.trace.evidence,
             chosen,
+            candidates: a.trace.evidence_sentences.clone(),
+            answer_type: a.trace.answer_type,
             miss,
             model: a.model.clone(),
             ttft_ms: a.timings.ttft_ms,

@@ -142,6 +142,13 @@ pub struct Trace {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(type = "string", optional))]
     pub answer_type: Option<crate::choice::AnswerType>,
+    /// Why the answer is "not in your documents", when the engine decided so before the model
+    /// wrote anything: `evidence` (no passage reached the evidence threshold), `unknown_names`,
+    /// or `answer_type` (the question asks for an amount, date, number or duration and no chosen
+    /// sentence holds one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub refusal: Option<String>,
     /// The passage sentences chosen as the answer's evidence (shown to the model, and the
     /// extractive answer when its text is not supported), best first, with their features.
     #[cfg_attr(feature = "ts", ts(type = "unknown"))]

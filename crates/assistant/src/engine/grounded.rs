@@ -134,8 +134,20 @@ impl Assistant {
         let best = scored.first().map(|p| p.evidence).unwrap_or(0.0);
         rec.trace.evidence = Some(best);
         rec.trace.evidence_threshold = Some(self.cfg.evidence_threshold);
-        if best < self.cfg.evidence_threshold || !rec.trace.unknown_names.is_empty() {
+        // a question for a checkable fact may go on from a lower evidence: the chosen sentence
+        // must then hold that kind of fact (below)
+        let typed = choice::checkable(choice::answer_type(&ask.question));
+        let threshold = if typed { self.cfg.typed_evidence_threshold.min(self.cfg.evidence_threshold) } else { self.cfg.evidence_threshold };
+        let early = if !rec.trace.unknown_names.is_empty() {
+            Some("unknown_names")
+        } else if best < threshold {
+            Some("evidence")
+        } else {
+            None
+        };
+        if let Some(reason) = early {
             rec.trace.passages = scored.iter().map(|p| passage_trace(p, false)).collect();
+            rec.trace.refusal = Some(reason.to_string());
             rec.timings.pack_ms = ms(t);
             let mut a = refusal(&ask, rec, on_text);
             self.record(&ask, &mut a, ask.use_cache)?;
@@ -143,6 +155,13 @@ impl Assistant {
         }
         let mut packed = self.pack(&ask, &mut rec, scored)?;
         rec.timings.pack_ms = ms(t) - rec.timings.load_ms;
+        let must_hold = typed && (best < self.cfg.evidence_threshold || self.cfg.refuse_missing_answer_type);
+        if must_hold && !packed.evidence.iter().any(|(s, _)| choice::answers_type(&ask.question, s)) {
+            rec.trace.refusal = Some("answer_type".to_string());
+            let mut a = refusal(&ask, rec, on_text);
+            self.record(&ask, &mut a, ask.use_cache)?;
+            return Ok(a);
+        }
         let cfg = self.cfg.clone();
         let embedder = self.embedder.clone();
         let guard = packed.guard.take();

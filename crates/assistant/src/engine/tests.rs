@@ -323,6 +323,31 @@ fn a_name_the_documents_never_mention_is_not_found_even_with_strong_evidence() {
 }
 
 #[test]
+fn a_question_for_a_fact_the_passages_do_not_hold_is_not_found() {
+    let (f, mut a) = fixture();
+    a.cfg.cache.enabled = false;
+    a.cfg.refuse_missing_answer_type = true;
+    *f.reply.lock().unwrap() = "Full-time employees get 30 working days of paid vacation per calendar year.".into();
+    // on topic (vacation, full-time, calendar year), but a sum of money the policy never names
+    let (pay, _) = ask(&mut a, "How much vacation pay do full-time employees get per calendar year?");
+    assert!(pay.refused && !pay.grounded, "{:?}", pay.trace);
+    assert_eq!(pay.trace.refusal.as_deref(), Some("answer_type"));
+    assert!(pay.trace.evidence.unwrap() >= a.cfg.evidence_threshold, "strong evidence: {:?}", pay.trace.evidence);
+    assert_eq!(pay.answer, route::not_found_reply(Lang::En));
+    // the fact it holds is answered, and the check is off by default
+    let (days, _) = ask(&mut a, "How many vacation days do full-time employees get per calendar year?");
+    assert!(days.grounded && days.trace.refusal.is_none(), "{:?}", days.trace);
+    a.cfg.refuse_missing_answer_type = false;
+    let (off, _) = ask(&mut a, "How much vacation pay do full-time employees get per calendar year?");
+    assert!(!off.refused, "{:?}", off.trace);
+    // a refusal for want of evidence says so
+    let (none, _) = ask(&mut a, "What is the boiling point of mercury?");
+    assert_eq!(none.trace.refusal.as_deref(), Some("evidence"), "{:?}", none.trace);
+    let (name, _) = ask(&mut a, "How many vacation days do full-time employees get in Norway?");
+    assert_eq!(name.trace.refusal.as_deref(), Some("unknown_names"));
+}
+
+#[test]
 fn german_question_gets_a_german_grounded_answer() {
     let (f, mut a) = fixture();
     *f.reply.lock().unwrap() = "You get thirty days.".into();

@@ -26,6 +26,13 @@ extractive: boolean,
  */
 answer_type?: string, 
 /**
+ * Why the answer is "not in your documents", when the engine decided so before the model
+ * wrote anything: `evidence` (no passage reached the evidence threshold), `unknown_names`,
+ * or `answer_type` (the question asks for an amount, date, number or duration and no chosen
+ * sentence holds one).
+ */
+refusal?: string, 
+/**
  * The passage sentences chosen as the answer's evidence (shown to the model, and the
  * extractive answer when its text is not supported), best first, with their features.
  */
