@@ -251,7 +251,7 @@ impl QLinear {
 
     /// Appends row `r`'s bytes in GGUF's block layout, read from the packed
     /// copy, and returns true; false (nothing appended) where the row is
-    /// not in a packed copy of Q8_0/Q5_0/Q4_0. An embedding tied to this
+    /// not in a packed copy (Q4_K, Q8_0, Q5_0, Q4_0). An embedding tied to this
     /// matrix looks its rows up here, so the mapped pages handed back at
     /// packing stay out of memory (a lookup in the mapping faults in its
     /// neighbours too: ~30 MB for a 512-token prompt on Gemma-3-270M).
@@ -259,6 +259,10 @@ impl QLinear {
         match self {
             QLinear::Own(w) => match &w.packed {
                 Some(Packed::Q32(p)) if r < p.rows() => {
+                    p.append_gguf_row(r, out);
+                    true
+                }
+                Some(Packed::Q4K(p)) if r < p.rows() => {
                     p.append_gguf_row(r, out);
                     true
                 }

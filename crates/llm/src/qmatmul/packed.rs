@@ -110,6 +110,34 @@ impl PackedQ4K {
         &self.data[g * self.nb * GROUP_BYTES..(g + 1) * self.nb * GROUP_BYTES]
     }
 
+    /// Appends row `r`'s (`r < rows()`) bytes in GGUF's block layout: the
+    /// inverse of [`PackedQ4K::pack`] for one row. A token embedding tied
+    /// to this matrix looks its rows up here, so the mapped pages handed
+    /// back at packing stay out of memory. The twelve scale bytes are
+    /// GGUF's 6-bit packing of the unpacked scales and minimums again
+    /// (16 six-bit values in 96 bits: the packing is one to one).
+    pub(super) fn append_gguf_row(&self, r: usize, out: &mut Vec<u8>) {
+        let (g, lane) = (r / ROWS, r % ROWS);
+        for grp in self.group(g).chunks_exact(GROUP_BYTES) {
+            out.extend_from_slice(&grp[OFF_D + 2 * lane..OFF_D + 2 * lane + 2]);
+            out.extend_from_slice(&grp[OFF_DMIN + 2 * lane..OFF_DMIN + 2 * lane + 2]);
+            let sc = |s: usize| grp[OFF_SCALES + 8 * s + lane];
+            let mn = |s: usize| grp[OFF_MINS + 16 * (s / 2) + 2 * lane + s % 2];
+            let mut packed = [0u8; 12];
+            for j in 0..4 {
+                packed[j] = sc(j) | (sc(j + 4) >> 4) << 6;
+                packed[j + 4] = mn(j) | (mn(j + 4) >> 4) << 6;
+                packed[j + 8] = (sc(j + 4) & 0x0F) | (mn(j + 4) & 0x0F) << 4;
+            }
+            out.extend_from_slice(&packed);
+            for j in 0..4 {
+                for c in 0..8 {
+                    out.extend_from_slice(&grp[OFF_QS + 32 * (8 * j + c) + 4 * lane..][..4]);
+                }
+            }
+        }
+    }
+
     /// Bytes held by the packed copy.
     #[cfg(test)]
     fn bytes(&self) -> usize {
@@ -282,6 +310,32 @@ mod tests {
                 super::super::matmul_on(tier, Kind::Q4K, data, *n, *k, x, rows, out)
             }
         });
+    }
+
+    /// Every packed row reads back as its GGUF bytes (what a tied token
+    /// embedding looks up), the 6-bit scale bytes included.
+    #[test]
+    fn packed_q4_k_rows_read_back_as_their_gguf_bytes() {
+        let (n, k) = (19, 2 * QK_K);
+        let w = Tensor::from_vec(random(n * k, 74), (n, k), &Device::Cpu).unwrap();
+        let mut data = QTensor::quantize(&w, GgmlDType::Q4K).unwrap().data().unwrap().into_owned();
+        // every scale bit pattern, not only the quantizer's: bytes 4..16 of each block at random
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        for blk in data.chunks_exact_mut(Q4_K_BYTES) {
+            for b in &mut blk[4..16] {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                *b = rng as u8;
+            }
+        }
+        let packed = PackedQ4K::pack(&data, n, k).expect("two full groups");
+        let rb = k / QK_K * Q4_K_BYTES;
+        for r in 0..packed.rows() {
+            let mut row = Vec::new();
+            packed.append_gguf_row(r, &mut row);
+            assert_eq!(row, &data[r * rb..(r + 1) * rb], "row {r}");
+        }
     }
 
     /// No full group of eight rows, or a width that is no whole number of
