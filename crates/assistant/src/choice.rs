@@ -160,7 +160,7 @@ const DIMENSIONS: &[(&[&str], &[&str])] = &[
 /// euros, not "5 working days".
 const MONEY: &[&str] = &[
     "allowance", "cost", "costs", "price", "fee", "fees", "charge", "paid", "pay", "pays", "salary", "budget", "kostet", "kosten",
-    "gebühr", "preis", "beitrag", "zahlt", "bezahlt", "zuschuss", "pauschale", "erstattet", "gehalt", "budget",
+    "gebühr", "preis", "beitrag", "zahlt", "bezahlt", "zuschuss", "pauschale", "erstattet", "gehalt",
 ];
 const ROLES: &[&str] = &[
     "manager", "managers", "team", "hr", "department", "lead", "head", "director", "ceo", "cto", "officer", "admin", "administrator",
