@@ -54,7 +54,7 @@ fn ci_suite_passes_on_the_dev_sets_with_the_committed_baseline() {
     assert_eq!(rows.len(), baseline["metrics"].as_object().unwrap().len(), "every baseline metric is gated: {r}");
     assert!(rows.iter().all(|x| x["status"] != "new"), "a gated metric is missing from the baseline: {r}");
     let kinds: Vec<&str> = r["evals"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["retrieval", "pii", "injection", "tools"]);
+    assert_eq!(kinds, ["retrieval", "pii", "injection", "tools", "answers"]);
     assert_eq!(r["baseline_config_differs"], false, "eval/baseline.json was written for another eval/ci.toml: update it");
 }
 
