@@ -33,7 +33,9 @@ pub struct AssistantConfig {
     /// A passage joins the context when its evidence is at least this share of the best one's.
     pub passage_relative_evidence: f32,
     /// "Not found" when an English question names something (a capitalised word inside a
-    /// sentence: a country, product, person) that occurs nowhere in the knowledge base.
+    /// sentence: a country, product, person) that occurs nowhere in the knowledge base, or a
+    /// question names a code (model, version, item number: `text::codes`) no retrieved passage
+    /// mentions.
     pub refuse_unknown_names: bool,
     /// An answer sentence keeps its place when its support (lexical + cosine
     /// against the best passage) reaches this.

@@ -113,6 +113,35 @@ pub fn names(question: &str, lang: Lang) -> Vec<String> {
     out
 }
 
+/// Codes in `question`: model, version, item or error numbers ("LP-50", "4.3", "E07", "A4",
+/// "3.x"): a token with digits and at most three letters in a row, or digits joined by dots.
+/// Words with a number in front ("30-jährige", "5-day") are not codes. Lowercase, without `-`.
+pub fn codes(question: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in question.split_whitespace() {
+        let t = raw.trim_matches(|c: char| !c.is_alphanumeric());
+        let has_digit = t.chars().any(|c| c.is_ascii_digit());
+        let longest_letters = t.split(|c: char| !c.is_alphabetic()).map(|r| r.chars().count()).max().unwrap_or(0);
+        let dotted = t.split('.').count() > 1 && t.split('.').all(|p| !p.is_empty() && (p.chars().all(|c| c.is_ascii_digit()) || p == "x"));
+        let letters = t.chars().any(char::is_alphabetic);
+        // "5-day", "30-jährige": a number, then a word
+        let number_word = t.split_once('-').is_some_and(|(n, w)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && w.chars().all(|c| c.is_alphabetic() || c == '-'));
+        let code = has_digit && t.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.') && (letters && longest_letters <= 3 && !number_word || dotted);
+        let norm: String = t.to_lowercase().chars().filter(|&c| c != '-').collect();
+        if code && norm.chars().count() >= 2 && !out.contains(&norm) {
+            out.push(norm);
+        }
+    }
+    out
+}
+
+/// Whether `text` mentions `code` (as [`codes`] writes it), ignoring case, spaces and hyphens
+/// ("KM 700" and "km700" are the same model).
+pub fn mentions_code(text: &str, code: &str) -> bool {
+    let squeezed: String = text.to_lowercase().chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+    squeezed.contains(code)
+}
+
 /// [`coverage`] with each term counting its weight: Σ weight·match / Σ weight.
 pub fn weighted_coverage(terms: &[WeightedTerm], set: &HashSet<String>, lang: Lang) -> f32 {
     weighted_share(terms, &term_matches(terms, set, lang))
@@ -253,6 +282,18 @@ pub fn jaccard(a: &str, b: &str) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_are_model_version_and_item_numbers() {
+        assert_eq!(codes("When will Ledgerline 4.3 be released?"), ["4.3"]);
+        assert_eq!(codes("How do I pair the LP-50 with my phone?"), ["lp50"]);
+        assert_eq!(codes("Was bedeutet E07 auf der KM 700?"), ["e07"]);
+        assert_eq!(codes("What does one A4 page in colour cost? Is 3.x still supported?"), ["a4", "3.x"]);
+        // numbers with a word, amounts, times and plain numbers are not codes
+        assert!(codes("Was kostet ein Ausweis für eine 30-jährige Person, 19 Jahre, 1,8 Liter, um 9:30?").is_empty());
+        assert!(codes("Is a 5-day trip over 250 EUR allowed?").is_empty());
+        assert!(mentions_code("Die KM 700 Plus hat …", "km700") && mentions_code("Model LP-40", "lp40") && !mentions_code("Model LP-40", "lp50"));
+    }
 
     #[test]
     fn normalises_questions() {

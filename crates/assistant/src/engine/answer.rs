@@ -126,7 +126,8 @@ pub struct Trace {
     pub evidence: Option<f32>,
     pub evidence_threshold: Option<f32>,
     /// Names in the question (capitalised words of an English question) that occur nowhere in the
-    /// knowledge base: its documents cannot say anything about them, so the answer is "not found".
+    /// knowledge base, and codes (model, version, item numbers: `text::codes`) that no retrieved
+    /// passage mentions: its documents cannot say anything about them, so the answer is "not found".
     pub unknown_names: Vec<String>,
     #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub retrieval: Option<RetrievalTrace>,

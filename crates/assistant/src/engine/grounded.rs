@@ -273,11 +273,20 @@ impl Assistant {
         let kb: &Kb = kb;
         let scored = pack::score(&ask.question, &ask.qvec, hits, lexical_weight, &|t| kb.term_idf(t, chunks));
         // a name the documents never mention ("… in Germany" against a US-only benefits page)
+        // … or a model, version or item number no retrieved passage mentions ("LP-50" against
+        // the LP-40's manual, "4.3" against release notes up to 4.2)
         rec.trace.unknown_names = if refuse_unknown_names {
-            crate::text::names(&ask.question, ask.lang)
+            let mut unknown: Vec<String> = crate::text::names(&ask.question, ask.lang)
                 .into_iter()
                 .filter(|n| kb.term_docs(n) == 0 && kb.term_docs(&tresor_kb::analyze::stem(n, Lang::En)) == 0)
-                .collect()
+                .collect();
+            for code in crate::text::codes(&ask.question) {
+                let seen = scored.iter().any(|p| crate::text::mentions_code(&p.hit.text, &code) || crate::text::mentions_code(&p.hit.title, &code));
+                if !seen && !unknown.contains(&code) {
+                    unknown.push(code);
+                }
+            }
+            unknown
         } else {
             Vec::new()
         };

@@ -10,7 +10,8 @@ export type Trace = {
 rewritten: string | null, kb: string | null, kb_version: string | null, evidence: number | null, evidence_threshold: number | null, 
 /**
  * Names in the question (capitalised words of an English question) that occur nowhere in the
- * knowledge base: its documents cannot say anything about them, so the answer is "not found".
+ * knowledge base, and codes (model, version, item numbers: `text::codes`) that no retrieved
+ * passage mentions: its documents cannot say anything about them, so the answer is "not found".
  */
 unknown_names: Array<string>, retrieval: unknown, passages: Array<PassageTrace>, pack: unknown, 
 /**
