@@ -345,6 +345,11 @@ fn a_question_for_a_fact_the_passages_do_not_hold_is_not_found() {
     assert_eq!(none.trace.refusal.as_deref(), Some("evidence"), "{:?}", none.trace);
     let (name, _) = ask(&mut a, "How many vacation days do full-time employees get in Norway?");
     assert_eq!(name.trace.refusal.as_deref(), Some("unknown_names"));
+    // a version the passages never mention is an unknown name too; one they mention is not
+    let (code, _) = ask(&mut a, "How long must IT security passwords be in release 4.3?");
+    assert!(code.refused && code.trace.unknown_names == ["4.3"], "{:?}", code.trace);
+    let (plain, _) = ask(&mut a, "How long must IT security passwords be?");
+    assert!(!plain.refused && plain.trace.unknown_names.is_empty(), "{:?}", plain.trace);
 }
 
 #[test]
