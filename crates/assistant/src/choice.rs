@@ -202,26 +202,46 @@ pub fn holds(sentence: &str, t: AnswerType) -> bool {
     }
 }
 
-/// Whether `sentence` holds the kind of fact `question` asks for ([`answer_type`], [`holds`]),
-/// in the unit of the quantity it names, if it names one ([`DIMENSIONS`]).
+/// What a question asks for, read once: its [`AnswerType`] and, for an amount, the units of the
+/// quantity it names ([`DIMENSIONS`]) or whether it asks for money ([`MONEY`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Asked {
+    pub t: AnswerType,
+    units: Option<&'static [&'static str]>,
+    money: bool,
+}
+
+impl Asked {
+    pub fn of(question: &str) -> Asked {
+        let t = answer_type(question);
+        let q = question.to_lowercase();
+        let amount = t == AnswerType::Amount;
+        let units = DIMENSIONS.iter().find(|(names, _)| amount && names.iter().any(|n| q.contains(n))).map(|(_, units)| *units);
+        let money = amount && units.is_none() && crate::text::words_of(&q).any(|w| MONEY.contains(&w));
+        Asked { t, units, money }
+    }
+
+    /// Whether `sentence` holds the kind of fact asked for ([`holds`]), in the named unit, or in
+    /// money where money is asked for.
+    pub fn answered_by(&self, sentence: &str) -> bool {
+        if !holds(sentence, self.t) {
+            return false;
+        }
+        if self.units.is_none() && !self.money {
+            return true;
+        }
+        let lower = sentence.to_lowercase();
+        let mut words = crate::text::words_of(&lower);
+        match self.units {
+            Some(units) => words.any(|w| units.contains(&w)),
+            None => words.any(|w| CURRENCY.contains(&w)) || ['€', '$', '£', '%'].iter().any(|c| lower.contains(*c)),
+        }
+    }
+}
+
+/// [`Asked::answered_by`] for one question and one sentence.
 pub fn answers_type(question: &str, sentence: &str) -> bool {
-    let q = question.to_lowercase();
-    let t = answer_type(question);
-    if !holds(sentence, t) {
-        return false;
-    }
-    if t != AnswerType::Amount {
-        return true;
-    }
-    let lower = sentence.to_lowercase();
-    let words: Vec<&str> = crate::text::words_of(&lower).collect();
-    if let Some((_, units)) = DIMENSIONS.iter().find(|(names, _)| names.iter().any(|n| q.contains(n))) {
-        return words.iter().any(|w| units.contains(w));
-    }
-    if crate::text::words_of(&q).any(|w| MONEY.contains(&w)) {
-        return words.iter().any(|w| CURRENCY.contains(w)) || ['€', '$', '£', '%'].iter().any(|c| lower.contains(*c));
-    }
-    true
+    Asked::of(question).answered_by(sentence)
 }
 
 /// Whether a question of this type has a checkable answer (an amount, a date or time, a number,
@@ -248,6 +268,7 @@ pub fn candidate_texts(passages: &[Passage]) -> Vec<(usize, usize, String)> {
 /// The candidates with their features. `vecs` are the candidate sentences' embeddings in
 /// [`candidate_texts`] order (empty or mismatched: cosine 0).
 pub fn candidates(question: &str, qvec: &[f32], passages: &[Passage], texts: Vec<(usize, usize, String)>, vecs: &[Vec<f32>]) -> Vec<Candidate> {
+    let asked = Asked::of(question);
     let best = passages.iter().map(|p| p.evidence).fold(0.0f32, f32::max);
     texts
         .into_iter()
@@ -261,7 +282,7 @@ pub fn candidates(question: &str, qvec: &[f32], passages: &[Passage], texts: Vec
             };
             Candidate {
                 cosine,
-                answer_type: if answers_type(question, &s) { 1.0 } else { 0.0 },
+                answer_type: if asked.answered_by(&s) { 1.0 } else { 0.0 },
                 rank: if best > 0.0 { p.evidence / best } else { 0.0 },
                 lexical: weighted_coverage(&p.q_terms, &term_set(&s, lang), lang),
                 passage: pi,

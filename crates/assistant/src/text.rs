@@ -123,10 +123,9 @@ pub fn codes(question: &str) -> Vec<String> {
         let has_digit = t.chars().any(|c| c.is_ascii_digit());
         let longest_letters = t.split(|c: char| !c.is_alphabetic()).map(|r| r.chars().count()).max().unwrap_or(0);
         let dotted = t.split('.').count() > 1 && t.split('.').all(|p| !p.is_empty() && (p.chars().all(|c| c.is_ascii_digit()) || p == "x"));
-        let letters = t.chars().any(char::is_alphabetic);
         // "5-day", "30-jährige": a number, then a word
         let number_word = t.split_once('-').is_some_and(|(n, w)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && w.chars().all(|c| c.is_alphabetic() || c == '-'));
-        let code = has_digit && t.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.') && (letters && longest_letters <= 3 && !number_word || dotted);
+        let code = has_digit && t.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.') && ((1..=3).contains(&longest_letters) && !number_word || dotted);
         let norm: String = t.to_lowercase().chars().filter(|&c| c != '-').collect();
         if code && norm.chars().count() >= 2 && !out.contains(&norm) {
             out.push(norm);

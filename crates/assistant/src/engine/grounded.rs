@@ -136,7 +136,8 @@ impl Assistant {
         rec.trace.evidence_threshold = Some(self.cfg.evidence_threshold);
         // a question for a checkable fact may go on from a lower evidence: the chosen sentence
         // must then hold that kind of fact (below)
-        let typed = choice::checkable(choice::answer_type(&ask.question));
+        let asked = choice::Asked::of(&ask.question);
+        let typed = choice::checkable(asked.t);
         let threshold = if typed { self.cfg.typed_evidence_threshold.min(self.cfg.evidence_threshold) } else { self.cfg.evidence_threshold };
         let early = if !rec.trace.unknown_names.is_empty() {
             Some("unknown_names")
@@ -147,20 +148,14 @@ impl Assistant {
         };
         if let Some(reason) = early {
             rec.trace.passages = scored.iter().map(|p| passage_trace(p, false)).collect();
-            rec.trace.refusal = Some(reason.to_string());
             rec.timings.pack_ms = ms(t);
-            let mut a = refusal(&ask, rec, on_text);
-            self.record(&ask, &mut a, ask.use_cache)?;
-            return Ok(a);
+            return self.refuse(&ask, rec, reason, on_text);
         }
         let mut packed = self.pack(&ask, &mut rec, scored)?;
         rec.timings.pack_ms = ms(t) - rec.timings.load_ms;
         let must_hold = typed && (best < self.cfg.evidence_threshold || self.cfg.refuse_missing_answer_type);
-        if must_hold && !packed.evidence.iter().any(|(s, _)| choice::answers_type(&ask.question, s)) {
-            rec.trace.refusal = Some("answer_type".to_string());
-            let mut a = refusal(&ask, rec, on_text);
-            self.record(&ask, &mut a, ask.use_cache)?;
-            return Ok(a);
+        if must_hold && !packed.evidence.iter().any(|(s, _)| asked.answered_by(s)) {
+            return self.refuse(&ask, rec, "answer_type", on_text);
         }
         let cfg = self.cfg.clone();
         let embedder = self.embedder.clone();
@@ -174,6 +169,15 @@ impl Assistant {
         let keep = ask.use_cache && !g.cancelled;
         let mut a = validate(&ask, rec, &packed, v, g, on_text);
         self.record(&ask, &mut a, keep)?;
+        Ok(a)
+    }
+
+    /// "Not in your documents", decided before the model wrote anything (`reason`: see
+    /// `Trace::refusal`), recorded like any answer.
+    fn refuse(&mut self, ask: &Ask, mut rec: Record, reason: &str, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
+        rec.trace.refusal = Some(reason.to_string());
+        let mut a = refusal(ask, rec, on_text);
+        self.record(ask, &mut a, ask.use_cache)?;
         Ok(a)
     }
 

@@ -258,11 +258,7 @@ impl QLinear {
     pub fn append_gguf_row(&self, r: usize, out: &mut Vec<u8>) -> bool {
         match self {
             QLinear::Own(w) => match &w.packed {
-                Some(Packed::Q32(p)) if r < p.rows() => {
-                    p.append_gguf_row(r, out);
-                    true
-                }
-                Some(Packed::Q4K(p)) if r < p.rows() => {
+                Some(p) if r < p.rows() => {
                     p.append_gguf_row(r, out);
                     true
                 }
@@ -334,6 +330,24 @@ pub struct OwnWeights {
 enum Packed {
     Q4K(packed::PackedQ4K),
     Q32(packed32::PackedQ32),
+}
+
+impl Packed {
+    /// Rows in the packed layout (a multiple of eight).
+    fn rows(&self) -> usize {
+        match self {
+            Packed::Q4K(p) => p.rows(),
+            Packed::Q32(p) => p.rows(),
+        }
+    }
+
+    /// Row `r`'s (`r < rows()`) bytes in GGUF's block layout, appended to `out`.
+    fn append_gguf_row(&self, r: usize, out: &mut Vec<u8>) {
+        match self {
+            Packed::Q4K(p) => p.append_gguf_row(r, out),
+            Packed::Q32(p) => p.append_gguf_row(r, out),
+        }
+    }
 }
 
 impl OwnWeights {
