@@ -47,16 +47,46 @@ fn probe(conn: &Connection, path: &Path) -> Result<bool> {
     }
 }
 
+/// How often a connection is opened and keyed before a failing `PRAGMA key`
+/// is reported. SQLCipher has refused a valid, non-empty key once in many
+/// hundred test runs ("An error occurred with PRAGMA key or rekey", CI,
+/// 2026-12-08): its provider failed to set up the codec while other threads
+/// opened and closed databases. Nothing reaches the file before the key is
+/// set, so a fresh connection is a safe retry; a wrong key is not affected
+/// (it fails at the first read, in [`probe`], never here).
+const KEY_ATTEMPTS: u32 = 3;
+
 fn connect(path: &Path, key: Option<&WorkspaceKey>, flags: OpenFlags) -> Result<Connection> {
-    let conn = Connection::open_with_flags(path, flags).map_err(db_err(path))?;
-    // Before the key probe reads anything: another process may hold the
-    // write lock for a moment (two `tresor ask` on one data dir).
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err(path))?;
-    match key {
-        Some(k) => apply_key(&conn, k, path)?,
-        None => conn.execute_batch("PRAGMA temp_store = MEMORY;").map_err(db_err(path))?,
+    connect_keyed_by(path, key, flags, apply_key)
+}
+
+fn connect_keyed_by(
+    path: &Path,
+    key: Option<&WorkspaceKey>,
+    flags: OpenFlags,
+    keyer: impl Fn(&Connection, &WorkspaceKey, &Path) -> Result<()>,
+) -> Result<Connection> {
+    let mut attempt = 1;
+    loop {
+        let conn = Connection::open_with_flags(path, flags).map_err(db_err(path))?;
+        // Before the key probe reads anything: another process may hold the
+        // write lock for a moment (two `tresor ask` on one data dir).
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err(path))?;
+        let Some(k) = key else {
+            conn.execute_batch("PRAGMA temp_store = MEMORY;").map_err(db_err(path))?;
+            return Ok(conn);
+        };
+        match keyer(&conn, k, path) {
+            Ok(()) => return Ok(conn),
+            Err(e) if attempt < KEY_ATTEMPTS => {
+                tracing::warn!("keying {} failed (attempt {attempt} of {KEY_ATTEMPTS}), retrying on a new connection: {e}", path.display());
+                drop(conn);
+                std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(conn)
 }
 
 pub(crate) fn open(key: &WorkspaceKey, path: &Path) -> Result<Connection> {
@@ -190,6 +220,42 @@ pub(crate) fn reencrypt(path: &Path, from: Option<&WorkspaceKey>, to: &Workspace
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key_refused(path: &Path) -> CryptoError {
+        let sql = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR), Some("An error occurred with PRAGMA key or rekey".into()));
+        CryptoError::Db { path: path.to_path_buf(), source: sql }
+    }
+
+    #[test]
+    fn a_refused_key_is_retried_on_a_new_connection_and_then_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sqlite");
+        let key = WorkspaceKey::from_bytes([3; 32]);
+        // refused once, then keyed: the database is created under the key and reads back
+        let calls = std::cell::Cell::new(0);
+        let conn = connect_keyed_by(&path, Some(&key), OpenFlags::default(), |c, k, p| {
+            calls.set(calls.get() + 1);
+            if calls.get() == 1 { Err(key_refused(p)) } else { apply_key(c, k, p) }
+        })
+        .unwrap();
+        assert_eq!(calls.get(), 2);
+        conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (7);").unwrap();
+        drop(conn);
+        assert!(!is_plaintext(&path), "the retried connection must have encrypted the file");
+        let again = open(&key, &path).unwrap();
+        assert_eq!(again.query_row("SELECT x FROM t", [], |r| r.get::<_, i64>(0)).unwrap(), 7);
+        // refused every time: the error comes back after KEY_ATTEMPTS tries, the file untouched
+        let calls = std::cell::Cell::new(0);
+        let other = dir.path().join("b.sqlite");
+        let e = connect_keyed_by(&other, Some(&key), OpenFlags::default(), |_, _, p| {
+            calls.set(calls.get() + 1);
+            Err(key_refused(p))
+        })
+        .unwrap_err();
+        assert_eq!(calls.get(), KEY_ATTEMPTS);
+        assert!(e.to_string().contains("b.sqlite") || format!("{e:?}").contains("PRAGMA key"), "{e:?}");
+        assert_eq!(std::fs::metadata(&other).map(|m| m.len()).unwrap_or(0), 0, "nothing was written");
+    }
 
     fn fill(conn: &Connection) {
         conn.execute_batch(
