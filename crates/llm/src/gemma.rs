@@ -320,17 +320,15 @@ impl GemmaWeights {
         };
         let Scratch { mut h, mut q, mut k, mut v, mut att, mut o, mut gate, mut up } = Scratch::new(t, e, qd, kvd, ff);
         // the projections before their per-head norms
-        let mut proj = vec![0f32; t * qd];
+        let (mut qproj, mut kproj) = (vec![0f32; t * qd], vec![0f32; t * kvd]);
         self.rope_local.ensure(kv_len);
         self.rope_global.ensure(kv_len);
         for layer in &mut self.layers {
             let rope = if layer.window.is_some() { self.rope_local.rope() } else { self.rope_global.rope() };
             layer.attn_norm.apply(&x, &mut h);
-            layer.wq.forward_slice(&h, t, &mut proj)?;
-            layer.q_norm.apply(&proj, &mut q);
-            layer.wk.forward_slice(&h, t, &mut proj[..t * kvd])?;
-            layer.k_norm.apply(&proj[..t * kvd], &mut k);
-            layer.wv.forward_slice(&h, t, &mut v)?;
+            QLinear::forward_slices(&[&layer.wq, &layer.wk, &layer.wv], &h, t, &mut [&mut qproj, &mut kproj, &mut v])?;
+            layer.q_norm.apply(&qproj, &mut q);
+            layer.k_norm.apply(&kproj, &mut k);
             rope.apply(&mut q, nh, hd, pos);
             rope.apply(&mut k, nkv, hd, pos);
             layer.kv.store(&k, &v, pos, kvd);
@@ -340,8 +338,7 @@ impl GemmaWeights {
             x.iter_mut().zip(&h).for_each(|(a, b)| *a += b);
 
             layer.ffn_norm.apply(&x, &mut h);
-            layer.w_gate.forward_slice(&h, t, &mut gate)?;
-            layer.w_up.forward_slice(&h, t, &mut up)?;
+            QLinear::forward_slices(&[&layer.w_gate, &layer.w_up], &h, t, &mut [&mut gate, &mut up])?;
             match self.activation {
                 Activation::GeluTanh => gated_mul(&mut gate, &up, gelu_tanh),
                 Activation::Silu => silu_mul(&mut gate, &up),

@@ -15,8 +15,10 @@
 //!   ops per layer: fused RMSNorm, RoPE, SiLU·mul and residual adds,
 //!   attention that reads grouped K/V heads in place (no repeat_kv copy,
 //!   no mask tensor) over a KV cache kept as host vectors, and every
-//!   parallel step on candle's persistent barrier pool. Other devices keep
-//!   the candle-op path.
+//!   parallel step on candle's persistent barrier pool; in decode the Q, K,
+//!   V projections run as one pool dispatch, and the gate and up ones as
+//!   another ([`QLinear::forward_slices`]). Other devices keep the
+//!   candle-op path.
 //! The host-path pieces (RMSNorm, quantized embedding, RoPE, attention)
 //! are shared with [`crate::gemma`].
 //! Owns the arithmetic of one architecture; sampling and tokenization live
@@ -358,9 +360,7 @@ impl LlamaWeights {
         let rope = Rope { cos: &self.cos_host, sin: &self.sin_host, half: self.rope_dim / 2, neox: self.rope_is_neox };
         for layer in &mut self.layers {
             layer.attn_norm.apply(&x, &mut h);
-            layer.wq.forward_slice(&h, t, &mut q)?;
-            layer.wk.forward_slice(&h, t, &mut k)?;
-            layer.wv.forward_slice(&h, t, &mut v)?;
+            QLinear::forward_slices(&[&layer.wq, &layer.wk, &layer.wv], &h, t, &mut [&mut q, &mut k, &mut v])?;
             rope.apply(&mut q, nh, hd, pos);
             rope.apply(&mut k, nkv, hd, pos);
             layer.kv.store(&k, &v, pos, kvd);
@@ -368,8 +368,7 @@ impl LlamaWeights {
             layer.wo.forward_slice(&att, t, &mut o)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             layer.ffn_norm.apply(&x, &mut h);
-            layer.w_gate.forward_slice(&h, t, &mut gate)?;
-            layer.w_up.forward_slice(&h, t, &mut up)?;
+            QLinear::forward_slices(&[&layer.w_gate, &layer.w_up], &h, t, &mut [&mut gate, &mut up])?;
             silu_mul(&mut gate, &up);
             layer.w_down.forward_slice(&gate, t, &mut o)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);

@@ -302,6 +302,49 @@ impl QLinear {
     }
 }
 
+impl QLinear {
+    /// `outs[i] (m, n_i) = x (m, k) · W_iᵀ` for layers that read the same
+    /// input. Decode (`m` = 1) over packed Q4_K matrices quantizes `x` once
+    /// and runs them all in one pool dispatch (one barrier instead of one
+    /// per matrix: a Llama layer's Q, K, V and its gate and up); anything
+    /// else is [`QLinear::forward_slice`] per layer. The results are the same
+    /// bit for bit either way.
+    pub fn forward_slices(layers: &[&QLinear], x: &[f32], m: usize, outs: &mut [&mut [f32]]) -> Result<()> {
+        if layers.len() != outs.len() {
+            candle_core::bail!("qlinear: {} layers and {} outputs", layers.len(), outs.len());
+        }
+        let tier = CpuTier::for_qmatmul();
+        let k = match layers.first() {
+            Some(l) => l.dims()?.1,
+            None => return Ok(()),
+        };
+        let packed: Option<Vec<(&OwnWeights, &packed::PackedQ4K)>> = layers
+            .iter()
+            .map(|l| match l {
+                QLinear::Own(w) => match &w.packed {
+                    Some(Packed::Q4K(p)) if w.k == k => Some((w.as_ref(), p)),
+                    _ => None,
+                },
+                QLinear::Candle(_) => None,
+            })
+            .collect();
+        match packed {
+            Some(ws) if m == 1 && ws.len() > 1 && x.len() == k && dispatch::has_x86_kernels(tier) && fused_decode_enabled() => {
+                for ((w, _), out) in ws.iter().zip(outs.iter()) {
+                    if out.len() != w.n {
+                        candle_core::bail!("qlinear: (1, {k}) · ({}, {k})ᵀ got {} outputs", w.n, out.len());
+                    }
+                }
+                let data = ws.iter().map(|(w, _)| w.t.data()).collect::<candle_core::Result<Vec<_>>>()?;
+                let mats: Vec<(&packed::PackedQ4K, &[u8], usize)> = ws.iter().zip(&data).map(|((w, p), d)| (*p, d.as_ref(), w.n)).collect();
+                packed::decode_packed_many_on(tier, &mats, k, x, outs);
+                Ok(())
+            }
+            _ => layers.iter().zip(outs.iter_mut()).try_for_each(|(l, out)| l.forward_slice(x, m, out)),
+        }
+    }
+}
+
 impl Module for QLinear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
@@ -309,6 +352,15 @@ impl Module for QLinear {
             QLinear::Own(w) => x.contiguous()?.apply_op1_no_bwd(&QOp(w.clone())),
         }
     }
+}
+
+/// `TRESOR_FUSED_DECODE=0` runs [`QLinear::forward_slices`] as one call
+/// per matrix, for A/B measurements (read once).
+pub const FUSED_DECODE_ENV: &str = "TRESOR_FUSED_DECODE";
+
+fn fused_decode_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| !std::env::var(FUSED_DECODE_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "off" | "no")))
 }
 
 fn forced_candle() -> bool {

@@ -186,6 +186,51 @@ pub(super) fn matmul_packed_on(tier: CpuTier, packed: &PackedQ4K, data: &[u8], n
     });
 }
 
+/// Decode (one activation row `x`, `k` values) against several packed Q4_K
+/// matrices that read the same input (a layer's Q, K and V, or its gate and
+/// up projections): `outs[i] = x · W_iᵀ`. The activations are quantized
+/// once and every matrix's groups run as work items of one pool dispatch,
+/// so the pool meets one barrier where separate calls meet one per matrix.
+/// Each output is bit for bit what [`matmul_packed_on`] gives alone.
+pub(super) fn decode_packed_many_on(tier: CpuTier, mats: &[(&PackedQ4K, &[u8], usize)], k: usize, x: &[f32], outs: &mut [&mut [f32]]) {
+    assert!(tier.supported(), "CPU tier {tier} is not supported here");
+    let nb = k / QK_K;
+    assert!(mats.len() == outs.len() && x.len() == k);
+    for ((packed, data, n), out) in mats.iter().zip(outs.iter_mut()) {
+        assert!(packed.rows() <= *n && packed.nb == nb && out.len() == *n);
+        super::matmul_unpacked_rest(tier, Kind::Q4K, data, nb * Q4_K_BYTES, packed.rows(), *n, k, x, 1, out);
+    }
+    // work items (two groups each) of matrix i start at starts[i]
+    let mut starts = Vec::with_capacity(mats.len() + 1);
+    starts.push(0);
+    for (packed, _, _) in mats {
+        starts.push(starts.last().copied().unwrap_or(0) + packed.groups.div_ceil(2));
+    }
+    let ptrs: Vec<super::SendPtr> = outs.iter_mut().map(|o| super::SendPtr(o.as_mut_ptr())).collect();
+    BlockQ8K::buffer().with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < nb {
+            buf.resize(nb, BlockQ8K::ZERO);
+        }
+        let xq = &mut buf[..nb];
+        super::quantize_rows(Kind::Q4K, x, k, xq);
+        let xq: &[BlockQ8K] = xq;
+        let total = starts.last().copied().unwrap_or(0);
+        super::parallel_for(total, |item| {
+            let i = starts.partition_point(|&s| s <= item) - 1;
+            let (packed, ptr) = (mats[i].0, ptrs[i]);
+            let local = item - starts[i];
+            for g in 2 * local..packed.groups.min(2 * local + 2) {
+                let v = gemm_q4_k_8x::<1>(tier, packed.group(g), &[xq]).expect("an x86 tier")[0];
+                for (r, v) in v.iter().enumerate() {
+                    // SAFETY: group g's eight cells of output i belong to this item alone.
+                    unsafe { *ptr.get().add(g * ROWS + r) = *v };
+                }
+            }
+        });
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::scalar::{dot_scalar_k, quantize_row_q8k};
@@ -242,6 +287,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// One dispatch for several matrices on one input (a layer's Q, K, V):
+    /// every output bit for bit what each matrix gives alone, on every x86
+    /// tier, ragged row counts included (the rows past the last full group
+    /// in GGUF's layout); through `QLinear::forward_slices` the same for
+    /// decode (fused) and prefill (one call per matrix), and a set with a
+    /// matrix that is not packed Q4_K (Q8_0 here) falls back and agrees too.
+    #[test]
+    fn fused_decode_over_several_matrices_equals_each_alone() {
+        let k = 2 * QK_K;
+        let shapes = [19usize, 8, 35];
+        let datas: Vec<Vec<u8>> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let w = Tensor::from_vec(random(n * k, 90 + i as u64), (n, k), &Device::Cpu).unwrap();
+                QTensor::quantize(&w, GgmlDType::Q4K).unwrap().data().unwrap().into_owned()
+            })
+            .collect();
+        let packs: Vec<PackedQ4K> = datas.iter().zip(shapes).map(|(d, n)| PackedQ4K::pack(d, n, k).expect("a full group")).collect();
+        let x = random(k, 99);
+        for tier in x86_tiers() {
+            let mut fused: Vec<Vec<f32>> = shapes.iter().map(|&n| vec![f32::NAN; n]).collect();
+            let mats: Vec<(&PackedQ4K, &[u8], usize)> = packs.iter().zip(&datas).zip(shapes).map(|((p, d), n)| (p, d.as_slice(), n)).collect();
+            let mut outs: Vec<&mut [f32]> = fused.iter_mut().map(|o| o.as_mut_slice()).collect();
+            decode_packed_many_on(tier, &mats, k, &x, &mut outs);
+            for (i, &n) in shapes.iter().enumerate() {
+                let mut alone = vec![0f32; n];
+                matmul_packed_on(tier, &packs[i], &datas[i], n, k, &x, 1, &mut alone);
+                assert!(alone.iter().zip(&fused[i]).all(|(a, b)| a.to_bits() == b.to_bits()), "{tier}, matrix {i}: fused {:?} vs alone {alone:?}", fused[i]);
+            }
+        }
+        // the public entry point: fused decode, per-matrix prefill, and the fallback for a mixed set
+        let layer = |i: usize, dtype: GgmlDType| {
+            let w = Tensor::from_vec(random(shapes[i] * k, 90 + i as u64), (shapes[i], k), &Device::Cpu).unwrap();
+            super::super::QLinear::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap()
+        };
+        let q4k: Vec<_> = (0..3).map(|i| layer(i, GgmlDType::Q4K)).collect();
+        let mixed = [layer(0, GgmlDType::Q4K), layer(1, GgmlDType::Q8_0), layer(2, GgmlDType::Q4K)];
+        for set in [&q4k[..], &mixed[..]] {
+            for m in [1usize, 5] {
+                let x = random(m * k, 100 + m as u64);
+                let mut many: Vec<Vec<f32>> = shapes.iter().map(|&n| vec![f32::NAN; m * n]).collect();
+                let mut outs: Vec<&mut [f32]> = many.iter_mut().map(|o| o.as_mut_slice()).collect();
+                let refs: Vec<&super::super::QLinear> = set.iter().collect();
+                super::super::QLinear::forward_slices(&refs, &x, m, &mut outs).unwrap();
+                for (i, l) in set.iter().enumerate() {
+                    let mut alone = vec![0f32; m * shapes[i]];
+                    l.forward_slice(&x, m, &mut alone).unwrap();
+                    assert!(alone.iter().zip(&many[i]).all(|(a, b)| a.to_bits() == b.to_bits()), "m={m}, matrix {i}");
+                }
+            }
+        }
+        // a wrong output length is an error, not a write past the buffer
+        let refs: Vec<&super::super::QLinear> = q4k.iter().collect();
+        let (mut a, mut b, mut c) = (vec![0f32; 19], vec![0f32; 7], vec![0f32; 35]);
+        assert!(super::super::QLinear::forward_slices(&refs, &x, 1, &mut [&mut a, &mut b, &mut c]).is_err());
     }
 
     /// The largest integer sums the kernels can meet: every nibble 15,
@@ -310,6 +413,49 @@ mod tests {
                 super::super::matmul_on(tier, Kind::Q4K, data, *n, *k, x, rows, out)
             }
         });
+    }
+
+    /// Decode of a Llama-3.2-1B layer's Q, K, V (2048, 512, 512 × 2048) and
+    /// gate, up (2 × 8192 × 2048): one fused dispatch per set against one
+    /// call per matrix, best of 200, alternating, on the active tier; a
+    /// measurement and not a check (quiet machine): `cargo test -p
+    /// tresor-llm --release --lib fused_decode_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn fused_decode_speed() {
+        let k = 2048;
+        let sets: [&[usize]; 2] = [&[2048, 512, 512], &[8192, 8192]];
+        let tier = CpuTier::for_qmatmul();
+        for (si, set) in sets.iter().enumerate() {
+            let mats: Vec<(Vec<u8>, PackedQ4K, usize)> = set
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let w = Tensor::from_vec(random(n * k, 7 + i as u64), (n, k), &Device::Cpu).unwrap();
+                    let data = QTensor::quantize(&w, GgmlDType::Q4K).unwrap().data().unwrap().into_owned();
+                    let p = PackedQ4K::pack(&data, n, k).unwrap();
+                    (data, p, n)
+                })
+                .collect();
+            let x = random(k, 3);
+            let mut bufs: Vec<Vec<f32>> = set.iter().map(|&n| vec![0f32; n]).collect();
+            let (mut fused, mut separate) = (f64::MAX, f64::MAX);
+            for round in 0..400 {
+                let t = std::time::Instant::now();
+                if round % 2 == 0 {
+                    let refs: Vec<(&PackedQ4K, &[u8], usize)> = mats.iter().map(|(d, p, n)| (p, d.as_slice(), *n)).collect();
+                    let mut outs: Vec<&mut [f32]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+                    decode_packed_many_on(tier, &refs, k, &x, &mut outs);
+                    fused = fused.min(t.elapsed().as_secs_f64());
+                } else {
+                    for ((d, p, n), b) in mats.iter().zip(bufs.iter_mut()) {
+                        matmul_packed_on(tier, p, d, *n, k, &x, 1, b);
+                    }
+                    separate = separate.min(t.elapsed().as_secs_f64());
+                }
+            }
+            eprintln!("{tier} set {si} {set:?}: fused {:.1} µs, separate {:.1} µs ({:.3}×)", fused * 1e6, separate * 1e6, separate / fused);
+        }
     }
 
     /// Every packed row reads back as its GGUF bytes (what a tied token
