@@ -41,6 +41,14 @@ const STRONG: &[&str] = &[
 /// Question words that make "person" / "Mitarbeiter" the topic, not the wish ("how many employees ...").
 const TOPIC_OPENERS: &[&str] = &["how", "what", "who", "which", "when", "why", "wie", "was", "wer", "welche", "welcher", "wann", "warum", "wieso"];
 
+/// Contact details: a question for one ("What extension do I dial to reach the warehouse
+/// manager?", "Welche Durchwahl hat die Lagerleitung?") asks for a fact in the documents, so
+/// the user can get in touch themselves; it is not a wish to be handed over.
+const CONTACT_DETAIL: &[&str] = &[
+    "extension", "number", "phone", "telephone", "email", "e-mail", "address", "dial",
+    "durchwahl", "nummer", "telefonnummer", "rufnummer", "telefon", "adresse", "sprechzeiten", "sprechzeit", "wählen",
+];
+
 fn words(text: &str) -> Vec<String> {
     text.to_lowercase()
         .split(|c: char| !(c.is_alphanumeric() || c == '\''))
@@ -69,6 +77,10 @@ pub fn wants_human(text: &str) -> bool {
     // "How many employees ..." / "Was muss ein Mitarbeiter ...": the human is the topic
     let topic = TOPIC_OPENERS.contains(&w[0].as_str()) && !w.iter().any(|x| ["ich", "i", "me", "mich", "mir"].contains(&x.as_str()));
     if topic {
+        return false;
+    }
+    let asks_detail = TOPIC_OPENERS.contains(&w[0].as_str()) || ["can", "could", "kann", "können", "where", "wo"].contains(&w[0].as_str());
+    if asks_detail && !strong && w.iter().any(|x| CONTACT_DETAIL.contains(&x.as_str())) {
         return false;
     }
     if strong && (request || speaker || w.len() <= 6) {
@@ -119,9 +131,15 @@ mod tests {
         "What is the notice period for employees?",
         "Who approves vacation requests?",
         "Do I need to call in sick before 9?",
+        "Which number do I call to reach the HR manager?",
+        "What is the phone number of the IT support team?",
+        "Welche Durchwahl muss ich wählen, um die Lagerleitung zu erreichen?",
+        "Wo finde ich die E-Mail-Adresse meines Ansprechpartners?",
         "hello",
         "thanks",
     ];
+    /// Requests that mention a place or a time stay requests.
+    const DEV_HUMAN_MORE: &[&str] = &["Can I talk to someone in the office?", "Could you connect me to a person during office hours?"];
 
     #[test]
     fn dev_phrasings() {
@@ -130,6 +148,9 @@ mod tests {
         }
         for t in DEV_NOT {
             assert!(!wants_human(t), "{t}");
+        }
+        for t in DEV_HUMAN_MORE {
+            assert!(wants_human(t), "{t}");
         }
     }
 
