@@ -86,6 +86,10 @@ pub fn answer_type(question: &str) -> AnswerType {
     if q.contains("what time") || q.contains("wie viel uhr") || q.contains("wieviel uhr") || q.contains("wie spät") {
         return AnswerType::Date;
     }
+    // "How long must a password be?": a length, any number
+    if q.contains("how long") && q.trim_end_matches(|c: char| c == '?' || c.is_whitespace()).ends_with(" be") {
+        return AnswerType::Number;
+    }
     if q.contains("how long")
         || q.contains("wie lange")
         || q.contains("how many days") && q.contains("after")
@@ -98,7 +102,9 @@ pub fn answer_type(question: &str) -> AnswerType {
     if q.contains("how many") || q.contains("wie viele") || q.contains("wieviele") || q.contains("number of") || q.contains("anzahl") {
         return AnswerType::Number;
     }
-    if q.contains("how much") || q.contains("wie viel") || q.contains("wieviel") || q.contains("wie hoch") || q.contains("what does it cost") || q.contains("was kostet") || q.contains("limit") || q.contains("allowance") {
+    // "What does a colour copy cost?", "Was kosten zwei Stunden?", "What is the late fee?"
+    let prices = crate::text::words_of(q).any(|w| ["cost", "costs", "price", "fee", "kostet", "kosten", "preis", "gebühr"].contains(&w));
+    if q.contains("how much") || q.contains("wie viel") || q.contains("wieviel") || q.contains("wie hoch") || prices || q.contains("limit") || q.contains("allowance") {
         return AnswerType::Amount;
     }
     if q.starts_with("when") || q.contains(" when ") || q.contains("by when") || q.contains("what time") || q.contains("deadline") || q.starts_with("wann") || q.contains(" wann ") || q.contains("bis wann") || q.contains("um wie viel uhr") || q.contains("frist") {
@@ -172,6 +178,49 @@ fn has_digit(s: &str) -> bool {
     s.chars().any(|c| c.is_ascii_digit())
 }
 
+/// A sum of money written as one token: pence or cents after the digits ("20p", "50ct").
+fn money_token(w: &str) -> bool {
+    let digits = w.trim_end_matches(|c: char| c.is_alphabetic());
+    let unit = &w[digits.len()..];
+    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '.' || c == ',') && matches!(unit, "p" | "ct")
+}
+
+/// A rent as the unit of a sum ("drei Nettokaltmieten", "two months' rent"): deposits are
+/// stated that way.
+fn rent_word(w: &str) -> bool {
+    w == "rent" || w.ends_with("miete") || w.ends_with("mieten")
+}
+
+/// Whether `lower` (lowercased) states a sum of money or a share: a currency word or sign, a
+/// pence/cent token, or a number of rents.
+fn states_money(lower: &str) -> bool {
+    let words: Vec<&str> = crate::text::words_of(lower).collect();
+    let number = has_digit(lower) || words.iter().any(|w| NUMBER_WORDS.contains(w));
+    words.iter().any(|w| CURRENCY.contains(w) || money_token(w))
+        || ['€', '$', '£', '%'].iter().any(|c| lower.contains(*c))
+        || number && words.iter().any(|w| rent_word(w))
+}
+
+/// Whether `lower` (lowercased) names a time of day: "9:30", "14.00 Uhr", "8 Uhr", "5 pm",
+/// "noon", "Mitternacht".
+fn states_clock_time(lower: &str) -> bool {
+    let words: Vec<&str> = crate::text::words_of(lower).collect();
+    let hhmm = |w: &str| {
+        let parts: Vec<&str> = w.split([':', '.']).collect();
+        parts.len() == 2 && (1..=2).contains(&parts[0].len()) && parts[1].len() == 2 && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_digit()))
+    };
+    let hhmm_in_text = lower.split(|c: char| !(c.is_ascii_digit() || c == ':' || c == '.')).any(|t| hhmm(t.trim_matches('.')));
+    let digits_then = |unit: &[&str]| words.windows(2).any(|p| p[0].chars().all(|c| c.is_ascii_digit()) && unit.contains(&p[1]));
+    let glued = words.iter().any(|w| {
+        let d = w.trim_end_matches(|c: char| c.is_alphabetic());
+        !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()) && matches!(&w[d.len()..], "am" | "pm" | "h")
+    });
+    hhmm_in_text
+        || digits_then(&["uhr", "am", "pm", "a.m", "p.m", "o'clock", "h"])
+        || glued
+        || words.iter().any(|w| ["noon", "midday", "midnight", "mittag", "mittags", "mitternacht"].contains(w))
+}
+
 /// Whether `sentence` holds the kind of fact `t` asks for.
 pub fn holds(sentence: &str, t: AnswerType) -> bool {
     let lower = sentence.to_lowercase();
@@ -179,14 +228,14 @@ pub fn holds(sentence: &str, t: AnswerType) -> bool {
     let any = |list: &[&str]| words.iter().any(|w| list.contains(w));
     let number = has_digit(&lower) || any(NUMBER_WORDS);
     match t {
-        AnswerType::Amount => {
-            has_digit(&lower)
-                && (any(CURRENCY) || any(UNITS) || any(MEASURES) || lower.contains('€') || lower.contains('$') || lower.contains('%') || lower.contains('£'))
-        }
+        AnswerType::Amount => states_money(&lower) || has_digit(&lower) && (any(UNITS) || any(MEASURES)),
         AnswerType::Date => {
-            any(MONTHS) && has_digit(&lower)
+            states_clock_time(&lower)
+                || any(MONTHS) && has_digit(&lower)
                 || lower.contains(':') && has_digit(&lower)
                 || any(DAYS) && (number || any(MONTHS) || any(ORDINALS))
+                // "ab dem vierten Kalendertag", "from the third day of illness"
+                || any(ORDINALS) && words.iter().any(|w| *w == "day" || w.ends_with("tag") || w.ends_with("tages"))
                 || words.iter().any(|w| w.len() == 4 && w.starts_with("20") && w.chars().all(|c| c.is_ascii_digit()))
         }
         AnswerType::Name => {
@@ -209,7 +258,14 @@ pub struct Asked {
     pub t: AnswerType,
     units: Option<&'static [&'static str]>,
     money: bool,
+    /// A time of day is asked for ("at what time", "um wie viel Uhr"), not a date.
+    clock: bool,
 }
+
+/// Phrases that ask for a time of day.
+const CLOCK_QUESTIONS: &[&str] = &[
+    "what time", "which time", "wie viel uhr", "wieviel uhr", "wie spät", "welche uhrzeit", "um welche zeit", "how late", "how early in the day",
+];
 
 impl Asked {
     pub fn of(question: &str) -> Asked {
@@ -218,23 +274,24 @@ impl Asked {
         let amount = t == AnswerType::Amount;
         let units = DIMENSIONS.iter().find(|(names, _)| amount && names.iter().any(|n| q.contains(n))).map(|(_, units)| *units);
         let money = amount && units.is_none() && crate::text::words_of(&q).any(|w| MONEY.contains(&w));
-        Asked { t, units, money }
+        let clock = t == AnswerType::Date && CLOCK_QUESTIONS.iter().any(|p| q.contains(p));
+        Asked { t, units, money, clock }
     }
 
-    /// Whether `sentence` holds the kind of fact asked for ([`holds`]), in the named unit, or in
-    /// money where money is asked for.
+    /// Whether `sentence` holds the kind of fact asked for ([`holds`]), in the named unit, in
+    /// money where money is asked for, and as a time of day where one is asked for.
     pub fn answered_by(&self, sentence: &str) -> bool {
         if !holds(sentence, self.t) {
             return false;
         }
-        if self.units.is_none() && !self.money {
-            return true;
-        }
         let lower = sentence.to_lowercase();
-        let mut words = crate::text::words_of(&lower);
+        if self.clock {
+            return states_clock_time(&lower);
+        }
         match self.units {
-            Some(units) => words.any(|w| units.contains(&w)),
-            None => words.any(|w| CURRENCY.contains(&w)) || ['€', '$', '£', '%'].iter().any(|c| lower.contains(*c)),
+            Some(units) => crate::text::words_of(&lower).any(|w| units.contains(&w)),
+            None if self.money => states_money(&lower),
+            None => true,
         }
     }
 }
@@ -347,6 +404,10 @@ mod tests {
             ("How long is the probation period?", AnswerType::Duration),
             ("Wie lange dauert die Probezeit?", AnswerType::Duration),
             ("What is the dress code?", AnswerType::Any),
+            ("What does a colour copy cost?", AnswerType::Amount),
+            ("How long must IT security passwords be?", AnswerType::Number),
+            ("Was kosten zwei Stunden Nachhilfe?", AnswerType::Amount),
+            ("What is the late fee for a DVD?", AnswerType::Amount),
             ("Um wie viel Uhr endet der Spätdienst?", AnswerType::Date),
             ("Ab wie viel Uhr gilt die Nachtruhe?", AnswerType::Date),
             ("What time does the office open?", AnswerType::Date),
@@ -375,6 +436,21 @@ mod tests {
             ("How much time may an advisory role take?", "The time commitment must be under a few hours a month.", true),
             ("How long are videos kept?", "Videos are kept for as long as needed.", false),
             ("When are Heartbeats due?", "They are due on the first Friday of the cooldown.", true),
+            // pence, cents and rents are money; a time of day is asked for by the clock
+            ("What does a colour copy cost?", "A colour page costs 20p.", true),
+            ("Was kostet ein Getränk?", "Ein Becher kostet 80ct.", true),
+            ("Wie hoch ist die Kaution?", "Die Kaution beträgt drei Monatsmieten.", true),
+            ("What is the deposit, and what does it cost?", "The deposit is two months' rent.", true),
+            ("Wie hoch ist die Kaution?", "Die Kaution ist bei Einzug fällig.", false),
+            ("At what time does the coach leave on Friday?", "The trip runs from Wednesday 12 May to Friday 14 May.", false),
+            ("At what time does the coach leave on Friday?", "The coach leaves at 2.30 pm on Friday.", true),
+            ("At what time does the coach leave on Friday?", "The coach leaves at 3pm.", true),
+            ("Um wie viel Uhr beginnt der Unterricht?", "Der Unterricht beginnt um 8 Uhr.", true),
+            ("Um wie viel Uhr beginnt der Unterricht?", "Der Unterricht beginnt am 3. September.", false),
+            ("What time does the office close?", "The office closes at noon on Fridays.", true),
+            ("When does the office close?", "The office closes on 24 December.", true),
+            ("Ab wann brauche ich ein Attest?", "Ab dem dritten Krankheitstag ist ein Attest nötig.", true),
+            ("From when do I need a doctor's note?", "A note is needed from the fourth day of illness.", true),
         ] {
             assert_eq!(answers_type(q, s), want, "{q} <- {s}");
         }
